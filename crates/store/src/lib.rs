@@ -1,0 +1,297 @@
+//! The `Store`: everything BrokeForge persists, on SQLite (default) or PostgreSQL.
+//!
+//! One interface over two backends. Both run the same portable SQL (`$1` placeholders, BIGINT ids and Unix-ms
+//! timestamps, JSON as text) through sqlx's `Any` driver; each backend has its own migrations, and the few
+//! statements whose dialects differ branch on [`Backend`].
+
+pub mod crypto;
+mod migrate;
+pub mod models;
+mod records;
+
+use std::str::FromStr;
+use std::sync::Once;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+pub use crypto::{Cipher, MasterKey};
+pub use models::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(
+        "unsupported database URL `{0}`: use sqlite://PATH or postgres://USER:PASSWORD@HOST/DB"
+    )]
+    UnsupportedUrl(String),
+    #[error(
+        "the master key does not match this database: secrets stored here were encrypted with another key. \
+         Set BROKEFORGE_MASTER_KEY (or restore the master.key file) to the key this database was created with"
+    )]
+    WrongMasterKey,
+    #[error("the master key must be 64 hexadecimal characters (32 bytes)")]
+    BadMasterKeyFormat,
+    #[error("cannot use the master key file {path}: {source}")]
+    MasterKeyFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot decrypt {context}: the data was altered or the master key is wrong")]
+    Decrypt { context: String },
+    #[error("encryption error: {0}")]
+    Crypto(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("stored data is invalid: {0}")]
+    InvalidData(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    cipher: Cipher,
+}
+
+static DRIVERS: Once = Once::new();
+
+/// The name of the key check stored in `store_meta`.
+const KEY_CHECK: &str = "master_key_check";
+const KEY_CHECK_PLAIN: &[u8] = b"brokeforge master key check v1";
+
+impl Store {
+    /// Connect, apply migrations and verify the master key against this database.
+    pub async fn open(url: &str, key: &MasterKey) -> Result<Store> {
+        let store = Self::connect(url, key).await?;
+        store.migrate().await?;
+        store.verify_master_key().await?;
+        Ok(store)
+    }
+
+    /// Connect without migrating.
+    pub async fn connect(url: &str, key: &MasterKey) -> Result<Store> {
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or(path);
+            if let Some(dir) = std::path::Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::InvalidData(format!(
+                        "cannot create database directory {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+            }
+            (Backend::Sqlite, format!("sqlite://{path}?mode=rwc"))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        };
+        let mut opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        opts = match backend {
+            // One file: a handful of connections is plenty, writers queue on the busy timeout.
+            Backend::Sqlite => opts.max_connections(8).after_connect(|conn, _| {
+                Box::pin(async move {
+                    for pragma in [
+                        "PRAGMA journal_mode=WAL",
+                        "PRAGMA synchronous=NORMAL",
+                        "PRAGMA foreign_keys=ON",
+                        "PRAGMA busy_timeout=10000",
+                    ] {
+                        sqlx::Executor::execute(&mut *conn, pragma).await?;
+                    }
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => opts.max_connections(16),
+        };
+        let pool = opts.connect(&url).await?;
+        Ok(Store {
+            pool,
+            backend,
+            cipher: Cipher::new(key),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn cipher(&self) -> &Cipher {
+        &self.cipher
+    }
+
+    /// Apply every migration of this backend that has not run yet.
+    pub async fn migrate(&self) -> Result<()> {
+        migrate::run(&self.pool, self.backend).await
+    }
+
+    /// The database answers a trivial query.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Prove the master key is the one this database's secrets were sealed with; store the proof on first use.
+    pub async fn verify_master_key(&self) -> Result<()> {
+        let row = sqlx::query("SELECT value FROM store_meta WHERE key = $1")
+            .bind(KEY_CHECK)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => {
+                let sealed: Vec<u8> = row.try_get("value")?;
+                match self.cipher.open(KEY_CHECK, &sealed) {
+                    Ok(plain) if plain.as_slice() == KEY_CHECK_PLAIN => Ok(()),
+                    _ => Err(StoreError::WrongMasterKey),
+                }
+            }
+            None => {
+                let sealed = self.cipher.seal(KEY_CHECK, KEY_CHECK_PLAIN)?;
+                sqlx::query("INSERT INTO store_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                    .bind(KEY_CHECK)
+                    .bind(sealed)
+                    .execute(&self.pool)
+                    .await?;
+                // Another process may have raced us: check again against what is stored.
+                Box::pin(self.verify_master_key()).await
+            }
+        }
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Hide the password of a database URL before showing it.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:****{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn parse<T: FromStr>(row: &AnyRow, col: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    let text: String = row.try_get(col)?;
+    text.parse::<T>()
+        .map_err(|e| StoreError::InvalidData(format!("{col}: {e}")))
+}
+
+fn json(row: &AnyRow, col: &str) -> Result<serde_json::Value> {
+    let text: String = row.try_get(col)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::InvalidData(format!("{col}: {e}")))
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            super::redact_url("postgres://bf:secret@db/x"),
+            "postgres://bf:****@db/x"
+        );
+        assert_eq!(
+            super::redact_url("sqlite:///tmp/x.db"),
+            "sqlite:///tmp/x.db"
+        );
+    }
+}
+
+/// Fresh, isolated stores for tests: always a SQLite file, and PostgreSQL (a new schema) when
+/// `BROKEFORGE_TEST_POSTGRES_URL` is set. A set but unusable URL is an error, never a silent skip.
+pub mod testing {
+    use super::*;
+
+    pub struct TestStore {
+        pub name: &'static str,
+        pub store: Store,
+        pub url: String,
+        _dir: Option<tempfile::TempDir>,
+    }
+
+    pub async fn stores() -> Vec<TestStore> {
+        let key = MasterKey::generate().expect("randomness");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let mut out = vec![TestStore {
+            name: "sqlite",
+            store: Store::open(&url, &key).await.expect("open sqlite"),
+            url,
+            _dir: Some(dir),
+        }];
+        if let Some(url) = postgres_schema_url().await {
+            out.push(TestStore {
+                name: "postgres",
+                store: Store::open(&url, &key)
+                    .await
+                    .expect("open postgres test schema"),
+                url,
+                _dir: None,
+            });
+        }
+        out
+    }
+
+    /// A URL pointing at a fresh schema of the test PostgreSQL, or `None` when no PostgreSQL is configured.
+    pub async fn postgres_schema_url() -> Option<String> {
+        let base = std::env::var("BROKEFORGE_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())?;
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let mut suffix = [0u8; 6];
+        getrandom::fill(&mut suffix).expect("randomness");
+        let schema = format!("bf_test_{}", hex::encode(suffix));
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&base)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "BROKEFORGE_TEST_POSTGRES_URL is set but PostgreSQL is unusable ({}): {e}",
+                    redact_url(&base)
+                )
+            });
+        sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
+            .execute(&pool)
+            .await
+            .expect("create test schema");
+        pool.close().await;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+    }
+}

@@ -1,0 +1,179 @@
+//! Records as stored. Timestamps are Unix milliseconds.
+
+use brokeforge_core::{
+    ConnectionStatus, CredentialKind, EventStatus, ProvisionStatus, ProvisionType, ServiceStatus,
+    ServiceType,
+};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    #[serde(skip)]
+    pub password_hash: String,
+    pub is_admin: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Server {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    pub public_ip: String,
+    pub ssh_port: u16,
+    pub os: Option<String>,
+    pub provision_status: ProvisionStatus,
+    pub connection_status: ConnectionStatus,
+    pub host_key_fingerprint: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewServer {
+    pub user_id: i64,
+    pub name: String,
+    pub public_ip: String,
+    pub ssh_port: u16,
+    pub host_key_fingerprint: Option<String>,
+}
+
+/// A server credential with its private key decrypted (the key never leaves this struct as text in logs).
+#[derive(Debug, Clone)]
+pub struct ServerCredential {
+    pub server_id: i64,
+    pub credential: CredentialKind,
+    pub public_key: String,
+    pub private_key: brokeforge_core::Secret,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerService {
+    pub id: i64,
+    pub server_id: i64,
+    pub service_name: String,
+    pub service_type: ServiceType,
+    pub configuration: serde_json::Value,
+    pub status: ServiceStatus,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerSite {
+    pub id: i64,
+    pub server_id: i64,
+    pub domain: String,
+    pub document_root: String,
+    pub php_version: Option<String>,
+    pub status: ServiceStatus,
+    pub configuration: serde_json::Value,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSite {
+    pub server_id: i64,
+    pub domain: String,
+    pub document_root: String,
+    pub php_version: Option<String>,
+    pub status: ServiceStatus,
+    pub configuration: serde_json::Value,
+}
+
+/// One milestone of one provision run (spec: `ProvisionEvent`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProvisionEvent {
+    pub id: i64,
+    pub server_id: i64,
+    pub job_id: Option<i64>,
+    pub service_type: ServiceType,
+    pub provision_type: ProvisionType,
+    pub milestone: String,
+    pub label: String,
+    pub current_step: i64,
+    pub total_steps: i64,
+    pub details: serde_json::Value,
+    pub status: EventStatus,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ProvisionEvent {
+    pub fn progress_percentage(&self) -> f64 {
+        if self.total_steps <= 0 {
+            return 0.0;
+        }
+        ((self.current_step as f64 / self.total_steps as f64) * 10000.0).round() / 100.0
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub server_id: i64,
+    pub job_id: Option<i64>,
+    pub service_type: ServiceType,
+    pub provision_type: ProvisionType,
+    pub milestone: String,
+    pub label: String,
+    pub current_step: i64,
+    pub total_steps: i64,
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+    /// Lines the executor writes itself (`$ command`, exit codes).
+    System,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+            LogStream::System => "system",
+        }
+    }
+    pub fn parse(s: &str) -> LogStream {
+        match s {
+            "stdout" => LogStream::Stdout,
+            "stderr" => LogStream::Stderr,
+            _ => LogStream::System,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandLog {
+    pub id: i64,
+    pub server_id: i64,
+    pub job_id: Option<i64>,
+    pub event_id: Option<i64>,
+    pub stream: LogStream,
+    pub chunk: String,
+    pub created_at: i64,
+}
+
+/// A finished site command (spec: the array `SiteCommandInstaller::execute` returns).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SiteCommandRecord {
+    pub id: i64,
+    pub site_id: i64,
+    pub command: String,
+    pub output: String,
+    pub error_output: String,
+    pub exit_code: Option<i64>,
+    pub ran_at: i64,
+    pub duration_ms: i64,
+    pub success: bool,
+    pub timed_out: bool,
+}

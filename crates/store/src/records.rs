@@ -1,0 +1,588 @@
+//! Reads and writes of the core tables.
+
+use brokeforge_core::time::now_ms;
+use brokeforge_core::{
+    ConnectionStatus, CredentialKind, EventStatus, ProvisionStatus, Secret, ServiceStatus,
+    ServiceType,
+};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::models::*;
+use crate::{Result, Store, StoreError, is_unique_violation, json, parse};
+
+const SERVER_COLS: &str = "id, user_id, name, public_ip, ssh_port, os, provision_status, connection_status, host_key_fingerprint, created_at, updated_at";
+const SERVICE_COLS: &str = "id, server_id, service_name, service_type, configuration, status, error, created_at, updated_at";
+const SITE_COLS: &str = "id, server_id, domain, document_root, php_version, status, configuration, created_at, updated_at";
+const EVENT_COLS: &str = "id, server_id, job_id, service_type, provision_type, milestone, label, current_step, total_steps, details, status, error, created_at, updated_at";
+
+fn server_from(row: &AnyRow) -> Result<Server> {
+    Ok(Server {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        name: row.try_get("name")?,
+        public_ip: row.try_get("public_ip")?,
+        ssh_port: u16::try_from(row.try_get::<i64, _>("ssh_port")?)
+            .map_err(|_| StoreError::InvalidData("ssh_port out of range".into()))?,
+        os: row.try_get("os")?,
+        provision_status: parse(row, "provision_status")?,
+        connection_status: parse(row, "connection_status")?,
+        host_key_fingerprint: row.try_get("host_key_fingerprint")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn service_from(row: &AnyRow) -> Result<ServerService> {
+    Ok(ServerService {
+        id: row.try_get("id")?,
+        server_id: row.try_get("server_id")?,
+        service_name: row.try_get("service_name")?,
+        service_type: parse(row, "service_type")?,
+        configuration: json(row, "configuration")?,
+        status: parse(row, "status")?,
+        error: row.try_get("error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn site_from(row: &AnyRow) -> Result<ServerSite> {
+    Ok(ServerSite {
+        id: row.try_get("id")?,
+        server_id: row.try_get("server_id")?,
+        domain: row.try_get("domain")?,
+        document_root: row.try_get("document_root")?,
+        php_version: row.try_get("php_version")?,
+        status: parse(row, "status")?,
+        configuration: json(row, "configuration")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn event_from(row: &AnyRow) -> Result<ProvisionEvent> {
+    Ok(ProvisionEvent {
+        id: row.try_get("id")?,
+        server_id: row.try_get("server_id")?,
+        job_id: row.try_get("job_id")?,
+        service_type: parse(row, "service_type")?,
+        provision_type: parse(row, "provision_type")?,
+        milestone: row.try_get("milestone")?,
+        label: row.try_get("label")?,
+        current_step: row.try_get("current_step")?,
+        total_steps: row.try_get("total_steps")?,
+        details: json(row, "details")?,
+        status: parse(row, "status")?,
+        error: row.try_get("error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn credential_context(server_id: i64, credential: CredentialKind) -> String {
+    format!("server_credentials:{server_id}:{credential}:private_key")
+}
+
+impl Store {
+    // ---- users ----
+
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password_hash: &str,
+        is_admin: bool,
+    ) -> Result<User> {
+        let now = now_ms();
+        let email = email.trim().to_ascii_lowercase();
+        let row = sqlx::query(
+            "INSERT INTO users (email, password_hash, is_admin, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) RETURNING id",
+        )
+        .bind(&email)
+        .bind(password_hash)
+        .bind(is_admin as i64)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("a user with email {email} already exists"))
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(User {
+            id: row.try_get("id")?,
+            email,
+            password_hash: password_hash.to_string(),
+            is_admin,
+            created_at: now,
+        })
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let row = sqlx::query(
+            "SELECT id, email, password_hash, is_admin, created_at FROM users WHERE email = $1",
+        )
+        .bind(email.trim().to_ascii_lowercase())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(User {
+                id: r.try_get("id")?,
+                email: r.try_get("email")?,
+                password_hash: r.try_get("password_hash")?,
+                is_admin: r.try_get::<i64, _>("is_admin")? != 0,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    // ---- servers ----
+
+    pub async fn create_server(&self, new: &NewServer) -> Result<Server> {
+        let now = now_ms();
+        let row = sqlx::query(&format!(
+            "INSERT INTO servers (user_id, name, public_ip, ssh_port, os, provision_status, connection_status, host_key_fingerprint, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8, $8) RETURNING {SERVER_COLS}"
+        ))
+        .bind(new.user_id)
+        .bind(&new.name)
+        .bind(&new.public_ip)
+        .bind(new.ssh_port as i64)
+        .bind(ProvisionStatus::Pending.as_str())
+        .bind(ConnectionStatus::Pending.as_str())
+        .bind(new.host_key_fingerprint.clone())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("you already have a server named {}", new.name))
+            } else {
+                e.into()
+            }
+        })?;
+        server_from(&row)
+    }
+
+    /// A server by id, whoever owns it (for workers). Front ends use [`Store::server_for_user`].
+    pub async fn server(&self, id: i64) -> Result<Server> {
+        let row = sqlx::query(&format!("SELECT {SERVER_COLS} FROM servers WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("server {id}")))?;
+        server_from(&row)
+    }
+
+    /// A server only if `user_id` owns it; another user's server is "not found".
+    pub async fn server_for_user(&self, user_id: i64, id: i64) -> Result<Server> {
+        let row = sqlx::query(&format!(
+            "SELECT {SERVER_COLS} FROM servers WHERE id = $1 AND user_id = $2"
+        ))
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("server {id}")))?;
+        server_from(&row)
+    }
+
+    pub async fn servers_for_user(&self, user_id: i64) -> Result<Vec<Server>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SERVER_COLS} FROM servers WHERE user_id = $1 ORDER BY id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(server_from).collect()
+    }
+
+    pub async fn set_provision_status(&self, id: i64, status: ProvisionStatus) -> Result<()> {
+        self.update_server_text(id, "provision_status", Some(status.as_str()))
+            .await
+    }
+
+    pub async fn set_connection_status(&self, id: i64, status: ConnectionStatus) -> Result<()> {
+        self.update_server_text(id, "connection_status", Some(status.as_str()))
+            .await
+    }
+
+    pub async fn set_server_os(&self, id: i64, os: &str) -> Result<()> {
+        self.update_server_text(id, "os", Some(os)).await
+    }
+
+    /// Pin (or, with `None`, unpin) the server's SSH host key fingerprint.
+    pub async fn pin_host_key(&self, id: i64, fingerprint: Option<&str>) -> Result<()> {
+        self.update_server_text(id, "host_key_fingerprint", fingerprint)
+            .await
+    }
+
+    /// Pin only if nothing is pinned yet; returns whether this call pinned it (trust on first use).
+    pub async fn pin_host_key_if_unset(&self, id: i64, fingerprint: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE servers SET host_key_fingerprint = $1, updated_at = $2 WHERE id = $3 AND host_key_fingerprint IS NULL",
+        )
+        .bind(fingerprint)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn update_server_text(
+        &self,
+        id: i64,
+        column: &'static str,
+        value: Option<&str>,
+    ) -> Result<()> {
+        let done = sqlx::query(&format!(
+            "UPDATE servers SET {column} = $1, updated_at = $2 WHERE id = $3"
+        ))
+        .bind(value.map(str::to_string))
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("server {id}")));
+        }
+        Ok(())
+    }
+
+    pub async fn delete_server(&self, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM servers WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- credentials ----
+
+    /// Store a key pair for a server credential; the private key is sealed to this (server, credential).
+    pub async fn put_credential(
+        &self,
+        server_id: i64,
+        credential: CredentialKind,
+        public_key: &str,
+        private_key: &Secret,
+    ) -> Result<()> {
+        let sealed = self.cipher.seal(
+            &credential_context(server_id, credential),
+            private_key.expose().as_bytes(),
+        )?;
+        sqlx::query(
+            "INSERT INTO server_credentials (server_id, credential, public_key, private_key_enc, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (server_id, credential) DO UPDATE SET public_key = excluded.public_key, private_key_enc = excluded.private_key_enc",
+        )
+        .bind(server_id)
+        .bind(credential.as_str())
+        .bind(public_key)
+        .bind(sealed)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn credential(
+        &self,
+        server_id: i64,
+        credential: CredentialKind,
+    ) -> Result<ServerCredential> {
+        let row = sqlx::query(
+            "SELECT public_key, private_key_enc FROM server_credentials WHERE server_id = $1 AND credential = $2",
+        )
+        .bind(server_id)
+        .bind(credential.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("{credential} credential of server {server_id}")))?;
+        let sealed: Vec<u8> = row.try_get("private_key_enc")?;
+        let plain = self
+            .cipher
+            .open(&credential_context(server_id, credential), &sealed)?;
+        let text = String::from_utf8(plain.to_vec())
+            .map_err(|_| StoreError::InvalidData("private key is not text".into()))?;
+        Ok(ServerCredential {
+            server_id,
+            credential,
+            public_key: row.try_get("public_key")?,
+            private_key: Secret::new(text),
+        })
+    }
+
+    // ---- services ----
+
+    /// Create or update the record of a service on a server (spec: `services()->updateOrCreate`).
+    pub async fn upsert_service(
+        &self,
+        server_id: i64,
+        service_name: &str,
+        service_type: ServiceType,
+        configuration: &serde_json::Value,
+        status: ServiceStatus,
+    ) -> Result<ServerService> {
+        let now = now_ms();
+        let row = sqlx::query(&format!(
+            "INSERT INTO server_services (server_id, service_name, service_type, configuration, status, error, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, NULL, $6, $6) \
+             ON CONFLICT (server_id, service_name) DO UPDATE SET service_type = excluded.service_type, \
+             configuration = excluded.configuration, status = excluded.status, error = NULL, updated_at = excluded.updated_at \
+             RETURNING {SERVICE_COLS}"
+        ))
+        .bind(server_id)
+        .bind(service_name)
+        .bind(service_type.as_str())
+        .bind(configuration.to_string())
+        .bind(status.as_str())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        service_from(&row)
+    }
+
+    pub async fn set_service_status(
+        &self,
+        server_id: i64,
+        service_name: &str,
+        status: ServiceStatus,
+        error: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE server_services SET status = $1, error = $2, updated_at = $3 WHERE server_id = $4 AND service_name = $5",
+        )
+        .bind(status.as_str())
+        .bind(error.map(str::to_string))
+        .bind(now_ms())
+        .bind(server_id)
+        .bind(service_name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn services(&self, server_id: i64) -> Result<Vec<ServerService>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SERVICE_COLS} FROM server_services WHERE server_id = $1 ORDER BY id"
+        ))
+        .bind(server_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(service_from).collect()
+    }
+
+    pub async fn delete_service(&self, server_id: i64, service_name: &str) -> Result<()> {
+        sqlx::query("DELETE FROM server_services WHERE server_id = $1 AND service_name = $2")
+            .bind(server_id)
+            .bind(service_name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    // ---- sites ----
+
+    pub async fn create_site(&self, new: &NewSite) -> Result<ServerSite> {
+        let now = now_ms();
+        let row = sqlx::query(&format!(
+            "INSERT INTO server_sites (server_id, domain, document_root, php_version, status, configuration, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {SITE_COLS}"
+        ))
+        .bind(new.server_id)
+        .bind(&new.domain)
+        .bind(&new.document_root)
+        .bind(new.php_version.clone())
+        .bind(new.status.as_str())
+        .bind(new.configuration.to_string())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("the server already has a site {}", new.domain))
+            } else {
+                e.into()
+            }
+        })?;
+        site_from(&row)
+    }
+
+    pub async fn site(&self, id: i64) -> Result<ServerSite> {
+        let row = sqlx::query(&format!(
+            "SELECT {SITE_COLS} FROM server_sites WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("site {id}")))?;
+        site_from(&row)
+    }
+
+    pub async fn sites(&self, server_id: i64) -> Result<Vec<ServerSite>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SITE_COLS} FROM server_sites WHERE server_id = $1 ORDER BY id"
+        ))
+        .bind(server_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(site_from).collect()
+    }
+
+    // ---- provision events ----
+
+    pub async fn start_event(&self, new: &NewEvent) -> Result<ProvisionEvent> {
+        let now = now_ms();
+        let row = sqlx::query(&format!(
+            "INSERT INTO provision_events (server_id, job_id, service_type, provision_type, milestone, label, current_step, total_steps, details, status, error, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $11) RETURNING {EVENT_COLS}"
+        ))
+        .bind(new.server_id)
+        .bind(new.job_id)
+        .bind(new.service_type.as_str())
+        .bind(new.provision_type.as_str())
+        .bind(&new.milestone)
+        .bind(&new.label)
+        .bind(new.current_step)
+        .bind(new.total_steps)
+        .bind(new.details.to_string())
+        .bind(EventStatus::InProgress.as_str())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        event_from(&row)
+    }
+
+    pub async fn finish_event(
+        &self,
+        id: i64,
+        status: EventStatus,
+        error: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE provision_events SET status = $1, error = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(status.as_str())
+        .bind(error.map(str::to_string))
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Events of a server with an id greater than `after_id`, oldest first.
+    pub async fn events(&self, server_id: i64, after_id: i64) -> Result<Vec<ProvisionEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM provision_events WHERE server_id = $1 AND id > $2 ORDER BY id"
+        ))
+        .bind(server_id)
+        .bind(after_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from).collect()
+    }
+
+    // ---- command output ----
+
+    pub async fn append_log(
+        &self,
+        server_id: i64,
+        job_id: Option<i64>,
+        event_id: Option<i64>,
+        stream: LogStream,
+        chunk: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO command_logs (server_id, job_id, event_id, stream, chunk, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(server_id)
+        .bind(job_id)
+        .bind(event_id)
+        .bind(stream.as_str())
+        .bind(chunk)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn logs(&self, server_id: i64, after_id: i64) -> Result<Vec<CommandLog>> {
+        let rows = sqlx::query(
+            "SELECT id, server_id, job_id, event_id, stream, chunk, created_at FROM command_logs WHERE server_id = $1 AND id > $2 ORDER BY id",
+        )
+        .bind(server_id)
+        .bind(after_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CommandLog {
+                    id: r.try_get("id")?,
+                    server_id: r.try_get("server_id")?,
+                    job_id: r.try_get("job_id")?,
+                    event_id: r.try_get("event_id")?,
+                    stream: LogStream::parse(&r.try_get::<String, _>("stream")?),
+                    chunk: r.try_get("chunk")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- site commands ----
+
+    pub async fn record_site_command(&self, rec: &SiteCommandRecord) -> Result<SiteCommandRecord> {
+        let row = sqlx::query(
+            "INSERT INTO site_commands (site_id, command, output, error_output, exit_code, ran_at, duration_ms, success, timed_out) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
+        .bind(rec.site_id)
+        .bind(&rec.command)
+        .bind(&rec.output)
+        .bind(&rec.error_output)
+        .bind(rec.exit_code)
+        .bind(rec.ran_at)
+        .bind(rec.duration_ms)
+        .bind(rec.success as i64)
+        .bind(rec.timed_out as i64)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(SiteCommandRecord {
+            id: row.try_get("id")?,
+            ..rec.clone()
+        })
+    }
+
+    /// A site's command history, newest first.
+    pub async fn site_commands(&self, site_id: i64, limit: i64) -> Result<Vec<SiteCommandRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, site_id, command, output, error_output, exit_code, ran_at, duration_ms, success, timed_out \
+             FROM site_commands WHERE site_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(site_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SiteCommandRecord {
+                    id: r.try_get("id")?,
+                    site_id: r.try_get("site_id")?,
+                    command: r.try_get("command")?,
+                    output: r.try_get("output")?,
+                    error_output: r.try_get("error_output")?,
+                    exit_code: r.try_get("exit_code")?,
+                    ran_at: r.try_get("ran_at")?,
+                    duration_ms: r.try_get("duration_ms")?,
+                    success: r.try_get::<i64, _>("success")? != 0,
+                    timed_out: r.try_get::<i64, _>("timed_out")? != 0,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,319 @@
+//! The store suite: every test runs on SQLite and, when `BROKEFORGE_TEST_POSTGRES_URL` is set, on PostgreSQL.
+
+use brokeforge_core::{
+    ConnectionStatus, CredentialKind, EventStatus, ProvisionStatus, ProvisionType, Secret,
+    ServiceStatus, ServiceType,
+};
+use brokeforge_store::testing::stores;
+use brokeforge_store::*;
+use serde_json::json;
+
+async fn user_and_server(store: &Store, email: &str) -> (User, Server) {
+    let user = store.create_user(email, "hash", false).await.unwrap();
+    let server = store
+        .create_server(&NewServer {
+            user_id: user.id,
+            name: "web-1".into(),
+            public_ip: "203.0.113.10".into(),
+            ssh_port: 22,
+            host_key_fingerprint: None,
+        })
+        .await
+        .unwrap();
+    (user, server)
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_ping_works() {
+    for t in stores().await {
+        t.store.migrate().await.unwrap();
+        t.store.migrate().await.unwrap();
+        t.store.ping().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn servers_belong_to_their_user() {
+    for t in stores().await {
+        let s = &t.store;
+        let (alice, server) = user_and_server(s, "Alice@Example.com").await;
+        assert_eq!(alice.email, "alice@example.com");
+        let bob = s
+            .create_user("bob@example.com", "hash", false)
+            .await
+            .unwrap();
+        assert_eq!(server.provision_status, ProvisionStatus::Pending);
+        assert_eq!(server.connection_status, ConnectionStatus::Pending);
+        assert_eq!(
+            s.server_for_user(alice.id, server.id).await.unwrap().name,
+            "web-1"
+        );
+        assert!(
+            matches!(
+                s.server_for_user(bob.id, server.id).await,
+                Err(StoreError::NotFound(_))
+            ),
+            "{}",
+            t.name
+        );
+        assert!(s.servers_for_user(bob.id).await.unwrap().is_empty());
+        // Same name twice for one user is a conflict with a clear message.
+        let dup = s
+            .create_server(&NewServer {
+                user_id: alice.id,
+                name: "web-1".into(),
+                public_ip: "203.0.113.11".into(),
+                ssh_port: 22,
+                host_key_fingerprint: None,
+            })
+            .await;
+        assert!(
+            matches!(dup, Err(StoreError::Conflict(ref m)) if m.contains("web-1")),
+            "{}",
+            t.name
+        );
+        assert!(matches!(
+            s.create_user("alice@example.com", "x", false).await,
+            Err(StoreError::Conflict(_))
+        ));
+
+        s.set_provision_status(server.id, ProvisionStatus::Provisioned)
+            .await
+            .unwrap();
+        s.set_connection_status(server.id, ConnectionStatus::Connected)
+            .await
+            .unwrap();
+        s.set_server_os(server.id, "debian 12").await.unwrap();
+        assert!(
+            s.pin_host_key_if_unset(server.id, "SHA256:first")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.pin_host_key_if_unset(server.id, "SHA256:second")
+                .await
+                .unwrap()
+        );
+        let got = s.server(server.id).await.unwrap();
+        assert_eq!(got.provision_status, ProvisionStatus::Provisioned);
+        assert_eq!(got.connection_status, ConnectionStatus::Connected);
+        assert_eq!(got.os.as_deref(), Some("debian 12"));
+        assert_eq!(got.host_key_fingerprint.as_deref(), Some("SHA256:first"));
+        assert!(matches!(
+            s.set_server_os(9999, "x").await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+}
+
+#[tokio::test]
+async fn credentials_are_encrypted_and_bound_to_their_row() {
+    for t in stores().await {
+        let s = &t.store;
+        let (_, server) = user_and_server(s, "a@example.com").await;
+        let pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret-material\n-----END OPENSSH PRIVATE KEY-----\n";
+        s.put_credential(
+            server.id,
+            CredentialKind::Root,
+            "ssh-ed25519 AAAA root",
+            &Secret::new(pem),
+        )
+        .await
+        .unwrap();
+        let cred = s.credential(server.id, CredentialKind::Root).await.unwrap();
+        assert_eq!(cred.private_key.expose(), pem);
+        assert_eq!(cred.public_key, "ssh-ed25519 AAAA root");
+
+        // The stored bytes do not contain the key.
+        let raw: Vec<u8> = sqlx::Row::get(
+            &sqlx::query("SELECT private_key_enc FROM server_credentials WHERE server_id = $1")
+                .bind(server.id)
+                .fetch_one(s.pool())
+                .await
+                .unwrap(),
+            "private_key_enc",
+        );
+        assert!(!String::from_utf8_lossy(&raw).contains("secret-material"));
+
+        // Copying the ciphertext to another row does not decrypt there.
+        s.put_credential(
+            server.id,
+            CredentialKind::User,
+            "ssh-ed25519 BBBB",
+            &Secret::new("other"),
+        )
+        .await
+        .unwrap();
+        sqlx::query("UPDATE server_credentials SET private_key_enc = $1 WHERE server_id = $2 AND credential = 'user'")
+            .bind(raw)
+            .bind(server.id)
+            .execute(s.pool())
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.credential(server.id, CredentialKind::User).await,
+            Err(StoreError::Decrypt { .. })
+        ));
+        assert!(matches!(
+            s.credential(server.id, CredentialKind::Worker).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+}
+
+#[tokio::test]
+async fn wrong_master_key_is_refused_clearly() {
+    for t in stores().await {
+        let other = MasterKey::generate().unwrap();
+        let err = Store::open(&t.url, &other)
+            .await
+            .err()
+            .expect("must refuse");
+        assert!(
+            matches!(err, StoreError::WrongMasterKey),
+            "{}: {err}",
+            t.name
+        );
+        assert!(err.to_string().contains("BROKEFORGE_MASTER_KEY"));
+    }
+}
+
+#[tokio::test]
+async fn services_upsert_and_remove() {
+    for t in stores().await {
+        let s = &t.store;
+        let (_, server) = user_and_server(s, "a@example.com").await;
+        let svc = s
+            .upsert_service(
+                server.id,
+                "mariadb",
+                ServiceType::Database,
+                &json!({"version": "10.11"}),
+                ServiceStatus::Installing,
+            )
+            .await
+            .unwrap();
+        assert_eq!(svc.status, ServiceStatus::Installing);
+        s.set_service_status(
+            server.id,
+            "mariadb",
+            ServiceStatus::Failed,
+            Some("apt failed"),
+        )
+        .await
+        .unwrap();
+        let svc2 = s
+            .upsert_service(
+                server.id,
+                "mariadb",
+                ServiceType::Database,
+                &json!({"version": "11"}),
+                ServiceStatus::Active,
+            )
+            .await
+            .unwrap();
+        assert_eq!(svc2.id, svc.id);
+        assert_eq!(svc2.configuration["version"], "11");
+        assert_eq!(svc2.error, None);
+        assert_eq!(s.services(server.id).await.unwrap().len(), 1);
+        s.delete_service(server.id, "mariadb").await.unwrap();
+        assert!(s.services(server.id).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn events_logs_sites_and_commands() {
+    for t in stores().await {
+        let s = &t.store;
+        let (_, server) = user_and_server(s, "a@example.com").await;
+        let ev = s
+            .start_event(&NewEvent {
+                server_id: server.id,
+                job_id: None,
+                service_type: ServiceType::Site,
+                provision_type: ProvisionType::Install,
+                milestone: "prepare_execution".into(),
+                label: "Preparing execution".into(),
+                current_step: 1,
+                total_steps: 4,
+                details: json!({"k": "v"}),
+            })
+            .await
+            .unwrap();
+        assert_eq!(ev.status, EventStatus::InProgress);
+        assert_eq!(ev.progress_percentage(), 25.0);
+        s.finish_event(ev.id, EventStatus::Failed, Some("exit 3"))
+            .await
+            .unwrap();
+        let evs = s.events(server.id, 0).await.unwrap();
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].status, EventStatus::Failed);
+        assert_eq!(evs[0].error.as_deref(), Some("exit 3"));
+        assert_eq!(evs[0].details["k"], "v");
+        assert!(s.events(server.id, ev.id).await.unwrap().is_empty());
+
+        s.append_log(server.id, None, Some(ev.id), LogStream::Stdout, "hello\n")
+            .await
+            .unwrap();
+        s.append_log(server.id, None, Some(ev.id), LogStream::Stderr, "oops\n")
+            .await
+            .unwrap();
+        let logs = s.logs(server.id, 0).await.unwrap();
+        assert_eq!(
+            logs.iter().map(|l| l.stream).collect::<Vec<_>>(),
+            [LogStream::Stdout, LogStream::Stderr]
+        );
+
+        let site = s
+            .create_site(&NewSite {
+                server_id: server.id,
+                domain: "example.com".into(),
+                document_root: "/home/brokeforge/example.com".into(),
+                php_version: Some("8.2".into()),
+                status: ServiceStatus::Active,
+                configuration: json!({}),
+            })
+            .await
+            .unwrap();
+        assert_eq!(s.sites(server.id).await.unwrap()[0].domain, "example.com");
+        for (i, ok) in [(0, true), (1, false)] {
+            s.record_site_command(&SiteCommandRecord {
+                id: 0,
+                site_id: site.id,
+                command: format!("cmd {i}"),
+                output: "out".into(),
+                error_output: String::new(),
+                exit_code: Some(if ok { 0 } else { 2 }),
+                ran_at: 1,
+                duration_ms: 5,
+                success: ok,
+                timed_out: false,
+            })
+            .await
+            .unwrap();
+        }
+        let hist = s.site_commands(site.id, 10).await.unwrap();
+        assert_eq!(hist.len(), 2);
+        assert_eq!(hist[0].command, "cmd 1");
+        assert!(!hist[0].success);
+        assert_eq!(hist[0].exit_code, Some(2));
+
+        // Deleting a server removes what hangs off it.
+        s.delete_server(server.id).await.unwrap();
+        assert!(s.events(server.id, 0).await.unwrap().is_empty());
+        assert!(s.site_commands(site.id, 10).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn unsupported_url_says_what_to_use() {
+    let err = Store::open("mysql://u:pw@h/db", &MasterKey::generate().unwrap())
+        .await
+        .err()
+        .unwrap();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("sqlite://") && msg.contains("****") && !msg.contains("pw@"),
+        "{msg}"
+    );
+}
