@@ -1,0 +1,356 @@
+//! The SSH client: one connection per (server, credential), many short-lived exec channels on it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use brokeforge_core::{Secret, shell_quote};
+use bytes::Bytes;
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::{ChannelMsg, Sig, client};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::{MAX_CHANNELS, SshError, keys};
+
+/// What to do with the server's host key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// Accept only this `SHA256:` fingerprint.
+    Pinned(String),
+    /// Nothing pinned yet and the user allowed trust on first use: accept and report the key.
+    TrustOnFirstUse,
+    /// Nothing pinned and trust on first use not allowed: refuse, reporting the key.
+    Refuse,
+}
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub struct SshTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub key: Secret,
+    pub host_key: HostKeyPolicy,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// A piece of output as it arrives, for live streaming.
+#[derive(Debug, Clone)]
+pub struct OutputChunk {
+    pub stream: Stream,
+    pub data: Bytes,
+}
+
+/// One command to run.
+pub struct ExecRequest<'a> {
+    pub command: &'a str,
+    /// Bytes written to the command's stdin, then EOF. Secrets travel here, never in `command`.
+    pub stdin: Option<&'a [u8]>,
+    pub timeout: Duration,
+    /// Bytes kept per stream; the rest is dropped and `truncated` set.
+    pub max_output: usize,
+    pub cancel: Option<&'a CancellationToken>,
+    pub output: Option<&'a mpsc::UnboundedSender<OutputChunk>>,
+}
+
+impl<'a> ExecRequest<'a> {
+    pub fn new(command: &'a str, timeout: Duration) -> Self {
+        ExecRequest {
+            command,
+            stdin: None,
+            timeout,
+            max_output: 1 << 20,
+            cancel: None,
+            output: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecOutput {
+    pub exit_code: Option<u32>,
+    pub exit_signal: Option<String>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub truncated: bool,
+    pub timed_out: bool,
+    pub cancelled: bool,
+    pub duration: Duration,
+}
+
+impl ExecOutput {
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0) && !self.timed_out && !self.cancelled
+    }
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// Exit codes of coreutils `timeout` when it ended the command.
+const TIMEOUT_EXIT: [u32; 2] = [124, 137];
+/// Extra time the remote `timeout` gets to report before the client gives up on the channel.
+const BACKSTOP: Duration = Duration::from_secs(10);
+
+struct Handler {
+    policy: HostKeyPolicy,
+    seen: Arc<Mutex<Option<String>>>,
+}
+
+impl client::Handler for Handler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let fp = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.fingerprint(HashAlg::Sha256),
+            PublicKeyOrCertificate::Certificate(cert) => {
+                cert.public_key().fingerprint(HashAlg::Sha256)
+            }
+        }
+        .to_string();
+        let accept = match &self.policy {
+            HostKeyPolicy::Pinned(pinned) => *pinned == fp,
+            HostKeyPolicy::TrustOnFirstUse => true,
+            HostKeyPolicy::Refuse => false,
+        };
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = Some(fp);
+        }
+        Ok(accept)
+    }
+}
+
+/// An authenticated SSH connection.
+pub struct SshSession {
+    handle: client::Handle<Handler>,
+    permits: Arc<Semaphore>,
+    open: Arc<AtomicUsize>,
+    host: String,
+    user: String,
+    fingerprint: String,
+}
+
+impl SshSession {
+    /// Connect, verify the host key against `target.host_key` before authenticating, then authenticate.
+    pub async fn connect(target: &SshTarget) -> Result<SshSession, SshError> {
+        let host = format!("{}:{}", target.host, target.port);
+        let key = keys::parse_private(&target.key)?;
+        let config = Arc::new(client::Config {
+            // Keepalives instead of an inactivity timeout: long apt runs print nothing for minutes.
+            keepalive_interval: Some(Duration::from_secs(15)),
+            keepalive_max: 4,
+            inactivity_timeout: None,
+            nodelay: true,
+            ..Default::default()
+        });
+        let seen = Arc::new(Mutex::new(None));
+        let handler = Handler {
+            policy: target.host_key.clone(),
+            seen: seen.clone(),
+        };
+        let connecting = client::connect(config, (target.host.as_str(), target.port), handler);
+        let result = tokio::time::timeout(target.connect_timeout, connecting)
+            .await
+            .map_err(|_| SshError::ConnectTimeout {
+                host: host.clone(),
+                seconds: target.connect_timeout.as_secs(),
+            })?;
+        let seen_fp = seen.lock().ok().and_then(|s| s.clone());
+        let mut handle = match result {
+            Ok(h) => h,
+            Err(e) => {
+                return Err(match (&target.host_key, seen_fp) {
+                    (HostKeyPolicy::Pinned(expected), Some(actual)) if *expected != actual => {
+                        SshError::HostKeyMismatch {
+                            host,
+                            expected: expected.clone(),
+                            actual,
+                        }
+                    }
+                    (HostKeyPolicy::Refuse, Some(actual)) => {
+                        SshError::HostKeyUnknown { host, actual }
+                    }
+                    _ => SshError::Connect {
+                        host,
+                        reason: e.to_string(),
+                    },
+                });
+            }
+        };
+        let fingerprint =
+            seen_fp.ok_or_else(|| SshError::Protocol("server sent no host key".into()))?;
+        let auth = handle
+            .authenticate_publickey(
+                &target.user,
+                PrivateKeyWithHashAlg::new(Arc::new(key), None),
+            )
+            .await?;
+        if !auth.success() {
+            return Err(SshError::AuthRejected {
+                host,
+                user: target.user.clone(),
+            });
+        }
+        Ok(SshSession {
+            handle,
+            permits: Arc::new(Semaphore::new(MAX_CHANNELS)),
+            open: Arc::new(AtomicUsize::new(0)),
+            host,
+            user: target.user.clone(),
+            fingerprint,
+        })
+    }
+
+    /// The `SHA256:` fingerprint of the host key this connection verified.
+    pub fn host_key_fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Channels currently open on this connection (0 when idle).
+    pub fn open_channels(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Run one command on its own channel. The remote side enforces the timeout with coreutils `timeout`
+    /// (which kills the whole process group), the client backs it up by closing the channel.
+    /// A non-zero exit is not an error here: the caller decides.
+    pub async fn exec(&self, req: ExecRequest<'_>) -> Result<ExecOutput, SshError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| SshError::Protocol("connection closed".into()))?;
+        let secs = req.timeout.as_secs().max(1);
+        let wrapped = format!(
+            "timeout --kill-after=5 {secs} sh -c {}",
+            shell_quote(req.command)
+        );
+        let started = Instant::now();
+        let mut channel = self.open_channel().await?;
+        self.open.fetch_add(1, Ordering::SeqCst);
+        let _open = OpenGuard(self.open.clone());
+        channel.exec(true, wrapped).await?;
+        if let Some(input) = req.stdin {
+            channel.data(input).await?;
+        }
+        channel.eof().await?;
+
+        let mut out = ExecOutput::default();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs) + BACKSTOP;
+        let never = CancellationToken::new();
+        let cancel = req.cancel.unwrap_or(&never);
+        loop {
+            tokio::select! {
+                msg = channel.wait() => match msg {
+                    None | Some(ChannelMsg::Close) => break,
+                    Some(ChannelMsg::Data { data }) => {
+                        take(&mut out.stdout, &mut out.truncated, &data, req.max_output, Stream::Stdout, req.output);
+                    }
+                    Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                        take(&mut out.stderr, &mut out.truncated, &data, req.max_output, Stream::Stderr, req.output);
+                    }
+                    Some(ChannelMsg::ExitStatus { exit_status }) => out.exit_code = Some(exit_status),
+                    Some(ChannelMsg::ExitSignal { signal_name, .. }) => out.exit_signal = Some(format!("{signal_name:?}")),
+                    Some(ChannelMsg::Failure) => {
+                        let _ = channel.close().await;
+                        return Err(SshError::Protocol(format!("{} refused to run the command", self.host)));
+                    }
+                    Some(_) => {}
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    out.timed_out = true;
+                    let _ = channel.signal(Sig::KILL).await;
+                    let _ = channel.close().await;
+                    break;
+                }
+                _ = cancel.cancelled() => {
+                    out.cancelled = true;
+                    let _ = channel.signal(Sig::KILL).await;
+                    let _ = channel.close().await;
+                    break;
+                }
+            }
+        }
+        out.duration = started.elapsed();
+        if !out.cancelled
+            && out.exit_code.is_some_and(|c| TIMEOUT_EXIT.contains(&c))
+            && out.duration >= Duration::from_secs(secs)
+        {
+            out.timed_out = true;
+        }
+        Ok(out)
+    }
+
+    /// Open a session channel. OpenSSH frees a closed session slot a moment after the close crosses the
+    /// wire, so a burst can briefly see "no more sessions" while we are under our own limit: retry then.
+    async fn open_channel(&self) -> Result<russh::Channel<client::Msg>, SshError> {
+        let mut attempt = 0;
+        loop {
+            match self.handle.channel_open_session().await {
+                Ok(ch) => return Ok(ch),
+                Err(russh::Error::ChannelOpenFailure(_)) if attempt < 40 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(5 * attempt.min(10))).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub async fn close(self) {
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}
+
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn take(
+    buf: &mut Vec<u8>,
+    truncated: &mut bool,
+    data: &[u8],
+    max: usize,
+    stream: Stream,
+    sink: Option<&mpsc::UnboundedSender<OutputChunk>>,
+) {
+    let room = max.saturating_sub(buf.len());
+    let kept = &data[..data.len().min(room)];
+    if kept.len() < data.len() {
+        *truncated = true;
+    }
+    if kept.is_empty() {
+        return;
+    }
+    buf.extend_from_slice(kept);
+    if let Some(sink) = sink {
+        let _ = sink.send(OutputChunk {
+            stream,
+            data: Bytes::copy_from_slice(kept),
+        });
+    }
+}

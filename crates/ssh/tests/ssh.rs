@@ -1,0 +1,312 @@
+//! The SSH client against the in-process server and, when configured, a real OpenSSH server.
+
+use std::time::Duration;
+
+use brokeforge_ssh::testkit::{TestSshServer, test_hosts};
+use brokeforge_ssh::{ExecRequest, HostKeyPolicy, SshError, SshSession, keys};
+use tokio_util::sync::CancellationToken;
+
+fn unique(name: &str) -> String {
+    format!(
+        "/tmp/bf-ssh-test-{}-{}-{}",
+        name,
+        std::process::id(),
+        brokeforge_core::time::now_ms()
+    )
+}
+
+#[tokio::test]
+async fn exec_separates_streams_and_reports_exit_codes() {
+    for h in test_hosts().await {
+        let s = SshSession::connect(&h.pinned())
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", h.name));
+        assert_eq!(s.host_key_fingerprint(), h.fingerprint);
+        let out = s
+            .exec(ExecRequest::new(
+                "echo out; echo err >&2; printf 'it'\"'\"'s $HOME' >/dev/null; exit 0",
+                Duration::from_secs(10),
+            ))
+            .await
+            .unwrap();
+        assert!(out.success(), "{}: {out:?}", h.name);
+        assert_eq!(out.stdout_text(), "out\n");
+        assert_eq!(out.stderr_text(), "err\n");
+
+        let out = s
+            .exec(ExecRequest::new(
+                "echo partial; echo 'bad thing' >&2; exit 3",
+                Duration::from_secs(10),
+            ))
+            .await
+            .unwrap();
+        assert!(!out.success());
+        assert_eq!(out.exit_code, Some(3), "{}", h.name);
+        assert_eq!(out.stderr_text(), "bad thing\n");
+        assert!(!out.timed_out);
+
+        // Quotes and `$` reach the shell literally.
+        let out = s
+            .exec(ExecRequest::new(
+                "printf '%s' 'a \"b\" $c'",
+                Duration::from_secs(10),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(out.stdout_text(), "a \"b\" $c");
+        s.close().await;
+    }
+}
+
+#[tokio::test]
+async fn stdin_carries_data_without_the_command_line() {
+    for h in test_hosts().await {
+        let s = SshSession::connect(&h.pinned()).await.unwrap();
+        let secret = "p@ss 'w\"o$rd;";
+        let req = ExecRequest {
+            stdin: Some(secret.as_bytes()),
+            ..ExecRequest::new("cat", Duration::from_secs(10))
+        };
+        let out = s.exec(req).await.unwrap();
+        assert_eq!(out.stdout_text(), secret, "{}", h.name);
+        if let Some(server) = &h.server {
+            assert!(server.commands().iter().all(|c| !c.contains(secret)));
+        }
+    }
+}
+
+#[tokio::test]
+async fn timeout_kills_the_command() {
+    for h in test_hosts().await {
+        let s = SshSession::connect(&h.pinned()).await.unwrap();
+        let marker = unique("timeout");
+        let cmd = format!("sleep 3 && touch {marker}");
+        let out = s
+            .exec(ExecRequest::new(&cmd, Duration::from_secs(1)))
+            .await
+            .unwrap();
+        assert!(out.timed_out, "{}: {out:?}", h.name);
+        assert!(!out.success());
+        assert!(
+            out.duration < Duration::from_secs(3),
+            "{}: took {:?}",
+            h.name,
+            out.duration
+        );
+        // Wait past the command's own end: it was killed, so the marker never appears.
+        tokio::time::sleep(Duration::from_millis(2800)).await;
+        let check = s
+            .exec(ExecRequest::new(
+                &format!("test -e {marker}"),
+                Duration::from_secs(5),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            check.exit_code,
+            Some(1),
+            "{}: the timed-out command kept running",
+            h.name
+        );
+        assert_eq!(s.open_channels(), 0);
+    }
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_command() {
+    for h in test_hosts().await {
+        let s = SshSession::connect(&h.pinned()).await.unwrap();
+        let token = CancellationToken::new();
+        let t2 = token.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            t2.cancel();
+        });
+        let req = ExecRequest {
+            cancel: Some(&token),
+            ..ExecRequest::new("sleep 20", Duration::from_secs(60))
+        };
+        let out = s.exec(req).await.unwrap();
+        assert!(out.cancelled, "{}", h.name);
+        assert!(out.duration < Duration::from_secs(5));
+    }
+}
+
+#[tokio::test]
+async fn a_changed_host_key_is_refused_before_anything_runs() {
+    for h in test_hosts().await {
+        let other = keys::generate_ed25519("other").unwrap().fingerprint;
+        let err = SshSession::connect(&h.target(HostKeyPolicy::Pinned(other.clone())))
+            .await
+            .err()
+            .unwrap();
+        match &err {
+            SshError::HostKeyMismatch {
+                expected, actual, ..
+            } => {
+                assert_eq!(expected, &other);
+                assert_eq!(actual, &h.fingerprint);
+            }
+            e => panic!("{}: expected a host key mismatch, got {e}", h.name),
+        }
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&other) && msg.contains(&h.fingerprint) && msg.contains("re-pin"),
+            "{msg}"
+        );
+        if let Some(server) = &h.server {
+            assert!(server.commands().is_empty());
+            assert_eq!(
+                server
+                    .stats()
+                    .channels_opened
+                    .load(std::sync::atomic::Ordering::SeqCst),
+                0
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn unpinned_hosts_need_trust_on_first_use() {
+    for h in test_hosts().await {
+        let err = SshSession::connect(&h.target(HostKeyPolicy::Refuse))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, SshError::HostKeyUnknown { actual, .. } if *actual == h.fingerprint),
+            "{}: {err}",
+            h.name
+        );
+        let s = SshSession::connect(&h.target(HostKeyPolicy::TrustOnFirstUse))
+            .await
+            .unwrap();
+        assert_eq!(s.host_key_fingerprint(), h.fingerprint);
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_rejected_with_advice() {
+    for h in test_hosts().await {
+        let mut target = h.pinned();
+        target.key = keys::generate_ed25519("stranger").unwrap().private_openssh;
+        let err = SshSession::connect(&target).await.err().unwrap();
+        assert!(
+            matches!(err, SshError::AuthRejected { .. }),
+            "{}: {err}",
+            h.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn many_sequential_commands_leave_no_channel_open() {
+    for h in test_hosts().await {
+        let s = SshSession::connect(&h.pinned()).await.unwrap();
+        for i in 0..200 {
+            let out = s
+                .exec(ExecRequest::new("true", Duration::from_secs(10)))
+                .await
+                .unwrap();
+            assert!(out.success(), "{}: command {i} failed: {out:?}", h.name);
+        }
+        assert_eq!(s.open_channels(), 0);
+        if let Some(server) = &h.server {
+            // Give the last close a moment to arrive.
+            for _ in 0..50 {
+                if server.open_channels() == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(server.open_channels(), 0);
+            assert_eq!(
+                server
+                    .stats()
+                    .channels_opened
+                    .load(std::sync::atomic::Ordering::SeqCst),
+                200
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn parallel_commands_stay_within_the_channel_limit() {
+    for h in test_hosts().await {
+        let s = std::sync::Arc::new(SshSession::connect(&h.pinned()).await.unwrap());
+        let mut tasks = Vec::new();
+        for _ in 0..24 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.exec(ExecRequest::new(
+                    "sleep 0.2; echo ok",
+                    Duration::from_secs(10),
+                ))
+                .await
+            }));
+        }
+        for t in tasks {
+            let out = t
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{}: {e}", h.name));
+            assert_eq!(out.stdout_text(), "ok\n");
+        }
+        if let Some(server) = &h.server {
+            let max = server
+                .stats()
+                .max_concurrent
+                .load(std::sync::atomic::Ordering::SeqCst);
+            assert!(
+                max <= brokeforge_ssh::MAX_CHANNELS && max > 1,
+                "max concurrent channels {max}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn output_is_capped_and_streamed() {
+    for h in test_hosts().await {
+        let s = SshSession::connect(&h.pinned()).await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let req = ExecRequest {
+            max_output: 1000,
+            output: Some(&tx),
+            ..ExecRequest::new(
+                "head -c 5000 /dev/zero | tr '\\0' x; echo e >&2",
+                Duration::from_secs(10),
+            )
+        };
+        let out = s.exec(req).await.unwrap();
+        drop(tx);
+        assert!(out.truncated);
+        assert_eq!(out.stdout.len(), 1000);
+        let mut streamed = 0;
+        while let Some(c) = rx.recv().await {
+            streamed += c.data.len();
+        }
+        assert_eq!(streamed, 1002, "{}", h.name);
+    }
+}
+
+#[tokio::test]
+async fn connecting_to_a_closed_port_fails_clearly() {
+    let server = TestSshServer::start().await;
+    let port = server.port();
+    drop(server);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let kp = keys::generate_ed25519("x").unwrap();
+    let target = brokeforge_ssh::SshTarget {
+        host: "127.0.0.1".into(),
+        port,
+        user: "brokeforge".into(),
+        key: kp.private_openssh,
+        host_key: HostKeyPolicy::TrustOnFirstUse,
+        connect_timeout: Duration::from_secs(5),
+    };
+    let err = SshSession::connect(&target).await.err().unwrap();
+    assert!(matches!(err, SshError::Connect { .. }), "{err}");
+}
