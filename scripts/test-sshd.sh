@@ -5,7 +5,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 dir=${BROKEFORGE_SSHD_DIR:-/tmp/brokeforge-test-sshd}
 port=${BROKEFORGE_SSHD_PORT:-2222}
-user=bftest
+user=brokeforge
 if [ ! -x /usr/sbin/sshd ]; then
   apt-get install -y -qq openssh-server >/dev/null
 fi

@@ -1,1 +1,13 @@
+//! The package system from the spec, in Rust: `base` (plans, milestones, installer/remover contracts, the
+//! executor), `credentials`, `enums`, and `services/{category}/{service}`.
 
+pub mod base;
+pub mod credentials;
+pub mod enums;
+pub mod services;
+
+pub use base::executor::{Executor, RunContext, RunReport};
+pub use base::{
+    FileContents, FileStep, Milestones, Package, PackageError, PackageInstaller, PackageRemover,
+    Plan, RunStep, Step, StoreChange,
+};

@@ -1,0 +1,420 @@
+//! Runs a [`Plan`] against a server: one SSH connection per credential, an event per milestone, output
+//! streamed into the store line by line, secrets redacted everywhere, cancellation between and during steps.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use brokeforge_core::{ConnectionStatus, CredentialKind, EventStatus, ProvisionType, shell_quote};
+use brokeforge_ssh::{
+    ExecOutput, ExecRequest, HostKeyPolicy, OutputChunk, SshError, SshSession, SshTarget, Stream,
+};
+use brokeforge_store::{LogStream, NewEvent, ProvisionEvent, Server, Store, StoreError};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{FileContents, FileStep, PackageError, Plan, RunStep, Step, StoreChange};
+
+/// Bytes of stderr quoted in a failure message.
+const STDERR_TAIL: usize = 2000;
+/// Output kept in memory per stream and command (everything up to this is also streamed to the log).
+const MAX_OUTPUT: usize = 1 << 20;
+
+/// Who and what a run is for.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    pub server: Server,
+    pub job_id: Option<i64>,
+    pub cancel: CancellationToken,
+    /// Pin the host key on first connect when none is pinned yet.
+    pub trust_on_first_use: bool,
+}
+
+impl RunContext {
+    pub fn new(server: Server) -> Self {
+        RunContext {
+            server,
+            job_id: None,
+            cancel: CancellationToken::new(),
+            trust_on_first_use: false,
+        }
+    }
+}
+
+/// What a successful run produced: the output of each command step, in order.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    pub outputs: Vec<ExecOutput>,
+}
+
+#[derive(Clone)]
+pub struct Executor {
+    store: Store,
+    connect_timeout: Duration,
+}
+
+struct Run<'a> {
+    store: &'a Store,
+    ctx: &'a RunContext,
+    plan: &'a Plan,
+    provision_type: ProvisionType,
+    connect_timeout: Duration,
+    sessions: HashMap<CredentialKind, SshSession>,
+    event: Option<ProvisionEvent>,
+}
+
+impl Executor {
+    pub fn new(store: Store) -> Self {
+        Executor {
+            store,
+            connect_timeout: Duration::from_secs(20),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Run every step of `plan`. On failure the current milestone's event is marked failed (or cancelled) with
+    /// a redacted reason, and the error is returned; later steps do not run.
+    pub async fn run(
+        &self,
+        ctx: &RunContext,
+        plan: &Plan,
+        provision_type: ProvisionType,
+    ) -> Result<RunReport, PackageError> {
+        let mut run = Run {
+            store: &self.store,
+            ctx,
+            plan,
+            provision_type,
+            connect_timeout: self.connect_timeout,
+            sessions: HashMap::new(),
+            event: None,
+        };
+        let result = run.steps().await;
+        let (status, error) = match &result {
+            Ok(_) => (EventStatus::Completed, None),
+            Err(PackageError::Cancelled) => (
+                EventStatus::Cancelled,
+                Some("cancelled by the user".to_string()),
+            ),
+            Err(e) => (EventStatus::Failed, Some(plan.redact(&e.to_string()))),
+        };
+        if let Some(ev) = run.event.take() {
+            self.store
+                .finish_event(ev.id, status, error.as_deref())
+                .await?;
+        }
+        if let Some(error) = &error
+            && status == EventStatus::Failed
+        {
+            tracing::warn!(server_id = ctx.server.id, job_id = ?ctx.job_id, %error, "package step failed");
+        }
+        for (_, s) in run.sessions.drain() {
+            s.close().await;
+        }
+        result
+    }
+}
+
+impl Run<'_> {
+    async fn steps(&mut self) -> Result<RunReport, PackageError> {
+        let mut report = RunReport::default();
+        for step in &self.plan.steps {
+            if self.ctx.cancel.is_cancelled() {
+                return Err(PackageError::Cancelled);
+            }
+            match step {
+                Step::Track { key, label, step } => {
+                    if let Some(ev) = self.event.take() {
+                        self.store
+                            .finish_event(ev.id, EventStatus::Completed, None)
+                            .await?;
+                    }
+                    self.event = Some(
+                        self.store
+                            .start_event(&NewEvent {
+                                server_id: self.ctx.server.id,
+                                job_id: self.ctx.job_id,
+                                service_type: self.plan.service_type,
+                                provision_type: self.provision_type,
+                                milestone: key.to_string(),
+                                label: label.to_string(),
+                                current_step: *step as i64,
+                                total_steps: self.plan.total_steps as i64,
+                                details: serde_json::json!({}),
+                            })
+                            .await?,
+                    );
+                }
+                Step::Run(r) => report.outputs.push(self.run_command(r).await?),
+                Step::PutFile(p) => {
+                    self.put_file(p).await?;
+                }
+                Step::Record(change) => self.apply(change).await?,
+            }
+        }
+        Ok(report)
+    }
+
+    async fn session(&mut self, credential: CredentialKind) -> Result<&SshSession, PackageError> {
+        if !self.sessions.contains_key(&credential) {
+            let server = &self.ctx.server;
+            let cred = self.store.credential(server.id, credential).await?;
+            let policy = match &server.host_key_fingerprint {
+                Some(fp) => HostKeyPolicy::Pinned(fp.clone()),
+                None if self.ctx.trust_on_first_use => HostKeyPolicy::TrustOnFirstUse,
+                None => HostKeyPolicy::Refuse,
+            };
+            let target = SshTarget {
+                host: server.public_ip.clone(),
+                port: server.ssh_port,
+                user: credential.unix_user().to_string(),
+                key: cred.private_key,
+                host_key: policy.clone(),
+                connect_timeout: self.connect_timeout,
+            };
+            let session = match SshSession::connect(&target).await {
+                Ok(s) => s,
+                Err(e) => {
+                    self.store
+                        .set_connection_status(server.id, ConnectionStatus::Failed)
+                        .await?;
+                    return Err(e.into());
+                }
+            };
+            if policy == HostKeyPolicy::TrustOnFirstUse
+                && !self
+                    .store
+                    .pin_host_key_if_unset(server.id, session.host_key_fingerprint())
+                    .await?
+            {
+                // Someone pinned a key meanwhile: it must be this one.
+                let pinned = self
+                    .store
+                    .server(server.id)
+                    .await?
+                    .host_key_fingerprint
+                    .unwrap_or_default();
+                if pinned != session.host_key_fingerprint() {
+                    return Err(SshError::HostKeyMismatch {
+                        host: format!("{}:{}", server.public_ip, server.ssh_port),
+                        expected: pinned,
+                        actual: session.host_key_fingerprint().to_string(),
+                    }
+                    .into());
+                }
+            }
+            if server.connection_status != ConnectionStatus::Connected {
+                self.store
+                    .set_connection_status(server.id, ConnectionStatus::Connected)
+                    .await?;
+            }
+            self.sessions.insert(credential, session);
+        }
+        self.sessions
+            .get(&credential)
+            .ok_or_else(|| PackageError::Store(StoreError::NotFound("session".into())))
+    }
+
+    async fn log(&self, stream: LogStream, text: &str) -> Result<(), StoreError> {
+        let event_id = self.event.as_ref().map(|e| e.id);
+        self.store
+            .append_log(
+                self.ctx.server.id,
+                self.ctx.job_id,
+                event_id,
+                stream,
+                &self.plan.redact(text),
+            )
+            .await
+    }
+
+    /// Run `command` with output streamed into the log as whole lines.
+    async fn exec(
+        &mut self,
+        credential: CredentialKind,
+        shown: &str,
+        command: &str,
+        stdin: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, PackageError> {
+        self.log(LogStream::System, &format!("$ {shown}\n")).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = LogWriter {
+            store: self.store.clone(),
+            server_id: self.ctx.server.id,
+            job_id: self.ctx.job_id,
+            event_id: self.event.as_ref().map(|e| e.id),
+            secrets: self.plan.secrets.clone(),
+        };
+        let logging = tokio::spawn(writer.drain(rx));
+        let cancel = self.ctx.cancel.clone();
+        let session = self.session(credential).await?;
+        let req = ExecRequest {
+            command,
+            stdin,
+            timeout,
+            max_output: MAX_OUTPUT,
+            cancel: Some(&cancel),
+            output: Some(&tx),
+        };
+        let result = session.exec(req).await;
+        drop(tx);
+        logging
+            .await
+            .map_err(|e| StoreError::InvalidData(format!("log writer: {e}")))??;
+        let out = result?;
+        if out.cancelled {
+            return Err(PackageError::Cancelled);
+        }
+        if !out.success() {
+            let what = match (out.timed_out, out.exit_code) {
+                (true, _) => format!("timed out after {} s", timeout.as_secs()),
+                (false, Some(code)) => format!("exited with code {code}"),
+                (false, None) => format!(
+                    "ended by signal {}",
+                    out.exit_signal.as_deref().unwrap_or("?")
+                ),
+            };
+            let stderr = self.plan.redact(&out.stderr_text());
+            let tail = tail(&stderr, STDERR_TAIL);
+            let message = if tail.trim().is_empty() {
+                format!("`{}` {what}", self.plan.redact(shown))
+            } else {
+                format!("`{}` {what}: {}", self.plan.redact(shown), tail.trim_end())
+            };
+            self.log(LogStream::System, &format!("{message}\n")).await?;
+            return Err(PackageError::CommandFailed {
+                message,
+                exit_code: out.exit_code,
+                timed_out: out.timed_out,
+                stdout: self.plan.redact(&out.stdout_text()),
+                stderr,
+                duration: out.duration,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn run_command(&mut self, r: &RunStep) -> Result<ExecOutput, PackageError> {
+        let credential = r.credential.unwrap_or(self.plan.credential);
+        let stdin = r.stdin.as_ref().map(|s| s.expose().as_bytes().to_vec());
+        self.exec(
+            credential,
+            &r.command,
+            &r.command,
+            stdin.as_deref(),
+            r.timeout,
+        )
+        .await
+    }
+
+    async fn put_file(&mut self, p: &FileStep) -> Result<ExecOutput, PackageError> {
+        let credential = p.credential.unwrap_or(self.plan.credential);
+        let path = shell_quote(&p.path);
+        let chown = p
+            .owner
+            .as_ref()
+            .map(|o| format!(" && chown {} \"$tmp\"", shell_quote(o)))
+            .unwrap_or_default();
+        // Write to a temp file in the target directory, then rename: readers never see a partial file.
+        let command = format!(
+            "set -e; umask 077; dir=$(dirname {path}); mkdir -p \"$dir\"; tmp=$(mktemp \"$dir/.brokeforge.XXXXXX\"); \
+             trap 'rm -f \"$tmp\"' EXIT; cat > \"$tmp\"{chown} && chmod {:o} \"$tmp\" && mv -f \"$tmp\" {path}; trap - EXIT",
+            p.mode
+        );
+        let shown = format!("put {} ({:04o})", p.path, p.mode);
+        let contents = match &p.contents {
+            FileContents::Text(_) | FileContents::Secret(_) => p.contents.bytes().to_vec(),
+        };
+        self.exec(
+            credential,
+            &shown,
+            &command,
+            Some(&contents),
+            Duration::from_secs(60),
+        )
+        .await
+    }
+
+    async fn apply(&self, change: &StoreChange) -> Result<(), PackageError> {
+        let id = self.ctx.server.id;
+        match change {
+            StoreChange::UpsertService {
+                name,
+                service_type,
+                configuration,
+                status,
+            } => {
+                self.store
+                    .upsert_service(id, name, *service_type, configuration, *status)
+                    .await?;
+            }
+            StoreChange::DeleteService { name } => self.store.delete_service(id, name).await?,
+            StoreChange::SetProvisionStatus(s) => self.store.set_provision_status(id, *s).await?,
+            StoreChange::SetServerOs(os) => self.store.set_server_os(id, os).await?,
+        }
+        Ok(())
+    }
+}
+
+/// Writes streamed output to the store in whole lines, so a secret is never split across two chunks and
+/// missed by redaction.
+struct LogWriter {
+    store: Store,
+    server_id: i64,
+    job_id: Option<i64>,
+    event_id: Option<i64>,
+    secrets: Vec<brokeforge_core::Secret>,
+}
+
+impl LogWriter {
+    async fn drain(self, mut rx: mpsc::UnboundedReceiver<OutputChunk>) -> Result<(), StoreError> {
+        let mut pending: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+        while let Some(chunk) = rx.recv().await {
+            let i = match chunk.stream {
+                Stream::Stdout => 0,
+                Stream::Stderr => 1,
+            };
+            pending[i].extend_from_slice(&chunk.data);
+            // Flush complete lines; keep a partial line unless it grows large.
+            let cut = match pending[i].iter().rposition(|b| *b == b'\n') {
+                Some(pos) => pos + 1,
+                None if pending[i].len() > 64 * 1024 => pending[i].len(),
+                None => continue,
+            };
+            let text: Vec<u8> = pending[i].drain(..cut).collect();
+            self.write(i, &text).await?;
+        }
+        for (i, rest) in pending.iter().enumerate() {
+            if !rest.is_empty() {
+                self.write(i, rest).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn write(&self, stream: usize, bytes: &[u8]) -> Result<(), StoreError> {
+        let text = brokeforge_core::secret::redact(&String::from_utf8_lossy(bytes), &self.secrets);
+        let stream = if stream == 0 {
+            LogStream::Stdout
+        } else {
+            LogStream::Stderr
+        };
+        self.store
+            .append_log(self.server_id, self.job_id, self.event_id, stream, &text)
+            .await
+    }
+}
+
+fn tail(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}

@@ -1,0 +1,3 @@
+//! Service implementations, grouped by category as in the spec (`Services/{Category}/{Service}`).
+
+pub mod sites;
