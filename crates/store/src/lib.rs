@@ -5,6 +5,7 @@
 //! statements whose dialects differ branch on [`Backend`].
 
 pub mod crypto;
+pub mod jobs;
 mod migrate;
 pub mod models;
 mod records;
@@ -17,6 +18,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 pub use crypto::{Cipher, MasterKey};
+pub use jobs::{Heartbeat, Job, JobStatus, JobTarget, NewJob, Outcome, Recovered};
 pub use models::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +67,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     cipher: Cipher,
+    url: std::sync::Arc<str>,
+    jobs_notify: std::sync::Arc<tokio::sync::Notify>,
 }
 
 static DRIVERS: Once = Once::new();
@@ -127,11 +131,18 @@ impl Store {
             pool,
             backend,
             cipher: Cipher::new(key),
+            url: url.into(),
+            jobs_notify: Default::default(),
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The URL this store was opened with (contains the password for PostgreSQL: never print it).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     pub fn pool(&self) -> &AnyPool {

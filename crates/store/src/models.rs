@@ -47,6 +47,16 @@ pub struct ServerCredential {
     pub credential: CredentialKind,
     pub public_key: String,
     pub private_key: brokeforge_core::Secret,
+    /// Log in as this user instead of the credential's usual one (e.g. `ubuntu` on some clouds).
+    pub username: Option<String>,
+}
+
+impl ServerCredential {
+    pub fn unix_user(&self) -> &str {
+        self.username
+            .as_deref()
+            .unwrap_or(self.credential.unix_user())
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

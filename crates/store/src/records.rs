@@ -271,19 +271,33 @@ impl Store {
         public_key: &str,
         private_key: &Secret,
     ) -> Result<()> {
+        self.put_credential_as(server_id, credential, None, public_key, private_key)
+            .await
+    }
+
+    /// Like [`Store::put_credential`], logging in as `username` instead of the credential's usual user.
+    pub async fn put_credential_as(
+        &self,
+        server_id: i64,
+        credential: CredentialKind,
+        username: Option<&str>,
+        public_key: &str,
+        private_key: &Secret,
+    ) -> Result<()> {
         let sealed = self.cipher.seal(
             &credential_context(server_id, credential),
             private_key.expose().as_bytes(),
         )?;
         sqlx::query(
-            "INSERT INTO server_credentials (server_id, credential, public_key, private_key_enc, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (server_id, credential) DO UPDATE SET public_key = excluded.public_key, private_key_enc = excluded.private_key_enc",
+            "INSERT INTO server_credentials (server_id, credential, public_key, private_key_enc, created_at, username) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (server_id, credential) DO UPDATE SET public_key = excluded.public_key, private_key_enc = excluded.private_key_enc, username = excluded.username",
         )
         .bind(server_id)
         .bind(credential.as_str())
         .bind(public_key)
         .bind(sealed)
         .bind(now_ms())
+        .bind(username.map(str::to_string))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -295,7 +309,7 @@ impl Store {
         credential: CredentialKind,
     ) -> Result<ServerCredential> {
         let row = sqlx::query(
-            "SELECT public_key, private_key_enc FROM server_credentials WHERE server_id = $1 AND credential = $2",
+            "SELECT public_key, private_key_enc, username FROM server_credentials WHERE server_id = $1 AND credential = $2",
         )
         .bind(server_id)
         .bind(credential.as_str())
@@ -313,6 +327,7 @@ impl Store {
             credential,
             public_key: row.try_get("public_key")?,
             private_key: Secret::new(text),
+            username: row.try_get("username")?,
         })
     }
 

@@ -317,3 +317,282 @@ async fn unsupported_url_says_what_to_use() {
         "{msg}"
     );
 }
+
+mod queue {
+    use super::*;
+    use std::time::Duration;
+
+    const LEASE: Duration = Duration::from_secs(30);
+
+    async fn two_servers(s: &Store) -> (i64, i64) {
+        let (user, a) = user_and_server(s, "q@example.com").await;
+        let b = s
+            .create_server(&NewServer {
+                user_id: user.id,
+                name: "web-2".into(),
+                public_ip: "203.0.113.20".into(),
+                ssh_port: 22,
+                host_key_fingerprint: None,
+            })
+            .await
+            .unwrap();
+        (a.id, b.id)
+    }
+
+    #[tokio::test]
+    async fn one_running_job_per_server() {
+        for t in stores().await {
+            let s = &t.store;
+            let (a, b) = two_servers(s).await;
+            let a1 = s
+                .enqueue(&NewJob::new("k", Some(a), json!({"n": 1})))
+                .await
+                .unwrap();
+            let a2 = s
+                .enqueue(&NewJob::new("k", Some(a), json!({"n": 2})))
+                .await
+                .unwrap();
+            let b1 = s
+                .enqueue(&NewJob::new("k", Some(b), json!({})))
+                .await
+                .unwrap();
+            assert_eq!(a1.status, JobStatus::Queued);
+            let c1 = s.claim("w1", LEASE).await.unwrap().unwrap();
+            assert_eq!(
+                (c1.id, c1.attempt, c1.status),
+                (a1.id, 1, JobStatus::Running)
+            );
+            let c2 = s.claim("w2", LEASE).await.unwrap().unwrap();
+            assert_eq!(c2.id, b1.id, "{}: server b runs beside server a", t.name);
+            assert!(
+                s.claim("w3", LEASE).await.unwrap().is_none(),
+                "{}: a second job of server a ran",
+                t.name
+            );
+
+            // The database refuses a second running job for one server, whatever the code does.
+            let err = sqlx::query("UPDATE jobs SET status = 'running' WHERE id = $1")
+                .bind(a2.id)
+                .execute(s.pool())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, sqlx::Error::Database(d) if d.is_unique_violation()),
+                "{}: {err}",
+                t.name
+            );
+
+            assert!(
+                s.finish_job(c1.id, 1, &Outcome::Done(json!({"ok": true})))
+                    .await
+                    .unwrap()
+            );
+            let c3 = s.claim("w1", LEASE).await.unwrap().unwrap();
+            assert_eq!(c3.id, a2.id);
+            let done = s.job(a1.id).await.unwrap();
+            assert_eq!(done.status, JobStatus::Done);
+            assert_eq!(done.result, Some(json!({"ok": true})));
+            assert!(done.finished_at.is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lost_worker_is_fenced_out_and_its_job_resumed_or_failed() {
+        for t in stores().await {
+            let s = &t.store;
+            let (a, _) = two_servers(s).await;
+            let job = s
+                .enqueue(&NewJob {
+                    target: Some(JobTarget::Service {
+                        name: "redis".into(),
+                        service_type: ServiceType::Database,
+                        provision_type: ProvisionType::Install,
+                    }),
+                    ..NewJob::new("k", Some(a), json!({}))
+                })
+                .await
+                .unwrap();
+            let first = s.claim("dead", Duration::ZERO).await.unwrap().unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let rec = s.recover_expired_jobs(3).await.unwrap();
+            assert!(
+                matches!(&rec[..], [Recovered::Requeued(j)] if j.id == job.id && j.error.as_deref().unwrap().contains("stopped responding")),
+                "{}: {rec:?}",
+                t.name
+            );
+            let second = s.claim("alive", LEASE).await.unwrap().unwrap();
+            assert_eq!(second.attempt, 2);
+            assert_eq!(second.target, job.target);
+            // The stale attempt can no longer heartbeat or write a result.
+            assert!(
+                s.heartbeat(first.id, first.attempt, LEASE)
+                    .await
+                    .unwrap()
+                    .lost
+            );
+            assert!(
+                !s.finish_job(first.id, first.attempt, &Outcome::Failed("stale".into()))
+                    .await
+                    .unwrap()
+            );
+            assert!(!s.heartbeat(second.id, 2, LEASE).await.unwrap().lost);
+            assert!(
+                s.finish_job(second.id, 2, &Outcome::Done(json!(null)))
+                    .await
+                    .unwrap()
+            );
+            assert_eq!(s.job(job.id).await.unwrap().status, JobStatus::Done);
+
+            // With no attempts left, recovery fails the job with the reason.
+            s.enqueue(&NewJob::new("k", Some(a), json!({})))
+                .await
+                .unwrap();
+            s.claim("dead", Duration::ZERO).await.unwrap().unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let rec = s.recover_expired_jobs(1).await.unwrap();
+            match &rec[..] {
+                [Recovered::Failed(j)] => {
+                    assert_eq!(j.status, JobStatus::Failed);
+                    assert!(
+                        j.error
+                            .as_deref()
+                            .unwrap()
+                            .contains("gave up after 1 attempts")
+                    );
+                }
+                other => panic!("{}: {other:?}", t.name),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn cancel_delay_retry_and_wakeups() {
+        for t in stores().await {
+            let s = &t.store;
+            let (a, b) = two_servers(s).await;
+            let queued = s
+                .enqueue(&NewJob::new("k", Some(a), json!({})))
+                .await
+                .unwrap();
+            assert_eq!(
+                s.cancel_job(queued.id).await.unwrap().status,
+                JobStatus::Cancelled
+            );
+            assert!(s.claim("w", LEASE).await.unwrap().is_none());
+
+            let running = s
+                .enqueue(&NewJob::new("k", Some(a), json!({})))
+                .await
+                .unwrap();
+            let c = s.claim("w", LEASE).await.unwrap().unwrap();
+            assert_eq!(
+                s.cancel_job(running.id).await.unwrap().status,
+                JobStatus::Running
+            );
+            assert!(
+                s.heartbeat(c.id, c.attempt, LEASE)
+                    .await
+                    .unwrap()
+                    .cancel_requested
+            );
+            assert!(
+                s.finish_job(c.id, c.attempt, &Outcome::Cancelled)
+                    .await
+                    .unwrap()
+            );
+
+            let retried = s.retry_job(running.id).await.unwrap();
+            assert_ne!(retried.id, running.id);
+            assert_eq!(retried.status, JobStatus::Queued);
+            assert!(matches!(
+                s.retry_job(retried.id).await,
+                Err(StoreError::Conflict(_))
+            ));
+            s.cancel_job(retried.id).await.unwrap();
+
+            let later = s
+                .enqueue(&NewJob {
+                    delay: Duration::from_secs(3600),
+                    ..NewJob::new("k", Some(b), json!({}))
+                })
+                .await
+                .unwrap();
+            assert!(s.claim("w", LEASE).await.unwrap().is_none());
+            assert_eq!(s.next_job_wakeup().await.unwrap(), Some(later.run_at));
+            assert_eq!(s.count_jobs(JobStatus::Queued).await.unwrap(), 1);
+
+            // Requeue (retry after an error) is fenced too.
+            let now = s.enqueue(&NewJob::new("k", None, json!({}))).await.unwrap();
+            let c = s.claim("w", LEASE).await.unwrap().unwrap();
+            assert_eq!(c.id, now.id);
+            assert!(
+                s.requeue_job(c.id, c.attempt, Duration::ZERO, Some("try again"))
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !s.requeue_job(c.id, c.attempt, Duration::ZERO, None)
+                    .await
+                    .unwrap()
+            );
+            assert_eq!(s.claim("w", LEASE).await.unwrap().unwrap().attempt, 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_claimers_never_run_two_jobs_of_one_server() {
+        for t in stores().await {
+            let s = t.store.clone();
+            let (a, b) = two_servers(&s).await;
+            for i in 0..40 {
+                s.enqueue(&NewJob::new(
+                    "k",
+                    Some(if i % 2 == 0 { a } else { b }),
+                    json!({}),
+                ))
+                .await
+                .unwrap();
+            }
+            let mut tasks = Vec::new();
+            for w in 0..6 {
+                let s = s.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut done = 0;
+                    let mut idle = 0;
+                    while idle < 200 {
+                        match s.claim(&format!("w{w}"), LEASE).await.unwrap() {
+                            Some(job) => {
+                                let running = s
+                                    .jobs_for_server(job.server_id.unwrap())
+                                    .await
+                                    .unwrap()
+                                    .iter()
+                                    .filter(|j| j.status == JobStatus::Running)
+                                    .count();
+                                assert_eq!(running, 1);
+                                assert!(
+                                    s.finish_job(job.id, job.attempt, &Outcome::Done(json!(w)))
+                                        .await
+                                        .unwrap()
+                                );
+                                done += 1;
+                                idle = 0;
+                            }
+                            None => {
+                                idle += 1;
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                    }
+                    done
+                }));
+            }
+            let mut total = 0;
+            for t in tasks {
+                total += t.await.unwrap();
+            }
+            assert_eq!(total, 40, "{}", t.name);
+            assert_eq!(s.count_jobs(JobStatus::Done).await.unwrap(), 40);
+        }
+    }
+}

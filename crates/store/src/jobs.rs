@@ -1,0 +1,557 @@
+//! The job queue: enqueue, claim with a lease, heartbeat, finish (fenced by attempt), cancel, recover.
+//!
+//! At most one job per server is `running`: a partial unique index enforces it, so two workers racing for
+//! the same server cannot both win, whatever their code does. Claims are one statement (atomic on SQLite;
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL). New jobs wake workers in this process directly and, on
+//! PostgreSQL, in other processes through `NOTIFY brokeforge_jobs`.
+
+use std::time::Duration;
+
+use brokeforge_core::time::now_ms;
+use brokeforge_core::{ProvisionType, ServiceType};
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Backend, Result, Store, StoreError, is_unique_violation, json};
+
+pub const NOTIFY_CHANNEL: &str = "brokeforge_jobs";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Done => "done",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Done | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+}
+
+impl std::str::FromStr for JobStatus {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Ok(match s {
+            "queued" => JobStatus::Queued,
+            "running" => JobStatus::Running,
+            "done" => JobStatus::Done,
+            "failed" => JobStatus::Failed,
+            "cancelled" => JobStatus::Cancelled,
+            _ => return Err(format!("unknown job status `{s}`")),
+        })
+    }
+}
+
+/// The record a job provisions, whose status the job lifecycle keeps truthful.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum JobTarget {
+    Service {
+        name: String,
+        service_type: ServiceType,
+        provision_type: ProvisionType,
+    },
+    Site {
+        id: i64,
+        provision_type: ProvisionType,
+    },
+    /// The server's own provisioning (`provision_status`).
+    Server,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub server_id: Option<i64>,
+    pub payload: serde_json::Value,
+    pub target: Option<JobTarget>,
+    pub status: JobStatus,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub run_at: i64,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub cancel_requested: bool,
+    pub error: Option<String>,
+    pub result: Option<serde_json::Value>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: String,
+    pub server_id: Option<i64>,
+    pub payload: serde_json::Value,
+    pub target: Option<JobTarget>,
+    pub delay: Duration,
+    /// Attempts when the job itself fails (1 = no automatic retry; installers leave retrying to the user).
+    pub max_attempts: i64,
+}
+
+impl NewJob {
+    pub fn new(kind: &str, server_id: Option<i64>, payload: serde_json::Value) -> Self {
+        NewJob {
+            kind: kind.to_string(),
+            server_id,
+            payload,
+            target: None,
+            delay: Duration::ZERO,
+            max_attempts: 1,
+        }
+    }
+}
+
+/// What a heartbeat learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The lease is no longer ours (expired and taken over, or the job was finished elsewhere).
+    pub lost: bool,
+    pub cancel_requested: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Done(serde_json::Value),
+    Failed(String),
+    Cancelled,
+}
+
+/// What recovery did with a job whose worker vanished.
+#[derive(Debug, Clone)]
+pub enum Recovered {
+    Requeued(Job),
+    Failed(Job),
+}
+
+const JOB_COLS: &str = "id, kind, server_id, payload, target_type, target_name, target_service_type, provision_type, status, attempt, max_attempts, run_at, lease_owner, lease_expires_at, cancel_requested, error, result, created_at, started_at, finished_at";
+
+fn job_from(row: &AnyRow) -> Result<Job> {
+    let target_type: Option<String> = row.try_get("target_type")?;
+    let provision: Option<String> = row.try_get("provision_type")?;
+    let provision_type = || -> Result<ProvisionType> {
+        provision
+            .as_deref()
+            .unwrap_or("install")
+            .parse()
+            .map_err(|e| StoreError::InvalidData(format!("provision_type: {e}")))
+    };
+    let target = match target_type.as_deref() {
+        None => None,
+        Some("service") => Some(JobTarget::Service {
+            name: row
+                .try_get::<Option<String>, _>("target_name")?
+                .unwrap_or_default(),
+            service_type: row
+                .try_get::<Option<String>, _>("target_service_type")?
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e| StoreError::InvalidData(format!("target_service_type: {e}")))?,
+            provision_type: provision_type()?,
+        }),
+        Some("site") => Some(JobTarget::Site {
+            id: row
+                .try_get::<Option<String>, _>("target_name")?
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| StoreError::InvalidData("site target without id".into()))?,
+            provision_type: provision_type()?,
+        }),
+        Some("server") => Some(JobTarget::Server),
+        Some(other) => {
+            return Err(StoreError::InvalidData(format!(
+                "unknown job target `{other}`"
+            )));
+        }
+    };
+    let result: Option<String> = row.try_get("result")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        server_id: row.try_get("server_id")?,
+        payload: json(row, "payload")?,
+        target,
+        status: crate::parse(row, "status")?,
+        attempt: row.try_get("attempt")?,
+        max_attempts: row.try_get("max_attempts")?,
+        run_at: row.try_get("run_at")?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_expires_at: row.try_get("lease_expires_at")?,
+        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+        error: row.try_get("error")?,
+        result: result
+            .map(|r| serde_json::from_str(&r))
+            .transpose()
+            .map_err(|e| StoreError::InvalidData(e.to_string()))?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+fn target_columns(
+    t: &Option<JobTarget>,
+) -> (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+) {
+    match t {
+        None => (None, None, None, None),
+        Some(JobTarget::Service {
+            name,
+            service_type,
+            provision_type,
+        }) => (
+            Some("service".into()),
+            Some(name.clone()),
+            Some(service_type.as_str().into()),
+            Some(provision_type.as_str().into()),
+        ),
+        Some(JobTarget::Site { id, provision_type }) => (
+            Some("site".into()),
+            Some(id.to_string()),
+            None,
+            Some(provision_type.as_str().into()),
+        ),
+        Some(JobTarget::Server) => (Some("server".into()), None, None, Some("install".into())),
+    }
+}
+
+impl Store {
+    pub async fn enqueue(&self, new: &NewJob) -> Result<Job> {
+        let now = now_ms();
+        let (tt, tn, ts, pt) = target_columns(&new.target);
+        let row = sqlx::query(&format!(
+            "INSERT INTO jobs (kind, server_id, payload, target_type, target_name, target_service_type, provision_type, status, attempt, max_attempts, run_at, cancel_requested, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $9, 0, $10, $10) RETURNING {JOB_COLS}"
+        ))
+        .bind(&new.kind)
+        .bind(new.server_id)
+        .bind(new.payload.to_string())
+        .bind(tt)
+        .bind(tn)
+        .bind(ts)
+        .bind(pt)
+        .bind(new.max_attempts.max(1))
+        .bind(now + new.delay.as_millis() as i64)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        self.wake_workers().await?;
+        job_from(&row)
+    }
+
+    /// Wake workers: in this process at once, in other processes through NOTIFY (PostgreSQL).
+    pub async fn wake_workers(&self) -> Result<()> {
+        self.jobs_notify.notify_waiters();
+        if self.backend == Backend::Postgres {
+            sqlx::query(&format!("SELECT pg_notify('{NOTIFY_CHANNEL}', '')"))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Resolves when a job may have become claimable in this process (see [`Store::wake_workers`]).
+    pub fn jobs_notify(&self) -> &tokio::sync::Notify {
+        &self.jobs_notify
+    }
+
+    /// Claim the oldest due job whose server has nothing running, for `lease`.
+    pub async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Job>> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2, \
+             started_at = COALESCE(started_at, $3), updated_at = $3 \
+             WHERE id = (SELECT j.id FROM jobs j WHERE j.status = 'queued' AND j.run_at <= $3 \
+               AND (j.server_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs r WHERE r.server_id = j.server_id AND r.status = 'running')) \
+               ORDER BY j.run_at, j.id LIMIT 1{lock}) \
+             AND status = 'queued' RETURNING {JOB_COLS}"
+        );
+        // A lost race for a server (the unique index said no) just means: try again.
+        for _ in 0..8 {
+            let now = now_ms();
+            match sqlx::query(&sql)
+                .bind(worker)
+                .bind(now + lease.as_millis() as i64)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await
+            {
+                Ok(row) => return row.as_ref().map(job_from).transpose(),
+                Err(e) if is_unique_violation(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Extend the lease of a running job we hold; tells whether the lease was lost and whether cancel was asked.
+    pub async fn heartbeat(&self, id: i64, attempt: i64, lease: Duration) -> Result<Heartbeat> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = $1, updated_at = $2 WHERE id = $3 AND attempt = $4 AND status = 'running' RETURNING cancel_requested",
+        )
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .bind(id)
+        .bind(attempt)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Heartbeat {
+                lost: false,
+                cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
+            },
+            None => Heartbeat {
+                lost: true,
+                cancel_requested: false,
+            },
+        })
+    }
+
+    /// Record the outcome of attempt `attempt`. Returns false (and writes nothing) when that attempt no longer
+    /// holds the job: a stale worker cannot overwrite the result of the one that took over.
+    pub async fn finish_job(&self, id: i64, attempt: i64, outcome: &Outcome) -> Result<bool> {
+        let (status, error, result) = match outcome {
+            Outcome::Done(v) => (JobStatus::Done, None, Some(v.to_string())),
+            Outcome::Failed(e) => (JobStatus::Failed, Some(e.clone()), None),
+            Outcome::Cancelled => (JobStatus::Cancelled, Some("cancelled".to_string()), None),
+        };
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE jobs SET status = $1, error = $2, result = $3, finished_at = $4, updated_at = $4, lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = $5 AND attempt = $6 AND status = 'running'",
+        )
+        .bind(status.as_str())
+        .bind(error)
+        .bind(result)
+        .bind(now)
+        .bind(id)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 && self.backend == Backend::Sqlite {
+            // A server may have a queued job waiting for this one.
+            self.jobs_notify.notify_waiters();
+        } else if done.rows_affected() == 1 {
+            self.wake_workers().await?;
+        }
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Put a running job back in the queue (a retry after `delay`, or a graceful shutdown), fenced by attempt.
+    pub async fn requeue_job(
+        &self,
+        id: i64,
+        attempt: i64,
+        delay: Duration,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'queued', run_at = $1, error = $2, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
+             WHERE id = $4 AND attempt = $5 AND status = 'running'",
+        )
+        .bind(now + delay.as_millis() as i64)
+        .bind(error.map(str::to_string))
+        .bind(now)
+        .bind(id)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            self.wake_workers().await?;
+        }
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Cancel a job: a queued one at once, a running one at its next heartbeat. Returns the job afterwards.
+    pub async fn cancel_job(&self, id: i64) -> Result<Job> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE jobs SET status = 'cancelled', error = 'cancelled', finished_at = $1, updated_at = $1 WHERE id = $2 AND status = 'queued'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("UPDATE jobs SET cancel_requested = 1, updated_at = $1 WHERE id = $2 AND status = 'running'")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        self.job(id).await
+    }
+
+    /// Running jobs whose lease expired (their worker died): requeue them while attempts remain under
+    /// `resume_limit`, otherwise fail them with the reason.
+    pub async fn recover_expired_jobs(&self, resume_limit: i64) -> Result<Vec<Recovered>> {
+        let now = now_ms();
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE status = 'running' AND lease_expires_at < $1 ORDER BY id"
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for row in rows {
+            let job = job_from(&row)?;
+            let reason = format!(
+                "the worker running attempt {} stopped responding (lease expired{})",
+                job.attempt,
+                job.lease_owner
+                    .as_deref()
+                    .map(|w| format!(", worker {w}"))
+                    .unwrap_or_default()
+            );
+            let (status, fin) = if job.attempt < resume_limit && !job.cancel_requested {
+                ("queued", None)
+            } else {
+                ("failed", Some(now))
+            };
+            let error = if status == "failed" && job.cancel_requested {
+                "cancelled (the worker stopped responding)".to_string()
+            } else if status == "failed" {
+                format!("{reason}; gave up after {} attempts", job.attempt)
+            } else {
+                reason
+            };
+            let done = sqlx::query(
+                "UPDATE jobs SET status = $1, error = $2, finished_at = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4 \
+                 WHERE id = $5 AND attempt = $6 AND status = 'running' AND lease_expires_at < $4",
+            )
+            .bind(status)
+            .bind(&error)
+            .bind(fin)
+            .bind(now)
+            .bind(job.id)
+            .bind(job.attempt)
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 1 {
+                let job = self.job(job.id).await?;
+                out.push(if status == "queued" {
+                    Recovered::Requeued(job)
+                } else {
+                    Recovered::Failed(job)
+                });
+            }
+        }
+        if out.iter().any(|r| matches!(r, Recovered::Requeued(_))) {
+            self.wake_workers().await?;
+        }
+        Ok(out)
+    }
+
+    /// The soonest `run_at` of a queued job, or of a lease expiry, so an idle worker knows when to look again.
+    pub async fn next_job_wakeup(&self) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MIN(t) AS t FROM (SELECT MIN(run_at) AS t FROM jobs WHERE status = 'queued' \
+             UNION ALL SELECT MIN(lease_expires_at) AS t FROM jobs WHERE status = 'running') x",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<Option<i64>, _>("t")?)
+    }
+
+    pub async fn job(&self, id: i64) -> Result<Job> {
+        let row = sqlx::query(&format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("job {id}")))?;
+        job_from(&row)
+    }
+
+    pub async fn jobs_for_server(&self, server_id: i64) -> Result<Vec<Job>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE server_id = $1 ORDER BY id"
+        ))
+        .bind(server_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from).collect()
+    }
+
+    pub async fn count_jobs(&self, status: JobStatus) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE status = $1")
+            .bind(status.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Enqueue a fresh copy of a finished job (the user's retry), keeping the old one as history.
+    pub async fn retry_job(&self, id: i64) -> Result<Job> {
+        let old = self.job(id).await?;
+        if !matches!(old.status, JobStatus::Failed | JobStatus::Cancelled) {
+            return Err(StoreError::Conflict(format!(
+                "job {id} is {}: only failed or cancelled jobs can be retried",
+                old.status.as_str()
+            )));
+        }
+        self.enqueue(&NewJob {
+            kind: old.kind,
+            server_id: old.server_id,
+            payload: old.payload,
+            target: old.target,
+            delay: Duration::ZERO,
+            max_attempts: old.max_attempts,
+        })
+        .await
+    }
+}
+
+impl Store {
+    /// On PostgreSQL, forward `NOTIFY brokeforge_jobs` from other nodes to this process's workers.
+    /// Reconnects on errors; ends when the returned handle is aborted.
+    pub fn spawn_job_listener(&self) -> Option<tokio::task::JoinHandle<()>> {
+        if self.backend != Backend::Postgres {
+            return None;
+        }
+        let store = self.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                match sqlx::postgres::PgListener::connect(&store.url).await {
+                    Ok(mut listener) => {
+                        if let Err(e) = listener.listen(NOTIFY_CHANNEL).await {
+                            tracing::warn!(error = %e, "cannot LISTEN for jobs");
+                        } else {
+                            // A reconnect may have missed notifications: wake everyone once.
+                            store.jobs_notify.notify_waiters();
+                            while listener.recv().await.is_ok() {
+                                store.jobs_notify.notify_waiters();
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot connect the job listener"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }))
+    }
+}
