@@ -4,6 +4,7 @@
 pub mod base;
 pub mod credentials;
 pub mod enums;
+pub mod jobs;
 pub mod services;
 
 pub use base::executor::{Executor, RunContext, RunReport};

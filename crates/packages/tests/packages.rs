@@ -516,3 +516,328 @@ async fn site_command_installer_runs_commands_literally_and_keeps_history() {
         assert_eq!(history[2], ok);
     }
 }
+
+mod worker {
+    use super::*;
+    use brokeforge_packages::jobs::{Registry, SyntheticPlanJob, Worker, WorkerConfig};
+    use brokeforge_packages::services::sites::SiteCommandInstallerJob;
+    use brokeforge_store::{Job, JobStatus, JobTarget, NewJob};
+    use tokio_util::sync::CancellationToken;
+
+    fn config(concurrency: usize) -> WorkerConfig {
+        WorkerConfig {
+            id: "test-worker".into(),
+            concurrency,
+            lease: Duration::from_millis(600),
+            resume_limit: 3,
+            grace: Duration::from_secs(5),
+        }
+    }
+
+    fn start(store: &Store, cfg: WorkerConfig) -> (tokio::task::JoinHandle<()>, CancellationToken) {
+        let stop = CancellationToken::new();
+        let worker = Worker::new(store.clone(), Registry::standard(), cfg);
+        let s = stop.clone();
+        (
+            tokio::spawn(async move { worker.run(s).await.unwrap() }),
+            stop,
+        )
+    }
+
+    async fn wait(store: &Store, id: i64) -> Job {
+        for _ in 0..400 {
+            let job = store.job(id).await.unwrap();
+            if job.status.is_finished() {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "job {id} did not finish: {:?}",
+            store.job(id).await.unwrap()
+        );
+    }
+
+    async fn second_server(fx: &Fx) -> Server {
+        let s = fx
+            .store
+            .create_server(&NewServer {
+                user_id: fx.server.user_id,
+                name: "second".into(),
+                public_ip: fx.host.host.clone(),
+                ssh_port: fx.host.port,
+                host_key_fingerprint: Some(fx.host.fingerprint.clone()),
+            })
+            .await
+            .unwrap();
+        fx.store
+            .put_credential(
+                s.id,
+                CredentialKind::User,
+                &fx.host.public_key,
+                &fx.host.key,
+            )
+            .await
+            .unwrap();
+        s
+    }
+
+    fn synthetic(server: i64, steps: usize, sleep_ms: u64) -> NewJob {
+        NewJob::new(
+            SyntheticPlanJob::KIND,
+            Some(server),
+            SyntheticPlanJob::payload(steps, sleep_ms),
+        )
+    }
+
+    #[tokio::test]
+    async fn jobs_of_one_server_never_overlap_and_other_servers_run_in_parallel() {
+        for fx in fixtures().await {
+            let other = second_server(&fx).await;
+            let (handle, stop) = start(&fx.store, config(4));
+            let a1 = fx
+                .store
+                .enqueue(&synthetic(fx.server.id, 2, 200))
+                .await
+                .unwrap();
+            let a2 = fx
+                .store
+                .enqueue(&synthetic(fx.server.id, 2, 200))
+                .await
+                .unwrap();
+            let b1 = fx
+                .store
+                .enqueue(&synthetic(other.id, 2, 200))
+                .await
+                .unwrap();
+            let (a1, a2, b1) = (
+                wait(&fx.store, a1.id).await,
+                wait(&fx.store, a2.id).await,
+                wait(&fx.store, b1.id).await,
+            );
+            for j in [&a1, &a2, &b1] {
+                assert_eq!(j.status, JobStatus::Done, "{}: {j:?}", fx.name);
+            }
+            let span = |j: &Job| (j.started_at.unwrap(), j.finished_at.unwrap());
+            let (a1s, a1e) = span(&a1);
+            let (a2s, _) = span(&a2);
+            let (b1s, b1e) = span(&b1);
+            assert!(
+                a1e <= a2s,
+                "{}: jobs of one server overlapped: {a1e} > {a2s}",
+                fx.name
+            );
+            assert!(
+                b1s < a1e && a1s < b1e,
+                "{}: jobs of two servers did not run in parallel",
+                fx.name
+            );
+            let events = fx.store.events(fx.server.id, 0).await.unwrap();
+            assert_eq!(events.len(), 4);
+            assert!(
+                events
+                    .iter()
+                    .all(|e| e.job_id.is_some() && e.status == EventStatus::Completed)
+            );
+            stop.cancel();
+            handle.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_job_stops_between_steps_and_ends_cancelled() {
+        for fx in fixtures().await {
+            let (handle, stop) = start(&fx.store, config(2));
+            let job = fx
+                .store
+                .enqueue(&NewJob {
+                    target: Some(JobTarget::Service {
+                        name: "demo".into(),
+                        service_type: ServiceType::Database,
+                        provision_type: ProvisionType::Install,
+                    }),
+                    ..synthetic(fx.server.id, 50, 100)
+                })
+                .await
+                .unwrap();
+            // Wait until it runs and the record says installing.
+            for _ in 0..200 {
+                if fx.store.job(job.id).await.unwrap().status == JobStatus::Running {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(
+                fx.store.services(fx.server.id).await.unwrap()[0].status,
+                ServiceStatus::Installing
+            );
+            fx.store.cancel_job(job.id).await.unwrap();
+            let done = wait(&fx.store, job.id).await;
+            assert_eq!(done.status, JobStatus::Cancelled, "{}", fx.name);
+            let events = fx.store.events(fx.server.id, 0).await.unwrap();
+            assert!(events.len() < 50, "{}: ran to the end", fx.name);
+            assert_eq!(events.last().unwrap().status, EventStatus::Cancelled);
+            let svc = &fx.store.services(fx.server.id).await.unwrap()[0];
+            assert_eq!(svc.status, ServiceStatus::Failed);
+            assert_eq!(svc.error.as_deref(), Some("cancelled"));
+            stop.cancel();
+            handle.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn lifecycle_marks_records_active_failed_or_removed() {
+        for fx in fixtures().await {
+            let (handle, stop) = start(&fx.store, config(2));
+            let target = |p| JobTarget::Service {
+                name: "redis".into(),
+                service_type: ServiceType::Database,
+                provision_type: p,
+            };
+            let ok = fx
+                .store
+                .enqueue(&NewJob {
+                    target: Some(target(ProvisionType::Install)),
+                    ..synthetic(fx.server.id, 1, 0)
+                })
+                .await
+                .unwrap();
+            assert_eq!(wait(&fx.store, ok.id).await.status, JobStatus::Done);
+            assert_eq!(
+                fx.store.services(fx.server.id).await.unwrap()[0].status,
+                ServiceStatus::Active
+            );
+
+            let rm = fx
+                .store
+                .enqueue(&NewJob {
+                    target: Some(target(ProvisionType::Uninstall)),
+                    ..synthetic(fx.server.id, 1, 0)
+                })
+                .await
+                .unwrap();
+            assert_eq!(wait(&fx.store, rm.id).await.status, JobStatus::Done);
+            assert!(fx.store.services(fx.server.id).await.unwrap().is_empty());
+
+            // A failure (the server's key changed) marks the record failed with the reason.
+            let other = brokeforge_ssh::keys::generate_ed25519("x")
+                .unwrap()
+                .fingerprint;
+            fx.store
+                .pin_host_key(fx.server.id, Some(&other))
+                .await
+                .unwrap();
+            let bad = fx
+                .store
+                .enqueue(&NewJob {
+                    target: Some(target(ProvisionType::Install)),
+                    ..synthetic(fx.server.id, 1, 0)
+                })
+                .await
+                .unwrap();
+            let bad = wait(&fx.store, bad.id).await;
+            assert_eq!(bad.status, JobStatus::Failed);
+            assert!(
+                bad.error.as_deref().unwrap().contains("host key"),
+                "{:?}",
+                bad.error
+            );
+            let svc = &fx.store.services(fx.server.id).await.unwrap()[0];
+            assert_eq!(svc.status, ServiceStatus::Failed);
+            assert!(svc.error.as_deref().unwrap().contains(&other));
+            stop.cancel();
+            handle.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn site_command_job_runs_through_the_queue() {
+        for fx in fixtures().await {
+            let dir = fx.scratch("jobsite");
+            fx.executor
+                .run(
+                    &fx.ctx(),
+                    &fx.plan().run(format!("mkdir -p {dir}")),
+                    ProvisionType::Install,
+                )
+                .await
+                .unwrap();
+            let site = fx
+                .store
+                .create_site(&NewSite {
+                    server_id: fx.server.id,
+                    domain: "jobs.example.com".into(),
+                    document_root: dir.clone(),
+                    php_version: None,
+                    status: ServiceStatus::Active,
+                    configuration: serde_json::json!({}),
+                })
+                .await
+                .unwrap();
+            let (handle, stop) = start(&fx.store, config(2));
+            let job = fx
+                .store
+                .enqueue(&NewJob::new(
+                    SiteCommandInstallerJob::KIND,
+                    Some(fx.server.id),
+                    SiteCommandInstallerJob::payload(
+                        site.id,
+                        "echo hi from $(basename $PWD)",
+                        Duration::from_secs(10),
+                    ),
+                ))
+                .await
+                .unwrap();
+            let done = wait(&fx.store, job.id).await;
+            assert_eq!(done.status, JobStatus::Done, "{}: {done:?}", fx.name);
+            let result = done.result.unwrap();
+            assert_eq!(result["success"], true);
+            let base = dir.rsplit('/').next().unwrap();
+            assert_eq!(result["output"], format!("hi from {base}\n"));
+            assert_eq!(fx.store.site_commands(site.id, 5).await.unwrap().len(), 1);
+            stop.cancel();
+            handle.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_releases_unfinished_jobs_for_another_worker() {
+        for fx in fixtures().await {
+            let (handle, stop) = start(
+                &fx.store,
+                WorkerConfig {
+                    grace: Duration::from_millis(200),
+                    ..config(1)
+                },
+            );
+            let job = fx
+                .store
+                .enqueue(&synthetic(fx.server.id, 20, 100))
+                .await
+                .unwrap();
+            for _ in 0..200 {
+                if fx.store.job(job.id).await.unwrap().status == JobStatus::Running {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            stop.cancel();
+            handle.await.unwrap();
+            let released = fx.store.job(job.id).await.unwrap();
+            assert_eq!(
+                released.status,
+                JobStatus::Queued,
+                "{}: {released:?}",
+                fx.name
+            );
+            // Another worker picks it up and finishes it.
+            let (handle, stop) = start(&fx.store, config(1));
+            let done = wait(&fx.store, job.id).await;
+            assert_eq!(done.status, JobStatus::Done);
+            assert_eq!(done.attempt, 2);
+            stop.cancel();
+            handle.await.unwrap();
+        }
+    }
+}

@@ -601,3 +601,23 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    pub async fn set_site_status(&self, id: i64, status: ServiceStatus) -> Result<()> {
+        sqlx::query("UPDATE server_sites SET status = $1, updated_at = $2 WHERE id = $3")
+            .bind(status.as_str())
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_site(&self, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM server_sites WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -169,8 +169,8 @@ impl Run<'_> {
             let target = SshTarget {
                 host: server.public_ip.clone(),
                 port: server.ssh_port,
-                user: credential.unix_user().to_string(),
-                key: cred.private_key,
+                user: cred.unix_user().to_string(),
+                key: cred.private_key.clone(),
                 host_key: policy.clone(),
                 connect_timeout: self.connect_timeout,
             };

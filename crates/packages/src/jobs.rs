@@ -1,0 +1,617 @@
+//! Jobs: every installer and remover runs as a queued job (spec: `{Service}InstallerJob`). A [`Worker`] claims
+//! jobs from the store, keeps their lease alive, runs their [`JobHandler`], keeps the provisioned record's
+//! status truthful (installing -> active / failed), recovers jobs whose worker died, and shuts down gracefully.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use brokeforge_core::time::now_ms;
+use brokeforge_core::{ProvisionStatus, ProvisionType, ServiceStatus};
+use brokeforge_store::{Job, JobTarget, LogStream, Outcome, Recovered, Server, Store, StoreError};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::base::PackageError;
+use crate::base::executor::{Executor, RunContext};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a handler gets to run one job.
+pub struct JobContext<'a> {
+    pub job: &'a Job,
+    pub store: &'a Store,
+    pub executor: &'a Executor,
+    pub server: Option<Server>,
+    /// Cancelled when the user cancels the job, the lease is lost, or the worker stops for good.
+    pub cancel: CancellationToken,
+}
+
+impl JobContext<'_> {
+    /// The executor context for this job's server.
+    pub fn run_context(&self) -> Result<RunContext, PackageError> {
+        let server = self
+            .server
+            .clone()
+            .ok_or_else(|| StoreError::InvalidData(format!("job {} has no server", self.job.id)))?;
+        Ok(RunContext {
+            server,
+            job_id: Some(self.job.id),
+            cancel: self.cancel.clone(),
+            trust_on_first_use: self
+                .job
+                .payload
+                .get("trust_on_first_use")
+                .and_then(|v| v.as_bool())
+                == Some(true),
+        })
+    }
+}
+
+/// One kind of job.
+pub trait JobHandler: Send + Sync + 'static {
+    fn kind(&self) -> &'static str;
+    fn run<'a>(
+        &'a self,
+        ctx: &'a JobContext<'a>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, PackageError>>;
+    /// Wait before automatic retry number `attempt` (only for jobs enqueued with `max_attempts > 1`).
+    fn retry_delay(&self, attempt: i64) -> Duration {
+        Duration::from_secs(5 * attempt.max(1) as u64)
+    }
+}
+
+#[derive(Default, Clone)]
+pub struct Registry {
+    handlers: HashMap<&'static str, Arc<dyn JobHandler>>,
+}
+
+impl Registry {
+    /// Every job kind BrokeForge's packages define.
+    pub fn standard() -> Registry {
+        let mut r = Registry::default();
+        r.register(crate::services::sites::SiteCommandInstallerJob);
+        r.register(SyntheticPlanJob);
+        r.register(NoopJob);
+        r
+    }
+
+    pub fn register(&mut self, handler: impl JobHandler) {
+        self.handlers.insert(handler.kind(), Arc::new(handler));
+    }
+
+    pub fn get(&self, kind: &str) -> Option<Arc<dyn JobHandler>> {
+        self.handlers.get(kind).cloned()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Shown in leases; unique per worker process.
+    pub id: String,
+    /// Jobs run at once (each for a different server).
+    pub concurrency: usize,
+    pub lease: Duration,
+    /// A job is resumed after a lost worker until it has had this many attempts, then failed.
+    pub resume_limit: i64,
+    /// On shutdown, running jobs get this long to finish before their leases are released.
+    pub grace: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            id: format!("{}-{}", hostname(), std::process::id()),
+            concurrency: 8,
+            lease: Duration::from_secs(30),
+            resume_limit: 3,
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "worker".into())
+}
+
+pub struct Worker {
+    store: Store,
+    executor: Executor,
+    registry: Arc<Registry>,
+    config: WorkerConfig,
+}
+
+/// How often a running job renews its lease and checks for a cancel request.
+fn heartbeat_every(lease: Duration) -> Duration {
+    (lease / 3).clamp(Duration::from_millis(50), Duration::from_secs(2))
+}
+
+impl Worker {
+    pub fn new(store: Store, registry: Registry, config: WorkerConfig) -> Worker {
+        Worker {
+            executor: Executor::new(store.clone()),
+            store,
+            registry: Arc::new(registry),
+            config,
+        }
+    }
+
+    /// Claim and run jobs until `shutdown` is cancelled, then let running jobs finish for the grace period
+    /// and release the leases of those that did not.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), StoreError> {
+        let listener = self.store.spawn_job_listener();
+        let hard_stop = CancellationToken::new();
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut last_sweep = 0i64;
+        let result = loop {
+            if shutdown.is_cancelled() {
+                break Ok(());
+            }
+            // Register for wake-ups before looking, so an enqueue in between is not missed.
+            let notify = self.store.jobs_notify().notified();
+            tokio::pin!(notify);
+            notify.as_mut().enable();
+
+            if now_ms() - last_sweep >= 1000 {
+                last_sweep = now_ms();
+                if let Err(e) = self.recover().await {
+                    tracing::warn!(error = %e, "recovering expired jobs failed");
+                }
+            }
+            let mut claim_error = None;
+            while tasks.len() < self.config.concurrency {
+                match self.store.claim(&self.config.id, self.config.lease).await {
+                    Ok(Some(job)) => {
+                        let (store, executor, registry) = (
+                            self.store.clone(),
+                            self.executor.clone(),
+                            self.registry.clone(),
+                        );
+                        let (lease, stop) = (self.config.lease, hard_stop.clone());
+                        tasks.spawn(async move {
+                            run_job(store, executor, registry, job, lease, stop).await
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        claim_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = claim_error {
+                tracing::warn!(error = %e, "claiming jobs failed; retrying shortly");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            let wake = match self.store.next_job_wakeup().await {
+                Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(10, 5000) as u64),
+                _ => Duration::from_secs(5),
+            };
+            tokio::select! {
+                _ = &mut notify => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = tokio::time::sleep(wake) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        };
+        if !tasks.is_empty() {
+            tracing::info!(running = tasks.len(), grace = ?self.config.grace, "waiting for running jobs");
+            let drained = tokio::time::timeout(self.config.grace, async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                // Stop the rest: each releases its lease so another worker resumes it.
+                hard_stop.cancel();
+                while tasks.join_next().await.is_some() {}
+            }
+        }
+        if let Some(l) = listener {
+            l.abort();
+        }
+        result
+    }
+
+    async fn recover(&self) -> Result<(), StoreError> {
+        for rec in self
+            .store
+            .recover_expired_jobs(self.config.resume_limit)
+            .await?
+        {
+            match rec {
+                Recovered::Requeued(job) => {
+                    tracing::warn!(job_id = job.id, server_id = ?job.server_id, attempt = job.attempt, "resuming a job whose worker was lost");
+                    if let Some(server_id) = job.server_id {
+                        let line = format!(
+                            "resumed after a lost worker: attempt {} will start again\n",
+                            job.attempt + 1
+                        );
+                        self.store
+                            .append_log(server_id, Some(job.id), None, LogStream::System, &line)
+                            .await?;
+                    }
+                }
+                Recovered::Failed(job) => {
+                    let reason = job.error.clone().unwrap_or_else(|| "worker lost".into());
+                    tracing::error!(job_id = job.id, server_id = ?job.server_id, %reason, "job failed: worker lost");
+                    lifecycle_failed(&self.store, &job, &reason).await?;
+                    if let Some(server_id) = job.server_id {
+                        self.store
+                            .append_log(
+                                server_id,
+                                Some(job.id),
+                                None,
+                                LogStream::System,
+                                &format!("{reason}\n"),
+                            )
+                            .await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn run_job(
+    store: Store,
+    executor: Executor,
+    registry: Arc<Registry>,
+    job: Job,
+    lease: Duration,
+    hard_stop: CancellationToken,
+) {
+    let cancel = hard_stop.child_token();
+    let lost = Arc::new(AtomicBool::new(false));
+    let user_cancel = Arc::new(AtomicBool::new(false));
+    let beat = {
+        let (store, cancel, lost, user_cancel) = (
+            store.clone(),
+            cancel.clone(),
+            lost.clone(),
+            user_cancel.clone(),
+        );
+        let (id, attempt) = (job.id, job.attempt);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(heartbeat_every(lease));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match store.heartbeat(id, attempt, lease).await {
+                    Ok(hb) if hb.lost => {
+                        lost.store(true, Ordering::SeqCst);
+                        cancel.cancel();
+                        return;
+                    }
+                    Ok(hb) if hb.cancel_requested => {
+                        user_cancel.store(true, Ordering::SeqCst);
+                        cancel.cancel();
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(job_id = id, error = %e, "heartbeat failed"),
+                }
+            }
+        })
+    };
+    let outcome = execute(&store, &executor, &registry, &job, cancel.clone()).await;
+    beat.abort();
+    if let Err(e) = finish(
+        &store,
+        &registry,
+        &job,
+        outcome,
+        &lost,
+        &user_cancel,
+        &hard_stop,
+    )
+    .await
+    {
+        tracing::error!(job_id = job.id, error = %e, "recording the job's outcome failed");
+    }
+}
+
+async fn execute(
+    store: &Store,
+    executor: &Executor,
+    registry: &Registry,
+    job: &Job,
+    cancel: CancellationToken,
+) -> Result<serde_json::Value, PackageError> {
+    let handler = registry.get(&job.kind).ok_or_else(|| {
+        StoreError::InvalidData(format!(
+            "unknown job kind `{}`: is this worker older than the one that queued it?",
+            job.kind
+        ))
+    })?;
+    let server = match job.server_id {
+        Some(id) => Some(store.server(id).await?),
+        None => None,
+    };
+    lifecycle_begin(store, job).await?;
+    let ctx = JobContext {
+        job,
+        store,
+        executor,
+        server,
+        cancel,
+    };
+    handler.run(&ctx).await
+}
+
+async fn finish(
+    store: &Store,
+    registry: &Registry,
+    job: &Job,
+    outcome: Result<serde_json::Value, PackageError>,
+    lost: &AtomicBool,
+    user_cancel: &AtomicBool,
+    hard_stop: &CancellationToken,
+) -> Result<(), StoreError> {
+    if lost.load(Ordering::SeqCst) {
+        tracing::warn!(
+            job_id = job.id,
+            attempt = job.attempt,
+            "lease lost: another worker owns this job now; result dropped"
+        );
+        return Ok(());
+    }
+    match outcome {
+        Ok(value) => {
+            if store
+                .finish_job(job.id, job.attempt, &Outcome::Done(value))
+                .await?
+            {
+                lifecycle_succeeded(store, job).await?;
+            }
+        }
+        Err(PackageError::Cancelled)
+            if hard_stop.is_cancelled() && !user_cancel.load(Ordering::SeqCst) =>
+        {
+            // The worker is shutting down: hand the job back for another worker to resume.
+            store
+                .requeue_job(
+                    job.id,
+                    job.attempt,
+                    Duration::ZERO,
+                    Some("released by a worker shutting down"),
+                )
+                .await?;
+        }
+        Err(PackageError::Cancelled) => {
+            if store
+                .finish_job(job.id, job.attempt, &Outcome::Cancelled)
+                .await?
+            {
+                lifecycle_failed(store, job, "cancelled").await?;
+            }
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            tracing::error!(job_id = job.id, server_id = ?job.server_id, kind = %job.kind, attempt = job.attempt, error = %reason, "job failed");
+            let handler = registry.get(&job.kind);
+            let retry = job.attempt < job.max_attempts && !matches!(e, PackageError::Validation(_));
+            if let (true, Some(h)) = (retry, handler) {
+                store
+                    .requeue_job(
+                        job.id,
+                        job.attempt,
+                        h.retry_delay(job.attempt),
+                        Some(&reason),
+                    )
+                    .await?;
+            } else if store
+                .finish_job(job.id, job.attempt, &Outcome::Failed(reason.clone()))
+                .await?
+            {
+                lifecycle_failed(store, job, &reason).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Before running: the record shows what is happening (spec: upsert `ServerService` as installing).
+async fn lifecycle_begin(store: &Store, job: &Job) -> Result<(), StoreError> {
+    let Some(server_id) = job.server_id else {
+        return Ok(());
+    };
+    match &job.target {
+        Some(JobTarget::Service {
+            name,
+            service_type,
+            provision_type: ProvisionType::Install,
+        }) => {
+            let config = job
+                .payload
+                .get("configuration")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({}));
+            store
+                .upsert_service(
+                    server_id,
+                    name,
+                    *service_type,
+                    &config,
+                    ServiceStatus::Installing,
+                )
+                .await?;
+        }
+        Some(JobTarget::Service {
+            name,
+            provision_type: ProvisionType::Uninstall,
+            ..
+        }) => {
+            store
+                .set_service_status(server_id, name, ServiceStatus::Removing, None)
+                .await?
+        }
+        Some(JobTarget::Site { id, provision_type }) => {
+            let status = match provision_type {
+                ProvisionType::Install => ServiceStatus::Installing,
+                ProvisionType::Uninstall => ServiceStatus::Removing,
+            };
+            store.set_site_status(*id, status).await?
+        }
+        Some(JobTarget::Server) => {
+            store
+                .set_provision_status(server_id, ProvisionStatus::Installing)
+                .await?
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+async fn lifecycle_succeeded(store: &Store, job: &Job) -> Result<(), StoreError> {
+    let Some(server_id) = job.server_id else {
+        return Ok(());
+    };
+    match &job.target {
+        Some(JobTarget::Service {
+            name,
+            provision_type: ProvisionType::Install,
+            ..
+        }) => {
+            store
+                .set_service_status(server_id, name, ServiceStatus::Active, None)
+                .await?
+        }
+        Some(JobTarget::Service {
+            name,
+            provision_type: ProvisionType::Uninstall,
+            ..
+        }) => store.delete_service(server_id, name).await?,
+        Some(JobTarget::Site {
+            id,
+            provision_type: ProvisionType::Install,
+        }) => store.set_site_status(*id, ServiceStatus::Active).await?,
+        Some(JobTarget::Site {
+            id,
+            provision_type: ProvisionType::Uninstall,
+        }) => store.delete_site(*id).await?,
+        Some(JobTarget::Server) => {
+            store
+                .set_provision_status(server_id, ProvisionStatus::Provisioned)
+                .await?
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+async fn lifecycle_failed(store: &Store, job: &Job, reason: &str) -> Result<(), StoreError> {
+    let Some(server_id) = job.server_id else {
+        return Ok(());
+    };
+    match &job.target {
+        Some(JobTarget::Service { name, .. }) => {
+            store
+                .set_service_status(server_id, name, ServiceStatus::Failed, Some(reason))
+                .await?
+        }
+        Some(JobTarget::Site { id, .. }) => {
+            store.set_site_status(*id, ServiceStatus::Failed).await?
+        }
+        Some(JobTarget::Server) => {
+            store
+                .set_provision_status(server_id, ProvisionStatus::Failed)
+                .await?
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// A synthetic package for `brokeforge bench` and the worker crash tests: `steps` milestones, each running
+/// `true` (or `sleep` for `sleep_ms`) on the server. The commands are fixed; the payload only sets counts.
+pub struct SyntheticPlanJob;
+
+impl SyntheticPlanJob {
+    pub const KIND: &'static str = "synthetic_plan";
+
+    pub fn payload(steps: usize, sleep_ms: u64) -> serde_json::Value {
+        serde_json::json!({"steps": steps, "sleep_ms": sleep_ms})
+    }
+
+    pub fn plan(steps: usize, sleep_ms: u64) -> crate::base::Plan {
+        let command = if sleep_ms == 0 {
+            "true".to_string()
+        } else {
+            format!("sleep {:.3}", sleep_ms as f64 / 1000.0)
+        };
+        let mut plan = crate::base::Plan {
+            service_type: brokeforge_core::ServiceType::Server,
+            credential: brokeforge_core::CredentialKind::User,
+            total_steps: steps,
+            steps: Vec::with_capacity(steps * 2),
+            secrets: Vec::new(),
+        };
+        for step in 1..=steps {
+            plan.steps.push(crate::base::Step::Track {
+                key: "synthetic_step",
+                label: "Synthetic step",
+                step,
+            });
+            plan = plan.run(command.clone());
+        }
+        plan
+    }
+}
+
+impl JobHandler for SyntheticPlanJob {
+    fn kind(&self) -> &'static str {
+        Self::KIND
+    }
+
+    fn run<'a>(
+        &'a self,
+        ctx: &'a JobContext<'a>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, PackageError>> {
+        Box::pin(async move {
+            let steps = ctx
+                .job
+                .payload
+                .get("steps")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(1)
+                .clamp(1, 10_000) as usize;
+            let sleep_ms = ctx
+                .job
+                .payload
+                .get("sleep_ms")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0)
+                .min(600_000);
+            let run = ctx.run_context()?;
+            ctx.executor
+                .run(&run, &Self::plan(steps, sleep_ms), ProvisionType::Install)
+                .await?;
+            Ok(serde_json::json!({"steps": steps}))
+        })
+    }
+}
+
+/// A job that does nothing, to measure the queue alone.
+pub struct NoopJob;
+
+impl NoopJob {
+    pub const KIND: &'static str = "noop";
+}
+
+impl JobHandler for NoopJob {
+    fn kind(&self) -> &'static str {
+        Self::KIND
+    }
+    fn run<'a>(
+        &'a self,
+        _ctx: &'a JobContext<'a>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, PackageError>> {
+        Box::pin(async { Ok(serde_json::Value::Null) })
+    }
+}
