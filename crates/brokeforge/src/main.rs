@@ -1,10 +1,15 @@
 //! The `brokeforge` binary.
 
+mod bench;
 mod config;
 mod serve;
 
+use std::time::Duration;
+
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use brokeforge_packages::jobs::{Registry, Worker, WorkerConfig};
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 
 /// BrokeForge turns fresh Linux servers into hosts for PHP sites, over SSH.
 ///
@@ -20,14 +25,47 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the web app and API (migrates the database first).
+    /// Run the web app and API with in-process job workers (migrates the database first).
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080", env = "BROKEFORGE_BIND")]
         bind: String,
+        #[command(flatten)]
+        worker: WorkerArgs,
+    },
+    /// Run job workers only (for several nodes sharing one PostgreSQL database).
+    Worker {
+        #[command(flatten)]
+        worker: WorkerArgs,
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Measure the execution path (SSH fleet) or the job queue alone, against a baseline in the same run.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Args, Clone)]
+struct WorkerArgs {
+    /// Jobs run at once (at most one per server).
+    #[arg(long, default_value_t = 8, env = "BROKEFORGE_WORKER_CONCURRENCY")]
+    concurrency: usize,
+    /// Seconds a job's lease lasts without a heartbeat before another worker may take the job over.
+    #[arg(long, default_value_t = 30, env = "BROKEFORGE_LEASE_SECONDS")]
+    lease_seconds: u64,
+    /// Seconds running jobs get to finish on shutdown before their leases are released.
+    #[arg(long, default_value_t = 30, env = "BROKEFORGE_SHUTDOWN_GRACE_SECONDS")]
+    grace_seconds: u64,
+}
+
+impl WorkerArgs {
+    fn config(&self) -> WorkerConfig {
+        WorkerConfig {
+            concurrency: self.concurrency.max(1),
+            lease: Duration::from_secs(self.lease_seconds.max(1)),
+            grace: Duration::from_secs(self.grace_seconds),
+            ..WorkerConfig::default()
+        }
+    }
 }
 
 #[tokio::main]
@@ -38,6 +76,7 @@ async fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Err(e) = run(Cli::parse()).await {
         eprintln!("error: {e:#}");
@@ -47,7 +86,19 @@ async fn main() {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { bind } => serve::serve(&bind).await,
+        Command::Serve { bind, worker } => serve::serve(&bind, worker.config()).await,
+        Command::Worker { worker } => {
+            let store = config::open_store().await?;
+            let stop = CancellationToken::new();
+            tokio::spawn(shutdown_on_signal(stop.clone()));
+            let cfg = worker.config();
+            println!("worker {} running {} jobs at once", cfg.id, cfg.concurrency);
+            Worker::new(store.clone(), Registry::standard(), cfg)
+                .run(stop)
+                .await?;
+            store.close().await;
+            Ok(())
+        }
         Command::Migrate => {
             let store = config::open_store().await?;
             println!(
@@ -57,5 +108,24 @@ async fn run(cli: Cli) -> Result<()> {
             store.close().await;
             Ok(())
         }
+        Command::Bench(args) => bench::run(args).await,
     }
+}
+
+/// Cancel `stop` on SIGINT or SIGTERM.
+pub async fn shutdown_on_signal(stop: CancellationToken) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+    stop.cancel();
 }

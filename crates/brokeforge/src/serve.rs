@@ -1,12 +1,14 @@
-//! `brokeforge serve`: the HTTP server. For now it answers `GET /health`.
+//! `brokeforge serve`: the HTTP server (for now `GET /health`) and in-process job workers.
 
 use anyhow::{Context, Result};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use brokeforge_packages::jobs::{Registry, Worker, WorkerConfig};
 use brokeforge_store::Store;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 pub fn router(store: Store) -> Router {
     Router::new()
@@ -30,36 +32,23 @@ async fn health(State(store): State<Store>) -> (StatusCode, Json<serde_json::Val
     }
 }
 
-pub async fn serve(bind: &str) -> Result<()> {
+pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
     let store = crate::config::open_store().await?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     let addr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    tokio::spawn(crate::shutdown_on_signal(stop.clone()));
+    let workers =
+        tokio::spawn(Worker::new(store.clone(), Registry::standard(), worker).run(stop.clone()));
     println!("BrokeForge is listening on http://{addr}");
+    let http_stop = stop.clone();
     axum::serve(listener, router(store.clone()))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move { http_stop.cancelled().await })
         .await
         .context("server error")?;
+    workers.await.context("worker task")??;
     store.close().await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down");
 }

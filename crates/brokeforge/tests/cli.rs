@@ -104,3 +104,130 @@ fn send_sigterm(pid: u32) {
         .status()
         .unwrap();
 }
+
+mod crash {
+    use std::time::Duration;
+
+    use brokeforge_core::{CredentialKind, ProvisionType, ServiceStatus, ServiceType};
+    use brokeforge_packages::jobs::SyntheticPlanJob;
+    use brokeforge_ssh::testkit::test_hosts;
+    use brokeforge_store::{JobStatus, JobTarget, LogStream, MasterKey, NewJob, NewServer, Store};
+
+    fn worker(url: &str, key: &MasterKey, data: &std::path::Path) -> std::process::Child {
+        super::bin(data)
+            .args(["worker", "--lease-seconds", "2", "--grace-seconds", "1"])
+            .env("BROKEFORGE_DATABASE_URL", url)
+            .env("BROKEFORGE_MASTER_KEY", key.to_hex().as_str())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// A worker killed mid-job: another worker resumes the job after the lease expires, the event log says so,
+    /// and no record is left `installing`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_worker_s_job_is_resumed_by_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut urls = vec![format!(
+            "sqlite://{}",
+            dir.path().join("crash.db").display()
+        )];
+        if let Some(pg) = brokeforge_store::testing::postgres_schema_url().await {
+            urls.push(pg);
+        }
+        let host = test_hosts().await.remove(0);
+        for url in urls {
+            let key = MasterKey::generate().unwrap();
+            let store = Store::open(&url, &key).await.unwrap();
+            let user = store
+                .create_user("crash@example.com", "x", false)
+                .await
+                .unwrap();
+            let server = store
+                .create_server(&NewServer {
+                    user_id: user.id,
+                    name: "crash".into(),
+                    public_ip: host.host.clone(),
+                    ssh_port: host.port,
+                    host_key_fingerprint: Some(host.fingerprint.clone()),
+                })
+                .await
+                .unwrap();
+            store
+                .put_credential(server.id, CredentialKind::User, &host.public_key, &host.key)
+                .await
+                .unwrap();
+            let job = store
+                .enqueue(&NewJob {
+                    target: Some(JobTarget::Service {
+                        name: "crashy".into(),
+                        service_type: ServiceType::Database,
+                        provision_type: ProvisionType::Install,
+                    }),
+                    ..NewJob::new(
+                        SyntheticPlanJob::KIND,
+                        Some(server.id),
+                        SyntheticPlanJob::payload(30, 150),
+                    )
+                })
+                .await
+                .unwrap();
+
+            let mut first = worker(&url, &key, dir.path());
+            let mut seen = 0;
+            for _ in 0..300 {
+                seen = store.events(server.id, 0).await.unwrap().len();
+                if seen >= 3 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(seen >= 3, "{url}: the first worker never ran the job");
+            assert_eq!(
+                store.services(server.id).await.unwrap()[0].status,
+                ServiceStatus::Installing
+            );
+            first.kill().unwrap(); // SIGKILL
+            first.wait().unwrap();
+            assert_eq!(store.job(job.id).await.unwrap().status, JobStatus::Running);
+
+            let mut second = worker(&url, &key, dir.path());
+            let mut done = store.job(job.id).await.unwrap();
+            for _ in 0..600 {
+                done = store.job(job.id).await.unwrap();
+                if done.status.is_finished() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            super::send_sigterm(second.id());
+            assert!(second.wait().unwrap().success());
+
+            assert_eq!(done.status, JobStatus::Done, "{url}: {done:?}");
+            assert_eq!(done.attempt, 2);
+            let svc = &store.services(server.id).await.unwrap()[0];
+            assert_eq!(svc.status, ServiceStatus::Active);
+            let logs = store.logs(server.id, 0).await.unwrap();
+            assert!(
+                logs.iter().any(|l| l.stream == LogStream::System
+                    && l.chunk.contains("resumed after a lost worker")),
+                "{url}: no resume note in the log"
+            );
+            let events = store.events(server.id, 0).await.unwrap();
+            assert!(
+                events
+                    .iter()
+                    .all(|e| e.status != brokeforge_core::EventStatus::InProgress),
+                "{url}: an event stayed in progress"
+            );
+            assert!(
+                events
+                    .iter()
+                    .any(|e| e.error.as_deref() == Some("the worker running this step was lost"))
+            );
+            assert_eq!(events.last().unwrap().current_step, 30);
+            store.close().await;
+        }
+    }
+}

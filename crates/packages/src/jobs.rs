@@ -164,6 +164,7 @@ impl Worker {
                 }
             }
             let mut claim_error = None;
+            let mut idle = false;
             while tasks.len() < self.config.concurrency {
                 match self.store.claim(&self.config.id, self.config.lease).await {
                     Ok(Some(job)) => {
@@ -177,7 +178,10 @@ impl Worker {
                             run_job(store, executor, registry, job, lease, stop).await
                         });
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        idle = true;
+                        break;
+                    }
                     Err(e) => {
                         claim_error = Some(e);
                         break;
@@ -189,9 +193,14 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
-            let wake = match self.store.next_job_wakeup().await {
-                Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(10, 5000) as u64),
-                _ => Duration::from_secs(5),
+            // Sleep until the next delayed job or lease expiry; a busy worker is woken by its own jobs ending.
+            let wake = if idle {
+                match self.store.next_job_wakeup().await {
+                    Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(10, 5000) as u64),
+                    _ => Duration::from_secs(5),
+                }
+            } else {
+                Duration::from_secs(1)
             };
             tokio::select! {
                 _ = &mut notify => {}
@@ -227,6 +236,9 @@ impl Worker {
             match rec {
                 Recovered::Requeued(job) => {
                     tracing::warn!(job_id = job.id, server_id = ?job.server_id, attempt = job.attempt, "resuming a job whose worker was lost");
+                    self.store
+                        .fail_open_events(job.id, "the worker running this step was lost")
+                        .await?;
                     if let Some(server_id) = job.server_id {
                         let line = format!(
                             "resumed after a lost worker: attempt {} will start again\n",
@@ -240,6 +252,7 @@ impl Worker {
                 Recovered::Failed(job) => {
                     let reason = job.error.clone().unwrap_or_else(|| "worker lost".into());
                     tracing::error!(job_id = job.id, server_id = ?job.server_id, %reason, "job failed: worker lost");
+                    self.store.fail_open_events(job.id, &reason).await?;
                     lifecycle_failed(&self.store, &job, &reason).await?;
                     if let Some(server_id) = job.server_id {
                         self.store

@@ -14,8 +14,8 @@ use std::str::FromStr;
 use std::sync::Once;
 use std::time::Duration;
 
+use sqlx::Row;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
 
 pub use crypto::{Cipher, MasterKey};
 pub use jobs::{Heartbeat, Job, JobStatus, JobTarget, NewJob, Outcome, Recovered};
@@ -194,6 +194,23 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+pub use sqlx::AnyPool;
+
+/// A bare connection pool to `url` (for tools that create or drop schemas before opening a [`Store`]).
+pub async fn connect_raw(url: &str) -> Result<AnyPool> {
+    DRIVERS.call_once(sqlx::any::install_default_drivers);
+    Ok(AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await?)
+}
+
+/// Run a statement that returns nothing (DDL).
+pub async fn raw_execute(pool: &AnyPool, sql: &str) -> Result<()> {
+    sqlx::raw_sql(sql).execute(pool).await?;
+    Ok(())
 }
 
 /// Hide the password of a database URL before showing it.

@@ -621,3 +621,20 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Close the events a vanished worker left in progress for `job_id`.
+    pub async fn fail_open_events(&self, job_id: i64, reason: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE provision_events SET status = $1, error = $2, updated_at = $3 WHERE job_id = $4 AND status = $5",
+        )
+        .bind(EventStatus::Failed.as_str())
+        .bind(reason)
+        .bind(now_ms())
+        .bind(job_id)
+        .bind(EventStatus::InProgress.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}

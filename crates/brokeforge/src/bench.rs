@@ -1,0 +1,361 @@
+//! `brokeforge bench`: numbers, not timed tests.
+//!
+//! Fleet mode runs a synthetic plan of N steps on every host through the real path (enqueue, claim, execute
+//! over SSH, events in a real store) and, in the same run, the bare baseline (one russh connection per host,
+//! the same N commands, no store). Queue mode measures claiming and finishing no-op jobs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use brokeforge_core::{CredentialKind, Secret};
+use brokeforge_packages::jobs::{NoopJob, Registry, SyntheticPlanJob, Worker, WorkerConfig};
+use brokeforge_ssh::{ExecRequest, HostKeyPolicy, SshSession, SshTarget};
+use brokeforge_store::{JobStatus, MasterKey, NewJob, NewServer, Store};
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Hosts file: `HOST PORT` per line (`#` comments allowed).
+    #[arg(long, requires_all = ["user", "key"])]
+    hosts: Option<PathBuf>,
+    /// SSH user on every host.
+    #[arg(long)]
+    user: Option<String>,
+    /// Private key file (OpenSSH format) for that user.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Steps (milestone + command) per host.
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// Jobs run at once (default: one per host).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Queue mode: claim and finish this many no-op jobs.
+    #[arg(long, conflicts_with = "hosts")]
+    queue_jobs: Option<usize>,
+    /// Queue mode: workers claiming at once.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Database for the run (default: a fresh SQLite file in a temporary directory). A PostgreSQL URL gets a
+    /// fresh schema that is dropped afterwards.
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+pub async fn run(args: BenchArgs) -> Result<()> {
+    let (store, cleanup) = bench_store(args.database_url.as_deref()).await?;
+    let result = match (&args.hosts, args.queue_jobs) {
+        (Some(hosts), None) => fleet(&args, hosts, &store).await,
+        (None, Some(n)) => queue(&store, n, args.workers.max(1)).await,
+        _ => bail!("give either --hosts FILE --user USER --key KEYFILE, or --queue-jobs N"),
+    };
+    store.close().await;
+    cleanup.finish().await;
+    result
+}
+
+struct Cleanup {
+    _dir: Option<tempfile::TempDir>,
+    drop_schema: Option<(String, String)>,
+}
+
+impl Cleanup {
+    async fn finish(self) {
+        if let Some((url, schema)) = self.drop_schema
+            && let Ok(pool) = sqlx_any_connect(&url).await
+        {
+            let _ = brokeforge_store::raw_execute(&pool, &format!("DROP SCHEMA {schema} CASCADE"))
+                .await;
+            pool.close().await;
+        }
+    }
+}
+
+async fn sqlx_any_connect(url: &str) -> Result<brokeforge_store::AnyPool> {
+    brokeforge_store::connect_raw(url).await.context("connect")
+}
+
+async fn bench_store(url: Option<&str>) -> Result<(Store, Cleanup)> {
+    let key = MasterKey::generate()?;
+    match url {
+        None => {
+            let dir = tempfile::tempdir()?;
+            let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+            Ok((
+                Store::open(&url, &key).await?,
+                Cleanup {
+                    _dir: Some(dir),
+                    drop_schema: None,
+                },
+            ))
+        }
+        Some(url) if url.starts_with("sqlite://") => Ok((
+            Store::open(url, &key).await?,
+            Cleanup {
+                _dir: None,
+                drop_schema: None,
+            },
+        )),
+        Some(url) => {
+            let mut suffix = [0u8; 4];
+            getrandom::fill(&mut suffix).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+            let schema = format!("bf_bench_{:08x}", u32::from_le_bytes(suffix));
+            let pool = sqlx_any_connect(url).await?;
+            brokeforge_store::raw_execute(&pool, &format!("CREATE SCHEMA {schema}")).await?;
+            pool.close().await;
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+            let store = Store::open(&scoped, &key).await?;
+            Ok((
+                store,
+                Cleanup {
+                    _dir: None,
+                    drop_schema: Some((url.to_string(), schema)),
+                },
+            ))
+        }
+    }
+}
+
+fn read_hosts(path: &PathBuf) -> Result<Vec<(String, u16)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hosts = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut parts = line.split_whitespace();
+        let (Some(host), port) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let host =
+            brokeforge_core::validate::host(host).with_context(|| format!("line {}", n + 1))?;
+        let port = match port {
+            Some(p) => brokeforge_core::validate::port(
+                p.parse().with_context(|| format!("line {}: port", n + 1))?,
+            )?,
+            None => 22,
+        };
+        hosts.push((host, port));
+    }
+    if hosts.is_empty() {
+        bail!("{} lists no hosts", path.display());
+    }
+    Ok(hosts)
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+async fn fleet(args: &BenchArgs, hosts_file: &PathBuf, store: &Store) -> Result<()> {
+    let hosts = read_hosts(hosts_file)?;
+    let user = args.user.clone().unwrap_or_default();
+    let key_path = args.key.clone().unwrap_or_default();
+    let key = Secret::new(
+        std::fs::read_to_string(&key_path)
+            .with_context(|| format!("cannot read {}", key_path.display()))?,
+    );
+    let steps = args.steps.max(1);
+    let concurrency = args.concurrency.unwrap_or(hosts.len()).max(1);
+    let target = |host: &str, port: u16, policy: HostKeyPolicy| SshTarget {
+        host: host.to_string(),
+        port,
+        user: user.clone(),
+        key: key.clone(),
+        host_key: policy,
+        connect_timeout: Duration::from_secs(30),
+    };
+
+    // Learn each host's key once (the benchmark's own trust on first use) and warm up sshd.
+    let mut fingerprints = Vec::new();
+    for chunk in hosts.chunks(concurrency) {
+        let mut tasks = Vec::new();
+        for (h, p) in chunk {
+            let t = target(h, *p, HostKeyPolicy::TrustOnFirstUse);
+            tasks.push(tokio::spawn(async move {
+                let s = SshSession::connect(&t).await?;
+                let fp = s.host_key_fingerprint().to_string();
+                s.close().await;
+                Ok::<_, brokeforge_ssh::SshError>(fp)
+            }));
+        }
+        for t in tasks {
+            fingerprints.push(t.await?.context("warm-up connection")?);
+        }
+    }
+
+    // Baseline: one connection per host, the same commands, nothing stored.
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for ((h, p), fp) in hosts.iter().zip(&fingerprints) {
+        let t = target(h, *p, HostKeyPolicy::Pinned(fp.clone()));
+        let sem = sem.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let s = SshSession::connect(&t).await?;
+            let mut errors = 0usize;
+            for _ in 0..steps {
+                let out = s
+                    .exec(ExecRequest::new("true", Duration::from_secs(60)))
+                    .await?;
+                errors += usize::from(!out.success());
+            }
+            s.close().await;
+            Ok::<_, brokeforge_ssh::SshError>(errors)
+        }));
+    }
+    let mut baseline_errors = 0;
+    for t in tasks {
+        match t.await? {
+            Ok(e) => baseline_errors += e,
+            Err(e) => {
+                eprintln!("baseline: {e}");
+                baseline_errors += 1;
+            }
+        }
+    }
+    let baseline = started.elapsed().as_secs_f64();
+
+    // Full path: servers in a real store, one job per host, workers claim and run them.
+    let owner = store
+        .create_user("bench@brokeforge.invalid", "!", false)
+        .await?;
+    let mut server_ids = Vec::new();
+    for (i, ((h, p), fp)) in hosts.iter().zip(&fingerprints).enumerate() {
+        let server = store
+            .create_server(&NewServer {
+                user_id: owner.id,
+                name: format!("bench-{i}"),
+                public_ip: h.clone(),
+                ssh_port: *p,
+                host_key_fingerprint: Some(fp.clone()),
+            })
+            .await?;
+        store
+            .put_credential_as(server.id, CredentialKind::User, Some(&user), "bench", &key)
+            .await?;
+        server_ids.push(server.id);
+    }
+    let stop = CancellationToken::new();
+    let worker = Worker::new(
+        store.clone(),
+        Registry::standard(),
+        WorkerConfig {
+            id: "bench".into(),
+            concurrency,
+            ..WorkerConfig::default()
+        },
+    );
+    let started = Instant::now();
+    let worker_task = tokio::spawn(worker.run(stop.clone()));
+    for id in &server_ids {
+        store
+            .enqueue(&NewJob::new(
+                SyntheticPlanJob::KIND,
+                Some(*id),
+                SyntheticPlanJob::payload(steps, 0),
+            ))
+            .await?;
+    }
+    wait_finished(store, server_ids.len() as i64).await?;
+    let full = started.elapsed().as_secs_f64();
+    stop.cancel();
+    worker_task.await??;
+
+    let failed = store.count_jobs(JobStatus::Failed).await? as usize;
+    let errors = failed + baseline_errors;
+    let ratio = full / baseline.max(1e-9);
+    let per_step_ms = (full - baseline) * 1000.0 / steps as f64;
+    println!(
+        "hosts={} steps={} concurrency={concurrency} backend={:?}",
+        hosts.len(),
+        steps,
+        store.backend()
+    );
+    println!(
+        "baseline: {baseline:.3} s ({:.2} ms per command per host); full path: {full:.3} s",
+        baseline * 1000.0 / steps as f64
+    );
+    println!(
+        "baseline_wall_s={baseline:.3} full_wall_s={full:.3} ratio={ratio:.3} per_step_overhead_ms={per_step_ms:.3} peak_rss_mb={:.1} errors={errors}",
+        peak_rss_mb()
+    );
+    if errors > 0 {
+        bail!("{errors} errors");
+    }
+    Ok(())
+}
+
+/// Wait until `total` jobs are finished, waking on the store's job notifications.
+async fn wait_finished(store: &Store, total: i64) -> Result<()> {
+    loop {
+        let notified = store.jobs_notify().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let finished = store.count_jobs(JobStatus::Done).await?
+            + store.count_jobs(JobStatus::Failed).await?
+            + store.count_jobs(JobStatus::Cancelled).await?;
+        if finished >= total {
+            return Ok(());
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+    }
+}
+
+async fn queue(store: &Store, jobs: usize, workers: usize) -> Result<()> {
+    for _ in 0..jobs {
+        store
+            .enqueue(&NewJob::new(NoopJob::KIND, None, serde_json::Value::Null))
+            .await?;
+    }
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let worker = Worker::new(
+            store.clone(),
+            Registry::standard(),
+            WorkerConfig {
+                id: format!("bench-{w}"),
+                concurrency: 1,
+                ..WorkerConfig::default()
+            },
+        );
+        tasks.push(tokio::spawn(worker.run(stop.clone())));
+    }
+    wait_finished(store, jobs as i64).await?;
+    let wall = started.elapsed().as_secs_f64();
+    stop.cancel();
+    for t in tasks {
+        t.await??;
+    }
+    let done = store.count_jobs(JobStatus::Done).await?;
+    let rate = done as f64 / wall;
+    println!(
+        "queue backend={:?} workers={workers} jobs={jobs} done={done} wall_s={wall:.3} jobs_per_s={rate:.0} peak_rss_mb={:.1} errors={}",
+        store.backend(),
+        peak_rss_mb(),
+        jobs as i64 - done
+    );
+    if done != jobs as i64 {
+        bail!("{} jobs did not finish", jobs as i64 - done);
+    }
+    Ok(())
+}
