@@ -65,6 +65,9 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Progress writes (events, command output). On PostgreSQL a pool with `synchronous_commit=off`: a crash
+    /// of the database may lose the last moments of progress, never job state, and the job path stays fast.
+    telemetry: AnyPool,
     backend: Backend,
     cipher: Cipher,
     url: std::sync::Arc<str>,
@@ -126,9 +129,19 @@ impl Store {
             }),
             Backend::Postgres => opts.max_connections(16),
         };
-        let pool = opts.connect(&url).await?;
+        let pool = opts.clone().connect(&url).await?;
+        let telemetry = match backend {
+            Backend::Sqlite => pool.clone(),
+            Backend::Postgres => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                opts.max_connections(8)
+                    .connect(&format!("{url}{sep}options=-c%20synchronous_commit%3Doff"))
+                    .await?
+            }
+        };
         Ok(Store {
             pool,
+            telemetry,
             backend,
             cipher: Cipher::new(key),
             url: url.into(),
@@ -193,6 +206,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.telemetry.close().await;
     }
 }
 

@@ -451,25 +451,61 @@ impl Store {
     // ---- provision events ----
 
     pub async fn start_event(&self, new: &NewEvent) -> Result<ProvisionEvent> {
+        self.advance_event(None, new).await
+    }
+
+    /// Complete the milestone `previous` (if any) and start the next one, atomically: one statement on
+    /// PostgreSQL (a data-modifying CTE), one transaction on SQLite.
+    pub async fn advance_event(
+        &self,
+        previous: Option<i64>,
+        new: &NewEvent,
+    ) -> Result<ProvisionEvent> {
         let now = now_ms();
-        let row = sqlx::query(&format!(
+        let insert = format!(
             "INSERT INTO provision_events (server_id, job_id, service_type, provision_type, milestone, label, current_step, total_steps, details, status, error, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $11) RETURNING {EVENT_COLS}"
-        ))
-        .bind(new.server_id)
-        .bind(new.job_id)
-        .bind(new.service_type.as_str())
-        .bind(new.provision_type.as_str())
-        .bind(&new.milestone)
-        .bind(&new.label)
-        .bind(new.current_step)
-        .bind(new.total_steps)
-        .bind(new.details.to_string())
-        .bind(EventStatus::InProgress.as_str())
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
-        event_from(&row)
+        );
+        let postgres = self.backend == crate::Backend::Postgres;
+        let sql = if postgres {
+            format!(
+                "WITH done AS (UPDATE provision_events SET status = 'completed', updated_at = $11 WHERE id = $12) {insert}"
+            )
+        } else {
+            insert
+        };
+        let query = sqlx::query(&sql)
+            .bind(new.server_id)
+            .bind(new.job_id)
+            .bind(new.service_type.as_str())
+            .bind(new.provision_type.as_str())
+            .bind(&new.milestone)
+            .bind(&new.label)
+            .bind(new.current_step)
+            .bind(new.total_steps)
+            .bind(new.details.to_string())
+            .bind(EventStatus::InProgress.as_str())
+            .bind(now);
+        if postgres {
+            let row = query
+                .bind(previous.unwrap_or(0))
+                .fetch_one(&self.telemetry)
+                .await?;
+            return event_from(&row);
+        }
+        let mut tx = self.telemetry.begin().await?;
+        if let Some(id) = previous {
+            sqlx::query("UPDATE provision_events SET status = $1, updated_at = $2 WHERE id = $3")
+                .bind(EventStatus::Completed.as_str())
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let row = query.fetch_one(&mut *tx).await?;
+        let event = event_from(&row)?;
+        tx.commit().await?;
+        Ok(event)
     }
 
     pub async fn finish_event(
@@ -485,7 +521,7 @@ impl Store {
         .bind(error.map(str::to_string))
         .bind(now_ms())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.telemetry)
         .await?;
         Ok(())
     }
@@ -521,7 +557,7 @@ impl Store {
         .bind(stream.as_str())
         .bind(chunk)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.telemetry)
         .await?;
         Ok(())
     }
@@ -633,7 +669,7 @@ impl Store {
         .bind(now_ms())
         .bind(job_id)
         .bind(EventStatus::InProgress.as_str())
-        .execute(&self.pool)
+        .execute(&self.telemetry)
         .await?;
         Ok(done.rows_affected())
     }

@@ -9,7 +9,7 @@ use brokeforge_ssh::{
     ExecOutput, ExecRequest, HostKeyPolicy, OutputChunk, SshError, SshSession, SshTarget, Stream,
 };
 use brokeforge_store::{LogStream, NewEvent, ProvisionEvent, Server, Store, StoreError};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{FileContents, FileStep, PackageError, Plan, RunStep, Step, StoreChange};
@@ -59,7 +59,39 @@ struct Run<'a> {
     provision_type: ProvisionType,
     connect_timeout: Duration,
     sessions: HashMap<CredentialKind, SshSession>,
-    event: Option<ProvisionEvent>,
+    event: Option<EventWrite>,
+}
+
+/// The current milestone's event. It is written while the milestone's first command already runs, so the
+/// store stays off the critical path; whoever needs its id waits for it.
+struct EventWrite {
+    task: Option<tokio::task::JoinHandle<Result<ProvisionEvent, StoreError>>>,
+    id: watch::Receiver<Option<i64>>,
+}
+
+impl EventWrite {
+    fn spawn(store: &Store, previous: Option<i64>, next: NewEvent) -> EventWrite {
+        let (tx, id) = watch::channel(None);
+        let store = store.clone();
+        let task = tokio::spawn(async move {
+            let event = store.advance_event(previous, &next).await?;
+            let _ = tx.send(Some(event.id));
+            Ok(event)
+        });
+        EventWrite {
+            task: Some(task),
+            id,
+        }
+    }
+
+    /// Wait until the event is stored; its id.
+    async fn id(&mut self) -> Result<i64, StoreError> {
+        if let Some(task) = self.task.take() {
+            task.await
+                .map_err(|e| StoreError::InvalidData(format!("event writer: {e}")))??;
+        }
+        (*self.id.borrow()).ok_or_else(|| StoreError::InvalidData("event was not stored".into()))
+    }
 }
 
 impl Executor {
@@ -100,9 +132,10 @@ impl Executor {
             ),
             Err(e) => (EventStatus::Failed, Some(plan.redact(&e.to_string()))),
         };
-        if let Some(ev) = run.event.take() {
+        if let Some(mut ev) = run.event.take() {
+            let id = ev.id().await?;
             self.store
-                .finish_event(ev.id, status, error.as_deref())
+                .finish_event(id, status, error.as_deref())
                 .await?;
         }
         if let Some(error) = &error
@@ -126,26 +159,22 @@ impl Run<'_> {
             }
             match step {
                 Step::Track { key, label, step } => {
-                    if let Some(ev) = self.event.take() {
-                        self.store
-                            .finish_event(ev.id, EventStatus::Completed, None)
-                            .await?;
-                    }
-                    self.event = Some(
-                        self.store
-                            .start_event(&NewEvent {
-                                server_id: self.ctx.server.id,
-                                job_id: self.ctx.job_id,
-                                service_type: self.plan.service_type,
-                                provision_type: self.provision_type,
-                                milestone: key.to_string(),
-                                label: label.to_string(),
-                                current_step: *step as i64,
-                                total_steps: self.plan.total_steps as i64,
-                                details: serde_json::json!({}),
-                            })
-                            .await?,
-                    );
+                    let previous = match self.event.take() {
+                        Some(mut ev) => Some(ev.id().await?),
+                        None => None,
+                    };
+                    let next = NewEvent {
+                        server_id: self.ctx.server.id,
+                        job_id: self.ctx.job_id,
+                        service_type: self.plan.service_type,
+                        provision_type: self.provision_type,
+                        milestone: key.to_string(),
+                        label: label.to_string(),
+                        current_step: *step as i64,
+                        total_steps: self.plan.total_steps as i64,
+                        details: serde_json::json!({}),
+                    };
+                    self.event = Some(EventWrite::spawn(self.store, previous, next));
                 }
                 Step::Run(r) => report.outputs.push(self.run_command(r).await?),
                 Step::PutFile(p) => {
@@ -217,8 +246,11 @@ impl Run<'_> {
             .ok_or_else(|| PackageError::Store(StoreError::NotFound("session".into())))
     }
 
-    async fn log(&self, stream: LogStream, text: &str) -> Result<(), StoreError> {
-        let event_id = self.event.as_ref().map(|e| e.id);
+    async fn log(&mut self, stream: LogStream, text: &str) -> Result<(), StoreError> {
+        let event_id = match self.event.as_mut() {
+            Some(ev) => Some(ev.id().await?),
+            None => None,
+        };
         self.store
             .append_log(
                 self.ctx.server.id,
@@ -239,16 +271,16 @@ impl Run<'_> {
         stdin: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<ExecOutput, PackageError> {
-        self.log(LogStream::System, &format!("$ {shown}\n")).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = LogWriter {
             store: self.store.clone(),
             server_id: self.ctx.server.id,
             job_id: self.ctx.job_id,
-            event_id: self.event.as_ref().map(|e| e.id),
+            event_id: self.event.as_ref().map(|e| e.id.clone()),
             secrets: self.plan.secrets.clone(),
         };
-        let logging = tokio::spawn(writer.drain(rx));
+        // The writer stores the command line while the command runs: the store stays off the critical path.
+        let logging = tokio::spawn(writer.drain(format!("$ {shown}\n"), rx));
         let cancel = self.ctx.cancel.clone();
         let session = self.session(credential).await?;
         let req = ExecRequest {
@@ -359,18 +391,26 @@ impl Run<'_> {
     }
 }
 
+const STREAMS: [LogStream; 2] = [LogStream::Stdout, LogStream::Stderr];
+
 /// Writes streamed output to the store in whole lines, so a secret is never split across two chunks and
 /// missed by redaction.
 struct LogWriter {
     store: Store,
     server_id: i64,
     job_id: Option<i64>,
-    event_id: Option<i64>,
+    event_id: Option<watch::Receiver<Option<i64>>>,
     secrets: Vec<brokeforge_core::Secret>,
 }
 
 impl LogWriter {
-    async fn drain(self, mut rx: mpsc::UnboundedReceiver<OutputChunk>) -> Result<(), StoreError> {
+    async fn drain(
+        self,
+        command_line: String,
+        mut rx: mpsc::UnboundedReceiver<OutputChunk>,
+    ) -> Result<(), StoreError> {
+        self.write(LogStream::System, command_line.as_bytes())
+            .await?;
         let mut pending: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
         while let Some(chunk) = rx.recv().await {
             let i = match chunk.stream {
@@ -385,25 +425,30 @@ impl LogWriter {
                 None => continue,
             };
             let text: Vec<u8> = pending[i].drain(..cut).collect();
-            self.write(i, &text).await?;
+            self.write(STREAMS[i], &text).await?;
         }
         for (i, rest) in pending.iter().enumerate() {
             if !rest.is_empty() {
-                self.write(i, rest).await?;
+                self.write(STREAMS[i], rest).await?;
             }
         }
         Ok(())
     }
 
-    async fn write(&self, stream: usize, bytes: &[u8]) -> Result<(), StoreError> {
+    async fn write(&self, stream: LogStream, bytes: &[u8]) -> Result<(), StoreError> {
         let text = brokeforge_core::secret::redact(&String::from_utf8_lossy(bytes), &self.secrets);
-        let stream = if stream == 0 {
-            LogStream::Stdout
-        } else {
-            LogStream::Stderr
+        let event_id = match &self.event_id {
+            // Waits for the milestone's event row; if writing it failed, the line is kept without it.
+            Some(rx) => rx
+                .clone()
+                .wait_for(|id| id.is_some())
+                .await
+                .ok()
+                .and_then(|id| *id),
+            None => None,
         };
         self.store
-            .append_log(self.server_id, self.job_id, self.event_id, stream, &text)
+            .append_log(self.server_id, self.job_id, event_id, stream, &text)
             .await
     }
 }
