@@ -342,9 +342,11 @@ impl Store {
             Outcome::Cancelled => (JobStatus::Cancelled, Some("cancelled".to_string()), None),
         };
         let now = now_ms();
-        let done = sqlx::query(
+        // Returns whether a job of the same server waits for this one, so other nodes are woken only then.
+        let row = sqlx::query(
             "UPDATE jobs SET status = $1, error = $2, result = $3, finished_at = $4, updated_at = $4, lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id = $5 AND attempt = $6 AND status = 'running'",
+             WHERE id = $5 AND attempt = $6 AND status = 'running' \
+             RETURNING (SELECT COUNT(*) FROM jobs q WHERE q.server_id = jobs.server_id AND q.status = 'queued') AS waiting",
         )
         .bind(status.as_str())
         .bind(error)
@@ -352,15 +354,13 @@ impl Store {
         .bind(now)
         .bind(id)
         .bind(attempt)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        if done.rows_affected() == 1 && self.backend == Backend::Sqlite {
-            // A server may have a queued job waiting for this one.
-            self.jobs_notify.notify_waiters();
-        } else if done.rows_affected() == 1 {
+        let Some(row) = row else { return Ok(false) };
+        if row.try_get::<i64, _>("waiting")? > 0 {
             self.wake_workers().await?;
         }
-        Ok(done.rows_affected() == 1)
+        Ok(true)
     }
 
     /// Put a running job back in the queue (a retry after `delay`, or a graceful shutdown), fenced by attempt.
