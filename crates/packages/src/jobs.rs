@@ -28,6 +28,8 @@ pub struct JobContext<'a> {
     pub server: Option<Server>,
     /// Cancelled when the user cancels the job, the lease is lost, or the worker stops for good.
     pub cancel: CancellationToken,
+    /// The job's SSH connections, shared by every plan it runs and closed when it ends.
+    pub connections: crate::base::executor::Connections,
 }
 
 impl JobContext<'_> {
@@ -47,6 +49,7 @@ impl JobContext<'_> {
                 .get("trust_on_first_use")
                 .and_then(|v| v.as_bool())
                 == Some(true),
+            connections: self.connections.clone(),
         })
     }
 }
@@ -253,7 +256,6 @@ impl Worker {
                     let reason = job.error.clone().unwrap_or_else(|| "worker lost".into());
                     tracing::error!(job_id = job.id, server_id = ?job.server_id, %reason, "job failed: worker lost");
                     self.store.fail_open_events(job.id, &reason).await?;
-                    lifecycle_failed(&self.store, &job, &reason).await?;
                     if let Some(server_id) = job.server_id {
                         self.store
                             .append_log(
@@ -347,14 +349,18 @@ async fn execute(
         None => None,
     };
     lifecycle_begin(store, job).await?;
+    let connections = crate::base::executor::Connections::default();
     let ctx = JobContext {
         job,
         store,
         executor,
         server,
         cancel,
+        connections: connections.clone(),
     };
-    handler.run(&ctx).await
+    let result = handler.run(&ctx).await;
+    connections.close().await;
+    result
 }
 
 async fn finish(
@@ -375,13 +381,11 @@ async fn finish(
         return Ok(());
     }
     match outcome {
+        // finish_job also settles the job's record (active, removed or failed) in the same transaction.
         Ok(value) => {
-            if store
+            store
                 .finish_job(job.id, job.attempt, &Outcome::Done(value))
-                .await?
-            {
-                lifecycle_succeeded(store, job).await?;
-            }
+                .await?;
         }
         Err(PackageError::Cancelled)
             if hard_stop.is_cancelled() && !user_cancel.load(Ordering::SeqCst) =>
@@ -397,12 +401,9 @@ async fn finish(
                 .await?;
         }
         Err(PackageError::Cancelled) => {
-            if store
+            store
                 .finish_job(job.id, job.attempt, &Outcome::Cancelled)
-                .await?
-            {
-                lifecycle_failed(store, job, "cancelled").await?;
-            }
+                .await?;
         }
         Err(e) => {
             let reason = e.to_string();
@@ -418,11 +419,10 @@ async fn finish(
                         Some(&reason),
                     )
                     .await?;
-            } else if store
-                .finish_job(job.id, job.attempt, &Outcome::Failed(reason.clone()))
-                .await?
-            {
-                lifecycle_failed(store, job, &reason).await?;
+            } else {
+                store
+                    .finish_job(job.id, job.attempt, &Outcome::Failed(reason))
+                    .await?;
             }
         }
     }
@@ -474,66 +474,6 @@ async fn lifecycle_begin(store: &Store, job: &Job) -> Result<(), StoreError> {
         Some(JobTarget::Server) => {
             store
                 .set_provision_status(server_id, ProvisionStatus::Installing)
-                .await?
-        }
-        None => {}
-    }
-    Ok(())
-}
-
-async fn lifecycle_succeeded(store: &Store, job: &Job) -> Result<(), StoreError> {
-    let Some(server_id) = job.server_id else {
-        return Ok(());
-    };
-    match &job.target {
-        Some(JobTarget::Service {
-            name,
-            provision_type: ProvisionType::Install,
-            ..
-        }) => {
-            store
-                .set_service_status(server_id, name, ServiceStatus::Active, None)
-                .await?
-        }
-        Some(JobTarget::Service {
-            name,
-            provision_type: ProvisionType::Uninstall,
-            ..
-        }) => store.delete_service(server_id, name).await?,
-        Some(JobTarget::Site {
-            id,
-            provision_type: ProvisionType::Install,
-        }) => store.set_site_status(*id, ServiceStatus::Active).await?,
-        Some(JobTarget::Site {
-            id,
-            provision_type: ProvisionType::Uninstall,
-        }) => store.delete_site(*id).await?,
-        Some(JobTarget::Server) => {
-            store
-                .set_provision_status(server_id, ProvisionStatus::Provisioned)
-                .await?
-        }
-        None => {}
-    }
-    Ok(())
-}
-
-async fn lifecycle_failed(store: &Store, job: &Job, reason: &str) -> Result<(), StoreError> {
-    let Some(server_id) = job.server_id else {
-        return Ok(());
-    };
-    match &job.target {
-        Some(JobTarget::Service { name, .. }) => {
-            store
-                .set_service_status(server_id, name, ServiceStatus::Failed, Some(reason))
-                .await?
-        }
-        Some(JobTarget::Site { id, .. }) => {
-            store.set_site_status(*id, ServiceStatus::Failed).await?
-        }
-        Some(JobTarget::Server) => {
-            store
-                .set_provision_status(server_id, ProvisionStatus::Failed)
                 .await?
         }
         None => {}

@@ -145,7 +145,7 @@ pub enum Recovered {
 
 const JOB_COLS: &str = "id, kind, server_id, payload, target_type, target_name, target_service_type, provision_type, status, attempt, max_attempts, run_at, lease_owner, lease_expires_at, cancel_requested, error, result, created_at, started_at, finished_at";
 
-fn job_from(row: &AnyRow) -> Result<Job> {
+fn target_from(row: &AnyRow) -> Result<Option<JobTarget>> {
     let target_type: Option<String> = row.try_get("target_type")?;
     let provision: Option<String> = row.try_get("provision_type")?;
     let provision_type = || -> Result<ProvisionType> {
@@ -155,7 +155,7 @@ fn job_from(row: &AnyRow) -> Result<Job> {
             .parse()
             .map_err(|e| StoreError::InvalidData(format!("provision_type: {e}")))
     };
-    let target = match target_type.as_deref() {
+    Ok(match target_type.as_deref() {
         None => None,
         Some("service") => Some(JobTarget::Service {
             name: row
@@ -181,7 +181,74 @@ fn job_from(row: &AnyRow) -> Result<Job> {
                 "unknown job target `{other}`"
             )));
         }
+    })
+}
+
+/// Bring the record a job provisions in line with how the job ended, inside the transaction that records
+/// the ending: nobody sees a finished job whose record still says `installing`.
+async fn settle_target(
+    conn: &mut sqlx::AnyConnection,
+    server_id: Option<i64>,
+    target: &Option<JobTarget>,
+    failure: Option<&str>,
+) -> Result<()> {
+    let (Some(server_id), Some(target)) = (server_id, target) else {
+        return Ok(());
     };
+    let now = now_ms();
+    let q = match (target, failure) {
+        (JobTarget::Service { name, provision_type: ProvisionType::Install, .. }, None) => sqlx::query(
+            "UPDATE server_services SET status = 'active', error = NULL, updated_at = $1 WHERE server_id = $2 AND service_name = $3",
+        )
+        .bind(now)
+        .bind(server_id)
+        .bind(name.clone()),
+        (JobTarget::Service { name, provision_type: ProvisionType::Uninstall, .. }, None) => {
+            sqlx::query("DELETE FROM server_services WHERE server_id = $1 AND service_name = $2")
+                .bind(server_id)
+                .bind(name.clone())
+        }
+        (JobTarget::Service { name, .. }, Some(reason)) => sqlx::query(
+            "UPDATE server_services SET status = 'failed', error = $4, updated_at = $1 WHERE server_id = $2 AND service_name = $3",
+        )
+        .bind(now)
+        .bind(server_id)
+        .bind(name.clone())
+        .bind(reason.to_string()),
+        (JobTarget::Site { id, provision_type: ProvisionType::Install }, None) => sqlx::query(
+            "UPDATE server_sites SET status = 'active', updated_at = $1 WHERE server_id = $2 AND id = $3",
+        )
+        .bind(now)
+        .bind(server_id)
+        .bind(*id),
+        (JobTarget::Site { id, provision_type: ProvisionType::Uninstall }, None) => {
+            sqlx::query("DELETE FROM server_sites WHERE server_id = $1 AND id = $2")
+                .bind(server_id)
+                .bind(*id)
+        }
+        (JobTarget::Site { id, .. }, Some(_)) => sqlx::query(
+            "UPDATE server_sites SET status = 'failed', updated_at = $1 WHERE server_id = $2 AND id = $3",
+        )
+        .bind(now)
+        .bind(server_id)
+        .bind(*id),
+        (JobTarget::Server, None) => sqlx::query(
+            "UPDATE servers SET provision_status = 'provisioned', updated_at = $1 WHERE id = $2",
+        )
+        .bind(now)
+        .bind(server_id),
+        (JobTarget::Server, Some(_)) => sqlx::query(
+            "UPDATE servers SET provision_status = 'failed', updated_at = $1 WHERE id = $2",
+        )
+        .bind(now)
+        .bind(server_id),
+    };
+    q.execute(&mut *conn).await?;
+    Ok(())
+}
+
+fn job_from(row: &AnyRow) -> Result<Job> {
+    let target = target_from(row)?;
     let result: Option<String> = row.try_get("result")?;
     Ok(Job {
         id: row.try_get("id")?,
@@ -342,21 +409,36 @@ impl Store {
             Outcome::Cancelled => (JobStatus::Cancelled, Some("cancelled".to_string()), None),
         };
         let now = now_ms();
-        // Returns whether a job of the same server waits for this one, so other nodes are woken only then.
+        // Also returns whether a job of the same server waits for this one, so other nodes are woken only then.
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "UPDATE jobs SET status = $1, error = $2, result = $3, finished_at = $4, updated_at = $4, lease_owner = NULL, lease_expires_at = NULL \
              WHERE id = $5 AND attempt = $6 AND status = 'running' \
-             RETURNING (SELECT COUNT(*) FROM jobs q WHERE q.server_id = jobs.server_id AND q.status = 'queued') AS waiting",
+             RETURNING server_id, target_type, target_name, target_service_type, provision_type, \
+             (SELECT COUNT(*) FROM jobs q WHERE q.server_id = jobs.server_id AND q.status = 'queued') AS waiting",
         )
         .bind(status.as_str())
-        .bind(error)
+        .bind(error.clone())
         .bind(result)
         .bind(now)
         .bind(id)
         .bind(attempt)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok(false) };
+        let failure = match outcome {
+            Outcome::Done(_) => None,
+            Outcome::Failed(e) => Some(e.as_str()),
+            Outcome::Cancelled => Some("cancelled"),
+        };
+        settle_target(
+            &mut tx,
+            row.try_get("server_id")?,
+            &target_from(&row)?,
+            failure,
+        )
+        .await?;
+        tx.commit().await?;
         if row.try_get::<i64, _>("waiting")? > 0 {
             self.wake_workers().await?;
         }
@@ -440,6 +522,7 @@ impl Store {
             } else {
                 reason
             };
+            let mut tx = self.pool.begin().await?;
             let done = sqlx::query(
                 "UPDATE jobs SET status = $1, error = $2, finished_at = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4 \
                  WHERE id = $5 AND attempt = $6 AND status = 'running' AND lease_expires_at < $4",
@@ -450,8 +533,12 @@ impl Store {
             .bind(now)
             .bind(job.id)
             .bind(job.attempt)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+            if done.rows_affected() == 1 && status == "failed" {
+                settle_target(&mut tx, job.server_id, &job.target, Some(&error)).await?;
+            }
+            tx.commit().await?;
             if done.rows_affected() == 1 {
                 let job = self.job(job.id).await?;
                 out.push(if status == "queued" {

@@ -2,6 +2,7 @@
 //! streamed into the store line by line, secrets redacted everywhere, cancellation between and during steps.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use brokeforge_core::{ConnectionStatus, CredentialKind, EventStatus, ProvisionType, shell_quote};
@@ -27,6 +28,8 @@ pub struct RunContext {
     pub cancel: CancellationToken,
     /// Pin the host key on first connect when none is pinned yet.
     pub trust_on_first_use: bool,
+    /// SSH connections of this job, one per credential, shared by every plan the job runs.
+    pub connections: Connections,
 }
 
 impl RunContext {
@@ -36,6 +39,37 @@ impl RunContext {
             job_id: None,
             cancel: CancellationToken::new(),
             trust_on_first_use: false,
+            connections: Connections::default(),
+        }
+    }
+}
+
+/// Open SSH connections by credential. Closed by [`Connections::close`] (or when the last clone is dropped).
+#[derive(Clone, Default)]
+pub struct Connections(Arc<tokio::sync::Mutex<HashMap<CredentialKind, Arc<SshSession>>>>);
+
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Connections")
+    }
+}
+
+impl Connections {
+    pub async fn close(&self) {
+        let sessions: Vec<_> = self.0.lock().await.drain().map(|(_, s)| s).collect();
+        for s in sessions {
+            if let Ok(s) = Arc::try_unwrap(s) {
+                s.close().await;
+            }
+        }
+    }
+
+    /// Forget the connection of `credential` (e.g. after its key was replaced).
+    pub async fn drop_credential(&self, credential: CredentialKind) {
+        if let Some(s) = self.0.lock().await.remove(&credential)
+            && let Ok(s) = Arc::try_unwrap(s)
+        {
+            s.close().await;
         }
     }
 }
@@ -58,7 +92,6 @@ struct Run<'a> {
     plan: &'a Plan,
     provision_type: ProvisionType,
     connect_timeout: Duration,
-    sessions: HashMap<CredentialKind, SshSession>,
     event: Option<EventWrite>,
 }
 
@@ -120,7 +153,6 @@ impl Executor {
             plan,
             provision_type,
             connect_timeout: self.connect_timeout,
-            sessions: HashMap::new(),
             event: None,
         };
         let result = run.steps().await;
@@ -142,9 +174,6 @@ impl Executor {
             && status == EventStatus::Failed
         {
             tracing::warn!(server_id = ctx.server.id, job_id = ?ctx.job_id, %error, "package step failed");
-        }
-        for (_, s) in run.sessions.drain() {
-            s.close().await;
         }
         result
     }
@@ -186,8 +215,12 @@ impl Run<'_> {
         Ok(report)
     }
 
-    async fn session(&mut self, credential: CredentialKind) -> Result<&SshSession, PackageError> {
-        if !self.sessions.contains_key(&credential) {
+    async fn session(&self, credential: CredentialKind) -> Result<Arc<SshSession>, PackageError> {
+        let mut sessions = self.ctx.connections.0.lock().await;
+        if let Some(session) = sessions.get(&credential) {
+            return Ok(session.clone());
+        }
+        {
             let server = &self.ctx.server;
             let cred = self.store.credential(server.id, credential).await?;
             let policy = match &server.host_key_fingerprint {
@@ -239,11 +272,10 @@ impl Run<'_> {
                     .set_connection_status(server.id, ConnectionStatus::Connected)
                     .await?;
             }
-            self.sessions.insert(credential, session);
+            let session = Arc::new(session);
+            sessions.insert(credential, session.clone());
+            Ok(session)
         }
-        self.sessions
-            .get(&credential)
-            .ok_or_else(|| PackageError::Store(StoreError::NotFound("session".into())))
     }
 
     async fn log(&mut self, stream: LogStream, text: &str) -> Result<(), StoreError> {
