@@ -103,6 +103,8 @@ string_enum! {
         Root => "root",
         User => "user",
         Worker => "worker",
+        /// The user's own root key for direct onboarding: used once to install BrokeForge's keys, then deleted.
+        Bootstrap => "bootstrap",
     }
 }
 
@@ -110,7 +112,7 @@ impl CredentialKind {
     /// The Unix user name on the server.
     pub fn unix_user(self) -> &'static str {
         match self {
-            CredentialKind::Root => "root",
+            CredentialKind::Root | CredentialKind::Bootstrap => "root",
             CredentialKind::User => "brokeforge",
             CredentialKind::Worker => "worker",
         }

@@ -77,6 +77,9 @@ impl Registry {
     pub fn standard() -> Registry {
         let mut r = Registry::default();
         r.register(crate::services::sites::SiteCommandInstallerJob);
+        r.register(crate::services::server::ServerInstallerJob);
+        r.register(crate::services::server::ServerAccessInstallerJob);
+        r.register(crate::services::server::ConnectionCheckInstallerJob);
         r.register(SyntheticPlanJob);
         r.register(NoopJob);
         r

@@ -116,6 +116,7 @@ async fn success_writes_every_milestone_in_order() {
                 owner: None,
                 mode: 0o640,
                 credential: None,
+                check: Some("grep -q 'line 1' \"$1\"".into()),
             })
             .run(format!("stat -c %a {path} && cat {path}"))
             .track(DemoMilestones::Three)
@@ -390,6 +391,7 @@ async fn secrets_never_reach_events_logs_or_command_lines() {
                 owner: None,
                 mode: 0o600,
                 credential: None,
+                check: None,
             })
             .track(DemoMilestones::Two)
             .run(format!("cat {path}; echo; cat {path} >&2; exit 1"));

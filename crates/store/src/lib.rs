@@ -20,6 +20,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 pub use crypto::{Cipher, MasterKey};
 pub use jobs::{Heartbeat, Job, JobStatus, JobTarget, NewJob, Outcome, Recovered};
 pub use models::*;
+pub use records::TokenUse;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -24,6 +24,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_jobs.sql"),
         postgres: include_str!("../migrations/postgres/0002_jobs.sql"),
     },
+    Migration {
+        version: 3,
+        name: "onboarding",
+        sqlite: include_str!("../migrations/sqlite/0003_onboarding.sql"),
+        postgres: include_str!("../migrations/postgres/0003_onboarding.sql"),
+    },
 ];
 
 pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {

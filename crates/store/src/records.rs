@@ -674,3 +674,113 @@ impl Store {
         Ok(done.rows_affected())
     }
 }
+
+/// What a provisioning token allows right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    /// Fetch the one-line script (once).
+    Script,
+    /// Report a step from the running script.
+    Callback,
+}
+
+fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+impl Store {
+    /// Create (or replace) the server's provisioning token; returns the token, which is not stored.
+    pub async fn create_provision_token(
+        &self,
+        server_id: i64,
+        valid_for: std::time::Duration,
+    ) -> Result<String> {
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).map_err(|e| StoreError::Crypto(format!("no randomness: {e}")))?;
+        let token = hex::encode(raw);
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO server_provision_tokens (server_id, token_hash, expires_at, script_served_at, finished_at, created_at) \
+             VALUES ($1, $2, $3, NULL, NULL, $4) ON CONFLICT (server_id) DO UPDATE SET token_hash = excluded.token_hash, \
+             expires_at = excluded.expires_at, script_served_at = NULL, finished_at = NULL, created_at = excluded.created_at",
+        )
+        .bind(server_id)
+        .bind(token_hash(&token))
+        .bind(now + valid_for.as_millis() as i64)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(token)
+    }
+
+    /// The server a token belongs to, if the token allows `usage` now. Fetching the script uses it up (the check
+    /// and the marking are one statement, so two fetches cannot both succeed).
+    pub async fn use_provision_token(&self, token: &str, usage: TokenUse) -> Result<Option<i64>> {
+        if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let now = now_ms();
+        let row = match usage {
+            TokenUse::Script => {
+                sqlx::query(
+                    "UPDATE server_provision_tokens SET script_served_at = $1 WHERE token_hash = $2 AND expires_at > $1 \
+                     AND script_served_at IS NULL AND finished_at IS NULL RETURNING server_id",
+                )
+                .bind(now)
+                .bind(token_hash(token))
+                .fetch_optional(&self.pool)
+                .await?
+            }
+            TokenUse::Callback => {
+                sqlx::query(
+                    "SELECT server_id FROM server_provision_tokens WHERE token_hash = $1 AND expires_at > $2 \
+                     AND script_served_at IS NOT NULL AND finished_at IS NULL",
+                )
+                .bind(token_hash(token))
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+        };
+        row.map(|r| r.try_get::<i64, _>("server_id").map_err(Into::into))
+            .transpose()
+    }
+
+    /// The onboarding ended (completed or failed): the token accepts nothing more.
+    pub async fn finish_provision_token(&self, server_id: i64) -> Result<()> {
+        sqlx::query("UPDATE server_provision_tokens SET finished_at = $1 WHERE server_id = $2")
+            .bind(now_ms())
+            .bind(server_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_credential(
+        &self,
+        server_id: i64,
+        credential: CredentialKind,
+    ) -> Result<()> {
+        sqlx::query("DELETE FROM server_credentials WHERE server_id = $1 AND credential = $2")
+            .bind(server_id)
+            .bind(credential.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The newest in-progress event of a server that no job owns (the provisioning script reports these).
+    pub async fn open_script_event(&self, server_id: i64) -> Result<Option<ProvisionEvent>> {
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM provision_events WHERE server_id = $1 AND job_id IS NULL AND status = $2 ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(server_id)
+        .bind(EventStatus::InProgress.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(event_from).transpose()
+    }
+}

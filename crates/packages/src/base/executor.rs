@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use brokeforge_core::{ConnectionStatus, CredentialKind, EventStatus, ProvisionType, shell_quote};
+use brokeforge_core::{ConnectionStatus, CredentialKind, EventStatus, ProvisionType};
 use brokeforge_ssh::{
     ExecOutput, ExecRequest, HostKeyPolicy, OutputChunk, SshError, SshSession, SshTarget, Stream,
 };
@@ -376,18 +376,7 @@ impl Run<'_> {
 
     async fn put_file(&mut self, p: &FileStep) -> Result<ExecOutput, PackageError> {
         let credential = p.credential.unwrap_or(self.plan.credential);
-        let path = shell_quote(&p.path);
-        let chown = p
-            .owner
-            .as_ref()
-            .map(|o| format!(" && chown {} \"$tmp\"", shell_quote(o)))
-            .unwrap_or_default();
-        // Write to a temp file in the target directory, then rename: readers never see a partial file.
-        let command = format!(
-            "set -e; umask 077; dir=$(dirname {path}); mkdir -p \"$dir\"; tmp=$(mktemp \"$dir/.brokeforge.XXXXXX\"); \
-             trap 'rm -f \"$tmp\"' EXIT; cat > \"$tmp\"{chown} && chmod {:o} \"$tmp\" && mv -f \"$tmp\" {path}; trap - EXIT",
-            p.mode
-        );
+        let command = p.install_command("cat");
         let shown = format!("put {} ({:04o})", p.path, p.mode);
         let contents = match &p.contents {
             FileContents::Text(_) | FileContents::Secret(_) => p.contents.bytes().to_vec(),

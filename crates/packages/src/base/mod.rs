@@ -83,6 +83,53 @@ pub struct FileStep {
     pub owner: Option<String>,
     pub mode: u32,
     pub credential: Option<CredentialKind>,
+    /// A command that must accept the new file (its path is `$1`) before it replaces the old one,
+    /// e.g. `visudo -cf "$1"`.
+    pub check: Option<String>,
+}
+
+impl FileStep {
+    pub fn new(path: impl Into<String>, contents: FileContents, mode: u32) -> Self {
+        FileStep {
+            path: path.into(),
+            contents,
+            owner: None,
+            mode,
+            credential: None,
+            check: None,
+        }
+    }
+
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
+    pub fn check(mut self, command: impl Into<String>) -> Self {
+        self.check = Some(command.into());
+        self
+    }
+
+    /// Shell that writes what `source` prints to a temp file beside the target, checks it, sets owner and
+    /// mode, and renames it into place: readers never see a partial or rejected file.
+    pub fn install_command(&self, source: &str) -> String {
+        let path = brokeforge_core::shell_quote(&self.path);
+        let chown = self
+            .owner
+            .as_ref()
+            .map(|o| format!(" && chown {} \"$tmp\"", brokeforge_core::shell_quote(o)))
+            .unwrap_or_default();
+        let check = self
+            .check
+            .as_ref()
+            .map(|c| format!(" && sh -c {} _ \"$tmp\"", brokeforge_core::shell_quote(c)))
+            .unwrap_or_default();
+        format!(
+            "(set -e; umask 077; dir=$(dirname {path}); mkdir -p \"$dir\"; tmp=$(mktemp \"$dir/.brokeforge.XXXXXX\"); \
+             trap 'rm -f \"$tmp\"' EXIT; {source} > \"$tmp\"{check}{chown} && chmod {:o} \"$tmp\" && mv -f \"$tmp\" {path}; trap - EXIT)",
+            self.mode
+        )
+    }
 }
 
 /// A change to the store, applied once every remote step before it has succeeded.

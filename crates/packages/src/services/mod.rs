@@ -1,3 +1,4 @@
 //! Service implementations, grouped by category as in the spec (`Services/{Category}/{Service}`).
 
+pub mod server;
 pub mod sites;
