@@ -160,7 +160,7 @@ bf_report() {{
 }}
 trap 'bf_report "$BF_STEP" failed "line $LINENO: $BASH_COMMAND exited with $?"; echo "BrokeForge: step $BF_STEP failed" >&2' ERR
 # Everything runs inside a function, so bash has read the whole script before any command can read stdin.
-bf_main() {
+bf_main() {{
 if [ "$(id -u)" -ne 0 ]; then echo "Run this script as root." >&2; bf_report start failed "not run as root"; exit 1; fi
 "#,
             callback = shell_quote(callback_url)
