@@ -1,23 +1,37 @@
-//! `brokeforge serve`: the HTTP server (for now `GET /health`) and in-process job workers.
+//! `brokeforge serve`: the HTTP server and in-process job workers. So far it serves `GET /health` and the
+//! provisioning endpoints the one-line script uses.
 
 use anyhow::{Context, Result};
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use brokeforge_packages::PackageError;
 use brokeforge_packages::jobs::{Registry, Worker, WorkerConfig};
+use brokeforge_packages::services::server::{Callback, handle_callback, provisioning_script};
 use brokeforge_store::Store;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-pub fn router(store: Store) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .with_state(store)
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    /// Base URL servers reach BrokeForge at (`BROKEFORGE_PUBLIC_URL`); else taken from the request's Host.
+    pub public_url: Option<String>,
 }
 
-async fn health(State(store): State<Store>) -> (StatusCode, Json<serde_json::Value>) {
-    match store.ping().await {
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/provision/{token}", get(script))
+        .route("/provision/{token}/callback", post(callback))
+        .with_state(state)
+}
+
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,
             Json(json!({"status": "ok", "database": "ok"})),
@@ -32,6 +46,97 @@ async fn health(State(store): State<Store>) -> (StatusCode, Json<serde_json::Val
     }
 }
 
+fn base_url(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    if let Some(url) = &state.public_url {
+        return Some(url.trim_end_matches('/').to_string());
+    }
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    // Only a plain host[:port] may flow into the script.
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+    {
+        return None;
+    }
+    Some(format!("http://{host}"))
+}
+
+const GONE: &str = "echo 'BrokeForge: this provisioning link is invalid, expired or already used. Create a new one in BrokeForge.' >&2; exit 1\n";
+
+/// The one-line script: served once per token, public keys only.
+async fn script(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(base) = base_url(&state, &headers) else {
+        return (StatusCode::BAD_REQUEST, "bad Host header\n").into_response();
+    };
+    let callback = format!("{base}/provision/{token}/callback");
+    match provisioning_script(&state.store, &token, &callback).await {
+        Ok(Some(script)) => (
+            [(header::CONTENT_TYPE, "text/x-shellscript; charset=utf-8")],
+            script,
+        )
+            .into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, GONE).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "serving a provisioning script failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "echo 'BrokeForge: internal error' >&2; exit 1\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Progress reports from the script, authenticated by the token in the path.
+async fn callback(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    body: Bytes,
+) -> Response {
+    let cb: Callback = match serde_json::from_slice(&body) {
+        Ok(cb) => cb,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "invalid_report", "message": e.to_string()})),
+            )
+                .into_response();
+        }
+    };
+    match handle_callback(&state.store, &token, &cb).await {
+        Ok(Some(job)) => (
+            StatusCode::OK,
+            Json(json!({"ok": true, "job_id": job.map(|j| j.id)})),
+        )
+            .into_response(),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Json(
+                json!({"error": "not_found", "message": "unknown or finished provisioning token"}),
+            ),
+        )
+            .into_response(),
+        Err(PackageError::Validation(v)) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_report", "message": v.to_string()})),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "recording a provisioning report failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": "internal", "message": "internal error"})),
+            )
+                .into_response()
+        }
+    }
+}
+
 pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
     let store = crate::config::open_store().await?;
     let listener = tokio::net::TcpListener::bind(bind)
@@ -42,9 +147,15 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
     tokio::spawn(crate::shutdown_on_signal(stop.clone()));
     let workers =
         tokio::spawn(Worker::new(store.clone(), Registry::standard(), worker).run(stop.clone()));
+    let state = AppState {
+        store: store.clone(),
+        public_url: std::env::var("BROKEFORGE_PUBLIC_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
+    };
     println!("BrokeForge is listening on http://{addr}");
     let http_stop = stop.clone();
-    axum::serve(listener, router(store.clone()))
+    axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { http_stop.cancelled().await })
         .await
         .context("server error")?;

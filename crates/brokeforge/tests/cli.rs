@@ -97,6 +97,48 @@ fn serve_reports_health() {
     assert!(status.success(), "{status:?}");
 }
 
+/// A minimal HTTP/1.1 request; returns status and body.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    // Chunked bodies: good enough for assertions on content.
+    (status, body)
+}
+
+/// `brokeforge serve` on `bind` against the database at `url`; returns the child and its address.
+fn serve(
+    url: &str,
+    key: &brokeforge_store::MasterKey,
+    data: &std::path::Path,
+    bind: &str,
+) -> (std::process::Child, String) {
+    let mut child = bin(data)
+        .args(["serve", "--bind", bind])
+        .env("BROKEFORGE_DATABASE_URL", url)
+        .env("BROKEFORGE_MASTER_KEY", key.to_hex().as_str())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    (child, addr)
+}
+
 fn send_sigterm(pid: u32) {
     Command::new("kill")
         .arg("-TERM")
@@ -231,3 +273,166 @@ mod crash {
         }
     }
 }
+
+mod provisioning {
+    use brokeforge_core::{EventStatus, ProvisionStatus};
+    use brokeforge_packages::services::server::{AddServer, add_server};
+    use brokeforge_store::{MasterKey, Store};
+
+    /// The script endpoint serves a token once, public keys only; callbacks need a fetched, unfinished token.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_script_is_served_once_and_callbacks_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let key = MasterKey::generate().unwrap();
+        let store = Store::open(&url, &key).await.unwrap();
+        let user = store
+            .create_user("p@example.com", "x", false)
+            .await
+            .unwrap();
+        let added = add_server(
+            &store,
+            &AddServer {
+                user_id: user.id,
+                name: "web".into(),
+                public_ip: "203.0.113.5".into(),
+                ssh_port: 22,
+                host_key_fingerprint: None,
+            },
+        )
+        .await
+        .unwrap();
+        // Bad input stores nothing.
+        for (ip, port) in [
+            ("999.1.1.1", 22),
+            ("a;b", 22),
+            ("203.0.113.6", 0),
+            ("203.0.113.6", 70000),
+        ] {
+            let bad = AddServer {
+                user_id: user.id,
+                name: "bad".into(),
+                public_ip: ip.into(),
+                ssh_port: port,
+                host_key_fingerprint: None,
+            };
+            assert!(add_server(&store, &bad).await.is_err());
+        }
+        assert_eq!(store.servers_for_user(user.id).await.unwrap().len(), 1);
+
+        let (mut child, addr) = super::serve(&url, &key, dir.path(), "127.0.0.1:0");
+        let token = added.token.clone();
+        let cb =
+            |body: &str| super::http(&addr, "POST", &format!("/provision/{token}/callback"), body);
+        // Not fetched yet: callbacks are refused.
+        assert_eq!(
+            cb(r#"{"step":"create_users","status":"in_progress"}"#).0,
+            404
+        );
+
+        let (status, script) = super::http(&addr, "GET", &format!("/provision/{token}"), "");
+        assert_eq!(status, 200, "{script}");
+        for kind in [
+            brokeforge_core::CredentialKind::Root,
+            brokeforge_core::CredentialKind::User,
+            brokeforge_core::CredentialKind::Worker,
+        ] {
+            let cred = store.credential(added.server.id, kind).await.unwrap();
+            let b64 = cred
+                .public_key
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .to_string();
+            let private_body: String = cred
+                .private_key
+                .expose()
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+                .collect();
+            assert!(
+                !script.contains(&private_body[..40]),
+                "a private key is in the script"
+            );
+            if kind == brokeforge_core::CredentialKind::Root {
+                assert!(script.contains(&b64), "root's public key is missing");
+            }
+        }
+        assert!(!script.contains("PRIVATE KEY"));
+        assert!(script.contains(&format!("http://{addr}/provision/{token}/callback")));
+        assert_eq!(
+            store
+                .server(added.server.id)
+                .await
+                .unwrap()
+                .provision_status,
+            ProvisionStatus::Installing
+        );
+
+        // Used up: a second fetch is refused.
+        assert_eq!(
+            super::http(&addr, "GET", &format!("/provision/{token}"), "").0,
+            404
+        );
+        assert_eq!(
+            super::http(&addr, "GET", "/provision/not-a-token", "").0,
+            404
+        );
+
+        assert_eq!(
+            cb(r#"{"step":"create_users","status":"in_progress"}"#).0,
+            200
+        );
+        assert_eq!(
+            cb(r#"{"step":"install_keys","status":"in_progress"}"#).0,
+            200
+        );
+        assert_eq!(cb(r#"{"step":"rm -rf","status":"in_progress"}"#).0, 400);
+        assert_eq!(cb("not json").0, 400);
+        assert_eq!(cb(r#"{"step":"install_keys","status":"failed","message":"line 9: useradd exited with 1"}"#).0, 200);
+        let events = store.events(added.server.id, 0).await.unwrap();
+        assert_eq!(
+            events
+                .iter()
+                .map(|e| (e.milestone.as_str(), e.status))
+                .collect::<Vec<_>>(),
+            [
+                ("create_users", EventStatus::Completed),
+                ("install_keys", EventStatus::Failed)
+            ]
+        );
+        assert!(
+            events[1]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("useradd exited with 1")
+        );
+        assert_eq!(
+            store
+                .server(added.server.id)
+                .await
+                .unwrap()
+                .provision_status,
+            ProvisionStatus::Failed
+        );
+        // Finished: nothing more is accepted.
+        assert_eq!(cb(r#"{"step":"complete","status":"completed","host_keys":["(ED25519) SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"]}"#).0, 404);
+
+        // An expired token serves nothing.
+        let expired = store
+            .create_provision_token(added.server.id, std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(
+            super::http(&addr, "GET", &format!("/provision/{expired}"), "").0,
+            404
+        );
+
+        super::send_sigterm(child.id());
+        child.wait().unwrap();
+    }
+}
+
+#[path = "e2e/mod.rs"]
+mod e2e;

@@ -236,7 +236,7 @@ impl Run<'_> {
                 host_key: policy.clone(),
                 connect_timeout: self.connect_timeout,
             };
-            let session = match SshSession::connect(&target).await {
+            let session = match connect_with_retry(&target, &self.ctx.cancel).await {
                 Ok(s) => s,
                 Err(e) => {
                     self.store
@@ -409,6 +409,24 @@ impl Run<'_> {
             StoreChange::SetServerOs(os) => self.store.set_server_os(id, os).await?,
         }
         Ok(())
+    }
+}
+
+/// Connect, retrying a refused or unreachable port a few times: sshd is briefly away while it reloads
+/// (as right after hardening) or while a server reboots. Key and host-key errors are not retried.
+async fn connect_with_retry(
+    target: &SshTarget,
+    cancel: &CancellationToken,
+) -> Result<SshSession, SshError> {
+    let mut attempt = 0u64;
+    loop {
+        match SshSession::connect(target).await {
+            Err(SshError::Connect { .. }) if attempt < 5 && !cancel.is_cancelled() => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+            }
+            other => return other,
+        }
     }
 }
 

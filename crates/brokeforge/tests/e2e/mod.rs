@@ -1,0 +1,474 @@
+//! End to end on real Debian 12 hosts (debootstrap + systemd-nspawn, see `scripts/e2e-hosts.sh`).
+//! Run when `BROKEFORGE_E2E=1` (`.ci/run` sets it); then a host that cannot start fails the test.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use brokeforge_core::{CredentialKind, EventStatus, ProvisionStatus, Secret};
+use brokeforge_packages::services::server::{
+    AddServer, ConnectionCheckInstallerJob, ServerInstallerJob, add_server, start_direct_onboarding,
+};
+use brokeforge_ssh::{ExecOutput, ExecRequest, HostKeyPolicy, SshSession, SshTarget};
+use brokeforge_store::{Job, JobStatus, JobTarget, LogStream, MasterKey, NewJob, Store};
+
+pub fn enabled() -> bool {
+    if std::env::var("BROKEFORGE_E2E").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!(
+        "end-to-end test not run: set BROKEFORGE_E2E=1 (needs root, see scripts/e2e-hosts.sh)"
+    );
+    false
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/e2e-hosts.sh")
+}
+
+/// A booted Debian 12 host; powered off and deleted when dropped.
+pub struct DebianHost {
+    pub name: String,
+    pub ip: String,
+    /// The address of this machine on the host's network (where the host reaches BrokeForge).
+    pub gateway: String,
+    pub fingerprint: String,
+    pub root_key: Secret,
+    _keys: tempfile::TempDir,
+}
+
+impl DebianHost {
+    pub fn start(index: u8) -> DebianHost {
+        let name = format!("bfe2e{index}");
+        let keys = tempfile::tempdir().unwrap();
+        let pair = brokeforge_ssh::keys::generate_ed25519("e2e-root").unwrap();
+        let key_file = keys.path().join("root");
+        std::fs::write(
+            key_file.with_extension("pub"),
+            format!("{}\n", pair.public_openssh),
+        )
+        .unwrap();
+        let out = Command::new("bash")
+            .arg(script())
+            .args(["start", &name, &index.to_string()])
+            .arg(&key_file)
+            .output()
+            .expect("run scripts/e2e-hosts.sh");
+        assert!(
+            out.status.success(),
+            "the end-to-end host {name} did not start:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut words = text.split_whitespace();
+        let ip = words.next().expect("ip").to_string();
+        let fingerprint = words.next().expect("fingerprint").to_string();
+        DebianHost {
+            gateway: format!("10.231.{index}.1"),
+            name,
+            ip,
+            fingerprint,
+            root_key: pair.private_openssh,
+            _keys: keys,
+        }
+    }
+
+    /// Run a command as root with the harness's own key (what the user does in their root shell).
+    pub async fn root(&self, command: &str) -> ExecOutput {
+        let target = SshTarget {
+            host: self.ip.clone(),
+            port: 22,
+            user: "root".into(),
+            key: self.root_key.clone(),
+            host_key: HostKeyPolicy::TrustOnFirstUse,
+            connect_timeout: Duration::from_secs(20),
+        };
+        let s = SshSession::connect(&target)
+            .await
+            .expect("ssh as root to the e2e host");
+        let out = s
+            .exec(ExecRequest::new(command, Duration::from_secs(600)))
+            .await
+            .expect("exec");
+        s.close().await;
+        out
+    }
+}
+
+impl Drop for DebianHost {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["stop", &self.name])
+            .status();
+    }
+}
+
+async fn wait_job(store: &Store, id: i64, limit: Duration) -> Job {
+    let started = Instant::now();
+    loop {
+        let job = store.job(id).await.unwrap();
+        if job.status.is_finished() {
+            return job;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "job {id} did not finish in {limit:?}: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn login(store: &Store, server_id: i64, credential: CredentialKind) -> SshSession {
+    let server = store.server(server_id).await.unwrap();
+    let cred = store.credential(server_id, credential).await.unwrap();
+    SshSession::connect(&SshTarget {
+        host: server.public_ip.clone(),
+        port: server.ssh_port,
+        user: cred.unix_user().to_string(),
+        key: cred.private_key.clone(),
+        host_key: HostKeyPolicy::Pinned(server.host_key_fingerprint.clone().expect("pinned")),
+        connect_timeout: Duration::from_secs(20),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("login as {credential}: {e}"))
+}
+
+async fn run(s: &SshSession, cmd: &str) -> String {
+    let out = s
+        .exec(ExecRequest::new(cmd, Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert!(out.success(), "`{cmd}` failed: {}", out.stderr_text());
+    out.stdout_text()
+}
+
+/// The state base provisioning leaves, to compare runs.
+async fn provisioned_state(root: &SshSession) -> String {
+    run(root, "ufw status verbose; cat /etc/apt/apt.conf.d/20auto-upgrades; timedatectl show -p Timezone; \
+               dpkg-query -W -f '${Package} ${Version}\\n' | sort | md5sum; ls /etc/sudoers.d /etc/ssh/sshd_config.d")
+        .await
+}
+
+async fn assert_provisioned(store: &Store, server_id: i64) {
+    let server = store.server(server_id).await.unwrap();
+    assert_eq!(server.provision_status, ProvisionStatus::Provisioned);
+    assert_eq!(server.os.as_deref(), Some("debian 12"));
+
+    let user = login(store, server_id, CredentialKind::User).await;
+    assert_eq!(run(&user, "id -un").await.trim(), "brokeforge");
+    // The sudoers entry allows service commands only, never a shell.
+    let denied = user
+        .exec(ExecRequest::new(
+            "sudo -n /bin/sh -c id",
+            Duration::from_secs(20),
+        ))
+        .await
+        .unwrap();
+    assert!(!denied.success(), "the app user got a root shell");
+    let listed = run(&user, "sudo -n -l").await;
+    assert!(
+        listed.contains("/usr/bin/systemctl reload nginx"),
+        "{listed}"
+    );
+    let worker = login(store, server_id, CredentialKind::Worker).await;
+    assert_eq!(run(&worker, "id -un").await.trim(), "worker");
+
+    let root = login(store, server_id, CredentialKind::Root).await;
+    let sshd = run(&root, "sshd -T | grep -Ei '^(passwordauthentication|kbdinteractiveauthentication|permitrootlogin) '").await;
+    assert!(sshd.contains("passwordauthentication no"), "{sshd}");
+    assert!(sshd.contains("kbdinteractiveauthentication no"), "{sshd}");
+    assert!(sshd.contains("permitrootlogin without-password"), "{sshd}");
+    let ufw = run(&root, "ufw status").await;
+    let rules: Vec<&str> = ufw
+        .lines()
+        .filter(|l| l.contains("ALLOW"))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        ["22/tcp", "80/tcp", "443/tcp", "22/tcp", "80/tcp", "443/tcp"],
+        "{ufw}"
+    );
+    assert!(ufw.contains("Status: active"));
+    assert_eq!(
+        run(&root, "timedatectl show -p Timezone --value")
+            .await
+            .trim(),
+        "UTC"
+    );
+    // Inside a container systemd-timesyncd does not run (the host keeps the clock); it is installed and enabled.
+    assert_eq!(
+        run(&root, "systemctl is-enabled systemd-timesyncd")
+            .await
+            .trim(),
+        "enabled"
+    );
+    assert!(
+        run(&root, "cat /etc/apt/apt.conf.d/20auto-upgrades")
+            .await
+            .contains("Unattended-Upgrade \"1\"")
+    );
+}
+
+struct Panel {
+    _dir: tempfile::TempDir,
+    store: Store,
+    user_id: i64,
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Panel {
+    async fn start(bind: &str) -> Panel {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("e2e.db").display());
+        let key = MasterKey::generate().unwrap();
+        let store = Store::open(&url, &key).await.unwrap();
+        let user_id = store
+            .create_user("e2e@example.com", "x", false)
+            .await
+            .unwrap()
+            .id;
+        let (child, addr) = super::serve(&url, &key, dir.path(), bind);
+        Panel {
+            _dir: dir,
+            store,
+            user_id,
+            child,
+            addr,
+        }
+    }
+}
+
+impl Drop for Panel {
+    fn drop(&mut self) {
+        super::send_sigterm(self.child.id());
+        let _ = self.child.wait();
+    }
+}
+
+/// Direct onboarding with the user's root key; base provisioning converges on a second run; a host key
+/// changed after pinning stops the next job before any command runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_onboarding_provisions_a_real_debian_host() {
+    if !enabled() {
+        return;
+    }
+    let host = DebianHost::start(11);
+    let panel = Panel::start("127.0.0.1:0").await;
+    let store = &panel.store;
+    let added = add_server(
+        store,
+        &AddServer {
+            user_id: panel.user_id,
+            name: "direct".into(),
+            public_ip: host.ip.clone(),
+            ssh_port: 22,
+            host_key_fingerprint: None,
+        },
+    )
+    .await
+    .unwrap();
+    let id = added.server.id;
+    let job = start_direct_onboarding(store, id, &host.root_key, true)
+        .await
+        .unwrap();
+    let job = wait_job(store, job.id, Duration::from_secs(900)).await;
+    assert_eq!(
+        job.status,
+        JobStatus::Done,
+        "{job:?}\n{:#?}",
+        store.events(id, 0).await.unwrap()
+    );
+
+    let server = store.server(id).await.unwrap();
+    assert_eq!(
+        server.host_key_fingerprint.as_deref(),
+        Some(host.fingerprint.as_str())
+    );
+    assert!(
+        store
+            .credential(id, CredentialKind::Bootstrap)
+            .await
+            .is_err(),
+        "the user's key was kept"
+    );
+    let events = store.events(id, 0).await.unwrap();
+    let keys: Vec<&str> = events.iter().map(|e| e.milestone.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "create_users",
+            "install_keys",
+            "configure_sudo",
+            "harden_ssh",
+            "complete",
+            "detect_os",
+            "wait_for_apt",
+            "update_package_lists",
+            "install_base_packages",
+            "configure_time",
+            "enable_security_updates",
+            "configure_swap",
+            "configure_firewall",
+            "complete",
+        ]
+    );
+    assert!(events.iter().all(|e| e.status == EventStatus::Completed));
+    assert_provisioned(store, id).await;
+
+    // Running base provisioning again succeeds and changes nothing.
+    let root = login(store, id, CredentialKind::Root).await;
+    let before = provisioned_state(&root).await;
+    let again = store
+        .enqueue(&NewJob {
+            target: Some(JobTarget::Server),
+            ..NewJob::new(ServerInstallerJob::KIND, Some(id), serde_json::json!({}))
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_job(store, again.id, Duration::from_secs(600))
+            .await
+            .status,
+        JobStatus::Done
+    );
+    assert_eq!(provisioned_state(&root).await, before);
+    root.close().await;
+
+    // The server gets new host keys: the next job refuses before running anything.
+    let regen = host
+        .root("rm -f /etc/ssh/ssh_host_* && ssh-keygen -A >/dev/null && systemctl restart ssh")
+        .await;
+    assert!(regen.success(), "{}", regen.stderr_text());
+    let check = store
+        .enqueue(&NewJob::new(
+            ConnectionCheckInstallerJob::KIND,
+            Some(id),
+            serde_json::json!({}),
+        ))
+        .await
+        .unwrap();
+    let check = wait_job(store, check.id, Duration::from_secs(120)).await;
+    assert_eq!(check.status, JobStatus::Failed);
+    let error = check.error.unwrap();
+    assert!(
+        error.contains(&host.fingerprint) && error.contains("has changed"),
+        "{error}"
+    );
+    let ran: Vec<_> = store
+        .logs(id, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.job_id == Some(check.id) && l.stream != LogStream::System)
+        .collect();
+    assert!(
+        ran.is_empty(),
+        "commands ran after the host key changed: {ran:?}"
+    );
+    assert_eq!(
+        store.server(id).await.unwrap().connection_status,
+        brokeforge_core::ConnectionStatus::Failed
+    );
+}
+
+/// The one-line script, run as root on a host where another process holds the dpkg lock for 20 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_onboarding_waits_for_the_dpkg_lock_and_provisions() {
+    if !enabled() {
+        return;
+    }
+    let host = DebianHost::start(12);
+    let panel = Panel::start(&format!("{}:0", host.gateway)).await;
+    let store = &panel.store;
+    let added = add_server(
+        store,
+        &AddServer {
+            user_id: panel.user_id,
+            name: "script".into(),
+            public_ip: host.ip.clone(),
+            ssh_port: 22,
+            host_key_fingerprint: None,
+        },
+    )
+    .await
+    .unwrap();
+    let id = added.server.id;
+    // Something else (unattended-upgrades, cloud-init) holds the package manager's lock for a while.
+    let hold = host
+        .root("nohup setsid sh -c 'exec 9>>/var/lib/dpkg/lock-frontend; sleep 20' >/dev/null 2>&1 < /dev/null &")
+        .await;
+    assert!(hold.success());
+    let started = Instant::now();
+    let one_line = format!(
+        "curl -fsSL http://{}/provision/{} | bash",
+        panel.addr, added.token
+    );
+    let out = host.root(&one_line).await;
+    assert!(
+        out.success(),
+        "the script failed:\n{}\n{}",
+        out.stdout_text(),
+        out.stderr_text()
+    );
+    assert!(out.stdout_text().contains("connected to BrokeForge"));
+    // The script reported the host key, and BrokeForge pinned it.
+    assert_eq!(
+        store
+            .server(id)
+            .await
+            .unwrap()
+            .host_key_fingerprint
+            .as_deref(),
+        Some(host.fingerprint.as_str())
+    );
+    // The token is used up.
+    assert_eq!(
+        host.root(&format!(
+            "curl -fsS http://{}/provision/{}",
+            panel.addr, added.token
+        ))
+        .await
+        .exit_code,
+        Some(22)
+    );
+
+    let job = store
+        .jobs_for_server(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.kind == ServerInstallerJob::KIND)
+        .expect("base provisioning queued");
+    let job = wait_job(store, job.id, Duration::from_secs(900)).await;
+    assert_eq!(
+        job.status,
+        JobStatus::Done,
+        "{job:?}\n{:#?}",
+        store.events(id, 0).await.unwrap()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(15),
+        "provisioning did not wait for the lock"
+    );
+    let logs: String = store
+        .logs(id, 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.chunk.clone())
+        .collect();
+    assert!(
+        logs.contains("another package manager is running"),
+        "{logs}"
+    );
+    let events = store.events(id, 0).await.unwrap();
+    assert_eq!(events.first().unwrap().milestone, "create_users");
+    assert!(
+        events.iter().all(|e| e.status == EventStatus::Completed),
+        "{events:#?}"
+    );
+    assert_provisioned(store, id).await;
+}
