@@ -109,6 +109,10 @@ case "${1:-}" in
   setup) setup ;;
   start) start "$2" "$3" "$4" ;;
   stop) stop "$2" ;;
-  stop-all) for p in "$runs"/*.pid; do [ -f "$p" ] && stop "$(basename "$p" .pid)"; done ;;
+  stop-all)
+    for p in "$runs"/*.pid; do
+      if [ -f "$p" ]; then stop "$(basename "$p" .pid)"; fi
+    done
+    ;;
   *) sed -n '2,10p' "$0"; exit 2 ;;
 esac

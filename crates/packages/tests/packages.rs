@@ -842,4 +842,37 @@ mod worker {
             handle.await.unwrap();
         }
     }
+
+    /// Two nodes on one PostgreSQL: a job queued on one wakes an idle worker on the other at once (NOTIFY),
+    /// not at its next periodic look (5 s).
+    #[tokio::test]
+    async fn postgres_notify_wakes_workers_on_other_nodes() {
+        let Some(url) = brokeforge_store::testing::postgres_schema_url().await else {
+            return;
+        };
+        let key = brokeforge_store::MasterKey::generate().unwrap();
+        let node_a = Store::open(&url, &key).await.unwrap();
+        let node_b = Store::open(&url, &key).await.unwrap();
+        let (handle, stop) = start(&node_a, config(2));
+        // Let the worker go idle (and its listener connect).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let started = std::time::Instant::now();
+        let job = node_b
+            .enqueue(&NewJob::new(
+                brokeforge_packages::jobs::NoopJob::KIND,
+                None,
+                serde_json::json!(null),
+            ))
+            .await
+            .unwrap();
+        let done = wait(&node_b, job.id).await;
+        assert_eq!(done.status, JobStatus::Done);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "took {:?}: NOTIFY did not wake the other node",
+            started.elapsed()
+        );
+        stop.cancel();
+        handle.await.unwrap();
+    }
 }
