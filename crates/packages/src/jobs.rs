@@ -80,6 +80,8 @@ impl Registry {
         r.register(crate::services::server::ServerInstallerJob);
         r.register(crate::services::server::ServerAccessInstallerJob);
         r.register(crate::services::server::ConnectionCheckInstallerJob);
+        r.register(crate::services::webserver::WebServiceInstallerJob);
+        r.register(crate::services::webserver::WebServiceRemoverJob);
         r.register(SyntheticPlanJob);
         r.register(NoopJob);
         r

@@ -2,10 +2,12 @@
 //! executor), `credentials`, `enums`, and `services/{category}/{service}`.
 
 pub mod base;
+pub mod catalogue;
 pub mod credentials;
 pub mod enums;
 pub mod jobs;
 pub mod services;
+pub mod templates;
 
 pub use base::executor::{Executor, RunContext, RunReport};
 pub use base::{

@@ -97,6 +97,13 @@ impl DebianHost {
 
 impl Drop for DebianHost {
     fn drop(&mut self) {
+        if std::env::var("BROKEFORGE_E2E_KEEP").as_deref() == Ok("1") {
+            eprintln!(
+                "keeping {} at {} (BROKEFORGE_E2E_KEEP=1); root key is not kept",
+                self.name, self.ip
+            );
+            return;
+        }
         let _ = Command::new("bash")
             .arg(script())
             .args(["stop", &self.name])
@@ -471,4 +478,176 @@ async fn script_onboarding_waits_for_the_dpkg_lock_and_provisions() {
         "{events:#?}"
     );
     assert_provisioned(store, id).await;
+}
+
+/// A host onboarded directly and provisioned, ready for services.
+async fn onboarded(index: u8, name: &str) -> (DebianHost, Panel, i64) {
+    let host = DebianHost::start(index);
+    let panel = Panel::start("127.0.0.1:0").await;
+    let added = add_server(
+        &panel.store,
+        &AddServer {
+            user_id: panel.user_id,
+            name: name.into(),
+            public_ip: host.ip.clone(),
+            ssh_port: 22,
+            host_key_fingerprint: None,
+        },
+    )
+    .await
+    .unwrap();
+    let job = start_direct_onboarding(&panel.store, added.server.id, &host.root_key, true)
+        .await
+        .unwrap();
+    let job = wait_job(&panel.store, job.id, Duration::from_secs(900)).await;
+    assert_eq!(job.status, JobStatus::Done, "onboarding failed: {job:?}");
+    (host, panel, added.server.id)
+}
+
+async fn install(store: &Store, id: i64, package: &str, settings: &[(&str, &str)]) -> Job {
+    let settings = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let job = brokeforge_packages::catalogue::install(store, id, package, &settings)
+        .await
+        .unwrap();
+    let job = wait_job(store, job.id, Duration::from_secs(900)).await;
+    assert_eq!(
+        job.status,
+        JobStatus::Done,
+        "installing {package} failed: {job:?}\n{:#?}",
+        store.events(id, 0).await.unwrap().last()
+    );
+    job
+}
+
+async fn remove(store: &Store, id: i64, package: &str) -> Job {
+    let job = brokeforge_packages::catalogue::remove(store, id, package, &Default::default())
+        .await
+        .unwrap();
+    let job = wait_job(store, job.id, Duration::from_secs(900)).await;
+    assert_eq!(
+        job.status,
+        JobStatus::Done,
+        "removing {package} failed: {job:?}"
+    );
+    job
+}
+
+/// nginx + PHP-FPM: the default page and PHP answer from the host; installing again converges; removal leaves
+/// nothing listening on port 80.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webserver_serves_php_and_is_removed_cleanly() {
+    if !enabled() {
+        return;
+    }
+    let (host, panel, id) = onboarded(13, "web").await;
+    let store = &panel.store;
+    install(store, id, "webserver", &[]).await;
+    let svc = store
+        .services(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.service_name == "webserver")
+        .unwrap();
+    assert_eq!(svc.status, brokeforge_core::ServiceStatus::Active);
+    assert_eq!(
+        svc.configuration["php_versions"],
+        serde_json::json!(["8.2"])
+    );
+
+    let page = http_body(&format!("http://{}/", host.ip)).await;
+    assert!(page.contains("web is ready"), "{page}");
+    let put = host
+        .root("printf '<?php echo phpversion();' > /home/brokeforge/default/public/info.php && \
+                chown brokeforge:brokeforge /home/brokeforge/default/public/info.php && chmod 640 /home/brokeforge/default/public/info.php")
+        .await;
+    assert!(put.success());
+    let version = http_body(&format!("http://{}/info.php", host.ip)).await;
+    assert!(version.starts_with("8.2."), "{version}");
+    // PHP runs as the app user, not www-data.
+    let who = host
+        .root("ps -o user= -C php-fpm8.2 | sort -u")
+        .await
+        .stdout_text();
+    assert!(who.contains("brokeforge"), "{who}");
+    // A dotfile is denied.
+    assert!(
+        host.root("printf secret > /home/brokeforge/default/public/.env")
+            .await
+            .success()
+    );
+    assert!(http_status(&format!("http://{}/.env", host.ip)).await == 403);
+
+    // Installing again converges.
+    install(store, id, "webserver", &[]).await;
+    assert!(
+        http_body(&format!("http://{}/info.php", host.ip))
+            .await
+            .starts_with("8.2.")
+    );
+
+    remove(store, id, "webserver").await;
+    assert!(
+        store
+            .services(id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|s| s.service_name != "webserver")
+    );
+    let left = host
+        .root("dpkg -l | awk '/^ii/ && ($2 ~ /^nginx/ || $2 ~ /^php8/) {print $2}'")
+        .await
+        .stdout_text();
+    assert!(left.trim().is_empty(), "still installed: {left}");
+    assert!(
+        tokio::net::TcpStream::connect((host.ip.as_str(), 80))
+            .await
+            .is_err(),
+        "port 80 still open"
+    );
+}
+
+/// GET over plain HTTP/1.1 (enough for the tests; no client library needed).
+async fn http_body(url: &str) -> String {
+    http_get(url).await.1
+}
+
+async fn http_status(url: &str) -> u16 {
+    http_get(url).await.0
+}
+
+async fn http_get(url: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let addr = if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:80")
+    };
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.write_all(
+        // HTTP/1.0: the answer is never chunked.
+        format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.unwrap();
+    let resp = String::from_utf8_lossy(&resp).to_string();
+    let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }

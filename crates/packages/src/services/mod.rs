@@ -2,3 +2,4 @@
 
 pub mod server;
 pub mod sites;
+pub mod webserver;

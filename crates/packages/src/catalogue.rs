@@ -1,0 +1,280 @@
+//! The package catalogue: what can be installed on a server, with its parameters and milestones, so the web
+//! UI, the API and the CLI never hard-code a list. `install`/`remove` turn a catalogue name and parameters
+//! into a queued job.
+
+use std::collections::BTreeMap;
+
+use brokeforge_core::{ProvisionType, ServiceType, ValidationError};
+use brokeforge_store::{Job, JobTarget, NewJob, Store};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::base::{Milestones, PackageError};
+use crate::services::webserver::{
+    THIRD_PARTY_PHP, WebServiceInstallerJob, WebServiceInstallerMilestones, WebServiceRemoverJob,
+    WebServiceRemoverMilestones,
+};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Parameter {
+    pub name: &'static str,
+    /// `string`, `integer`, `boolean` or `choice`.
+    pub kind: &'static str,
+    pub description: &'static str,
+    pub default: Value,
+    /// For `choice`: the allowed values.
+    pub allowed: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Milestone {
+    pub key: &'static str,
+    pub label: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub name: &'static str,
+    pub category: ServiceType,
+    pub description: &'static str,
+    pub parameters: Vec<Parameter>,
+    pub install_milestones: Vec<Milestone>,
+    pub remove_milestones: Vec<Milestone>,
+    #[serde(skip)]
+    installer_kind: &'static str,
+    #[serde(skip)]
+    remover_kind: &'static str,
+}
+
+fn milestones<M: Milestones>() -> Vec<Milestone> {
+    M::all()
+        .iter()
+        .map(|m| Milestone {
+            key: m.key(),
+            label: m.label(),
+        })
+        .collect()
+}
+
+fn param(
+    name: &'static str,
+    kind: &'static str,
+    description: &'static str,
+    default: Value,
+) -> Parameter {
+    Parameter {
+        name,
+        kind,
+        description,
+        default,
+        allowed: Vec::new(),
+    }
+}
+
+/// Every installable package.
+pub fn catalogue() -> Vec<Entry> {
+    let mut php = vec!["distribution".to_string()];
+    php.extend(THIRD_PARTY_PHP.iter().map(|v| v.to_string()));
+    vec![Entry {
+        name: "webserver",
+        category: ServiceType::Webserver,
+        description: "nginx and PHP-FPM with the usual extensions; run again to add PHP versions",
+        parameters: vec![
+            Parameter {
+                allowed: php,
+                ..param(
+                    "php_version",
+                    "choice",
+                    "PHP version (the distribution's, or one from the well-known PHP repository)",
+                    json!("distribution"),
+                )
+            },
+            param("memory_limit", "string", "PHP memory_limit", json!("256M")),
+            param(
+                "upload_max_filesize",
+                "string",
+                "largest upload",
+                json!("64M"),
+            ),
+            param("post_max_size", "string", "largest POST body", json!("64M")),
+            param(
+                "max_execution_time",
+                "integer",
+                "seconds a request may run",
+                json!(60),
+            ),
+            param(
+                "cli_default",
+                "boolean",
+                "make this version the command-line php",
+                json!(true),
+            ),
+        ],
+        install_milestones: milestones::<WebServiceInstallerMilestones>(),
+        remove_milestones: milestones::<WebServiceRemoverMilestones>(),
+        installer_kind: WebServiceInstallerJob::KIND,
+        remover_kind: WebServiceRemoverJob::KIND,
+    }]
+}
+
+pub fn entry(name: &str) -> Result<Entry, ValidationError> {
+    catalogue()
+        .into_iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| {
+            let names: Vec<_> = catalogue().iter().map(|e| e.name).collect();
+            ValidationError::new(
+                "package",
+                format!("unknown package `{name}` (available: {})", names.join(", ")),
+            )
+        })
+}
+
+/// Check `key=value` settings against an entry's parameters and type them.
+pub fn options(
+    entry: &Entry,
+    settings: &BTreeMap<String, String>,
+) -> Result<Map<String, Value>, ValidationError> {
+    let mut out = Map::new();
+    for (key, raw) in settings {
+        let p = entry
+            .parameters
+            .iter()
+            .find(|p| p.name == key)
+            .ok_or_else(|| {
+                let names: Vec<_> = entry.parameters.iter().map(|p| p.name).collect();
+                ValidationError::new(
+                    "set",
+                    format!(
+                        "{} has no parameter `{key}` (parameters: {})",
+                        entry.name,
+                        names.join(", ")
+                    ),
+                )
+            })?;
+        let value =
+            match p.kind {
+                "integer" => Value::from(raw.parse::<i64>().map_err(|_| {
+                    ValidationError::new(p.name, format!("`{raw}` is not a number"))
+                })?),
+                "boolean" => Value::from(match raw.as_str() {
+                    "true" | "yes" | "1" => true,
+                    "false" | "no" | "0" => false,
+                    _ => {
+                        return Err(ValidationError::new(
+                            p.name,
+                            format!("`{raw}` is not true or false"),
+                        ));
+                    }
+                }),
+                "choice" if !p.allowed.iter().any(|a| a == raw) => {
+                    return Err(ValidationError::new(
+                        p.name,
+                        format!("`{raw}` is not one of {}", p.allowed.join(", ")),
+                    ));
+                }
+                _ => Value::from(raw.clone()),
+            };
+        out.insert(key.clone(), value);
+    }
+    // "distribution" means: let the installer pick the OS's own version.
+    if out.get("php_version").and_then(|v| v.as_str()) == Some("distribution") {
+        out.remove("php_version");
+    }
+    Ok(out)
+}
+
+fn enqueue_for(
+    entry: &Entry,
+    server_id: i64,
+    provision_type: ProvisionType,
+    options: Map<String, Value>,
+) -> NewJob {
+    let kind = match provision_type {
+        ProvisionType::Install => entry.installer_kind,
+        ProvisionType::Uninstall => entry.remover_kind,
+    };
+    NewJob {
+        target: Some(JobTarget::Service {
+            name: entry.name.into(),
+            service_type: entry.category,
+            provision_type,
+        }),
+        ..NewJob::new(kind, Some(server_id), json!({"options": options}))
+    }
+}
+
+/// Queue the installation of catalogue package `name` on a server.
+pub async fn install(
+    store: &Store,
+    server_id: i64,
+    name: &str,
+    settings: &BTreeMap<String, String>,
+) -> Result<Job, PackageError> {
+    let entry = entry(name)?;
+    let opts = options(&entry, settings)?;
+    Ok(store
+        .enqueue(&enqueue_for(
+            &entry,
+            server_id,
+            ProvisionType::Install,
+            opts,
+        ))
+        .await?)
+}
+
+/// Queue the removal of catalogue package `name` from a server.
+pub async fn remove(
+    store: &Store,
+    server_id: i64,
+    name: &str,
+    settings: &BTreeMap<String, String>,
+) -> Result<Job, PackageError> {
+    let entry = entry(name)?;
+    let opts = options(&entry, settings)?;
+    Ok(store
+        .enqueue(&enqueue_for(
+            &entry,
+            server_id,
+            ProvisionType::Uninstall,
+            opts,
+        ))
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_typed_and_checked() {
+        let e = entry("webserver").unwrap();
+        let s: BTreeMap<String, String> = [
+            ("php_version", "8.3"),
+            ("max_execution_time", "90"),
+            ("cli_default", "no"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let o = options(&e, &s).unwrap();
+        assert_eq!(o["php_version"], "8.3");
+        assert_eq!(o["max_execution_time"], 90);
+        assert_eq!(o["cli_default"], false);
+        for (k, v) in [
+            ("php_version", "5.6"),
+            ("max_execution_time", "soon"),
+            ("nope", "1"),
+            ("cli_default", "maybe"),
+        ] {
+            let s = BTreeMap::from([(k.to_string(), v.to_string())]);
+            assert!(options(&e, &s).is_err(), "{k}={v}");
+        }
+        assert!(
+            entry("wordpress")
+                .unwrap_err()
+                .to_string()
+                .contains("available: webserver")
+        );
+    }
+}
