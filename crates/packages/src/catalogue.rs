@@ -10,6 +10,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::base::{Milestones, PackageError};
+use crate::services::database::{
+    DatabaseInstallerMilestones, DatabaseRemoverMilestones, Engine, job_kinds,
+};
 use crate::services::webserver::{
     THIRD_PARTY_PHP, WebServiceInstallerJob, WebServiceInstallerMilestones, WebServiceRemoverJob,
     WebServiceRemoverMilestones,
@@ -38,6 +41,8 @@ pub struct Entry {
     pub category: ServiceType,
     pub description: &'static str,
     pub parameters: Vec<Parameter>,
+    /// Parameters of the removal.
+    pub remove_parameters: Vec<Parameter>,
     pub install_milestones: Vec<Milestone>,
     pub remove_milestones: Vec<Milestone>,
     #[serde(skip)]
@@ -75,7 +80,7 @@ fn param(
 pub fn catalogue() -> Vec<Entry> {
     let mut php = vec!["distribution".to_string()];
     php.extend(THIRD_PARTY_PHP.iter().map(|v| v.to_string()));
-    vec![Entry {
+    let mut entries = vec![Entry {
         name: "webserver",
         category: ServiceType::Webserver,
         description: "nginx and PHP-FPM with the usual extensions; run again to add PHP versions",
@@ -110,11 +115,40 @@ pub fn catalogue() -> Vec<Entry> {
                 json!(true),
             ),
         ],
+        remove_parameters: Vec::new(),
         install_milestones: milestones::<WebServiceInstallerMilestones>(),
         remove_milestones: milestones::<WebServiceRemoverMilestones>(),
         installer_kind: WebServiceInstallerJob::KIND,
         remover_kind: WebServiceRemoverJob::KIND,
-    }]
+    }];
+    for engine in Engine::ALL {
+        let (installer_kind, remover_kind) = job_kinds(engine);
+        entries.push(Entry {
+            name: engine.name(),
+            category: ServiceType::Database,
+            description: match engine {
+                Engine::MariaDb => "MariaDB server (excludes MySQL)",
+                Engine::MySql => "MySQL server from Ubuntu's archive (excludes MariaDB; not available on Debian)",
+                Engine::PostgreSql => "PostgreSQL server",
+                Engine::Redis => "Redis with a generated password",
+            },
+            parameters: vec![param(
+                "allowed_sources",
+                "string",
+                "comma-separated addresses or networks allowed to connect; empty keeps it on localhost",
+                json!(""),
+            )],
+            remove_parameters: vec![
+                param("dump_first", "boolean", "dump all data to /root/brokeforge-backups before removing", json!(false)),
+                param("remove_data", "boolean", "delete the data and configuration directories", json!(false)),
+            ],
+            install_milestones: milestones::<DatabaseInstallerMilestones>(),
+            remove_milestones: milestones::<DatabaseRemoverMilestones>(),
+            installer_kind,
+            remover_kind,
+        });
+    }
+    entries
 }
 
 pub fn entry(name: &str) -> Result<Entry, ValidationError> {
@@ -130,28 +164,32 @@ pub fn entry(name: &str) -> Result<Entry, ValidationError> {
         })
 }
 
-/// Check `key=value` settings against an entry's parameters and type them.
+/// Check `key=value` settings against an entry's install parameters and type them.
 pub fn options(
     entry: &Entry,
     settings: &BTreeMap<String, String>,
 ) -> Result<Map<String, Value>, ValidationError> {
+    typed(entry, &entry.parameters, settings)
+}
+
+fn typed(
+    entry: &Entry,
+    parameters: &[Parameter],
+    settings: &BTreeMap<String, String>,
+) -> Result<Map<String, Value>, ValidationError> {
     let mut out = Map::new();
     for (key, raw) in settings {
-        let p = entry
-            .parameters
-            .iter()
-            .find(|p| p.name == key)
-            .ok_or_else(|| {
-                let names: Vec<_> = entry.parameters.iter().map(|p| p.name).collect();
-                ValidationError::new(
-                    "set",
-                    format!(
-                        "{} has no parameter `{key}` (parameters: {})",
-                        entry.name,
-                        names.join(", ")
-                    ),
-                )
-            })?;
+        let p = parameters.iter().find(|p| p.name == key).ok_or_else(|| {
+            let names: Vec<_> = parameters.iter().map(|p| p.name).collect();
+            ValidationError::new(
+                "set",
+                format!(
+                    "{} has no parameter `{key}` (parameters: {})",
+                    entry.name,
+                    names.join(", ")
+                ),
+            )
+        })?;
         let value =
             match p.kind {
                 "integer" => Value::from(raw.parse::<i64>().map_err(|_| {
@@ -231,7 +269,7 @@ pub async fn remove(
     settings: &BTreeMap<String, String>,
 ) -> Result<Job, PackageError> {
     let entry = entry(name)?;
-    let opts = options(&entry, settings)?;
+    let opts = typed(&entry, &entry.remove_parameters, settings)?;
     Ok(store
         .enqueue(&enqueue_for(
             &entry,

@@ -82,6 +82,7 @@ impl Registry {
         r.register(crate::services::server::ConnectionCheckInstallerJob);
         r.register(crate::services::webserver::WebServiceInstallerJob);
         r.register(crate::services::webserver::WebServiceRemoverJob);
+        crate::services::database::register(&mut r);
         r.register(SyntheticPlanJob);
         r.register(NoopJob);
         r

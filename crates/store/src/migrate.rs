@@ -30,6 +30,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_onboarding.sql"),
         postgres: include_str!("../migrations/postgres/0003_onboarding.sql"),
     },
+    Migration {
+        version: 4,
+        name: "service_secrets",
+        sqlite: include_str!("../migrations/sqlite/0004_service_secrets.sql"),
+        postgres: include_str!("../migrations/postgres/0004_service_secrets.sql"),
+    },
 ];
 
 pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {

@@ -784,3 +784,55 @@ impl Store {
         row.as_ref().map(event_from).transpose()
     }
 }
+
+impl Store {
+    /// Store a generated service password (sealed to this server and name).
+    pub async fn put_service_secret(
+        &self,
+        server_id: i64,
+        name: &str,
+        value: &Secret,
+    ) -> Result<()> {
+        let sealed = self.cipher.seal(
+            &format!("service_secrets:{server_id}:{name}"),
+            value.expose().as_bytes(),
+        )?;
+        sqlx::query(
+            "INSERT INTO service_secrets (server_id, name, value_enc, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (server_id, name) DO UPDATE SET value_enc = excluded.value_enc",
+        )
+        .bind(server_id)
+        .bind(name)
+        .bind(sealed)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn service_secret(&self, server_id: i64, name: &str) -> Result<Option<Secret>> {
+        let row =
+            sqlx::query("SELECT value_enc FROM service_secrets WHERE server_id = $1 AND name = $2")
+                .bind(server_id)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let sealed: Vec<u8> = row.try_get("value_enc")?;
+        let plain = self
+            .cipher
+            .open(&format!("service_secrets:{server_id}:{name}"), &sealed)?;
+        let text = String::from_utf8(plain.to_vec())
+            .map_err(|_| StoreError::InvalidData("secret is not text".into()))?;
+        Ok(Some(Secret::new(text)))
+    }
+
+    pub async fn delete_service_secret(&self, server_id: i64, name: &str) -> Result<()> {
+        sqlx::query("DELETE FROM service_secrets WHERE server_id = $1 AND name = $2")
+            .bind(server_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

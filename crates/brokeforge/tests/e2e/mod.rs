@@ -651,3 +651,166 @@ async fn http_get(url: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// MariaDB, PostgreSQL and Redis on one host: bound to loopback, Redis refuses without its password,
+/// MySQL is refused on Debian before touching the server, installers converge, and removing one leaves the
+/// others working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn databases_install_bound_to_localhost_and_remove_independently() {
+    if !enabled() {
+        return;
+    }
+    let (host, panel, id) = onboarded(14, "db").await;
+    let store = &panel.store;
+
+    // MySQL is not in Debian: a clear error, nothing installed.
+    let mysql = brokeforge_packages::catalogue::install(store, id, "mysql", &Default::default())
+        .await
+        .unwrap();
+    let mysql = wait_job(store, mysql.id, Duration::from_secs(120)).await;
+    assert_eq!(mysql.status, JobStatus::Failed);
+    assert!(
+        mysql
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("MySQL is not in debian 12's package archive"),
+        "{mysql:?}"
+    );
+    assert!(host.root("dpkg -s mysql-server").await.exit_code != Some(0));
+    assert!(
+        store
+            .logs(id, 0)
+            .await
+            .unwrap()
+            .iter()
+            .all(|l| l.job_id != Some(mysql.id)),
+        "commands ran for mysql"
+    );
+
+    for db in ["mariadb", "postgresql", "redis"] {
+        install(store, id, db, &[]).await;
+    }
+    let listening = host.root("ss -Hltn | awk '{print $4}'").await.stdout_text();
+    for port in [":3306", ":5432", ":6379"] {
+        let on: Vec<&str> = listening.lines().filter(|l| l.ends_with(port)).collect();
+        assert!(!on.is_empty(), "nothing on {port}: {listening}");
+        assert!(
+            on.iter()
+                .all(|a| a.starts_with("127.0.0.1:") || a.starts_with("[::1]:")),
+            "{port} not on loopback: {on:?}"
+        );
+    }
+    let refused = host.root("redis-cli ping").await.stdout_text();
+    assert!(refused.contains("NOAUTH"), "{refused}");
+    let password = store
+        .service_secret(id, "redis_admin_password")
+        .await
+        .unwrap()
+        .unwrap();
+    let root = login(store, id, CredentialKind::Root).await;
+    let auth = ExecRequest {
+        stdin: Some(
+            format!("AUTH {}\nPING\n", password.expose())
+                .into_bytes()
+                .leak(),
+        ),
+        ..ExecRequest::new("redis-cli", Duration::from_secs(20))
+    };
+    assert!(
+        root.exec(auth)
+            .await
+            .unwrap()
+            .stdout_text()
+            .contains("PONG")
+    );
+    assert_eq!(run(&root, "mysql -N -e 'SELECT 1'").await.trim(), "1");
+    assert_eq!(
+        run(&root, "cd / && runuser -u postgres -- psql -tAc 'SELECT 1'")
+            .await
+            .trim(),
+        "1"
+    );
+
+    // Converges; the generated password is kept.
+    install(store, id, "redis", &[]).await;
+    assert_eq!(
+        store
+            .service_secret(id, "redis_admin_password")
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        password.expose()
+    );
+
+    // Remove Redis with a dump first: the others keep working.
+    let settings = [("dump_first".to_string(), "true".to_string())]
+        .into_iter()
+        .collect();
+    let job = brokeforge_packages::catalogue::remove(store, id, "redis", &settings)
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_job(store, job.id, Duration::from_secs(600))
+            .await
+            .status,
+        JobStatus::Done
+    );
+    assert!(
+        run(&root, "ls /root/brokeforge-backups")
+            .await
+            .contains("redis-")
+    );
+    assert!(
+        host.root("systemctl is-active redis-server")
+            .await
+            .exit_code
+            != Some(0)
+    );
+    assert_eq!(run(&root, "mysql -N -e 'SELECT 1'").await.trim(), "1");
+    assert_eq!(
+        run(&root, "cd / && runuser -u postgres -- psql -tAc 'SELECT 1'")
+            .await
+            .trim(),
+        "1"
+    );
+    let names: Vec<String> = store
+        .services(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.service_name)
+        .collect();
+    assert!(
+        names.contains(&"mariadb".to_string()) && !names.contains(&"redis".to_string()),
+        "{names:?}"
+    );
+    let wipe = [("remove_data".to_string(), "true".to_string())]
+        .into_iter()
+        .collect();
+    for db in ["mariadb", "postgresql"] {
+        let job = brokeforge_packages::catalogue::remove(store, id, db, &wipe)
+            .await
+            .unwrap();
+        assert_eq!(
+            wait_job(store, job.id, Duration::from_secs(600))
+                .await
+                .status,
+            JobStatus::Done,
+            "{db}"
+        );
+    }
+    let left = host
+        .root("ss -Hltn | awk '{print $4}' | grep -E ':(3306|5432|6379)$' || true")
+        .await
+        .stdout_text();
+    assert!(left.trim().is_empty(), "still listening: {left}");
+    assert!(
+        host.root("test -e /var/lib/mysql || test -e /var/lib/postgresql")
+            .await
+            .exit_code
+            == Some(1)
+    );
+    root.close().await;
+}

@@ -1,5 +1,6 @@
 //! Service implementations, grouped by category as in the spec (`Services/{Category}/{Service}`).
 
+pub mod database;
 pub mod server;
 pub mod sites;
 pub mod webserver;
