@@ -836,3 +836,28 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    pub async fn set_service_configuration(
+        &self,
+        server_id: i64,
+        service_name: &str,
+        configuration: &serde_json::Value,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE server_services SET configuration = $1, updated_at = $2 WHERE server_id = $3 AND service_name = $4",
+        )
+        .bind(configuration.to_string())
+        .bind(now_ms())
+        .bind(server_id)
+        .bind(service_name)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "service {service_name} on server {server_id}"
+            )));
+        }
+        Ok(())
+    }
+}

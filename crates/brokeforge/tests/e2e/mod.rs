@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use brokeforge_core::{CredentialKind, EventStatus, ProvisionStatus, Secret};
+use brokeforge_packages::services::database::{Privileges, UserRequest, create_user};
 use brokeforge_packages::services::server::{
     AddServer, ConnectionCheckInstallerJob, ServerInstallerJob, add_server, start_direct_onboarding,
 };
@@ -611,6 +612,15 @@ async fn webserver_serves_php_and_is_removed_cleanly() {
     );
 }
 
+/// Run `cmd` with `input` on its stdin (how the tests hand passwords to clients).
+async fn with_stdin(s: &SshSession, cmd: &str, input: &str) -> ExecOutput {
+    let req = ExecRequest {
+        stdin: Some(input.as_bytes()),
+        ..ExecRequest::new(cmd, Duration::from_secs(30))
+    };
+    s.exec(req).await.unwrap()
+}
+
 /// GET over plain HTTP/1.1 (enough for the tests; no client library needed).
 async fn http_body(url: &str) -> String {
     http_get(url).await.1
@@ -742,6 +752,93 @@ async fn databases_install_bound_to_localhost_and_remove_independently() {
             .unwrap()
             .expose(),
         password.expose()
+    );
+
+    // Schemas and users, with a password full of special characters.
+    let password = Secret::new(r#"p'a"s\s$w;o rd"#);
+    for engine in ["mariadb", "postgresql"] {
+        let req = brokeforge_packages::services::database::SchemaRequest {
+            engine: engine.into(),
+            name: "app".into(),
+            charset: "utf8mb4".into(),
+            collation: "utf8mb4_unicode_ci".into(),
+        };
+        let job = store
+            .enqueue(&NewJob::new(
+                brokeforge_packages::services::database::DatabaseSchemaInstallerJob::KIND,
+                Some(id),
+                serde_json::to_value(serde_json::json!({"engine": req.engine, "name": req.name}))
+                    .unwrap(),
+            ))
+            .await
+            .unwrap();
+        let job = wait_job(store, job.id, Duration::from_secs(120)).await;
+        assert_eq!(job.status, JobStatus::Done, "{engine} schema: {job:?}");
+        for (user, privileges) in [
+            ("app_rw", Privileges::ReadWrite),
+            ("app_ro", Privileges::ReadOnly),
+        ] {
+            let req = UserRequest {
+                engine: engine.into(),
+                name: user.into(),
+                schemas: vec!["app".into()],
+                privileges,
+            };
+            let job = create_user(store, id, &req, &password).await.unwrap();
+            let job = wait_job(store, job.id, Duration::from_secs(120)).await;
+            assert_eq!(job.status, JobStatus::Done, "{engine} user {user}: {job:?}");
+        }
+    }
+    let mariadb = |user: &str, sql: &str| {
+        format!("read -r MYSQL_PWD; export MYSQL_PWD; mysql -N -u {user} app -e \"{sql}\"")
+    };
+    let psql = |user: &str, sql: &str| {
+        format!(
+            "read -r PGPASSWORD; export PGPASSWORD; psql -h 127.0.0.1 -U {user} -d app -v ON_ERROR_STOP=1 -tAc \"{sql}\""
+        )
+    };
+    for cmd in [
+        mariadb(
+            "app_rw",
+            "CREATE TABLE t (id INT); INSERT INTO t VALUES (1); SELECT COUNT(*) FROM t",
+        ),
+        psql(
+            "app_rw",
+            "CREATE TABLE t (id int); INSERT INTO t VALUES (1); SELECT count(*) FROM t",
+        ),
+    ] {
+        let out = with_stdin(&root, &cmd, &format!("{}\n", password.expose())).await;
+        assert!(out.success(), "{cmd}: {}", out.stderr_text());
+        assert_eq!(out.stdout_text().trim().lines().last(), Some("1"), "{cmd}");
+    }
+    for cmd in [
+        mariadb("app_ro", "SELECT COUNT(*) FROM t"),
+        psql("app_ro", "SELECT 1"),
+    ] {
+        let out = with_stdin(&root, &cmd, &format!("{}\n", password.expose())).await;
+        assert!(
+            out.success(),
+            "read-only login failed: {cmd}: {}",
+            out.stderr_text()
+        );
+    }
+    for cmd in [
+        mariadb("app_ro", "INSERT INTO t VALUES (2)"),
+        psql("app_ro", "CREATE TABLE u (id int)"),
+    ] {
+        let out = with_stdin(&root, &cmd, &format!("{}\n", password.expose())).await;
+        assert!(!out.success(), "a read-only user could write: {cmd}");
+    }
+    let logs: String = store
+        .logs(id, 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.chunk.clone())
+        .collect();
+    assert!(
+        !logs.contains(password.expose()),
+        "a password reached the logs"
     );
 
     // Remove Redis with a dump first: the others keep working.

@@ -407,6 +407,14 @@ impl Run<'_> {
             StoreChange::DeleteService { name } => self.store.delete_service(id, name).await?,
             StoreChange::SetProvisionStatus(s) => self.store.set_provision_status(id, *s).await?,
             StoreChange::SetServerOs(os) => self.store.set_server_os(id, os).await?,
+            StoreChange::SetServiceConfiguration {
+                name,
+                configuration,
+            } => {
+                self.store
+                    .set_service_configuration(id, name, configuration)
+                    .await?
+            }
         }
         Ok(())
     }

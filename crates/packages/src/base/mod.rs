@@ -146,6 +146,11 @@ pub enum StoreChange {
     },
     SetProvisionStatus(ProvisionStatus),
     SetServerOs(String),
+    /// Replace the configuration of an existing service record (e.g. its schemas and users).
+    SetServiceConfiguration {
+        name: String,
+        configuration: serde_json::Value,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -319,6 +324,12 @@ fn describe_change(c: &StoreChange) -> String {
         StoreChange::DeleteService { name } => format!("remove service {name}"),
         StoreChange::SetProvisionStatus(s) => format!("server provision status = {s}"),
         StoreChange::SetServerOs(os) => format!("server os = {os}"),
+        StoreChange::SetServiceConfiguration {
+            name,
+            configuration,
+        } => {
+            format!("service {name} configuration = {configuration}")
+        }
     }
 }
 

@@ -535,6 +535,7 @@ pub fn register(r: &mut crate::jobs::Registry) {
     r.register(PostgreSqlRemoverJob);
     r.register(RedisInstallerJob);
     r.register(RedisRemoverJob);
+    super::schemas::register(r);
 }
 
 /// Job kinds of an engine's installer and remover.

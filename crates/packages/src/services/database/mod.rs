@@ -3,8 +3,15 @@
 //! user opens a database to (everything binds to localhost unless opened).
 
 mod engines;
+mod schemas;
 
 pub use engines::*;
+pub use schemas::{
+    DatabaseSchemaInstaller, DatabaseSchemaInstallerJob, DatabaseSchemaInstallerMilestones,
+    DatabaseSchemaRemover, DatabaseSchemaRemoverJob, DatabaseUserInstaller,
+    DatabaseUserInstallerJob, DatabaseUserRemover, DatabaseUserRemoverJob, Privileges,
+    SchemaRequest, UserRequest, create_user, parse_engine, user_secret_name, validate_name,
+};
 
 use brokeforge_core::{Secret, ValidationError};
 
