@@ -446,20 +446,28 @@ async fn lifecycle_begin(store: &Store, job: &Job) -> Result<(), StoreError> {
             service_type,
             provision_type: ProvisionType::Install,
         }) => {
-            let config = job
-                .payload
-                .get("configuration")
-                .cloned()
-                .unwrap_or_else(|| serde_json::json!({}));
-            store
-                .upsert_service(
-                    server_id,
-                    name,
-                    *service_type,
-                    &config,
-                    ServiceStatus::Installing,
-                )
-                .await?;
+            // An existing record keeps its configuration (schemas, users, opened sources): the installer
+            // reads it to converge. A new one starts empty.
+            let exists = store
+                .services(server_id)
+                .await?
+                .iter()
+                .any(|s| s.service_name == *name);
+            if exists {
+                store
+                    .set_service_status(server_id, name, ServiceStatus::Installing, None)
+                    .await?;
+            } else {
+                store
+                    .upsert_service(
+                        server_id,
+                        name,
+                        *service_type,
+                        &serde_json::json!({}),
+                        ServiceStatus::Installing,
+                    )
+                    .await?;
+            }
         }
         Some(JobTarget::Service {
             name,

@@ -97,6 +97,56 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Every embedded template, rendered with typical values.
+    #[test]
+    fn rendered_configs() {
+        let cases = [
+            (
+                "nginx/default.conf",
+                json!({"root": "/home/brokeforge/default/public", "fpm_socket": "/run/php/php8.2-fpm-brokeforge.sock"}),
+            ),
+            (
+                "php/fpm-pool.conf",
+                json!({"version": "8.2", "user": "brokeforge", "socket": "/run/php/php8.2-fpm-brokeforge.sock", "max_children": 10}),
+            ),
+            (
+                "php/php.ini",
+                json!({"version": "8.2", "memory_limit": "256M", "upload_max_filesize": "64M", "post_max_size": "64M", "max_execution_time": 60, "timezone": "UTC"}),
+            ),
+            (
+                "provision/default-site.html",
+                json!({"server_name": "web-1"}),
+            ),
+            (
+                "mariadb/server.cnf",
+                json!({"bind_address": "127.0.0.1", "max_connections": 200}),
+            ),
+            (
+                "postgresql/pg_hba.conf",
+                json!({"allowed_sources": ["203.0.113.7/32", "198.51.100.0/24"]}),
+            ),
+            (
+                "postgresql/brokeforge.conf",
+                json!({"listen_addresses": "localhost"}),
+            ),
+            (
+                "redis/redis.conf",
+                json!({"bind": "127.0.0.1 -::1", "password": "example-password"}),
+            ),
+        ];
+        assert_eq!(
+            cases.len(),
+            names().count(),
+            "a template has no snapshot case"
+        );
+        for (name, ctx) in cases {
+            insta::assert_snapshot!(
+                name.replace('/', "__"),
+                render_with(None, name, ctx).unwrap()
+            );
+        }
+    }
+
     #[test]
     fn operator_overrides_win_and_undefined_variables_fail() {
         let dir = tempfile::tempdir().unwrap();

@@ -841,6 +841,60 @@ async fn databases_install_bound_to_localhost_and_remove_independently() {
         "a password reached the logs"
     );
 
+    // Open PostgreSQL to this machine only: exactly that rule appears; closing it removes it again, and the
+    // installers converge without losing the schemas and users.
+    let me = format!("{}/32", host.gateway);
+    install(
+        store,
+        id,
+        "postgresql",
+        &[("allowed_sources", &host.gateway)],
+    )
+    .await;
+    let ufw = run(&root, "ufw status").await;
+    let rules: Vec<&str> = ufw.lines().filter(|l| l.starts_with("5432")).collect();
+    assert_eq!(rules.len(), 1, "{ufw}");
+    assert!(rules[0].contains(&host.gateway), "{ufw}");
+    assert!(
+        tokio::net::TcpStream::connect((host.ip.as_str(), 5432))
+            .await
+            .is_ok(),
+        "opened PostgreSQL is not reachable"
+    );
+    let pg = store
+        .services(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.service_name == "postgresql")
+        .unwrap();
+    assert_eq!(pg.configuration["allowed_sources"], serde_json::json!([me]));
+    assert_eq!(
+        pg.configuration["users"].as_array().map(|u| u.len()),
+        Some(2),
+        "{:?}",
+        pg.configuration
+    );
+    install(store, id, "postgresql", &[]).await;
+    install(store, id, "mariadb", &[]).await;
+    assert!(!run(&root, "ufw status").await.contains("5432"));
+    let on: String = host
+        .root("ss -Hltn | awk '{print $4}' | grep ':5432$'")
+        .await
+        .stdout_text();
+    assert!(
+        on.lines()
+            .all(|a| a.starts_with("127.0.0.1:") || a.starts_with("[::1]:")),
+        "{on}"
+    );
+    let out = with_stdin(
+        &root,
+        &psql("app_rw", "SELECT count(*) FROM t"),
+        &format!("{}\n", password.expose()),
+    )
+    .await;
+    assert_eq!(out.stdout_text().trim(), "1", "{}", out.stderr_text());
+
     // Remove Redis with a dump first: the others keep working.
     let settings = [("dump_first".to_string(), "true".to_string())]
         .into_iter()

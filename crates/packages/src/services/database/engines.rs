@@ -184,6 +184,7 @@ pub fn install_plan(
     sources: &[String],
     previous: &[String],
     password: &Secret,
+    previous_config: Option<&serde_json::Value>,
 ) -> Result<Plan, PackageError> {
     use DatabaseInstallerMilestones as M;
     let opened = !sources.is_empty();
@@ -304,7 +305,17 @@ pub fn install_plan(
         .record(StoreChange::UpsertService {
             name: engine.name().into(),
             service_type: ServiceType::Database,
-            configuration: json!({"port": engine.port(), "allowed_sources": sources, "bound_to": if opened { "all" } else { "localhost" }}),
+            configuration: {
+                // Keep what else the record holds (schemas, users).
+                let mut config = match previous_config {
+                    Some(serde_json::Value::Object(map)) => serde_json::Value::Object(map.clone()),
+                    _ => json!({}),
+                };
+                config["port"] = json!(engine.port());
+                config["allowed_sources"] = json!(sources);
+                config["bound_to"] = json!(if opened { "all" } else { "localhost" });
+                config
+            },
             status: ServiceStatus::Active,
         }))
 }
@@ -428,7 +439,11 @@ pub async fn install_database(
             p
         }
     };
-    let plan = install_plan(engine, &os, &sources, &previous, &password)?;
+    let current = services
+        .iter()
+        .find(|s| s.service_name == engine.name())
+        .map(|s| &s.configuration);
+    let plan = install_plan(engine, &os, &sources, &previous, &password, current)?;
     executor
         .run(ctx, &plan, brokeforge_core::ProvisionType::Install)
         .await?;
@@ -561,7 +576,9 @@ mod tests {
             } else {
                 "debian 12"
             };
-            let closed = install_plan(engine, os, &[], &[], &pw).unwrap().to_string();
+            let closed = install_plan(engine, os, &[], &[], &pw, None)
+                .unwrap()
+                .to_string();
             assert!(!closed.contains(pw.expose()), "{closed}");
             insta::assert_snapshot!(format!("{}_install", engine.name()), closed);
             let opened = install_plan(
@@ -570,6 +587,7 @@ mod tests {
                 &["203.0.113.7".into()],
                 &["198.51.100.1".into()],
                 &pw,
+                Some(&json!({"schemas": [{"name": "app"}]})),
             )
             .unwrap()
             .to_string();

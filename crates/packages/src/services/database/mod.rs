@@ -81,8 +81,13 @@ pub fn parse_sources(value: &str) -> Result<Vec<String>, ValidationError> {
                 ));
             }
         }
-        if !out.contains(&raw.to_string()) {
-            out.push(raw.to_string());
+        // Always a network in CIDR form: pg_hba needs it, ufw takes it.
+        let cidr = match prefix {
+            Some(p) => format!("{addr}/{p}"),
+            None => format!("{addr}/{max}"),
+        };
+        if !out.contains(&cidr) {
+            out.push(cidr);
         }
     }
     Ok(out)
@@ -132,8 +137,8 @@ mod tests {
     #[test]
     fn sources_are_validated_and_firewall_is_exact() {
         assert_eq!(
-            parse_sources(" 203.0.113.7, 198.51.100.0/24 ,").unwrap(),
-            ["203.0.113.7", "198.51.100.0/24"]
+            parse_sources(" 203.0.113.7, 198.51.100.0/24 ,2001:db8::1").unwrap(),
+            ["203.0.113.7/32", "198.51.100.0/24", "2001:db8::1/128"]
         );
         assert!(parse_sources("").unwrap().is_empty());
         for bad in [
