@@ -40,6 +40,12 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// List the packages that can be installed, with their parameters and milestones.
+    Catalogue {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure the execution path (SSH fleet) or the job queue alone, against a baseline in the same run.
     Bench(bench::BenchArgs),
 }
@@ -109,6 +115,35 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Catalogue { json } => {
+            let entries = brokeforge_packages::catalogue::catalogue();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+                return Ok(());
+            }
+            for e in entries {
+                println!(
+                    "{:<12} {:<10} {}",
+                    e.name,
+                    e.category.as_str(),
+                    e.description
+                );
+                for p in &e.parameters {
+                    let allowed = if p.allowed.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" [{}]", p.allowed.join("|"))
+                    };
+                    println!(
+                        "    --set {}=<{}>{allowed}  default {}  {}",
+                        p.name, p.kind, p.default, p.description
+                    );
+                }
+                let steps: Vec<&str> = e.install_milestones.iter().map(|m| m.label).collect();
+                println!("    install: {}", steps.join(" > "));
+            }
+            Ok(())
+        }
     }
 }
 

@@ -26,6 +26,30 @@ fn help_lists_the_commands() {
 }
 
 #[test]
+fn catalogue_lists_every_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin(dir.path())
+        .args(["catalogue", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["webserver", "mariadb", "mysql", "postgresql", "redis"]
+    );
+    assert_eq!(entries[0]["install_milestones"][0]["key"], "prepare_system");
+    let text = bin(dir.path()).arg("catalogue").output().unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("--set allowed_sources=<string>"));
+}
+
+#[test]
 fn migrate_creates_the_database_and_a_private_master_key() {
     let dir = tempfile::tempdir().unwrap();
     let out = bin(dir.path()).arg("migrate").output().unwrap();

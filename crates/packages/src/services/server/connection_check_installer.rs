@@ -99,3 +99,13 @@ impl JobHandler for ConnectionCheckInstallerJob {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_snapshot() {
+        insta::assert_snapshot!(ConnectionCheckInstaller.commands().to_string());
+    }
+}
