@@ -187,6 +187,32 @@ async fn assert_provisioned(store: &Store, server_id: i64) {
     assert!(sshd.contains("passwordauthentication no"), "{sshd}");
     assert!(sshd.contains("kbdinteractiveauthentication no"), "{sshd}");
     assert!(sshd.contains("permitrootlogin without-password"), "{sshd}");
+    // What the server offers a client: public keys only, no passwords.
+    let server = store.server(server_id).await.unwrap();
+    let offered = Command::new("ssh")
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args([
+            "-o",
+            "PreferredAuthentications=password,keyboard-interactive",
+            "-o",
+            "ConnectTimeout=10",
+        ])
+        .arg(format!("brokeforge@{}", server.public_ip))
+        .arg("true")
+        .output()
+        .expect("ssh client");
+    let said = String::from_utf8_lossy(&offered.stderr);
+    assert!(
+        !offered.status.success() && said.contains("Permission denied (publickey)"),
+        "{said}"
+    );
     let ufw = run(&root, "ufw status").await;
     let rules: Vec<&str> = ufw
         .lines()
