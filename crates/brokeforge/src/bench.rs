@@ -303,10 +303,10 @@ async fn fleet(args: &BenchArgs, hosts_file: &PathBuf, store: &Store) -> Result<
     Ok(())
 }
 
-/// Wait until `total` jobs are finished, waking on the store's job notifications.
+/// Wait until `total` jobs are finished, woken as each finishes.
 async fn wait_finished(store: &Store, total: i64) -> Result<()> {
     loop {
-        let notified = store.jobs_notify().notified();
+        let notified = store.job_finished_notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let finished = store.count_jobs(JobStatus::Done).await?

@@ -339,6 +339,11 @@ impl Store {
         Ok(())
     }
 
+    /// Notified when a job finishes in this process (for callers waiting on results, not for workers).
+    pub fn job_finished_notify(&self) -> &tokio::sync::Notify {
+        &self.finished_notify
+    }
+
     /// Resolves when a job may have become claimable in this process (see [`Store::wake_workers`]).
     pub fn jobs_notify(&self) -> &tokio::sync::Notify {
         &self.jobs_notify
@@ -439,6 +444,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.finished_notify.notify_waiters();
         if row.try_get::<i64, _>("waiting")? > 0 {
             self.wake_workers().await?;
         }

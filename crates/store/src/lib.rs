@@ -73,6 +73,8 @@ pub struct Store {
     cipher: Cipher,
     url: std::sync::Arc<str>,
     jobs_notify: std::sync::Arc<tokio::sync::Notify>,
+    /// Woken (in this process) whenever a job finishes, for whoever waits on results.
+    finished_notify: std::sync::Arc<tokio::sync::Notify>,
 }
 
 static DRIVERS: Once = Once::new();
@@ -147,6 +149,7 @@ impl Store {
             cipher: Cipher::new(key),
             url: url.into(),
             jobs_notify: Default::default(),
+            finished_notify: Default::default(),
         })
     }
 
