@@ -414,7 +414,28 @@ impl Store {
             Outcome::Cancelled => (JobStatus::Cancelled, Some("cancelled".to_string()), None),
         };
         let now = now_ms();
-        // Also returns whether a job of the same server waits for this one, so other nodes are woken only then.
+        // Fast path, one statement: a job with no record to settle. It also returns whether a job of the same
+        // server waits for this one, so other nodes are woken only then.
+        let plain = sqlx::query(
+            "UPDATE jobs SET status = $1, error = $2, result = $3, finished_at = $4, updated_at = $4, lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = $5 AND attempt = $6 AND status = 'running' AND target_type IS NULL \
+             RETURNING (SELECT COUNT(*) FROM jobs q WHERE q.server_id = jobs.server_id AND q.status = 'queued') AS waiting",
+        )
+        .bind(status.as_str())
+        .bind(error.clone())
+        .bind(result.clone())
+        .bind(now)
+        .bind(id)
+        .bind(attempt)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = plain {
+            self.finished_notify.notify_waiters();
+            if row.try_get::<i64, _>("waiting")? > 0 {
+                self.wake_workers().await?;
+            }
+            return Ok(true);
+        }
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "UPDATE jobs SET status = $1, error = $2, result = $3, finished_at = $4, updated_at = $4, lease_owner = NULL, lease_expires_at = NULL \
@@ -588,6 +609,16 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(job_from).collect()
+    }
+
+    /// Jobs that are done, failed or cancelled.
+    pub async fn count_finished_jobs(&self) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM jobs WHERE status IN ('done', 'failed', 'cancelled')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
     }
 
     pub async fn count_jobs(&self, status: JobStatus) -> Result<i64> {
