@@ -363,6 +363,9 @@ impl Store {
                ORDER BY j.run_at, j.id LIMIT 1{lock}) \
              AND status = 'queued' RETURNING {JOB_COLS}"
         );
+        // On PostgreSQL the claim commits without waiting for its WAL flush (the progress pool): if the
+        // database crashes and loses it, the job is simply queued again, and the worker that held it is fenced
+        // out at its next heartbeat, exactly as after a lost worker. Finishing a job stays fully durable.
         // A lost race for a server (the unique index said no) just means: try again.
         for _ in 0..8 {
             let now = now_ms();
@@ -370,7 +373,7 @@ impl Store {
                 .bind(worker)
                 .bind(now + lease.as_millis() as i64)
                 .bind(now)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.telemetry)
                 .await
             {
                 Ok(row) => return row.as_ref().map(job_from).transpose(),
