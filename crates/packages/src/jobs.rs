@@ -54,6 +54,33 @@ impl JobContext<'_> {
     }
 }
 
+/// Declare a job kind whose handler is one async body over `ctx` (spec: `{Service}InstallerJob`):
+/// `job_handler! { FooInstallerJob, "foo_installer", |ctx| { ...; Ok(json!(...)) } }`.
+#[macro_export]
+macro_rules! job_handler {
+    ($(#[$meta:meta])* $name:ident, $kind:literal, |$ctx:ident| $body:block) => {
+        $(#[$meta])*
+        pub struct $name;
+
+        impl $name {
+            pub const KIND: &'static str = $kind;
+        }
+
+        impl $crate::jobs::JobHandler for $name {
+            fn kind(&self) -> &'static str {
+                Self::KIND
+            }
+
+            fn run<'a>(
+                &'a self,
+                $ctx: &'a $crate::jobs::JobContext<'a>,
+            ) -> $crate::jobs::BoxFuture<'a, Result<serde_json::Value, $crate::PackageError>> {
+                Box::pin(async move $body)
+            }
+        }
+    };
+}
+
 /// One kind of job.
 pub trait JobHandler: Send + Sync + 'static {
     fn kind(&self) -> &'static str;

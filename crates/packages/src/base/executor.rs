@@ -220,62 +220,60 @@ impl Run<'_> {
         if let Some(session) = sessions.get(&credential) {
             return Ok(session.clone());
         }
-        {
-            let server = &self.ctx.server;
-            let cred = self.store.credential(server.id, credential).await?;
-            let policy = match &server.host_key_fingerprint {
-                Some(fp) => HostKeyPolicy::Pinned(fp.clone()),
-                None if self.ctx.trust_on_first_use => HostKeyPolicy::TrustOnFirstUse,
-                None => HostKeyPolicy::Refuse,
-            };
-            let target = SshTarget {
-                host: server.public_ip.clone(),
-                port: server.ssh_port,
-                user: cred.unix_user().to_string(),
-                key: cred.private_key.clone(),
-                host_key: policy.clone(),
-                connect_timeout: self.connect_timeout,
-            };
-            let session = match connect_with_retry(&target, &self.ctx.cancel).await {
-                Ok(s) => s,
-                Err(e) => {
-                    self.store
-                        .set_connection_status(server.id, ConnectionStatus::Failed)
-                        .await?;
-                    return Err(e.into());
-                }
-            };
-            if policy == HostKeyPolicy::TrustOnFirstUse
-                && !self
-                    .store
-                    .pin_host_key_if_unset(server.id, session.host_key_fingerprint())
-                    .await?
-            {
-                // Someone pinned a key meanwhile: it must be this one.
-                let pinned = self
-                    .store
-                    .server(server.id)
-                    .await?
-                    .host_key_fingerprint
-                    .unwrap_or_default();
-                if pinned != session.host_key_fingerprint() {
-                    return Err(SshError::HostKeyMismatch {
-                        host: format!("{}:{}", server.public_ip, server.ssh_port),
-                        expected: pinned,
-                        actual: session.host_key_fingerprint().to_string(),
-                    }
-                    .into());
-                }
-            }
-            if server.connection_status != ConnectionStatus::Connected {
+        let server = &self.ctx.server;
+        let cred = self.store.credential(server.id, credential).await?;
+        let policy = match &server.host_key_fingerprint {
+            Some(fp) => HostKeyPolicy::Pinned(fp.clone()),
+            None if self.ctx.trust_on_first_use => HostKeyPolicy::TrustOnFirstUse,
+            None => HostKeyPolicy::Refuse,
+        };
+        let target = SshTarget {
+            host: server.public_ip.clone(),
+            port: server.ssh_port,
+            user: cred.unix_user().to_string(),
+            key: cred.private_key.clone(),
+            host_key: policy.clone(),
+            connect_timeout: self.connect_timeout,
+        };
+        let session = match connect_with_retry(&target, &self.ctx.cancel).await {
+            Ok(s) => s,
+            Err(e) => {
                 self.store
-                    .set_connection_status(server.id, ConnectionStatus::Connected)
+                    .set_connection_status(server.id, ConnectionStatus::Failed)
                     .await?;
+                return Err(e.into());
             }
-            let session = Arc::new(session);
-            sessions.insert(credential, session.clone());
-            Ok(session)
+        };
+        if policy == HostKeyPolicy::TrustOnFirstUse
+            && !self
+                .store
+                .pin_host_key_if_unset(server.id, session.host_key_fingerprint())
+                .await?
+        {
+            // Someone pinned a key meanwhile: it must be this one.
+            let pinned = self
+                .store
+                .server(server.id)
+                .await?
+                .host_key_fingerprint
+                .unwrap_or_default();
+            if pinned != session.host_key_fingerprint() {
+                return Err(SshError::HostKeyMismatch {
+                    host: format!("{}:{}", server.public_ip, server.ssh_port),
+                    expected: pinned,
+                    actual: session.host_key_fingerprint().to_string(),
+                }
+                .into());
+            }
         }
+        if server.connection_status != ConnectionStatus::Connected {
+            self.store
+                .set_connection_status(server.id, ConnectionStatus::Connected)
+                .await?;
+        }
+        let session = Arc::new(session);
+        sessions.insert(credential, session.clone());
+        Ok(session)
     }
 
     async fn log(&mut self, stream: LogStream, text: &str) -> Result<(), StoreError> {

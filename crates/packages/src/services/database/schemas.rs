@@ -220,6 +220,25 @@ async fn engine_config(
     Ok(svc.configuration)
 }
 
+/// The engine record's configuration with the entry named `name` in list `key` replaced by `entry` (or
+/// dropped, with `None`), as the store change that records it.
+fn config_change(
+    engine: Engine,
+    mut config: serde_json::Value,
+    key: &str,
+    name: &str,
+    entry: Option<serde_json::Value>,
+) -> StoreChange {
+    let mut items = list(&config, key);
+    items.retain(|i| i["name"] != name);
+    items.extend(entry);
+    config[key] = json!(items);
+    StoreChange::SetServiceConfiguration {
+        name: engine.name().into(),
+        configuration: config,
+    }
+}
+
 fn list(config: &serde_json::Value, key: &str) -> Vec<serde_json::Value> {
     config
         .get(key)
@@ -308,15 +327,9 @@ impl DatabaseSchemaInstaller {
             word("charset", &req.charset)?,
             word("collation", &req.collation)?,
         );
-        let mut config = engine_config(executor, ctx, engine).await?;
-        let mut schemas = list(&config, "schemas");
-        schemas.retain(|s| s["name"] != name.as_str());
-        schemas.push(json!({"name": name, "charset": charset, "collation": collation}));
-        config["schemas"] = json!(schemas);
-        let change = StoreChange::SetServiceConfiguration {
-            name: engine.name().into(),
-            configuration: config,
-        };
+        let config = engine_config(executor, ctx, engine).await?;
+        let entry = json!({"name": name, "charset": charset, "collation": collation});
+        let change = config_change(engine, config, "schemas", &name, Some(entry));
         self.install(
             executor,
             ctx,
@@ -341,14 +354,8 @@ impl DatabaseSchemaRemover {
     ) -> Result<(), PackageError> {
         let engine = parse_engine(&req.engine)?;
         let name = validate_name("name", &req.name)?;
-        let mut config = engine_config(executor, ctx, engine).await?;
-        let mut schemas = list(&config, "schemas");
-        schemas.retain(|s| s["name"] != name.as_str());
-        config["schemas"] = json!(schemas);
-        let change = StoreChange::SetServiceConfiguration {
-            name: engine.name().into(),
-            configuration: config,
-        };
+        let config = engine_config(executor, ctx, engine).await?;
+        let change = config_change(engine, config, "schemas", &name, None);
         self.remove(
             executor,
             ctx,
@@ -388,7 +395,7 @@ impl DatabaseUserInstaller {
             )
             .into());
         }
-        let mut config = engine_config(executor, ctx, engine).await?;
+        let config = engine_config(executor, ctx, engine).await?;
         let known: Vec<String> = list(&config, "schemas")
             .iter()
             .filter_map(|s| s["name"].as_str().map(String::from))
@@ -400,14 +407,8 @@ impl DatabaseUserInstaller {
             )
             .into());
         }
-        let mut users = list(&config, "users");
-        users.retain(|u| u["name"] != name.as_str());
-        users.push(json!({"name": name, "privileges": req.privileges, "schemas": schemas}));
-        config["users"] = json!(users);
-        let change = StoreChange::SetServiceConfiguration {
-            name: engine.name().into(),
-            configuration: config,
-        };
+        let entry = json!({"name": name, "privileges": req.privileges, "schemas": schemas});
+        let change = config_change(engine, config, "users", &name, Some(entry));
         let sql = user_sql(engine, &name, &password, req.privileges, &schemas);
         self.install(
             executor,
@@ -428,19 +429,13 @@ impl DatabaseUserRemover {
     ) -> Result<(), PackageError> {
         let engine = parse_engine(&req.engine)?;
         let name = validate_name("name", &req.name)?;
-        let mut config = engine_config(executor, ctx, engine).await?;
-        let mut users = list(&config, "users");
-        let schemas: Vec<String> = users
+        let config = engine_config(executor, ctx, engine).await?;
+        let schemas: Vec<String> = list(&config, "users")
             .iter()
             .find(|u| u["name"] == name.as_str())
             .and_then(|u| serde_json::from_value(u["schemas"].clone()).ok())
             .unwrap_or_default();
-        users.retain(|u| u["name"] != name.as_str());
-        config["users"] = json!(users);
-        let change = StoreChange::SetServiceConfiguration {
-            name: engine.name().into(),
-            configuration: config,
-        };
+        let change = config_change(engine, config, "users", &name, None);
         self.remove(
             executor,
             ctx,

@@ -4,7 +4,6 @@ use brokeforge_core::{ConnectionStatus, CredentialKind, ServiceType};
 
 use crate::base::executor::{Executor, RunContext};
 use crate::base::{Package, PackageError, PackageInstaller, Plan};
-use crate::jobs::{BoxFuture, JobContext, JobHandler};
 use crate::milestones;
 
 milestones! {
@@ -77,26 +76,12 @@ impl ConnectionCheckInstaller {
     }
 }
 
-pub struct ConnectionCheckInstallerJob;
-
-impl ConnectionCheckInstallerJob {
-    pub const KIND: &'static str = "connection_check";
-}
-
-impl JobHandler for ConnectionCheckInstallerJob {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
-    fn run<'a>(
-        &'a self,
-        ctx: &'a JobContext<'a>,
-    ) -> BoxFuture<'a, Result<serde_json::Value, PackageError>> {
-        Box::pin(async move {
-            let users = ConnectionCheckInstaller
-                .execute(ctx.executor, &ctx.run_context()?)
-                .await?;
-            Ok(serde_json::json!({ "users": users }))
-        })
+crate::job_handler! {
+    ConnectionCheckInstallerJob, "connection_check", |ctx| {
+        let users = ConnectionCheckInstaller
+            .execute(ctx.executor, &ctx.run_context()?)
+            .await?;
+        Ok(serde_json::json!({ "users": users }))
     }
 }
 

@@ -15,7 +15,6 @@ use super::server_access_installer::{
 };
 use super::server_installer::{ServerInstaller, ServerInstallerJob, ServerInstallerOptions};
 use crate::base::{Milestones, PackageError, PackageInstaller};
-use crate::jobs::{BoxFuture, JobContext, JobHandler};
 
 /// How long the one-line script's token stays valid.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
@@ -315,52 +314,37 @@ pub async fn start_direct_onboarding(
         .await?)
 }
 
-/// Server Access Installer Job (direct onboarding): install access with the user's key, forget that key,
-/// then run base provisioning as BrokeForge's own root credential, all in one job.
-pub struct ServerAccessInstallerJob;
-
-impl ServerAccessInstallerJob {
-    pub const KIND: &'static str = "server_access_installer";
-}
-
-impl JobHandler for ServerAccessInstallerJob {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
-
-    fn run<'a>(
-        &'a self,
-        ctx: &'a JobContext<'a>,
-    ) -> BoxFuture<'a, Result<serde_json::Value, PackageError>> {
-        Box::pin(async move {
-            let run = ctx.run_context()?;
-            let server_id = run.server.id;
-            let plan = ServerAccessInstaller.commands(
-                &access_keys(ctx.store, server_id).await?,
-                CredentialKind::Bootstrap,
-            )?;
-            ServerAccessInstaller
-                .install(ctx.executor, &run, plan)
-                .await?;
-            ctx.connections
-                .drop_credential(CredentialKind::Bootstrap)
-                .await;
-            ctx.store
-                .delete_credential(server_id, CredentialKind::Bootstrap)
-                .await?;
-            ctx.store
-                .set_connection_status(server_id, ConnectionStatus::Connected)
-                .await?;
-            // The host key is pinned now (given, or learned on first use).
-            let mut run = run;
-            run.server = ctx.store.server(server_id).await?;
-            let options: ServerInstallerOptions =
-                serde_json::from_value(ctx.job.payload.get("options").cloned().unwrap_or_default())
-                    .unwrap_or_default();
-            let os = ServerInstaller
-                .execute(ctx.executor, &run, &options)
-                .await?;
-            Ok(serde_json::json!({"os": os}))
-        })
+crate::job_handler! {
+    /// Server Access Installer Job (direct onboarding): install access with the user's key, forget that key,
+    /// then run base provisioning as BrokeForge's own root credential, all in one job.
+    ServerAccessInstallerJob, "server_access_installer", |ctx| {
+        let run = ctx.run_context()?;
+        let server_id = run.server.id;
+        let plan = ServerAccessInstaller.commands(
+            &access_keys(ctx.store, server_id).await?,
+            CredentialKind::Bootstrap,
+        )?;
+        ServerAccessInstaller
+            .install(ctx.executor, &run, plan)
+            .await?;
+        ctx.connections
+            .drop_credential(CredentialKind::Bootstrap)
+            .await;
+        ctx.store
+            .delete_credential(server_id, CredentialKind::Bootstrap)
+            .await?;
+        ctx.store
+            .set_connection_status(server_id, ConnectionStatus::Connected)
+            .await?;
+        // The host key is pinned now (given, or learned on first use).
+        let mut run = run;
+        run.server = ctx.store.server(server_id).await?;
+        let options: ServerInstallerOptions =
+            serde_json::from_value(ctx.job.payload.get("options").cloned().unwrap_or_default())
+                .unwrap_or_default();
+        let os = ServerInstaller
+            .execute(ctx.executor, &run, &options)
+            .await?;
+        Ok(serde_json::json!({"os": os}))
     }
 }

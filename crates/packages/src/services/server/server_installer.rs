@@ -10,7 +10,6 @@ use crate::base::executor::{Executor, RunContext};
 use crate::base::{
     FileContents, FileStep, Package, PackageError, PackageInstaller, Plan, StoreChange,
 };
-use crate::jobs::{BoxFuture, JobContext, JobHandler};
 use crate::milestones;
 
 milestones! {
@@ -228,30 +227,15 @@ impl ServerInstaller {
     }
 }
 
-/// Server Installer Job: base provisioning from the queue (target: the server's provision status).
-pub struct ServerInstallerJob;
-
-impl ServerInstallerJob {
-    pub const KIND: &'static str = "server_installer";
-}
-
-impl JobHandler for ServerInstallerJob {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
-
-    fn run<'a>(
-        &'a self,
-        ctx: &'a JobContext<'a>,
-    ) -> BoxFuture<'a, Result<serde_json::Value, PackageError>> {
-        Box::pin(async move {
-            let options: ServerInstallerOptions =
-                serde_json::from_value(ctx.job.payload.clone()).unwrap_or_default();
-            let os = ServerInstaller
-                .execute(ctx.executor, &ctx.run_context()?, &options)
-                .await?;
-            Ok(serde_json::json!({"os": os}))
-        })
+crate::job_handler! {
+    /// Server Installer Job: base provisioning from the queue (target: the server's provision status).
+    ServerInstallerJob, "server_installer", |ctx| {
+        let options: ServerInstallerOptions =
+            serde_json::from_value(ctx.job.payload.clone()).unwrap_or_default();
+        let os = ServerInstaller
+            .execute(ctx.executor, &ctx.run_context()?, &options)
+            .await?;
+        Ok(serde_json::json!({"os": os}))
     }
 }
 

@@ -8,7 +8,6 @@ use crate::base::executor::{Executor, RunContext};
 use crate::base::{
     FileContents, FileStep, Package, PackageError, PackageInstaller, Plan, StoreChange,
 };
-use crate::jobs::{BoxFuture, JobContext, JobHandler};
 use crate::milestones;
 use crate::services::server::APT;
 use crate::templates;
@@ -316,30 +315,16 @@ impl WebServiceInstaller {
     }
 }
 
-pub struct WebServiceInstallerJob;
-
-impl WebServiceInstallerJob {
-    pub const KIND: &'static str = "webserver_installer";
-}
-
-impl JobHandler for WebServiceInstallerJob {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
-    fn run<'a>(
-        &'a self,
-        ctx: &'a JobContext<'a>,
-    ) -> BoxFuture<'a, Result<serde_json::Value, PackageError>> {
-        Box::pin(async move {
-            let options: WebServiceOptions = serde_json::from_value(
-                ctx.job.payload.get("options").cloned().unwrap_or(json!({})),
-            )
-            .map_err(|e| ValidationError::new("options", e.to_string()))?;
-            let done = WebServiceInstaller
-                .execute(ctx.executor, &ctx.run_context()?, &options)
-                .await?;
-            Ok(json!({"php_version": done.php_version, "php_versions": done.php_versions}))
-        })
+crate::job_handler! {
+    WebServiceInstallerJob, "webserver_installer", |ctx| {
+        let options: WebServiceOptions = serde_json::from_value(
+            ctx.job.payload.get("options").cloned().unwrap_or(json!({})),
+        )
+        .map_err(|e| ValidationError::new("options", e.to_string()))?;
+        let done = WebServiceInstaller
+            .execute(ctx.executor, &ctx.run_context()?, &options)
+            .await?;
+        Ok(json!({"php_version": done.php_version, "php_versions": done.php_versions}))
     }
 }
 

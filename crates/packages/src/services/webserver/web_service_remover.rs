@@ -5,7 +5,6 @@ use serde_json::json;
 
 use crate::base::executor::{Executor, RunContext};
 use crate::base::{Package, PackageError, PackageRemover, Plan, StoreChange};
-use crate::jobs::{BoxFuture, JobContext, JobHandler};
 use crate::milestones;
 use crate::services::server::APT;
 
@@ -98,26 +97,12 @@ impl WebServiceRemover {
     }
 }
 
-pub struct WebServiceRemoverJob;
-
-impl WebServiceRemoverJob {
-    pub const KIND: &'static str = "webserver_remover";
-}
-
-impl JobHandler for WebServiceRemoverJob {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
-    fn run<'a>(
-        &'a self,
-        ctx: &'a JobContext<'a>,
-    ) -> BoxFuture<'a, Result<serde_json::Value, PackageError>> {
-        Box::pin(async move {
-            let versions = WebServiceRemover
-                .execute(ctx.executor, &ctx.run_context()?)
-                .await?;
-            Ok(json!({"removed_php_versions": versions}))
-        })
+crate::job_handler! {
+    WebServiceRemoverJob, "webserver_remover", |ctx| {
+        let versions = WebServiceRemover
+            .execute(ctx.executor, &ctx.run_context()?)
+            .await?;
+        Ok(json!({"removed_php_versions": versions}))
     }
 }
 
