@@ -3,6 +3,9 @@
 # Needs root (uses the Debian cluster tools). Safe to run twice.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
+# Only the URL goes to stdout (callers capture it); chatter from the cluster tools
+# ("Removed stale pid file.") goes to stderr.
+exec 3>&1 1>&2
 if ! command -v pg_lsclusters >/dev/null 2>&1; then
   apt-get install -y -qq postgresql >/dev/null
 fi
@@ -30,4 +33,4 @@ SQL
 if ! su postgres -c "psql -p $port -tAc \"SELECT 1 FROM pg_database WHERE datname='brokeforge_test'\"" | grep -q 1; then
   su postgres -c "createdb -p $port -O brokeforge brokeforge_test"
 fi
-echo "postgres://brokeforge:brokeforge@127.0.0.1:$port/brokeforge_test"
+echo "postgres://brokeforge:brokeforge@127.0.0.1:$port/brokeforge_test" >&3

@@ -3,6 +3,8 @@
 # client key, and print the environment variables the tests read. Needs root. Safe to run twice.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
+# Only the exports go to stdout (callers eval it); everything else goes to stderr.
+exec 3>&1 1>&2
 dir=${BROKEFORGE_SSHD_DIR:-/tmp/brokeforge-test-sshd}
 port=${BROKEFORGE_SSHD_PORT:-2222}
 user=brokeforge
@@ -43,7 +45,7 @@ for _ in $(seq 1 50); do
   sleep 0.1
 done
 fp=$(ssh-keygen -lf "$dir/ssh_host_ed25519_key.pub" | awk '{print $2}')
-echo "export BROKEFORGE_TEST_SSHD=127.0.0.1:$port"
-echo "export BROKEFORGE_TEST_SSHD_USER=$user"
-echo "export BROKEFORGE_TEST_SSHD_KEY=$dir/id_ed25519"
-echo "export BROKEFORGE_TEST_SSHD_FINGERPRINT=$fp"
+echo "export BROKEFORGE_TEST_SSHD=127.0.0.1:$port" >&3
+echo "export BROKEFORGE_TEST_SSHD_USER=$user" >&3
+echo "export BROKEFORGE_TEST_SSHD_KEY=$dir/id_ed25519" >&3
+echo "export BROKEFORGE_TEST_SSHD_FINGERPRINT=$fp" >&3
