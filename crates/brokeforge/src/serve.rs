@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/provision/{token}", get(script))
         .route("/provision/{token}/callback", post(callback))
+        .route("/hooks/sites/{site_id}/deploy/{token}", post(deploy_hook))
         .with_state(state)
 }
 
@@ -133,6 +134,57 @@ async fn callback(
                 Json(json!({"error": "internal", "message": "internal error"})),
             )
                 .into_response()
+        }
+    }
+}
+
+/// A deploy webhook (GitHub, GitLab or a plain POST). A request that fails a check changes nothing.
+async fn deploy_hook(
+    State(state): State<AppState>,
+    Path((site_id, token)): Path<(i64, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use brokeforge_packages::services::sites::webhook::{self, WebhookError, WebhookOutcome};
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let error = |status: StatusCode, code: &str, message: String| {
+        (status, Json(json!({"error": code, "message": message}))).into_response()
+    };
+    match webhook::handle(&state.store, site_id, &token, header, &body).await {
+        Ok(WebhookOutcome::Deployed(queued)) => {
+            let (d, job) = *queued;
+            (
+                StatusCode::ACCEPTED,
+                Json(json!({"ok": true, "deployment_id": d.id, "job_id": job.id})),
+            )
+                .into_response()
+        }
+        Ok(WebhookOutcome::Ignored(why)) => {
+            (StatusCode::OK, Json(json!({"ok": true, "ignored": why}))).into_response()
+        }
+        Err(WebhookError::NotFound) => {
+            error(StatusCode::NOT_FOUND, "not_found", "unknown webhook".into())
+        }
+        Err(WebhookError::Unauthorized(why)) => {
+            tracing::warn!(site_id, reason = why, "deploy webhook refused");
+            error(StatusCode::UNAUTHORIZED, "unauthorized", why.into())
+        }
+        Err(WebhookError::BadRequest(why)) => error(StatusCode::BAD_REQUEST, "bad_request", why),
+        Err(WebhookError::Package(PackageError::Validation(v))) => {
+            error(StatusCode::CONFLICT, "not_deployable", v.to_string())
+        }
+        Err(WebhookError::Package(e)) => {
+            tracing::error!(site_id, error = %e, "deploy webhook failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error".into(),
+            )
         }
     }
 }

@@ -131,8 +131,212 @@ pub fn absolute_path(field: &'static str, value: &str) -> Result<String, Validat
     Ok(value.to_string())
 }
 
+/// A directory inside a site (e.g. `public`, `web/public`); empty means the site's root. No absolute paths,
+/// no `..`, no hidden segments.
+pub fn relative_dir(field: &'static str, value: &str) -> Result<String, ValidationError> {
+    let v = value.trim().trim_matches('/');
+    if v.is_empty() {
+        return Ok(String::new());
+    }
+    let ok = v.len() <= 200
+        && v.split('/').all(|seg| {
+            !seg.is_empty()
+                && !seg.starts_with('.')
+                && !seg.starts_with('-')
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        });
+    if !ok {
+        return Err(ValidationError::new(
+            field,
+            format!("`{value}` is not a directory inside the site (like `public`)"),
+        ));
+    }
+    Ok(v.to_string())
+}
+
+/// A git branch name (a safe subset of `git check-ref-format`).
+pub fn git_branch(value: &str) -> Result<String, ValidationError> {
+    let v = value.trim();
+    let ok = !v.is_empty()
+        && v.len() <= 200
+        && !v.starts_with(['-', '/', '.'])
+        && !v.ends_with(['/', '.'])
+        && !v.ends_with(".lock")
+        && !v.contains("..")
+        && !v.contains("//")
+        && !v.contains("@{")
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b));
+    if !ok {
+        return Err(ValidationError::new(
+            "branch",
+            format!("`{value}` is not a valid branch name"),
+        ));
+    }
+    Ok(v.to_string())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitTransport {
+    Ssh,
+    Https,
+}
+
+/// A git repository BrokeForge may clone: `git@host:owner/repo.git`, `ssh://git@host[:port]/path` or
+/// `https://host/path`. Credentials in https URLs are refused (use an ssh URL and the site's deploy key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitRemote {
+    pub url: String,
+    pub transport: GitTransport,
+    pub host: String,
+    pub port: u16,
+}
+
+pub fn git_remote(value: &str) -> Result<GitRemote, ValidationError> {
+    let v = value.trim();
+    let bad = |why: &str| {
+        ValidationError::new(
+            "repository",
+            format!("`{value}` is not a usable repository URL: {why}"),
+        )
+    };
+    let path_ok = |p: &str| {
+        !p.is_empty()
+            && !p.starts_with('-')
+            && !p.split('/').any(|s| s == "..")
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._~/-".contains(&b))
+    };
+    let user_ok = |u: &str| {
+        !u.is_empty()
+            && !u.starts_with('-')
+            && u.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    let host_port = |hp: &str, default: u16| -> Result<(String, u16), ValidationError> {
+        let (h, p) = match hp.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') || h.starts_with('[') => (
+                h,
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| bad("bad port"))?,
+            ),
+            _ => (hp, default),
+        };
+        let h = h.trim_start_matches('[').trim_end_matches(']');
+        let host = host(h).map_err(|_| bad("bad host name"))?;
+        Ok((host, p))
+    };
+    if v.len() > 500 {
+        return Err(bad("too long"));
+    }
+    if let Some(rest) = v.strip_prefix("https://") {
+        let (authority, path) = rest.split_once('/').ok_or_else(|| bad("no path"))?;
+        if authority.contains('@') {
+            return Err(bad(
+                "do not put credentials in the URL; use an ssh URL and the site's deploy key",
+            ));
+        }
+        let (host, port) = host_port(authority, 443)?;
+        if !path_ok(path) {
+            return Err(bad("the path has characters git hosts do not use"));
+        }
+        return Ok(GitRemote {
+            url: v.to_string(),
+            transport: GitTransport::Https,
+            host,
+            port,
+        });
+    }
+    if let Some(rest) = v.strip_prefix("ssh://") {
+        let (authority, path) = rest.split_once('/').ok_or_else(|| bad("no path"))?;
+        let (user, hp) = authority
+            .split_once('@')
+            .ok_or_else(|| bad("name the user, like ssh://git@host/owner/repo.git"))?;
+        if !user_ok(user) {
+            return Err(bad("bad user name"));
+        }
+        let (host, port) = host_port(hp, 22)?;
+        if !path_ok(path) {
+            return Err(bad("the path has characters git hosts do not use"));
+        }
+        return Ok(GitRemote {
+            url: v.to_string(),
+            transport: GitTransport::Ssh,
+            host,
+            port,
+        });
+    }
+    // scp-like: user@host:path
+    let (user, rest) = v
+        .split_once('@')
+        .ok_or_else(|| bad("use git@host:owner/repo.git, ssh://... or https://..."))?;
+    let (h, path) = rest.split_once(':').ok_or_else(|| bad("missing `:path`"))?;
+    if !user_ok(user) {
+        return Err(bad("bad user name"));
+    }
+    let host = host(h).map_err(|_| bad("bad host name"))?;
+    if !path_ok(path) {
+        return Err(bad("the path has characters git hosts do not use"));
+    }
+    Ok(GitRemote {
+        url: v.to_string(),
+        transport: GitTransport::Ssh,
+        host,
+        port: 22,
+    })
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn git_remotes() {
+        let r = git_remote("git@github.com:acme/app.git").unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.port, r.transport),
+            ("github.com", 22, GitTransport::Ssh)
+        );
+        let r = git_remote("ssh://git@10.0.0.1:2222/srv/git/app.git").unwrap();
+        assert_eq!((r.host.as_str(), r.port), ("10.0.0.1", 2222));
+        let r = git_remote("https://gitlab.com/acme/app.git").unwrap();
+        assert_eq!((r.port, r.transport), (443, GitTransport::Https));
+        for bad in [
+            "https://user:pw@github.com/acme/app.git",
+            "git@github.com:-oProxyCommand=x",
+            "git@github.com:a b",
+            "git@github.com:$(id)",
+            "ext::sh -c id",
+            "file:///etc",
+            "/srv/repo.git",
+            "git@bad host:x",
+            "ssh://github.com/acme/app.git",
+            "git@github.com:../x",
+        ] {
+            assert!(git_remote(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn branches_and_dirs() {
+        assert_eq!(git_branch("feature/x-1").unwrap(), "feature/x-1");
+        for bad in [
+            "", "-x", "a..b", "a b", "a;b", "x.lock", "/x", "x/", "$(id)",
+        ] {
+            assert!(git_branch(bad).is_err(), "{bad} accepted");
+        }
+        assert_eq!(relative_dir("web_directory", "/public/").unwrap(), "public");
+        assert_eq!(relative_dir("web_directory", "").unwrap(), "");
+        for bad in ["../etc", "a/../b", ".git", "a b", "$(id)", "a;b"] {
+            assert!(
+                relative_dir("web_directory", bad).is_err(),
+                "{bad} accepted"
+            );
+        }
+    }
     use super::*;
 
     #[test]

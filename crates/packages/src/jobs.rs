@@ -103,7 +103,7 @@ impl Registry {
     /// Every job kind BrokeForge's packages define.
     pub fn standard() -> Registry {
         let mut r = Registry::default();
-        r.register(crate::services::sites::SiteCommandInstallerJob);
+        crate::services::sites::register(&mut r);
         r.register(crate::services::server::ServerInstallerJob);
         r.register(crate::services::server::ServerAccessInstallerJob);
         r.register(crate::services::server::ConnectionCheckInstallerJob);
@@ -517,6 +517,7 @@ async fn lifecycle_begin(store: &Store, job: &Job) -> Result<(), StoreError> {
                 .set_provision_status(server_id, ProvisionStatus::Installing)
                 .await?
         }
+        Some(JobTarget::Deployment { id }) => store.start_deployment(*id).await?,
         None => {}
     }
     Ok(())

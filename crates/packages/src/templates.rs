@@ -15,6 +15,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../templates/nginx/default.conf.j2"),
     ),
     (
+        "nginx/site.conf",
+        include_str!("../templates/nginx/site.conf.j2"),
+    ),
+    (
         "php/fpm-pool.conf",
         include_str!("../templates/php/fpm-pool.conf.j2"),
     ),
@@ -104,6 +108,12 @@ mod tests {
             (
                 "nginx/default.conf",
                 json!({"root": "/home/brokeforge/default/public", "fpm_socket": "/run/php/php8.2-fpm-brokeforge.sock"}),
+            ),
+            (
+                "nginx/site.conf",
+                json!({"domain": "example.com", "server_names": ["example.com", "www.example.com"], "default_server": false,
+                       "root": "/home/brokeforge/example.com/current/public", "client_max_body_size": "64M",
+                       "fpm_socket": "/run/php/php8.2-fpm-brokeforge.sock"}),
             ),
             (
                 "php/fpm-pool.conf",

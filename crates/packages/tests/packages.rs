@@ -384,6 +384,7 @@ async fn secrets_never_reach_events_logs_or_command_lines() {
                 timeout: Duration::from_secs(10),
                 stdin: Some(Secret::new(secret)),
                 credential: None,
+                private_output: false,
             })
             .put_file(FileStep {
                 path: path.clone(),

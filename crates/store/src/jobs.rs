@@ -74,6 +74,8 @@ pub enum JobTarget {
     },
     /// The server's own provisioning (`provision_status`).
     Server,
+    /// A site deployment or rollback (`site_deployments.status`).
+    Deployment { id: i64 },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -176,6 +178,12 @@ fn target_from(row: &AnyRow) -> Result<Option<JobTarget>> {
             provision_type: provision_type()?,
         }),
         Some("server") => Some(JobTarget::Server),
+        Some("deployment") => Some(JobTarget::Deployment {
+            id: row
+                .try_get::<Option<String>, _>("target_name")?
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| StoreError::InvalidData("deployment target without id".into()))?,
+        }),
         Some(other) => {
             return Err(StoreError::InvalidData(format!(
                 "unknown job target `{other}`"
@@ -242,6 +250,18 @@ async fn settle_target(
         )
         .bind(now)
         .bind(server_id),
+        (JobTarget::Deployment { id }, None) => sqlx::query(
+            "UPDATE site_deployments SET status = 'succeeded', finished_at = $1 WHERE id = $2 AND status IN ('queued', 'running')",
+        )
+        .bind(now)
+        .bind(*id),
+        (JobTarget::Deployment { id }, Some(reason)) => sqlx::query(
+            "UPDATE site_deployments SET status = $3, error = $4, finished_at = $1 WHERE id = $2 AND status IN ('queued', 'running')",
+        )
+        .bind(now)
+        .bind(*id)
+        .bind(if reason == "cancelled" { "cancelled" } else { "failed" })
+        .bind(reason.to_string()),
     };
     q.execute(&mut *conn).await?;
     Ok(())
@@ -299,6 +319,12 @@ fn target_columns(
             Some(id.to_string()),
             None,
             Some(provision_type.as_str().into()),
+        ),
+        Some(JobTarget::Deployment { id }) => (
+            Some("deployment".into()),
+            Some(id.to_string()),
+            None,
+            Some("install".into()),
         ),
         Some(JobTarget::Server) => (Some("server".into()), None, None, Some("install".into())),
     }

@@ -36,6 +36,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_service_secrets.sql"),
         postgres: include_str!("../migrations/postgres/0004_service_secrets.sql"),
     },
+    Migration {
+        version: 5,
+        name: "deployments",
+        sqlite: include_str!("../migrations/sqlite/0005_deployments.sql"),
+        postgres: include_str!("../migrations/postgres/0005_deployments.sql"),
+    },
 ];
 
 pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {

@@ -187,3 +187,68 @@ pub struct SiteCommandRecord {
     pub success: bool,
     pub timed_out: bool,
 }
+
+/// How a deployment stands (a rollback is a deployment of a kept release).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeploymentStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl DeploymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentStatus::Queued => "queued",
+            DeploymentStatus::Running => "running",
+            DeploymentStatus::Succeeded => "succeeded",
+            DeploymentStatus::Failed => "failed",
+            DeploymentStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::str::FromStr for DeploymentStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "queued" => DeploymentStatus::Queued,
+            "running" => DeploymentStatus::Running,
+            "succeeded" => DeploymentStatus::Succeeded,
+            "failed" => DeploymentStatus::Failed,
+            "cancelled" => DeploymentStatus::Cancelled,
+            _ => return Err(format!("unknown deployment status `{s}`")),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    pub id: i64,
+    pub site_id: i64,
+    /// The job that runs it; its command log is the deployment's log.
+    pub job_id: Option<i64>,
+    /// `deploy` or `rollback`.
+    pub kind: String,
+    pub status: DeploymentStatus,
+    pub branch: Option<String>,
+    pub commit_hash: Option<String>,
+    /// The release directory under `releases/`.
+    pub release: Option<String>,
+    /// Who or what started it: `user:EMAIL`, `webhook:github`, `cli`, ...
+    pub triggered_by: String,
+    pub exit_code: Option<i64>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+impl Deployment {
+    pub fn duration_ms(&self) -> Option<i64> {
+        Some(self.finished_at? - self.started_at?)
+    }
+}

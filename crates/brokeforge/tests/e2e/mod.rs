@@ -991,3 +991,433 @@ async fn databases_install_bound_to_localhost_and_remove_independently() {
     );
     root.close().await;
 }
+
+/// An HTTP/1.0 request to `ip` with a `Host` header (how a site is reached before its DNS exists).
+async fn http_request(
+    addr: &str,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = if addr.contains(':') {
+        addr.to_string()
+    } else {
+        format!("{addr}:80")
+    };
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let mut req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.unwrap();
+    let resp = String::from_utf8_lossy(&resp).to_string();
+    let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+async fn site_page(ip: &str, domain: &str) -> String {
+    http_request(ip, "GET", domain, "/", &[], b"").await.1
+}
+
+async fn wait_ok(store: &Store, job: &Job, what: &str) -> Job {
+    let done = wait_job(store, job.id, Duration::from_secs(600)).await;
+    let logs: String = store
+        .logs(done.server_id.unwrap(), 0)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|l| l.job_id == Some(job.id))
+        .map(|l| l.chunk.clone())
+        .collect();
+    assert_eq!(
+        done.status,
+        JobStatus::Done,
+        "{what} failed: {done:?}\n{logs}"
+    );
+    done
+}
+
+/// Sites end to end: bad domains refused before anything runs; a site with its placeholder; a git repository
+/// on an SSH git server (its host key checked); deploy commit 1, then commit 2 through a signed webhook (a bad
+/// signature changes nothing), roll back; a failing deploy leaves the live release serving; site commands
+/// run literally, are timed out and kept in the history; the .env is written and read without being logged;
+/// removal takes the vhost and files away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
+    use brokeforge_packages::services::sites::{
+        self, EnvironmentInstaller, RepositoryRequest, SiteCommandInstaller, SiteConfig,
+        SiteRequest, deployment, git_repository_installer, webhook,
+    };
+    use brokeforge_store::DeploymentStatus;
+    if !enabled() {
+        return;
+    }
+    let (host, panel, id) = onboarded(15, "sites").await;
+    let store = &panel.store;
+    install(store, id, "webserver", &[]).await;
+
+    // Bad domains: refused, nothing stored or queued.
+    let jobs_before = store.jobs_for_server(id).await.unwrap().len();
+    for bad in [
+        "a.com;touch /tmp/x",
+        "../etc",
+        "$(id)",
+        "app.test/../../etc",
+        "-x.com",
+    ] {
+        let r = sites::site::create_site(
+            store,
+            id,
+            &SiteRequest {
+                domain: bad.into(),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert!(
+            matches!(r, Err(brokeforge_packages::PackageError::Validation(_))),
+            "{bad}: {r:?}"
+        );
+    }
+    assert!(store.sites(id).await.unwrap().is_empty());
+    assert_eq!(store.jobs_for_server(id).await.unwrap().len(), jobs_before);
+
+    let (site, job) = sites::site::create_site(
+        store,
+        id,
+        &SiteRequest {
+            domain: "app.test".into(),
+            aliases: vec!["www.app.test".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    wait_ok(store, &job, "site install").await;
+    let site = store.site(site.id).await.unwrap();
+    assert_eq!(site.status, brokeforge_core::ServiceStatus::Active);
+    assert!(
+        site_page(&host.ip, "www.app.test")
+            .await
+            .contains("ready for its first deployment")
+    );
+
+    // A git server on the host: user `git`, a bare repository, commit 1 pushed.
+    let setup = host
+        .root(
+            "set -e; id git >/dev/null 2>&1 || useradd -m -d /srv/git -s /bin/bash git; \
+             install -d -o git -g git -m 700 /srv/git/.ssh; rm -rf /srv/git/app.git /tmp/work; \
+             su git -c 'git init -q --bare -b main /srv/git/app.git'; \
+             git init -q -b main /tmp/work; cd /tmp/work; git config user.email t@e; git config user.name t; \
+             mkdir public; printf '<?php echo \"commit one\";' > public/index.php; git add .; git commit -qm one; \
+             git push -q /srv/git/app.git main; chown -R git:git /srv/git; git rev-parse HEAD",
+        )
+        .await;
+    assert!(setup.success(), "{}", setup.stderr_text());
+    let commit1 = setup.stdout_text().trim().to_string();
+
+    // The user adds the deploy key to the git server.
+    let (public, _) = git_repository_installer::deploy_key(store, &site)
+        .await
+        .unwrap();
+    let (again, _) = git_repository_installer::deploy_key(store, &site)
+        .await
+        .unwrap();
+    assert_eq!(public, again, "the deploy key is generated once");
+    let auth = host
+        .root(&format!(
+            "printf '%s\\n' '{public}' > /srv/git/.ssh/authorized_keys && chown git:git /srv/git/.ssh/authorized_keys && chmod 600 /srv/git/.ssh/authorized_keys"
+        ))
+        .await;
+    assert!(auth.success());
+
+    // A host key that does not match what the user expects stops the installer.
+    let wrong = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";
+    let site = store.site(site.id).await.unwrap();
+    let job = git_repository_installer::connect_repository(
+        store,
+        &site,
+        &RepositoryRequest {
+            url: "git@127.0.0.1:/srv/git/app.git".into(),
+            branch: Some("main".into()),
+            host_key_fingerprint: Some(wrong.into()),
+        },
+        true,
+    )
+    .await
+    .unwrap();
+    let failed = wait_job(store, job.id, Duration::from_secs(120)).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("does not match"),
+        "{failed:?}"
+    );
+    assert!(
+        SiteConfig::of(&store.site(site.id).await.unwrap())
+            .repository
+            .is_none()
+    );
+
+    // The right fingerprint: connected, and the first deployment is commit 1.
+    let job = git_repository_installer::connect_repository(
+        store,
+        &site,
+        &RepositoryRequest {
+            url: "git@127.0.0.1:/srv/git/app.git".into(),
+            branch: Some("main".into()),
+            host_key_fingerprint: Some(host.fingerprint.clone()),
+        },
+        true,
+    )
+    .await
+    .unwrap();
+    let done = wait_ok(store, &job, "repository").await;
+    let result = done.result.clone().unwrap();
+    assert!(
+        result["host_key_fingerprints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == &serde_json::json!(host.fingerprint)),
+        "{result}"
+    );
+    let first = store
+        .job(result["deployment_job_id"].as_i64().unwrap())
+        .await
+        .unwrap();
+    wait_ok(store, &first, "first deployment").await;
+    assert_eq!(site_page(&host.ip, "app.test").await, "commit one");
+    let d1 = store.deployments(site.id, 10).await.unwrap()[0].clone();
+    assert_eq!(d1.status, DeploymentStatus::Succeeded);
+    assert_eq!(d1.commit_hash.as_deref(), Some(commit1.as_str()));
+    assert_eq!(d1.triggered_by, "repository connected");
+    let release1 = d1.release.clone().unwrap();
+
+    // Commit 2, deployed by a GitHub webhook; a wrong signature first changes nothing.
+    let push = host
+        .root(
+            "set -e; cd /tmp/work; printf '<?php echo \"commit two\";' > public/index.php; git commit -qam two; \
+             git push -q /srv/git/app.git main; chown -R git:git /srv/git; git rev-parse HEAD",
+        )
+        .await;
+    assert!(push.success(), "{}", push.stderr_text());
+    let commit2 = push.stdout_text().trim().to_string();
+    let path = webhook::webhook_path(store, &site).await.unwrap();
+    let token = webhook::webhook_token(store, &site).await.unwrap();
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let sign = |key: &str| {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let count = store.deployments(site.id, 100).await.unwrap().len();
+    let bad_sig = sign("not the secret");
+    let (status, _) = http_request(
+        &panel.addr,
+        "POST",
+        "panel",
+        path.expose(),
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", &bad_sig),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = http_request(
+        &panel.addr,
+        "POST",
+        "panel",
+        &format!("/hooks/sites/{}/deploy/{}", site.id, "0".repeat(48)),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(store.deployments(site.id, 100).await.unwrap().len(), count);
+    assert_eq!(site_page(&host.ip, "app.test").await, "commit one");
+    let good_sig = sign(token.expose());
+    let (status, answer) = http_request(
+        &panel.addr,
+        "POST",
+        "panel",
+        path.expose(),
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", &good_sig),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let hook_job = store.job(answer["job_id"].as_i64().unwrap()).await.unwrap();
+    wait_ok(store, &hook_job, "webhook deployment").await;
+    assert_eq!(site_page(&host.ip, "app.test").await, "commit two");
+    let d2 = store.deployments(site.id, 1).await.unwrap()[0].clone();
+    assert_eq!(d2.commit_hash.as_deref(), Some(commit2.as_str()));
+    assert_eq!(d2.triggered_by, "webhook:github");
+    assert!(d2.duration_ms().unwrap() >= 0);
+
+    // Roll back to commit 1's release.
+    let site = store.site(site.id).await.unwrap();
+    let (rb, job) = deployment::rollback(store, &site, &release1, "test")
+        .await
+        .unwrap();
+    wait_ok(store, &job, "rollback").await;
+    assert_eq!(site_page(&host.ip, "app.test").await, "commit one");
+    let rb = store.deployment(rb.id).await.unwrap();
+    assert_eq!(
+        (rb.kind.as_str(), rb.status),
+        ("rollback", DeploymentStatus::Succeeded)
+    );
+    assert_eq!(rb.commit_hash.as_deref(), Some(commit1.as_str()));
+
+    // A deploy whose script fails: recorded as failed with its log; the live release keeps serving.
+    let site = store.site(site.id).await.unwrap();
+    let mut config = SiteConfig::of(&site);
+    config.deploy_script = Some("echo about to fail\nexit 3\n".into());
+    store
+        .set_site_configuration(site.id, &config.to_value())
+        .await
+        .unwrap();
+    let site = store.site(site.id).await.unwrap();
+    let (bad, job) = deployment::deploy(store, &site, None, "test")
+        .await
+        .unwrap();
+    let failed = wait_job(store, job.id, Duration::from_secs(300)).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    let bad = store.deployment(bad.id).await.unwrap();
+    assert_eq!(bad.status, DeploymentStatus::Failed);
+    assert_eq!(bad.exit_code, Some(3));
+    let log: String = store
+        .logs(id, 0)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|l| l.job_id == Some(job.id))
+        .map(|l| l.chunk.clone())
+        .collect();
+    assert!(log.contains("about to fail"), "{log}");
+    assert_eq!(site_page(&host.ip, "app.test").await, "commit one");
+    let releases = host
+        .root("ls /home/brokeforge/app.test/releases")
+        .await
+        .stdout_text();
+    assert!(
+        !releases.contains(bad.release.as_deref().unwrap()),
+        "{releases}"
+    );
+
+    // Site commands: literal quoting, exit codes, timeouts, history.
+    let executor = brokeforge_packages::Executor::new(store.clone());
+    let ctx = brokeforge_packages::RunContext::new(store.server(id).await.unwrap());
+    let rec = SiteCommandInstaller::new(site.clone())
+        .execute(
+            &executor,
+            &ctx,
+            "echo \"it's $HOME\" 'a$b'; cat public/index.php",
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert!(rec.success);
+    assert_eq!(
+        rec.output,
+        "it's /home/brokeforge a$b\n<?php echo \"commit one\";"
+    );
+    let rec = SiteCommandInstaller::new(site.clone())
+        .execute(
+            &executor,
+            &ctx,
+            "echo out; echo err >&2; exit 7",
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (rec.success, rec.exit_code, rec.error_output.as_str()),
+        (false, Some(7), "err\n")
+    );
+    let rec = SiteCommandInstaller::new(site.clone())
+        .execute(&executor, &ctx, "sleep 30", Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(rec.timed_out && !rec.success, "{rec:?}");
+    assert!(rec.duration_ms < 15_000, "{rec:?}");
+    let history = store.site_commands(site.id, 10).await.unwrap();
+    assert_eq!(history.len(), 3);
+
+    // The .env: written through the channel, read back, never logged.
+    let secret = Secret::new("APP_KEY=base64:very-secret-value-42\nDB_PASSWORD='x\"y$z'\n");
+    EnvironmentInstaller
+        .write(&executor, &ctx, &site, &secret)
+        .await
+        .unwrap();
+    let read = EnvironmentInstaller
+        .read(&executor, &ctx, &site)
+        .await
+        .unwrap();
+    assert_eq!(read.expose(), secret.expose());
+    assert_eq!(
+        site_page(&host.ip, "app.test").await,
+        "commit one",
+        "the site still serves"
+    );
+    let mode = host
+        .root("stat -c '%a %U' /home/brokeforge/app.test/shared/.env; readlink /home/brokeforge/app.test/current/.env")
+        .await
+        .stdout_text();
+    assert!(
+        mode.starts_with("600 brokeforge\n/home/brokeforge/app.test/shared/.env"),
+        "{mode}"
+    );
+    let all_logs: String = store
+        .logs(id, 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.chunk.clone())
+        .collect();
+    assert!(!all_logs.contains("very-secret-value-42"));
+    let (status, _) = http_request(&host.ip, "GET", "app.test", "/.env", &[], b"").await;
+    assert_eq!(status, 403);
+
+    // Removal: vhost and files gone, the record too.
+    let job = sites::site::remove_site(store, &site, false).await.unwrap();
+    wait_ok(store, &job, "site removal").await;
+    assert!(store.sites(id).await.unwrap().is_empty());
+    let left = host
+        .root("ls /etc/nginx/sites-enabled /home/brokeforge; test -e /home/brokeforge/app.test && echo STILL")
+        .await
+        .stdout_text();
+    assert!(
+        !left.contains("app.test") && !left.contains("STILL"),
+        "{left}"
+    );
+    assert!(!site_page(&host.ip, "app.test").await.contains("commit"));
+}

@@ -300,6 +300,7 @@ impl Run<'_> {
         command: &str,
         stdin: Option<&[u8]>,
         timeout: Duration,
+        private_output: bool,
     ) -> Result<ExecOutput, PackageError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = LogWriter {
@@ -319,7 +320,7 @@ impl Run<'_> {
             timeout,
             max_output: MAX_OUTPUT,
             cancel: Some(&cancel),
-            output: Some(&tx),
+            output: (!private_output).then_some(&tx),
         };
         let result = session.exec(req).await;
         drop(tx);
@@ -339,7 +340,11 @@ impl Run<'_> {
                     out.exit_signal.as_deref().unwrap_or("?")
                 ),
             };
-            let stderr = self.plan.redact(&out.stderr_text());
+            let stderr = if private_output {
+                String::new()
+            } else {
+                self.plan.redact(&out.stderr_text())
+            };
             let tail = tail(&stderr, STDERR_TAIL);
             let message = if tail.trim().is_empty() {
                 format!("`{}` {what}", self.plan.redact(shown))
@@ -351,7 +356,11 @@ impl Run<'_> {
                 message,
                 exit_code: out.exit_code,
                 timed_out: out.timed_out,
-                stdout: self.plan.redact(&out.stdout_text()),
+                stdout: if private_output {
+                    String::new()
+                } else {
+                    self.plan.redact(&out.stdout_text())
+                },
                 stderr,
                 duration: out.duration,
             });
@@ -368,6 +377,7 @@ impl Run<'_> {
             &r.command,
             stdin.as_deref(),
             r.timeout,
+            r.private_output,
         )
         .await
     }
@@ -385,6 +395,7 @@ impl Run<'_> {
             &command,
             Some(&contents),
             Duration::from_secs(60),
+            false,
         )
         .await
     }

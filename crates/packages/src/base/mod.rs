@@ -57,6 +57,8 @@ pub struct RunStep {
     pub stdin: Option<Secret>,
     /// Run as another credential than the plan's.
     pub credential: Option<CredentialKind>,
+    /// The output is returned to the caller but never written to the job's log (e.g. a site's `.env`).
+    pub private_output: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -205,6 +207,7 @@ impl Plan {
             timeout: DEFAULT_TIMEOUT,
             stdin: None,
             credential: None,
+            private_output: false,
         })
     }
 
@@ -214,6 +217,7 @@ impl Plan {
             timeout,
             stdin: None,
             credential: None,
+            private_output: false,
         })
     }
 

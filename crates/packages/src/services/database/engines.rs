@@ -285,6 +285,7 @@ pub fn install_plan(
             timeout: std::time::Duration::from_secs(120),
             stdin: Some(Secret::new(sql)),
             credential: None,
+            private_output: false,
         });
     }
     if matches!(engine, Engine::MariaDb | Engine::MySql) {
@@ -353,6 +354,7 @@ pub fn remove_plan(
                     timeout: std::time::Duration::from_secs(600),
                     stdin: Some(Secret::new(format!("{auth}SAVE\n"))),
                     credential: None,
+                    private_output: false,
                 })
             }
         }

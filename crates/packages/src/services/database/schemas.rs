@@ -102,6 +102,7 @@ fn sql_plan(
             timeout: std::time::Duration::from_secs(300),
             stdin: Some(Secret::new(sql)),
             credential: None,
+            private_output: false,
         })
         .track(M::Complete)
         .record(change))

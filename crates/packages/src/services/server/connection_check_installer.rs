@@ -42,6 +42,7 @@ impl ConnectionCheckInstaller {
                 timeout: std::time::Duration::from_secs(30),
                 stdin: None,
                 credential: Some(credential),
+                private_output: false,
             });
         }
         plan

@@ -1,7 +1,165 @@
-//! The spec's `Services/Sites` category.
+//! The spec's `Services/Sites` category: sites (nginx vhost + directory layout), git repositories,
+//! zero-downtime deployments with rollback, the environment file, deploy webhooks and site commands.
 
+pub mod deployment;
+pub mod environment;
+pub mod git_repository_installer;
+pub mod site;
 mod site_command_installer;
 mod site_command_installer_job;
+pub mod webhook;
 
+use std::time::Duration;
+
+use brokeforge_core::ValidationError;
+use serde::Deserialize;
+
+pub use deployment::{
+    DeploymentInstaller, DeploymentInstallerMilestones, RollbackInstaller,
+    RollbackInstallerMilestones,
+};
+pub use environment::EnvironmentInstaller;
+pub use git_repository_installer::{
+    GitRepositoryInstaller, GitRepositoryInstallerMilestones, RepositoryRequest,
+};
+pub use site::{
+    SiteConfig, SiteInstaller, SiteInstallerMilestones, SiteRemover, SiteRemoverMilestones,
+    SiteRequest,
+};
 pub use site_command_installer::{SiteCommandInstaller, SiteCommandInstallerMilestones};
 pub use site_command_installer_job::SiteCommandInstallerJob;
+
+use crate::job_handler;
+use crate::jobs::{JobContext, Registry};
+
+/// Store name of a site's sealed deploy key.
+pub fn deploy_key_secret(site_id: i64) -> String {
+    format!("site:{site_id}:deploy_key")
+}
+
+/// Store name of a site's webhook token.
+pub fn webhook_secret(site_id: i64) -> String {
+    format!("site:{site_id}:webhook")
+}
+
+/// Where the deploy key lives on the server.
+pub fn deploy_key_path(site_id: i64) -> String {
+    format!("{}/.ssh/brokeforge-site-{site_id}", site::APP_HOME)
+}
+
+fn payload<T: for<'de> Deserialize<'de>>(ctx: &JobContext<'_>) -> Result<T, ValidationError> {
+    serde_json::from_value(ctx.job.payload.clone())
+        .map_err(|e| ValidationError::new("payload", format!("invalid {} job: {e}", ctx.job.kind)))
+}
+
+#[derive(Deserialize)]
+struct SitePayload {
+    site_id: i64,
+    #[serde(default)]
+    keep_files: bool,
+}
+
+job_handler! {
+    /// Runs a [`SiteInstaller`] from the queue.
+    SiteInstallerJob, "site_installer", |ctx| {
+        let p: SitePayload = payload(ctx)?;
+        let site = ctx.store.site(p.site_id).await?;
+        SiteInstaller.execute(ctx.executor, &ctx.run_context()?, &site).await?;
+        Ok(serde_json::json!({"site_id": site.id, "domain": site.domain}))
+    }
+}
+
+job_handler! {
+    /// Runs a [`SiteRemover`] from the queue.
+    SiteRemoverJob, "site_remover", |ctx| {
+        let p: SitePayload = payload(ctx)?;
+        let site = ctx.store.site(p.site_id).await?;
+        SiteRemover.execute(ctx.executor, &ctx.run_context()?, &site, p.keep_files).await?;
+        Ok(serde_json::json!({"site_id": site.id, "kept_files": p.keep_files}))
+    }
+}
+
+#[derive(Deserialize)]
+struct RepositoryPayload {
+    site_id: i64,
+    #[serde(flatten)]
+    request: RepositoryRequest,
+    #[serde(default = "yes")]
+    deploy: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+job_handler! {
+    /// Runs a [`GitRepositoryInstaller`] and queues the first deployment.
+    GitRepositoryInstallerJob, "git_repository_installer", |ctx| {
+        let p: RepositoryPayload = payload(ctx)?;
+        let site = ctx.store.site(p.site_id).await?;
+        let repo = GitRepositoryInstaller
+            .execute(ctx.executor, &ctx.run_context()?, &site, &p.request)
+            .await?;
+        let mut result = serde_json::json!({
+            "site_id": site.id,
+            "repository": repo.url,
+            "branch": repo.branch,
+            "host_key_fingerprints": repo.host_key_fingerprints,
+        });
+        if p.deploy {
+            let site = ctx.store.site(p.site_id).await?;
+            let (d, job) = deployment::deploy(ctx.store, &site, None, "repository connected").await?;
+            result["deployment_id"] = d.id.into();
+            result["deployment_job_id"] = job.id.into();
+        }
+        Ok(result)
+    }
+}
+
+#[derive(Deserialize)]
+struct DeployPayload {
+    site_id: i64,
+    deployment_id: i64,
+    branch: Option<String>,
+    release: Option<String>,
+}
+
+job_handler! {
+    /// Runs a [`DeploymentInstaller`] for a queued deployment.
+    DeploymentInstallerJob, "site_deploy", |ctx| {
+        let p: DeployPayload = payload(ctx)?;
+        let site = ctx.store.site(p.site_id).await?;
+        let d = ctx.store.deployment(p.deployment_id).await?;
+        let info = DeploymentInstaller
+            .execute(ctx.executor, &ctx.run_context()?, &site, &d, p.branch.as_deref())
+            .await?;
+        Ok(serde_json::json!({"deployment_id": d.id, "release": info.name, "commit": info.commit}))
+    }
+}
+
+job_handler! {
+    /// Runs a [`RollbackInstaller`] for a queued rollback.
+    RollbackInstallerJob, "site_rollback", |ctx| {
+        let p: DeployPayload = payload(ctx)?;
+        let site = ctx.store.site(p.site_id).await?;
+        let d = ctx.store.deployment(p.deployment_id).await?;
+        let release = p.release.ok_or_else(|| ValidationError::new("release", "missing"))?;
+        RollbackInstaller
+            .execute(ctx.executor, &ctx.run_context()?, &site, &d, &release)
+            .await?;
+        Ok(serde_json::json!({"deployment_id": d.id, "release": release}))
+    }
+}
+
+/// Register the site job kinds.
+pub fn register(r: &mut Registry) {
+    r.register(SiteCommandInstallerJob);
+    r.register(SiteInstallerJob);
+    r.register(SiteRemoverJob);
+    r.register(GitRepositoryInstallerJob);
+    r.register(DeploymentInstallerJob);
+    r.register(RollbackInstallerJob);
+}
+
+/// Longest a site command may run by default.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);

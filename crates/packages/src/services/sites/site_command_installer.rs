@@ -67,15 +67,11 @@ impl SiteCommandInstaller {
                 ValidationError::new("site", "the site does not belong to this server").into(),
             );
         }
-        let working_directory = if self.site.document_root.is_empty() {
-            format!(
-                "/home/{}/{}",
-                self.credential().unix_user(),
-                validate::domain(&self.site.domain)?
-            )
-        } else {
-            validate::absolute_path("document_root", &self.site.document_root)?
-        };
+        // The live release: commands see the code that is being served.
+        let working_directory = format!(
+            "{}/current",
+            super::site::site_root(&validate::domain(&self.site.domain)?)
+        );
 
         let ran_at = now_ms();
         let started = Instant::now();
@@ -134,6 +130,7 @@ impl SiteCommandInstaller {
                 timeout,
                 stdin: None,
                 credential: None,
+                private_output: false,
             })
             .track(SiteCommandInstallerMilestones::CommandComplete)
     }

@@ -1,0 +1,313 @@
+//! Git Repository Installer: connects a site to its repository. BrokeForge generates a deploy key per site
+//! (the user adds its public half to the git host), learns the git server's host key and pins it (checked
+//! against a fingerprint when the user gives one), and clones a mirror that deployments fetch from.
+
+use std::time::Duration;
+
+use brokeforge_core::validate::{GitRemote, GitTransport};
+use brokeforge_core::{
+    CredentialKind, Secret, ServiceType, ValidationError, shell_quote, validate,
+};
+use brokeforge_store::{ServerSite, Store};
+use serde::Deserialize;
+
+use super::site::{RepositoryConfig, SiteConfig, site_root};
+use crate::base::executor::{Executor, RunContext};
+use crate::base::{FileContents, FileStep, Package, PackageError, PackageInstaller, Plan, RunStep};
+use crate::milestones;
+
+milestones! {
+    pub enum GitRepositoryInstallerMilestones {
+        InstallDeployKey => ("install_deploy_key", "Installing the deploy key"),
+        LearnHostKey => ("learn_host_key", "Learning the git server's host key"),
+        CloneRepository => ("clone_repository", "Cloning the repository"),
+        Complete => ("complete", "Repository connected"),
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RepositoryRequest {
+    pub url: String,
+    pub branch: Option<String>,
+    /// The git server's host key fingerprint (`SHA256:...`) as the git host publishes it; when given, the
+    /// learned key must match it.
+    pub host_key_fingerprint: Option<String>,
+}
+
+/// The shell environment git runs with for a site: its deploy key, its pinned known_hosts, never a prompt.
+pub fn git_env(site_id: i64, domain: &str, remote: &RepositoryConfig) -> String {
+    let mut env = String::from("export GIT_TERMINAL_PROMPT=0; ");
+    if remote.transport == "ssh" {
+        let ssh = format!(
+            "ssh -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={}/.brokeforge/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=20",
+            super::deploy_key_path(site_id),
+            site_root(domain)
+        );
+        env.push_str(&format!("export GIT_SSH_COMMAND={}; ", shell_quote(&ssh)));
+    }
+    env
+}
+
+pub struct GitRepositoryInstaller;
+
+impl Package for GitRepositoryInstaller {
+    type Milestones = GitRepositoryInstallerMilestones;
+    fn service_type(&self) -> ServiceType {
+        ServiceType::Site
+    }
+    fn credential(&self) -> CredentialKind {
+        CredentialKind::User
+    }
+}
+
+impl PackageInstaller for GitRepositoryInstaller {}
+
+/// Validate a repository request into the configuration the plan and deployments use.
+pub fn prepare(
+    req: &RepositoryRequest,
+) -> Result<(GitRemote, String, Option<String>), PackageError> {
+    let remote = validate::git_remote(&req.url)?;
+    let branch = validate::git_branch(req.branch.as_deref().unwrap_or("main"))?;
+    let fp = req
+        .host_key_fingerprint
+        .as_deref()
+        .filter(|f| !f.trim().is_empty())
+        .map(brokeforge_ssh::keys::validate_fingerprint)
+        .transpose()?;
+    if fp.is_some() && remote.transport == GitTransport::Https {
+        return Err(ValidationError::new(
+            "host_key_fingerprint",
+            "an https repository has no SSH host key; leave the fingerprint empty",
+        )
+        .into());
+    }
+    Ok((remote, branch, fp))
+}
+
+/// The site's deploy key: generated once, the private half sealed in the store, the public half in the
+/// site's configuration (shown to the user).
+pub async fn deploy_key(
+    store: &Store,
+    site: &ServerSite,
+) -> Result<(String, Secret), PackageError> {
+    let name = super::deploy_key_secret(site.id);
+    let fresh = store.site(site.id).await?;
+    let mut config = SiteConfig::of(&fresh);
+    if let (Some(private), Some(public)) = (
+        store.service_secret(site.server_id, &name).await?,
+        config.deploy_key_public.clone(),
+    ) {
+        return Ok((public, private));
+    }
+    let pair =
+        brokeforge_ssh::keys::generate_ed25519(&format!("brokeforge-deploy@{}", site.domain))?;
+    store
+        .put_service_secret(site.server_id, &name, &pair.private_openssh)
+        .await?;
+    config.deploy_key_public = Some(pair.public_openssh.clone());
+    store
+        .set_site_configuration(site.id, &config.to_value())
+        .await?;
+    Ok((pair.public_openssh, pair.private_openssh))
+}
+
+/// Validate a repository request and queue its installer (then, unless `deploy` is false, a first deployment).
+pub async fn connect_repository(
+    store: &Store,
+    site: &ServerSite,
+    req: &RepositoryRequest,
+    deploy: bool,
+) -> Result<brokeforge_store::Job, PackageError> {
+    prepare(req)?;
+    if site.status != brokeforge_core::ServiceStatus::Active {
+        return Err(ValidationError::new("site", "the site is not active yet").into());
+    }
+    Ok(store
+        .enqueue(&brokeforge_store::NewJob::new(
+            super::GitRepositoryInstallerJob::KIND,
+            Some(site.server_id),
+            serde_json::json!({
+                "site_id": site.id,
+                "url": req.url,
+                "branch": req.branch,
+                "host_key_fingerprint": req.host_key_fingerprint,
+                "deploy": deploy,
+            }),
+        ))
+        .await?)
+}
+
+impl GitRepositoryInstaller {
+    /// Connect the repository; returns the stored repository configuration (deploy key, learned host keys).
+    pub async fn execute(
+        &self,
+        executor: &Executor,
+        ctx: &RunContext,
+        site: &ServerSite,
+        req: &RepositoryRequest,
+    ) -> Result<RepositoryConfig, PackageError> {
+        if site.server_id != ctx.server.id {
+            return Err(ValidationError::new("site", "the site belongs to another server").into());
+        }
+        let (remote, branch, fp) = prepare(req)?;
+        let (public, private) = deploy_key(executor.store(), site).await?;
+        let mut repo = RepositoryConfig {
+            url: remote.url.clone(),
+            branch,
+            transport: match remote.transport {
+                GitTransport::Ssh => "ssh".into(),
+                GitTransport::Https => "https".into(),
+            },
+            host: remote.host.clone(),
+            port: remote.port,
+            deploy_key_public: Some(public),
+            host_key_fingerprints: Vec::new(),
+            known_hosts: String::new(),
+        };
+        let plan = self.commands(site, &repo, &private, fp.as_deref())?;
+        let report = self.install(executor, ctx, plan).await?;
+        if repo.transport == "ssh" {
+            // The learn step prints the pinned known_hosts lines, then their fingerprints.
+            let out = report
+                .outputs
+                .first()
+                .map(|o| o.stdout_text())
+                .unwrap_or_default();
+            for line in out.lines() {
+                if let Some(fp) = line.split_whitespace().find(|w| w.starts_with("SHA256:")) {
+                    repo.host_key_fingerprints.push(fp.to_string());
+                } else if !line.trim().is_empty() && !line.starts_with('#') {
+                    repo.known_hosts.push_str(line.trim());
+                    repo.known_hosts.push('\n');
+                }
+            }
+        }
+        let mut fresh = SiteConfig::of(&executor.store().site(site.id).await?);
+        fresh.repository = Some(repo.clone());
+        executor
+            .store()
+            .set_site_configuration(site.id, &fresh.to_value())
+            .await?;
+        Ok(repo)
+    }
+
+    pub fn commands(
+        &self,
+        site: &ServerSite,
+        repo: &RepositoryConfig,
+        private_key: &Secret,
+        expected_fingerprint: Option<&str>,
+    ) -> Result<Plan, PackageError> {
+        use GitRepositoryInstallerMilestones as M;
+        let domain = validate::domain(&site.domain)?;
+        let root = site_root(&domain);
+        let q = shell_quote;
+        let mut plan = self.plan().track(M::InstallDeployKey);
+        plan = plan.put_file(FileStep::new(
+            super::deploy_key_path(site.id),
+            FileContents::Secret(private_key.clone()),
+            0o600,
+        ));
+        plan = plan.track(M::LearnHostKey);
+        if repo.transport == "ssh" {
+            let target = if repo.port == 22 {
+                q(&repo.host)
+            } else {
+                format!("-p {} {}", repo.port, q(&repo.host))
+            };
+            let check = match expected_fingerprint {
+                Some(fp) => format!(
+                    " && if ! ssh-keygen -lf \"$tmp\" | grep -qF {fp}; then echo \"the git server's host key does not match {fp}; it offered:\" >&2; \
+                     ssh-keygen -lf \"$tmp\" >&2; exit 1; fi",
+                    fp = q(fp)
+                ),
+                None => String::new(),
+            };
+            plan = plan.run_step(RunStep {
+                command: format!(
+                    "set -e; install -d -m 700 {root}/.brokeforge; tmp=$(mktemp); trap 'rm -f \"$tmp\"' EXIT; \
+                     ssh-keyscan -T 15 -t ed25519,ecdsa,rsa {target} > \"$tmp\" 2>/dev/null || true; \
+                     if [ ! -s \"$tmp\" ]; then echo 'the git server {host} did not answer on SSH port {port}' >&2; exit 1; fi{check}; \
+                     install -m 600 \"$tmp\" {root}/.brokeforge/known_hosts; cat \"$tmp\"; ssh-keygen -lf \"$tmp\"",
+                    root = q(&root),
+                    host = repo.host,
+                    port = repo.port,
+                ),
+                timeout: Duration::from_secs(60),
+                stdin: None,
+                credential: None,
+                private_output: false,
+            });
+        } else {
+            plan = plan.run("echo 'https repository: no SSH host key to learn'");
+        }
+        let env = git_env(site.id, &domain, repo);
+        plan = plan
+            .track(M::CloneRepository)
+            .run_with_timeout(
+                format!(
+                    "set -e; {env}cd {root}; if [ -d repo.git ]; then git -C repo.git remote set-url origin {url}; \
+                     git -C repo.git fetch --prune --quiet origin; else rm -rf repo.git.tmp; \
+                     git clone --mirror --quiet {url} repo.git.tmp && mv repo.git.tmp repo.git; fi; \
+                     if ! git -C repo.git rev-parse --verify --quiet {refq} >/dev/null; then \
+                     echo \"the repository has no branch {branch}\" >&2; exit 1; fi; git -C repo.git rev-parse {refq}",
+                    root = q(&root),
+                    url = q(&repo.url),
+                    refq = q(&format!("refs/heads/{}^{{commit}}", repo.branch)),
+                    branch = repo.branch,
+                ),
+                Duration::from_secs(900),
+            )
+            .track(M::Complete);
+        Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_snapshot() {
+        let site = super::super::site::tests::site();
+        let (remote, branch, fp) = prepare(&RepositoryRequest {
+            url: "ssh://git@git.example.com:2222/acme/app.git".into(),
+            branch: Some("main".into()),
+            host_key_fingerprint: Some("SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU".into()),
+        })
+        .unwrap();
+        let repo = RepositoryConfig {
+            url: remote.url,
+            branch,
+            transport: "ssh".into(),
+            host: remote.host,
+            port: remote.port,
+            deploy_key_public: None,
+            host_key_fingerprints: vec![],
+            known_hosts: String::new(),
+        };
+        let plan = GitRepositoryInstaller
+            .commands(&site, &repo, &Secret::new("PRIVATE KEY"), fp.as_deref())
+            .unwrap();
+        let text = plan.to_string();
+        assert!(!text.contains("PRIVATE KEY"));
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        for (url, branch) in [
+            ("git@github.com:acme/app.git;touch /tmp/x", "main"),
+            ("git@github.com:acme/app.git", "main;id"),
+            ("https://u:p@github.com/acme/app.git", "main"),
+        ] {
+            let r = RepositoryRequest {
+                url: url.into(),
+                branch: Some(branch.into()),
+                host_key_fingerprint: None,
+            };
+            assert!(prepare(&r).is_err(), "{url} {branch}");
+        }
+    }
+}
