@@ -454,7 +454,7 @@ async fn site_command_installer_runs_commands_literally_and_keeps_history() {
         fx.executor
             .run(
                 &fx.ctx(),
-                &fx.plan().run(format!("mkdir -p {dir}")),
+                &fx.plan().run(format!("mkdir -p {dir}/current")),
                 ProvisionType::Install,
             )
             .await
@@ -482,7 +482,12 @@ async fn site_command_installer_runs_commands_literally_and_keeps_history() {
             .await
             .unwrap();
         assert!(ok.success, "{}: {ok:?}", fx.name);
-        assert_eq!(ok.output, format!("a 'b' $c\n{dir}\n"), "{}", fx.name);
+        assert_eq!(
+            ok.output,
+            format!("a 'b' $c\n{dir}/current\n"),
+            "{}",
+            fx.name
+        );
         assert_eq!(ok.exit_code, Some(0));
 
         let bad = pkg
@@ -600,17 +605,17 @@ mod worker {
             let (handle, stop) = start(&fx.store, config(4));
             let a1 = fx
                 .store
-                .enqueue(&synthetic(fx.server.id, 2, 200))
+                .enqueue(&synthetic(fx.server.id, 2, 500))
                 .await
                 .unwrap();
             let a2 = fx
                 .store
-                .enqueue(&synthetic(fx.server.id, 2, 200))
+                .enqueue(&synthetic(fx.server.id, 2, 500))
                 .await
                 .unwrap();
             let b1 = fx
                 .store
-                .enqueue(&synthetic(other.id, 2, 200))
+                .enqueue(&synthetic(other.id, 2, 500))
                 .await
                 .unwrap();
             let (a1, a2, b1) = (
@@ -761,7 +766,7 @@ mod worker {
             fx.executor
                 .run(
                     &fx.ctx(),
-                    &fx.plan().run(format!("mkdir -p {dir}")),
+                    &fx.plan().run(format!("mkdir -p {dir}/current")),
                     ProvisionType::Install,
                 )
                 .await
@@ -796,8 +801,8 @@ mod worker {
             assert_eq!(done.status, JobStatus::Done, "{}: {done:?}", fx.name);
             let result = done.result.unwrap();
             assert_eq!(result["success"], true);
-            let base = dir.rsplit('/').next().unwrap();
-            assert_eq!(result["output"], format!("hi from {base}\n"));
+            assert!(dir.starts_with('/'));
+            assert_eq!(result["output"], "hi from current\n");
             assert_eq!(fx.store.site_commands(site.id, 5).await.unwrap().len(), 1);
             stop.cancel();
             handle.await.unwrap();

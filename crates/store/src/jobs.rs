@@ -530,13 +530,38 @@ impl Store {
     /// Cancel a job: a queued one at once, a running one at its next heartbeat. Returns the job afterwards.
     pub async fn cancel_job(&self, id: i64) -> Result<Job> {
         let now = now_ms();
-        sqlx::query(
-            "UPDATE jobs SET status = 'cancelled', error = 'cancelled', finished_at = $1, updated_at = $1 WHERE id = $2 AND status = 'queued'",
+        // A queued job never ran: its record (a site or deployment created with it) is settled here.
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "UPDATE jobs SET status = 'cancelled', error = 'cancelled', finished_at = $1, updated_at = $1 WHERE id = $2 AND status = 'queued' \
+             RETURNING server_id, target_type, target_name, target_service_type, provision_type",
         )
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        if let Some(row) = row {
+            // Only records made for this job (a new site, a deployment) change; an installed service or
+            // site whose re-run or removal was cancelled stays as it was.
+            let target = target_from(&row)?;
+            if matches!(
+                target,
+                Some(JobTarget::Deployment { .. })
+                    | Some(JobTarget::Site {
+                        provision_type: ProvisionType::Install,
+                        ..
+                    })
+            ) {
+                settle_target(
+                    &mut tx,
+                    row.try_get("server_id")?,
+                    &target,
+                    Some("cancelled"),
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
         sqlx::query("UPDATE jobs SET cancel_requested = 1, updated_at = $1 WHERE id = $2 AND status = 'running'")
             .bind(now)
             .bind(id)

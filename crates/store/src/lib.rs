@@ -4,6 +4,7 @@
 //! timestamps, JSON as text) through sqlx's `Any` driver; each backend has its own migrations, and the few
 //! statements whose dialects differ branch on [`Backend`].
 
+pub mod accounts;
 pub mod crypto;
 pub mod jobs;
 mod migrate;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 
+pub use accounts::{ApiToken, Session};
 pub use crypto::{Cipher, MasterKey};
 pub use jobs::{Heartbeat, Job, JobStatus, JobTarget, NewJob, Outcome, Recovered};
 pub use models::*;
@@ -75,6 +77,9 @@ pub struct Store {
     jobs_notify: std::sync::Arc<tokio::sync::Notify>,
     /// Woken (in this process) whenever a job finishes, for whoever waits on results.
     finished_notify: std::sync::Arc<tokio::sync::Notify>,
+    /// Server ids with new activity (events, output), for live watchers in this process; on PostgreSQL also
+    /// fed by other nodes through LISTEN/NOTIFY ([`Store::spawn_activity_listener`]).
+    activity: tokio::sync::broadcast::Sender<i64>,
 }
 
 static DRIVERS: Once = Once::new();
@@ -150,6 +155,7 @@ impl Store {
             url: url.into(),
             jobs_notify: Default::default(),
             finished_notify: Default::default(),
+            activity: tokio::sync::broadcast::channel(4096).0,
         })
     }
 

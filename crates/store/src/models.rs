@@ -143,6 +143,8 @@ pub enum LogStream {
     Stderr,
     /// Lines the executor writes itself (`$ command`, exit codes).
     System,
+    /// A provision event changed; the chunk is the event as JSON. Part of the activity feed, not of logs.
+    Event,
 }
 
 impl LogStream {
@@ -151,12 +153,14 @@ impl LogStream {
             LogStream::Stdout => "stdout",
             LogStream::Stderr => "stderr",
             LogStream::System => "system",
+            LogStream::Event => "event",
         }
     }
     pub fn parse(s: &str) -> LogStream {
         match s {
             "stdout" => LogStream::Stdout,
             "stderr" => LogStream::Stderr,
+            "event" => LogStream::Event,
             _ => LogStream::System,
         }
     }

@@ -596,3 +596,241 @@ mod queue {
         }
     }
 }
+
+/// Deployments: queued with their job, settled by how the job ends (succeeded, failed with the reason,
+/// cancelled), listed newest first; a site's deletion takes them along.
+#[tokio::test]
+async fn deployments_follow_their_job() {
+    for t in stores().await {
+        let s = &t.store;
+        let (_, server) = user_and_server(s, "d@example.com").await;
+        let site = s
+            .create_site(&NewSite {
+                server_id: server.id,
+                domain: "app.example.com".into(),
+                document_root: "/home/brokeforge/app.example.com".into(),
+                php_version: Some("8.2".into()),
+                status: ServiceStatus::Active,
+                configuration: json!({}),
+            })
+            .await
+            .unwrap();
+        let lease = std::time::Duration::from_secs(30);
+        let (d1, j1) = s
+            .queue_deployment(
+                &site,
+                "deploy",
+                Some("main"),
+                None,
+                "user:d@example.com",
+                NewJob::new("site_deploy", Some(server.id), json!({"site_id": site.id})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (d1.status, d1.job_id),
+            (DeploymentStatus::Queued, Some(j1.id))
+        );
+        assert_eq!(j1.target, Some(JobTarget::Deployment { id: d1.id }));
+        assert_eq!(j1.payload["deployment_id"], d1.id);
+        let (d2, j2) = s
+            .queue_deployment(
+                &site,
+                "deploy",
+                Some("main"),
+                None,
+                "webhook:github",
+                NewJob::new("site_deploy", Some(server.id), json!({"site_id": site.id})),
+            )
+            .await
+            .unwrap();
+
+        // The first succeeds.
+        let c = s.claim("w", lease).await.unwrap().unwrap();
+        assert_eq!(c.id, j1.id, "{}", t.name);
+        s.start_deployment(d1.id).await.unwrap();
+        s.set_deployment_details(d1.id, None, Some("abc123"), Some("20261125-1"), Some(0))
+            .await
+            .unwrap();
+        assert!(
+            s.finish_job(c.id, c.attempt, &Outcome::Done(json!({})))
+                .await
+                .unwrap()
+        );
+        let d = s.deployment(d1.id).await.unwrap();
+        assert_eq!(d.status, DeploymentStatus::Succeeded, "{}", t.name);
+        assert_eq!(
+            (d.commit_hash.as_deref(), d.release.as_deref()),
+            (Some("abc123"), Some("20261125-1"))
+        );
+        assert!(d.duration_ms().unwrap() >= 0);
+
+        // The second fails: the reason is kept.
+        let c = s.claim("w", lease).await.unwrap().unwrap();
+        assert_eq!(c.id, j2.id);
+        s.start_deployment(d2.id).await.unwrap();
+        assert!(
+            s.finish_job(
+                c.id,
+                c.attempt,
+                &Outcome::Failed("deploy script exited with 3".into())
+            )
+            .await
+            .unwrap()
+        );
+        let d = s.deployment(d2.id).await.unwrap();
+        assert_eq!(d.status, DeploymentStatus::Failed);
+        assert_eq!(d.error.as_deref(), Some("deploy script exited with 3"));
+
+        // A queued one cancelled before it ran.
+        let (d3, j3) = s
+            .queue_deployment(
+                &site,
+                "rollback",
+                None,
+                Some("20261125-1"),
+                "cli",
+                NewJob::new("site_rollback", Some(server.id), json!({})),
+            )
+            .await
+            .unwrap();
+        s.cancel_job(j3.id).await.unwrap();
+        assert_eq!(
+            s.deployment(d3.id).await.unwrap().status,
+            DeploymentStatus::Cancelled,
+            "{}",
+            t.name
+        );
+
+        let list = s.deployments(site.id, 10).await.unwrap();
+        assert_eq!(
+            list.iter().map(|d| d.id).collect::<Vec<_>>(),
+            vec![d3.id, d2.id, d1.id]
+        );
+        s.delete_site(site.id).await.unwrap();
+        assert!(s.deployments(site.id, 10).await.unwrap().is_empty());
+    }
+}
+
+/// The activity feed: output and event changes in one ordered stream per server, resumable by id; logs
+/// leave the event rows out; a subscriber hears which server moved.
+#[tokio::test]
+async fn activity_feed_orders_output_and_event_changes() {
+    for t in stores().await {
+        let s = &t.store;
+        let (_, server) = user_and_server(s, "feed@example.com").await;
+        let mut rx = s.subscribe_activity();
+        let new = |step: i64| NewEvent {
+            server_id: server.id,
+            job_id: Some(9),
+            service_type: ServiceType::Site,
+            provision_type: ProvisionType::Install,
+            milestone: format!("m{step}"),
+            label: format!("Step {step}"),
+            current_step: step,
+            total_steps: 2,
+            details: json!({}),
+        };
+        let e1 = s.start_event(&new(1)).await.unwrap();
+        s.append_log(server.id, Some(9), Some(e1.id), LogStream::Stdout, "one\n")
+            .await
+            .unwrap();
+        let e2 = s.advance_event(Some(e1.id), &new(2)).await.unwrap();
+        s.finish_event(e2.id, EventStatus::Failed, Some("exit 1"))
+            .await
+            .unwrap();
+        assert_eq!(rx.recv().await.unwrap(), server.id);
+
+        let feed = s.activity(server.id, 0, 100).await.unwrap();
+        let kinds: Vec<String> = feed
+            .iter()
+            .map(|l| match l.stream {
+                LogStream::Event => {
+                    let ev: serde_json::Value = serde_json::from_str(&l.chunk).unwrap();
+                    format!(
+                        "{}:{}",
+                        ev["milestone"].as_str().unwrap(),
+                        ev["status"].as_str().unwrap()
+                    )
+                }
+                _ => l.chunk.trim().to_string(),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "m1:in_progress",
+                "one",
+                "m1:completed",
+                "m2:in_progress",
+                "m2:failed"
+            ],
+            "{}",
+            t.name
+        );
+        // Resuming after the second row gives exactly the rest.
+        let rest = s.activity(server.id, feed[1].id, 100).await.unwrap();
+        assert_eq!(
+            rest.iter().map(|l| l.id).collect::<Vec<_>>(),
+            feed[2..].iter().map(|l| l.id).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            s.activity_head(server.id).await.unwrap(),
+            feed.last().unwrap().id
+        );
+        // Logs are output only.
+        let logs = s.logs(server.id, 0).await.unwrap();
+        assert_eq!(logs.len(), 1);
+        assert_eq!(s.job_logs(9).await.unwrap().len(), 1);
+    }
+}
+
+/// Sessions and API tokens are found by their hash only; revoked tokens and expired sessions let nobody
+/// in; login failures are counted per key and cleared by a success.
+#[tokio::test]
+async fn sessions_tokens_and_login_throttling() {
+    for t in stores().await {
+        let s = &t.store;
+        let (user, _) = user_and_server(s, "acct@example.com").await;
+        let (other, _) = user_and_server(s, "other@example.com").await;
+        s.create_session(user.id, "h1", "csrf1", 60_000)
+            .await
+            .unwrap();
+        s.create_session(user.id, "h-old", "csrf0", -1)
+            .await
+            .unwrap();
+        let live = s.session("h1").await.unwrap().unwrap();
+        assert_eq!((live.user.id, live.csrf_token.as_str()), (user.id, "csrf1"));
+        assert!(s.session("h-old").await.unwrap().is_none(), "{}", t.name);
+        assert!(s.session("nope").await.unwrap().is_none());
+
+        let tok = s
+            .create_api_token(user.id, "ci", "th1", "bf_abcd")
+            .await
+            .unwrap();
+        assert_eq!(s.api_token_user("th1").await.unwrap().unwrap().id, user.id);
+        assert!(
+            s.revoke_api_token(other.id, tok.id).await.is_err(),
+            "another user's token"
+        );
+        s.revoke_api_token(user.id, tok.id).await.unwrap();
+        assert!(s.api_token_user("th1").await.unwrap().is_none());
+        assert!(s.api_tokens(user.id).await.unwrap()[0].revoked_at.is_some());
+
+        for _ in 0..3 {
+            s.record_login_attempt("acct@example.com", false)
+                .await
+                .unwrap();
+        }
+        assert_eq!(s.login_failures("acct@example.com", 0).await.unwrap().0, 3);
+        s.record_login_attempt("acct@example.com", true)
+            .await
+            .unwrap();
+        assert_eq!(s.login_failures("acct@example.com", 0).await.unwrap().0, 0);
+
+        // A new password ends the sessions.
+        s.set_password_hash(user.id, "new").await.unwrap();
+        assert!(s.session("h1").await.unwrap().is_none());
+        assert_eq!(s.count_users().await.unwrap(), 2);
+    }
+}

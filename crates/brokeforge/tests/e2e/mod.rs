@@ -1123,7 +1123,7 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
         .root(
             "set -e; id git >/dev/null 2>&1 || useradd -m -d /srv/git -s /bin/bash git; \
              install -d -o git -g git -m 700 /srv/git/.ssh; rm -rf /srv/git/app.git /tmp/work; \
-             su git -c 'git init -q --bare -b main /srv/git/app.git'; \
+             git config --global --add safe.directory '*'; git init -q --bare -b main /srv/git/app.git; \
              git init -q -b main /tmp/work; cd /tmp/work; git config user.email t@e; git config user.name t; \
              mkdir public; printf '<?php echo \"commit one\";' > public/index.php; git add .; git commit -qm one; \
              git push -q /srv/git/app.git main; chown -R git:git /srv/git; git rev-parse HEAD",

@@ -70,7 +70,7 @@ impl SiteCommandInstaller {
         // The live release: commands see the code that is being served.
         let working_directory = format!(
             "{}/current",
-            super::site::site_root(&validate::domain(&self.site.domain)?)
+            validate::absolute_path("document_root", &self.site.document_root)?
         );
 
         let ran_at = now_ms();
