@@ -1,5 +1,6 @@
 //! The `brokeforge` binary.
 
+mod admin;
 mod bench;
 mod config;
 mod serve;
@@ -40,6 +41,11 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Manage accounts on the local database: create users and API tokens, reset passwords.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
     /// List the packages that can be installed, with their parameters and milestones.
     Catalogue {
         /// Print JSON instead of text.
@@ -115,6 +121,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Admin { command } => admin::run(command).await,
         Command::Catalogue { json } => {
             let entries = brokeforge_packages::catalogue::catalogue();
             if json {

@@ -1,191 +1,20 @@
-//! `brokeforge serve`: the HTTP server and in-process job workers. So far it serves `GET /health` and the
-//! provisioning endpoints the one-line script uses.
+//! `brokeforge serve`: the web app, API and SSE (see the `brokeforge-web` crate) with in-process job workers.
+
+use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use brokeforge_packages::PackageError;
 use brokeforge_packages::jobs::{Registry, Worker, WorkerConfig};
-use brokeforge_packages::services::server::{Callback, handle_callback, provisioning_script};
-use brokeforge_store::Store;
-use serde_json::json;
+use brokeforge_web::{AppState, WebConfig};
 use tokio_util::sync::CancellationToken;
 
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    /// Base URL servers reach BrokeForge at (`BROKEFORGE_PUBLIC_URL`); else taken from the request's Host.
-    pub public_url: Option<String>,
-}
-
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/provision/{token}", get(script))
-        .route("/provision/{token}/callback", post(callback))
-        .route("/hooks/sites/{site_id}/deploy/{token}", post(deploy_hook))
-        .with_state(state)
-}
-
-async fn health(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    match state.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({"status": "ok", "database": "ok"})),
-        ),
-        Err(e) => {
-            tracing::error!(error = %e, "health check: database unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "error", "database": "unreachable"})),
-            )
-        }
-    }
-}
-
-fn base_url(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    if let Some(url) = &state.public_url {
-        return Some(url.trim_end_matches('/').to_string());
-    }
-    let host = headers.get(header::HOST)?.to_str().ok()?;
-    // Only a plain host[:port] may flow into the script.
-    if host.is_empty()
-        || !host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-    {
-        return None;
-    }
-    Some(format!("http://{host}"))
-}
-
-const GONE: &str = "echo 'BrokeForge: this provisioning link is invalid, expired or already used. Create a new one in BrokeForge.' >&2; exit 1\n";
-
-/// The one-line script: served once per token, public keys only.
-async fn script(
-    State(state): State<AppState>,
-    Path(token): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let Some(base) = base_url(&state, &headers) else {
-        return (StatusCode::BAD_REQUEST, "bad Host header\n").into_response();
-    };
-    let callback = format!("{base}/provision/{token}/callback");
-    match provisioning_script(&state.store, &token, &callback).await {
-        Ok(Some(script)) => (
-            [(header::CONTENT_TYPE, "text/x-shellscript; charset=utf-8")],
-            script,
-        )
-            .into_response(),
-        Ok(None) => (StatusCode::NOT_FOUND, GONE).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "serving a provisioning script failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "echo 'BrokeForge: internal error' >&2; exit 1\n",
-            )
-                .into_response()
-        }
-    }
-}
-
-/// Progress reports from the script, authenticated by the token in the path.
-async fn callback(
-    State(state): State<AppState>,
-    Path(token): Path<String>,
-    body: Bytes,
-) -> Response {
-    let cb: Callback = match serde_json::from_slice(&body) {
-        Ok(cb) => cb,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({"error": "invalid_report", "message": e.to_string()})),
-            )
-                .into_response();
-        }
-    };
-    match handle_callback(&state.store, &token, &cb).await {
-        Ok(Some(job)) => (
-            StatusCode::OK,
-            Json(json!({"ok": true, "job_id": job.map(|j| j.id)})),
-        )
-            .into_response(),
-        Ok(None) => (
-            StatusCode::NOT_FOUND,
-            Json(
-                json!({"error": "not_found", "message": "unknown or finished provisioning token"}),
-            ),
-        )
-            .into_response(),
-        Err(PackageError::Validation(v)) => (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "invalid_report", "message": v.to_string()})),
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "recording a provisioning report failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({"error": "internal", "message": "internal error"})),
-            )
-                .into_response()
-        }
-    }
-}
-
-/// A deploy webhook (GitHub, GitLab or a plain POST). A request that fails a check changes nothing.
-async fn deploy_hook(
-    State(state): State<AppState>,
-    Path((site_id, token)): Path<(i64, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    use brokeforge_packages::services::sites::webhook::{self, WebhookError, WebhookOutcome};
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let error = |status: StatusCode, code: &str, message: String| {
-        (status, Json(json!({"error": code, "message": message}))).into_response()
-    };
-    match webhook::handle(&state.store, site_id, &token, header, &body).await {
-        Ok(WebhookOutcome::Deployed(queued)) => {
-            let (d, job) = *queued;
-            (
-                StatusCode::ACCEPTED,
-                Json(json!({"ok": true, "deployment_id": d.id, "job_id": job.id})),
-            )
-                .into_response()
-        }
-        Ok(WebhookOutcome::Ignored(why)) => {
-            (StatusCode::OK, Json(json!({"ok": true, "ignored": why}))).into_response()
-        }
-        Err(WebhookError::NotFound) => {
-            error(StatusCode::NOT_FOUND, "not_found", "unknown webhook".into())
-        }
-        Err(WebhookError::Unauthorized(why)) => {
-            tracing::warn!(site_id, reason = why, "deploy webhook refused");
-            error(StatusCode::UNAUTHORIZED, "unauthorized", why.into())
-        }
-        Err(WebhookError::BadRequest(why)) => error(StatusCode::BAD_REQUEST, "bad_request", why),
-        Err(WebhookError::Package(PackageError::Validation(v))) => {
-            error(StatusCode::CONFLICT, "not_deployable", v.to_string())
-        }
-        Err(WebhookError::Package(e)) => {
-            tracing::error!(site_id, error = %e, "deploy webhook failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error".into(),
-            )
-        }
+/// Web settings from the environment: `BROKEFORGE_PUBLIC_URL` (the URL servers and browsers use; https
+/// makes cookies Secure), `BROKEFORGE_TRUST_PROXY=1` (take client addresses from X-Forwarded-For).
+pub fn web_config() -> WebConfig {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    WebConfig {
+        public_url: env("BROKEFORGE_PUBLIC_URL"),
+        secure_cookies: env("BROKEFORGE_SECURE_COOKIES").as_deref() == Some("1"),
+        trust_proxy: env("BROKEFORGE_TRUST_PROXY").as_deref() == Some("1"),
     }
 }
 
@@ -199,19 +28,31 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
     tokio::spawn(crate::shutdown_on_signal(stop.clone()));
     let workers =
         tokio::spawn(Worker::new(store.clone(), Registry::standard(), worker).run(stop.clone()));
-    let state = AppState {
-        store: store.clone(),
-        public_url: std::env::var("BROKEFORGE_PUBLIC_URL")
-            .ok()
-            .filter(|u| !u.is_empty()),
-    };
-    println!("BrokeForge is listening on http://{addr}");
+    let activity = store.spawn_activity_listener();
+    let state = AppState::new(store.clone(), web_config());
+    // Whoever started us may have stopped reading stdout: a closed pipe must not stop the server.
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "BrokeForge is listening on http://{addr}");
+    if store.count_users().await? == 0 {
+        let _ = writeln!(
+            out,
+            "No account yet: open the address above to create the administrator."
+        );
+    }
+    let _ = out.flush();
     let http_stop = stop.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { http_stop.cancelled().await })
-        .await
-        .context("server error")?;
+    axum::serve(
+        listener,
+        brokeforge_web::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { http_stop.cancelled().await })
+    .await
+    .context("server error")?;
     workers.await.context("worker task")??;
+    if let Some(a) = activity {
+        a.abort();
+    }
     store.close().await;
     Ok(())
 }

@@ -280,6 +280,91 @@ pub async fn remove(
         .await?)
 }
 
+/// The plan catalogue package `name` would run on `server` with `settings`, as a user reads it (milestones,
+/// commands, files; secrets masked), without running anything. `remove` previews the removal.
+pub async fn preview(
+    store: &Store,
+    server: &brokeforge_store::Server,
+    name: &str,
+    settings: &BTreeMap<String, String>,
+) -> Result<String, PackageError> {
+    preview_for(store, server, name, settings, ProvisionType::Install).await
+}
+
+pub async fn preview_for(
+    store: &Store,
+    server: &brokeforge_store::Server,
+    name: &str,
+    settings: &BTreeMap<String, String>,
+    provision_type: ProvisionType,
+) -> Result<String, PackageError> {
+    use crate::services::database::{
+        DatabaseOptions, DatabaseRemoveOptions, install_plan, parse_sources, previous_sources,
+        remove_plan,
+    };
+    use crate::services::webserver::{
+        SERVICE_NAME, WebServiceInstaller, WebServiceOptions, WebServiceRemover,
+    };
+    let entry = entry(name)?;
+    let opts = match provision_type {
+        ProvisionType::Install => options(&entry, settings)?,
+        ProvisionType::Uninstall => typed(&entry, &entry.remove_parameters, settings)?,
+    };
+    let bad = |e: serde_json::Error| ValidationError::new("set", e.to_string());
+    let services = store.services(server.id).await?;
+    let current = services
+        .iter()
+        .find(|s| s.service_name == entry.name)
+        .map(|s| &s.configuration);
+    let plan = if entry.name == SERVICE_NAME {
+        match provision_type {
+            ProvisionType::Install => {
+                let o: WebServiceOptions =
+                    serde_json::from_value(Value::Object(opts)).map_err(bad)?;
+                let p =
+                    WebServiceInstaller.prepare(server.os.as_deref(), &server.name, current, &o)?;
+                WebServiceInstaller.commands(&p)?
+            }
+            ProvisionType::Uninstall => {
+                let versions: Vec<String> = current
+                    .and_then(|c| c.get("php_versions"))
+                    .and_then(|v| serde_json::from_value(v.clone()).ok())
+                    .unwrap_or_default();
+                WebServiceRemover.commands(&versions)
+            }
+        }
+    } else {
+        let engine = Engine::ALL
+            .iter()
+            .copied()
+            .find(|e| e.name() == entry.name)
+            .ok_or_else(|| ValidationError::new("package", format!("no preview for {name}")))?;
+        let previous = previous_sources(current);
+        // The real password is never shown; a stand-in is masked like it.
+        let password = brokeforge_core::Secret::new("preview-password-not-used");
+        match provision_type {
+            ProvisionType::Install => {
+                let o: DatabaseOptions =
+                    serde_json::from_value(Value::Object(opts)).map_err(bad)?;
+                let os = server.os.clone().ok_or_else(|| {
+                    ValidationError::new(
+                        "server",
+                        "the server is not provisioned yet: provision it first",
+                    )
+                })?;
+                let sources = parse_sources(&o.allowed_sources)?;
+                install_plan(engine, &os, &sources, &previous, &password, current)?
+            }
+            ProvisionType::Uninstall => {
+                let o: DatabaseRemoveOptions =
+                    serde_json::from_value(Value::Object(opts)).map_err(bad)?;
+                remove_plan(engine, &o, &previous, Some(&password))
+            }
+        }
+    };
+    Ok(plan.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -362,6 +362,15 @@ async fn run_job(
     {
         tracing::error!(job_id = job.id, error = %e, "recording the job's outcome failed");
     }
+    // Watchers learn how it ended (a job handed back to the queue has not ended).
+    if !lost.load(Ordering::SeqCst)
+        && job.server_id.is_some()
+        && let Ok(j) = store.job(job.id).await
+        && j.status.is_finished()
+        && let Err(e) = store.announce_job(&j).await
+    {
+        tracing::warn!(job_id = job.id, error = %e, "announcing the job's end failed");
+    }
 }
 
 async fn execute(

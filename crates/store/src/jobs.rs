@@ -733,3 +733,53 @@ impl Store {
         }))
     }
 }
+
+/// Finished jobs of one kind and outcome, with their durations bucketed (for `/metrics`).
+#[derive(Debug, Clone, Serialize)]
+pub struct JobDurationStats {
+    pub kind: String,
+    pub status: String,
+    pub count: i64,
+    pub sum_ms: i64,
+    /// Cumulative counts for [`JOB_DURATION_BUCKETS_S`].
+    pub buckets: Vec<i64>,
+}
+
+/// Histogram bucket bounds, in seconds.
+pub const JOB_DURATION_BUCKETS_S: &[i64] = &[1, 5, 30, 120, 600, 1800];
+
+impl Store {
+    pub async fn job_duration_stats(&self) -> Result<Vec<JobDurationStats>> {
+        let buckets: Vec<String> = JOB_DURATION_BUCKETS_S
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                format!(
+                    "CAST(SUM(CASE WHEN finished_at - started_at <= {} THEN 1 ELSE 0 END) AS BIGINT) AS b{i}",
+                    s * 1000
+                )
+            })
+            .collect();
+        let rows = sqlx::query(&format!(
+            "SELECT kind, status, COUNT(*) AS n, CAST(COALESCE(SUM(finished_at - started_at), 0) AS BIGINT) AS total, {} \
+             FROM jobs WHERE status IN ('done', 'failed') AND started_at IS NOT NULL AND finished_at IS NOT NULL \
+             GROUP BY kind, status ORDER BY kind, status",
+            buckets.join(", ")
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JobDurationStats {
+                    kind: r.try_get("kind")?,
+                    status: r.try_get("status")?,
+                    count: r.try_get("n")?,
+                    sum_ms: r.try_get("total")?,
+                    buckets: (0..JOB_DURATION_BUCKETS_S.len())
+                        .map(|i| r.try_get::<i64, _>(format!("b{i}").as_str()))
+                        .collect::<std::result::Result<_, _>>()?,
+                })
+            })
+            .collect()
+    }
+}

@@ -145,6 +145,8 @@ pub enum LogStream {
     System,
     /// A provision event changed; the chunk is the event as JSON. Part of the activity feed, not of logs.
     Event,
+    /// A job ended; the chunk is `{"job_id", "status", "error"}`. Part of the activity feed, not of logs.
+    Job,
 }
 
 impl LogStream {
@@ -154,6 +156,7 @@ impl LogStream {
             LogStream::Stderr => "stderr",
             LogStream::System => "system",
             LogStream::Event => "event",
+            LogStream::Job => "job",
         }
     }
     pub fn parse(s: &str) -> LogStream {
@@ -161,6 +164,7 @@ impl LogStream {
             "stdout" => LogStream::Stdout,
             "stderr" => LogStream::Stderr,
             "event" => LogStream::Event,
+            "job" => LogStream::Job,
             _ => LogStream::System,
         }
     }

@@ -636,7 +636,7 @@ impl Store {
 
     pub async fn logs(&self, server_id: i64, after_id: i64) -> Result<Vec<CommandLog>> {
         let rows = sqlx::query(
-            "SELECT id, server_id, job_id, event_id, stream, chunk, created_at FROM command_logs WHERE server_id = $1 AND id > $2 AND stream <> 'event' ORDER BY id",
+            "SELECT id, server_id, job_id, event_id, stream, chunk, created_at FROM command_logs WHERE server_id = $1 AND id > $2 AND stream NOT IN ('event', 'job') ORDER BY id",
         )
         .bind(server_id)
         .bind(after_id)
@@ -648,7 +648,7 @@ impl Store {
     /// Output lines of one job (no event rows).
     pub async fn job_logs(&self, job_id: i64) -> Result<Vec<CommandLog>> {
         let rows = sqlx::query(
-            "SELECT id, server_id, job_id, event_id, stream, chunk, created_at FROM command_logs WHERE job_id = $1 AND stream <> 'event' ORDER BY id",
+            "SELECT id, server_id, job_id, event_id, stream, chunk, created_at FROM command_logs WHERE job_id = $1 AND stream NOT IN ('event', 'job') ORDER BY id",
         )
         .bind(job_id)
         .fetch_all(&self.pool)
@@ -1127,6 +1127,36 @@ impl Store {
             .fetch_one(&self.telemetry)
             .await?;
         Ok(row.try_get::<Option<i64>, _>("m")?.unwrap_or(0))
+    }
+
+    /// Tell a server's watchers that a job ended (how, and why if it failed).
+    pub async fn announce_job(&self, job: &crate::Job) -> Result<()> {
+        let Some(server_id) = job.server_id else {
+            return Ok(());
+        };
+        let chunk = serde_json::json!({"job_id": job.id, "kind": job.kind, "status": job.status.as_str(), "error": job.error});
+        let mut tx = self.telemetry.begin().await?;
+        self.insert_activity(
+            &mut tx,
+            server_id,
+            Some(job.id),
+            None,
+            LogStream::Job,
+            &chunk.to_string(),
+        )
+        .await?;
+        tx.commit().await?;
+        let _ = self.activity.send(server_id);
+        Ok(())
+    }
+
+    /// The feed id just before a job's first row (`None` when it has none yet).
+    pub async fn activity_before_job(&self, job_id: i64) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT MIN(id) AS m FROM command_logs WHERE job_id = $1")
+            .bind(job_id)
+            .fetch_one(&self.telemetry)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("m")?.map(|m| m - 1))
     }
 
     /// Server ids as they get new activity.

@@ -20,6 +20,9 @@ const STDERR_TAIL: usize = 2000;
 /// Output kept in memory per stream and command (everything up to this is also streamed to the log).
 const MAX_OUTPUT: usize = 1 << 20;
 
+/// SSH failures in this process (connections refused or lost, channel errors), for `/metrics`.
+pub static SSH_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Who and what a run is for.
 #[derive(Debug, Clone)]
 pub struct RunContext {
@@ -238,6 +241,7 @@ impl Run<'_> {
         let session = match connect_with_retry(&target, &self.ctx.cancel).await {
             Ok(s) => s,
             Err(e) => {
+                SSH_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.store
                     .set_connection_status(server.id, ConnectionStatus::Failed)
                     .await?;
@@ -323,6 +327,9 @@ impl Run<'_> {
             output: (!private_output).then_some(&tx),
         };
         let result = session.exec(req).await;
+        if result.is_err() {
+            SSH_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         drop(tx);
         logging
             .await

@@ -10,7 +10,8 @@ pub use schemas::{
     DatabaseSchemaInstaller, DatabaseSchemaInstallerJob, DatabaseSchemaInstallerMilestones,
     DatabaseSchemaRemover, DatabaseSchemaRemoverJob, DatabaseUserInstaller,
     DatabaseUserInstallerJob, DatabaseUserRemover, DatabaseUserRemoverJob, Privileges,
-    SchemaRequest, UserRequest, create_user, parse_engine, user_secret_name, validate_name,
+    SchemaRequest, UserRequest, create_schema, create_user, drop_schema, drop_user, parse_engine,
+    user_secret_name, validate_name,
 };
 
 use brokeforge_core::{Secret, ValidationError};

@@ -260,7 +260,7 @@ pub fn parse_engine(name: &str) -> Result<Engine, ValidationError> {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct SchemaRequest {
     pub engine: String,
     pub name: String,
@@ -276,7 +276,7 @@ fn default_collation() -> String {
     "utf8mb4_unicode_ci".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct UserRequest {
     pub engine: String,
     pub name: String,
@@ -514,6 +514,59 @@ pub async fn create_user(
             DatabaseUserInstallerJob::KIND,
             Some(server_id),
             payload,
+        ))
+        .await?)
+}
+
+/// Validate and queue a schema's creation.
+pub async fn create_schema(
+    store: &brokeforge_store::Store,
+    server_id: i64,
+    req: &SchemaRequest,
+) -> Result<brokeforge_store::Job, PackageError> {
+    parse_engine(&req.engine)?;
+    validate_name("name", &req.name)?;
+    Ok(store
+        .enqueue(&brokeforge_store::NewJob::new(
+            DatabaseSchemaInstallerJob::KIND,
+            Some(server_id),
+            serde_json::to_value(req).unwrap_or_default(),
+        ))
+        .await?)
+}
+
+/// Validate and queue a schema's removal.
+pub async fn drop_schema(
+    store: &brokeforge_store::Store,
+    server_id: i64,
+    engine: &str,
+    name: &str,
+) -> Result<brokeforge_store::Job, PackageError> {
+    parse_engine(engine)?;
+    let name = validate_name("name", name)?;
+    Ok(store
+        .enqueue(&brokeforge_store::NewJob::new(
+            DatabaseSchemaRemoverJob::KIND,
+            Some(server_id),
+            json!({"engine": engine, "name": name}),
+        ))
+        .await?)
+}
+
+/// Validate and queue a user's removal.
+pub async fn drop_user(
+    store: &brokeforge_store::Store,
+    server_id: i64,
+    engine: &str,
+    name: &str,
+) -> Result<brokeforge_store::Job, PackageError> {
+    parse_engine(engine)?;
+    let name = validate_name("name", name)?;
+    Ok(store
+        .enqueue(&brokeforge_store::NewJob::new(
+            DatabaseUserRemoverJob::KIND,
+            Some(server_id),
+            json!({"engine": engine, "name": name, "privileges": "read-only"}),
         ))
         .await?)
 }

@@ -9,8 +9,8 @@ pub use connection_check_installer::{
     ConnectionCheckInstaller, ConnectionCheckInstallerJob, ConnectionCheckInstallerMilestones,
 };
 pub use onboarding::{
-    AddServer, Callback, CallbackStatus, NewServerResult, ServerAccessInstallerJob, add_server,
-    handle_callback, provisioning_script, start_direct_onboarding,
+    AddServer, Callback, CallbackStatus, NewServerResult, ServerAccessInstallerJob, TOKEN_LIFETIME,
+    add_server, handle_callback, provisioning_script, start_direct_onboarding,
 };
 pub use server_access_installer::{
     AccessKeys, ServerAccessInstaller, ServerAccessInstallerMilestones, sudoers,

@@ -1,0 +1,625 @@
+//! The web app over real HTTP, in-process: a real store (SQLite, and PostgreSQL when configured), the real
+//! router on a loopback port, workers running jobs against the in-process SSH server.
+
+use std::time::Duration;
+
+use brokeforge_core::CredentialKind;
+use brokeforge_packages::jobs::{Registry, SyntheticPlanJob, Worker, WorkerConfig};
+use brokeforge_ssh::testkit::TestSshServer;
+use brokeforge_store::testing::{TestStore, stores};
+use brokeforge_store::{JobStatus, NewJob, Store};
+use brokeforge_web::{AppState, WebConfig};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio_util::sync::CancellationToken;
+
+struct App {
+    name: &'static str,
+    addr: String,
+    store: Store,
+    stop: CancellationToken,
+    _t: TestStore,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn apps() -> Vec<App> {
+    let mut out = Vec::new();
+    for t in stores().await {
+        let store = t.store.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = CancellationToken::new();
+        let state = AppState::new(store.clone(), WebConfig::default());
+        let s = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                brokeforge_web::router(state)
+                    .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { s.cancelled().await })
+            .await
+            .unwrap();
+        });
+        let worker = Worker::new(
+            store.clone(),
+            Registry::standard(),
+            WorkerConfig {
+                concurrency: 4,
+                ..WorkerConfig::default()
+            },
+        );
+        tokio::spawn(worker.run(stop.clone()));
+        out.push(App {
+            name: t.name,
+            addr,
+            store,
+            stop,
+            _t: t,
+        });
+    }
+    out
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// One HTTP/1.0 exchange (the answer ends when the server closes).
+async fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.get(9..12))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Resp {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// Who is calling: a bearer token, or a session cookie with its CSRF token.
+#[derive(Clone)]
+enum Auth {
+    Token(String),
+    Session { cookie: String, csrf: String },
+}
+
+impl Auth {
+    async fn call(&self, app: &App, method: &str, path: &str, body: Option<Value>) -> Resp {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut headers: Vec<(&str, String)> = vec![("Content-Type", "application/json".into())];
+        match self {
+            Auth::Token(t) => headers.push(("Authorization", format!("Bearer {t}"))),
+            Auth::Session { cookie, csrf } => {
+                headers.push(("Cookie", cookie.clone()));
+                headers.push(("X-CSRF-Token", csrf.clone()));
+            }
+        }
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        http(&app.addr, method, &format!("/api/v1{path}"), &h, &body).await
+    }
+}
+
+async fn user(app: &App, email: &str, admin: bool) -> Auth {
+    let hash = brokeforge_web::auth::hash_password("correct horse battery")
+        .await
+        .unwrap();
+    let u = app.store.create_user(email, &hash, admin).await.unwrap();
+    let token = format!("bf_test_{}", u.id);
+    app.store
+        .create_api_token(
+            u.id,
+            "test",
+            &brokeforge_web::auth::sha256_hex(&token),
+            "bf_test",
+        )
+        .await
+        .unwrap();
+    Auth::Token(token)
+}
+
+async fn login(app: &App, email: &str, password: &str) -> Resp {
+    http(
+        &app.addr,
+        "POST",
+        "/api/v1/login",
+        &[("Content-Type", "application/json")],
+        &json!({"email": email, "password": password}).to_string(),
+    )
+    .await
+}
+
+fn session_of(r: &Resp) -> Auth {
+    let cookie = r
+        .header("set-cookie")
+        .expect("a session cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    Auth::Session {
+        cookie,
+        csrf: r.json()["csrf_token"].as_str().unwrap().to_string(),
+    }
+}
+
+#[tokio::test]
+async fn sessions_csrf_throttling_and_tokens() {
+    for app in apps().await {
+        let n = app.name;
+        user(&app, "alice@example.com", false).await;
+
+        // Not signed in: a JSON error with a stable code.
+        let r = http(&app.addr, "GET", "/api/v1/me", &[], "").await;
+        assert_eq!((r.status, r.code().as_str()), (401, "unauthorized"), "{n}");
+
+        let r = login(&app, "alice@example.com", "wrong password!").await;
+        assert_eq!((r.status, r.code().as_str()), (401, "bad_credentials"));
+        let r = login(&app, "alice@example.com", "correct horse battery").await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        let cookie = r.header("set-cookie").unwrap().to_string();
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+            "{cookie}"
+        );
+        let session = session_of(&r);
+        let me = session.call(&app, "GET", "/me", None).await;
+        assert_eq!(me.json()["user"]["email"], "alice@example.com");
+        assert!(me.json()["user"].get("password_hash").is_none());
+
+        // A state-changing request with the cookie but without the CSRF token, or from another origin, is
+        // refused and changes nothing.
+        let Auth::Session { cookie, csrf } = &session else {
+            unreachable!()
+        };
+        let body = json!({"name": "forged"}).to_string();
+        let forged = http(
+            &app.addr,
+            "POST",
+            "/api/v1/tokens",
+            &[("Cookie", cookie), ("Content-Type", "application/json")],
+            &body,
+        )
+        .await;
+        assert_eq!(forged.status, 403, "{n}");
+        let cross = http(
+            &app.addr,
+            "POST",
+            "/api/v1/tokens",
+            &[
+                ("Cookie", cookie),
+                ("X-CSRF-Token", csrf),
+                ("Origin", "https://evil.example"),
+                ("Content-Type", "application/json"),
+            ],
+            &body,
+        )
+        .await;
+        assert_eq!(cross.status, 403);
+        let form = http(
+            &app.addr,
+            "POST",
+            "/api/v1/tokens",
+            &[
+                ("Cookie", cookie),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            "name=forged&_csrf=nope",
+        )
+        .await;
+        assert_eq!(form.status, 403);
+        let list = session.call(&app, "GET", "/tokens", None).await;
+        assert_eq!(
+            list.json()["tokens"].as_array().unwrap().len(),
+            1,
+            "{n}: nothing was created"
+        );
+
+        // With the token: a new API token, shown once, works as a bearer; revoked, it does not.
+        let made = session
+            .call(&app, "POST", "/tokens", Some(json!({"name": "ci"})))
+            .await;
+        assert_eq!(made.status, 201, "{}", made.body);
+        let token = made.json()["token"].as_str().unwrap().to_string();
+        let id = made.json()["record"]["id"].as_i64().unwrap();
+        let bearer = Auth::Token(token.clone());
+        assert_eq!(bearer.call(&app, "GET", "/me", None).await.status, 200);
+        let listed = session.call(&app, "GET", "/tokens", None).await.body;
+        assert!(!listed.contains(&token), "the token is shown once only");
+        assert_eq!(
+            bearer
+                .call(&app, "DELETE", &format!("/tokens/{id}"), None)
+                .await
+                .status,
+            200
+        );
+        let r = bearer.call(&app, "GET", "/me", None).await;
+        assert_eq!(r.status, 401, "{n}: a revoked token still works");
+
+        // Logout ends the session.
+        assert_eq!(
+            session.call(&app, "POST", "/logout", None).await.status,
+            200
+        );
+        assert_eq!(session.call(&app, "GET", "/me", None).await.status, 401);
+
+        // Throttling: after five failures even the right password waits, on every node (it is in the DB).
+        for _ in 0..5 {
+            assert_eq!(
+                login(&app, "alice@example.com", "wrong password!")
+                    .await
+                    .status,
+                401
+            );
+        }
+        let r = login(&app, "alice@example.com", "correct horse battery").await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (429, "too_many_attempts"),
+            "{n}"
+        );
+        assert!(
+            r.json()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("try again")
+        );
+    }
+}
+
+#[tokio::test]
+async fn users_see_only_their_own_servers() {
+    for app in apps().await {
+        let n = app.name;
+        let alice = user(&app, "alice@example.com", false).await;
+        let bob = user(&app, "bob@example.com", false).await;
+
+        // Bad input: a clear message naming the field; nothing stored.
+        for (body, field) in [
+            (
+                json!({"name": "web", "public_ip": "999.1.1.1"}),
+                "public_ip",
+            ),
+            (
+                json!({"name": "web", "public_ip": "203.0.113.9", "ssh_port": 70000}),
+                "ssh_port",
+            ),
+            (json!({"name": "we;b", "public_ip": "203.0.113.9"}), "name"),
+            (
+                json!({"name": "web", "public_ip": "203.0.113.9", "root_key": "not a key"}),
+                "root_key",
+            ),
+        ] {
+            let r = alice.call(&app, "POST", "/servers", Some(body)).await;
+            assert_eq!(
+                (r.status, r.code().as_str()),
+                (422, "invalid_input"),
+                "{n}: {}",
+                r.body
+            );
+            assert_eq!(r.json()["error"]["field"], field, "{}", r.body);
+        }
+        let r = alice
+            .call(&app, "POST", "/servers", Some(json!({"name": "x"})))
+            .await;
+        assert_eq!(r.status, 422);
+        let r = alice
+            .call(&app, "POST", "/servers", Some(json!("nope")))
+            .await;
+        assert_eq!((r.status, r.code().as_str()), (400, "bad_request"));
+        assert!(
+            alice.call(&app, "GET", "/servers", None).await.json()["servers"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+
+        let made = alice
+            .call(
+                &app,
+                "POST",
+                "/servers",
+                Some(json!({"name": "web-1", "public_ip": "203.0.113.10"})),
+            )
+            .await;
+        assert_eq!(made.status, 201, "{}", made.body);
+        let server_id = made.json()["server"]["id"].as_i64().unwrap();
+        let script = made.json()["script"].as_str().unwrap().to_string();
+        assert!(
+            script.starts_with("curl -fsSL http://") && script.ends_with("| sudo bash"),
+            "{script}"
+        );
+
+        // A site, a job and a deployment of Alice's, made directly in the store.
+        let site = app
+            .store
+            .create_site(&brokeforge_store::NewSite {
+                server_id,
+                domain: "alice.example.com".into(),
+                document_root: "/home/brokeforge/alice.example.com".into(),
+                php_version: Some("8.2".into()),
+                status: brokeforge_core::ServiceStatus::Active,
+                configuration: json!({}),
+            })
+            .await
+            .unwrap();
+        let job = app
+            .store
+            .enqueue(&NewJob::new("noop", Some(server_id), json!({})))
+            .await
+            .unwrap();
+        let (dep, _) = app
+            .store
+            .queue_deployment(
+                &site,
+                "deploy",
+                Some("main"),
+                None,
+                "test",
+                NewJob::new("noop", Some(server_id), json!({})),
+            )
+            .await
+            .unwrap();
+
+        for path in [
+            format!("/servers/{server_id}"),
+            format!("/servers/{server_id}/services"),
+            format!("/servers/{server_id}/events"),
+            format!("/servers/{server_id}/stream"),
+            format!("/servers/{server_id}/jobs"),
+            format!("/servers/{server_id}/sites"),
+            format!("/sites/{}", site.id),
+            format!("/sites/{}/deployments", site.id),
+            format!("/sites/{}/commands", site.id),
+            format!("/sites/{}/webhook", site.id),
+            format!("/jobs/{}", job.id),
+            format!("/jobs/{}/logs", job.id),
+            format!("/deployments/{}", dep.id),
+        ] {
+            let r = bob.call(&app, "GET", &path, None).await;
+            assert_eq!(
+                (r.status, r.code().as_str()),
+                (404, "not_found"),
+                "{n}: bob read {path}"
+            );
+            assert_eq!(
+                alice
+                    .call(&app, "GET", &path.replace("/stream", "/events"), None)
+                    .await
+                    .status,
+                200,
+                "{path}"
+            );
+        }
+        for (method, path, body) in [
+            ("DELETE", format!("/servers/{server_id}"), None),
+            (
+                "POST",
+                format!("/servers/{server_id}/services"),
+                Some(json!({"package": "redis"})),
+            ),
+            ("POST", format!("/jobs/{}/cancel", job.id), None),
+            ("POST", format!("/sites/{}/deployments", site.id), None),
+            ("DELETE", format!("/sites/{}", site.id), None),
+        ] {
+            let r = bob.call(&app, method, &path, body).await;
+            assert_eq!(r.status, 404, "{n}: bob {method} {path}");
+        }
+        assert!(app.store.server(server_id).await.is_ok());
+        assert_ne!(
+            app.store.job(job.id).await.unwrap().status,
+            JobStatus::Cancelled
+        );
+
+        // Only administrators manage users.
+        assert_eq!(bob.call(&app, "GET", "/users", None).await.status, 403);
+    }
+}
+
+/// Read SSE events until `done` says stop; returns (id, event, data).
+async fn read_sse(
+    app: &App,
+    auth: &Auth,
+    path: &str,
+    last_event_id: Option<i64>,
+    mut done: impl FnMut(&[(i64, String, String)]) -> bool,
+) -> Vec<(i64, String, String)> {
+    let Auth::Token(token) = auth else {
+        panic!("token auth")
+    };
+    let mut s = tokio::net::TcpStream::connect(&app.addr).await.unwrap();
+    let mut req = format!(
+        "GET /api/v1{path} HTTP/1.0\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n",
+        app.addr
+    );
+    if let Some(id) = last_event_id {
+        req.push_str(&format!("Last-Event-ID: {id}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut lines = BufReader::new(s).lines();
+    let mut out = Vec::new();
+    let (mut id, mut event, mut data) = (None, String::new(), String::new());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("SSE events in time")
+            .unwrap()
+            .expect("stream open");
+        if let Some(v) = line.strip_prefix("id: ").or(line.strip_prefix("id:")) {
+            id = v.trim().parse().ok();
+        } else if let Some(v) = line.strip_prefix("event: ").or(line.strip_prefix("event:")) {
+            event = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("data: ").or(line.strip_prefix("data:")) {
+            data.push_str(v);
+        } else if line.is_empty() && id.is_some() {
+            out.push((
+                id.take().unwrap(),
+                std::mem::take(&mut event),
+                std::mem::take(&mut data),
+            ));
+            if done(&out) {
+                return out;
+            }
+        }
+    }
+}
+
+/// A watcher disconnected mid-job resumes with Last-Event-ID and gets exactly what it missed: together the
+/// two connections saw every row of the feed once, in order.
+#[tokio::test]
+async fn sse_resumes_without_gaps_or_duplicates() {
+    for app in apps().await {
+        let n = app.name;
+        let alice = user(&app, "alice@example.com", false).await;
+        let ssh = TestSshServer::start().await;
+        let kp = brokeforge_ssh::keys::generate_ed25519("t").unwrap();
+        ssh.authorize("brokeforge", &kp.public_openssh);
+        let u = app
+            .store
+            .user_by_email("alice@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        let server = app
+            .store
+            .create_server(&brokeforge_store::NewServer {
+                user_id: u.id,
+                name: "sse".into(),
+                public_ip: "127.0.0.1".into(),
+                ssh_port: ssh.port(),
+                host_key_fingerprint: Some(ssh.host_key_fingerprint.clone()),
+            })
+            .await
+            .unwrap();
+        app.store
+            .put_credential(
+                server.id,
+                CredentialKind::User,
+                &kp.public_openssh,
+                &kp.private_openssh,
+            )
+            .await
+            .unwrap();
+        let start = app.store.activity_head(server.id).await.unwrap();
+        let job = app
+            .store
+            .enqueue(&NewJob::new(
+                SyntheticPlanJob::KIND,
+                Some(server.id),
+                SyntheticPlanJob::payload(12, 150),
+            ))
+            .await
+            .unwrap();
+        let path = format!("/servers/{}/stream?after={start}", server.id);
+        // First connection: a few events, then hang up mid-job.
+        let first = read_sse(&app, &alice, &path, None, |got| got.len() >= 5).await;
+        let last = first.last().unwrap().0;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        // Reconnect with Last-Event-ID until the job's end arrives.
+        let second = read_sse(&app, &alice, &path, Some(last), |got| {
+            got.iter()
+                .any(|(_, e, d)| e == "job" && d.contains(&format!("\"job_id\":{}", job.id)))
+        })
+        .await;
+        let seen: Vec<i64> = first.iter().chain(second.iter()).map(|e| e.0).collect();
+        let feed: Vec<i64> = app
+            .store
+            .activity(server.id, start, 10_000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .filter(|id| *id <= *seen.last().unwrap())
+            .collect();
+        assert_eq!(seen, feed, "{n}: gaps or duplicates");
+        // Milestones tick: every step's event was seen, and the job ended done.
+        let done = app.store.job(job.id).await.unwrap();
+        assert_eq!(done.status, JobStatus::Done);
+        let milestones = first
+            .iter()
+            .chain(second.iter())
+            .filter(|(_, e, d)| e == "milestone" && d.contains("\"completed\""))
+            .count();
+        assert_eq!(milestones, 12, "{n}");
+    }
+}
+
+#[tokio::test]
+async fn openapi_metrics_and_health() {
+    for app in apps().await {
+        let r = http(&app.addr, "GET", "/api/v1/openapi.json", &[], "").await;
+        assert_eq!(r.status, 200);
+        let doc = r.json();
+        let ops = brokeforge_web::api::operations();
+        for op in &ops {
+            assert!(
+                doc["paths"][format!("/api/v1{}", op.path)][op.method].is_object(),
+                "{} {} undocumented",
+                op.method,
+                op.path
+            );
+        }
+        app.store
+            .enqueue(&NewJob::new("noop", None, json!({})))
+            .await
+            .unwrap();
+        let m = http(&app.addr, "GET", "/metrics", &[], "").await;
+        assert_eq!(m.status, 200);
+        assert!(
+            m.body.contains("brokeforge_jobs{state=\"queued\"}")
+                || m.body.contains("brokeforge_jobs{state=\"done\"}")
+        );
+        assert!(m.body.contains("brokeforge_ssh_errors_total"));
+        assert_eq!(http(&app.addr, "GET", "/health", &[], "").await.status, 200);
+    }
+}
