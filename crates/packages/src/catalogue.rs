@@ -51,6 +51,17 @@ pub struct Entry {
     remover_kind: &'static str,
 }
 
+impl Entry {
+    /// The job kind that installs this package.
+    pub fn installer_kind(&self) -> &'static str {
+        self.installer_kind
+    }
+    /// The job kind that removes it.
+    pub fn remover_kind(&self) -> &'static str {
+        self.remover_kind
+    }
+}
+
 fn milestones<M: Milestones>() -> Vec<Milestone> {
     M::all()
         .iter()

@@ -623,3 +623,333 @@ async fn openapi_metrics_and_health() {
         assert_eq!(http(&app.addr, "GET", "/health", &[], "").await.status, 200);
     }
 }
+
+fn cookie_of(r: &Resp) -> String {
+    r.header("set-cookie")
+        .expect("a cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn csrf_in(html: &str) -> String {
+    let i = html
+        .find("name=\"csrf-token\" content=\"")
+        .expect("csrf meta")
+        + 27;
+    html[i..].split('"').next().unwrap().to_string()
+}
+
+async fn form(app: &App, path: &str, cookie: &str, fields: &[(&str, &str)]) -> Resp {
+    let body = serde_urlencoded::to_string(fields).unwrap();
+    http(
+        &app.addr,
+        "POST",
+        path,
+        &[
+            ("Cookie", cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        &body,
+    )
+    .await
+}
+
+/// First run, sign-in, every page, and forms that re-display bad input with its message and store nothing.
+#[tokio::test]
+async fn pages_render_and_forms_reject_bad_input() {
+    for app in apps().await {
+        let n = app.name;
+        // First visit on an empty database: create the administrator.
+        let r = http(&app.addr, "GET", "/", &[], "").await;
+        assert_eq!(
+            (r.status, r.header("location")),
+            (303, Some("/setup")),
+            "{n}"
+        );
+        let r = http(&app.addr, "GET", "/setup", &[], "").await;
+        assert!(r.body.contains("Create administrator"));
+        let r = form(
+            &app,
+            "/setup",
+            "",
+            &[("email", "admin@example.com"), ("password", "short")],
+        )
+        .await;
+        assert_eq!(r.status, 422);
+        assert!(
+            r.body.contains("at least 10 characters") && r.body.contains("admin@example.com"),
+            "{}",
+            r.body
+        );
+        assert_eq!(app.store.count_users().await.unwrap(), 0);
+        let r = form(
+            &app,
+            "/setup",
+            "",
+            &[
+                ("email", "admin@example.com"),
+                ("password", "a good long password"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        let cookie = cookie_of(&r);
+        assert_eq!(app.store.count_users().await.unwrap(), 1);
+        assert!(
+            app.store
+                .user_by_email("admin@example.com")
+                .await
+                .unwrap()
+                .unwrap()
+                .is_admin
+        );
+        // Setup is over.
+        assert_eq!(
+            http(&app.addr, "GET", "/setup", &[], "")
+                .await
+                .header("location"),
+            Some("/login")
+        );
+        let r = form(
+            &app,
+            "/login",
+            "",
+            &[
+                ("email", "admin@example.com"),
+                ("password", "wrong password"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 401);
+        assert!(r.body.contains("wrong email or password"));
+
+        let home = http(&app.addr, "GET", "/", &[("Cookie", &cookie)], "").await;
+        assert_eq!(home.status, 200, "{n}");
+        assert!(home.body.contains("No servers yet"));
+        let csrf = csrf_in(&home.body);
+        for page in ["/servers/new", "/account", "/users"] {
+            let r = http(&app.addr, "GET", page, &[("Cookie", &cookie)], "").await;
+            assert_eq!(r.status, 200, "{n}: {page}");
+        }
+
+        // Add server: bad input comes back with the message and the values typed; nothing stored.
+        let r = form(
+            &app,
+            "/servers",
+            &cookie,
+            &[
+                ("_csrf", &csrf),
+                ("name", "web-1"),
+                ("public_ip", "300.1.2.3"),
+                ("ssh_port", "22"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 422, "{n}");
+        assert!(
+            r.body.contains("public_ip") && r.body.contains("value=\"web-1\""),
+            "{}",
+            r.body
+        );
+        let r = form(
+            &app,
+            "/servers",
+            &cookie,
+            &[
+                ("_csrf", &csrf),
+                ("name", "web-1"),
+                ("public_ip", "203.0.113.5"),
+                ("ssh_port", "nope"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 422);
+        assert!(r.body.contains("not a port number"));
+        assert!(
+            app.store.servers_for_user(1).await.unwrap().is_empty()
+                || app.store.count_users().await.unwrap() == 1
+        );
+        let admin = app
+            .store
+            .user_by_email("admin@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            app.store
+                .servers_for_user(admin.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Without the CSRF field the form is refused.
+        let r = form(
+            &app,
+            "/servers",
+            &cookie,
+            &[("name", "web-1"), ("public_ip", "203.0.113.5")],
+        )
+        .await;
+        assert_eq!(r.status, 403);
+
+        let r = form(
+            &app,
+            "/servers",
+            &cookie,
+            &[
+                ("_csrf", &csrf),
+                ("name", "web-1"),
+                ("public_ip", "203.0.113.5"),
+                ("ssh_port", "22"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            r.body.contains("curl -fsSL http://") && r.body.contains("data-copy=\"script\""),
+            "{n}"
+        );
+        let server = app
+            .store
+            .servers_for_user(admin.id)
+            .await
+            .unwrap()
+            .remove(0);
+        let page = http(
+            &app.addr,
+            "GET",
+            &format!("/servers/{}", server.id),
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .await;
+        assert_eq!(page.status, 200);
+        assert!(
+            page.body.contains("Install webserver") && page.body.contains("data-stream="),
+            "{n}"
+        );
+
+        // A site with a bad domain is refused on the page.
+        let r = form(
+            &app,
+            &format!("/servers/{}/sites", server.id),
+            &cookie,
+            &[
+                ("_csrf", &csrf),
+                ("domain", "a.com;touch /tmp/x"),
+                ("web_directory", "public"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 422);
+        assert!(
+            r.body.contains("not a valid hostname") && r.body.contains("a.com;touch /tmp/x"),
+            "{}",
+            r.body
+        );
+        assert!(app.store.sites(server.id).await.unwrap().is_empty());
+
+        // Site and deployment pages.
+        let site = app
+            .store
+            .create_site(&brokeforge_store::NewSite {
+                server_id: server.id,
+                domain: "app.example.com".into(),
+                document_root: "/home/brokeforge/app.example.com".into(),
+                php_version: Some("8.2".into()),
+                status: brokeforge_core::ServiceStatus::Active,
+                configuration: json!({}),
+            })
+            .await
+            .unwrap();
+        let r = http(
+            &app.addr,
+            "GET",
+            &format!("/sites/{}", site.id),
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            r.body.contains("ssh-ed25519 ") && r.body.contains("/hooks/sites/"),
+            "{n}"
+        );
+        let r = form(
+            &app,
+            &format!("/sites/{}/rollback", site.id),
+            &cookie,
+            &[("_csrf", &csrf), ("release", "nope")],
+        )
+        .await;
+        assert_eq!(r.status, 422);
+        assert!(r.body.contains("not a kept release"));
+        let (d, _) = app
+            .store
+            .queue_deployment(
+                &site,
+                "deploy",
+                Some("main"),
+                None,
+                "test",
+                NewJob::new("noop", Some(server.id), json!({})),
+            )
+            .await
+            .unwrap();
+        let r = http(
+            &app.addr,
+            "GET",
+            &format!("/deployments/{}", d.id),
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 200);
+
+        // Another user's server is "not found".
+        let hash = brokeforge_web::auth::hash_password("another long password")
+            .await
+            .unwrap();
+        app.store
+            .create_user("eve@example.com", &hash, false)
+            .await
+            .unwrap();
+        let r = form(
+            &app,
+            "/login",
+            "",
+            &[
+                ("email", "eve@example.com"),
+                ("password", "another long password"),
+            ],
+        )
+        .await;
+        let eve = cookie_of(&r);
+        for page in [
+            format!("/servers/{}", server.id),
+            format!("/sites/{}", site.id),
+            format!("/deployments/{}", d.id),
+        ] {
+            let r = http(&app.addr, "GET", &page, &[("Cookie", &eve)], "").await;
+            assert_eq!(r.status, 404, "{n}: eve saw {page}");
+        }
+        assert_eq!(
+            http(&app.addr, "GET", "/users", &[("Cookie", &eve)], "")
+                .await
+                .status,
+            403
+        );
+        // Signed out: pages send you to sign in.
+        let r = http(
+            &app.addr,
+            "GET",
+            &format!("/servers/{}", server.id),
+            &[],
+            "",
+        )
+        .await;
+        assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+    }
+}

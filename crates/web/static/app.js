@@ -1,0 +1,134 @@
+// BrokeForge: live progress over Server-Sent Events, copy buttons, and forms that queue jobs without a reload.
+(function () {
+  "use strict";
+  const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+
+  document.querySelectorAll("[data-copy]").forEach(function (b) {
+    b.addEventListener("click", function () {
+      const text = document.getElementById(b.dataset.copy).textContent;
+      navigator.clipboard.writeText(text).then(function () { b.textContent = "Copied"; setTimeout(function () { b.textContent = "Copy"; }, 1500); });
+    });
+  });
+
+  function el(tag, cls, text) { const e = document.createElement(tag); if (cls) e.className = cls; if (text != null) e.textContent = text; return e; }
+
+  // A job's box: progress bar and milestone list (from the catalogue when the page knows them).
+  function jobBox(jobId, label, milestones) {
+    let box = document.querySelector('.job[data-job="' + jobId + '"]');
+    if (box) return box;
+    const list = document.getElementById("jobs-live");
+    if (!list) return null;
+    box = el("div", "job"); box.dataset.job = jobId;
+    const head = el("div", "head");
+    head.append(el("strong", null, label || ("Job " + jobId)), el("span", "spacer"), el("span", "badge running", "running"));
+    box.append(head, el("progress"), el("ol", "milestones"), el("div", "err"), el("pre", "log"));
+    box.querySelector("pre.log").hidden = true;
+    (milestones || []).forEach(function (m) { const li = el("li", "pending", m.label); li.dataset.key = m.key; box.querySelector("ol").append(li); });
+    list.prepend(box);
+    return box;
+  }
+
+  function onMilestone(ev) {
+    const e = JSON.parse(ev.data);
+    if (e.job_id == null) return;
+    const box = jobBox(e.job_id, null, null);
+    if (!box) return;
+    const bar = box.querySelector("progress");
+    bar.max = e.total_steps;
+    const done = e.status === "completed" ? e.current_step : e.current_step - 1;
+    if (done > (bar.value || 0) || e.status === "completed") bar.value = Math.max(bar.value || 0, done);
+    let li = box.querySelector('li[data-key="' + e.milestone + '"]');
+    if (!li) { li = el("li", "", e.label); li.dataset.key = e.milestone; box.querySelector("ol").append(li); }
+    li.className = e.status;
+    li.title = e.error || "";
+    if (e.error) box.querySelector(".err").textContent = e.label + ": " + e.error;
+  }
+
+  function onOutput(ev) {
+    const o = JSON.parse(ev.data);
+    const box = o.job_id != null && document.querySelector('.job[data-job="' + o.job_id + '"]');
+    const target = (box && box.querySelector("pre.log")) || document.querySelector('pre[data-job-log="' + o.job_id + '"]');
+    if (!target) return;
+    target.hidden = false;
+    target.append(document.createTextNode(o.chunk));
+    target.scrollTop = target.scrollHeight;
+  }
+
+  function onJob(ev) {
+    const j = JSON.parse(ev.data);
+    const box = document.querySelector('.job[data-job="' + j.job_id + '"]');
+    if (box) {
+      const badge = box.querySelector(".badge");
+      badge.className = "badge " + j.status; badge.textContent = j.status;
+      box.classList.add("finished");
+      if (j.status === "done") { const bar = box.querySelector("progress"); bar.value = bar.max || 1; }
+      if (j.error && !box.querySelector(".err").textContent) box.querySelector(".err").textContent = j.error;
+      box.querySelectorAll("[data-cancel]").forEach(function (b) { b.remove(); });
+      if (j.status === "failed" || j.status === "cancelled") addRetry(box, j.job_id);
+    }
+    document.querySelectorAll('[data-job-status="' + j.job_id + '"]').forEach(function (s) { s.className = "badge " + j.status; s.textContent = j.status; });
+    document.dispatchEvent(new CustomEvent("bf:job", { detail: j }));
+  }
+
+  function post(url, body) {
+    return fetch(url, { method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf }, body: body ? JSON.stringify(body) : "" })
+      .then(function (r) { return r.json().then(function (d) { return { ok: r.ok, data: d }; }); });
+  }
+
+  function addRetry(box, jobId) {
+    if (box.querySelector("[data-retry]")) return;
+    const b = el("button", "secondary", "Retry"); b.dataset.retry = jobId;
+    b.addEventListener("click", function () {
+      b.disabled = true;
+      post("/api/v1/jobs/" + jobId + "/retry").then(function (r) {
+        if (!r.ok) { box.querySelector(".err").textContent = r.data.error.message; b.disabled = false; return; }
+        const fresh = jobBox(r.data.job.id, box.querySelector("strong").textContent, Array.from(box.querySelectorAll("li")).map(function (li) { return { key: li.dataset.key, label: li.textContent }; }));
+        if (fresh) b.remove();
+      });
+    });
+    box.querySelector(".head").append(b);
+  }
+
+  document.addEventListener("click", function (e) {
+    const c = e.target.closest("[data-cancel]");
+    if (c) { e.preventDefault(); c.disabled = true; post("/api/v1/jobs/" + c.dataset.cancel + "/cancel"); }
+    const r = e.target.closest(".job [data-retry-initial]");
+    if (r) { e.preventDefault(); r.remove(); addRetry(r.closest(".job"), r.dataset.retryInitial); r.closest(".job").querySelector("[data-retry]").click(); }
+  });
+
+  // Forms marked data-api post JSON to the API and show the job live instead of reloading.
+  document.querySelectorAll("form[data-api]").forEach(function (f) {
+    f.addEventListener("submit", function (e) {
+      e.preventDefault();
+      const data = {}; const settings = {};
+      new FormData(f).forEach(function (v, k) {
+        if (k === "_csrf") return;
+        if (k.indexOf("set.") === 0) { if (v !== "") settings[k.slice(4)] = v; } else data[k] = v;
+      });
+      f.querySelectorAll('input[type=checkbox][name^="set."]').forEach(function (c) { settings[c.name.slice(4)] = c.checked ? "true" : "false"; });
+      if (Object.keys(settings).length || f.dataset.settings !== undefined) data.settings = settings;
+      const err = f.querySelector(".error") || f.appendChild(el("div", "error"));
+      err.hidden = true;
+      const button = f.querySelector("button"); if (button) button.disabled = true;
+      post(f.dataset.api, data).then(function (r) {
+        if (button) button.disabled = false;
+        if (!r.ok) { err.hidden = false; err.textContent = r.data.error.message; return; }
+        const job = r.data.job;
+        if (job) jobBox(job.id, f.dataset.label || job.kind, JSON.parse(f.dataset.milestones || "[]"));
+        if (f.dataset.then === "reload") location.reload();
+      });
+    });
+  });
+
+  // The live stream: the page says where it was rendered (data-stream + data-cursor).
+  const live = document.querySelector("[data-stream]");
+  if (live && window.EventSource) {
+    const url = live.dataset.stream + (live.dataset.stream.indexOf("?") < 0 ? "?" : "&") + "after=" + (live.dataset.cursor || 0);
+    const es = new EventSource(url); // reconnects by itself, sending Last-Event-ID
+    es.addEventListener("milestone", onMilestone);
+    es.addEventListener("output", onOutput);
+    es.addEventListener("job", onJob);
+    window.bfStream = es;
+  }
+})();
