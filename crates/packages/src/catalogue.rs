@@ -159,6 +159,36 @@ pub fn catalogue() -> Vec<Entry> {
             remover_kind,
         });
     }
+    if crate::services::demo::enabled() {
+        use crate::services::demo::{
+            DemoInstallerJob, DemoInstallerMilestones, DemoRemoverJob, DemoRemoverMilestones,
+        };
+        entries.push(Entry {
+            name: crate::services::demo::NAME,
+            category: ServiceType::Server,
+            description: "A harmless demo: four short steps, optionally failing once (then Retry)",
+            parameters: vec![
+                param("step_ms", "integer", "milliseconds per step", json!(700)),
+                Parameter {
+                    allowed: ["none", "prepare", "download", "configure", "finish"]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                    ..param(
+                        "fail_once_at",
+                        "choice",
+                        "a step that fails the first time",
+                        json!("none"),
+                    )
+                },
+            ],
+            remove_parameters: Vec::new(),
+            install_milestones: milestones::<DemoInstallerMilestones>(),
+            remove_milestones: milestones::<DemoRemoverMilestones>(),
+            installer_kind: DemoInstallerJob::KIND,
+            remover_kind: DemoRemoverJob::KIND,
+        });
+    }
     entries
 }
 

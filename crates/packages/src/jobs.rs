@@ -104,6 +104,8 @@ impl Registry {
     pub fn standard() -> Registry {
         let mut r = Registry::default();
         crate::services::sites::register(&mut r);
+        r.register(crate::services::demo::DemoInstallerJob);
+        r.register(crate::services::demo::DemoRemoverJob);
         r.register(crate::services::server::ServerInstallerJob);
         r.register(crate::services::server::ServerAccessInstallerJob);
         r.register(crate::services::server::ConnectionCheckInstallerJob);

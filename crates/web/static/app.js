@@ -25,6 +25,8 @@
     box.querySelector("pre.log").hidden = true;
     (milestones || []).forEach(function (m) { const li = el("li", "pending", m.label); li.dataset.key = m.key; box.querySelector("ol").append(li); });
     list.prepend(box);
+    const none = document.getElementById("no-jobs"); if (none) none.remove();
+    box.scrollIntoView({ block: "center", behavior: "smooth" });
     return box;
   }
 

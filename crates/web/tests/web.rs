@@ -953,3 +953,6 @@ async fn pages_render_and_forms_reject_bad_input() {
         assert_eq!((r.status, r.header("location")), (303, Some("/login")));
     }
 }
+
+#[path = "web/browser.rs"]
+mod browser;

@@ -1,0 +1,453 @@
+//! Browser tests in headless Chromium (Debian's `chromium` + `chromium-driver`), driven over the W3C WebDriver
+//! protocol by a small client here. Run when `BROKEFORGE_BROWSER_TESTS=1` (`.ci/run` sets it); then a missing
+//! browser is a failure. Screenshots of the main pages land in `target/screenshots/`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use super::*;
+
+/// ChromeDriver speaks HTTP/1.1 only (and may keep the connection open): the answer is read by its length.
+async fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut reader = BufReader::new(s);
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    reader.get_mut().write_all(req.as_bytes()).await.unwrap();
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).await.unwrap();
+    let status = status_line
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).await.unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let header = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
+    let mut bytes = Vec::new();
+    if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        bytes.resize(len, 0);
+        reader.read_exact(&mut bytes).await.unwrap();
+    } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).await.unwrap();
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk).await.unwrap();
+            bytes.extend_from_slice(&chunk[..n]);
+        }
+    } else {
+        reader.read_to_end(&mut bytes).await.unwrap();
+    }
+    Resp {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).to_string(),
+    }
+}
+
+pub fn enabled() -> bool {
+    if std::env::var("BROKEFORGE_BROWSER_TESTS").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!(
+        "browser test not run: set BROKEFORGE_BROWSER_TESTS=1 (needs chromium and chromium-driver)"
+    );
+    false
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+pub struct Browser {
+    driver: Child,
+    addr: String,
+    session: String,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Browser {
+    pub async fn start() -> Browser {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (apt-get install chromium chromium-driver)");
+        let addr = format!("127.0.0.1:{port}");
+        let started = Instant::now();
+        loop {
+            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+                let r = http(&addr, "GET", "/status", &[], "").await;
+                if r.status == 200 && r.json()["value"]["ready"] == true {
+                    break;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let binary = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("chromium");
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": binary, "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,1100", "--force-device-scale-factor=1"
+            ]}
+        }}});
+        let mut b = Browser {
+            driver,
+            addr,
+            session: String::new(),
+        };
+        let r = b.call("POST", "/session", Some(caps)).await;
+        b.session = r["sessionId"]
+            .as_str()
+            .expect("a WebDriver session")
+            .to_string();
+        b
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let r = http(
+            &self.addr,
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            &body,
+        )
+        .await;
+        let v = r.json();
+        assert!(r.status == 200, "WebDriver {method} {path}: {}", r.body);
+        v["value"].clone()
+    }
+
+    fn s(&self, rest: &str) -> String {
+        format!("/session/{}{rest}", self.session)
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.call("POST", &self.s("/url"), Some(json!({"url": url})))
+            .await;
+    }
+
+    pub async fn find(&self, css: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let r = http(
+                &self.addr,
+                "POST",
+                &self.s("/element"),
+                &[("Content-Type", "application/json")],
+                &json!({"using": "css selector", "value": css}).to_string(),
+            )
+            .await;
+            if r.status == 200 {
+                return r.json()["value"][ELEMENT].as_str().unwrap().to_string();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "no element {css}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn click(&self, css: &str) {
+        let e = self.find(css).await;
+        self.call(
+            "POST",
+            &self.s(&format!("/element/{e}/click")),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        self.call(
+            "POST",
+            &self.s(&format!("/element/{e}/clear")),
+            Some(json!({})),
+        )
+        .await;
+        self.call(
+            "POST",
+            &self.s(&format!("/element/{e}/value")),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    pub async fn js(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            &self.s("/execute/sync"),
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
+    /// Wait until `script` (an expression) is truthy.
+    pub async fn wait_for(&self, what: &str, script: &str, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            let v = self.js(&format!("return !!({script});")).await;
+            if v == true {
+                return;
+            }
+            if started.elapsed() > limit {
+                let html = self.js("return document.body.innerText;").await;
+                panic!(
+                    "timed out waiting for {what}; page:\n{}",
+                    html.as_str().unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn url(&self) -> String {
+        self.call("GET", &self.s("/url"), None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub async fn screenshot(&self, name: &str) {
+        let png = self.call("GET", &self.s("/screenshot"), None).await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        let dir =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), bytes).unwrap();
+    }
+}
+
+/// First-run setup, sign in, add a server backed by the in-process SSH server, install a package and watch
+/// its progress reach 100% with every milestone ticked without a reload, see a failed step's error, retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_add_server_install_fail_and_retry() {
+    if !enabled() {
+        return;
+    }
+    brokeforge_packages::services::demo::enable();
+    let app = apps().await.remove(0);
+    let base = format!("http://{}", app.addr);
+    let b = Browser::start().await;
+
+    // First visit: create the administrator.
+    b.goto(&base).await;
+    assert!(b.url().await.ends_with("/setup"));
+    b.screenshot("01-setup").await;
+    b.type_into("#email", "admin@example.com").await;
+    b.type_into("#password", "short").await;
+    b.click("#submit").await;
+    b.wait_for(
+        "the form error",
+        "document.querySelector('#page-error')",
+        Duration::from_secs(5),
+    )
+    .await;
+    let err = b
+        .js("return document.querySelector('#page-error').innerText")
+        .await;
+    assert!(
+        err.as_str().unwrap().contains("at least 10 characters"),
+        "{err}"
+    );
+    b.type_into("#password", "a long enough password").await;
+    b.click("#submit").await;
+    b.wait_for(
+        "the dashboard",
+        "document.body.innerText.includes('No servers yet')",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Sign out and in again.
+    b.click("header form button").await;
+    b.wait_for(
+        "the sign-in page",
+        "location.pathname === '/login'",
+        Duration::from_secs(5),
+    )
+    .await;
+    b.type_into("#email", "admin@example.com").await;
+    b.type_into("#password", "a long enough password").await;
+    b.click("#submit").await;
+    b.wait_for(
+        "the dashboard",
+        "location.pathname === '/'",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Add a server: the in-process SSH server stands in for it.
+    let ssh = TestSshServer::start().await;
+    b.goto(&format!("{base}/servers/new")).await;
+    b.screenshot("02-add-server").await;
+    b.type_into("#name", "web-1").await;
+    b.type_into("#public_ip", "127.0.0.1").await;
+    b.type_into("#ssh_port", &ssh.port().to_string()).await;
+    b.click("#add-server").await;
+    b.wait_for(
+        "the one-line script",
+        "document.querySelector('#script')",
+        Duration::from_secs(10),
+    )
+    .await;
+    let script = b
+        .js("return document.querySelector('#script').innerText")
+        .await;
+    assert!(
+        script.as_str().unwrap().starts_with("curl -fsSL http://"),
+        "{script}"
+    );
+    b.screenshot("03-server-script").await;
+    // What running the script does for the keys: the server trusts BrokeForge's key, and BrokeForge pins the
+    // server's host key (here through the page's form).
+    let admin = app
+        .store
+        .user_by_email("admin@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let server = app
+        .store
+        .servers_for_user(admin.id)
+        .await
+        .unwrap()
+        .remove(0);
+    let cred = app
+        .store
+        .credential(server.id, CredentialKind::User)
+        .await
+        .unwrap();
+    ssh.authorize("brokeforge", &cred.public_key);
+    b.js("document.querySelector('details').open = true; return 1;")
+        .await;
+    b.type_into("#fingerprint", &ssh.host_key_fingerprint).await;
+    b.click("form[action$='/host-key'] button").await;
+    b.wait_for(
+        "the pinned key",
+        &format!(
+            "document.querySelector('#host-key').innerText.includes('{}')",
+            ssh.host_key_fingerprint
+        ),
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Install the demo package, failing once at "configure"; no reloads from here on.
+    b.js("window.__noReload = 1; return 1;").await;
+    b.js("document.querySelector('#install-demo details').open = true; document.querySelector('#install-demo select[name=\"set.fail_once_at\"]').value = 'configure'; return 1;").await;
+    b.type_into("#install-demo input[name='set.step_ms']", "300")
+        .await;
+    b.click("#install-demo button").await;
+    b.wait_for(
+        "the failed step",
+        "document.querySelector('.job li[data-key=\"configure\"].failed')",
+        Duration::from_secs(30),
+    )
+    .await;
+    b.wait_for(
+        "the failed badge",
+        "document.querySelector('.job .badge.failed')",
+        Duration::from_secs(10),
+    )
+    .await;
+    let state = b
+        .js("const j = document.querySelector('.job'); return {err: j.querySelector('.err').innerText, \
+             value: j.querySelector('progress').value, max: j.querySelector('progress').max, \
+             done: Array.from(j.querySelectorAll('li.completed')).map(l => l.dataset.key)};")
+        .await;
+    assert!(
+        state["err"].as_str().unwrap().contains("failed on purpose"),
+        "{state}"
+    );
+    assert_eq!(state["done"], json!(["prepare", "download"]), "{state}");
+    assert_eq!(
+        (state["value"].as_f64(), state["max"].as_f64()),
+        (Some(2.0), Some(4.0)),
+        "{state}"
+    );
+    b.screenshot("04-install-failed").await;
+
+    // Retry: a new job runs and every milestone ticks to 100%.
+    b.click(".job [data-retry-initial], .job [data-retry]")
+        .await;
+    b.wait_for(
+        "the retried job done",
+        "document.querySelectorAll('.job').length >= 2 && document.querySelector('.job .badge.done')",
+        Duration::from_secs(30),
+    )
+    .await;
+    let state = b
+        .js("const j = document.querySelector('.job .badge.done').closest('.job'); return {value: j.querySelector('progress').value, \
+             max: j.querySelector('progress').max, done: Array.from(j.querySelectorAll('li.completed')).map(l => l.dataset.key), \
+             reloaded: window.__noReload !== 1};")
+        .await;
+    assert_eq!(
+        state["done"],
+        json!(["prepare", "download", "configure", "finish"]),
+        "{state}"
+    );
+    assert_eq!(state["value"], state["max"], "{state}");
+    assert_eq!(state["reloaded"], false, "the page reloaded");
+    b.screenshot("05-install-done").await;
+    let svc = app.store.services(server.id).await.unwrap();
+    assert!(svc.iter().any(|s| s.service_name == "demo" && s.status == brokeforge_core::ServiceStatus::Active));
+
+    // The other main pages, for the record.
+    b.goto(&base).await;
+    b.screenshot("06-dashboard").await;
+    b.goto(&format!("{base}/account")).await;
+    b.screenshot("07-account").await;
+}
