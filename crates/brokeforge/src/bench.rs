@@ -39,6 +39,13 @@ pub struct BenchArgs {
     /// Queue mode: workers claiming at once.
     #[arg(long, default_value_t = 4)]
     workers: usize,
+    /// SSE mode: this many watchers follow one server's live stream over HTTP while a job's events and output
+    /// are written; reports delivery latency against a single watcher measured in the same run.
+    #[arg(long, conflicts_with_all = ["hosts", "queue_jobs"])]
+    sse_watchers: Option<usize>,
+    /// SSE mode: rows (milestones and output lines) the job writes.
+    #[arg(long, default_value_t = 200)]
+    sse_events: usize,
     /// Database for the run (default: a fresh SQLite file in a temporary directory). A PostgreSQL URL gets a
     /// fresh schema that is dropped afterwards.
     #[arg(long)]
@@ -47,10 +54,13 @@ pub struct BenchArgs {
 
 pub async fn run(args: BenchArgs) -> Result<()> {
     let (store, cleanup) = bench_store(args.database_url.as_deref()).await?;
-    let result = match (&args.hosts, args.queue_jobs) {
-        (Some(hosts), None) => fleet(&args, hosts, &store).await,
-        (None, Some(n)) => queue(&store, n, args.workers.max(1)).await,
-        _ => bail!("give either --hosts FILE --user USER --key KEYFILE, or --queue-jobs N"),
+    let result = match (&args.hosts, args.queue_jobs, args.sse_watchers) {
+        (Some(hosts), None, None) => fleet(&args, hosts, &store).await,
+        (None, Some(n), None) => queue(&store, n, args.workers.max(1)).await,
+        (None, None, Some(n)) => sse(&store, n.max(1), args.sse_events.max(1)).await,
+        _ => bail!(
+            "give either --hosts FILE --user USER --key KEYFILE, --queue-jobs N, or --sse-watchers N"
+        ),
     };
     store.close().await;
     cleanup.finish().await;
@@ -358,6 +368,214 @@ async fn queue(store: &Store, jobs: usize, workers: usize) -> Result<()> {
     );
     if done != jobs as i64 {
         bail!("{} jobs did not finish", jobs as i64 - done);
+    }
+    Ok(())
+}
+
+fn current_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// One watcher: an HTTP/1.0 SSE connection; records how long each row took from write to arrival.
+async fn sse_watcher(
+    addr: String,
+    token: String,
+    path: String,
+    expect: usize,
+    ready: tokio::sync::mpsc::Sender<()>,
+) -> Result<Vec<f64>> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut s = tokio::net::TcpStream::connect(&addr).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
+    let mut lines = BufReader::new(s).lines();
+    let mut latencies = Vec::with_capacity(expect);
+    let mut announced = false;
+    while latencies.len() < expect {
+        let Some(line) = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await??
+        else {
+            bail!("stream closed after {} rows", latencies.len());
+        };
+        if !announced && line.is_empty() {
+            // Headers are through: the stream is open.
+            announced = true;
+            let _ = ready.send(()).await;
+        }
+        // A completed milestone repeats its start's timestamp: only first deliveries count.
+        if line.contains("\"status\":\"completed\"") {
+            continue;
+        }
+        if let Some(i) = line.find("sent_us=") {
+            let rest = &line[i + 8..];
+            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+            if let Ok(sent) = digits.parse::<i64>() {
+                latencies.push((now_us() - sent) as f64 / 1000.0);
+            }
+        }
+    }
+    Ok(latencies)
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// A phase: `watchers` follow the stream while `events` rows are written (a milestone, then output lines, as
+/// a job's executor writes them). Returns sorted latencies in ms.
+async fn sse_phase(
+    store: &Store,
+    addr: &str,
+    token: &str,
+    server_id: i64,
+    watchers: usize,
+    events: usize,
+) -> Result<Vec<f64>> {
+    let head = store.activity_head(server_id).await?;
+    let path = format!("/api/v1/servers/{server_id}/stream?after={head}");
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(watchers);
+    let mut tasks = Vec::new();
+    for _ in 0..watchers {
+        tasks.push(tokio::spawn(sse_watcher(
+            addr.to_string(),
+            token.to_string(),
+            path.clone(),
+            events,
+            ready_tx.clone(),
+        )));
+    }
+    for _ in 0..watchers {
+        ready_rx.recv().await;
+    }
+    // A job's writes: a milestone every 10 rows, output lines between, ~200 rows/s.
+    let mut previous = None;
+    for i in 0..events {
+        let mark = format!("sent_us={}", now_us());
+        if i % 10 == 0 {
+            let ev = store
+                .advance_event(
+                    previous,
+                    &brokeforge_store::NewEvent {
+                        server_id,
+                        job_id: None,
+                        service_type: brokeforge_core::ServiceType::Server,
+                        provision_type: brokeforge_core::ProvisionType::Install,
+                        milestone: format!("step_{i}"),
+                        label: mark,
+                        current_step: (i / 10 + 1) as i64,
+                        total_steps: events.div_ceil(10) as i64,
+                        details: serde_json::json!({}),
+                    },
+                )
+                .await?;
+            previous = Some(ev.id);
+            // The completed previous milestone is a row too; it carries no timestamp of its own.
+        } else {
+            store
+                .append_log(
+                    server_id,
+                    None,
+                    previous,
+                    brokeforge_store::LogStream::Stdout,
+                    &format!("line {i} {mark}\n"),
+                )
+                .await?;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    all.sort_by(|a, b| a.total_cmp(b));
+    Ok(all)
+}
+
+async fn sse(store: &Store, watchers: usize, events: usize) -> Result<()> {
+    use brokeforge_web::{AppState, WebConfig};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    let stop = CancellationToken::new();
+    let state = AppState::new(store.clone(), WebConfig::default());
+    let s = stop.clone();
+    let server_task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            brokeforge_web::router(state)
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { s.cancelled().await })
+        .await
+    });
+    let user = store.create_user("bench@example.com", "x", false).await?;
+    let token = format!("bf_bench_{}", user.id);
+    store
+        .create_api_token(
+            user.id,
+            "bench",
+            &brokeforge_web::auth::sha256_hex(&token),
+            "bf_bench",
+        )
+        .await?;
+    let server = store
+        .create_server(&brokeforge_store::NewServer {
+            user_id: user.id,
+            name: "watched".into(),
+            public_ip: "203.0.113.1".into(),
+            ssh_port: 22,
+            host_key_fingerprint: None,
+        })
+        .await?;
+    let rss_before = current_rss_mb();
+    let base = sse_phase(store, &addr, &token, server.id, 1, events).await?;
+    let rss_idle = current_rss_mb();
+    let started = Instant::now();
+    let many = sse_phase(store, &addr, &token, server.id, watchers, events).await?;
+    let wall = started.elapsed().as_secs_f64();
+    let rss_after = current_rss_mb();
+    stop.cancel();
+    let _ = server_task.await;
+    let (b50, b99) = (percentile(&base, 0.5), percentile(&base, 0.99));
+    let (m50, m99) = (percentile(&many, 0.5), percentile(&many, 0.99));
+    let expected = watchers * events;
+    println!(
+        "sse backend={:?} watchers={watchers} events={events} delivered={} wall_s={wall:.2} \
+         baseline_1_watcher_p50_ms={b50:.2} p99_ms={b99:.2} watchers_p50_ms={m50:.2} p99_ms={m99:.2} \
+         ratio_p50={:.2} ratio_p99={:.2} rss_mb_start={rss_before:.1} rss_mb_one={rss_idle:.1} rss_mb_all={rss_after:.1} peak_rss_mb={:.1}",
+        store.backend(),
+        many.len(),
+        m50 / b50.max(0.001),
+        m99 / b99.max(0.001),
+        peak_rss_mb()
+    );
+    if many.len() != expected {
+        bail!(
+            "{} of {expected} rows were not delivered",
+            expected - many.len()
+        );
     }
     Ok(())
 }

@@ -293,6 +293,8 @@ pub mod testing {
         pub name: &'static str,
         pub store: Store,
         pub url: String,
+        /// The master key the store was opened with (a second "node" opens the same database with it).
+        pub key: MasterKey,
         _dir: Option<tempfile::TempDir>,
     }
 
@@ -304,6 +306,7 @@ pub mod testing {
             name: "sqlite",
             store: Store::open(&url, &key).await.expect("open sqlite"),
             url,
+            key: key.clone(),
             _dir: Some(dir),
         }];
         if let Some(url) = postgres_schema_url().await {
@@ -313,6 +316,7 @@ pub mod testing {
                     .await
                     .expect("open postgres test schema"),
                 url,
+                key: key.clone(),
                 _dir: None,
             });
         }

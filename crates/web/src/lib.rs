@@ -43,6 +43,8 @@ pub struct AppState {
     pub executor: Executor,
     pub config: Arc<WebConfig>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Live feeds shared by the watchers of each server.
+    pub hub: Arc<sse::Hub>,
 }
 
 impl AppState {
@@ -60,6 +62,7 @@ impl AppState {
                 ..config
             }),
             metrics: Arc::new(metrics::Metrics::default()),
+            hub: Arc::new(sse::Hub::default()),
         }
     }
 

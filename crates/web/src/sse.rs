@@ -48,13 +48,138 @@ pub fn to_event(row: &CommandLog) -> Event {
         .data(data)
 }
 
+/// Rows recently read for one server, shared by all its watchers: one database read per change, however
+/// many browsers watch. A watcher further behind than the ring reads the database itself.
+struct Feed {
+    ring: std::sync::RwLock<Ring>,
+    head: tokio::sync::watch::Sender<i64>,
+}
+
+struct Ring {
+    /// The cursor just before `rows[0]` (rows after it are all here, in order).
+    base: i64,
+    rows: VecDeque<CommandLog>,
+}
+
+const RING_ROWS: usize = 2000;
+
+/// One [`Feed`] per watched server, alive while someone watches.
+#[derive(Default)]
+pub struct Hub {
+    feeds: std::sync::Mutex<std::collections::HashMap<i64, Arc<Feed>>>,
+}
+
+impl Hub {
+    async fn feed(
+        self: &Arc<Self>,
+        store: &Store,
+        server_id: i64,
+    ) -> Result<Arc<Feed>, brokeforge_store::StoreError> {
+        if let Some(f) = self
+            .feeds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&server_id)
+        {
+            return Ok(f.clone());
+        }
+        // Subscribe before reading the head, so a write in between wakes the feed.
+        let rx = store.subscribe_activity();
+        let head = store.activity_head(server_id).await?;
+        let feed = {
+            let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(f) = feeds.get(&server_id) {
+                return Ok(f.clone());
+            }
+            let feed = Arc::new(Feed {
+                ring: std::sync::RwLock::new(Ring {
+                    base: head,
+                    rows: VecDeque::new(),
+                }),
+                head: tokio::sync::watch::channel(head).0,
+            });
+            feeds.insert(server_id, feed.clone());
+            feed
+        };
+        tokio::spawn(run_feed(
+            self.clone(),
+            store.clone(),
+            server_id,
+            feed.clone(),
+            rx,
+        ));
+        Ok(feed)
+    }
+}
+
+async fn run_feed(
+    hub: Arc<Hub>,
+    store: Store,
+    server_id: i64,
+    feed: Arc<Feed>,
+    mut rx: tokio::sync::broadcast::Receiver<i64>,
+) {
+    let mut last = *feed.head.borrow();
+    loop {
+        // Read everything new for this server.
+        loop {
+            match store.activity(server_id, last, 1000).await {
+                Ok(rows) if !rows.is_empty() => {
+                    let n = rows.len();
+                    last = rows.last().map(|r| r.id).unwrap_or(last);
+                    {
+                        let mut ring = feed.ring.write().unwrap_or_else(|e| e.into_inner());
+                        ring.rows.extend(rows);
+                        while ring.rows.len() > RING_ROWS {
+                            if let Some(old) = ring.rows.pop_front() {
+                                ring.base = old.id;
+                            }
+                        }
+                    }
+                    feed.head.send_replace(last);
+                    if n < 1000 {
+                        break;
+                    }
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(server_id, error = %e, "reading activity failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        // Sleep until this server moves (a long quiet spell reads again, in case a notification from
+        // another node was lost while its listener reconnected); stop when nobody watches.
+        let wait = async {
+            loop {
+                match rx.recv().await {
+                    Ok(id) if id == server_id => return true,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => return true,
+                    Err(RecvError::Closed) => return false,
+                }
+            }
+        };
+        let woke = tokio::time::timeout(Duration::from_secs(30), wait).await;
+        if matches!(woke, Ok(false)) || feed.head.receiver_count() == 0 {
+            let mut feeds = hub.feeds.lock().unwrap_or_else(|e| e.into_inner());
+            // A watcher may have joined meanwhile: only an unwatched feed goes.
+            if feed.head.receiver_count() == 0 {
+                feeds.remove(&server_id);
+                return;
+            }
+        }
+    }
+}
+
 struct Watch {
     store: Store,
     server_id: i64,
     job: Option<i64>,
     cursor: i64,
     buffer: VecDeque<CommandLog>,
-    rx: tokio::sync::broadcast::Receiver<i64>,
+    feed: Arc<Feed>,
+    head: tokio::sync::watch::Receiver<i64>,
     metrics: Arc<crate::metrics::Metrics>,
     _guard: WatcherGuard,
 }
@@ -68,16 +193,17 @@ impl Drop for WatcherGuard {
 }
 
 /// Feed rows of one server after `cursor`, as a stream that waits for more.
-pub fn watch(
+pub async fn watch(
     state: &AppState,
     server_id: i64,
     cursor: i64,
     job: Option<i64>,
-) -> impl Stream<Item = Result<Event, Infallible>> + use<> {
+) -> Result<impl Stream<Item = Result<Event, Infallible>> + use<>, brokeforge_store::StoreError> {
+    let feed = state.hub.feed(&state.store, server_id).await?;
     state.metrics.sse_watchers.fetch_add(1, Ordering::Relaxed);
     let w = Watch {
-        // Subscribe before the first read, so nothing written in between is missed.
-        rx: state.store.subscribe_activity(),
+        head: feed.head.subscribe(),
+        feed,
         store: state.store.clone(),
         server_id,
         job,
@@ -86,45 +212,51 @@ pub fn watch(
         metrics: state.metrics.clone(),
         _guard: WatcherGuard(state.metrics.clone()),
     };
-    futures_util::stream::unfold(w, |mut w| async move {
+    Ok(futures_util::stream::unfold(w, |mut w| async move {
         loop {
             if let Some(row) = w.buffer.pop_front() {
                 w.metrics.sse_events_sent.fetch_add(1, Ordering::Relaxed);
                 return Some((Ok(to_event(&row)), w));
             }
-            match w.store.activity(w.server_id, w.cursor, 500).await {
-                Ok(rows) if !rows.is_empty() => {
-                    w.cursor = rows.last().map(|r| r.id).unwrap_or(w.cursor);
-                    w.buffer.extend(
-                        rows.into_iter()
-                            .filter(|r| w.job.is_none() || r.job_id == w.job),
-                    );
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(server_id = w.server_id, error = %e, "reading activity failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            }
-            // Nothing new: sleep until this server moves. A lagging receiver or a long quiet spell reads
-            // again, in case a notification from another node was lost while its listener reconnected.
-            let wait = async {
-                loop {
-                    match w.rx.recv().await {
-                        Ok(id) if id == w.server_id => return true,
-                        Ok(_) => continue,
-                        Err(RecvError::Lagged(_)) => return true,
-                        Err(RecvError::Closed) => return false,
-                    }
-                }
+            // Mark the current head seen first: a change after this wakes the wait below.
+            w.head.borrow_and_update();
+            let from_ring: Option<Vec<CommandLog>> = {
+                let ring = w.feed.ring.read().unwrap_or_else(|e| e.into_inner());
+                (w.cursor >= ring.base).then(|| {
+                    ring.rows
+                        .iter()
+                        .filter(|r| r.id > w.cursor)
+                        .take(500)
+                        .cloned()
+                        .collect()
+                })
             };
-            if let Ok(false) = tokio::time::timeout(Duration::from_secs(30), wait).await {
-                return None;
+            let rows = match from_ring {
+                Some(rows) => rows,
+                // Behind the ring (a resume after a long gap): read the database.
+                None => match w.store.activity(w.server_id, w.cursor, 500).await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::warn!(server_id = w.server_id, error = %e, "reading activity failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                },
+            };
+            if !rows.is_empty() {
+                w.cursor = rows.last().map(|r| r.id).unwrap_or(w.cursor);
+                w.buffer.extend(
+                    rows.into_iter()
+                        .filter(|r| w.job.is_none() || r.job_id == w.job),
+                );
+                continue;
+            }
+            match tokio::time::timeout(Duration::from_secs(30), w.head.changed()).await {
+                Ok(Err(_)) => return None,
+                Ok(Ok(())) | Err(_) => {}
             }
         }
-    })
+    }))
 }
 
 /// `GET /api/v1/servers/{id}/stream`: the server's live feed.
@@ -149,6 +281,6 @@ pub async fn server_stream(
         }
         (None, None) => state.store.activity_head(server.id).await?,
     };
-    Ok(Sse::new(watch(&state, server.id, cursor, q.job))
+    Ok(Sse::new(watch(&state, server.id, cursor, q.job).await?)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -34,6 +34,7 @@ async fn apps() -> Vec<App> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let stop = CancellationToken::new();
+        store.spawn_activity_listener();
         let state = AppState::new(store.clone(), WebConfig::default());
         let s = stop.clone();
         tokio::spawn(async move {
@@ -591,6 +592,82 @@ async fn sse_resumes_without_gaps_or_duplicates() {
             .filter(|(_, e, d)| e == "milestone" && d.contains("\"completed\""))
             .count();
         assert_eq!(milestones, 12, "{n}");
+    }
+}
+
+/// On PostgreSQL, output written by another node (another process's store) reaches this node's watchers
+/// through LISTEN/NOTIFY.
+#[tokio::test]
+async fn activity_from_another_node_reaches_watchers() {
+    for app in apps().await {
+        if app.name != "postgres" {
+            continue;
+        }
+        let alice = user(&app, "alice@example.com", false).await;
+        let u = app
+            .store
+            .user_by_email("alice@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        let server = app
+            .store
+            .create_server(&brokeforge_store::NewServer {
+                user_id: u.id,
+                name: "far".into(),
+                public_ip: "203.0.113.40".into(),
+                ssh_port: 22,
+                host_key_fingerprint: None,
+            })
+            .await
+            .unwrap();
+        let other_node = Store::open(
+            &app._t.url,
+            &brokeforge_store::MasterKey::generate().unwrap(),
+        )
+        .await
+        .err();
+        // A second node shares the database and the master key; here it only writes output.
+        assert!(
+            other_node.is_some(),
+            "a different master key must be refused"
+        );
+        let node_b = Store::open(&app._t.url, &app._t.key).await.unwrap();
+        let head = app.store.activity_head(server.id).await.unwrap();
+        let writer = {
+            let node_b = node_b.clone();
+            let id = server.id;
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                node_b
+                    .append_log(
+                        id,
+                        None,
+                        None,
+                        brokeforge_store::LogStream::Stdout,
+                        "hello from node b\n",
+                    )
+                    .await
+                    .unwrap();
+            })
+        };
+        let started = std::time::Instant::now();
+        let got = read_sse(
+            &app,
+            &alice,
+            &format!("/servers/{}/stream?after={head}", server.id),
+            None,
+            |got| got.iter().any(|(_, _, d)| d.contains("hello from node b")),
+        )
+        .await;
+        writer.await.unwrap();
+        assert_eq!(got.len(), 1);
+        // Woken by the notification, not by the 30-second safety read.
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }
 
