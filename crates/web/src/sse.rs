@@ -251,9 +251,11 @@ pub async fn watch(
                 );
                 continue;
             }
-            match tokio::time::timeout(Duration::from_secs(30), w.head.changed()).await {
-                Ok(Err(_)) => return None,
-                Ok(Ok(())) | Err(_) => {}
+            // The feed ended (the server is gone): so does the stream.
+            if let Ok(Err(_)) =
+                tokio::time::timeout(Duration::from_secs(30), w.head.changed()).await
+            {
+                return None;
             }
         }
     }))
