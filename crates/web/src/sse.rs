@@ -70,26 +70,28 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// The server's feed and a subscription to it, taken under the map's lock so a feed being retired
+    /// (nobody watching) is never handed out.
     async fn feed(
         self: &Arc<Self>,
         store: &Store,
         server_id: i64,
-    ) -> Result<Arc<Feed>, brokeforge_store::StoreError> {
+    ) -> Result<(Arc<Feed>, tokio::sync::watch::Receiver<i64>), brokeforge_store::StoreError> {
         if let Some(f) = self
             .feeds
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&server_id)
         {
-            return Ok(f.clone());
+            return Ok((f.clone(), f.head.subscribe()));
         }
         // Subscribe before reading the head, so a write in between wakes the feed.
         let rx = store.subscribe_activity();
         let head = store.activity_head(server_id).await?;
-        let feed = {
+        let (feed, sub) = {
             let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(f) = feeds.get(&server_id) {
-                return Ok(f.clone());
+                return Ok((f.clone(), f.head.subscribe()));
             }
             let feed = Arc::new(Feed {
                 ring: std::sync::RwLock::new(Ring {
@@ -99,7 +101,8 @@ impl Hub {
                 head: tokio::sync::watch::channel(head).0,
             });
             feeds.insert(server_id, feed.clone());
-            feed
+            let sub = feed.head.subscribe();
+            (feed, sub)
         };
         tokio::spawn(run_feed(
             self.clone(),
@@ -108,7 +111,7 @@ impl Hub {
             feed.clone(),
             rx,
         ));
-        Ok(feed)
+        Ok((feed, sub))
     }
 }
 
@@ -199,10 +202,10 @@ pub async fn watch(
     cursor: i64,
     job: Option<i64>,
 ) -> Result<impl Stream<Item = Result<Event, Infallible>> + use<>, brokeforge_store::StoreError> {
-    let feed = state.hub.feed(&state.store, server_id).await?;
+    let (feed, head) = state.hub.feed(&state.store, server_id).await?;
     state.metrics.sse_watchers.fetch_add(1, Ordering::Relaxed);
     let w = Watch {
-        head: feed.head.subscribe(),
+        head,
         feed,
         store: state.store.clone(),
         server_id,
