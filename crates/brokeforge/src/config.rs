@@ -52,3 +52,59 @@ pub async fn open_store() -> Result<brokeforge_store::Store> {
             )
         })
 }
+
+/// Load a configuration file of `KEY=value` lines (`#` comments, optional quotes) into the environment; a
+/// variable already set in the environment wins. The file is `path`, else `BROKEFORGE_CONFIG`, else
+/// `/etc/brokeforge/brokeforge.conf` when it exists. Only `BROKEFORGE_*` keys are accepted.
+pub fn load_file(path: Option<&std::path::Path>) -> Result<Option<PathBuf>> {
+    let (path, required) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => match std::env::var_os("BROKEFORGE_CONFIG").filter(|v| !v.is_empty()) {
+            Some(p) => (PathBuf::from(p), true),
+            None => (PathBuf::from("/etc/brokeforge/brokeforge.conf"), false),
+        },
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "cannot read the configuration file {}: {e}",
+                path.display()
+            ));
+        }
+    };
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("{}:{}: expected KEY=value", path.display(), n + 1))?;
+        let key = key.trim();
+        if !key.starts_with("BROKEFORGE_")
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        {
+            anyhow::bail!(
+                "{}:{}: `{key}` is not a BrokeForge setting (they start with BROKEFORGE_)",
+                path.display(),
+                n + 1
+            );
+        }
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+            .unwrap_or(value);
+        if std::env::var_os(key).is_none() {
+            // SAFETY: called from `main` before the async runtime (or any other thread) starts.
+            unsafe { std::env::set_var(key, value) };
+        }
+    }
+    Ok(Some(path))
+}

@@ -94,6 +94,39 @@ fn migrate_creates_the_database_and_a_private_master_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("64 hexadecimal"));
 }
 
+/// A configuration file sets what the environment does not; a foreign key in it is refused clearly.
+#[test]
+fn config_file_sets_what_the_environment_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("from-file");
+    let conf = dir.path().join("bf.conf");
+    std::fs::write(
+        &conf,
+        format!("# BrokeForge\nBROKEFORGE_DATA_DIR=\"{}\"\n", data.display()),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+        .args(["--config", conf.to_str().unwrap(), "migrate"])
+        .env_remove("BROKEFORGE_DATA_DIR")
+        .env_remove("BROKEFORGE_DATABASE_URL")
+        .env_remove("BROKEFORGE_MASTER_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(data.join("brokeforge.db").exists());
+    std::fs::write(&conf, "PATH=/nope\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+        .args(["--config", conf.to_str().unwrap(), "migrate"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a BrokeForge setting"));
+}
+
 #[test]
 fn serve_reports_health() {
     let dir = tempfile::tempdir().unwrap();
