@@ -2,6 +2,8 @@
 
 mod admin;
 mod bench;
+mod client;
+mod commands;
 mod config;
 mod serve;
 
@@ -24,6 +26,8 @@ struct Cli {
     /// /etc/brokeforge/brokeforge.conf when it exists). Variables set in the environment win.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    client: client::ClientArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,12 +54,40 @@ enum Command {
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
-    /// List the packages that can be installed, with their parameters and milestones.
-    Catalogue {
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
+    /// List the packages that can be installed, with their parameters and milestones (--json for JSON).
+    Catalogue,
+    /// Sign in to a BrokeForge server and save an API token for the client commands.
+    Login(commands::LoginArgs),
+    /// Servers: add, list, show, script, remove, pin-host-key.
+    Server {
+        #[command(subcommand)]
+        command: commands::ServerCommand,
     },
+    /// Install a package on a server (a queued job; --follow waits with progress).
+    Install(commands::PackageArgs),
+    /// Remove a package from a server.
+    Remove(commands::PackageArgs),
+    /// Print the exact steps a package would run (secrets masked), without running anything.
+    Plan(commands::PackageArgs),
+    /// Database schemas and users.
+    Db {
+        #[command(subcommand)]
+        command: commands::DbCommand,
+    },
+    /// Sites: create, deploy, rollback, run commands, .env, deploy script.
+    Site {
+        #[command(subcommand)]
+        command: commands::SiteCommand,
+    },
+    /// A server's provision events (--follow streams new ones).
+    Events(commands::EventsArgs),
+    /// Jobs: list, show, cancel, retry.
+    Jobs {
+        #[command(subcommand)]
+        command: commands::JobsCommand,
+    },
+    /// Print shell completions: `brokeforge completions bash > /etc/bash_completion.d/brokeforge`.
+    Completions { shell: clap_complete::Shell },
     /// Measure the execution path (SSH fleet) or the job queue alone, against a baseline in the same run.
     Bench(bench::BenchArgs),
 }
@@ -120,6 +152,14 @@ fn main() {
         }
     };
     if let Err(e) = runtime.block_on(run(cli)) {
+        if let Some(code) = e.downcast_ref::<commands::ExitWith>() {
+            std::process::exit(code.0);
+        }
+        if let Some(api) = e.downcast_ref::<client::ApiFailure>() {
+            // The server's stable code helps scripts; the message says what to do.
+            eprintln!("error: {} [{} {}]", api.message, api.status, api.code);
+            std::process::exit(1);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -151,7 +191,27 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(args) => bench::run(args).await,
         Command::Admin { command } => admin::run(command).await,
-        Command::Catalogue { json } => {
+        Command::Login(a) => commands::login(a).await,
+        Command::Server { command } => commands::server(cli.client, command).await,
+        Command::Install(a) => commands::install(cli.client, a).await,
+        Command::Remove(a) => commands::remove(cli.client, a).await,
+        Command::Plan(a) => commands::plan(cli.client, a).await,
+        Command::Db { command } => commands::db(cli.client, command).await,
+        Command::Site { command } => commands::site(cli.client, command).await,
+        Command::Events(a) => commands::events(cli.client, a).await,
+        Command::Jobs { command } => commands::jobs(cli.client, command).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "brokeforge",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Catalogue => {
+            let json = cli.client.json;
             let entries = brokeforge_packages::catalogue::catalogue();
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);

@@ -493,3 +493,6 @@ mod provisioning {
 
 #[path = "e2e/mod.rs"]
 mod e2e;
+
+#[path = "client/mod.rs"]
+mod client;

@@ -357,7 +357,16 @@ pub async fn preview_for(
         .iter()
         .find(|s| s.service_name == entry.name)
         .map(|s| &s.configuration);
-    let plan = if entry.name == SERVICE_NAME {
+    let plan = if entry.name == crate::services::demo::NAME {
+        let o: crate::services::demo::DemoOptions =
+            serde_json::from_value(Value::Object(opts)).map_err(bad)?;
+        match provision_type {
+            ProvisionType::Install => crate::services::demo::DemoInstaller.commands(&o)?,
+            ProvisionType::Uninstall => {
+                return Err(ValidationError::new("package", "no removal preview for demo").into());
+            }
+        }
+    } else if entry.name == SERVICE_NAME {
         match provision_type {
             ProvisionType::Install => {
                 let o: WebServiceOptions =

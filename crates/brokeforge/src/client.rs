@@ -1,0 +1,501 @@
+//! The client side of the CLI: talks to a BrokeForge server through its JSON API, follows jobs over SSE
+//! with a progress bar per job (plain lines when the output is not a terminal).
+
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Where the CLI finds its server: flags, then the environment, then the saved login.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ClientArgs {
+    /// BrokeForge's address, e.g. http://127.0.0.1:8080 (default: BROKEFORGE_URL, else the saved login).
+    #[arg(long, global = true, env = "BROKEFORGE_URL", hide_env_values = true)]
+    pub url: Option<String>,
+    /// An API token (default: BROKEFORGE_TOKEN, else the saved login). Prefer the environment: argv is visible
+    /// to other users of the machine.
+    #[arg(long, global = true, env = "BROKEFORGE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+pub struct SavedLogin {
+    pub url: String,
+    pub token: String,
+}
+
+/// `$XDG_CONFIG_HOME/brokeforge/client.json`, else `~/.config/brokeforge/client.json`.
+pub fn login_file() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("brokeforge/client.json")
+}
+
+pub fn save_login(login: &SavedLogin) -> Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = login_file();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(serde_json::to_string_pretty(login)?.as_bytes())?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+pub struct Client {
+    pub base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+    pub json: bool,
+}
+
+/// An API error as the server reported it.
+#[derive(Debug)]
+pub struct ApiFailure {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+impl Client {
+    pub fn new(args: &ClientArgs) -> Result<Client> {
+        let saved: Option<SavedLogin> = std::fs::read_to_string(login_file())
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let base = args
+            .url
+            .clone()
+            .filter(|u| !u.is_empty())
+            .or_else(|| saved.as_ref().map(|s| s.url.clone()))
+            .ok_or_else(|| {
+                anyhow!(
+                    "no BrokeForge server given: pass --url http://HOST:8080, set BROKEFORGE_URL, or run `brokeforge login --url ...`"
+                )
+            })?;
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            bail!("--url must start with http:// or https:// (got `{base}`)");
+        }
+        let token = args
+            .token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .or_else(|| saved.map(|s| s.token).filter(|t| !t.is_empty()));
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            agent,
+            json: args.json,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
+        anyhow!(
+            "cannot reach BrokeForge at {}: {e}. Is `brokeforge serve` running there? (set --url or BROKEFORGE_URL)",
+            self.base
+        )
+    }
+
+    fn finish(&self, resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value> {
+        let mut resp = resp.map_err(|e| self.unreachable(e))?;
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        let code = body["error"]["code"]
+            .as_str()
+            .unwrap_or("http_error")
+            .to_string();
+        let mut message = body["error"]["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("BrokeForge answered HTTP {status}"));
+        if let Some(field) = body["error"]["field"].as_str() {
+            message = format!("{field}: {message}");
+        }
+        if status == 401 {
+            message = format!(
+                "{message} (run `brokeforge login --url {}`, or set BROKEFORGE_TOKEN to a token from `brokeforge admin create-token`)",
+                self.base
+            );
+        }
+        Err(ApiFailure {
+            status,
+            code,
+            message,
+        }
+        .into())
+    }
+
+    fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(t) => req.header("Authorization", format!("Bearer {t}")),
+            None => req,
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value> {
+        self.finish(self.auth(self.agent.get(&self.url(path))).call())
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Result<Value> {
+        self.finish(self.auth(self.agent.post(&self.url(path))).send_json(body))
+    }
+
+    pub fn put(&self, path: &str, body: Value) -> Result<Value> {
+        self.finish(self.auth(self.agent.put(&self.url(path))).send_json(body))
+    }
+
+    pub fn delete(&self, path: &str) -> Result<Value> {
+        self.finish(self.auth(self.agent.delete(&self.url(path))).call())
+    }
+
+    /// Sign in with a password and create an API token named `name`.
+    pub fn login(&self, email: &str, password: &str, name: &str) -> Result<String> {
+        let mut resp = self
+            .agent
+            .post(&self.url("/login"))
+            .send_json(json!({"email": email, "password": password}))
+            .map_err(|e| self.unreachable(e))?;
+        let status = resp.status().as_u16();
+        let cookie = resp
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::to_string);
+        let body: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
+        if status != 200 {
+            bail!(
+                "{}",
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("sign-in failed")
+            );
+        }
+        let cookie = cookie.ok_or_else(|| anyhow!("the server sent no session"))?;
+        let csrf = body["csrf_token"].as_str().unwrap_or_default().to_string();
+        let made = self.finish(
+            self.agent
+                .post(&self.url("/tokens"))
+                .header("Cookie", &cookie)
+                .header("X-CSRF-Token", &csrf)
+                .send_json(json!({"name": name})),
+        )?;
+        let _ = self
+            .agent
+            .post(&self.url("/logout"))
+            .header("Cookie", &cookie)
+            .header("X-CSRF-Token", &csrf)
+            .send_empty();
+        Ok(made["token"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// A server by name or id.
+    pub fn server(&self, name_or_id: &str) -> Result<Value> {
+        let servers = self.get("/servers")?;
+        let list = servers["servers"].as_array().cloned().unwrap_or_default();
+        let found = list.iter().find(|s| {
+            s["server"]["name"].as_str() == Some(name_or_id)
+                || s["server"]["id"].as_i64().map(|i| i.to_string()).as_deref() == Some(name_or_id)
+        });
+        found.map(|s| s["server"].clone()).ok_or_else(|| {
+            let names: Vec<&str> = list
+                .iter()
+                .filter_map(|s| s["server"]["name"].as_str())
+                .collect();
+            anyhow!(
+                "no server `{name_or_id}` (yours: {})",
+                if names.is_empty() {
+                    "none yet; add one with `brokeforge server add`".into()
+                } else {
+                    names.join(", ")
+                }
+            )
+        })
+    }
+
+    pub fn server_id(&self, name_or_id: &str) -> Result<i64> {
+        self.server(name_or_id)?["id"]
+            .as_i64()
+            .ok_or_else(|| anyhow!("the server answered without an id"))
+    }
+
+    /// A site of a server by domain.
+    pub fn site(&self, server_id: i64, domain: &str) -> Result<Value> {
+        let sites = self.get(&format!("/servers/{server_id}/sites"))?;
+        let list = sites["sites"].as_array().cloned().unwrap_or_default();
+        list.iter()
+            .find(|s| s["domain"].as_str() == Some(&domain.to_ascii_lowercase()))
+            .cloned()
+            .ok_or_else(|| {
+                let names: Vec<&str> = list.iter().filter_map(|s| s["domain"].as_str()).collect();
+                anyhow!(
+                    "no site `{domain}` on that server (sites: {})",
+                    if names.is_empty() {
+                        "none".into()
+                    } else {
+                        names.join(", ")
+                    }
+                )
+            })
+    }
+
+    /// Open the server's live stream (optionally one job's rows); events arrive on the returned channel.
+    pub fn stream(
+        &self,
+        server_id: i64,
+        query: &str,
+    ) -> Result<tokio::sync::mpsc::UnboundedReceiver<SseEvent>> {
+        let resp = self
+            .auth(
+                self.agent
+                    .get(&self.url(&format!("/servers/{server_id}/stream?{query}"))),
+            )
+            .header("Accept", "text/event-stream")
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        if resp.status().as_u16() != 200 {
+            return Err(self
+                .finish(Ok(resp))
+                .err()
+                .unwrap_or_else(|| anyhow!("stream refused")));
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let reader = BufReader::new(resp.into_body().into_reader());
+        std::thread::spawn(move || {
+            let (mut event, mut data) = (String::new(), String::new());
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                } else if line.is_empty() && !event.is_empty() {
+                    let ev = SseEvent {
+                        event: std::mem::take(&mut event),
+                        data: serde_json::from_str(&std::mem::take(&mut data))
+                            .unwrap_or(Value::Null),
+                    };
+                    if tx.send(ev).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: Value,
+}
+
+/// How a followed job ended.
+pub struct Followed {
+    pub job: Value,
+    pub ok: bool,
+}
+
+/// What to do with command output while following.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// Milestones only.
+    Progress,
+    /// Copy the job's stdout/stderr to ours (site commands).
+    Passthrough,
+}
+
+/// Follow a job until it ends: a progress bar on a terminal, plain lines otherwise. Ctrl-C stops following
+/// (the job keeps running). Returns the finished job.
+pub async fn follow(
+    client: &Client,
+    server_id: i64,
+    job: &Value,
+    mode: OutputMode,
+) -> Result<Followed> {
+    let job_id = job["id"]
+        .as_i64()
+        .ok_or_else(|| anyhow!("no job id in the answer"))?;
+    let label = job_label(job);
+    let mut rx = client.stream(server_id, &format!("job={job_id}"))?;
+    let tty = std::io::stderr().is_terminal() && mode == OutputMode::Progress && !client.json;
+    let bar = if tty {
+        let pb = indicatif::ProgressBar::new(1);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {prefix:.bold} [{bar:30}] {pos}/{len} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        pb.set_prefix(label.clone());
+        pb.enable_steady_tick(Duration::from_millis(120));
+        Some(pb)
+    } else {
+        if !client.json && mode == OutputMode::Progress {
+            eprintln!("job {job_id}: {label}");
+        }
+        None
+    };
+    // The job may have ended before the stream opened: check once the stream is up.
+    let mut checked = false;
+    loop {
+        let next = tokio::select! {
+            ev = rx.recv() => ev,
+            _ = tokio::signal::ctrl_c() => {
+                if let Some(b) = &bar { b.abandon(); }
+                eprintln!("stopped following; job {job_id} keeps running (`brokeforge jobs show {job_id}`, `brokeforge jobs cancel {job_id}`)");
+                std::process::exit(130);
+            }
+            _ = tokio::time::sleep(Duration::from_secs(2)), if !checked => {
+                checked = true;
+                let j = client.get(&format!("/jobs/{job_id}"))?;
+                if is_finished(&j["job"]) { return Ok(done(client, bar, j["job"].clone())); }
+                continue;
+            }
+        };
+        let Some(ev) = next else {
+            // The stream closed: the server went away; report what we know.
+            let j = client.get(&format!("/jobs/{job_id}"))?;
+            return Ok(done(client, bar, j["job"].clone()));
+        };
+        match ev.event.as_str() {
+            "milestone" => {
+                let d = &ev.data;
+                if d["job_id"].as_i64() != Some(job_id) {
+                    continue;
+                }
+                let (step, total) = (
+                    d["current_step"].as_u64().unwrap_or(0),
+                    d["total_steps"].as_u64().unwrap_or(1),
+                );
+                let status = d["status"].as_str().unwrap_or_default();
+                let lbl = d["label"].as_str().unwrap_or_default();
+                match &bar {
+                    Some(b) => {
+                        b.set_length(total.max(1));
+                        b.set_position(if status == "completed" {
+                            step
+                        } else {
+                            step.saturating_sub(1)
+                        });
+                        b.set_message(lbl.to_string());
+                    }
+                    None if mode == OutputMode::Progress && !client.json => match status {
+                        "in_progress" => eprintln!("[{step}/{total}] {lbl}"),
+                        "failed" => eprintln!(
+                            "[{step}/{total}] {lbl}: failed: {}",
+                            d["error"].as_str().unwrap_or("")
+                        ),
+                        "cancelled" => eprintln!("[{step}/{total}] {lbl}: cancelled"),
+                        _ => {}
+                    },
+                    None => {}
+                }
+            }
+            "output" if mode == OutputMode::Passthrough => {
+                use std::io::Write;
+                let chunk = ev.data["chunk"].as_str().unwrap_or_default();
+                match ev.data["stream"].as_str() {
+                    Some("stdout") => {
+                        let _ = std::io::stdout().write_all(chunk.as_bytes());
+                        let _ = std::io::stdout().flush();
+                    }
+                    Some("stderr") => {
+                        let _ = std::io::stderr().write_all(chunk.as_bytes());
+                    }
+                    _ => {}
+                }
+            }
+            "job" if ev.data["job_id"].as_i64() == Some(job_id) => {
+                let j = client.get(&format!("/jobs/{job_id}"))?;
+                return Ok(done(client, bar, j["job"].clone()));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn is_finished(job: &Value) -> bool {
+    matches!(
+        job["status"].as_str(),
+        Some("done" | "failed" | "cancelled")
+    )
+}
+
+fn done(client: &Client, bar: Option<indicatif::ProgressBar>, job: Value) -> Followed {
+    let ok = job["status"].as_str() == Some("done");
+    if let Some(b) = bar {
+        if ok {
+            b.set_position(b.length().unwrap_or(1));
+            b.finish_with_message("done");
+        } else {
+            b.abandon_with_message(job["status"].as_str().unwrap_or("failed").to_string());
+        }
+    }
+    if !client.json {
+        let id = job["id"].as_i64().unwrap_or_default();
+        match job["status"].as_str() {
+            Some("done") => eprintln!("job {id} done"),
+            Some(s) => eprintln!(
+                "job {id} {s}: {} (retry with `brokeforge jobs retry {id}`)",
+                job["error"].as_str().unwrap_or("no reason given")
+            ),
+            None => {}
+        }
+    }
+    Followed { job, ok }
+}
+
+pub fn job_label(job: &Value) -> String {
+    match (&job["target"]["type"], job["target"]["name"].as_str()) {
+        (Value::String(t), Some(name)) if t == "service" => {
+            let verb = if job["target"]["provision_type"] == "uninstall" {
+                "remove"
+            } else {
+                "install"
+            };
+            format!("{verb} {name}")
+        }
+        _ => job["kind"].as_str().unwrap_or("job").replace('_', " "),
+    }
+}

@@ -1,0 +1,394 @@
+//! The client commands against a real `brokeforge serve` (child process, SQLite) whose "server" is the
+//! in-process SSH server; the harmless demo package stands in for real software.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use brokeforge_core::CredentialKind;
+use brokeforge_ssh::testkit::TestSshServer;
+use brokeforge_store::{MasterKey, Store};
+
+struct Panel {
+    dir: tempfile::TempDir,
+    url: String,
+    token: String,
+    child: std::process::Child,
+    store: Store,
+}
+
+impl Drop for Panel {
+    fn drop(&mut self) {
+        super::send_sigterm(self.child.id());
+        let _ = self.child.wait();
+    }
+}
+
+impl Panel {
+    async fn start() -> Panel {
+        let dir = tempfile::tempdir().unwrap();
+        let db = format!("sqlite://{}", dir.path().join("bf.db").display());
+        let key = MasterKey::generate().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env("BROKEFORGE_DATABASE_URL", &db)
+            .env("BROKEFORGE_MASTER_KEY", key.to_hex().as_str())
+            .env("BROKEFORGE_DEMO_PACKAGE", "1")
+            .env("BROKEFORGE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+        let admin = |args: &[&str], stdin: &str| {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+                .arg("admin")
+                .args(args)
+                .env("BROKEFORGE_DATABASE_URL", &db)
+                .env("BROKEFORGE_MASTER_KEY", key.to_hex().as_str())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "admin {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).to_string()
+        };
+        admin(
+            &[
+                "create-user",
+                "--email",
+                "ops@example.com",
+                "--password-stdin",
+                "--admin",
+            ],
+            "a long enough password\n",
+        );
+        let token = admin(&["create-token", "--email", "ops@example.com"], "")
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .to_string();
+        assert!(token.starts_with("bf_"), "{token}");
+        let store = Store::open(&db, &key).await.unwrap();
+        Panel {
+            dir,
+            url: format!("http://{addr}"),
+            token,
+            child,
+            store,
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+            .args(args)
+            .env("BROKEFORGE_URL", &self.url)
+            .env("BROKEFORGE_TOKEN", &self.token)
+            .env("XDG_CONFIG_HOME", self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A server backed by the in-process SSH server: added through the CLI, its key trusted there, its host key
+/// pinned through the CLI.
+async fn server(p: &Panel, ssh: &TestSshServer) -> i64 {
+    let out = p.cli(&[
+        "server",
+        "add",
+        "--name",
+        "web",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        &ssh.port().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("curl -fsSL http://"),
+        "{}",
+        text(&out)
+    );
+    let list = p.cli(&["server", "list", "--json"]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&list.stdout).expect("server list --json is JSON");
+    let id = v["servers"][0]["server"]["id"].as_i64().unwrap();
+    let cred = p.store.credential(id, CredentialKind::User).await.unwrap();
+    ssh.authorize("brokeforge", &cred.public_key);
+    let pin = p.cli(&[
+        "server",
+        "pin-host-key",
+        "web",
+        "--fingerprint",
+        &ssh.host_key_fingerprint,
+    ]);
+    assert!(pin.status.success(), "{}", text(&pin));
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_follow_plan_json_and_errors() {
+    let p = Panel::start().await;
+    let ssh = TestSshServer::start().await;
+    let id = server(&p, &ssh).await;
+
+    // The plan first: exactly what the job will run.
+    let plan = p.cli(&["plan", "demo", "--server", "web", "--set", "step_ms=50"]);
+    assert!(plan.status.success(), "{}", text(&plan));
+    let plan_text = String::from_utf8_lossy(&plan.stdout).to_string();
+    let commands: Vec<String> = plan_text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("$ "))
+        .map(|l| l.split("  [timeout").next().unwrap().to_string())
+        .collect();
+    assert_eq!(commands.len(), 4, "{plan_text}");
+    assert!(plan_text.contains("[1/4] prepare: Preparing"));
+
+    // Install with --follow: exit 0 and every milestone in the plain output.
+    let out = p.cli(&[
+        "install",
+        "demo",
+        "--server",
+        "web",
+        "--set",
+        "step_ms=50",
+        "--follow",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for m in [
+        "[1/4] Preparing",
+        "[2/4] Downloading",
+        "[3/4] Configuring",
+        "[4/4] Finishing",
+        "done",
+    ] {
+        assert!(err.contains(m), "{m} missing:\n{}", text(&out));
+    }
+    // The job ran what the plan showed.
+    let jobs = p.store.jobs_for_server(id).await.unwrap();
+    let ran: String = p
+        .store
+        .job_logs(jobs.last().unwrap().id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.chunk)
+        .collect();
+    for c in &commands {
+        assert!(ran.contains(&format!("$ {c}")), "`{c}` not run:\n{ran}");
+    }
+
+    // A failing package: non-zero exit and the error.
+    let out = p.cli(&[
+        "install",
+        "demo",
+        "--server",
+        "web",
+        "--set",
+        "step_ms=20",
+        "--set",
+        "fail_once_at=download",
+        "--follow",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("failed on purpose") && err.contains("brokeforge jobs retry"),
+        "{}",
+        text(&out)
+    );
+    // Retry passes (the demo fails once).
+    let failed_id = p
+        .store
+        .jobs_for_server(id)
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .id;
+    let out = p.cli(&["jobs", "retry", &failed_id.to_string(), "--follow"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // --json output parses.
+    for args in [
+        vec!["server", "show", "web", "--json"],
+        vec!["jobs", "list", "--server", "web", "--json"],
+        vec!["events", "--server", "web", "--json"],
+        vec!["catalogue", "--json"],
+    ] {
+        let out = p.cli(&args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let parsed = if args[0] == "events" {
+            stdout
+                .lines()
+                .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+        } else {
+            serde_json::from_str::<serde_json::Value>(&stdout).is_ok()
+        };
+        assert!(parsed, "{args:?} is not JSON: {stdout}");
+    }
+
+    // Bad arguments: a usage error, not a panic.
+    for args in [
+        vec!["install"],
+        vec!["install", "demo", "--server", "web", "--set", "novalue"],
+        vec!["site", "run", "--server", "web", "--domain", "x.com"],
+        vec!["server", "add", "--name", "x"],
+    ] {
+        let out = p.cli(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("Usage") || err.contains("--help"),
+            "{}",
+            text(&out)
+        );
+        assert!(!err.contains("panicked"), "{}", text(&out));
+    }
+    // Bad values: the server's message.
+    let out = p.cli(&["install", "nope", "--server", "web"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown package `nope`"),
+        "{}",
+        text(&out)
+    );
+    let out = p.cli(&["server", "show", "nonexistent"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no server `nonexistent`"),
+        "{}",
+        text(&out)
+    );
+    // A wrong token and no server at all say what to do.
+    let out = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+        .args(["server", "list"])
+        .env("BROKEFORGE_URL", &p.url)
+        .env("BROKEFORGE_TOKEN", "bf_wrong")
+        .env("XDG_CONFIG_HOME", p.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("brokeforge login"),
+        "{}",
+        text(&out)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+        .args(["server", "list", "--url", "http://127.0.0.1:1"])
+        .env_remove("BROKEFORGE_TOKEN")
+        .env("XDG_CONFIG_HOME", p.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reach BrokeForge"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// `brokeforge login` saves a token (mode 0600) that later commands use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_saves_a_token() {
+    let p = Panel::start().await;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+        .args([
+            "login",
+            "--url",
+            &p.url,
+            "--email",
+            "ops@example.com",
+            "--password-stdin",
+        ])
+        .env("XDG_CONFIG_HOME", p.dir.path())
+        .env_remove("BROKEFORGE_URL")
+        .env_remove("BROKEFORGE_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long enough password\n")
+        .unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let file = p.dir.path().join("brokeforge/client.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+        .args(["server", "list"])
+        .env("XDG_CONFIG_HOME", p.dir.path())
+        .env_remove("BROKEFORGE_URL")
+        .env_remove("BROKEFORGE_TOKEN")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no servers yet"));
+}
+
+/// On a terminal (a pty from `script`), the progress bar redraws in place and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_bar_redraws_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        panic!("`script` (util-linux) is needed for the terminal test");
+    }
+    let p = Panel::start().await;
+    let ssh = TestSshServer::start().await;
+    server(&p, &ssh).await;
+    let cmd = format!(
+        "{} install demo --server web --set step_ms=400 --follow",
+        env!("CARGO_BIN_EXE_brokeforge")
+    );
+    let out = Command::new("script")
+        .args(["-qefc", &cmd, "/dev/null"])
+        .env("BROKEFORGE_URL", &p.url)
+        .env("BROKEFORGE_TOKEN", &p.token)
+        .env("XDG_CONFIG_HOME", p.dir.path())
+        .env("TERM", "xterm-256color")
+        .output()
+        .unwrap();
+    let raw = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{raw}");
+    // Redrawn in place (carriage returns / line clears), with the bar reaching 4/4 and finishing.
+    assert!(
+        raw.contains('\r') || raw.contains("\x1b[2K"),
+        "no redraw: {raw:?}"
+    );
+    assert!(raw.contains("4/4") && raw.contains("done"), "{raw:?}");
+    assert!(raw.contains("Configuring"), "{raw:?}");
+    assert!(
+        !raw.contains("[1/4] Preparing"),
+        "plain lines on a terminal: {raw:?}"
+    );
+}
