@@ -291,6 +291,7 @@ impl Worker {
                     let reason = job.error.clone().unwrap_or_else(|| "worker lost".into());
                     tracing::error!(job_id = job.id, server_id = ?job.server_id, %reason, "job failed: worker lost");
                     self.store.fail_open_events(job.id, &reason).await?;
+                    self.store.announce_job(&job).await?;
                     if let Some(server_id) = job.server_id {
                         self.store
                             .append_log(

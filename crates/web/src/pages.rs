@@ -732,6 +732,62 @@ async fn server_view(
     for job in all_jobs.iter().rev().take(8) {
         jobs.push(job_view(state, job).await?);
     }
+    // Steps reported by the one-line script (no job): one box, after the jobs it started.
+    let script_events: Vec<_> = state
+        .store
+        .events(id, 0)
+        .await?
+        .into_iter()
+        .filter(|e| e.job_id.is_none())
+        .collect();
+    if !script_events.is_empty() {
+        let failed = script_events
+            .iter()
+            .any(|e| e.status == EventStatus::Failed);
+        let running = script_events
+            .iter()
+            .any(|e| e.status == EventStatus::InProgress);
+        jobs.push(JobView {
+            id: 0,
+            label: "Provisioning script".into(),
+            when: ago(script_events[0].created_at),
+            status: if failed {
+                "failed"
+            } else if running {
+                "running"
+            } else {
+                "done"
+            }
+            .into(),
+            error: script_events
+                .iter()
+                .find_map(|e| e.error.clone())
+                .unwrap_or_default(),
+            total: script_events
+                .last()
+                .map(|e| e.total_steps)
+                .unwrap_or(1)
+                .max(1),
+            done: script_events
+                .iter()
+                .filter(|e| e.status == EventStatus::Completed)
+                .map(|e| e.current_step)
+                .max()
+                .unwrap_or(0),
+            milestones: script_events
+                .iter()
+                .map(|e| MilestoneView {
+                    key: e.milestone.clone(),
+                    label: e.label.clone(),
+                    status: e.status.as_str().into(),
+                    error: e.error.clone().unwrap_or_default(),
+                })
+                .collect(),
+            finished: !running,
+            cancellable: false,
+            retryable: false,
+        });
+    }
     let php_versions: Vec<String> = services
         .iter()
         .find(|s| s.service_name == "webserver")

@@ -32,8 +32,9 @@
 
   function onMilestone(ev) {
     const e = JSON.parse(ev.data);
-    if (e.job_id == null) return;
-    const box = jobBox(e.job_id, null, null);
+    // Steps the one-line script reports belong to no job: they share box 0.
+    const jobId = e.job_id == null ? 0 : e.job_id;
+    const box = jobBox(jobId, jobId === 0 ? "Provisioning script" : null, null);
     if (!box) return;
     const bar = box.querySelector("progress");
     bar.max = e.total_steps;
