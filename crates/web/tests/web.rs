@@ -907,6 +907,33 @@ async fn pages_render_and_forms_reject_bad_input() {
             page.body.contains("Install webserver") && page.body.contains("data-stream="),
             "{n}"
         );
+        // A step the one-line script reported shows on the server page.
+        app.store
+            .start_event(&brokeforge_store::NewEvent {
+                server_id: server.id,
+                job_id: None,
+                service_type: brokeforge_core::ServiceType::Server,
+                provision_type: brokeforge_core::ProvisionType::Install,
+                milestone: "create_users".into(),
+                label: "Creating users".into(),
+                current_step: 1,
+                total_steps: 6,
+                details: json!({}),
+            })
+            .await
+            .unwrap();
+        let page = http(
+            &app.addr,
+            "GET",
+            &format!("/servers/{}", server.id),
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .await;
+        assert!(
+            page.body.contains("Provisioning script") && page.body.contains("Creating users"),
+            "{n}"
+        );
 
         // A site with a bad domain is refused on the page.
         let r = form(
