@@ -669,6 +669,20 @@ pub enum SiteCommand {
         #[arg(long)]
         file: PathBuf,
     },
+    /// Deployment settings: releases kept, deploy timeout, shared paths.
+    Settings {
+        #[command(flatten)]
+        target: SiteTarget,
+        /// Releases kept on the server (1-50).
+        #[arg(long)]
+        keep_releases: Option<u32>,
+        /// Seconds the deploy script may run.
+        #[arg(long)]
+        deploy_timeout: Option<u64>,
+        /// A file or directory (ending in /) shared by every release; repeat for several (replaces the list).
+        #[arg(long = "shared")]
+        shared: Vec<String>,
+    },
     /// The site's deploy key (add it to your git host).
     DeployKey(SiteTarget),
     /// The deploy webhook URL and secret.
@@ -900,6 +914,37 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             )?;
             if !client.json {
                 println!("deploy script saved");
+            }
+        }
+        SiteCommand::Settings {
+            target,
+            keep_releases,
+            deploy_timeout,
+            shared,
+        } => {
+            let (_, id) = site_id(&client, &target)?;
+            let body = json!({
+                "keep_releases": keep_releases,
+                "deploy_timeout_secs": deploy_timeout,
+                "shared_paths": if shared.is_empty() { Value::Null } else { json!(shared) },
+            });
+            let v = client.put(&format!("/sites/{id}/settings"), body)?;
+            if client.json {
+                print_json(&v);
+            } else {
+                println!(
+                    "keep {} releases; deploy timeout {} s; shared: {}",
+                    v["keep_releases"],
+                    v["deploy_timeout_secs"],
+                    v["shared_paths"]
+                        .as_array()
+                        .map(|a| a
+                            .iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                        .unwrap_or_default()
+                );
             }
         }
         SiteCommand::DeployKey(t) => {

@@ -87,6 +87,7 @@ pub fn operations() -> Vec<Op> {
         post "/sites/{id}/deployments" deploy, "Deploy (queued; deploys of a server run one at a time)", r#"{"branch":"main"}"#;
         post "/sites/{id}/rollback" rollback, "Make a kept release live again", r#"{"release":"20261125120000-42"}"#;
         put "/sites/{id}/deploy-script" set_deploy_script, "Replace the deploy script (empty: the default)", r#"{"script":"composer install --no-dev"}"#;
+        put "/sites/{id}/settings" set_site_settings, "Deployment settings: releases kept, deploy timeout, shared paths", r#"{"keep_releases":5,"deploy_timeout_secs":900,"shared_paths":[".env","storage/"]}"#;
         get "/sites/{id}/commands" list_commands, "Site command history", "";
         post "/sites/{id}/commands" run_command, "Run a command in the live release (queued job)", r#"{"command":"php artisan migrate --force","timeout_secs":120}"#;
         get "/sites/{id}/env" read_env, "Read the site's .env", "";
@@ -875,6 +876,66 @@ async fn set_deploy_script(
     let (site, _) = owned_site(&state, &authed.user, id).await?;
     save_deploy_script(&state, &site, &b.script).await?;
     Ok(Json(json!({"ok": true})))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SiteSettings {
+    pub keep_releases: Option<u32>,
+    pub deploy_timeout_secs: Option<u64>,
+    pub shared_paths: Option<Vec<String>>,
+}
+
+/// Change a site's deployment settings (validated; nothing changes on a bad value).
+pub async fn save_site_settings(
+    state: &AppState,
+    site: &ServerSite,
+    s: &SiteSettings,
+) -> ApiResult<SiteConfig> {
+    let mut config = SiteConfig::of(&state.store.site(site.id).await?);
+    if let Some(k) = s.keep_releases {
+        if !(1..=50).contains(&k) {
+            return Err(ApiError::invalid(
+                "keep_releases",
+                "keep between 1 and 50 releases",
+            ));
+        }
+        config.keep_releases = k;
+    }
+    if let Some(t) = s.deploy_timeout_secs {
+        if !(10..=7200).contains(&t) {
+            return Err(ApiError::invalid(
+                "deploy_timeout_secs",
+                "between 10 and 7200 seconds",
+            ));
+        }
+        config.deploy_timeout_secs = t;
+    }
+    if let Some(paths) = &s.shared_paths {
+        let mut checked = Vec::new();
+        for p in paths.iter().filter(|p| !p.trim().is_empty()) {
+            checked.push(sites::site::shared_path(p.trim())?);
+        }
+        config.shared_paths = checked;
+    }
+    state
+        .store
+        .set_site_configuration(site.id, &config.to_value())
+        .await?;
+    Ok(config)
+}
+
+async fn set_site_settings(
+    State(state): State<AppState>,
+    authed: Authed,
+    Path(id): Path<i64>,
+    Body(b): Body<SiteSettings>,
+) -> ApiResult<Json<Value>> {
+    let (site, _) = owned_site(&state, &authed.user, id).await?;
+    let config = save_site_settings(&state, &site, &b).await?;
+    Ok(Json(
+        json!({"keep_releases": config.keep_releases, "deploy_timeout_secs": config.deploy_timeout_secs, "shared_paths": config.shared_paths}),
+    ))
 }
 
 async fn show_deployment(

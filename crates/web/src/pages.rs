@@ -55,6 +55,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sites/{id}/deploy", post(deploy))
         .route("/sites/{id}/rollback", post(rollback))
         .route("/sites/{id}/deploy-script", post(save_script))
+        .route("/sites/{id}/settings", post(save_settings))
         .route("/sites/{id}/env", post(save_env))
         .route("/sites/{id}/commands", post(run_command))
         .route("/deployments/{id}", get(deployment_page))
@@ -1237,6 +1238,9 @@ struct SitePage {
     commands: Vec<CommandRow>,
     webhook_url: String,
     webhook_secret: String,
+    keep_releases: u32,
+    deploy_timeout: u64,
+    shared_paths: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -1390,6 +1394,9 @@ async fn site_view(
                 hook.expose()
             ),
             webhook_secret: secret.expose().to_string(),
+            keep_releases: config.keep_releases,
+            deploy_timeout: config.deploy_timeout_secs,
+            shared_paths: config.shared_paths.join(", "),
             server,
             site,
         },
@@ -1515,6 +1522,49 @@ async fn save_script(
         .await
         .map_err(|e| PageError(e, Some(u.clone())))?;
     let r = api::save_deploy_script(&state, &site, &f.script).await;
+    site_result(&state, &u, &headers, id, r).await
+}
+
+#[derive(Deserialize)]
+struct SettingsForm {
+    keep_releases: String,
+    deploy_timeout_secs: String,
+    shared_paths: String,
+}
+
+async fn save_settings(
+    State(state): State<AppState>,
+    PageUser(u): PageUser,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(f): Form<SettingsForm>,
+) -> PageResult {
+    let (site, _) = owned_site(&state, &u.user, id)
+        .await
+        .map_err(|e| PageError(e, Some(u.clone())))?;
+    let parsed = (|| -> Result<api::SiteSettings, ApiError> {
+        Ok(api::SiteSettings {
+            keep_releases: Some(
+                f.keep_releases
+                    .trim()
+                    .parse()
+                    .map_err(|_| ApiError::invalid("keep_releases", "enter a number"))?,
+            ),
+            deploy_timeout_secs: Some(f.deploy_timeout_secs.trim().parse().map_err(|_| {
+                ApiError::invalid("deploy_timeout_secs", "enter a number of seconds")
+            })?),
+            shared_paths: Some(
+                f.shared_paths
+                    .split(',')
+                    .map(|p| p.trim().to_string())
+                    .collect(),
+            ),
+        })
+    })();
+    let r = match parsed {
+        Ok(s) => api::save_site_settings(&state, &site, &s).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
     site_result(&state, &u, &headers, id, r).await
 }
 

@@ -990,6 +990,42 @@ async fn pages_render_and_forms_reject_bad_input() {
         .await;
         assert_eq!(r.status, 422);
         assert!(r.body.contains("not a kept release"));
+        for (keep, shared, msg) in [
+            ("0", ".env", "between 1 and 50"),
+            ("3", "../etc/passwd", "not a path inside the release"),
+        ] {
+            let r = form(
+                &app,
+                &format!("/sites/{}/settings", site.id),
+                &cookie,
+                &[
+                    ("_csrf", &csrf),
+                    ("keep_releases", keep),
+                    ("deploy_timeout_secs", "900"),
+                    ("shared_paths", shared),
+                ],
+            )
+            .await;
+            assert_eq!(r.status, 422, "{n}");
+            assert!(r.body.contains(msg), "{}", r.body);
+        }
+        let r = form(
+            &app,
+            &format!("/sites/{}/settings", site.id),
+            &cookie,
+            &[
+                ("_csrf", &csrf),
+                ("keep_releases", "3"),
+                ("deploy_timeout_secs", "600"),
+                ("shared_paths", ".env, storage/"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 303);
+        let cfg = brokeforge_packages::services::sites::SiteConfig::of(
+            &app.store.site(site.id).await.unwrap(),
+        );
+        assert_eq!((cfg.keep_releases, cfg.deploy_timeout_secs), (3, 600));
         let (d, _) = app
             .store
             .queue_deployment(
