@@ -660,6 +660,24 @@ pub enum SiteCommand {
         #[arg(long)]
         follow: bool,
     },
+    /// Connect a git repository (add the deploy key to the git host first), then deploy.
+    Repository {
+        #[command(flatten)]
+        target: SiteTarget,
+        /// ssh (git@host:owner/repo.git) or https URL.
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// The git server's host key fingerprint (SHA256:...), checked before anything is cloned.
+        #[arg(long)]
+        host_key_fingerprint: Option<String>,
+        /// Connect only; do not deploy.
+        #[arg(long)]
+        no_deploy: bool,
+        #[arg(long)]
+        follow: bool,
+    },
     /// Deployments, kept releases and the live one.
     Deployments(SiteTarget),
     /// Replace the deploy script from a file.
@@ -877,6 +895,34 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                 eprintln!("rolling back to {release}");
             }
             job_result(&client, server, &v["job"], do_follow).await?;
+        }
+        SiteCommand::Repository {
+            target,
+            url,
+            branch,
+            host_key_fingerprint,
+            no_deploy,
+            follow: do_follow,
+        } => {
+            let (server, id) = site_id(&client, &target)?;
+            let r = client.post(
+                &format!("/sites/{id}/repository"),
+                json!({"url": url, "branch": branch, "host_key_fingerprint": host_key_fingerprint, "deploy": !no_deploy}),
+            )?;
+            let done = job_result(&client, server, &r["job"], do_follow).await?;
+            if !client.json && do_follow {
+                let fps: Vec<&str> = done["result"]["host_key_fingerprints"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                    .unwrap_or_default();
+                if !fps.is_empty() {
+                    eprintln!("git server host key pinned: {}", fps.join(", "));
+                }
+            }
+            if do_follow && let Some(dj) = done["result"]["deployment_job_id"].as_i64() {
+                let job = client.get(&format!("/jobs/{dj}"))?;
+                job_result(&client, server, &job["job"], true).await?;
+            }
         }
         SiteCommand::Deployments(t) => {
             let (_, id) = site_id(&client, &t)?;

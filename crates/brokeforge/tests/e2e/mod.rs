@@ -1119,18 +1119,7 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
     );
 
     // A git server on the host: user `git`, a bare repository, commit 1 pushed.
-    let setup = host
-        .root(
-            "set -e; id git >/dev/null 2>&1 || useradd -m -d /srv/git -s /bin/bash git; \
-             install -d -o git -g git -m 700 /srv/git/.ssh; rm -rf /srv/git/app.git /tmp/work; \
-             git config --global --add safe.directory '*'; git init -q --bare -b main /srv/git/app.git; \
-             git init -q -b main /tmp/work; cd /tmp/work; git config user.email t@e; git config user.name t; \
-             mkdir public; printf '<?php echo \"commit one\";' > public/index.php; git add .; git commit -qm one; \
-             git push -q /srv/git/app.git main; chown -R git:git /srv/git; git rev-parse HEAD",
-        )
-        .await;
-    assert!(setup.success(), "{}", setup.stderr_text());
-    let commit1 = setup.stdout_text().trim().to_string();
+    let commit1 = git_server(&host).await;
 
     // The user adds the deploy key to the git server.
     let (public, _) = git_repository_installer::deploy_key(store, &site)
@@ -1214,14 +1203,7 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
     let release1 = d1.release.clone().unwrap();
 
     // Commit 2, deployed by a GitHub webhook; a wrong signature first changes nothing.
-    let push = host
-        .root(
-            "set -e; cd /tmp/work; printf '<?php echo \"commit two\";' > public/index.php; git commit -qam two; \
-             git push -q /srv/git/app.git main; chown -R git:git /srv/git; git rev-parse HEAD",
-        )
-        .await;
-    assert!(push.success(), "{}", push.stderr_text());
-    let commit2 = push.stdout_text().trim().to_string();
+    let commit2 = push_commit_two(&host).await;
     let path = webhook::webhook_path(store, &site).await.unwrap();
     let token = webhook::webhook_token(store, &site).await.unwrap();
     let body = br#"{"ref":"refs/heads/main"}"#;
@@ -1420,4 +1402,279 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
         "{left}"
     );
     assert!(!site_page(&host.ip, "app.test").await.contains("commit"));
+}
+
+/// A git server on the host: user `git` with a bare repository `/srv/git/app.git`, commit 1 pushed (a page
+/// printing "commit one"). Returns the commit.
+async fn git_server(host: &DebianHost) -> String {
+    let setup = host
+        .root(
+            "set -e; id git >/dev/null 2>&1 || useradd -m -d /srv/git -s /bin/bash git; \
+             install -d -o git -g git -m 700 /srv/git/.ssh; rm -rf /srv/git/app.git /tmp/work; \
+             git config --global --add safe.directory '*'; git init -q --bare -b main /srv/git/app.git; \
+             git init -q -b main /tmp/work; cd /tmp/work; git config user.email t@e; git config user.name t; \
+             mkdir public; printf '<?php echo \"commit one\";' > public/index.php; git add .; git commit -qm one; \
+             git push -q /srv/git/app.git main; chown -R git:git /srv/git; git rev-parse HEAD",
+        )
+        .await;
+    assert!(setup.success(), "{}", setup.stderr_text());
+    setup.stdout_text().trim().to_string()
+}
+
+/// Push commit 2 ("commit two") to the host's git server; returns the commit.
+async fn push_commit_two(host: &DebianHost) -> String {
+    let push = host
+        .root(
+            "set -e; cd /tmp/work; printf '<?php echo \"commit two\";' > public/index.php; git commit -qam two; \
+             git push -q /srv/git/app.git main; chown -R git:git /srv/git; git rev-parse HEAD",
+        )
+        .await;
+    assert!(push.success(), "{}", push.stderr_text());
+    push.stdout_text().trim().to_string()
+}
+
+/// The CLI end to end on a real host: direct onboarding with `--root-key --follow`, the web server, a site, its
+/// repository and deployments, rollback to the previous release, site commands with their exit codes, the .env.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_onboards_deploys_and_rolls_back() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    if !enabled() {
+        return;
+    }
+    let host = DebianHost::start(16);
+    let panel = Panel::start("127.0.0.1:0").await;
+    let token = "bf_e2e_cli_token_0123456789";
+    panel
+        .store
+        .create_api_token(
+            panel.user_id,
+            "e2e",
+            &brokeforge_web::auth::sha256_hex(token),
+            "bf_e2e",
+        )
+        .await
+        .unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("root");
+    std::fs::write(&key_file, host.root_key.expose()).unwrap();
+    let cli = |args: &[&str], stdin: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+            .args(args)
+            .env("BROKEFORGE_URL", format!("http://{}", panel.addr))
+            .env("BROKEFORGE_TOKEN", token)
+            .env("XDG_CONFIG_HOME", keys.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = c.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+        drop(input);
+        let out = c.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let ok = |r: (Option<i32>, String, String), what: &str| {
+        assert_eq!(r.0, Some(0), "{what}:\n{}\n{}", r.1, r.2);
+        r
+    };
+
+    let (_, _, err) = ok(
+        cli(
+            &[
+                "server",
+                "add",
+                "--name",
+                "cli-web",
+                "--ip",
+                &host.ip,
+                "--root-key",
+                key_file.to_str().unwrap(),
+                "--host-key-fingerprint",
+                &host.fingerprint,
+                "--follow",
+            ],
+            None,
+        ),
+        "server add --follow",
+    );
+    assert!(
+        err.contains("Installing base packages")
+            || err.contains("install_base_packages")
+            || err.contains("base packages"),
+        "{err}"
+    );
+    let server = panel
+        .store
+        .servers_for_user(panel.user_id)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        server.provision_status,
+        ProvisionStatus::Provisioned,
+        "{err}"
+    );
+
+    ok(
+        cli(
+            &["install", "webserver", "--server", "cli-web", "--follow"],
+            None,
+        ),
+        "install webserver",
+    );
+    ok(
+        cli(
+            &[
+                "site", "create", "--server", "cli-web", "--domain", "cli.test", "--follow",
+            ],
+            None,
+        ),
+        "site create",
+    );
+    let commit1 = git_server(&host).await;
+    let (_, key, _) = ok(
+        cli(
+            &[
+                "site",
+                "deploy-key",
+                "--server",
+                "cli-web",
+                "--domain",
+                "cli.test",
+            ],
+            None,
+        ),
+        "deploy-key",
+    );
+    assert!(host
+        .root(&format!(
+            "printf '%s\\n' '{}' > /srv/git/.ssh/authorized_keys && chown git:git /srv/git/.ssh/authorized_keys && chmod 600 /srv/git/.ssh/authorized_keys",
+            key.trim()
+        ))
+        .await
+        .success());
+    ok(
+        cli(
+            &[
+                "site",
+                "repository",
+                "--server",
+                "cli-web",
+                "--domain",
+                "cli.test",
+                "--url",
+                "git@127.0.0.1:/srv/git/app.git",
+                "--branch",
+                "main",
+                "--host-key-fingerprint",
+                &host.fingerprint,
+                "--follow",
+            ],
+            None,
+        ),
+        "site repository",
+    );
+    assert_eq!(site_page(&host.ip, "cli.test").await, "commit one");
+    push_commit_two(&host).await;
+    ok(
+        cli(
+            &[
+                "site", "deploy", "--server", "cli-web", "--domain", "cli.test", "--follow",
+            ],
+            None,
+        ),
+        "site deploy",
+    );
+    assert_eq!(site_page(&host.ip, "cli.test").await, "commit two");
+    ok(
+        cli(
+            &[
+                "site", "rollback", "--server", "cli-web", "--domain", "cli.test", "--follow",
+            ],
+            None,
+        ),
+        "site rollback",
+    );
+    assert_eq!(site_page(&host.ip, "cli.test").await, "commit one");
+    let (_, out, _) = ok(
+        cli(
+            &[
+                "site",
+                "deployments",
+                "--server",
+                "cli-web",
+                "--domain",
+                "cli.test",
+                "--json",
+            ],
+            None,
+        ),
+        "deployments",
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["deployments"].as_array().unwrap().len(), 3);
+    assert_eq!(v["deployments"][2]["commit_hash"], commit1.as_str());
+
+    // Site commands: output streamed, the exit code passed on.
+    let (_, out, _) = ok(
+        cli(
+            &[
+                "site",
+                "run",
+                "--server",
+                "cli-web",
+                "--domain",
+                "cli.test",
+                "--",
+                "echo \"it's $HOME\"; cat public/index.php",
+            ],
+            None,
+        ),
+        "site run",
+    );
+    assert_eq!(out, "it's /home/brokeforge\n<?php echo \"commit one\";");
+    let r = cli(
+        &[
+            "site",
+            "run",
+            "--server",
+            "cli-web",
+            "--domain",
+            "cli.test",
+            "--",
+            "echo bad >&2; exit 3",
+        ],
+        None,
+    );
+    assert_eq!(r.0, Some(3), "{r:?}");
+    assert_eq!(r.2, "bad\n");
+
+    // The .env through stdin and back.
+    ok(
+        cli(
+            &[
+                "site", "env", "set", "--server", "cli-web", "--domain", "cli.test",
+            ],
+            Some("APP_ENV=production\nSECRET='a$b'\n"),
+        ),
+        "env set",
+    );
+    let (_, env, _) = ok(
+        cli(
+            &[
+                "site", "env", "get", "--server", "cli-web", "--domain", "cli.test",
+            ],
+            None,
+        ),
+        "env get",
+    );
+    assert_eq!(env, "APP_ENV=production\nSECRET='a$b'\n");
 }
