@@ -389,14 +389,14 @@ pub async fn follow(
             _ = tokio::time::sleep(Duration::from_secs(2)), if !checked => {
                 checked = true;
                 let j = client.get(&format!("/jobs/{job_id}"))?;
-                if is_finished(&j["job"]) { return Ok(done(client, bar, j["job"].clone())); }
+                if is_finished(&j["job"]) { return Ok(done(client, bar, j["job"].clone(), mode)); }
                 continue;
             }
         };
         let Some(ev) = next else {
             // The stream closed: the server went away; report what we know.
             let j = client.get(&format!("/jobs/{job_id}"))?;
-            return Ok(done(client, bar, j["job"].clone()));
+            return Ok(done(client, bar, j["job"].clone(), mode));
         };
         match ev.event.as_str() {
             "milestone" => {
@@ -448,7 +448,7 @@ pub async fn follow(
             }
             "job" if ev.data["job_id"].as_i64() == Some(job_id) => {
                 let j = client.get(&format!("/jobs/{job_id}"))?;
-                return Ok(done(client, bar, j["job"].clone()));
+                return Ok(done(client, bar, j["job"].clone(), mode));
             }
             _ => {}
         }
@@ -462,7 +462,12 @@ fn is_finished(job: &Value) -> bool {
     )
 }
 
-fn done(client: &Client, bar: Option<indicatif::ProgressBar>, job: Value) -> Followed {
+fn done(
+    client: &Client,
+    bar: Option<indicatif::ProgressBar>,
+    job: Value,
+    mode: OutputMode,
+) -> Followed {
     let ok = job["status"].as_str() == Some("done");
     if let Some(b) = bar {
         if ok {
@@ -472,7 +477,8 @@ fn done(client: &Client, bar: Option<indicatif::ProgressBar>, job: Value) -> Fol
             b.abandon_with_message(job["status"].as_str().unwrap_or("failed").to_string());
         }
     }
-    if !client.json {
+    // A site command's own output is the answer: no job lines around it.
+    if !client.json && mode == OutputMode::Progress {
         let id = job["id"].as_i64().unwrap_or_default();
         match job["status"].as_str() {
             Some("done") => eprintln!("job {id} done"),

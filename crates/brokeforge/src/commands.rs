@@ -666,7 +666,7 @@ pub enum SiteCommand {
         target: SiteTarget,
         /// ssh (git@host:owner/repo.git) or https URL.
         #[arg(long)]
-        url: String,
+        repository: String,
         #[arg(long, default_value = "main")]
         branch: String,
         /// The git server's host key fingerprint (SHA256:...), checked before anything is cloned.
@@ -898,7 +898,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
         }
         SiteCommand::Repository {
             target,
-            url,
+            repository: url,
             branch,
             host_key_fingerprint,
             no_deploy,

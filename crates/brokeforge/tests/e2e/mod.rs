@@ -1570,7 +1570,7 @@ async fn cli_onboards_deploys_and_rolls_back() {
                 "cli-web",
                 "--domain",
                 "cli.test",
-                "--url",
+                "--repository",
                 "git@127.0.0.1:/srv/git/app.git",
                 "--branch",
                 "main",
