@@ -28,7 +28,7 @@ pub struct Session {
     pub expires_at: i64,
 }
 
-fn user_from(r: &AnyRow) -> Result<User> {
+pub(crate) fn user_from(r: &AnyRow) -> Result<User> {
     Ok(User {
         id: r.try_get("id")?,
         email: r.try_get("email")?,

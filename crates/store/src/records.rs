@@ -139,16 +139,7 @@ impl Store {
         .bind(email.trim().to_ascii_lowercase())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(User {
-                id: r.try_get("id")?,
-                email: r.try_get("email")?,
-                password_hash: r.try_get("password_hash")?,
-                is_admin: r.try_get::<i64, _>("is_admin")? != 0,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(crate::accounts::user_from).transpose()
     }
 
     // ---- servers ----

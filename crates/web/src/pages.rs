@@ -187,6 +187,24 @@ impl IntoResponse for PageError {
 
 type PageResult = Result<Response, PageError>;
 
+/// The user's own server, or the "not found" page.
+async fn page_server(state: &AppState, u: &Authed, id: i64) -> Result<Server, PageError> {
+    owned_server(state, &u.user, id)
+        .await
+        .map_err(|e| PageError(e, Some(u.clone())))
+}
+
+/// The user's own site (with its server), or the "not found" page.
+async fn page_site(
+    state: &AppState,
+    u: &Authed,
+    id: i64,
+) -> Result<(ServerSite, Server), PageError> {
+    owned_site(state, &u.user, id)
+        .await
+        .map_err(|e| PageError(e, Some(u.clone())))
+}
+
 /// The signed-in user of a page; anyone else goes to the login page (or to setup on a new install).
 pub struct PageUser(pub Authed);
 
@@ -975,9 +993,7 @@ async fn server_script(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> PageResult {
-    let server = owned_server(&state, &u.user, id)
-        .await
-        .map_err(|e| PageError(e, Some(u.clone())))?;
+    let server = page_server(&state, &u, id).await?;
     let token = state
         .store
         .create_provision_token(
@@ -1010,9 +1026,7 @@ async fn pin_host_key(
     Path(id): Path<i64>,
     Form(f): Form<PinForm>,
 ) -> PageResult {
-    owned_server(&state, &u.user, id)
-        .await
-        .map_err(|e| PageError(e, Some(u.clone())))?;
+    page_server(&state, &u, id).await?;
     match brokeforge_ssh::keys::validate_fingerprint(&f.fingerprint) {
         Ok(fp) => {
             state.store.pin_host_key(id, Some(&fp)).await?;
@@ -1037,9 +1051,7 @@ async fn delete_server(
     PageUser(u): PageUser,
     Path(id): Path<i64>,
 ) -> PageResult {
-    owned_server(&state, &u.user, id)
-        .await
-        .map_err(|e| PageError(e, Some(u.clone())))?;
+    page_server(&state, &u, id).await?;
     state.store.delete_server(id).await?;
     Ok(see_other("/"))
 }
@@ -1051,9 +1063,7 @@ async fn install(
     Path(id): Path<i64>,
     Form(f): Form<BTreeMap<String, String>>,
 ) -> PageResult {
-    owned_server(&state, &u.user, id)
-        .await
-        .map_err(|e| PageError(e, Some(u.clone())))?;
+    page_server(&state, &u, id).await?;
     let package = f.get("package").cloned().unwrap_or_default();
     let settings: BTreeMap<String, String> = f
         .iter()
@@ -1081,9 +1091,7 @@ async fn remove_service(
     PageUser(u): PageUser,
     Path((id, name)): Path<(i64, String)>,
 ) -> PageResult {
-    owned_server(&state, &u.user, id)
-        .await
-        .map_err(|e| PageError(e, Some(u.clone())))?;
+    page_server(&state, &u, id).await?;
     match catalogue::remove(&state.store, id, &name, &BTreeMap::new()).await {
         Ok(_) => Ok(see_other(format!("/servers/{id}"))),
         Err(e) => {
@@ -1106,9 +1114,7 @@ async fn create_site(
     Path(id): Path<i64>,
     Form(f): Form<SiteForm>,
 ) -> PageResult {
-    owned_server(&state, &u.user, id)
-        .await
-        .map_err(|e| PageError(e, Some(u.clone())))?;
+    page_server(&state, &u, id).await?;
     let req = SiteRequest {
         domain: f.domain.clone(),
         aliases: f
@@ -1134,9 +1140,7 @@ async fn create_schema(
     Path(id): Path<i64>,
     Form(f): Form<BTreeMap<String, String>>,
 ) -> PageResult {
-    owned_server(&state, &u.user, id)
-        .await
-        .map_err(|e| PageError(e, Some(u.clone())))?;
+    page_server(&state, &u, id).await?;
     let req: Result<database::SchemaRequest, _> =
         serde_json::from_value(json!({"engine": f.get("engine"), "name": f.get("name")}));
     let result = match req {
@@ -1157,9 +1161,7 @@ async fn create_db_user(
     Path(id): Path<i64>,
     Form(f): Form<BTreeMap<String, String>>,
 ) -> PageResult {
-    owned_server(&state, &u.user, id)
-        .await
-        .map_err(|e| PageError(e, Some(u.clone())))?;
+    page_server(&state, &u, id).await?;
     let schemas: Vec<String> = f
         .get("schemas")
         .map(|s| {
@@ -1439,9 +1441,7 @@ async fn remove_site(
     Path(id): Path<i64>,
     Form(f): Form<KeepForm>,
 ) -> PageResult {
-    let (site, server) = owned_site(&state, &u.user, id)
-        .await
-        .map_err(|e| PageError(e, Some(u.clone())))?;
+    let (site, server) = page_site(&state, &u, id).await?;
     sites::site::remove_site(&state.store, &site, f.keep_files.is_some()).await?;
     Ok(see_other(format!("/servers/{}", server.id)))
 }
@@ -1453,9 +1453,7 @@ async fn connect_repository(
     Path(id): Path<i64>,
     Form(f): Form<RepositoryRequest>,
 ) -> PageResult {
-    let (site, _) = owned_site(&state, &u.user, id)
-        .await
-        .map_err(|e| PageError(e, Some(u.clone())))?;
+    let (site, _) = page_site(&state, &u, id).await?;
     let r = git_repository_installer::connect_repository(&state.store, &site, &f, true)
         .await
         .map(|_| ())
@@ -1469,9 +1467,7 @@ async fn deploy(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> PageResult {
-    let (site, _) = owned_site(&state, &u.user, id)
-        .await
-        .map_err(|e| PageError(e, Some(u.clone())))?;
+    let (site, _) = page_site(&state, &u, id).await?;
     let r = deployment::deploy(&state.store, &site, None, &format!("user:{}", u.user.email))
         .await
         .map(|_| ())
@@ -1491,9 +1487,7 @@ async fn rollback(
     Path(id): Path<i64>,
     Form(f): Form<RollbackForm>,
 ) -> PageResult {
-    let (site, _) = owned_site(&state, &u.user, id)
-        .await
-        .map_err(|e| PageError(e, Some(u.clone())))?;
+    let (site, _) = page_site(&state, &u, id).await?;
     let r = deployment::rollback(
         &state.store,
         &site,
@@ -1518,9 +1512,7 @@ async fn save_script(
     Path(id): Path<i64>,
     Form(f): Form<ScriptForm>,
 ) -> PageResult {
-    let (site, _) = owned_site(&state, &u.user, id)
-        .await
-        .map_err(|e| PageError(e, Some(u.clone())))?;
+    let (site, _) = page_site(&state, &u, id).await?;
     let r = api::save_deploy_script(&state, &site, &f.script).await;
     site_result(&state, &u, &headers, id, r).await
 }
@@ -1539,9 +1531,7 @@ async fn save_settings(
     Path(id): Path<i64>,
     Form(f): Form<SettingsForm>,
 ) -> PageResult {
-    let (site, _) = owned_site(&state, &u.user, id)
-        .await
-        .map_err(|e| PageError(e, Some(u.clone())))?;
+    let (site, _) = page_site(&state, &u, id).await?;
     let parsed = (|| -> Result<api::SiteSettings, ApiError> {
         Ok(api::SiteSettings {
             keep_releases: Some(
@@ -1580,9 +1570,7 @@ async fn save_env(
     Path(id): Path<i64>,
     Form(f): Form<EnvForm>,
 ) -> PageResult {
-    let (site, server) = owned_site(&state, &u.user, id)
-        .await
-        .map_err(|e| PageError(e, Some(u.clone())))?;
+    let (site, server) = page_site(&state, &u, id).await?;
     let r = EnvironmentInstaller
         .write(
             &state.executor,
@@ -1609,9 +1597,7 @@ async fn run_command(
     Path(id): Path<i64>,
     Form(f): Form<CommandForm>,
 ) -> PageResult {
-    let (site, _) = owned_site(&state, &u.user, id)
-        .await
-        .map_err(|e| PageError(e, Some(u.clone())))?;
+    let (site, _) = page_site(&state, &u, id).await?;
     let r = api::queue_command(&state, &site, &f.command, None)
         .await
         .map(|_| ());
