@@ -450,4 +450,46 @@ async fn setup_add_server_install_fail_and_retry() {
     b.screenshot("06-dashboard").await;
     b.goto(&format!("{base}/account")).await;
     b.screenshot("07-account").await;
+    let site = app
+        .store
+        .create_site(&brokeforge_store::NewSite {
+            server_id: server.id,
+            domain: "shop.example.com".into(),
+            document_root: "/home/brokeforge/shop.example.com".into(),
+            php_version: Some("8.2".into()),
+            status: brokeforge_core::ServiceStatus::Active,
+            configuration: json!({"aliases": ["www.shop.example.com"]}),
+        })
+        .await
+        .unwrap();
+    b.goto(&format!("{base}/sites/{}", site.id)).await;
+    b.wait_for(
+        "the site page",
+        "document.querySelector('#deploy-key')",
+        Duration::from_secs(10),
+    )
+    .await;
+    b.screenshot("08-site").await;
+
+    // On a phone: nothing wider than the screen.
+    b.call(
+        "POST",
+        &b.s("/window/rect"),
+        Some(json!({"width": 390, "height": 844})),
+    )
+    .await;
+    for (page, name) in [
+        (format!("{base}/servers/{}", server.id), "09-server-phone"),
+        (format!("{base}/sites/{}", site.id), "10-site-phone"),
+    ] {
+        b.goto(&page).await;
+        let overflow = b
+            .js("return document.documentElement.scrollWidth - window.innerWidth;")
+            .await;
+        b.screenshot(name).await;
+        assert!(
+            overflow.as_i64().unwrap_or(0) <= 1,
+            "{name} is wider than a phone by {overflow}px"
+        );
+    }
 }
