@@ -1048,6 +1048,58 @@ async fn pages_render_and_forms_reject_bad_input() {
         .await;
         assert_eq!(r.status, 200);
 
+        // More forms: each bad value comes back with its message, nothing changes.
+        for (path, fields, msg) in [
+            (
+                "/account/tokens".to_string(),
+                vec![("name", " ")],
+                "name the token",
+            ),
+            (
+                "/users".to_string(),
+                vec![("email", "nope"), ("password", "a good long password")],
+                "email address",
+            ),
+            (
+                "/users".to_string(),
+                vec![("email", "dev@example.com"), ("password", "short")],
+                "at least 10",
+            ),
+            (
+                "/account/password".to_string(),
+                vec![
+                    ("current", "wrong one!"),
+                    ("password", "a new long password"),
+                ],
+                "current password is wrong",
+            ),
+            (
+                format!("/servers/{}/host-key", server.id),
+                vec![("fingerprint", "MD5:nope")],
+                "fingerprint",
+            ),
+        ] {
+            let mut f = vec![("_csrf", csrf.as_str())];
+            f.extend(fields.iter().copied());
+            let r = form(&app, &path, &cookie, &f).await;
+            assert_eq!(r.status, 422, "{n}: {path}: {}", r.body);
+            assert!(
+                r.body.contains(msg),
+                "{n}: {path} without `{msg}`: {}",
+                r.body
+            );
+        }
+        assert_eq!(app.store.count_users().await.unwrap(), 1);
+        assert!(app.store.api_tokens(admin.id).await.unwrap().is_empty());
+        assert!(
+            app.store
+                .server(server.id)
+                .await
+                .unwrap()
+                .host_key_fingerprint
+                .is_none()
+        );
+
         // Another user's server is "not found".
         let hash = brokeforge_web::auth::hash_password("another long password")
             .await

@@ -10,6 +10,7 @@ use brokeforge_store::{MasterKey, Store};
 
 struct Panel {
     dir: tempfile::TempDir,
+    key_hex: String,
     url: String,
     token: String,
     child: std::process::Child,
@@ -85,6 +86,7 @@ impl Panel {
         let store = Store::open(&db, &key).await.unwrap();
         Panel {
             dir,
+            key_hex: key.to_hex().to_string(),
             url: format!("http://{addr}"),
             token,
             child,
@@ -391,4 +393,105 @@ async fn progress_bar_redraws_on_a_terminal() {
         !raw.contains("[1/4] Preparing"),
         "plain lines on a terminal: {raw:?}"
     );
+}
+
+/// Local admin commands: a reset password works and ends nothing else; completions are printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_reset_password_and_completions() {
+    let p = Panel::start().await;
+    let db = format!("sqlite://{}", p.dir.path().join("bf.db").display());
+    let key = p.key_hex.clone();
+    let run = |args: &[&str], stdin: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+            .args(args)
+            .env("BROKEFORGE_DATABASE_URL", &db)
+            .env("BROKEFORGE_MASTER_KEY", &key)
+            .env("XDG_CONFIG_HOME", p.dir.path())
+            .env_remove("BROKEFORGE_URL")
+            .env_remove("BROKEFORGE_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let out = run(
+        &[
+            "admin",
+            "reset-password",
+            "--email",
+            "ops@example.com",
+            "--password-stdin",
+        ],
+        "short\n",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 10 characters"));
+    let out = run(
+        &[
+            "admin",
+            "reset-password",
+            "--email",
+            "ops@example.com",
+            "--password-stdin",
+        ],
+        "the new long password\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(
+        &[
+            "login",
+            "--url",
+            &p.url,
+            "--email",
+            "ops@example.com",
+            "--password-stdin",
+        ],
+        "a long enough password\n",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the old password still works: {}",
+        text(&out)
+    );
+    let out = run(
+        &[
+            "login",
+            "--url",
+            &p.url,
+            "--email",
+            "ops@example.com",
+            "--password-stdin",
+        ],
+        "the new long password\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "not-an-email",
+            "--password-stdin",
+        ],
+        "a long enough password\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("email"),
+        "{}",
+        text(&out)
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell], "");
+        assert!(out.status.success());
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            script.contains("brokeforge") && script.contains("install"),
+            "{shell}"
+        );
+    }
 }
