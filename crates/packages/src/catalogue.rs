@@ -311,6 +311,20 @@ pub async fn remove(
 ) -> Result<Job, PackageError> {
     let entry = entry(name)?;
     let opts = typed(&entry, &entry.remove_parameters, settings)?;
+    if entry.name == crate::services::webserver::SERVICE_NAME {
+        let sites = store.sites(server_id).await?;
+        if !sites.is_empty() {
+            let names: Vec<&str> = sites.iter().map(|s| s.domain.as_str()).collect();
+            return Err(ValidationError::new(
+                "webserver",
+                format!(
+                    "the server still has sites ({}): remove them first, or they stop being served",
+                    names.join(", ")
+                ),
+            )
+            .into());
+        }
+    }
     Ok(store
         .enqueue(&enqueue_for(
             &entry,

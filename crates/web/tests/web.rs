@@ -460,6 +460,18 @@ async fn users_see_only_their_own_servers() {
             JobStatus::Cancelled
         );
 
+        // The web server is not removed from under its sites.
+        let r = alice
+            .call(
+                &app,
+                "DELETE",
+                &format!("/servers/{server_id}/services/webserver"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 422, "{}", r.body);
+        assert!(r.body.contains("alice.example.com"), "{}", r.body);
+
         // Only administrators manage users.
         assert_eq!(bob.call(&app, "GET", "/users", None).await.status, 403);
     }
