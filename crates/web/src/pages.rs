@@ -49,6 +49,10 @@ pub fn routes() -> Router<AppState> {
         .route("/servers/{id}/sites", post(create_site))
         .route("/servers/{id}/databases/schemas", post(create_schema))
         .route("/servers/{id}/databases/users", post(create_db_user))
+        .route(
+            "/servers/{id}/databases/{kind}/{engine}/{name}/drop",
+            post(drop_db_item),
+        )
         .route("/sites/{id}", get(site_page))
         .route("/sites/{id}/delete", post(remove_site))
         .route("/sites/{id}/repository", post(connect_repository))
@@ -697,8 +701,8 @@ struct EventRow {
 
 struct DbView {
     engine: String,
-    schemas: String,
-    users: String,
+    schemas: Vec<String>,
+    users: Vec<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -825,27 +829,21 @@ async fn server_view(
         .iter()
         .filter(|s| db_engines.contains(&s.service_name))
         .map(|s| {
-            let list = |k: &str| {
+            let names = |k: &str| -> Vec<String> {
                 s.configuration
                     .get(k)
-                    .and_then(|v| {
-                        v.as_object()
-                            .map(|o| o.keys().cloned().collect::<Vec<_>>())
-                            .or_else(|| {
-                                v.as_array().map(|a| {
-                                    a.iter()
-                                        .filter_map(|x| x.as_str().map(str::to_string))
-                                        .collect()
-                                })
-                            })
+                    .and_then(|v| v.as_array())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x["name"].as_str().map(str::to_string))
+                            .collect()
                     })
                     .unwrap_or_default()
-                    .join(", ")
             };
             DbView {
                 engine: s.service_name.clone(),
-                schemas: list("schemas"),
-                users: list("users"),
+                schemas: names("schemas"),
+                users: names("users"),
             }
         })
         .collect();
@@ -1189,6 +1187,34 @@ async fn create_db_user(
     match result {
         Ok(_) => Ok(see_other(format!("/servers/{id}"))),
         Err(e) => server_view(&state, &u, id, String::new(), Some(&e), SiteForm::default()).await,
+    }
+}
+
+/// Drop a schema or a user (`kind` is `schemas` or `users`).
+async fn drop_db_item(
+    State(state): State<AppState>,
+    PageUser(u): PageUser,
+    Path((id, kind, engine, name)): Path<(i64, String, String, String)>,
+) -> PageResult {
+    page_server(&state, &u, id).await?;
+    let r = match kind.as_str() {
+        "schemas" => database::drop_schema(&state.store, id, &engine, &name).await,
+        "users" => database::drop_user(&state.store, id, &engine, &name).await,
+        _ => return Err(PageError(ApiError::not_found(), Some(u))),
+    };
+    match r {
+        Ok(_) => Ok(see_other(format!("/servers/{id}"))),
+        Err(e) => {
+            server_view(
+                &state,
+                &u,
+                id,
+                String::new(),
+                Some(&e.into()),
+                SiteForm::default(),
+            )
+            .await
+        }
     }
 }
 

@@ -1060,6 +1060,63 @@ async fn pages_render_and_forms_reject_bad_input() {
         .await;
         assert_eq!(r.status, 200);
 
+        // Databases: what is there, and drop buttons that queue the removal.
+        app.store
+            .upsert_service(
+                server.id,
+                "mariadb",
+                brokeforge_core::ServiceType::Database,
+                &json!({"schemas": [{"name": "app"}], "users": [{"name": "app_rw", "schemas": ["app"]}]}),
+                brokeforge_core::ServiceStatus::Active,
+            )
+            .await
+            .unwrap();
+        let page = http(
+            &app.addr,
+            "GET",
+            &format!("/servers/{}", server.id),
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .await;
+        assert!(
+            page.body.contains("schema <strong>app</strong>")
+                && page.body.contains("user <strong>app_rw</strong>"),
+            "{n}"
+        );
+        let r = form(
+            &app,
+            &format!("/servers/{}/databases/schemas/mariadb/app/drop", server.id),
+            &cookie,
+            &[("_csrf", &csrf)],
+        )
+        .await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        let r = form(
+            &app,
+            &format!("/servers/{}/databases/schemas/mariadb/a;b/drop", server.id),
+            &cookie,
+            &[("_csrf", &csrf)],
+        )
+        .await;
+        assert_eq!(r.status, 422, "{}", r.body);
+        let kinds: Vec<String> = app
+            .store
+            .jobs_for_server(server.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| j.kind.clone())
+            .collect();
+        assert_eq!(
+            kinds
+                .iter()
+                .filter(|k| *k == "database_schema_remover")
+                .count(),
+            1,
+            "{n}: {kinds:?}"
+        );
+
         // More forms: each bad value comes back with its message, nothing changes.
         for (path, fields, msg) in [
             (
