@@ -1125,7 +1125,7 @@ impl Store {
         let Some(server_id) = job.server_id else {
             return Ok(());
         };
-        let chunk = serde_json::json!({"job_id": job.id, "kind": job.kind, "status": job.status.as_str(), "error": job.error});
+        let chunk = serde_json::json!({"job_id": job.id, "kind": job.kind, "target": job.target, "status": job.status.as_str(), "error": job.error});
         let mut tx = self.telemetry.begin().await?;
         self.insert_activity(
             &mut tx,

@@ -70,6 +70,23 @@
       if (j.status === "failed" || j.status === "cancelled") addRetry(box, j.job_id);
     }
     document.querySelectorAll('[data-job-status="' + j.job_id + '"]').forEach(function (s) { s.className = "badge " + j.status; s.textContent = j.status; });
+    // A service's row follows its job: installed, removed or failed.
+    const services = document.getElementById("services");
+    if (services && j.target && j.target.type === "service") {
+      let row = services.querySelector('tr[data-service="' + j.target.name + '"]');
+      const removed = j.target.provision_type === "uninstall" && j.status === "done";
+      if (removed) { if (row) row.remove(); }
+      else {
+        if (!row) {
+          row = el("tr"); row.dataset.service = j.target.name;
+          const name = el("td"); name.append(el("strong", null, j.target.name));
+          row.append(name, el("td"), el("td")); services.append(row);
+          const none = document.getElementById("no-services"); if (none) none.remove();
+        }
+        const status = j.status === "done" ? "active" : "failed";
+        row.children[1].replaceChildren(el("span", "badge " + status, status));
+      }
+    }
     document.dispatchEvent(new CustomEvent("bf:job", { detail: j }));
   }
 

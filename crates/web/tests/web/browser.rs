@@ -441,6 +441,12 @@ async fn setup_add_server_install_fail_and_retry() {
     );
     assert_eq!(state["value"], state["max"], "{state}");
     assert_eq!(state["reloaded"], false, "the page reloaded");
+    b.wait_for(
+        "the services card to show demo",
+        "document.querySelector('#services tr[data-service=\"demo\"] .badge.active')",
+        Duration::from_secs(5),
+    )
+    .await;
     b.screenshot("05-install-done").await;
     let svc = app.store.services(server.id).await.unwrap();
     assert!(svc.iter().any(|s| s.service_name == "demo" && s.status == brokeforge_core::ServiceStatus::Active));
