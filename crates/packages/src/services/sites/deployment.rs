@@ -154,6 +154,9 @@ pub struct DeployPlan {
     pub release: String,
     pub branch: String,
     pub config: SiteConfig,
+    /// The deploy key, written again on every deploy (ssh repositories) so a deploy converges even when the
+    /// key file went missing on the server.
+    pub deploy_key: Option<brokeforge_core::Secret>,
 }
 
 pub struct DeploymentInstaller;
@@ -202,6 +205,7 @@ impl DeploymentInstaller {
             release: format!("{}-{}", utc_stamp(now_ms()), deployment.id),
             branch,
             config,
+            deploy_key: None,
         })
     }
 
@@ -218,7 +222,18 @@ impl DeploymentInstaller {
         if site.server_id != ctx.server.id {
             return Err(ValidationError::new("site", "the site belongs to another server").into());
         }
-        let p = Self::prepare(site, deployment, branch)?;
+        let mut p = Self::prepare(site, deployment, branch)?;
+        if p.config
+            .repository
+            .as_ref()
+            .is_some_and(|r| r.transport == "ssh")
+        {
+            p.deploy_key = Some(
+                super::git_repository_installer::deploy_key(store, site)
+                    .await?
+                    .1,
+            );
+        }
         store
             .set_deployment_details(deployment.id, Some(&p.branch), None, Some(&p.release), None)
             .await?;
@@ -331,7 +346,27 @@ impl DeploymentInstaller {
                 FileContents::Text(script),
                 0o700,
             ))
-            .track(M::FetchCode)
+            .track(M::FetchCode);
+        let plan = match (&p.deploy_key, repo.transport.as_str()) {
+            (Some(key), "ssh") => {
+                let plan = plan.put_file(FileStep::new(
+                    super::deploy_key_path(p.site_id),
+                    FileContents::Secret(key.clone()),
+                    0o600,
+                ));
+                if repo.known_hosts.is_empty() {
+                    plan
+                } else {
+                    plan.put_file(FileStep::new(
+                        format!("{root}/.brokeforge/known_hosts"),
+                        FileContents::Text(repo.known_hosts.clone()),
+                        0o600,
+                    ))
+                }
+            }
+            _ => plan,
+        };
+        let plan = plan
             .run_with_timeout(
                 format!(
                     "set -e; {env}cd {root}; if [ ! -d repo.git ]; then rm -rf repo.git.tmp; git clone --mirror --quiet {url} repo.git.tmp; mv repo.git.tmp repo.git; fi; \
@@ -514,12 +549,15 @@ mod tests {
             port: 22,
             deploy_key_public: None,
             host_key_fingerprints: vec![],
-            known_hosts: String::new(),
+            known_hosts: "github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n".into(),
         });
         site.configuration = c.to_value();
         let mut p = DeploymentInstaller::prepare(&site, &deployment(), None).unwrap();
         p.release = "20261125120000-42".into();
-        insta::assert_snapshot!(DeploymentInstaller.commands(&p).unwrap().to_string());
+        p.deploy_key = Some(brokeforge_core::Secret::new("PRIVATE KEY MATERIAL"));
+        let text = DeploymentInstaller.commands(&p).unwrap().to_string();
+        assert!(!text.contains("PRIVATE KEY MATERIAL"));
+        insta::assert_snapshot!(text);
         assert!(DeploymentInstaller::prepare(&site, &deployment(), Some("main;id")).is_err());
     }
 
