@@ -594,6 +594,13 @@ async fn webserver_serves_php_and_is_removed_cleanly() {
     assert!(put.success());
     let version = http_body(&format!("http://{}/info.php", host.ip)).await;
     assert!(version.starts_with("8.2."), "{version}");
+    // Composer comes with the distribution's PHP, for deploy scripts.
+    let composer = host.root("su - brokeforge -c 'composer --version'").await;
+    assert!(
+        composer.success() && composer.stdout_text().contains("Composer"),
+        "{}",
+        composer.stderr_text()
+    );
     // PHP runs as the app user, not www-data.
     let who = host
         .root("ps -o user= -C php-fpm8.2 | sort -u")
@@ -626,7 +633,7 @@ async fn webserver_serves_php_and_is_removed_cleanly() {
             .all(|s| s.service_name != "webserver")
     );
     let left = host
-        .root("dpkg -l | awk '/^ii/ && ($2 ~ /^nginx/ || $2 ~ /^php8/) {print $2}'")
+        .root("dpkg -l | awk '/^ii/ && ($2 ~ /^nginx/ || $2 ~ /^php/ || $2 ~ /^composer/) {print $2}'")
         .await
         .stdout_text();
     assert!(left.trim().is_empty(), "still installed: {left}");

@@ -216,9 +216,15 @@ impl WebServiceInstaller {
         use WebServiceInstallerMilestones as M;
         let v = &p.php_version;
         let socket = format!("/run/php/php{v}-fpm-brokeforge.sock");
-        let packages: Vec<String> = std::iter::once("nginx".to_string())
+        let mut packages: Vec<String> = std::iter::once("nginx".to_string())
             .chain(PHP_EXTENSIONS.iter().map(|e| format!("php{v}-{e}")))
             .collect();
+        // Composer for deploy scripts (Laravel's `composer install`). The distribution's package follows the
+        // distribution's PHP, so it comes with that version only (with a third-party PHP it would pull in a
+        // second PHP CLI).
+        if !p.third_party {
+            packages.push("composer".into());
+        }
         let ini = templates::render(
             "php/php.ini",
             json!({

@@ -65,6 +65,7 @@ impl WebServiceRemover {
             "nginx".to_string(),
             "nginx-common".to_string(),
             "nginx-core".to_string(),
+            "composer".to_string(),
         ];
         for v in versions {
             packages.extend(PHP_EXTENSIONS.iter().map(|e| format!("php{v}-{e}")));
