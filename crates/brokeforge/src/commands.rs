@@ -231,6 +231,9 @@ pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
                         );
                         println!("  {}\n", made["script"].as_str().unwrap_or_default());
                     }
+                    if do_follow {
+                        follow_script(&client, id).await?;
+                    }
                 }
             }
         }
@@ -365,6 +368,51 @@ pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Follow onboarding by script: the steps the script reports, then the base provisioning job it starts.
+async fn follow_script(client: &Client, server_id: i64) -> Result<()> {
+    if !client.json {
+        eprintln!(
+            "waiting for the script to report (Ctrl-C stops waiting; the script keeps going)"
+        );
+    }
+    let mut rx = client.stream(server_id, "after=0")?;
+    loop {
+        let ev = tokio::select! {
+            ev = rx.recv() => ev,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("stopped following; `brokeforge events --server {server_id} --follow` picks up again");
+                std::process::exit(130);
+            }
+        };
+        let Some(ev) = ev else {
+            bail!("the stream closed: is BrokeForge still running?");
+        };
+        if ev.event != "milestone" {
+            continue;
+        }
+        let d = &ev.data;
+        if let Some(job_id) = d["job_id"].as_i64() {
+            // The script finished and base provisioning started as a job: follow it to the end.
+            let job = client.get(&format!("/jobs/{job_id}"))?;
+            job_result(client, server_id, &job["job"], true).await?;
+            return Ok(());
+        }
+        let (step, total) = (
+            d["current_step"].as_u64().unwrap_or(0),
+            d["total_steps"].as_u64().unwrap_or(0),
+        );
+        let label = d["label"].as_str().unwrap_or_default();
+        match d["status"].as_str() {
+            Some("in_progress") if !client.json => eprintln!("[{step}/{total}] {label}"),
+            Some("failed") => bail!(
+                "the provisioning script failed at `{label}`: {}",
+                d["error"].as_str().unwrap_or("no reason given")
+            ),
+            _ => {}
+        }
+    }
 }
 
 /// After onboarding, the server's base provisioning runs as its own job: follow the newest unfinished job.

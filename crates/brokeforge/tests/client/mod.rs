@@ -495,3 +495,61 @@ async fn admin_reset_password_and_completions() {
         );
     }
 }
+
+/// `server add --follow` without a root key follows the script's reports; a failed step ends it with exit 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_add_follow_reports_the_script_steps() {
+    use std::io::BufRead;
+    let p = Panel::start().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+        .args([
+            "server",
+            "add",
+            "--name",
+            "scripted",
+            "--ip",
+            "203.0.113.77",
+            "--follow",
+        ])
+        .env("BROKEFORGE_URL", &p.url)
+        .env("BROKEFORGE_TOKEN", &p.token)
+        .env("XDG_CONFIG_HOME", p.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut token = None;
+    for _ in 0..10 {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        if let Some(rest) = line.split("/provision/").nth(1) {
+            token = rest.split_whitespace().next().map(str::to_string);
+            break;
+        }
+    }
+    let token = token.expect("the one-line script");
+    let addr = p.url.trim_start_matches("http://").to_string();
+    // What the script does: fetch itself, then report.
+    let (status, _) = super::http(&addr, "GET", &format!("/provision/{token}"), "");
+    assert_eq!(status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for body in [
+        r#"{"step":"create_users","status":"in_progress"}"#,
+        r#"{"step":"install_keys","status":"in_progress"}"#,
+        r#"{"step":"install_keys","status":"failed","message":"authorized_keys: read-only file system"}"#,
+    ] {
+        let (status, answer) =
+            super::http(&addr, "POST", &format!("/provision/{token}/callback"), body);
+        assert_eq!(status, 200, "{answer}");
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("] Creating the brokeforge and worker users"),
+        "{err}"
+    );
+    assert!(err.contains("] Installing BrokeForge's SSH keys"), "{err}");
+    assert!(err.contains("read-only file system"), "{err}");
+}
