@@ -394,9 +394,33 @@ pub async fn follow(
             }
         };
         let Some(ev) = next else {
-            // The stream closed: the server went away; report what we know.
-            let j = client.get(&format!("/jobs/{job_id}"))?;
-            return Ok(done(client, bar, j["job"].clone(), mode));
+            // The stream closed (BrokeForge restarted, a proxy timed out): the job may still be running.
+            // Check it, and open the stream again while it runs.
+            let mut reopened = None;
+            for attempt in 1..=30 {
+                tokio::time::sleep(Duration::from_secs(attempt.min(5))).await;
+                match client.get(&format!("/jobs/{job_id}")) {
+                    Ok(j) if is_finished(&j["job"]) => {
+                        return Ok(done(client, bar, j["job"].clone(), mode));
+                    }
+                    Ok(_) => {
+                        if let Ok(r) = client.stream(server_id, &format!("job={job_id}")) {
+                            reopened = Some(r);
+                            break;
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
+            match reopened {
+                Some(r) => {
+                    rx = r;
+                    continue;
+                }
+                None => bail!(
+                    "lost BrokeForge while following job {job_id}; `brokeforge jobs show {job_id}` tells how it ended"
+                ),
+            }
         };
         match ev.event.as_str() {
             "milestone" => {

@@ -29,7 +29,8 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
     let workers =
         tokio::spawn(Worker::new(store.clone(), Registry::standard(), worker).run(stop.clone()));
     let activity = store.spawn_activity_listener();
-    let state = AppState::new(store.clone(), web_config());
+    let mut state = AppState::new(store.clone(), web_config());
+    state.shutdown = stop.clone();
     // Whoever started us may have stopped reading stdout: a closed pipe must not stop the server.
     use std::io::Write;
     let mut out = std::io::stdout();

@@ -45,6 +45,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Live feeds shared by the watchers of each server.
     pub hub: Arc<sse::Hub>,
+    /// Cancelled when the server shuts down: live streams end so graceful shutdown does not wait on them.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -63,6 +65,7 @@ impl AppState {
             }),
             metrics: Arc::new(metrics::Metrics::default()),
             hub: Arc::new(sse::Hub::default()),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }
 

@@ -184,6 +184,7 @@ struct Watch {
     feed: Arc<Feed>,
     head: tokio::sync::watch::Receiver<i64>,
     metrics: Arc<crate::metrics::Metrics>,
+    shutdown: tokio_util::sync::CancellationToken,
     _guard: WatcherGuard,
 }
 
@@ -213,6 +214,7 @@ pub async fn watch(
         cursor,
         buffer: VecDeque::new(),
         metrics: state.metrics.clone(),
+        shutdown: state.shutdown.clone(),
         _guard: WatcherGuard(state.metrics.clone()),
     };
     Ok(futures_util::stream::unfold(w, |mut w| async move {
@@ -254,11 +256,15 @@ pub async fn watch(
                 );
                 continue;
             }
-            // The feed ended (the server is gone): so does the stream.
-            if let Ok(Err(_)) =
-                tokio::time::timeout(Duration::from_secs(30), w.head.changed()).await
-            {
-                return None;
+            // Wait for news; the stream ends with the feed or when BrokeForge shuts down (the browser
+            // reconnects to another node, or to this one when it is back, with Last-Event-ID).
+            tokio::select! {
+                changed = tokio::time::timeout(Duration::from_secs(30), w.head.changed()) => {
+                    if let Ok(Err(_)) = changed {
+                        return None;
+                    }
+                }
+                _ = w.shutdown.cancelled() => return None,
             }
         }
     }))

@@ -553,3 +553,63 @@ async fn server_add_follow_reports_the_script_steps() {
     assert!(err.contains("] Installing BrokeForge's SSH keys"), "{err}");
     assert!(err.contains("read-only file system"), "{err}");
 }
+
+/// Shutting BrokeForge down while a client follows a job: the live stream does not hold the shutdown up, the
+/// running job finishes in the grace period, and the client reconnects to the restarted server and reports
+/// how the job ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_survives_a_restart() {
+    let mut p = Panel::start().await;
+    let ssh = TestSshServer::start().await;
+    server(&p, &ssh).await;
+    let follower = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+        .args([
+            "install",
+            "demo",
+            "--server",
+            "web",
+            "--set",
+            "step_ms=700",
+            "--follow",
+        ])
+        .env("BROKEFORGE_URL", &p.url)
+        .env("BROKEFORGE_TOKEN", &p.token)
+        .env("XDG_CONFIG_HOME", p.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    super::send_sigterm(p.child.id());
+    let started = std::time::Instant::now();
+    loop {
+        if p.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "serve did not stop while a client was following"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Back on the same address.
+    let bind = p.url.trim_start_matches("http://").to_string();
+    let db = format!("sqlite://{}", p.dir.path().join("bf.db").display());
+    p.child = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+        .args(["serve", "--bind", &bind])
+        .env("BROKEFORGE_DATABASE_URL", &db)
+        .env("BROKEFORGE_MASTER_KEY", &p.key_hex)
+        .env("BROKEFORGE_DEMO_PACKAGE", "1")
+        .env("BROKEFORGE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = follower.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("done"),
+        "{}",
+        text(&out)
+    );
+}
