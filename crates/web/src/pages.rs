@@ -666,6 +666,8 @@ struct ServiceView {
     error: Option<String>,
     details: String,
     removable: bool,
+    /// The package's removal options (all booleans today: dump first, delete data).
+    remove_options: Vec<ParamView>,
 }
 
 struct ParamView {
@@ -675,6 +677,20 @@ struct ParamView {
     default_text: String,
     default_bool: bool,
     allowed: Vec<String>,
+}
+
+fn param_view(p: &catalogue::Parameter) -> ParamView {
+    ParamView {
+        name: p.name.to_string(),
+        kind: p.kind.to_string(),
+        description: p.description.to_string(),
+        default_text: match &p.default {
+            serde_json::Value::String(s) => s.clone(),
+            v => v.to_string(),
+        },
+        default_bool: p.default == json!(true),
+        allowed: p.allowed.clone(),
+    }
 }
 
 struct CatalogueView {
@@ -871,6 +887,9 @@ async fn server_view(
                     s.status,
                     ServiceStatus::Installing | ServiceStatus::Removing
                 ),
+            remove_options: catalogue::entry(&s.service_name)
+                .map(|e| e.remove_parameters.iter().map(param_view).collect())
+                .unwrap_or_default(),
             service_name: s.service_name,
             status: s.status,
             error: s.error,
@@ -882,21 +901,7 @@ async fn server_view(
             name: e.name.to_string(),
             description: e.description.to_string(),
             milestones_json: serde_json::to_string(&e.install_milestones).unwrap_or_default(),
-            parameters: e
-                .parameters
-                .iter()
-                .map(|p| ParamView {
-                    name: p.name.to_string(),
-                    kind: p.kind.to_string(),
-                    description: p.description.to_string(),
-                    default_text: match &p.default {
-                        serde_json::Value::String(s) => s.clone(),
-                        v => v.to_string(),
-                    },
-                    default_bool: p.default == json!(true),
-                    allowed: p.allowed.clone(),
-                })
-                .collect(),
+            parameters: e.parameters.iter().map(param_view).collect(),
         })
         .collect();
     let sites = state
@@ -1088,9 +1093,14 @@ async fn remove_service(
     State(state): State<AppState>,
     PageUser(u): PageUser,
     Path((id, name)): Path<(i64, String)>,
+    Form(f): Form<BTreeMap<String, String>>,
 ) -> PageResult {
     page_server(&state, &u, id).await?;
-    match catalogue::remove(&state.store, id, &name, &BTreeMap::new()).await {
+    let settings: BTreeMap<String, String> = f
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("set.").map(|k| (k.to_string(), v.clone())))
+        .collect();
+    match catalogue::remove(&state.store, id, &name, &settings).await {
         Ok(_) => Ok(see_other(format!("/servers/{id}"))),
         Err(e) => {
             server_view(

@@ -1117,6 +1117,30 @@ async fn pages_render_and_forms_reject_bad_input() {
             "{n}: {kinds:?}"
         );
 
+        // Removal options from the catalogue: a database can be dumped first.
+        assert!(page.body.contains("name=\"set.dump_first\""), "{n}");
+        let r = form(
+            &app,
+            &format!("/servers/{}/services/mariadb/remove", server.id),
+            &cookie,
+            &[("_csrf", &csrf), ("set.dump_first", "true")],
+        )
+        .await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        let removal = app
+            .store
+            .jobs_for_server(server.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .last()
+            .unwrap();
+        assert_eq!(
+            removal.payload["options"]["dump_first"], true,
+            "{n}: {:?}",
+            removal.payload
+        );
+
         // More forms: each bad value comes back with its message, nothing changes.
         for (path, fields, msg) in [
             (
