@@ -63,6 +63,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sites/{id}/env", post(save_env))
         .route("/sites/{id}/commands", post(run_command))
         .route("/deployments/{id}", get(deployment_page))
+        .route("/jobs/{id}", get(job_page))
         .route("/account", get(account))
         .route("/account/tokens", post(create_token))
         .route("/account/tokens/{id}/revoke", post(revoke_token))
@@ -1701,6 +1702,60 @@ async fn deployment_page(
             error: d.error.clone().unwrap_or_default(),
             cursor,
             log,
+        },
+        StatusCode::OK,
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "job.html")]
+struct JobPage {
+    nav: Nav,
+    id: i64,
+    server_id: i64,
+    server_name: String,
+    label: String,
+    status: String,
+    error: String,
+    cursor: i64,
+    log: String,
+    job: JobView,
+}
+
+/// One job: its milestones, error and output (live while it runs).
+async fn job_page(
+    State(state): State<AppState>,
+    PageUser(u): PageUser,
+    Path(id): Path<i64>,
+) -> PageResult {
+    let job = api::owned_job(&state, &u.user, id)
+        .await
+        .map_err(|e| PageError(e, Some(u.clone())))?;
+    let server = page_server(&state, &u, job.server_id.unwrap_or_default()).await?;
+    let cursor = state.store.activity_head(server.id).await?;
+    let log: String = state
+        .store
+        .job_logs(id)
+        .await?
+        .into_iter()
+        .filter(|l| l.id <= cursor)
+        .map(|l| l.chunk)
+        .collect();
+    let mut view = job_view(&state, &job).await?;
+    // The output is shown below in full; the box keeps only the milestones.
+    view.error = String::new();
+    Ok(render(
+        &JobPage {
+            nav: Nav::of(&u, format!("Job {id}")),
+            id,
+            server_id: server.id,
+            server_name: server.name.clone(),
+            label: job_label(&job),
+            status: job.status.as_str().into(),
+            error: job.error.clone().unwrap_or_default(),
+            cursor,
+            log,
+            job: view,
         },
         StatusCode::OK,
     ))

@@ -50,7 +50,8 @@
   function onOutput(ev) {
     const o = JSON.parse(ev.data);
     const box = o.job_id != null && document.querySelector('.job[data-job="' + o.job_id + '"]');
-    const target = (box && box.querySelector("pre.log")) || document.querySelector('pre[data-job-log="' + o.job_id + '"]');
+    // A page's own log panel for this job wins over the box's.
+    const target = document.querySelector('pre[data-job-log="' + o.job_id + '"]') || (box && box.querySelector("pre.log"));
     if (!target) return;
     target.hidden = false;
     target.append(document.createTextNode(o.chunk));

@@ -1193,6 +1193,33 @@ async fn pages_render_and_forms_reject_bad_input() {
                 .is_none()
         );
 
+        // A job's own page: milestones, error and output; another user's job is "not found" there too.
+        let job_id = app.store.jobs_for_server(server.id).await.unwrap()[0].id;
+        app.store
+            .append_log(
+                server.id,
+                Some(job_id),
+                None,
+                brokeforge_store::LogStream::Stdout,
+                "hello from the job\n",
+            )
+            .await
+            .unwrap();
+        let r = http(
+            &app.addr,
+            "GET",
+            &format!("/jobs/{job_id}"),
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            r.body.contains("hello from the job")
+                && r.body.contains(&format!("stream?job={job_id}")),
+            "{n}"
+        );
+
         // Another user's server is "not found".
         let hash = brokeforge_web::auth::hash_password("another long password")
             .await
@@ -1216,6 +1243,7 @@ async fn pages_render_and_forms_reject_bad_input() {
             format!("/servers/{}", server.id),
             format!("/sites/{}", site.id),
             format!("/deployments/{}", d.id),
+            format!("/jobs/{job_id}"),
         ] {
             let r = http(&app.addr, "GET", &page, &[("Cookie", &eve)], "").await;
             assert_eq!(r.status, 404, "{n}: eve saw {page}");
