@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use brokeforge_core::time::now_ms;
 use brokeforge_core::{ProvisionStatus, ProvisionType, ServiceStatus};
-use brokeforge_store::{Job, JobTarget, LogStream, Outcome, Recovered, Server, Store, StoreError};
+use brokeforge_store::{
+    Job, JobStatus, JobTarget, LogStream, Outcome, Recovered, Server, Store, StoreError,
+};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -352,7 +354,7 @@ async fn run_job(
     };
     let outcome = execute(&store, &executor, &registry, &job, cancel.clone()).await;
     beat.abort();
-    if let Err(e) = finish(
+    let ended = finish(
         &store,
         &registry,
         &job,
@@ -361,18 +363,23 @@ async fn run_job(
         &user_cancel,
         &hard_stop,
     )
-    .await
-    {
-        tracing::error!(job_id = job.id, error = %e, "recording the job's outcome failed");
-    }
-    // Watchers learn how it ended (a job handed back to the queue has not ended).
-    if !lost.load(Ordering::SeqCst)
-        && job.server_id.is_some()
-        && let Ok(j) = store.job(job.id).await
-        && j.status.is_finished()
-        && let Err(e) = store.announce_job(&j).await
-    {
-        tracing::warn!(job_id = job.id, error = %e, "announcing the job's end failed");
+    .await;
+    match ended {
+        Err(e) => {
+            tracing::error!(job_id = job.id, error = %e, "recording the job's outcome failed")
+        }
+        // Watchers learn how it ended (a job handed back to the queue has not ended).
+        Ok(Some((status, error))) if job.server_id.is_some() => {
+            let ended = Job {
+                status,
+                error,
+                ..job.clone()
+            };
+            if let Err(e) = store.announce_job(&ended).await {
+                tracing::warn!(job_id = job.id, error = %e, "announcing the job's end failed");
+            }
+        }
+        Ok(_) => {}
     }
 }
 
@@ -416,22 +423,28 @@ async fn finish(
     lost: &AtomicBool,
     user_cancel: &AtomicBool,
     hard_stop: &CancellationToken,
-) -> Result<(), StoreError> {
+) -> Result<Option<(JobStatus, Option<String>)>, StoreError> {
     if lost.load(Ordering::SeqCst) {
         tracing::warn!(
             job_id = job.id,
             attempt = job.attempt,
             "lease lost: another worker owns this job now; result dropped"
         );
-        return Ok(());
+        return Ok(None);
     }
-    match outcome {
+    // How the job ended, when this attempt recorded an end (None: handed back, or fenced out).
+    let end = |recorded: bool, status: JobStatus, error: Option<String>| {
+        recorded.then_some((status, error))
+    };
+    Ok(match outcome {
         // finish_job also settles the job's record (active, removed or failed) in the same transaction.
-        Ok(value) => {
+        Ok(value) => end(
             store
                 .finish_job(job.id, job.attempt, &Outcome::Done(value))
-                .await?;
-        }
+                .await?,
+            JobStatus::Done,
+            None,
+        ),
         Err(PackageError::Cancelled)
             if hard_stop.is_cancelled() && !user_cancel.load(Ordering::SeqCst) =>
         {
@@ -444,12 +457,15 @@ async fn finish(
                     Some("released by a worker shutting down"),
                 )
                 .await?;
+            None
         }
-        Err(PackageError::Cancelled) => {
+        Err(PackageError::Cancelled) => end(
             store
                 .finish_job(job.id, job.attempt, &Outcome::Cancelled)
-                .await?;
-        }
+                .await?,
+            JobStatus::Cancelled,
+            Some("cancelled".into()),
+        ),
         Err(e) => {
             let reason = e.to_string();
             tracing::error!(job_id = job.id, server_id = ?job.server_id, kind = %job.kind, attempt = job.attempt, error = %reason, "job failed");
@@ -464,14 +480,15 @@ async fn finish(
                         Some(&reason),
                     )
                     .await?;
+                None
             } else {
-                store
-                    .finish_job(job.id, job.attempt, &Outcome::Failed(reason))
+                let recorded = store
+                    .finish_job(job.id, job.attempt, &Outcome::Failed(reason.clone()))
                     .await?;
+                end(recorded, JobStatus::Failed, Some(reason))
             }
         }
-    }
-    Ok(())
+    })
 }
 
 /// Before running: the record shows what is happening (spec: upsert `ServerService` as installing).

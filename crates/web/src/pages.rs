@@ -192,6 +192,27 @@ impl IntoResponse for PageError {
 
 type PageResult = Result<Response, PageError>;
 
+/// A package form's `set.NAME` fields (empty ones left to the package's defaults).
+fn set_fields(f: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    f.iter()
+        .filter_map(|(k, v)| k.strip_prefix("set.").map(|k| (k.to_string(), v.clone())))
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+}
+
+/// After a server form: back to the server page, or the page again with the error.
+async fn server_result(
+    state: &AppState,
+    u: &Authed,
+    id: i64,
+    result: Result<(), ApiError>,
+) -> PageResult {
+    match result {
+        Ok(()) => Ok(see_other(format!("/servers/{id}"))),
+        Err(e) => server_view(state, u, id, String::new(), Some(&e), SiteForm::default()).await,
+    }
+}
+
 /// The user's own server, or the "not found" page.
 async fn page_server(state: &AppState, u: &Authed, id: i64) -> Result<Server, PageError> {
     owned_server(state, &u.user, id)
@@ -1031,23 +1052,11 @@ async fn pin_host_key(
     Form(f): Form<PinForm>,
 ) -> PageResult {
     page_server(&state, &u, id).await?;
-    match brokeforge_ssh::keys::validate_fingerprint(&f.fingerprint) {
-        Ok(fp) => {
-            state.store.pin_host_key(id, Some(&fp)).await?;
-            Ok(see_other(format!("/servers/{id}")))
-        }
-        Err(e) => {
-            server_view(
-                &state,
-                &u,
-                id,
-                String::new(),
-                Some(&e.into()),
-                SiteForm::default(),
-            )
-            .await
-        }
-    }
+    let r = match brokeforge_ssh::keys::validate_fingerprint(&f.fingerprint) {
+        Ok(fp) => Ok(state.store.pin_host_key(id, Some(&fp)).await?),
+        Err(e) => Err(e.into()),
+    };
+    server_result(&state, &u, id, r).await
 }
 
 async fn delete_server(
@@ -1069,25 +1078,9 @@ async fn install(
 ) -> PageResult {
     page_server(&state, &u, id).await?;
     let package = f.get("package").cloned().unwrap_or_default();
-    let settings: BTreeMap<String, String> = f
-        .iter()
-        .filter_map(|(k, v)| k.strip_prefix("set.").map(|k| (k.to_string(), v.clone())))
-        .filter(|(_, v)| !v.is_empty())
-        .collect();
-    match catalogue::install(&state.store, id, &package, &settings).await {
-        Ok(_) => Ok(see_other(format!("/servers/{id}"))),
-        Err(e) => {
-            server_view(
-                &state,
-                &u,
-                id,
-                String::new(),
-                Some(&e.into()),
-                SiteForm::default(),
-            )
-            .await
-        }
-    }
+    let settings = set_fields(&f);
+    let r = catalogue::install(&state.store, id, &package, &settings).await;
+    server_result(&state, &u, id, r.map(|_| ()).map_err(ApiError::from)).await
 }
 
 async fn remove_service(
@@ -1097,24 +1090,9 @@ async fn remove_service(
     Form(f): Form<BTreeMap<String, String>>,
 ) -> PageResult {
     page_server(&state, &u, id).await?;
-    let settings: BTreeMap<String, String> = f
-        .iter()
-        .filter_map(|(k, v)| k.strip_prefix("set.").map(|k| (k.to_string(), v.clone())))
-        .collect();
-    match catalogue::remove(&state.store, id, &name, &settings).await {
-        Ok(_) => Ok(see_other(format!("/servers/{id}"))),
-        Err(e) => {
-            server_view(
-                &state,
-                &u,
-                id,
-                String::new(),
-                Some(&e.into()),
-                SiteForm::default(),
-            )
-            .await
-        }
-    }
+    let settings = set_fields(&f);
+    let r = catalogue::remove(&state.store, id, &name, &settings).await;
+    server_result(&state, &u, id, r.map(|_| ()).map_err(ApiError::from)).await
 }
 
 async fn create_site(
@@ -1158,10 +1136,7 @@ async fn create_schema(
             .map_err(ApiError::from),
         Err(e) => Err(ApiError::invalid("name", e.to_string())),
     };
-    match result {
-        Ok(_) => Ok(see_other(format!("/servers/{id}"))),
-        Err(e) => server_view(&state, &u, id, String::new(), Some(&e), SiteForm::default()).await,
-    }
+    server_result(&state, &u, id, result.map(|_| ())).await
 }
 
 async fn create_db_user(
@@ -1195,10 +1170,7 @@ async fn create_db_user(
         .map_err(ApiError::from),
         Err(e) => Err(ApiError::invalid("user", e.to_string())),
     };
-    match result {
-        Ok(_) => Ok(see_other(format!("/servers/{id}"))),
-        Err(e) => server_view(&state, &u, id, String::new(), Some(&e), SiteForm::default()).await,
-    }
+    server_result(&state, &u, id, result.map(|_| ())).await
 }
 
 /// Drop a schema or a user (`kind` is `schemas` or `users`).
@@ -1213,20 +1185,7 @@ async fn drop_db_item(
         "users" => database::drop_user(&state.store, id, &engine, &name).await,
         _ => return Err(PageError(ApiError::not_found(), Some(u))),
     };
-    match r {
-        Ok(_) => Ok(see_other(format!("/servers/{id}"))),
-        Err(e) => {
-            server_view(
-                &state,
-                &u,
-                id,
-                String::new(),
-                Some(&e.into()),
-                SiteForm::default(),
-            )
-            .await
-        }
-    }
+    server_result(&state, &u, id, r.map(|_| ()).map_err(ApiError::from)).await
 }
 
 // ---- sites ----

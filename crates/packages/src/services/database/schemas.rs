@@ -542,15 +542,14 @@ pub async fn drop_schema(
     engine: &str,
     name: &str,
 ) -> Result<brokeforge_store::Job, PackageError> {
-    parse_engine(engine)?;
-    let name = validate_name("name", name)?;
-    Ok(store
-        .enqueue(&brokeforge_store::NewJob::new(
-            DatabaseSchemaRemoverJob::KIND,
-            Some(server_id),
-            json!({"engine": engine, "name": name}),
-        ))
-        .await?)
+    queue_drop(
+        store,
+        server_id,
+        DatabaseSchemaRemoverJob::KIND,
+        engine,
+        name,
+    )
+    .await
 }
 
 /// Validate and queue a user's removal.
@@ -560,13 +559,25 @@ pub async fn drop_user(
     engine: &str,
     name: &str,
 ) -> Result<brokeforge_store::Job, PackageError> {
+    queue_drop(store, server_id, DatabaseUserRemoverJob::KIND, engine, name).await
+}
+
+async fn queue_drop(
+    store: &brokeforge_store::Store,
+    server_id: i64,
+    kind: &str,
+    engine: &str,
+    name: &str,
+) -> Result<brokeforge_store::Job, PackageError> {
     parse_engine(engine)?;
     let name = validate_name("name", name)?;
+    // The remover jobs read a full request; privileges do not matter for dropping.
+    let payload = json!({"engine": engine, "name": name, "privileges": "read-only"});
     Ok(store
         .enqueue(&brokeforge_store::NewJob::new(
-            DatabaseUserRemoverJob::KIND,
+            kind,
             Some(server_id),
-            json!({"engine": engine, "name": name, "privileges": "read-only"}),
+            payload,
         ))
         .await?)
 }
