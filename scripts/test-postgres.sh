@@ -17,7 +17,8 @@ fi
 cluster=$(pg_lsclusters -h | awk 'NR==1{print $2}')
 port=$(pg_lsclusters -h | awk 'NR==1{print $3}')
 if ! pg_lsclusters -h | awk 'NR==1{print $4}' | grep -q online; then
-  pg_ctlcluster "$ver" "$cluster" start
+  # The server must not inherit fd 3 (the caller's captured stdout), or `$(...)` never returns.
+  pg_ctlcluster "$ver" "$cluster" start 3>&-
 fi
 for _ in $(seq 1 30); do
   pg_isready -q -h 127.0.0.1 -p "$port" && break

@@ -39,7 +39,8 @@ CONF
 if [ -f "$dir/sshd.pid" ] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null; then
   kill "$(cat "$dir/sshd.pid")" && sleep 0.5
 fi
-/usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log"
+# The daemon must not inherit fd 3 (the caller's captured stdout), or `$(...)` never returns.
+/usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log" 3>&-
 for _ in $(seq 1 50); do
   (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
   sleep 0.1
