@@ -331,7 +331,9 @@ pub mod testing {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let mut suffix = [0u8; 6];
         getrandom::fill(&mut suffix).expect("randomness");
-        let schema = format!("bf_test_{}", hex::encode(suffix));
+        // The creation time is in the name so that later runs can drop what crashed runs left behind.
+        let now = brokeforge_core::time::now_ms() / 1000;
+        let schema = format!("bf_test_{now}_{}", hex::encode(suffix));
         let pool = AnyPoolOptions::new()
             .max_connections(1)
             .connect(&base)
@@ -346,8 +348,33 @@ pub mod testing {
             .execute(&pool)
             .await
             .expect("create test schema");
+        drop_stale_schemas(&pool, now).await;
         pool.close().await;
         let sep = if base.contains('?') { '&' } else { '?' };
         Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+    }
+
+    /// Test schemas live as long as the test process; nothing drops them at exit, so each new one drops those
+    /// older than six hours (no test run takes that long; concurrent runs keep theirs).
+    async fn drop_stale_schemas(pool: &sqlx::AnyPool, now: i64) {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'bf\\_test\\_%'",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap_or_default();
+        for name in names {
+            let created = name
+                .strip_prefix("bf_test_")
+                .and_then(|rest| rest.split('_').next())
+                .and_then(|secs| secs.parse::<i64>().ok());
+            // Names from before the timestamp was added have none: they are stale too.
+            if created.is_none_or(|t| now - t > 6 * 3600) {
+                // Another run may drop the same schema at the same time; losing that race is fine.
+                let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                    .execute(pool)
+                    .await;
+            }
+        }
     }
 }
