@@ -477,6 +477,208 @@ async fn users_see_only_their_own_servers() {
     }
 }
 
+#[tokio::test]
+async fn deploy_webhooks_check_the_caller_and_the_branch() {
+    use brokeforge_packages::services::sites::site::{RepositoryConfig, SiteConfig};
+    use hmac::{Hmac, Mac};
+    for app in apps().await {
+        let n = app.name;
+        let alice = user(&app, "alice@example.com", false).await;
+        // The server is unreachable on purpose: a queued deploy is what this test looks at, not its run.
+        let made = alice
+            .call(
+                &app,
+                "POST",
+                "/servers",
+                Some(json!({"name": "hooks", "public_ip": "203.0.113.20"})),
+            )
+            .await;
+        let server_id = made.json()["server"]["id"].as_i64().unwrap();
+        let config = SiteConfig {
+            repository: Some(RepositoryConfig {
+                url: "https://git.example.com/acme/app.git".into(),
+                branch: "main".into(),
+                transport: "https".into(),
+                host: "git.example.com".into(),
+                port: 443,
+                deploy_key_public: None,
+                host_key_fingerprints: Vec::new(),
+                known_hosts: String::new(),
+            }),
+            ..SiteConfig::default()
+        };
+        let site = app
+            .store
+            .create_site(&brokeforge_store::NewSite {
+                server_id,
+                domain: "hooks.example.com".into(),
+                document_root: "/home/brokeforge/hooks.example.com".into(),
+                php_version: Some("8.2".into()),
+                status: brokeforge_core::ServiceStatus::Active,
+                configuration: serde_json::to_value(&config).unwrap(),
+            })
+            .await
+            .unwrap();
+        let hook = alice
+            .call(&app, "GET", &format!("/sites/{}/webhook", site.id), None)
+            .await
+            .json();
+        let secret = hook["secret"].as_str().unwrap().to_string();
+        let url = hook["url"].as_str().unwrap();
+        let path = &url[url.find("/hooks/").unwrap()..];
+        let sign = |body: &str| {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(body.as_bytes());
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        };
+        let deployments = || async { app.store.deployments(site.id, 100).await.unwrap().len() };
+        let push_main = r#"{"ref":"refs/heads/main","after":"abc"}"#;
+        let push_other = r#"{"ref":"refs/heads/feature","after":"abc"}"#;
+        let json_type = ("Content-Type", "application/json");
+
+        // Refused without side effects: a wrong URL token, an unknown site, bad signatures, a wrong GitLab token.
+        let wrong_path = path.replace(&secret, &"0".repeat(secret.len()));
+        let bad_sig = sign("something else");
+        // (path, headers, body, expected status)
+        type Call<'a> = (String, Vec<(&'a str, &'a str)>, &'a str, u16);
+        let refused: Vec<Call> = vec![
+            (wrong_path.clone(), vec![json_type], push_main, 404),
+            (
+                path.replace(&format!("/sites/{}/", site.id), "/sites/999999/"),
+                vec![json_type],
+                push_main,
+                404,
+            ),
+            (
+                path.to_string(),
+                vec![json_type, ("X-GitHub-Event", "push")],
+                push_main,
+                401,
+            ),
+            (
+                path.to_string(),
+                vec![
+                    json_type,
+                    ("X-GitHub-Event", "push"),
+                    ("X-Hub-Signature-256", &bad_sig),
+                ],
+                push_main,
+                401,
+            ),
+            (
+                path.to_string(),
+                vec![
+                    json_type,
+                    ("X-Gitlab-Event", "Push Hook"),
+                    ("X-Gitlab-Token", "wrong"),
+                ],
+                push_main,
+                401,
+            ),
+            (path.to_string(), vec![json_type], "not json", 400),
+        ];
+        for (p, headers, body, status) in refused {
+            let r = http(&app.addr, "POST", &p, &headers, body).await;
+            assert_eq!(r.status, status, "{n}: {p} {headers:?}: {}", r.body);
+        }
+        assert_eq!(
+            deployments().await,
+            0,
+            "{n}: a refused call queued a deploy"
+        );
+
+        // Authenticated but nothing to deploy: GitHub's ping, pushes to another branch.
+        let ping = r#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
+        let ping_sig = sign(ping);
+        let other_sig = sign(push_other);
+        for (headers, body, why) in [
+            (
+                vec![
+                    json_type,
+                    ("X-GitHub-Event", "ping"),
+                    ("X-Hub-Signature-256", ping_sig.as_str()),
+                ],
+                ping,
+                "pong",
+            ),
+            (
+                vec![
+                    json_type,
+                    ("X-GitHub-Event", "push"),
+                    ("X-Hub-Signature-256", other_sig.as_str()),
+                ],
+                push_other,
+                "push to feature ignored",
+            ),
+            (
+                vec![
+                    json_type,
+                    ("X-Gitlab-Event", "Push Hook"),
+                    ("X-Gitlab-Token", secret.as_str()),
+                ],
+                push_other,
+                "push to feature ignored",
+            ),
+            (
+                vec![json_type],
+                r#"{"branch":"feature"}"#,
+                "push to feature ignored",
+            ),
+        ] {
+            let r = http(&app.addr, "POST", path, &headers, body).await;
+            assert_eq!(r.status, 200, "{n}: {headers:?}: {}", r.body);
+            assert!(
+                r.json()["ignored"].as_str().unwrap().starts_with(why),
+                "{n}: {}",
+                r.body
+            );
+        }
+        assert_eq!(
+            deployments().await,
+            0,
+            "{n}: an ignored call queued a deploy"
+        );
+
+        // Each source deploys a push to the site's branch, and says who triggered it.
+        let main_sig = sign(push_main);
+        for (headers, body, by) in [
+            (
+                vec![
+                    json_type,
+                    ("X-GitHub-Event", "push"),
+                    ("X-Hub-Signature-256", main_sig.as_str()),
+                ],
+                push_main,
+                "webhook:github",
+            ),
+            (
+                vec![
+                    json_type,
+                    ("X-Gitlab-Event", "Push Hook"),
+                    ("X-Gitlab-Token", secret.as_str()),
+                ],
+                push_main,
+                "webhook:gitlab",
+            ),
+            (vec![], "", "webhook:generic"),
+        ] {
+            let r = http(&app.addr, "POST", path, &headers, body).await;
+            assert_eq!(r.status, 202, "{n}: {headers:?}: {}", r.body);
+            let d = app
+                .store
+                .deployment(r.json()["deployment_id"].as_i64().unwrap())
+                .await
+                .unwrap();
+            assert_eq!(
+                (d.site_id, d.branch.as_deref(), d.triggered_by.as_str()),
+                (site.id, Some("main"), by),
+                "{n}"
+            );
+        }
+        assert_eq!(deployments().await, 3, "{n}");
+    }
+}
+
 /// Read SSE events until `done` says stop; returns (id, event, data).
 async fn read_sse(
     app: &App,
