@@ -1396,6 +1396,102 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
     let (status, _) = http_request(&host.ip, "GET", "app.test", "/.env", &[], b"").await;
     assert_eq!(status, 403);
 
+    // The server's default site: a request for a name no site has reaches it; the others keep their names.
+    let (second, job) = sites::site::create_site(
+        store,
+        id,
+        &SiteRequest {
+            domain: "second.test".into(),
+            default_site: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    wait_ok(store, &job, "default site install").await;
+    let unknown = site_page(&host.ip, "unknown.example").await;
+    assert!(unknown.contains("second.test"), "{unknown}");
+    assert_eq!(site_page(&host.ip, "app.test").await, "commit one");
+
+    // A vhost nginx refuses (here because of a broken file someone left in conf.d) is taken out again, with
+    // everything its default switch touched: second.test stays the default, the others keep serving.
+    let vhosts = "ls /etc/nginx/sites-enabled /etc/nginx/sites-available; \
+                  grep -c default_server /etc/nginx/sites-available/second.test.conf";
+    let before = host.root(vhosts).await.stdout_text();
+    assert!(
+        host.root("echo 'this is not nginx;' > /etc/nginx/conf.d/broken.conf")
+            .await
+            .success()
+    );
+    let (third, job) = sites::site::create_site(
+        store,
+        id,
+        &SiteRequest {
+            domain: "third.test".into(),
+            default_site: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let failed = wait_job(store, job.id, Duration::from_secs(300)).await;
+    assert_eq!(failed.status, JobStatus::Failed, "{failed:?}");
+    let log: String = store
+        .job_logs(job.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.chunk.clone())
+        .collect();
+    assert!(
+        log.contains("broken.conf"),
+        "nginx's complaint is shown: {log}"
+    );
+    assert_eq!(
+        store.site(third.id).await.unwrap().status,
+        brokeforge_core::ServiceStatus::Failed
+    );
+    assert_eq!(host.root(vhosts).await.stdout_text(), before);
+    assert!(
+        host.root("rm /etc/nginx/conf.d/broken.conf && nginx -t")
+            .await
+            .success()
+    );
+    assert!(
+        SiteConfig::of(&store.site(second.id).await.unwrap()).default_site,
+        "second.test is still the default in the store"
+    );
+    assert!(
+        site_page(&host.ip, "unknown.example")
+            .await
+            .contains("second.test")
+    );
+    assert_eq!(site_page(&host.ip, "app.test").await, "commit one");
+    let third = store.site(third.id).await.unwrap();
+    let job = sites::site::remove_site(store, &third, false)
+        .await
+        .unwrap();
+    wait_ok(store, &job, "failed site removal").await;
+
+    // Removing the default site and keeping its files: the vhost goes, the files stay, BrokeForge's own
+    // default page answers unknown names again.
+    let second = store.site(second.id).await.unwrap();
+    let job = sites::site::remove_site(store, &second, true)
+        .await
+        .unwrap();
+    wait_ok(store, &job, "site removal keeping files").await;
+    let left = host
+        .root("ls /etc/nginx/sites-enabled; test -d /home/brokeforge/second.test/releases && echo KEPT")
+        .await
+        .stdout_text();
+    assert!(
+        !left.contains("second.test") && left.contains("default") && left.contains("KEPT"),
+        "{left}"
+    );
+    let unknown = site_page(&host.ip, "unknown.example").await;
+    assert!(!unknown.contains("second.test"), "{unknown}");
+    assert!(store.site(second.id).await.is_err());
+
     // Removal: vhost and files gone, the record too.
     let job = sites::site::remove_site(store, &site, false).await.unwrap();
     wait_ok(store, &job, "site removal").await;

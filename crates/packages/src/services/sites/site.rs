@@ -394,7 +394,6 @@ impl SiteInstaller {
             format!("{initial}/{web}")
         };
         let (available, enabled) = vhost_path(&domain);
-        let vhost = render_vhost(site, config)?;
         let page = format!(
             "<!doctype html><meta charset=utf-8><title>{domain}</title>\
              <h1>{domain}</h1><p>This site is ready for its first deployment.</p>\n"
@@ -420,32 +419,62 @@ impl SiteInstaller {
                 credential: Some(CredentialKind::User),
                 private_output: false,
             })
-            .track(M::ConfigureNginx)
-            .put_file(FileStep::new(
-                available.clone(),
-                FileContents::Text(vhost),
-                0o644,
-            ));
+            .track(M::ConfigureNginx);
+        // Every vhost this run rewrites (its own on a re-run; other sites' when it takes the default from them)
+        // is kept aside until nginx accepts the new set, so a refused vhost puts everything back as it was and
+        // the server keeps serving the other sites. A new site's vhost is simply taken out again.
+        let mut rewrites = vec![(available.clone(), render_vhost(site, config)?)];
         for (other, oc) in others {
-            let (oa, _) = vhost_path(&other.domain);
-            plan = plan.put_file(FileStep::new(
-                oa,
-                FileContents::Text(render_vhost(other, oc)?),
-                0o644,
-            ));
+            rewrites.push((vhost_path(&other.domain).0, render_vhost(other, oc)?));
         }
+        let mut undo = Vec::new();
+        let mut done = Vec::new();
+        for (path, text) in rewrites {
+            let kept = format!("{path}.brokeforge-previous");
+            plan = plan
+                .run(format!(
+                    "rm -f {kept}; if [ -e {p} ]; then cp -p {p} {kept}; fi",
+                    p = q(&path),
+                    kept = q(&kept)
+                ))
+                .put_file(FileStep::new(path.clone(), FileContents::Text(text), 0o644));
+            undo.push(format!(
+                "if [ -e {kept} ]; then mv -f {kept} {p}; fi",
+                p = q(&path),
+                kept = q(&kept)
+            ));
+            done.push(format!("rm -f {}", q(&kept)));
+        }
+        let mut enable = format!(
+            "new_site=; if [ ! -e {e} ]; then new_site=1; fi; ",
+            e = q(&enabled)
+        );
         if config.default_site {
             // BrokeForge's own default site gives way (it also claims default_server).
-            plan = plan.run("rm -f /etc/nginx/sites-enabled/default");
+            enable.push_str(
+                "had_default=; if [ -e /etc/nginx/sites-enabled/default ]; then had_default=1; \
+                 rm -f /etc/nginx/sites-enabled/default; fi; ",
+            );
+            undo.push(
+                "if [ -n \"$had_default\" ]; then ln -sfn /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default; fi"
+                    .into(),
+            );
         }
-        // A vhost nginx refuses is taken out again, so the server keeps serving the other sites.
+        undo.push(format!(
+            "if [ -n \"$new_site\" ]; then rm -f {e} {a}; fi",
+            e = q(&enabled),
+            a = q(&available)
+        ));
+        enable.push_str(&format!(
+            "ln -sfn {a} {e} && out=$(mktemp) && if ! nginx -t 2>\"$out\"; then cat \"$out\" >&2; rm -f \"$out\"; \
+             {undo}; exit 1; fi; rm -f \"$out\"; {done}",
+            a = q(&available),
+            e = q(&enabled),
+            undo = undo.join("; "),
+            done = done.join("; "),
+        ));
         plan = plan
-            .run(format!(
-                "ln -sfn {a} {e} && if ! nginx -t 2>/tmp/brokeforge-nginx-t.$$; then cat /tmp/brokeforge-nginx-t.$$ >&2; \
-                 rm -f {e} /tmp/brokeforge-nginx-t.$$; exit 1; fi; rm -f /tmp/brokeforge-nginx-t.$$",
-                a = q(&available),
-                e = q(&enabled)
-            ))
+            .run(enable)
             .track(M::ReloadNginx)
             .run(NGINX_RELOAD)
             .track(M::Complete);
@@ -502,8 +531,11 @@ impl SiteRemover {
         let q = shell_quote;
         let mut disable = format!("rm -f {} {}", q(&enabled), q(&available));
         if config.default_site {
+            // BrokeForge's own default site comes back only if no other site is the default now (this one may
+            // never have become it: an install nginx refused leaves the old default in place).
             disable.push_str(
-                " && if [ -e /etc/nginx/sites-available/default ]; then ln -sfn /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default; fi",
+                " && if [ -e /etc/nginx/sites-available/default ] && ! grep -qs 'default_server' /etc/nginx/sites-enabled/*; then \
+                 ln -sfn /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default; fi",
             );
         }
         let mut plan = self
