@@ -20,6 +20,9 @@ setup() {
   command -v debootstrap >/dev/null || need+=(debootstrap)
   command -v iptables >/dev/null || need+=(iptables)
   command -v ssh-keygen >/dev/null || need+=(openssh-client)
+  # The test ACME certificate authority (scripts/e2e-acme.sh).
+  command -v pebble >/dev/null || need+=(pebble)
+  command -v openssl >/dev/null || need+=(openssl)
   if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq "${need[@]}" >/dev/null

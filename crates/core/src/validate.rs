@@ -94,6 +94,25 @@ pub fn domain(value: &str) -> Result<String, ValidationError> {
     Ok(v)
 }
 
+/// An email address (accounts, certificate expiry notices): `local@domain.tld`, lower-cased, no spaces or
+/// control characters.
+pub fn email(value: &str) -> Result<String, ValidationError> {
+    let v = value.trim().to_ascii_lowercase();
+    let ok = v.len() <= 254
+        && !v.chars().any(|c| c.is_whitespace() || c.is_control())
+        && v.split_once('@').is_some_and(|(local, dom)| {
+            !local.is_empty() && !dom.contains('@') && domain(dom).is_ok()
+        });
+    if ok {
+        Ok(v)
+    } else {
+        Err(ValidationError::new(
+            "email",
+            "enter an email address like you@example.com",
+        ))
+    }
+}
+
 /// A TCP port, 1-65535.
 pub fn port(value: i64) -> Result<u16, ValidationError> {
     u16::try_from(value)
@@ -354,6 +373,26 @@ mod tests {
             "$(id)",
         ] {
             assert!(host(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            super::email(" Ops@Example.COM ").unwrap(),
+            "ops@example.com"
+        );
+        for bad in [
+            "",
+            "ops",
+            "@example.com",
+            "ops@localhost",
+            "ops@exa mple.com",
+            "a@b@example.com",
+            "ops@example.com;id",
+            "ops@$(id).com",
+        ] {
+            assert!(super::email(bad).is_err(), "{bad} accepted");
         }
     }
 

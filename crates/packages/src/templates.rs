@@ -113,7 +113,8 @@ mod tests {
                 "nginx/site.conf",
                 json!({"domain": "example.com", "server_names": ["example.com", "www.example.com"], "default_server": false,
                        "root": "/home/brokeforge/example.com/current/public", "client_max_body_size": "64M",
-                       "fpm_socket": "/run/php/php8.2-fpm-brokeforge.sock"}),
+                       "fpm_socket": "/run/php/php8.2-fpm-brokeforge.sock", "acme_root": "/var/lib/brokeforge/acme",
+                       "certificate": null}),
             ),
             (
                 "php/fpm-pool.conf",

@@ -16,7 +16,7 @@ use brokeforge_packages::services::database;
 use brokeforge_packages::services::server::{AddServer, add_server, start_direct_onboarding};
 use brokeforge_packages::services::sites::{
     self, EnvironmentInstaller, RepositoryRequest, SiteCommandInstallerJob, SiteConfig,
-    SiteRequest, deployment, git_repository_installer, webhook,
+    SiteRequest, certificate, deployment, git_repository_installer, webhook,
 };
 use brokeforge_store::{Deployment, Job, NewJob, Server, ServerSite, User};
 use serde::Deserialize;
@@ -83,6 +83,8 @@ pub fn operations() -> Vec<Op> {
         delete "/sites/{id}" remove_site, "Remove a site (?keep_files=true keeps its files)", "";
         get "/sites/{id}/deploy-key" deploy_key, "The site's deploy key (add it to your git host)", "";
         post "/sites/{id}/repository" connect_repository, "Connect a git repository, then deploy", r#"{"url":"git@github.com:acme/app.git","branch":"main","host_key_fingerprint":"SHA256:..."}"#;
+        post "/sites/{id}/certificate" request_certificate, "Get an HTTPS certificate (Let's Encrypt unless another ACME directory is given), then serve HTTPS", r#"{"email":"ops@example.com"}"#;
+        delete "/sites/{id}/certificate" remove_certificate, "Remove the site's certificate and serve plain HTTP", "";
         get "/sites/{id}/deployments" list_deployments, "Deployments, kept releases and the live one", "";
         post "/sites/{id}/deployments" deploy, "Deploy (queued; deploys of a server run one at a time)", r#"{"branch":"main"}"#;
         post "/sites/{id}/rollback" rollback, "Make a kept release live again", r#"{"release":"20261125120000-42"}"#;
@@ -275,18 +277,8 @@ pub struct NewUser {
 
 /// Validate and create an account.
 pub async fn make_user(state: &AppState, u: &NewUser) -> ApiResult<User> {
-    let email = u.email.trim().to_ascii_lowercase();
-    let valid = email.len() <= 254
-        && email
-            .split_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
-        && !email.contains(char::is_whitespace);
-    if !valid {
-        return Err(ApiError::invalid(
-            "email",
-            "enter an email address like you@example.com",
-        ));
-    }
+    let email = brokeforge_core::validate::email(&u.email)
+        .map_err(|e| ApiError::invalid("email", e.message))?;
     auth::check_password_rules(&u.password)?;
     let hash = auth::hash_password(&u.password).await?;
     Ok(state.store.create_user(&email, &hash, u.admin).await?)
@@ -773,6 +765,27 @@ async fn connect_repository(
     let job =
         git_repository_installer::connect_repository(&state.store, &site, &b.request, b.deploy)
             .await?;
+    Ok(accepted(&job))
+}
+
+async fn request_certificate(
+    State(state): State<AppState>,
+    authed: Authed,
+    Path(id): Path<i64>,
+    Body(b): Body<certificate::CertificateRequest>,
+) -> ApiResult<Response> {
+    let (site, _) = owned_site(&state, &authed.user, id).await?;
+    let job = certificate::request_certificate(&state.store, &site, &b).await?;
+    Ok(accepted(&job))
+}
+
+async fn remove_certificate(
+    State(state): State<AppState>,
+    authed: Authed,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
+    let (site, _) = owned_site(&state, &authed.user, id).await?;
+    let job = certificate::remove_certificate(&state.store, &site).await?;
     Ok(accepted(&job))
 }
 

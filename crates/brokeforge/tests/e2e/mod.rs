@@ -112,6 +112,46 @@ impl Drop for DebianHost {
     }
 }
 
+/// A test ACME certificate authority (pebble) for host `index`, stopped when dropped (`scripts/e2e-acme.sh`).
+pub struct AcmeServer {
+    index: u8,
+    pub directory: String,
+    pub ca_pem: String,
+}
+
+impl AcmeServer {
+    pub fn start(index: u8) -> AcmeServer {
+        let out = Command::new("bash")
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/e2e-acme.sh"))
+            .args(["start", &index.to_string()])
+            .output()
+            .expect("run scripts/e2e-acme.sh");
+        assert!(
+            out.status.success(),
+            "the test ACME server did not start:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut words = text.split_whitespace();
+        let directory = words.next().expect("directory").to_string();
+        let ca_pem = std::fs::read_to_string(words.next().expect("ca file")).unwrap();
+        AcmeServer {
+            index,
+            directory,
+            ca_pem,
+        }
+    }
+}
+
+impl Drop for AcmeServer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/e2e-acme.sh"))
+            .args(["stop", &self.index.to_string()])
+            .status();
+    }
+}
+
 async fn wait_job(store: &Store, id: i64, limit: Duration) -> Job {
     let started = Instant::now();
     loop {
@@ -1067,6 +1107,7 @@ async fn wait_ok(store: &Store, job: &Job, what: &str) -> Job {
 /// removal takes the vhost and files away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
+    use brokeforge_packages::services::sites::certificate::{self, CertificateRequest};
     use brokeforge_packages::services::sites::{
         self, EnvironmentInstaller, RepositoryRequest, SiteCommandInstaller, SiteConfig,
         SiteRequest, deployment, git_repository_installer, webhook,
@@ -1395,6 +1436,75 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
     assert!(!all_logs.contains("very-secret-value-42"));
     let (status, _) = http_request(&host.ip, "GET", "app.test", "/.env", &[], b"").await;
     assert_eq!(status, 403);
+
+    // HTTPS from an ACME certificate authority (pebble on this machine, which validates the HTTP-01 challenge
+    // for real by fetching it from the site's vhost): the site serves HTTPS with the issued certificate and
+    // redirects plain HTTP; removing the certificate serves plain HTTP again.
+    let acme = AcmeServer::start(15);
+    let jobs_before = store.jobs_for_server(id).await.unwrap().len();
+    for bad in [
+        CertificateRequest {
+            email: Some("not an email".into()),
+            ..Default::default()
+        },
+        CertificateRequest {
+            acme_directory: Some("http://insecure.example/dir".into()),
+            ..Default::default()
+        },
+    ] {
+        assert!(
+            certificate::request_certificate(store, &site, &bad)
+                .await
+                .is_err()
+        );
+    }
+    assert_eq!(store.jobs_for_server(id).await.unwrap().len(), jobs_before);
+    let job = certificate::request_certificate(
+        store,
+        &site,
+        &CertificateRequest {
+            email: Some("ops@app.test".into()),
+            acme_directory: Some(acme.directory.clone()),
+            acme_ca_certificate: Some(acme.ca_pem.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    wait_ok(store, &job, "certificate").await;
+    let cert = SiteConfig::of(&store.site(site.id).await.unwrap())
+        .certificate
+        .expect("certificate recorded");
+    assert_eq!(cert.domains, ["app.test", "www.app.test"]);
+    assert!(cert.expires.is_some(), "{cert:?}");
+    let (status, _) = http_request(&host.ip, "GET", "www.app.test", "/", &[], b"").await;
+    assert_eq!(status, 301);
+    let https = host
+        .root("curl -sSkv --resolve app.test:443:127.0.0.1 https://app.test/ 2>&1")
+        .await
+        .stdout_text();
+    assert!(
+        https.contains("Pebble Intermediate") && https.ends_with("commit one"),
+        "{https}"
+    );
+    let job = certificate::remove_certificate(store, &store.site(site.id).await.unwrap())
+        .await
+        .unwrap();
+    wait_ok(store, &job, "certificate removal").await;
+    assert_eq!(site_page(&host.ip, "app.test").await, "commit one");
+    assert!(
+        SiteConfig::of(&store.site(site.id).await.unwrap())
+            .certificate
+            .is_none()
+    );
+    let left = host
+        .root("ls /etc/letsencrypt/live; grep -c 443 /etc/nginx/sites-available/app.test.conf")
+        .await
+        .stdout_text();
+    assert!(
+        !left.contains("app.test") && left.ends_with("0\n"),
+        "{left}"
+    );
+    drop(acme);
 
     // The server's default site: a request for a name no site has reaches it; the others keep their names.
     let (second, job) = sites::site::create_site(

@@ -1,6 +1,7 @@
 //! The spec's `Services/Sites` category: sites (nginx vhost + directory layout), git repositories,
 //! zero-downtime deployments with rollback, the environment file, deploy webhooks and site commands.
 
+pub mod certificate;
 pub mod deployment;
 pub mod environment;
 pub mod git_repository_installer;
@@ -76,6 +77,35 @@ job_handler! {
         let site = ctx.store.site(p.site_id).await?;
         SiteRemover.execute(ctx.executor, &ctx.run_context()?, &site, p.keep_files).await?;
         Ok(serde_json::json!({"site_id": site.id, "kept_files": p.keep_files}))
+    }
+}
+
+#[derive(Deserialize)]
+struct CertificatePayload {
+    site_id: i64,
+    #[serde(default)]
+    request: certificate::CertificateRequest,
+}
+
+job_handler! {
+    /// Runs a [`certificate::CertificateInstaller`] from the queue.
+    CertificateInstallerJob, "site_certificate_installer", |ctx| {
+        let p: CertificatePayload = payload(ctx)?;
+        let site = ctx.store.site(p.site_id).await?;
+        let cert = certificate::CertificateInstaller
+            .execute(ctx.executor, &ctx.run_context()?, &site, &p.request)
+            .await?;
+        Ok(serde_json::json!({"site_id": site.id, "domains": cert.domains, "expires": cert.expires}))
+    }
+}
+
+job_handler! {
+    /// Runs a [`certificate::CertificateRemover`] from the queue.
+    CertificateRemoverJob, "site_certificate_remover", |ctx| {
+        let p: CertificatePayload = payload(ctx)?;
+        let site = ctx.store.site(p.site_id).await?;
+        certificate::CertificateRemover.execute(ctx.executor, &ctx.run_context()?, &site).await?;
+        Ok(serde_json::json!({"site_id": site.id}))
     }
 }
 
@@ -159,6 +189,8 @@ pub fn register(r: &mut Registry) {
     r.register(GitRepositoryInstallerJob);
     r.register(DeploymentInstallerJob);
     r.register(RollbackInstallerJob);
+    r.register(CertificateInstallerJob);
+    r.register(CertificateRemoverJob);
 }
 
 /// Longest a site command may run by default.

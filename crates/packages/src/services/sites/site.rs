@@ -88,6 +88,8 @@ pub struct SiteConfig {
     pub shared_paths: Vec<String>,
     pub current_release: Option<String>,
     pub releases: Vec<ReleaseInfo>,
+    /// The site's HTTPS certificate; `None` serves plain HTTP only.
+    pub certificate: Option<super::certificate::CertificateConfig>,
 }
 
 impl Default for SiteConfig {
@@ -105,6 +107,7 @@ impl Default for SiteConfig {
             shared_paths: vec![".env".into(), "storage/".into()],
             current_release: None,
             releases: Vec::new(),
+            certificate: None,
         }
     }
 }
@@ -325,8 +328,78 @@ pub fn render_vhost(site: &ServerSite, config: &SiteConfig) -> Result<String, Pa
             "root": root,
             "client_max_body_size": config.client_max_body_size,
             "fpm_socket": fpm_socket(&php),
+            "acme_root": super::certificate::ACME_ROOT,
+            "certificate": config.certificate.as_ref().map(|c| json!({
+                "fullchain": c.fullchain_path(),
+                "key": c.key_path(),
+            })),
         }),
     )
+}
+
+/// Write a site's vhost (and those of `others`, rewritten alongside) and enable it, keeping nginx serving:
+/// every vhost this rewrites (its own on a re-run; other sites' when it takes the default from them) is kept
+/// aside until `nginx -t` accepts the new set, so a refused vhost puts everything back as it was. A new
+/// site's vhost is simply taken out again. Reloading is the caller's next step.
+pub(crate) fn write_vhosts(
+    mut plan: Plan,
+    site: &ServerSite,
+    config: &SiteConfig,
+    others: &[(ServerSite, SiteConfig)],
+) -> Result<Plan, PackageError> {
+    let q = shell_quote;
+    let (available, enabled) = vhost_path(&validate::domain(&site.domain)?);
+    let mut rewrites = vec![(available.clone(), render_vhost(site, config)?)];
+    for (other, oc) in others {
+        rewrites.push((vhost_path(&other.domain).0, render_vhost(other, oc)?));
+    }
+    let mut undo = Vec::new();
+    let mut done = Vec::new();
+    for (path, text) in rewrites {
+        let kept = format!("{path}.brokeforge-previous");
+        plan = plan
+            .run(format!(
+                "rm -f {kept}; if [ -e {p} ]; then cp -p {p} {kept}; fi",
+                p = q(&path),
+                kept = q(&kept)
+            ))
+            .put_file(FileStep::new(path.clone(), FileContents::Text(text), 0o644));
+        undo.push(format!(
+            "if [ -e {kept} ]; then mv -f {kept} {p}; fi",
+            p = q(&path),
+            kept = q(&kept)
+        ));
+        done.push(format!("rm -f {}", q(&kept)));
+    }
+    let mut enable = format!(
+        "new_site=; if [ ! -e {e} ]; then new_site=1; fi; ",
+        e = q(&enabled)
+    );
+    if config.default_site {
+        // BrokeForge's own default site gives way (it also claims default_server).
+        enable.push_str(
+            "had_default=; if [ -e /etc/nginx/sites-enabled/default ]; then had_default=1; \
+             rm -f /etc/nginx/sites-enabled/default; fi; ",
+        );
+        undo.push(
+            "if [ -n \"$had_default\" ]; then ln -sfn /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default; fi"
+                .into(),
+        );
+    }
+    undo.push(format!(
+        "if [ -n \"$new_site\" ]; then rm -f {e} {a}; fi",
+        e = q(&enabled),
+        a = q(&available)
+    ));
+    enable.push_str(&format!(
+        "ln -sfn {a} {e} && out=$(mktemp) && if ! nginx -t 2>\"$out\"; then cat \"$out\" >&2; rm -f \"$out\"; \
+         {undo}; exit 1; fi; rm -f \"$out\"; {done}",
+        a = q(&available),
+        e = q(&enabled),
+        undo = undo.join("; "),
+        done = done.join("; "),
+    ));
+    Ok(plan.run(enable))
 }
 
 pub struct SiteInstaller;
@@ -393,7 +466,6 @@ impl SiteInstaller {
         } else {
             format!("{initial}/{web}")
         };
-        let (available, enabled) = vhost_path(&domain);
         let page = format!(
             "<!doctype html><meta charset=utf-8><title>{domain}</title>\
              <h1>{domain}</h1><p>This site is ready for its first deployment.</p>\n"
@@ -420,61 +492,8 @@ impl SiteInstaller {
                 private_output: false,
             })
             .track(M::ConfigureNginx);
-        // Every vhost this run rewrites (its own on a re-run; other sites' when it takes the default from them)
-        // is kept aside until nginx accepts the new set, so a refused vhost puts everything back as it was and
-        // the server keeps serving the other sites. A new site's vhost is simply taken out again.
-        let mut rewrites = vec![(available.clone(), render_vhost(site, config)?)];
-        for (other, oc) in others {
-            rewrites.push((vhost_path(&other.domain).0, render_vhost(other, oc)?));
-        }
-        let mut undo = Vec::new();
-        let mut done = Vec::new();
-        for (path, text) in rewrites {
-            let kept = format!("{path}.brokeforge-previous");
-            plan = plan
-                .run(format!(
-                    "rm -f {kept}; if [ -e {p} ]; then cp -p {p} {kept}; fi",
-                    p = q(&path),
-                    kept = q(&kept)
-                ))
-                .put_file(FileStep::new(path.clone(), FileContents::Text(text), 0o644));
-            undo.push(format!(
-                "if [ -e {kept} ]; then mv -f {kept} {p}; fi",
-                p = q(&path),
-                kept = q(&kept)
-            ));
-            done.push(format!("rm -f {}", q(&kept)));
-        }
-        let mut enable = format!(
-            "new_site=; if [ ! -e {e} ]; then new_site=1; fi; ",
-            e = q(&enabled)
-        );
-        if config.default_site {
-            // BrokeForge's own default site gives way (it also claims default_server).
-            enable.push_str(
-                "had_default=; if [ -e /etc/nginx/sites-enabled/default ]; then had_default=1; \
-                 rm -f /etc/nginx/sites-enabled/default; fi; ",
-            );
-            undo.push(
-                "if [ -n \"$had_default\" ]; then ln -sfn /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default; fi"
-                    .into(),
-            );
-        }
-        undo.push(format!(
-            "if [ -n \"$new_site\" ]; then rm -f {e} {a}; fi",
-            e = q(&enabled),
-            a = q(&available)
-        ));
-        enable.push_str(&format!(
-            "ln -sfn {a} {e} && out=$(mktemp) && if ! nginx -t 2>\"$out\"; then cat \"$out\" >&2; rm -f \"$out\"; \
-             {undo}; exit 1; fi; rm -f \"$out\"; {done}",
-            a = q(&available),
-            e = q(&enabled),
-            undo = undo.join("; "),
-            done = done.join("; "),
-        ));
+        plan = write_vhosts(plan, site, config, others)?;
         plan = plan
-            .run(enable)
             .track(M::ReloadNginx)
             .run(NGINX_RELOAD)
             .track(M::Complete);
@@ -544,6 +563,9 @@ impl SiteRemover {
             .run(disable)
             .run(NGINX_RELOAD)
             .track(M::RemoveFiles);
+        if let Some(cert) = &config.certificate {
+            plan = plan.run(super::certificate::delete_command(&cert.name));
+        }
         let key = q(&super::deploy_key_path(site.id));
         plan = if keep_files {
             plan.run(format!(

@@ -1,0 +1,461 @@
+//! HTTPS for a site: a certificate from Let's Encrypt (or another ACME certificate authority) through certbot
+//! on the server, validated over HTTP-01 from BrokeForge's challenge directory, which every site's vhost serves.
+//! The vhost then serves HTTPS and redirects plain HTTP; certbot's own timer renews the certificate and reloads
+//! nginx. Removing it (or the site) deletes the certificate and serves plain HTTP again.
+
+use std::time::Duration;
+
+use brokeforge_core::{CredentialKind, ServiceType, ValidationError, shell_quote, validate};
+use brokeforge_store::{ServerSite, Store};
+use serde::{Deserialize, Serialize};
+
+use super::site::{SiteConfig, write_vhosts};
+use crate::base::executor::{Executor, RunContext};
+use crate::base::{
+    FileContents, FileStep, Package, PackageError, PackageInstaller, PackageRemover, Plan, RunStep,
+};
+use crate::milestones;
+use crate::services::server::APT;
+use crate::services::webserver::NGINX_RELOAD;
+
+/// Where HTTP-01 challenge files are written and served from (readable by nginx, written by root).
+pub const ACME_ROOT: &str = "/var/lib/brokeforge/acme";
+/// Let's Encrypt's production directory, the default certificate authority.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Where a private ACME server's CA certificate goes on the server, when the user gives one.
+const ACME_CA_FILE: &str = "/etc/brokeforge/acme-ca.pem";
+
+milestones! {
+    pub enum CertificateInstallerMilestones {
+        PrepareChallenge => ("prepare_challenge", "Preparing the ACME challenge directory"),
+        InstallCertbot => ("install_certbot", "Installing certbot"),
+        RequestCertificate => ("request_certificate", "Requesting the certificate"),
+        ConfigureNginx => ("configure_nginx", "Serving the site over HTTPS"),
+        Complete => ("complete", "HTTPS enabled"),
+    }
+}
+
+milestones! {
+    pub enum CertificateRemoverMilestones {
+        ConfigureNginx => ("configure_nginx", "Serving the site over plain HTTP"),
+        DeleteCertificate => ("delete_certificate", "Deleting the certificate"),
+        Complete => ("complete", "HTTPS removed"),
+    }
+}
+
+/// What a user asks for.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CertificateRequest {
+    /// Expiry notices from the certificate authority; none when empty.
+    pub email: Option<String>,
+    /// The ACME directory URL; Let's Encrypt when empty (its staging directory is useful for trials).
+    pub acme_directory: Option<String>,
+    /// PEM CA certificate of a private ACME server (step-ca, pebble), trusted only for talking to it.
+    pub acme_ca_certificate: Option<String>,
+}
+
+/// A site's certificate, as stored in its configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CertificateConfig {
+    /// certbot's certificate name (the site's domain).
+    pub name: String,
+    pub domains: Vec<String>,
+    pub email: Option<String>,
+    pub acme_directory: String,
+    /// As certbot reports it, e.g. `2027-02-24 01:59:05+00:00`.
+    pub expires: Option<String>,
+}
+
+impl CertificateConfig {
+    pub fn fullchain_path(&self) -> String {
+        format!("/etc/letsencrypt/live/{}/fullchain.pem", self.name)
+    }
+    pub fn key_path(&self) -> String {
+        format!("/etc/letsencrypt/live/{}/privkey.pem", self.name)
+    }
+}
+
+/// A validated request: (email, directory, CA certificate).
+fn prepare(
+    req: &CertificateRequest,
+) -> Result<(Option<String>, String, Option<String>), PackageError> {
+    let email = match req.email.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(e) => Some(validate::email(e)?),
+    };
+    let directory = match req.acme_directory.as_deref().map(str::trim) {
+        None | Some("") => LETS_ENCRYPT.to_string(),
+        Some(d) => {
+            let ok = d.len() <= 2000
+                && d.strip_prefix("https://").is_some_and(|rest| {
+                    let host = rest.split(['/', ':']).next().unwrap_or("");
+                    validate::host(host).is_ok()
+                        && !rest
+                            .chars()
+                            .any(|c| c.is_whitespace() || c.is_control() || "'\"`\\$;".contains(c))
+                });
+            if !ok {
+                return Err(ValidationError::new(
+                    "acme_directory",
+                    "give the ACME directory as an https:// URL",
+                )
+                .into());
+            }
+            d.to_string()
+        }
+    };
+    let ca = match req.acme_ca_certificate.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(pem) => {
+            if !pem.starts_with("-----BEGIN CERTIFICATE-----")
+                || !pem.ends_with("-----END CERTIFICATE-----")
+                || pem.len() > 64 * 1024
+            {
+                return Err(ValidationError::new(
+                    "acme_ca_certificate",
+                    "paste the CA certificate in PEM form (-----BEGIN CERTIFICATE----- ...)",
+                )
+                .into());
+            }
+            Some(format!("{pem}\n"))
+        }
+    };
+    Ok((email, directory, ca))
+}
+
+/// The names on a site's certificate: its domain and aliases.
+fn domains(site: &ServerSite, config: &SiteConfig) -> Result<Vec<String>, PackageError> {
+    let mut names = vec![validate::domain(&site.domain)?];
+    for a in &config.aliases {
+        let a = validate::domain(a)?;
+        if !names.contains(&a) {
+            names.push(a);
+        }
+    }
+    Ok(names)
+}
+
+fn require_active(site: &ServerSite) -> Result<(), PackageError> {
+    if site.status != brokeforge_core::ServiceStatus::Active {
+        return Err(ValidationError::new("site", "the site is not active yet").into());
+    }
+    Ok(())
+}
+
+/// Validate and queue a certificate for a site (also renews early or adds new aliases when run again).
+pub async fn request_certificate(
+    store: &Store,
+    site: &ServerSite,
+    req: &CertificateRequest,
+) -> Result<brokeforge_store::Job, PackageError> {
+    prepare(req)?;
+    require_active(site)?;
+    domains(site, &SiteConfig::of(site))?;
+    Ok(store
+        .enqueue(&brokeforge_store::NewJob::new(
+            super::CertificateInstallerJob::KIND,
+            Some(site.server_id),
+            serde_json::json!({"site_id": site.id, "request": req}),
+        ))
+        .await?)
+}
+
+/// Queue the removal of a site's certificate.
+pub async fn remove_certificate(
+    store: &Store,
+    site: &ServerSite,
+) -> Result<brokeforge_store::Job, PackageError> {
+    require_active(site)?;
+    if SiteConfig::of(site).certificate.is_none() {
+        return Err(ValidationError::new("certificate", "the site has no certificate").into());
+    }
+    Ok(store
+        .enqueue(&brokeforge_store::NewJob::new(
+            super::CertificateRemoverJob::KIND,
+            Some(site.server_id),
+            serde_json::json!({"site_id": site.id}),
+        ))
+        .await?)
+}
+
+/// certbot's command to delete a certificate (nothing when there is none).
+pub(crate) fn delete_command(name: &str) -> String {
+    let q = shell_quote;
+    format!(
+        "if [ -e /etc/letsencrypt/renewal/{n}.conf ] && command -v certbot >/dev/null; then \
+         certbot delete --non-interactive --cert-name {n}; fi",
+        n = q(name)
+    )
+}
+
+pub struct CertificateInstaller;
+
+impl Package for CertificateInstaller {
+    type Milestones = CertificateInstallerMilestones;
+    fn service_type(&self) -> ServiceType {
+        ServiceType::Site
+    }
+    fn credential(&self) -> CredentialKind {
+        // certbot writes /etc/letsencrypt, the vhost lives in /etc/nginx.
+        CredentialKind::Root
+    }
+}
+
+impl PackageInstaller for CertificateInstaller {}
+
+impl CertificateInstaller {
+    pub async fn execute(
+        &self,
+        executor: &Executor,
+        ctx: &RunContext,
+        site: &ServerSite,
+        req: &CertificateRequest,
+    ) -> Result<CertificateConfig, PackageError> {
+        if site.server_id != ctx.server.id {
+            return Err(ValidationError::new("site", "the site belongs to another server").into());
+        }
+        let config = SiteConfig::of(site);
+        let (plan, mut cert) = self.commands(site, &config, req)?;
+        let report = self.install(executor, ctx, plan).await?;
+        // The last command prints certbot's view of the certificate.
+        let listing = report
+            .outputs
+            .last()
+            .map(|o| o.stdout_text())
+            .unwrap_or_default();
+        cert.expires = listing
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Expiry Date:"))
+            .map(|rest| rest.split(" (").next().unwrap_or(rest).trim().to_string());
+        let mut fresh = SiteConfig::of(&executor.store().site(site.id).await?);
+        fresh.certificate = Some(cert.clone());
+        executor
+            .store()
+            .set_site_configuration(site.id, &fresh.to_value())
+            .await?;
+        Ok(cert)
+    }
+
+    pub fn commands(
+        &self,
+        site: &ServerSite,
+        config: &SiteConfig,
+        req: &CertificateRequest,
+    ) -> Result<(Plan, CertificateConfig), PackageError> {
+        use CertificateInstallerMilestones as M;
+        let q = shell_quote;
+        let (email, directory, ca) = prepare(req)?;
+        let names = domains(site, config)?;
+        let cert = CertificateConfig {
+            name: names[0].clone(),
+            domains: names.clone(),
+            email: email.clone(),
+            acme_directory: directory.clone(),
+            expires: None,
+        };
+        // First the current vhost, which carries the challenge location (sites made before it existed get it).
+        let mut plan = self
+            .plan()
+            .track(M::PrepareChallenge)
+            .run(format!("install -d -m 755 {}", q(ACME_ROOT)));
+        plan = write_vhosts(plan, site, config, &[])?
+            .run(NGINX_RELOAD)
+            .track(M::InstallCertbot)
+            .run_step(RunStep {
+                command: format!(
+                    "command -v certbot >/dev/null || {{ {APT} update -qq && {APT} install -y -qq certbot; }}"
+                ),
+                timeout: Duration::from_secs(900),
+                stdin: None,
+                credential: None,
+                private_output: false,
+            })
+            .track(M::RequestCertificate);
+        let mut env = String::new();
+        if let Some(pem) = ca {
+            plan = plan
+                .run("install -d -m 755 /etc/brokeforge")
+                .put_file(FileStep::new(ACME_CA_FILE, FileContents::Text(pem), 0o644));
+            env = format!("REQUESTS_CA_BUNDLE={} ", q(ACME_CA_FILE));
+        }
+        let mut certbot = format!(
+            "{env}certbot certonly --non-interactive --agree-tos --webroot -w {root} --cert-name {name} \
+             --server {dir} --keep-until-expiring --expand --deploy-hook 'systemctl reload nginx'",
+            root = q(ACME_ROOT),
+            name = q(&cert.name),
+            dir = q(&directory),
+        );
+        for d in &names {
+            certbot.push_str(&format!(" -d {}", q(d)));
+        }
+        match &email {
+            Some(e) => certbot.push_str(&format!(" --email {}", q(e))),
+            None => certbot.push_str(" --register-unsafely-without-email"),
+        }
+        plan = plan.run_step(RunStep {
+            command: certbot,
+            timeout: Duration::from_secs(300),
+            stdin: None,
+            credential: None,
+            private_output: false,
+        });
+        let mut with_tls = config.clone();
+        with_tls.certificate = Some(cert.clone());
+        plan = write_vhosts(plan.track(M::ConfigureNginx), site, &with_tls, &[])?
+            .run(NGINX_RELOAD)
+            .track(M::Complete)
+            .run(format!(
+                "certbot certificates --cert-name {}",
+                q(&cert.name)
+            ));
+        Ok((plan, cert))
+    }
+}
+
+pub struct CertificateRemover;
+
+impl Package for CertificateRemover {
+    type Milestones = CertificateRemoverMilestones;
+    fn service_type(&self) -> ServiceType {
+        ServiceType::Site
+    }
+    fn credential(&self) -> CredentialKind {
+        CredentialKind::Root
+    }
+}
+
+impl PackageRemover for CertificateRemover {}
+
+impl CertificateRemover {
+    pub async fn execute(
+        &self,
+        executor: &Executor,
+        ctx: &RunContext,
+        site: &ServerSite,
+    ) -> Result<(), PackageError> {
+        if site.server_id != ctx.server.id {
+            return Err(ValidationError::new("site", "the site belongs to another server").into());
+        }
+        let plan = self.commands(site, &SiteConfig::of(site))?;
+        self.remove(executor, ctx, plan).await?;
+        let mut fresh = SiteConfig::of(&executor.store().site(site.id).await?);
+        fresh.certificate = None;
+        executor
+            .store()
+            .set_site_configuration(site.id, &fresh.to_value())
+            .await?;
+        Ok(())
+    }
+
+    pub fn commands(&self, site: &ServerSite, config: &SiteConfig) -> Result<Plan, PackageError> {
+        use CertificateRemoverMilestones as M;
+        let name = match &config.certificate {
+            Some(c) => c.name.clone(),
+            None => validate::domain(&site.domain)?,
+        };
+        let mut plain = config.clone();
+        plain.certificate = None;
+        let plan = write_vhosts(self.plan().track(M::ConfigureNginx), site, &plain, &[])?
+            .run(NGINX_RELOAD)
+            .track(M::DeleteCertificate)
+            .run(delete_command(&name))
+            .track(M::Complete);
+        Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_certificate() -> (ServerSite, SiteConfig) {
+        let site = crate::services::sites::site::tests::site();
+        let mut config = SiteConfig::of(&site);
+        config.certificate = Some(CertificateConfig {
+            name: "example.com".into(),
+            domains: vec!["example.com".into(), "www.example.com".into()],
+            email: None,
+            acme_directory: LETS_ENCRYPT.into(),
+            expires: Some("2027-02-24 01:59:05+00:00".into()),
+        });
+        (site, config)
+    }
+
+    #[test]
+    fn install_plan() {
+        let site = crate::services::sites::site::tests::site();
+        let (plan, cert) = CertificateInstaller
+            .commands(
+                &site,
+                &SiteConfig::of(&site),
+                &CertificateRequest {
+                    email: Some(" Ops@Example.com ".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(cert.domains, ["example.com", "www.example.com"]);
+        assert_eq!(cert.email.as_deref(), Some("ops@example.com"));
+        insta::assert_snapshot!(plan.to_string());
+    }
+
+    #[test]
+    fn remove_plan() {
+        let (site, config) = with_certificate();
+        insta::assert_snapshot!(
+            CertificateRemover
+                .commands(&site, &config)
+                .unwrap()
+                .to_string()
+        );
+    }
+
+    #[test]
+    fn requests_are_checked() {
+        for bad in [
+            CertificateRequest {
+                email: Some("not-an-email".into()),
+                ..Default::default()
+            },
+            CertificateRequest {
+                email: Some("a@b.com; rm -rf /".into()),
+                ..Default::default()
+            },
+            CertificateRequest {
+                acme_directory: Some("http://acme.example.com/dir".into()),
+                ..Default::default()
+            },
+            CertificateRequest {
+                acme_directory: Some("https://acme.example.com/$(id)".into()),
+                ..Default::default()
+            },
+            CertificateRequest {
+                acme_ca_certificate: Some("hello".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(prepare(&bad).is_err(), "{bad:?} accepted");
+        }
+        let (email, dir, ca) = prepare(&CertificateRequest::default()).unwrap();
+        assert_eq!((email, dir.as_str(), ca), (None, LETS_ENCRYPT, None));
+        let (_, dir, _) = prepare(&CertificateRequest {
+            acme_directory: Some("https://10.0.0.1:14000/dir".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(dir, "https://10.0.0.1:14000/dir");
+    }
+
+    #[test]
+    fn vhost_with_a_certificate_serves_https_and_redirects_http() {
+        let (site, config) = with_certificate();
+        let vhost = super::super::site::render_vhost(&site, &config).unwrap();
+        assert!(vhost.contains("listen 443 ssl http2;"), "{vhost}");
+        assert!(vhost.contains("ssl_certificate /etc/letsencrypt/live/example.com/fullchain.pem;"));
+        assert!(vhost.contains("return 301 https://$host$request_uri;"));
+        // The challenge directory stays reachable over plain HTTP (renewals).
+        let http = &vhost[..vhost.find("listen 443").unwrap()];
+        assert!(http.contains("/.well-known/acme-challenge/"), "{http}");
+    }
+}
