@@ -726,6 +726,26 @@ pub enum SiteCommand {
         #[arg(long)]
         follow: bool,
     },
+    /// HTTPS: get a certificate (Let's Encrypt unless --acme-directory says otherwise) and serve the site over
+    /// HTTPS with plain HTTP redirected; again to renew early or add new aliases; --remove to go back to HTTP.
+    Certificate {
+        #[command(flatten)]
+        target: SiteTarget,
+        /// Where the certificate authority sends expiry notices.
+        #[arg(long)]
+        email: Option<String>,
+        /// Another ACME directory URL (e.g. Let's Encrypt's staging directory, or a private ACME server).
+        #[arg(long)]
+        acme_directory: Option<String>,
+        /// PEM file with the CA certificate of a private ACME server.
+        #[arg(long)]
+        acme_ca: Option<PathBuf>,
+        /// Remove the certificate and serve plain HTTP.
+        #[arg(long, conflicts_with_all = ["email", "acme_directory", "acme_ca"])]
+        remove: bool,
+        #[arg(long)]
+        follow: bool,
+    },
     /// Deployments, kept releases and the live one.
     Deployments(SiteTarget),
     /// Replace the deploy script from a file.
@@ -880,6 +900,22 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                     "  live release {}",
                     cfg["current_release"].as_str().unwrap_or("none yet")
                 );
+                let cert = &cfg["certificate"];
+                if cert.is_object() {
+                    println!(
+                        "  https        {} (expires {})",
+                        cert["domains"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|d| d.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        cert["expires"].as_str().unwrap_or("unknown")
+                    );
+                } else {
+                    println!("  https        none (plain HTTP)");
+                }
             }
         }
         SiteCommand::Remove {
@@ -942,6 +978,32 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             if !client.json {
                 eprintln!("rolling back to {release}");
             }
+            job_result(&client, server, &v["job"], do_follow).await?;
+        }
+        SiteCommand::Certificate {
+            target,
+            email,
+            acme_directory,
+            acme_ca,
+            remove,
+            follow: do_follow,
+        } => {
+            let (server, id) = site_id(&client, &target)?;
+            let v = if remove {
+                client.delete(&format!("/sites/{id}/certificate"))?
+            } else {
+                let ca = match acme_ca {
+                    Some(path) => Some(
+                        std::fs::read_to_string(&path)
+                            .with_context(|| format!("cannot read {}", path.display()))?,
+                    ),
+                    None => None,
+                };
+                client.post(
+                    &format!("/sites/{id}/certificate"),
+                    json!({"email": email, "acme_directory": acme_directory, "acme_ca_certificate": ca}),
+                )?
+            };
             job_result(&client, server, &v["job"], do_follow).await?;
         }
         SiteCommand::Repository {

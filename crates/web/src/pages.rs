@@ -18,7 +18,7 @@ use brokeforge_packages::catalogue;
 use brokeforge_packages::services::database;
 use brokeforge_packages::services::sites::{
     self, DeploymentInstallerMilestones, EnvironmentInstaller, RepositoryRequest, SiteConfig,
-    SiteRequest, deployment, git_repository_installer, webhook,
+    SiteRequest, certificate, deployment, git_repository_installer, webhook,
 };
 use brokeforge_packages::{Milestones, RunContext};
 use brokeforge_store::{Job, JobStatus, LogStream, Server, ServerSite};
@@ -57,6 +57,8 @@ pub fn routes() -> Router<AppState> {
         .route("/sites/{id}/delete", post(remove_site))
         .route("/sites/{id}/repository", post(connect_repository))
         .route("/sites/{id}/deploy", post(deploy))
+        .route("/sites/{id}/certificate", post(request_certificate))
+        .route("/sites/{id}/certificate/delete", post(remove_certificate))
         .route("/sites/{id}/rollback", post(rollback))
         .route("/sites/{id}/deploy-script", post(save_script))
         .route("/sites/{id}/settings", post(save_settings))
@@ -1239,6 +1241,9 @@ struct SitePage {
     keep_releases: u32,
     deploy_timeout: u64,
     shared_paths: String,
+    /// The certificate's names and expiry; empty when the site serves plain HTTP.
+    certificate: String,
+    certificate_milestones: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -1369,13 +1374,21 @@ async fn site_view(
                 .as_ref()
                 .map(|r| r.branch.clone())
                 .unwrap_or_else(|| "main".into()),
-            deploy_milestones: serde_json::to_string(
-                &DeploymentInstallerMilestones::all()
-                    .iter()
-                    .map(|m| json!({"key": m.key(), "label": m.label()}))
-                    .collect::<Vec<_>>(),
-            )
-            .unwrap_or_default(),
+            deploy_milestones: milestones_json(DeploymentInstallerMilestones::all()),
+            certificate_milestones: milestones_json(
+                certificate::CertificateInstallerMilestones::all(),
+            ),
+            certificate: config
+                .certificate
+                .as_ref()
+                .map(|c| {
+                    format!(
+                        "{} · expires {}",
+                        c.domains.join(", "),
+                        c.expires.as_deref().unwrap_or("(unknown)")
+                    )
+                })
+                .unwrap_or_default(),
             cursor,
             jobs,
             deployments: rows,
@@ -1400,6 +1413,16 @@ async fn site_view(
         },
         status,
     ))
+}
+
+/// Milestones as the page script reads them (`data-milestones`), to draw a job's steps before it starts.
+fn milestones_json<M: Milestones>(all: &[M]) -> String {
+    serde_json::to_string(
+        &all.iter()
+            .map(|m| json!({"key": m.key(), "label": m.label()}))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_default()
 }
 
 async fn site_page(
@@ -1451,6 +1474,35 @@ async fn connect_repository(
 ) -> PageResult {
     let (site, _) = page_site(&state, &u, id).await?;
     let r = git_repository_installer::connect_repository(&state.store, &site, &f, true)
+        .await
+        .map(|_| ())
+        .map_err(ApiError::from);
+    site_result(&state, &u, &headers, id, r).await
+}
+
+async fn request_certificate(
+    State(state): State<AppState>,
+    PageUser(u): PageUser,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(f): Form<certificate::CertificateRequest>,
+) -> PageResult {
+    let (site, _) = page_site(&state, &u, id).await?;
+    let r = certificate::request_certificate(&state.store, &site, &f)
+        .await
+        .map(|_| ())
+        .map_err(ApiError::from);
+    site_result(&state, &u, &headers, id, r).await
+}
+
+async fn remove_certificate(
+    State(state): State<AppState>,
+    PageUser(u): PageUser,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> PageResult {
+    let (site, _) = page_site(&state, &u, id).await?;
+    let r = certificate::remove_certificate(&state.store, &site)
         .await
         .map(|_| ())
         .map_err(ApiError::from);

@@ -1204,6 +1204,40 @@ async fn pages_render_and_forms_reject_bad_input() {
         .await;
         assert_eq!(r.status, 422);
         assert!(r.body.contains("not a kept release"));
+        // HTTPS: a bad email or ACME directory is refused on the page; nothing is queued.
+        assert!(r.body.contains("Get a certificate"), "{n}");
+        let jobs_before = app.store.jobs_for_server(server.id).await.unwrap().len();
+        for (field, value, msg) in [
+            ("email", "ops at example", "enter an email address"),
+            (
+                "acme_directory",
+                "http://acme.example.com/dir",
+                "https:// URL",
+            ),
+        ] {
+            let r = form(
+                &app,
+                &format!("/sites/{}/certificate", site.id),
+                &cookie,
+                &[("_csrf", &csrf), (field, value)],
+            )
+            .await;
+            assert_eq!(r.status, 422, "{n}: {field}");
+            assert!(r.body.contains(msg), "{}", r.body);
+        }
+        let r = form(
+            &app,
+            &format!("/sites/{}/certificate/delete", site.id),
+            &cookie,
+            &[("_csrf", &csrf)],
+        )
+        .await;
+        assert_eq!(r.status, 422, "{n}");
+        assert!(r.body.contains("has no certificate"), "{}", r.body);
+        assert_eq!(
+            app.store.jobs_for_server(server.id).await.unwrap().len(),
+            jobs_before
+        );
         for (keep, shared, msg) in [
             ("0", ".env", "between 1 and 50"),
             ("3", "../etc/passwd", "not a path inside the release"),

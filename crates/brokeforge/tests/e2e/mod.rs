@@ -1890,4 +1890,80 @@ async fn cli_onboards_deploys_and_rolls_back() {
         "env get",
     );
     assert_eq!(env, "APP_ENV=production\nSECRET='a$b'\n");
+
+    // HTTPS through the CLI, from the test ACME server; then `site show` reports it, and --remove undoes it.
+    let acme = AcmeServer::start(16);
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), &acme.ca_pem).unwrap();
+    let bad = cli(
+        &[
+            "site",
+            "certificate",
+            "--server",
+            "cli-web",
+            "--domain",
+            "cli.test",
+            "--email",
+            "nope",
+        ],
+        None,
+    );
+    assert!(
+        bad.0 != Some(0) && bad.2.contains("email address"),
+        "{bad:?}"
+    );
+    let ca_path = ca.path().to_str().unwrap();
+    ok(
+        cli(
+            &[
+                "site",
+                "certificate",
+                "--server",
+                "cli-web",
+                "--domain",
+                "cli.test",
+                "--email",
+                "ops@cli.test",
+                "--acme-directory",
+                &acme.directory,
+                "--acme-ca",
+                ca_path,
+                "--follow",
+            ],
+            None,
+        ),
+        "site certificate",
+    );
+    let https = host
+        .root("curl -sSk --resolve cli.test:443:127.0.0.1 https://cli.test/")
+        .await
+        .stdout_text();
+    assert_eq!(https, "commit one");
+    let (_, show, _) = ok(
+        cli(
+            &[
+                "site", "show", "--server", "cli-web", "--domain", "cli.test",
+            ],
+            None,
+        ),
+        "site show",
+    );
+    assert!(show.contains("https        cli.test (expires 20"), "{show}");
+    ok(
+        cli(
+            &[
+                "site",
+                "certificate",
+                "--server",
+                "cli-web",
+                "--domain",
+                "cli.test",
+                "--remove",
+                "--follow",
+            ],
+            None,
+        ),
+        "site certificate --remove",
+    );
+    assert_eq!(site_page(&host.ip, "cli.test").await, "commit one");
 }
