@@ -1486,6 +1486,19 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
         https.contains("Pebble Intermediate") && https.ends_with("commit one"),
         "{https}"
     );
+    // Renewal as certbot's timer runs it (its service's environment, the saved webroot settings): a new
+    // certificate is issued and nginx reloaded to serve it.
+    let serial = "echo | openssl s_client -connect 127.0.0.1:443 -servername app.test 2>/dev/null | openssl x509 -noout -serial";
+    let before = host.root(serial).await.stdout_text();
+    let renew = host
+        .root("env $(systemctl show certbot.service -p Environment --value) certbot renew --force-renewal --cert-name app.test --no-random-sleep-on-renew 2>&1")
+        .await;
+    assert!(renew.success(), "{}", renew.stdout_text());
+    let after = host.root(serial).await.stdout_text();
+    assert!(
+        before.starts_with("serial=") && after.starts_with("serial=") && before != after,
+        "{before} {after}"
+    );
     let job = certificate::remove_certificate(store, &store.site(site.id).await.unwrap())
         .await
         .unwrap();

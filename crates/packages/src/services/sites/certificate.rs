@@ -24,6 +24,9 @@ pub const ACME_ROOT: &str = "/var/lib/brokeforge/acme";
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 /// Where a private ACME server's CA certificate goes on the server, when the user gives one.
 const ACME_CA_FILE: &str = "/etc/brokeforge/acme-ca.pem";
+/// The system's CAs plus that one: certbot trusts it for the request and, through a drop-in for certbot's
+/// service, for every renewal (Let's Encrypt certificates on the same server keep renewing too).
+const ACME_CA_BUNDLE: &str = "/etc/brokeforge/acme-ca-bundle.pem";
 
 milestones! {
     pub enum CertificateInstallerMilestones {
@@ -275,9 +278,23 @@ impl CertificateInstaller {
         let mut env = String::new();
         if let Some(pem) = ca {
             plan = plan
-                .run("install -d -m 755 /etc/brokeforge")
-                .put_file(FileStep::new(ACME_CA_FILE, FileContents::Text(pem), 0o644));
-            env = format!("REQUESTS_CA_BUNDLE={} ", q(ACME_CA_FILE));
+                .run("install -d -m 755 /etc/brokeforge /etc/systemd/system/certbot.service.d")
+                .put_file(FileStep::new(ACME_CA_FILE, FileContents::Text(pem), 0o644))
+                .put_file(FileStep::new(
+                    "/etc/systemd/system/certbot.service.d/brokeforge-ca.conf",
+                    FileContents::Text(format!(
+                        "# Managed by BrokeForge: renewals trust the private ACME server's CA too.\n\
+                         [Service]\nEnvironment=REQUESTS_CA_BUNDLE={ACME_CA_BUNDLE}\n"
+                    )),
+                    0o644,
+                ))
+                .run(format!(
+                    "cat /etc/ssl/certs/ca-certificates.crt {ca} > {bundle}.tmp && mv {bundle}.tmp {bundle} && \
+                     systemctl daemon-reload",
+                    ca = q(ACME_CA_FILE),
+                    bundle = q(ACME_CA_BUNDLE)
+                ));
+            env = format!("REQUESTS_CA_BUNDLE={} ", q(ACME_CA_BUNDLE));
         }
         let mut certbot = format!(
             "{env}certbot certonly --non-interactive --agree-tos --webroot -w {root} --cert-name {name} \
