@@ -665,6 +665,29 @@ impl Store {
         rows.iter().map(job_from).collect()
     }
 
+    /// The server's newest jobs first, at most `limit`.
+    pub async fn recent_jobs(&self, server_id: i64, limit: i64) -> Result<Vec<Job>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE server_id = $1 ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(server_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from).collect()
+    }
+
+    /// The server's queued and running jobs, oldest first.
+    pub async fn unfinished_jobs(&self, server_id: i64) -> Result<Vec<Job>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE server_id = $1 AND status IN ('queued', 'running') ORDER BY id"
+        ))
+        .bind(server_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from).collect()
+    }
+
     /// Jobs that are done, failed or cancelled.
     pub async fn count_finished_jobs(&self) -> Result<i64> {
         let row = sqlx::query(

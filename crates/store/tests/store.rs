@@ -393,6 +393,14 @@ mod queue {
             assert_eq!(done.status, JobStatus::Done);
             assert_eq!(done.result, Some(json!({"ok": true})));
             assert!(done.finished_at.is_some());
+
+            // Listings for pages: newest first with a limit; the unfinished ones only.
+            let ids =
+                |jobs: Vec<brokeforge_store::Job>| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
+            assert_eq!(ids(s.recent_jobs(a, 1).await.unwrap()), [a2.id]);
+            assert_eq!(ids(s.recent_jobs(a, 10).await.unwrap()), [a2.id, a1.id]);
+            assert_eq!(ids(s.unfinished_jobs(a).await.unwrap()), [a2.id]);
+            assert_eq!(ids(s.unfinished_jobs(b).await.unwrap()), [b1.id]);
         }
     }
 

@@ -571,9 +571,7 @@ async fn list_jobs(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Value>> {
     owned_server(&state, &authed.user, id).await?;
-    let mut jobs = state.store.jobs_for_server(id).await?;
-    jobs.reverse();
-    jobs.truncate(100);
+    let jobs = state.store.recent_jobs(id, 100).await?;
     Ok(Json(json!({"jobs": jobs})))
 }
 

@@ -791,9 +791,8 @@ async fn server_view(
     let cursor = state.store.activity_head(id).await?;
     let services = state.store.services(id).await?;
     let mut jobs = Vec::new();
-    let all_jobs = state.store.jobs_for_server(id).await?;
-    for job in all_jobs.iter().rev().take(8) {
-        jobs.push(job_view(state, job).await?);
+    for job in state.store.recent_jobs(id, 8).await? {
+        jobs.push(job_view(state, &job).await?);
     }
     // Steps reported by the one-line script (no job): one box, after the jobs it started.
     let script_events: Vec<_> = state
@@ -1276,6 +1275,14 @@ async fn site_view(
             && let Ok(job) = state.store.job(j).await
             && !job.status.is_finished()
         {
+            jobs.push(job_view(state, &job).await?);
+        }
+    }
+    // Certificate jobs of this site still at work (a reload keeps showing them).
+    for job in state.store.unfinished_jobs(server.id).await? {
+        let certificate_job = job.kind == sites::CertificateInstallerJob::KIND
+            || job.kind == sites::CertificateRemoverJob::KIND;
+        if certificate_job && job.payload["site_id"].as_i64() == Some(site.id) {
             jobs.push(job_view(state, &job).await?);
         }
     }
