@@ -231,12 +231,10 @@ impl CertificateInstaller {
             .lines()
             .find_map(|l| l.trim().strip_prefix("Expiry Date:"))
             .map(|rest| rest.split(" (").next().unwrap_or(rest).trim().to_string());
-        let mut fresh = SiteConfig::of(&executor.store().site(site.id).await?);
-        fresh.certificate = Some(cert.clone());
-        executor
-            .store()
-            .set_site_configuration(site.id, &fresh.to_value())
-            .await?;
+        SiteConfig::update(executor.store(), site.id, |c| {
+            c.certificate = Some(cert.clone())
+        })
+        .await?;
         Ok(cert)
     }
 
@@ -356,12 +354,7 @@ impl CertificateRemover {
         }
         let plan = self.commands(site, &SiteConfig::of(site))?;
         self.remove(executor, ctx, plan).await?;
-        let mut fresh = SiteConfig::of(&executor.store().site(site.id).await?);
-        fresh.certificate = None;
-        executor
-            .store()
-            .set_site_configuration(site.id, &fresh.to_value())
-            .await?;
+        SiteConfig::update(executor.store(), site.id, |c| c.certificate = None).await?;
         Ok(())
     }
 

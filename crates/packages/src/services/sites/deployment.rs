@@ -285,13 +285,12 @@ impl DeploymentInstaller {
         store
             .set_deployment_details(deployment.id, None, commit.as_deref(), None, Some(0))
             .await?;
-        let mut fresh = SiteConfig::of(&store.site(site.id).await?);
-        fresh.releases.retain(|r| kept.contains(&r.name));
-        fresh.releases.push(info.clone());
-        fresh.current_release = Some(p.release.clone());
-        store
-            .set_site_configuration(site.id, &fresh.to_value())
-            .await?;
+        SiteConfig::update(store, site.id, |c| {
+            c.releases.retain(|r| kept.contains(&r.name));
+            c.releases.push(info.clone());
+            c.current_release = Some(p.release.clone());
+        })
+        .await?;
         Ok(info)
     }
 
@@ -476,11 +475,7 @@ impl RollbackInstaller {
         store
             .set_deployment_details(deployment.id, None, None, None, Some(0))
             .await?;
-        let mut fresh = SiteConfig::of(&store.site(site.id).await?);
-        fresh.current_release = Some(info.name);
-        store
-            .set_site_configuration(site.id, &fresh.to_value())
-            .await?;
+        SiteConfig::update(store, site.id, |c| c.current_release = Some(info.name)).await?;
         Ok(())
     }
 

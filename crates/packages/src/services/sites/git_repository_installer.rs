@@ -183,12 +183,10 @@ impl GitRepositoryInstaller {
                 }
             }
         }
-        let mut fresh = SiteConfig::of(&executor.store().site(site.id).await?);
-        fresh.repository = Some(repo.clone());
-        executor
-            .store()
-            .set_site_configuration(site.id, &fresh.to_value())
-            .await?;
+        SiteConfig::update(executor.store(), site.id, |c| {
+            c.repository = Some(repo.clone())
+        })
+        .await?;
         Ok(repo)
     }
 

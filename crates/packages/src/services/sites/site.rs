@@ -120,6 +120,21 @@ impl SiteConfig {
     pub fn to_value(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or_default()
     }
+
+    /// Change a site's stored configuration as it is now (not as a job read it when it started: the user
+    /// may have edited other fields meanwhile) and store it.
+    pub async fn update(
+        store: &Store,
+        site_id: i64,
+        change: impl FnOnce(&mut SiteConfig),
+    ) -> Result<SiteConfig, PackageError> {
+        let mut fresh = SiteConfig::of(&store.site(site_id).await?);
+        change(&mut fresh);
+        store
+            .set_site_configuration(site_id, &fresh.to_value())
+            .await?;
+        Ok(fresh)
+    }
 }
 
 /// Where a site lives on the server.
