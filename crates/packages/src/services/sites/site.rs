@@ -387,7 +387,7 @@ pub(crate) fn write_vhosts(
         done.push(format!("rm -f {}", q(&kept)));
     }
     let mut enable = format!(
-        "new_site=; if [ ! -e {e} ]; then new_site=1; fi; ",
+        "out=$(mktemp) || exit 1; new_site=; if [ ! -e {e} ]; then new_site=1; fi; ",
         e = q(&enabled)
     );
     if config.default_site {
@@ -407,7 +407,7 @@ pub(crate) fn write_vhosts(
         a = q(&available)
     ));
     enable.push_str(&format!(
-        "ln -sfn {a} {e} && out=$(mktemp) && if ! nginx -t 2>\"$out\"; then cat \"$out\" >&2; rm -f \"$out\"; \
+        "if ! ln -sfn {a} {e} || ! nginx -t 2>\"$out\"; then cat \"$out\" >&2; rm -f \"$out\"; \
          {undo}; exit 1; fi; rm -f \"$out\"; {done}",
         a = q(&available),
         e = q(&enabled),
