@@ -746,6 +746,24 @@ pub enum SiteCommand {
         #[arg(long)]
         follow: bool,
     },
+    /// Scheduled commands and daemons, run as the app user in the live release. Without --schedule, --daemon
+    /// or --clear: print them. Otherwise the given set replaces the current one and is applied.
+    Tasks {
+        #[command(flatten)]
+        target: SiteTarget,
+        /// A crontab line: `--schedule '* * * * * php artisan schedule:run'` (repeatable).
+        #[arg(long = "schedule")]
+        schedules: Vec<String>,
+        /// A daemon kept running, with an optional process count: `--daemon '2: php artisan queue:work'`
+        /// (repeatable).
+        #[arg(long = "daemon")]
+        daemons: Vec<String>,
+        /// Remove every scheduled command and daemon of the site.
+        #[arg(long, conflicts_with_all = ["schedules", "daemons"])]
+        clear: bool,
+        #[arg(long)]
+        follow: bool,
+    },
     /// Deployments, kept releases and the live one.
     Deployments(SiteTarget),
     /// Replace the deploy script from a file.
@@ -802,6 +820,18 @@ pub enum EnvCommand {
         #[arg(long)]
         file: Option<PathBuf>,
     },
+}
+
+/// Lines indented for a listing; `  (none)` when there are none.
+fn indent(lines: &str) -> String {
+    if lines.trim().is_empty() {
+        return "  (none)".into();
+    }
+    lines
+        .lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn site_id(client: &Client, t: &SiteTarget) -> Result<(i64, i64)> {
@@ -978,6 +1008,37 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             if !client.json {
                 eprintln!("rolling back to {release}");
             }
+            job_result(&client, server, &v["job"], do_follow).await?;
+        }
+        SiteCommand::Tasks {
+            target,
+            schedules,
+            daemons,
+            clear,
+            follow: do_follow,
+        } => {
+            let (server, id) = site_id(&client, &target)?;
+            if schedules.is_empty() && daemons.is_empty() && !clear {
+                let s = client.get(&format!("/sites/{id}"))?;
+                let tasks = &s["site"]["configuration"]["tasks"];
+                if client.json {
+                    print_json(tasks);
+                } else {
+                    let parsed: brokeforge_packages::services::sites::tasks::SiteTasks =
+                        serde_json::from_value(tasks.clone()).unwrap_or_default();
+                    let (sched, daem) = parsed.to_text();
+                    println!("scheduled commands:\n{}", indent(&sched));
+                    println!("daemons:\n{}", indent(&daem));
+                }
+                return Ok(());
+            }
+            // Parsed here too, so a mistake is reported before anything is sent.
+            let tasks = brokeforge_packages::services::sites::tasks::SiteTasks::parse(
+                &schedules.join("\n"),
+                &daemons.join("\n"),
+            )
+            .map_err(|e| anyhow!("{}: {}", e.field, e.message))?;
+            let v = client.put(&format!("/sites/{id}/tasks"), serde_json::to_value(&tasks)?)?;
             job_result(&client, server, &v["job"], do_follow).await?;
         }
         SiteCommand::Certificate {

@@ -16,7 +16,7 @@ use brokeforge_packages::services::database;
 use brokeforge_packages::services::server::{AddServer, add_server, start_direct_onboarding};
 use brokeforge_packages::services::sites::{
     self, EnvironmentInstaller, RepositoryRequest, SiteCommandInstallerJob, SiteConfig,
-    SiteRequest, certificate, deployment, git_repository_installer, webhook,
+    SiteRequest, certificate, deployment, git_repository_installer, tasks, webhook,
 };
 use brokeforge_store::{Deployment, Job, NewJob, Server, ServerSite, User};
 use serde::Deserialize;
@@ -85,6 +85,7 @@ pub fn operations() -> Vec<Op> {
         post "/sites/{id}/repository" connect_repository, "Connect a git repository, then deploy", r#"{"url":"git@github.com:acme/app.git","branch":"main","host_key_fingerprint":"SHA256:..."}"#;
         post "/sites/{id}/certificate" request_certificate, "Get an HTTPS certificate (Let's Encrypt unless another ACME directory is given), then serve HTTPS", r#"{"email":"ops@example.com"}"#;
         delete "/sites/{id}/certificate" remove_certificate, "Remove the site's certificate and serve plain HTTP", "";
+        put "/sites/{id}/tasks" set_tasks, "Replace the site's scheduled commands (cron) and daemons (kept running), then apply them", r#"{"schedules":[{"cron":"* * * * *","command":"php artisan schedule:run"}],"daemons":[{"command":"php artisan queue:work","processes":2}]}"#;
         get "/sites/{id}/deployments" list_deployments, "Deployments, kept releases and the live one", "";
         post "/sites/{id}/deployments" deploy, "Deploy (queued; deploys of a server run one at a time)", r#"{"branch":"main"}"#;
         post "/sites/{id}/rollback" rollback, "Make a kept release live again", r#"{"release":"20261125120000-42"}"#;
@@ -784,6 +785,17 @@ async fn remove_certificate(
 ) -> ApiResult<Response> {
     let (site, _) = owned_site(&state, &authed.user, id).await?;
     let job = certificate::remove_certificate(&state.store, &site).await?;
+    Ok(accepted(&job))
+}
+
+async fn set_tasks(
+    State(state): State<AppState>,
+    authed: Authed,
+    Path(id): Path<i64>,
+    Body(b): Body<tasks::SiteTasks>,
+) -> ApiResult<Response> {
+    let (site, _) = owned_site(&state, &authed.user, id).await?;
+    let job = tasks::set_tasks(&state.store, &site, &b).await?;
     Ok(accepted(&job))
 }
 

@@ -18,7 +18,7 @@ use brokeforge_packages::catalogue;
 use brokeforge_packages::services::database;
 use brokeforge_packages::services::sites::{
     self, DeploymentInstallerMilestones, EnvironmentInstaller, RepositoryRequest, SiteConfig,
-    SiteRequest, certificate, deployment, git_repository_installer, webhook,
+    SiteRequest, certificate, deployment, git_repository_installer, tasks, webhook,
 };
 use brokeforge_packages::{Milestones, RunContext};
 use brokeforge_store::{Job, JobStatus, LogStream, Server, ServerSite};
@@ -57,6 +57,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sites/{id}/delete", post(remove_site))
         .route("/sites/{id}/repository", post(connect_repository))
         .route("/sites/{id}/deploy", post(deploy))
+        .route("/sites/{id}/tasks", post(save_tasks))
         .route("/sites/{id}/certificate", post(request_certificate))
         .route("/sites/{id}/certificate/delete", post(remove_certificate))
         .route("/sites/{id}/rollback", post(rollback))
@@ -1240,6 +1241,9 @@ struct SitePage {
     keep_releases: u32,
     deploy_timeout: u64,
     shared_paths: String,
+    /// Scheduled commands and daemons in their text forms.
+    schedules: String,
+    daemons: String,
     /// The certificate's names and expiry; empty when the site serves plain HTTP.
     certificate: String,
     certificate_milestones: String,
@@ -1250,15 +1254,30 @@ struct SiteQuery {
     env: Option<String>,
 }
 
+/// How the site page is shown beyond the site itself.
+#[derive(Default)]
+struct SiteView<'a> {
+    /// Read the .env from the server into the editor.
+    load_env: bool,
+    error: Option<&'a ApiError>,
+    notice: &'a str,
+    /// What the user typed into the background-work form, shown again with its error.
+    tasks_draft: Option<&'a TasksForm>,
+}
+
 async fn site_view(
     state: &AppState,
     u: &Authed,
     headers: &HeaderMap,
     id: i64,
-    load_env: bool,
-    error: Option<&ApiError>,
-    notice: &str,
+    view: SiteView<'_>,
 ) -> PageResult {
+    let SiteView {
+        load_env,
+        error,
+        notice,
+        tasks_draft,
+    } = view;
     let (site, server) = owned_site(state, &u.user, id)
         .await
         .map_err(|e| PageError(e, Some(u.clone())))?;
@@ -1278,11 +1297,12 @@ async fn site_view(
             jobs.push(job_view(state, &job).await?);
         }
     }
-    // Certificate jobs of this site still at work (a reload keeps showing them).
+    // Certificate and background-work jobs of this site still at work (a reload keeps showing them).
     for job in state.store.unfinished_jobs(server.id).await? {
-        let certificate_job = job.kind == sites::CertificateInstallerJob::KIND
-            || job.kind == sites::CertificateRemoverJob::KIND;
-        if certificate_job && job.payload["site_id"].as_i64() == Some(site.id) {
+        let site_job = job.kind == sites::CertificateInstallerJob::KIND
+            || job.kind == sites::CertificateRemoverJob::KIND
+            || job.kind == sites::SiteTasksInstallerJob::KIND;
+        if site_job && job.payload["site_id"].as_i64() == Some(site.id) {
             jobs.push(job_view(state, &job).await?);
         }
     }
@@ -1382,6 +1402,9 @@ async fn site_view(
                 .map(|r| r.branch.clone())
                 .unwrap_or_else(|| "main".into()),
             deploy_milestones: milestones_json(DeploymentInstallerMilestones::all()),
+            schedules: tasks_draft
+                .map_or_else(|| config.tasks.to_text().0, |d| d.schedules.clone()),
+            daemons: tasks_draft.map_or_else(|| config.tasks.to_text().1, |d| d.daemons.clone()),
             certificate_milestones: milestones_json(
                 certificate::CertificateInstallerMilestones::all(),
             ),
@@ -1439,7 +1462,17 @@ async fn site_page(
     Path(id): Path<i64>,
     Query(q): Query<SiteQuery>,
 ) -> PageResult {
-    site_view(&state, &u, &headers, id, q.env.is_some(), None, "").await
+    site_view(
+        &state,
+        &u,
+        &headers,
+        id,
+        SiteView {
+            load_env: q.env.is_some(),
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 async fn site_result(
@@ -1451,7 +1484,19 @@ async fn site_result(
 ) -> PageResult {
     match result {
         Ok(()) => Ok(see_other(format!("/sites/{id}"))),
-        Err(e) => site_view(state, u, headers, id, false, Some(&e), "").await,
+        Err(e) => {
+            site_view(
+                state,
+                u,
+                headers,
+                id,
+                SiteView {
+                    error: Some(&e),
+                    ..Default::default()
+                },
+            )
+            .await
+        }
     }
 }
 
@@ -1514,6 +1559,40 @@ async fn remove_certificate(
         .map(|_| ())
         .map_err(ApiError::from);
     site_result(&state, &u, &headers, id, r).await
+}
+
+#[derive(Deserialize)]
+struct TasksForm {
+    #[serde(default)]
+    schedules: String,
+    #[serde(default)]
+    daemons: String,
+}
+
+async fn save_tasks(
+    State(state): State<AppState>,
+    PageUser(u): PageUser,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(f): Form<TasksForm>,
+) -> PageResult {
+    let (site, _) = page_site(&state, &u, id).await?;
+    let r = match tasks::SiteTasks::parse(&f.schedules, &f.daemons) {
+        Ok(t) => tasks::set_tasks(&state.store, &site, &t).await,
+        Err(e) => Err(e.into()),
+    };
+    match r {
+        Ok(_) => Ok(see_other(format!("/sites/{id}"))),
+        Err(e) => {
+            let e = ApiError::from(e);
+            let view = SiteView {
+                error: Some(&e),
+                tasks_draft: Some(&f),
+                ..Default::default()
+            };
+            site_view(&state, &u, &headers, id, view).await
+        }
+    }
 }
 
 async fn deploy(
@@ -1635,8 +1714,33 @@ async fn save_env(
         )
         .await;
     match r {
-        Ok(()) => site_view(&state, &u, &headers, id, false, None, "Saved the .env").await,
-        Err(e) => site_view(&state, &u, &headers, id, false, Some(&e.into()), "").await,
+        Ok(()) => {
+            site_view(
+                &state,
+                &u,
+                &headers,
+                id,
+                SiteView {
+                    notice: "Saved the .env",
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+        Err(e) => {
+            let e = e.into();
+            site_view(
+                &state,
+                &u,
+                &headers,
+                id,
+                SiteView {
+                    error: Some(&e),
+                    ..Default::default()
+                },
+            )
+            .await
+        }
     }
 }
 

@@ -449,6 +449,16 @@ async fn users_see_only_their_own_servers() {
             ),
             ("POST", format!("/jobs/{}/cancel", job.id), None),
             ("POST", format!("/sites/{}/deployments", site.id), None),
+            (
+                "PUT",
+                format!("/sites/{}/tasks", site.id),
+                Some(json!({"daemons": [{"command": "sleep 1000"}]})),
+            ),
+            (
+                "POST",
+                format!("/sites/{}/certificate", site.id),
+                Some(json!({})),
+            ),
             ("DELETE", format!("/sites/{}", site.id), None),
         ] {
             let r = bob.call(&app, method, &path, body).await;
@@ -1234,6 +1244,33 @@ async fn pages_render_and_forms_reject_bad_input() {
         .await;
         assert_eq!(r.status, 422, "{n}");
         assert!(r.body.contains("has no certificate"), "{}", r.body);
+        // Background work: a bad schedule is refused and shown again as typed; nothing stored.
+        let r = form(
+            &app,
+            &format!("/sites/{}/tasks", site.id),
+            &cookie,
+            &[
+                ("_csrf", &csrf),
+                ("schedules", "* * * php artisan schedule:run"),
+                ("daemons", "2: php artisan queue:work"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 422, "{n}");
+        assert!(
+            r.body.contains("is not a schedule")
+                && r.body.contains("* * * php artisan schedule:run")
+                && r.body.contains("2: php artisan queue:work"),
+            "{}",
+            r.body
+        );
+        assert_eq!(
+            brokeforge_packages::services::sites::SiteConfig::of(
+                &app.store.site(site.id).await.unwrap()
+            )
+            .tasks,
+            Default::default()
+        );
         assert_eq!(
             app.store.jobs_for_server(server.id).await.unwrap().len(),
             jobs_before

@@ -1108,6 +1108,7 @@ async fn wait_ok(store: &Store, job: &Job, what: &str) -> Job {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
     use brokeforge_packages::services::sites::certificate::{self, CertificateRequest};
+    use brokeforge_packages::services::sites::tasks::{self, SiteTasks};
     use brokeforge_packages::services::sites::{
         self, EnvironmentInstaller, RepositoryRequest, SiteCommandInstaller, SiteConfig,
         SiteRequest, deployment, git_repository_installer, webhook,
@@ -1250,6 +1251,38 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
     assert_eq!(d1.triggered_by, "repository connected");
     let release1 = d1.release.clone().unwrap();
 
+    // Background work: a scheduled command and a daemon with two processes, as the app user in the live
+    // release (each writes where it runs); deployments and rollbacks move the daemons along.
+    let bad = SiteTasks {
+        schedules: vec![tasks::Schedule {
+            cron: "* * * * *".into(),
+            command: "true\n* * * * * root touch /tmp/owned".into(),
+        }],
+        daemons: vec![],
+    };
+    let site = store.site(site.id).await.unwrap();
+    assert!(tasks::set_tasks(store, &site, &bad).await.is_err());
+    let wanted = SiteTasks::parse(
+        "* * * * * pwd -P > \"$HOME/schedule.out\"; id -un >> \"$HOME/schedule.out\"",
+        "2: while true; do pwd -P > \"$HOME/daemon.out\"; sleep 1; done",
+    )
+    .unwrap();
+    let job = tasks::set_tasks(store, &site, &wanted).await.unwrap();
+    wait_ok(store, &job, "site tasks").await;
+    let units = format!(
+        "brokeforge-site-{id}-daemon-0@1 brokeforge-site-{id}-daemon-0@2",
+        id = site.id
+    );
+    let state = host
+        .root(&format!(
+            "systemctl is-active {units}; cat /etc/cron.d/brokeforge-site-{}",
+            site.id
+        ))
+        .await
+        .stdout_text();
+    assert!(state.starts_with("active\nactive\n"), "{state}");
+    daemon_runs_in(&host, &release1).await;
+
     // Commit 2, deployed by a GitHub webhook; a wrong signature first changes nothing.
     let commit2 = push_commit_two(&host).await;
     let path = webhook::webhook_path(store, &site).await.unwrap();
@@ -1311,6 +1344,7 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
     let d2 = store.deployments(site.id, 1).await.unwrap()[0].clone();
     assert_eq!(d2.commit_hash.as_deref(), Some(commit2.as_str()));
     assert_eq!(d2.triggered_by, "webhook:github");
+    daemon_runs_in(&host, d2.release.as_deref().unwrap()).await;
     assert!(d2.duration_ms().unwrap() >= 0);
 
     // Roll back to commit 1's release.
@@ -1326,6 +1360,17 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
         ("rollback", DeploymentStatus::Succeeded)
     );
     assert_eq!(rb.commit_hash.as_deref(), Some(commit1.as_str()));
+    daemon_runs_in(&host, &release1).await;
+    // cron runs the schedule within a minute, in the live release, as the app user.
+    let scheduled = host
+        .root("for i in $(seq 1 75); do [ -s /home/brokeforge/schedule.out ] && break; sleep 1; done; cat /home/brokeforge/schedule.out")
+        .await
+        .stdout_text();
+    assert!(
+        scheduled.starts_with("/home/brokeforge/app.test/releases/")
+            && scheduled.ends_with("\nbrokeforge\n"),
+        "{scheduled}"
+    );
 
     // A deploy whose script fails: recorded as failed with its log; the live release keeps serving.
     let site = store.site(site.id).await.unwrap();
@@ -1628,6 +1673,28 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
         "{left}"
     );
     assert!(!site_page(&host.ip, "app.test").await.contains("commit"));
+    // Its daemons and schedule went with it.
+    let left = host
+        .root("ls /etc/systemd/system /etc/cron.d; systemctl list-units --all --plain --no-legend 'brokeforge-site-*'")
+        .await
+        .stdout_text();
+    assert!(!left.contains("brokeforge-site-"), "{left}");
+}
+
+/// The sites test's daemon writes where it runs: wait until that is `release` of app.test, as the app user.
+async fn daemon_runs_in(host: &DebianHost, release: &str) {
+    let out = host
+        .root(&format!(
+            "for i in $(seq 1 50); do [ \"$(cat /home/brokeforge/daemon.out 2>/dev/null)\" = /home/brokeforge/app.test/releases/{release} ] \
+             && stat -c %U /home/brokeforge/daemon.out && exit 0; sleep 0.2; done; cat /home/brokeforge/daemon.out; exit 1"
+        ))
+        .await;
+    assert!(
+        out.success(),
+        "the daemon does not run in {release}: {}",
+        out.stdout_text()
+    );
+    assert_eq!(out.stdout_text(), "brokeforge\n");
 }
 
 /// A git server on the host: user `git` with a bare repository `/srv/git/app.git`, commit 1 pushed (a page

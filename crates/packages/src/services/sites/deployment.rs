@@ -365,7 +365,7 @@ impl DeploymentInstaller {
             }
             _ => plan,
         };
-        let plan = plan
+        let mut plan = plan
             .run_with_timeout(
                 format!(
                     "set -e; {env}cd {root}; if [ ! -d repo.git ]; then rm -rf repo.git.tmp; git clone --mirror --quiet {url} repo.git.tmp; mv repo.git.tmp repo.git; fi; \
@@ -400,7 +400,8 @@ impl DeploymentInstaller {
                 private_output: false,
             })
             .track(M::Activate)
-            .run(activate(&root, &p.release, &p.php_version))
+            .run(activate(&root, &p.release, &p.php_version));
+        plan = restart_daemons(plan, p.site_id, &p.config)
             .track(M::CleanUp)
             .run(format!(
                 "cd {root}/releases && ls -1 | sort -r | tail -n +{from} | while read -r r; do [ \"$r\" = {rel} ] || rm -rf -- \"$r\"; done; ls -1 | sort",
@@ -410,6 +411,21 @@ impl DeploymentInstaller {
             ));
         Ok(plan)
     }
+}
+
+/// Daemons keep running in the release they started in: restart them in the live one (as root, who owns
+/// their units).
+fn restart_daemons(plan: Plan, site_id: i64, config: &SiteConfig) -> Plan {
+    if config.tasks.daemons.is_empty() {
+        return plan;
+    }
+    plan.run_step(RunStep {
+        command: super::tasks::restart_daemons_command(site_id),
+        timeout: Duration::from_secs(120),
+        stdin: None,
+        credential: Some(CredentialKind::Root),
+        private_output: false,
+    })
 }
 
 /// Point `current` at `release` atomically (a new symlink renamed over the old one), then reload PHP-FPM
@@ -495,7 +511,7 @@ impl RollbackInstaller {
             .into());
         }
         let root = site_root(&domain);
-        Ok(self
+        let plan = self
             .plan()
             .track(M::CheckRelease)
             .run(format!(
@@ -503,8 +519,8 @@ impl RollbackInstaller {
                 shell_quote(&format!("{root}/releases/{release}"))
             ))
             .track(M::Activate)
-            .run(activate(&root, release, &php))
-            .track(M::Complete))
+            .run(activate(&root, release, &php));
+        Ok(restart_daemons(plan, site.id, &SiteConfig::of(site)).track(M::Complete))
     }
 }
 

@@ -8,6 +8,7 @@ pub mod git_repository_installer;
 pub mod site;
 mod site_command_installer;
 mod site_command_installer_job;
+pub mod tasks;
 pub mod webhook;
 
 use std::time::Duration;
@@ -77,6 +78,18 @@ job_handler! {
         let site = ctx.store.site(p.site_id).await?;
         SiteRemover.execute(ctx.executor, &ctx.run_context()?, &site, p.keep_files).await?;
         Ok(serde_json::json!({"site_id": site.id, "kept_files": p.keep_files}))
+    }
+}
+
+job_handler! {
+    /// Runs a [`tasks::SiteTasksInstaller`]: the server's scheduled commands and daemons of a site made to
+    /// match its configuration.
+    SiteTasksInstallerJob, "site_tasks_installer", |ctx| {
+        let p: SitePayload = payload(ctx)?;
+        let site = ctx.store.site(p.site_id).await?;
+        tasks::SiteTasksInstaller.execute(ctx.executor, &ctx.run_context()?, &site).await?;
+        let t = SiteConfig::of(&site).tasks;
+        Ok(serde_json::json!({"site_id": site.id, "schedules": t.schedules.len(), "daemons": t.daemons.len()}))
     }
 }
 
@@ -191,6 +204,7 @@ pub fn register(r: &mut Registry) {
     r.register(RollbackInstallerJob);
     r.register(CertificateInstallerJob);
     r.register(CertificateRemoverJob);
+    r.register(SiteTasksInstallerJob);
 }
 
 /// Longest a site command may run by default.

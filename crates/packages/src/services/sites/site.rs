@@ -90,6 +90,8 @@ pub struct SiteConfig {
     pub releases: Vec<ReleaseInfo>,
     /// The site's HTTPS certificate; `None` serves plain HTTP only.
     pub certificate: Option<super::certificate::CertificateConfig>,
+    /// Scheduled commands and daemons.
+    pub tasks: super::tasks::SiteTasks,
 }
 
 impl Default for SiteConfig {
@@ -108,6 +110,7 @@ impl Default for SiteConfig {
             current_release: None,
             releases: Vec::new(),
             certificate: None,
+            tasks: Default::default(),
         }
     }
 }
@@ -580,6 +583,9 @@ impl SiteRemover {
             .track(M::RemoveFiles);
         if let Some(cert) = &config.certificate {
             plan = plan.run(super::certificate::delete_command(&cert.name));
+        }
+        if config.tasks != Default::default() {
+            plan = plan.run(super::tasks::remove_command(site.id));
         }
         let key = q(&super::deploy_key_path(site.id));
         plan = if keep_files {
