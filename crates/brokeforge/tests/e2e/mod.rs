@@ -1971,6 +1971,82 @@ async fn cli_onboards_deploys_and_rolls_back() {
     );
     assert_eq!(env, "APP_ENV=production\nSECRET='a$b'\n");
 
+    // Scheduled commands and daemons through the CLI: a bad line is refused before anything is sent; set,
+    // listed, cleared.
+    let bad = cli(
+        &[
+            "site",
+            "tasks",
+            "--server",
+            "cli-web",
+            "--domain",
+            "cli.test",
+            "--schedule",
+            "* * * * $(id) php x",
+        ],
+        None,
+    );
+    assert!(
+        bad.0 != Some(0) && bad.2.contains("not a schedule"),
+        "{bad:?}"
+    );
+    ok(
+        cli(
+            &[
+                "site",
+                "tasks",
+                "--server",
+                "cli-web",
+                "--domain",
+                "cli.test",
+                "--schedule",
+                "@daily php -v",
+                "--daemon",
+                "2: sleep 1000",
+                "--follow",
+            ],
+            None,
+        ),
+        "site tasks",
+    );
+    let (_, listed, _) = ok(
+        cli(
+            &[
+                "site", "tasks", "--server", "cli-web", "--domain", "cli.test",
+            ],
+            None,
+        ),
+        "site tasks (list)",
+    );
+    assert!(
+        listed.contains("  @daily php -v") && listed.contains("  2: sleep 1000"),
+        "{listed}"
+    );
+    assert_eq!(
+        host.root(
+            "systemctl list-units --plain --no-legend --state=active 'brokeforge-site-*' | wc -l"
+        )
+        .await
+        .stdout_text(),
+        "2\n"
+    );
+    ok(
+        cli(
+            &[
+                "site", "tasks", "--server", "cli-web", "--domain", "cli.test", "--clear",
+                "--follow",
+            ],
+            None,
+        ),
+        "site tasks --clear",
+    );
+    assert_eq!(
+        host.root("systemctl list-units --plain --no-legend --all 'brokeforge-site-*' | wc -l; ls /etc/cron.d | grep -c brokeforge")
+            .await
+            .stdout_text(),
+        "0\n0\n"
+    );
+
     // HTTPS through the CLI, from the test ACME server; then `site show` reports it, and --remove undoes it.
     let acme = AcmeServer::start(16);
     let ca = tempfile::NamedTempFile::new().unwrap();
