@@ -761,6 +761,12 @@ pub enum SiteCommand {
         /// Remove every scheduled command and daemon of the site.
         #[arg(long, conflicts_with_all = ["schedules", "daemons"])]
         clear: bool,
+        /// Print the newest lines they wrote (from the server's journal).
+        #[arg(long, conflicts_with_all = ["schedules", "daemons", "clear"])]
+        output: bool,
+        /// With --output: how many lines.
+        #[arg(long, default_value_t = 200, requires = "output")]
+        lines: u32,
         #[arg(long)]
         follow: bool,
     },
@@ -1015,9 +1021,20 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             schedules,
             daemons,
             clear,
+            output,
+            lines,
             follow: do_follow,
         } => {
             let (server, id) = site_id(&client, &target)?;
+            if output {
+                let v = client.get(&format!("/sites/{id}/tasks/output?lines={lines}"))?;
+                if client.json {
+                    print_json(&v);
+                } else {
+                    print!("{}", v["output"].as_str().unwrap_or_default());
+                }
+                return Ok(());
+            }
             if schedules.is_empty() && daemons.is_empty() && !clear {
                 let s = client.get(&format!("/sites/{id}"))?;
                 let tasks = &s["site"]["configuration"]["tasks"];

@@ -85,6 +85,7 @@ pub fn operations() -> Vec<Op> {
         post "/sites/{id}/repository" connect_repository, "Connect a git repository, then deploy", r#"{"url":"git@github.com:acme/app.git","branch":"main","host_key_fingerprint":"SHA256:..."}"#;
         post "/sites/{id}/certificate" request_certificate, "Get an HTTPS certificate (Let's Encrypt unless another ACME directory is given), then serve HTTPS", r#"{"email":"ops@example.com"}"#;
         delete "/sites/{id}/certificate" remove_certificate, "Remove the site's certificate and serve plain HTTP", "";
+        get "/sites/{id}/tasks/output" tasks_output, "The newest output of the site's scheduled commands and daemons (?lines=200)", "";
         put "/sites/{id}/tasks" set_tasks, "Replace the site's scheduled commands (cron) and daemons (kept running), then apply them", r#"{"schedules":[{"cron":"* * * * *","command":"php artisan schedule:run"}],"daemons":[{"command":"php artisan queue:work","processes":2}]}"#;
         get "/sites/{id}/deployments" list_deployments, "Deployments, kept releases and the live one", "";
         post "/sites/{id}/deployments" deploy, "Deploy (queued; deploys of a server run one at a time)", r#"{"branch":"main"}"#;
@@ -786,6 +787,29 @@ async fn remove_certificate(
     let (site, _) = owned_site(&state, &authed.user, id).await?;
     let job = certificate::remove_certificate(&state.store, &site).await?;
     Ok(accepted(&job))
+}
+
+#[derive(Deserialize)]
+struct OutputQuery {
+    lines: Option<u32>,
+}
+
+async fn tasks_output(
+    State(state): State<AppState>,
+    authed: Authed,
+    Path(id): Path<i64>,
+    Query(q): Query<OutputQuery>,
+) -> ApiResult<Json<Value>> {
+    let (site, server) = owned_site(&state, &authed.user, id).await?;
+    let output = tasks::SiteTasksInstaller
+        .recent_output(
+            &state.executor,
+            &RunContext::new(server),
+            &site,
+            q.lines.unwrap_or(200),
+        )
+        .await?;
+    Ok(Json(json!({"output": output})))
 }
 
 async fn set_tasks(

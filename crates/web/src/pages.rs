@@ -1241,7 +1241,8 @@ struct SitePage {
     keep_releases: u32,
     deploy_timeout: u64,
     shared_paths: String,
-    /// Scheduled commands and daemons in their text forms.
+    /// Scheduled commands and daemons in their text forms, and their newest output when asked for.
+    tasks_output: Option<String>,
     schedules: String,
     daemons: String,
     /// The certificate's names and expiry; empty when the site serves plain HTTP.
@@ -1252,6 +1253,7 @@ struct SitePage {
 #[derive(Deserialize, Default)]
 struct SiteQuery {
     env: Option<String>,
+    output: Option<String>,
 }
 
 /// How the site page is shown beyond the site itself.
@@ -1259,6 +1261,8 @@ struct SiteQuery {
 struct SiteView<'a> {
     /// Read the .env from the server into the editor.
     load_env: bool,
+    /// Read the newest output of the scheduled commands and daemons from the server.
+    load_output: bool,
     error: Option<&'a ApiError>,
     notice: &'a str,
     /// What the user typed into the background-work form, shown again with its error.
@@ -1274,6 +1278,7 @@ async fn site_view(
 ) -> PageResult {
     let SiteView {
         load_env,
+        load_output,
         error,
         notice,
         tasks_draft,
@@ -1357,8 +1362,25 @@ async fn site_view(
     } else {
         (false, String::new(), None)
     };
+    let (tasks_output, output_error) = if load_output {
+        match tasks::SiteTasksInstaller
+            .recent_output(
+                &state.executor,
+                &RunContext::new(server.clone()),
+                &site,
+                200,
+            )
+            .await
+        {
+            Ok(o) if o.is_empty() => (Some("(no output yet)".to_string()), None),
+            Ok(o) => (Some(o), None),
+            Err(e) => (None, Some(ApiError::from(e))),
+        }
+    } else {
+        (None, None)
+    };
     let mut nav = Nav::of(u, site.domain.clone());
-    if let Some(e) = error.or(env_error.as_ref()) {
+    if let Some(e) = error.or(env_error.as_ref()).or(output_error.as_ref()) {
         nav = nav.with_error(e);
     }
     nav.notice = notice.to_string();
@@ -1402,6 +1424,7 @@ async fn site_view(
                 .map(|r| r.branch.clone())
                 .unwrap_or_else(|| "main".into()),
             deploy_milestones: milestones_json(DeploymentInstallerMilestones::all()),
+            tasks_output,
             schedules: tasks_draft
                 .map_or_else(|| config.tasks.to_text().0, |d| d.schedules.clone()),
             daemons: tasks_draft.map_or_else(|| config.tasks.to_text().1, |d| d.daemons.clone()),
@@ -1469,6 +1492,7 @@ async fn site_page(
         id,
         SiteView {
             load_env: q.env.is_some(),
+            load_output: q.output.is_some(),
             ..Default::default()
         },
     )

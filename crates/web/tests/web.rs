@@ -1244,7 +1244,21 @@ async fn pages_render_and_forms_reject_bad_input() {
         .await;
         assert_eq!(r.status, 422, "{n}");
         assert!(r.body.contains("has no certificate"), "{}", r.body);
-        // Background work: a bad schedule is refused and shown again as typed; nothing stored.
+        // Background work: no output before there is any work (nothing is read from the server).
+        let r = http(
+            &app.addr,
+            "GET",
+            &format!("/sites/{}?output=1", site.id),
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .await;
+        assert!(
+            r.status == 200 && r.body.contains("(no output yet)"),
+            "{n}: {}",
+            r.body
+        );
+        // A bad schedule is refused and shown again as typed; nothing stored.
         let r = form(
             &app,
             &format!("/sites/{}/tasks", site.id),

@@ -1263,7 +1263,7 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
     let site = store.site(site.id).await.unwrap();
     assert!(tasks::set_tasks(store, &site, &bad).await.is_err());
     let wanted = SiteTasks::parse(
-        "* * * * * pwd -P > \"$HOME/schedule.out\"; id -un >> \"$HOME/schedule.out\"",
+        "* * * * * pwd -P > \"$HOME/schedule.out\"; id -un >> \"$HOME/schedule.out\"; echo scheduled-ran",
         "2: while true; do pwd -P > \"$HOME/daemon.out\"; sleep 1; done",
     )
     .unwrap();
@@ -1371,6 +1371,17 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
             && scheduled.ends_with("\nbrokeforge\n"),
         "{scheduled}"
     );
+    // What it printed is in the journal, read back through BrokeForge.
+    let output = tasks::SiteTasksInstaller
+        .recent_output(
+            &brokeforge_packages::Executor::new(store.clone()),
+            &brokeforge_packages::RunContext::new(store.server(id).await.unwrap()),
+            &store.site(site.id).await.unwrap(),
+            50,
+        )
+        .await
+        .unwrap();
+    assert!(output.contains("scheduled-ran"), "{output}");
 
     // A deploy whose script fails: recorded as failed with its log; the live release keeps serving.
     let site = store.site(site.id).await.unwrap();
@@ -2002,7 +2013,7 @@ async fn cli_onboards_deploys_and_rolls_back() {
                 "--schedule",
                 "@daily php -v",
                 "--daemon",
-                "2: sleep 1000",
+                "2: echo daemon-says-hi; sleep 1000",
                 "--follow",
             ],
             None,
@@ -2019,9 +2030,20 @@ async fn cli_onboards_deploys_and_rolls_back() {
         "site tasks (list)",
     );
     assert!(
-        listed.contains("  @daily php -v") && listed.contains("  2: sleep 1000"),
+        listed.contains("  @daily php -v")
+            && listed.contains("  2: echo daemon-says-hi; sleep 1000"),
         "{listed}"
     );
+    let (_, out, _) = ok(
+        cli(
+            &[
+                "site", "tasks", "--server", "cli-web", "--domain", "cli.test", "--output",
+            ],
+            None,
+        ),
+        "site tasks --output",
+    );
+    assert!(out.contains("daemon-says-hi"), "{out}");
     assert_eq!(
         host.root(
             "systemctl list-units --plain --no-legend --state=active 'brokeforge-site-*' | wc -l"

@@ -268,6 +268,52 @@ impl SiteTasksInstaller {
         Ok(())
     }
 
+    /// The newest lines the site's scheduled commands and daemons wrote (from the journal), at most `lines`.
+    /// Read live as root and never stored: it is the application's own output.
+    pub async fn recent_output(
+        &self,
+        executor: &Executor,
+        ctx: &RunContext,
+        site: &ServerSite,
+        lines: u32,
+    ) -> Result<String, PackageError> {
+        if site.server_id != ctx.server.id {
+            return Err(ValidationError::new("site", "the site belongs to another server").into());
+        }
+        let tasks = SiteConfig::of(site).tasks;
+        let mut tags: Vec<String> = (0..tasks.schedules.len())
+            .map(|i| format!("brokeforge-site-{}-schedule-{i}", site.id))
+            .collect();
+        tags.extend(
+            (0..tasks.daemons.len()).map(|i| format!("brokeforge-site-{}-daemon-{i}", site.id)),
+        );
+        if tags.is_empty() {
+            return Ok(String::new());
+        }
+        let plan = self.plan().run_step(crate::base::RunStep {
+            command: format!(
+                "journalctl --no-pager -q -o short-iso -n {} {}",
+                lines.clamp(1, 1000),
+                tags.iter()
+                    .map(|t| format!("-t {t}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            timeout: std::time::Duration::from_secs(30),
+            stdin: None,
+            credential: None,
+            private_output: true,
+        });
+        let report = executor
+            .run(ctx, &plan, brokeforge_core::ProvisionType::Install)
+            .await?;
+        Ok(report
+            .outputs
+            .first()
+            .map(|o| o.stdout_text())
+            .unwrap_or_default())
+    }
+
     /// Applies the whole set (also the empty one: everything the site had is stopped and removed).
     pub fn commands(&self, site: &ServerSite, tasks: &SiteTasks) -> Result<Plan, PackageError> {
         use SiteTasksInstallerMilestones as M;
