@@ -200,8 +200,9 @@ pub fn daemon_units(site_id: i64) -> String {
 
 /// Restart the site's daemons in the release that is now live (a deploy or rollback step, as root).
 pub fn restart_daemons_command(site_id: i64) -> String {
+    // The release is live by now: a daemon that will not restart is reported, not a failed deployment.
     format!(
-        "systemctl restart {} && echo 'daemons restarted'",
+        "if systemctl restart {}; then echo 'daemons restarted'; else echo 'warning: the daemons did not restart; see the site page' >&2; fi",
         shell_quote(&daemon_units(site_id))
     )
 }
