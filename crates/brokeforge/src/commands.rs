@@ -740,8 +740,11 @@ pub enum SiteCommand {
         /// PEM file with the CA certificate of a private ACME server.
         #[arg(long)]
         acme_ca: Option<PathBuf>,
+        /// Send Strict-Transport-Security (browsers then insist on HTTPS for a year).
+        #[arg(long)]
+        hsts: bool,
         /// Remove the certificate and serve plain HTTP.
-        #[arg(long, conflicts_with_all = ["email", "acme_directory", "acme_ca"])]
+        #[arg(long, conflicts_with_all = ["email", "acme_directory", "acme_ca", "hsts"])]
         remove: bool,
         #[arg(long)]
         follow: bool,
@@ -1063,6 +1066,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             email,
             acme_directory,
             acme_ca,
+            hsts,
             remove,
             follow: do_follow,
         } => {
@@ -1079,7 +1083,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                 };
                 client.post(
                     &format!("/sites/{id}/certificate"),
-                    json!({"email": email, "acme_directory": acme_directory, "acme_ca_certificate": ca}),
+                    json!({"email": email, "acme_directory": acme_directory, "acme_ca_certificate": ca, "hsts": hsts}),
                 )?
             };
             job_result(&client, server, &v["job"], do_follow).await?;

@@ -1522,6 +1522,7 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
             email: Some("ops@app.test".into()),
             acme_directory: Some(acme.directory.clone()),
             acme_ca_certificate: Some(acme.ca_pem.clone()),
+            hsts: true,
         },
     )
     .await
@@ -1539,7 +1540,9 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
         .await
         .stdout_text();
     assert!(
-        https.contains("Pebble Intermediate") && https.ends_with("commit one"),
+        https.contains("Pebble Intermediate")
+            && https.contains("strict-transport-security: max-age=31536000")
+            && https.ends_with("commit one"),
         "{https}"
     );
     // Renewal as certbot's timer runs it (its service's environment, the saved webroot settings): a new

@@ -56,6 +56,29 @@ pub struct CertificateRequest {
     pub acme_directory: Option<String>,
     /// PEM CA certificate of a private ACME server (step-ca, pebble), trusted only for talking to it.
     pub acme_ca_certificate: Option<String>,
+    /// Send Strict-Transport-Security (browsers then refuse plain HTTP for a year): only once HTTPS works.
+    #[serde(deserialize_with = "flag")]
+    pub hsts: bool,
+}
+
+/// A yes/no from JSON (`true`) or from a form (`"true"`, `"on"`).
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Text(String),
+    }
+    match Flag::deserialize(d)? {
+        Flag::Bool(b) => Ok(b),
+        Flag::Text(t) => match t.as_str() {
+            "true" | "on" | "1" | "yes" => Ok(true),
+            "false" | "off" | "0" | "no" | "" => Ok(false),
+            other => Err(serde::de::Error::custom(format!(
+                "`{other}` is not yes or no"
+            ))),
+        },
+    }
 }
 
 /// A site's certificate, as stored in its configuration.
@@ -68,6 +91,8 @@ pub struct CertificateConfig {
     pub acme_directory: String,
     /// As certbot reports it, e.g. `2027-02-24 01:59:05+00:00`.
     pub expires: Option<String>,
+    #[serde(default)]
+    pub hsts: bool,
 }
 
 impl CertificateConfig {
@@ -254,6 +279,7 @@ impl CertificateInstaller {
             email: email.clone(),
             acme_directory: directory.clone(),
             expires: None,
+            hsts: req.hsts,
         };
         // First the current vhost, which carries the challenge location (sites made before it existed get it).
         let mut plan = self
@@ -388,6 +414,7 @@ mod tests {
             email: None,
             acme_directory: LETS_ENCRYPT.into(),
             expires: Some("2027-02-24 01:59:05+00:00".into()),
+            hsts: false,
         });
         (site, config)
     }
@@ -419,6 +446,16 @@ mod tests {
                 .unwrap()
                 .to_string()
         );
+    }
+
+    #[test]
+    fn hsts_comes_from_json_or_a_form() {
+        let json: CertificateRequest = serde_json::from_str(r#"{"hsts": true}"#).unwrap();
+        let text: CertificateRequest = serde_json::from_str(r#"{"hsts": "true"}"#).unwrap();
+        let form: CertificateRequest = serde_urlencoded::from_str("email=&hsts=true").unwrap();
+        let none: CertificateRequest = serde_urlencoded::from_str("email=").unwrap();
+        assert!(json.hsts && text.hsts && form.hsts && !none.hsts);
+        assert!(serde_json::from_str::<CertificateRequest>(r#"{"hsts": "maybe"}"#).is_err());
     }
 
     #[test]
@@ -464,6 +501,15 @@ mod tests {
         assert!(vhost.contains("listen 443 ssl http2;"), "{vhost}");
         assert!(vhost.contains("ssl_certificate /etc/letsencrypt/live/example.com/fullchain.pem;"));
         assert!(vhost.contains("return 301 https://$host$request_uri;"));
+        assert!(!vhost.contains("Strict-Transport-Security"));
+        let mut hsts = config.clone();
+        hsts.certificate.as_mut().unwrap().hsts = true;
+        let vhost = super::super::site::render_vhost(&site, &hsts).unwrap();
+        let https = &vhost[vhost.find("listen 443").unwrap()..];
+        assert!(
+            https.contains("add_header Strict-Transport-Security \"max-age=31536000\" always;"),
+            "{vhost}"
+        );
         // The challenge directory stays reachable over plain HTTP (renewals).
         let http = &vhost[..vhost.find("listen 443").unwrap()];
         assert!(http.contains("/.well-known/acme-challenge/"), "{http}");

@@ -350,6 +350,7 @@ pub fn render_vhost(site: &ServerSite, config: &SiteConfig) -> Result<String, Pa
             "certificate": config.certificate.as_ref().map(|c| json!({
                 "fullchain": c.fullchain_path(),
                 "key": c.key_path(),
+                "hsts": c.hsts,
             })),
         }),
     )
