@@ -1379,6 +1379,10 @@ async fn site_view(
     } else {
         (None, None)
     };
+    let (schedules, daemons) = match tasks_draft {
+        Some(d) => (d.schedules.clone(), d.daemons.clone()),
+        None => config.tasks.to_text(),
+    };
     let mut nav = Nav::of(u, site.domain.clone());
     if let Some(e) = error.or(env_error.as_ref()).or(output_error.as_ref()) {
         nav = nav.with_error(e);
@@ -1425,9 +1429,8 @@ async fn site_view(
                 .unwrap_or_else(|| "main".into()),
             deploy_milestones: milestones_json(DeploymentInstallerMilestones::all()),
             tasks_output,
-            schedules: tasks_draft
-                .map_or_else(|| config.tasks.to_text().0, |d| d.schedules.clone()),
-            daemons: tasks_draft.map_or_else(|| config.tasks.to_text().1, |d| d.daemons.clone()),
+            schedules,
+            daemons,
             certificate_milestones: milestones_json(
                 certificate::CertificateInstallerMilestones::all(),
             ),

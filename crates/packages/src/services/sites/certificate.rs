@@ -9,7 +9,7 @@ use brokeforge_core::{CredentialKind, ServiceType, ValidationError, shell_quote,
 use brokeforge_store::{ServerSite, Store};
 use serde::{Deserialize, Serialize};
 
-use super::site::{SiteConfig, write_vhosts};
+use super::site::{SiteConfig, server_names, write_vhosts};
 use crate::base::executor::{Executor, RunContext};
 use crate::base::{
     FileContents, FileStep, Package, PackageError, PackageInstaller, PackageRemover, Plan, RunStep,
@@ -152,25 +152,6 @@ fn prepare(
     Ok((email, directory, ca))
 }
 
-/// The names on a site's certificate: its domain and aliases.
-fn domains(site: &ServerSite, config: &SiteConfig) -> Result<Vec<String>, PackageError> {
-    let mut names = vec![validate::domain(&site.domain)?];
-    for a in &config.aliases {
-        let a = validate::domain(a)?;
-        if !names.contains(&a) {
-            names.push(a);
-        }
-    }
-    Ok(names)
-}
-
-fn require_active(site: &ServerSite) -> Result<(), PackageError> {
-    if site.status != brokeforge_core::ServiceStatus::Active {
-        return Err(ValidationError::new("site", "the site is not active yet").into());
-    }
-    Ok(())
-}
-
 /// Validate and queue a certificate for a site (also renews early or adds new aliases when run again).
 pub async fn request_certificate(
     store: &Store,
@@ -178,8 +159,8 @@ pub async fn request_certificate(
     req: &CertificateRequest,
 ) -> Result<brokeforge_store::Job, PackageError> {
     prepare(req)?;
-    require_active(site)?;
-    domains(site, &SiteConfig::of(site))?;
+    super::require_active(site)?;
+    server_names(site, &SiteConfig::of(site))?;
     Ok(store
         .enqueue(&brokeforge_store::NewJob::new(
             super::CertificateInstallerJob::KIND,
@@ -194,7 +175,7 @@ pub async fn remove_certificate(
     store: &Store,
     site: &ServerSite,
 ) -> Result<brokeforge_store::Job, PackageError> {
-    require_active(site)?;
+    super::require_active(site)?;
     if SiteConfig::of(site).certificate.is_none() {
         return Err(ValidationError::new("certificate", "the site has no certificate").into());
     }
@@ -240,9 +221,7 @@ impl CertificateInstaller {
         site: &ServerSite,
         req: &CertificateRequest,
     ) -> Result<CertificateConfig, PackageError> {
-        if site.server_id != ctx.server.id {
-            return Err(ValidationError::new("site", "the site belongs to another server").into());
-        }
+        super::on_server(ctx, site)?;
         let config = SiteConfig::of(site);
         let (plan, mut cert) = self.commands(site, &config, req)?;
         let report = self.install(executor, ctx, plan).await?;
@@ -272,7 +251,7 @@ impl CertificateInstaller {
         use CertificateInstallerMilestones as M;
         let q = shell_quote;
         let (email, directory, ca) = prepare(req)?;
-        let names = domains(site, config)?;
+        let names = server_names(site, config)?;
         let cert = CertificateConfig {
             name: names[0].clone(),
             domains: names.clone(),
@@ -375,9 +354,7 @@ impl CertificateRemover {
         ctx: &RunContext,
         site: &ServerSite,
     ) -> Result<(), PackageError> {
-        if site.server_id != ctx.server.id {
-            return Err(ValidationError::new("site", "the site belongs to another server").into());
-        }
+        super::on_server(ctx, site)?;
         let plan = self.commands(site, &SiteConfig::of(site))?;
         self.remove(executor, ctx, plan).await?;
         SiteConfig::update(executor.store(), site.id, |c| c.certificate = None).await?;

@@ -219,9 +219,7 @@ impl DeploymentInstaller {
         branch: Option<&str>,
     ) -> Result<ReleaseInfo, PackageError> {
         let store = executor.store();
-        if site.server_id != ctx.server.id {
-            return Err(ValidationError::new("site", "the site belongs to another server").into());
-        }
+        super::on_server(ctx, site)?;
         let mut p = Self::prepare(site, deployment, branch)?;
         if p.config
             .repository

@@ -6,7 +6,7 @@ use brokeforge_store::ServerSite;
 
 use super::site::site_root;
 use crate::base::executor::{Executor, RunContext};
-use crate::base::{FileContents, FileStep, Package, PackageError, PackageInstaller, Plan, RunStep};
+use crate::base::{FileContents, FileStep, Package, PackageError, PackageInstaller, Plan};
 use crate::milestones;
 
 /// Largest accepted `.env`.
@@ -47,26 +47,13 @@ impl EnvironmentInstaller {
         ctx: &RunContext,
         site: &ServerSite,
     ) -> Result<Secret, PackageError> {
-        check(ctx, site)?;
-        let plan = self.plan().run_step(RunStep {
-            command: format!(
-                "cat {} 2>/dev/null || true",
-                brokeforge_core::shell_quote(&env_path(site)?)
-            ),
-            timeout: std::time::Duration::from_secs(30),
-            stdin: None,
-            credential: None,
-            private_output: true,
-        });
-        let report = executor
-            .run(ctx, &plan, brokeforge_core::ProvisionType::Install)
-            .await?;
+        super::on_server(ctx, site)?;
+        let command = format!(
+            "cat {} 2>/dev/null || true",
+            brokeforge_core::shell_quote(&env_path(site)?)
+        );
         Ok(Secret::new(
-            report
-                .outputs
-                .first()
-                .map(|o| o.stdout_text())
-                .unwrap_or_default(),
+            super::read_live(executor, ctx, self.plan(), command).await?,
         ))
     }
 
@@ -78,7 +65,7 @@ impl EnvironmentInstaller {
         site: &ServerSite,
         contents: &Secret,
     ) -> Result<(), PackageError> {
-        check(ctx, site)?;
+        super::on_server(ctx, site)?;
         let plan = self.commands(site, contents)?;
         self.install(executor, ctx, plan).await?;
         Ok(())
@@ -103,11 +90,4 @@ impl EnvironmentInstaller {
                 0o600,
             )))
     }
-}
-
-fn check(ctx: &RunContext, site: &ServerSite) -> Result<(), PackageError> {
-    if site.server_id != ctx.server.id {
-        return Err(ValidationError::new("site", "the site belongs to another server").into());
-    }
-    Ok(())
 }

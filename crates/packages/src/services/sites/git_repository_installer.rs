@@ -120,9 +120,7 @@ pub async fn connect_repository(
     deploy: bool,
 ) -> Result<brokeforge_store::Job, PackageError> {
     prepare(req)?;
-    if site.status != brokeforge_core::ServiceStatus::Active {
-        return Err(ValidationError::new("site", "the site is not active yet").into());
-    }
+    super::require_active(site)?;
     Ok(store
         .enqueue(&brokeforge_store::NewJob::new(
             super::GitRepositoryInstallerJob::KIND,
@@ -147,9 +145,7 @@ impl GitRepositoryInstaller {
         site: &ServerSite,
         req: &RepositoryRequest,
     ) -> Result<RepositoryConfig, PackageError> {
-        if site.server_id != ctx.server.id {
-            return Err(ValidationError::new("site", "the site belongs to another server").into());
-        }
+        super::on_server(ctx, site)?;
         let (remote, branch, fp) = prepare(req)?;
         let (public, private) = deploy_key(executor.store(), site).await?;
         let mut repo = RepositoryConfig {

@@ -31,6 +31,10 @@ pub use site::{
 pub use site_command_installer::{SiteCommandInstaller, SiteCommandInstallerMilestones};
 pub use site_command_installer_job::SiteCommandInstallerJob;
 
+use brokeforge_store::ServerSite;
+
+use crate::base::Plan;
+use crate::base::executor::{Executor, RunContext};
 use crate::job_handler;
 use crate::jobs::{JobContext, Registry};
 
@@ -47,6 +51,50 @@ pub fn webhook_secret(site_id: i64) -> String {
 /// Where the deploy key lives on the server.
 pub fn deploy_key_path(site_id: i64) -> String {
     format!("{}/.ssh/brokeforge-site-{site_id}", site::APP_HOME)
+}
+
+/// A site's job runs against the site's own server only.
+fn on_server(ctx: &RunContext, site: &ServerSite) -> Result<(), ValidationError> {
+    if site.server_id != ctx.server.id {
+        return Err(ValidationError::new(
+            "site",
+            "the site belongs to another server",
+        ));
+    }
+    Ok(())
+}
+
+/// Work on a site (repository, certificate, background work) waits until the site is installed.
+fn require_active(site: &ServerSite) -> Result<(), ValidationError> {
+    if site.status != brokeforge_core::ServiceStatus::Active {
+        return Err(ValidationError::new("site", "the site is not active yet"));
+    }
+    Ok(())
+}
+
+/// Run one command on `plan`'s credential and return what it printed: read live for the user, never stored
+/// in the job log or events.
+async fn read_live(
+    executor: &Executor,
+    ctx: &RunContext,
+    plan: Plan,
+    command: String,
+) -> Result<String, crate::PackageError> {
+    let plan = plan.run_step(crate::base::RunStep {
+        command,
+        timeout: Duration::from_secs(30),
+        stdin: None,
+        credential: None,
+        private_output: true,
+    });
+    let report = executor
+        .run(ctx, &plan, brokeforge_core::ProvisionType::Install)
+        .await?;
+    Ok(report
+        .outputs
+        .first()
+        .map(|o| o.stdout_text())
+        .unwrap_or_default())
 }
 
 fn payload<T: for<'de> Deserialize<'de>>(ctx: &JobContext<'_>) -> Result<T, ValidationError> {

@@ -320,6 +320,19 @@ pub async fn remove_site(
 }
 
 /// Render a site's vhost.
+/// The names a site answers to (its vhost's `server_name`, its certificate's names): the domain, then its
+/// aliases, each once.
+pub fn server_names(site: &ServerSite, config: &SiteConfig) -> Result<Vec<String>, PackageError> {
+    let mut names = vec![validate::domain(&site.domain)?];
+    for a in &config.aliases {
+        let a = validate::domain(a)?;
+        if !names.contains(&a) {
+            names.push(a);
+        }
+    }
+    Ok(names)
+}
+
 pub fn render_vhost(site: &ServerSite, config: &SiteConfig) -> Result<String, PackageError> {
     let domain = validate::domain(&site.domain)?;
     let php = site
@@ -328,10 +341,7 @@ pub fn render_vhost(site: &ServerSite, config: &SiteConfig) -> Result<String, Pa
         .ok_or_else(|| ValidationError::new("php_version", "the site has no PHP version"))?;
     let php = validate::php_version(php)?;
     let web = validate::relative_dir("web_directory", &config.web_directory)?;
-    let mut names = vec![domain.clone()];
-    for a in &config.aliases {
-        names.push(validate::domain(a)?);
-    }
+    let names = server_names(site, config)?;
     let root = if web.is_empty() {
         format!("{}/current", site_root(&domain))
     } else {
@@ -443,9 +453,7 @@ impl SiteInstaller {
         ctx: &RunContext,
         site: &ServerSite,
     ) -> Result<(), PackageError> {
-        if site.server_id != ctx.server.id {
-            return Err(ValidationError::new("site", "the site belongs to another server").into());
-        }
+        super::on_server(ctx, site)?;
         let config = SiteConfig::of(site);
         // Only one site is the server's default: the others lose the flag (their vhosts are rewritten).
         let mut others = Vec::new();
@@ -542,9 +550,7 @@ impl SiteRemover {
         site: &ServerSite,
         keep_files: bool,
     ) -> Result<(), PackageError> {
-        if site.server_id != ctx.server.id {
-            return Err(ValidationError::new("site", "the site belongs to another server").into());
-        }
+        super::on_server(ctx, site)?;
         let plan = self.commands(site, &SiteConfig::of(site), keep_files)?;
         self.remove(executor, ctx, plan).await?;
         let store = executor.store();

@@ -226,9 +226,7 @@ pub async fn set_tasks(
     tasks: &SiteTasks,
 ) -> Result<brokeforge_store::Job, PackageError> {
     let tasks = tasks.validated()?;
-    if site.status != brokeforge_core::ServiceStatus::Active {
-        return Err(ValidationError::new("site", "the site is not active yet").into());
-    }
+    super::require_active(site)?;
     SiteConfig::update(store, site.id, |c| c.tasks = tasks.clone()).await?;
     Ok(store
         .enqueue(&brokeforge_store::NewJob::new(
@@ -261,9 +259,7 @@ impl SiteTasksInstaller {
         ctx: &RunContext,
         site: &ServerSite,
     ) -> Result<(), PackageError> {
-        if site.server_id != ctx.server.id {
-            return Err(ValidationError::new("site", "the site belongs to another server").into());
-        }
+        super::on_server(ctx, site)?;
         let plan = self.commands(site, &SiteConfig::of(site).tasks)?;
         self.install(executor, ctx, plan).await?;
         Ok(())
@@ -278,9 +274,7 @@ impl SiteTasksInstaller {
         site: &ServerSite,
         lines: u32,
     ) -> Result<String, PackageError> {
-        if site.server_id != ctx.server.id {
-            return Err(ValidationError::new("site", "the site belongs to another server").into());
-        }
+        super::on_server(ctx, site)?;
         let tasks = SiteConfig::of(site).tasks;
         let mut tags: Vec<String> = (0..tasks.schedules.len())
             .map(|i| format!("brokeforge-site-{}-schedule-{i}", site.id))
@@ -291,28 +285,15 @@ impl SiteTasksInstaller {
         if tags.is_empty() {
             return Ok(String::new());
         }
-        let plan = self.plan().run_step(crate::base::RunStep {
-            command: format!(
-                "journalctl --no-pager -q -o short-iso -n {} {}",
-                lines.clamp(1, 1000),
-                tags.iter()
-                    .map(|t| format!("-t {t}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
-            timeout: std::time::Duration::from_secs(30),
-            stdin: None,
-            credential: None,
-            private_output: true,
-        });
-        let report = executor
-            .run(ctx, &plan, brokeforge_core::ProvisionType::Install)
-            .await?;
-        Ok(report
-            .outputs
-            .first()
-            .map(|o| o.stdout_text())
-            .unwrap_or_default())
+        let command = format!(
+            "journalctl --no-pager -q -o short-iso -n {} {}",
+            lines.clamp(1, 1000),
+            tags.iter()
+                .map(|t| format!("-t {t}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        super::read_live(executor, ctx, self.plan(), command).await
     }
 
     /// Applies the whole set (also the empty one: everything the site had is stopped and removed).
