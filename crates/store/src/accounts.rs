@@ -7,7 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::models::User;
-use crate::{Result, Store, StoreError};
+use crate::{Result, Store, StoreError, is_unique_violation};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiToken {
@@ -274,5 +274,50 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok((row.try_get("n")?, row.try_get("oldest")?))
+    }
+}
+
+impl Store {
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password_hash: &str,
+        is_admin: bool,
+    ) -> Result<User> {
+        let now = now_ms();
+        let email = email.trim().to_ascii_lowercase();
+        let row = sqlx::query(
+            "INSERT INTO users (email, password_hash, is_admin, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) RETURNING id",
+        )
+        .bind(&email)
+        .bind(password_hash)
+        .bind(is_admin as i64)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("a user with email {email} already exists"))
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(User {
+            id: row.try_get("id")?,
+            email,
+            password_hash: password_hash.to_string(),
+            is_admin,
+            created_at: now,
+        })
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let row = sqlx::query(
+            "SELECT id, email, password_hash, is_admin, created_at FROM users WHERE email = $1",
+        )
+        .bind(email.trim().to_ascii_lowercase())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(crate::accounts::user_from).transpose()
     }
 }

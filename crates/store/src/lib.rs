@@ -6,10 +6,13 @@
 
 pub mod accounts;
 pub mod crypto;
+mod events;
 pub mod jobs;
 mod migrate;
 pub mod models;
-mod records;
+mod servers;
+mod services;
+mod sites;
 
 use std::str::FromStr;
 use std::sync::Once;
@@ -22,7 +25,7 @@ pub use accounts::{ApiToken, Session};
 pub use crypto::{Cipher, MasterKey};
 pub use jobs::{Heartbeat, Job, JobStatus, JobTarget, NewJob, Outcome, Recovered};
 pub use models::*;
-pub use records::TokenUse;
+pub use servers::TokenUse;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,0 +1,372 @@
+//! Provision events, command output, and the per-server activity feed live watchers read.
+
+use brokeforge_core::EventStatus;
+use brokeforge_core::time::now_ms;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::models::*;
+use crate::{Result, Store, json, parse};
+
+const EVENT_COLS: &str = "id, server_id, job_id, service_type, provision_type, milestone, label, current_step, total_steps, details, status, error, created_at, updated_at";
+
+fn event_from(row: &AnyRow) -> Result<ProvisionEvent> {
+    Ok(ProvisionEvent {
+        id: row.try_get("id")?,
+        server_id: row.try_get("server_id")?,
+        job_id: row.try_get("job_id")?,
+        service_type: parse(row, "service_type")?,
+        provision_type: parse(row, "provision_type")?,
+        milestone: row.try_get("milestone")?,
+        label: row.try_get("label")?,
+        current_step: row.try_get("current_step")?,
+        total_steps: row.try_get("total_steps")?,
+        details: json(row, "details")?,
+        status: parse(row, "status")?,
+        error: row.try_get("error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn log_from(r: &AnyRow) -> Result<CommandLog> {
+    Ok(CommandLog {
+        id: r.try_get("id")?,
+        server_id: r.try_get("server_id")?,
+        job_id: r.try_get("job_id")?,
+        event_id: r.try_get("event_id")?,
+        stream: LogStream::parse(&r.try_get::<String, _>("stream")?),
+        chunk: r.try_get("chunk")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+impl Store {
+    pub async fn start_event(&self, new: &NewEvent) -> Result<ProvisionEvent> {
+        self.advance_event(None, new).await
+    }
+
+    /// Complete the milestone `previous` (if any) and start the next one, atomically: one statement on
+    /// PostgreSQL (a data-modifying CTE), one transaction on SQLite.
+    pub async fn advance_event(
+        &self,
+        previous: Option<i64>,
+        new: &NewEvent,
+    ) -> Result<ProvisionEvent> {
+        let now = now_ms();
+        let mut tx = self.telemetry.begin().await?;
+        if let Some(id) = previous {
+            let row = sqlx::query(&format!(
+                "UPDATE provision_events SET status = $1, updated_at = $2 WHERE id = $3 RETURNING {EVENT_COLS}"
+            ))
+            .bind(EventStatus::Completed.as_str())
+            .bind(now)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = row {
+                let done = event_from(&row)?;
+                self.insert_activity(
+                    &mut tx,
+                    done.server_id,
+                    done.job_id,
+                    Some(done.id),
+                    LogStream::Event,
+                    &Self::event_activity(&done),
+                )
+                .await?;
+            }
+        }
+        let row = sqlx::query(&format!(
+            "INSERT INTO provision_events (server_id, job_id, service_type, provision_type, milestone, label, current_step, total_steps, details, status, error, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $11) RETURNING {EVENT_COLS}"
+        ))
+        .bind(new.server_id)
+        .bind(new.job_id)
+        .bind(new.service_type.as_str())
+        .bind(new.provision_type.as_str())
+        .bind(&new.milestone)
+        .bind(&new.label)
+        .bind(new.current_step)
+        .bind(new.total_steps)
+        .bind(new.details.to_string())
+        .bind(EventStatus::InProgress.as_str())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let event = event_from(&row)?;
+        self.insert_activity(
+            &mut tx,
+            event.server_id,
+            event.job_id,
+            Some(event.id),
+            LogStream::Event,
+            &Self::event_activity(&event),
+        )
+        .await?;
+        tx.commit().await?;
+        let _ = self.activity.send(event.server_id);
+        Ok(event)
+    }
+
+    pub async fn finish_event(
+        &self,
+        id: i64,
+        status: EventStatus,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let mut tx = self.telemetry.begin().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE provision_events SET status = $1, error = $2, updated_at = $3 WHERE id = $4 RETURNING {EVENT_COLS}"
+        ))
+        .bind(status.as_str())
+        .bind(error.map(str::to_string))
+        .bind(now_ms())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let mut server = None;
+        if let Some(row) = row {
+            let ev = event_from(&row)?;
+            self.insert_activity(
+                &mut tx,
+                ev.server_id,
+                ev.job_id,
+                Some(ev.id),
+                LogStream::Event,
+                &Self::event_activity(&ev),
+            )
+            .await?;
+            server = Some(ev.server_id);
+        }
+        tx.commit().await?;
+        if let Some(s) = server {
+            let _ = self.activity.send(s);
+        }
+        Ok(())
+    }
+
+    /// Close the events a vanished worker left in progress for `job_id`.
+    pub async fn fail_open_events(&self, job_id: i64, reason: &str) -> Result<u64> {
+        let mut tx = self.telemetry.begin().await?;
+        let rows = sqlx::query(&format!(
+            "UPDATE provision_events SET status = $1, error = $2, updated_at = $3 WHERE job_id = $4 AND status = $5 RETURNING {EVENT_COLS}"
+        ))
+        .bind(EventStatus::Failed.as_str())
+        .bind(reason)
+        .bind(now_ms())
+        .bind(job_id)
+        .bind(EventStatus::InProgress.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut servers = Vec::new();
+        for row in &rows {
+            let ev = event_from(row)?;
+            self.insert_activity(
+                &mut tx,
+                ev.server_id,
+                ev.job_id,
+                Some(ev.id),
+                LogStream::Event,
+                &Self::event_activity(&ev),
+            )
+            .await?;
+            servers.push(ev.server_id);
+        }
+        tx.commit().await?;
+        for s in servers {
+            let _ = self.activity.send(s);
+        }
+        Ok(rows.len() as u64)
+    }
+
+    /// The newest in-progress event of a server that no job owns (the provisioning script reports these).
+    pub async fn open_script_event(&self, server_id: i64) -> Result<Option<ProvisionEvent>> {
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM provision_events WHERE server_id = $1 AND job_id IS NULL AND status = $2 ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(server_id)
+        .bind(EventStatus::InProgress.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(event_from).transpose()
+    }
+
+    /// Events of a server with an id greater than `after_id`, oldest first.
+    pub async fn events(&self, server_id: i64, after_id: i64) -> Result<Vec<ProvisionEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM provision_events WHERE server_id = $1 AND id > $2 ORDER BY id"
+        ))
+        .bind(server_id)
+        .bind(after_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from).collect()
+    }
+
+    pub async fn append_log(
+        &self,
+        server_id: i64,
+        job_id: Option<i64>,
+        event_id: Option<i64>,
+        stream: LogStream,
+        chunk: &str,
+    ) -> Result<()> {
+        let mut tx = self.telemetry.begin().await?;
+        self.insert_activity(&mut tx, server_id, job_id, event_id, stream, chunk)
+            .await?;
+        tx.commit().await?;
+        let _ = self.activity.send(server_id);
+        Ok(())
+    }
+
+    /// Append to a server's activity feed inside `tx`. On PostgreSQL a per-server transaction lock comes
+    /// first, so one server's rows commit in id order and a watcher reading `id > cursor` never skips one.
+    async fn insert_activity(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        server_id: i64,
+        job_id: Option<i64>,
+        event_id: Option<i64>,
+        stream: LogStream,
+        chunk: &str,
+    ) -> Result<()> {
+        if self.backend == crate::Backend::Postgres {
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock(4242, CAST($1 % 2147483647 AS INTEGER)), pg_notify('brokeforge_activity', CAST($1 AS TEXT))",
+            )
+            .bind(server_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO command_logs (server_id, job_id, event_id, stream, chunk, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(server_id)
+        .bind(job_id)
+        .bind(event_id)
+        .bind(stream.as_str())
+        .bind(chunk)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The event as the activity feed carries it.
+    fn event_activity(event: &ProvisionEvent) -> String {
+        serde_json::to_string(event).unwrap_or_default()
+    }
+
+    pub async fn logs(&self, server_id: i64, after_id: i64) -> Result<Vec<CommandLog>> {
+        let rows = sqlx::query(
+            "SELECT id, server_id, job_id, event_id, stream, chunk, created_at FROM command_logs WHERE server_id = $1 AND id > $2 AND stream NOT IN ('event', 'job') ORDER BY id",
+        )
+        .bind(server_id)
+        .bind(after_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(log_from).collect()
+    }
+
+    /// Output lines of one job (no event rows).
+    pub async fn job_logs(&self, job_id: i64) -> Result<Vec<CommandLog>> {
+        let rows = sqlx::query(
+            "SELECT id, server_id, job_id, event_id, stream, chunk, created_at FROM command_logs WHERE job_id = $1 AND stream NOT IN ('event', 'job') ORDER BY id",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(log_from).collect()
+    }
+
+    /// A server's activity feed after `after_id`: command output and event changes (stream `event`, the event
+    /// as JSON), oldest first. The id is the cursor a live watcher resumes from.
+    pub async fn activity(
+        &self,
+        server_id: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<CommandLog>> {
+        let rows = sqlx::query(
+            "SELECT id, server_id, job_id, event_id, stream, chunk, created_at FROM command_logs WHERE server_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(server_id)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.telemetry)
+        .await?;
+        rows.iter().map(log_from).collect()
+    }
+
+    /// The newest activity id of a server (0 when none): where a watcher that wants only new rows starts.
+    pub async fn activity_head(&self, server_id: i64) -> Result<i64> {
+        let row = sqlx::query("SELECT MAX(id) AS m FROM command_logs WHERE server_id = $1")
+            .bind(server_id)
+            .fetch_one(&self.telemetry)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("m")?.unwrap_or(0))
+    }
+
+    /// Tell a server's watchers that a job ended (how, and why if it failed).
+    pub async fn announce_job(&self, job: &crate::Job) -> Result<()> {
+        let Some(server_id) = job.server_id else {
+            return Ok(());
+        };
+        let chunk = serde_json::json!({"job_id": job.id, "kind": job.kind, "target": job.target, "status": job.status.as_str(), "error": job.error});
+        let mut tx = self.telemetry.begin().await?;
+        self.insert_activity(
+            &mut tx,
+            server_id,
+            Some(job.id),
+            None,
+            LogStream::Job,
+            &chunk.to_string(),
+        )
+        .await?;
+        tx.commit().await?;
+        let _ = self.activity.send(server_id);
+        Ok(())
+    }
+
+    /// The feed id just before a job's first row (`None` when it has none yet).
+    pub async fn activity_before_job(&self, job_id: i64) -> Result<Option<i64>> {
+        let row = sqlx::query("SELECT MIN(id) AS m FROM command_logs WHERE job_id = $1")
+            .bind(job_id)
+            .fetch_one(&self.telemetry)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("m")?.map(|m| m - 1))
+    }
+
+    /// Server ids as they get new activity.
+    pub fn subscribe_activity(&self) -> tokio::sync::broadcast::Receiver<i64> {
+        self.activity.subscribe()
+    }
+
+    /// On PostgreSQL: forward other nodes' activity notifications to this process's watchers.
+    pub fn spawn_activity_listener(&self) -> Option<tokio::task::JoinHandle<()>> {
+        if self.backend != crate::Backend::Postgres {
+            return None;
+        }
+        let store = self.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                match sqlx::postgres::PgListener::connect(&store.url).await {
+                    Ok(mut listener) => {
+                        if let Err(e) = listener.listen("brokeforge_activity").await {
+                            tracing::warn!(error = %e, "cannot LISTEN for activity");
+                        } else {
+                            while let Ok(n) = listener.recv().await {
+                                if let Ok(id) = n.payload().parse::<i64>() {
+                                    let _ = store.activity.send(id);
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot connect the activity listener"),
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }))
+    }
+}

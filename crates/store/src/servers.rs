@@ -1,0 +1,316 @@
+//! Servers and what gets BrokeForge into them: SSH credentials (sealed) and provisioning tokens.
+
+use brokeforge_core::time::now_ms;
+use brokeforge_core::{ConnectionStatus, CredentialKind, ProvisionStatus, Secret};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::models::*;
+use crate::{Result, Store, StoreError, is_unique_violation, parse};
+
+const SERVER_COLS: &str = "id, user_id, name, public_ip, ssh_port, os, provision_status, connection_status, host_key_fingerprint, created_at, updated_at";
+
+fn server_from(row: &AnyRow) -> Result<Server> {
+    Ok(Server {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        name: row.try_get("name")?,
+        public_ip: row.try_get("public_ip")?,
+        ssh_port: u16::try_from(row.try_get::<i64, _>("ssh_port")?)
+            .map_err(|_| StoreError::InvalidData("ssh_port out of range".into()))?,
+        os: row.try_get("os")?,
+        provision_status: parse(row, "provision_status")?,
+        connection_status: parse(row, "connection_status")?,
+        host_key_fingerprint: row.try_get("host_key_fingerprint")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn credential_context(server_id: i64, credential: CredentialKind) -> String {
+    format!("server_credentials:{server_id}:{credential}:private_key")
+}
+
+/// What a provisioning token allows right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    /// Fetch the one-line script (once).
+    Script,
+    /// Report a step from the running script.
+    Callback,
+}
+
+fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+impl Store {
+    pub async fn create_server(&self, new: &NewServer) -> Result<Server> {
+        let now = now_ms();
+        let row = sqlx::query(&format!(
+            "INSERT INTO servers (user_id, name, public_ip, ssh_port, os, provision_status, connection_status, host_key_fingerprint, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8, $8) RETURNING {SERVER_COLS}"
+        ))
+        .bind(new.user_id)
+        .bind(&new.name)
+        .bind(&new.public_ip)
+        .bind(new.ssh_port as i64)
+        .bind(ProvisionStatus::Pending.as_str())
+        .bind(ConnectionStatus::Pending.as_str())
+        .bind(new.host_key_fingerprint.clone())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("you already have a server named {}", new.name))
+            } else {
+                e.into()
+            }
+        })?;
+        server_from(&row)
+    }
+
+    /// A server by id, whoever owns it (for workers). Front ends use [`Store::server_for_user`].
+    pub async fn server(&self, id: i64) -> Result<Server> {
+        let row = sqlx::query(&format!("SELECT {SERVER_COLS} FROM servers WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("server {id}")))?;
+        server_from(&row)
+    }
+
+    /// A server only if `user_id` owns it; another user's server is "not found".
+    pub async fn server_for_user(&self, user_id: i64, id: i64) -> Result<Server> {
+        let row = sqlx::query(&format!(
+            "SELECT {SERVER_COLS} FROM servers WHERE id = $1 AND user_id = $2"
+        ))
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("server {id}")))?;
+        server_from(&row)
+    }
+
+    pub async fn servers_for_user(&self, user_id: i64) -> Result<Vec<Server>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SERVER_COLS} FROM servers WHERE user_id = $1 ORDER BY id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(server_from).collect()
+    }
+
+    pub async fn set_provision_status(&self, id: i64, status: ProvisionStatus) -> Result<()> {
+        self.update_server_text(id, "provision_status", Some(status.as_str()))
+            .await
+    }
+
+    pub async fn set_connection_status(&self, id: i64, status: ConnectionStatus) -> Result<()> {
+        self.update_server_text(id, "connection_status", Some(status.as_str()))
+            .await
+    }
+
+    pub async fn set_server_os(&self, id: i64, os: &str) -> Result<()> {
+        self.update_server_text(id, "os", Some(os)).await
+    }
+
+    /// Pin (or, with `None`, unpin) the server's SSH host key fingerprint.
+    pub async fn pin_host_key(&self, id: i64, fingerprint: Option<&str>) -> Result<()> {
+        self.update_server_text(id, "host_key_fingerprint", fingerprint)
+            .await
+    }
+
+    /// Pin only if nothing is pinned yet; returns whether this call pinned it (trust on first use).
+    pub async fn pin_host_key_if_unset(&self, id: i64, fingerprint: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE servers SET host_key_fingerprint = $1, updated_at = $2 WHERE id = $3 AND host_key_fingerprint IS NULL",
+        )
+        .bind(fingerprint)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn update_server_text(
+        &self,
+        id: i64,
+        column: &'static str,
+        value: Option<&str>,
+    ) -> Result<()> {
+        let done = sqlx::query(&format!(
+            "UPDATE servers SET {column} = $1, updated_at = $2 WHERE id = $3"
+        ))
+        .bind(value.map(str::to_string))
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("server {id}")));
+        }
+        Ok(())
+    }
+
+    pub async fn delete_server(&self, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM servers WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Store a key pair for a server credential; the private key is sealed to this (server, credential).
+    pub async fn put_credential(
+        &self,
+        server_id: i64,
+        credential: CredentialKind,
+        public_key: &str,
+        private_key: &Secret,
+    ) -> Result<()> {
+        self.put_credential_as(server_id, credential, None, public_key, private_key)
+            .await
+    }
+
+    /// Like [`Store::put_credential`], logging in as `username` instead of the credential's usual user.
+    pub async fn put_credential_as(
+        &self,
+        server_id: i64,
+        credential: CredentialKind,
+        username: Option<&str>,
+        public_key: &str,
+        private_key: &Secret,
+    ) -> Result<()> {
+        let sealed = self.cipher.seal(
+            &credential_context(server_id, credential),
+            private_key.expose().as_bytes(),
+        )?;
+        sqlx::query(
+            "INSERT INTO server_credentials (server_id, credential, public_key, private_key_enc, created_at, username) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (server_id, credential) DO UPDATE SET public_key = excluded.public_key, private_key_enc = excluded.private_key_enc, username = excluded.username",
+        )
+        .bind(server_id)
+        .bind(credential.as_str())
+        .bind(public_key)
+        .bind(sealed)
+        .bind(now_ms())
+        .bind(username.map(str::to_string))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn credential(
+        &self,
+        server_id: i64,
+        credential: CredentialKind,
+    ) -> Result<ServerCredential> {
+        let row = sqlx::query(
+            "SELECT public_key, private_key_enc, username FROM server_credentials WHERE server_id = $1 AND credential = $2",
+        )
+        .bind(server_id)
+        .bind(credential.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("{credential} credential of server {server_id}")))?;
+        let sealed: Vec<u8> = row.try_get("private_key_enc")?;
+        let plain = self
+            .cipher
+            .open(&credential_context(server_id, credential), &sealed)?;
+        let text = String::from_utf8(plain.to_vec())
+            .map_err(|_| StoreError::InvalidData("private key is not text".into()))?;
+        Ok(ServerCredential {
+            server_id,
+            credential,
+            public_key: row.try_get("public_key")?,
+            private_key: Secret::new(text),
+            username: row.try_get("username")?,
+        })
+    }
+
+    pub async fn delete_credential(
+        &self,
+        server_id: i64,
+        credential: CredentialKind,
+    ) -> Result<()> {
+        sqlx::query("DELETE FROM server_credentials WHERE server_id = $1 AND credential = $2")
+            .bind(server_id)
+            .bind(credential.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Create (or replace) the server's provisioning token; returns the token, which is not stored.
+    pub async fn create_provision_token(
+        &self,
+        server_id: i64,
+        valid_for: std::time::Duration,
+    ) -> Result<String> {
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).map_err(|e| StoreError::Crypto(format!("no randomness: {e}")))?;
+        let token = hex::encode(raw);
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO server_provision_tokens (server_id, token_hash, expires_at, script_served_at, finished_at, created_at) \
+             VALUES ($1, $2, $3, NULL, NULL, $4) ON CONFLICT (server_id) DO UPDATE SET token_hash = excluded.token_hash, \
+             expires_at = excluded.expires_at, script_served_at = NULL, finished_at = NULL, created_at = excluded.created_at",
+        )
+        .bind(server_id)
+        .bind(token_hash(&token))
+        .bind(now + valid_for.as_millis() as i64)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(token)
+    }
+
+    /// The server a token belongs to, if the token allows `usage` now. Fetching the script uses it up (the check
+    /// and the marking are one statement, so two fetches cannot both succeed).
+    pub async fn use_provision_token(&self, token: &str, usage: TokenUse) -> Result<Option<i64>> {
+        if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        let now = now_ms();
+        let row = match usage {
+            TokenUse::Script => {
+                sqlx::query(
+                    "UPDATE server_provision_tokens SET script_served_at = $1 WHERE token_hash = $2 AND expires_at > $1 \
+                     AND script_served_at IS NULL AND finished_at IS NULL RETURNING server_id",
+                )
+                .bind(now)
+                .bind(token_hash(token))
+                .fetch_optional(&self.pool)
+                .await?
+            }
+            TokenUse::Callback => {
+                sqlx::query(
+                    "SELECT server_id FROM server_provision_tokens WHERE token_hash = $1 AND expires_at > $2 \
+                     AND script_served_at IS NOT NULL AND finished_at IS NULL",
+                )
+                .bind(token_hash(token))
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+        };
+        row.map(|r| r.try_get::<i64, _>("server_id").map_err(Into::into))
+            .transpose()
+    }
+
+    /// The onboarding ended (completed or failed): the token accepts nothing more.
+    pub async fn finish_provision_token(&self, server_id: i64) -> Result<()> {
+        sqlx::query("UPDATE server_provision_tokens SET finished_at = $1 WHERE server_id = $2")
+            .bind(now_ms())
+            .bind(server_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
