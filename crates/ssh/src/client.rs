@@ -11,18 +11,8 @@ use russh::{ChannelMsg, Sig, client};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::known_hosts::{HostKeyPolicy, Verdict};
 use crate::{MAX_CHANNELS, SshError, keys};
-
-/// What to do with the server's host key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostKeyPolicy {
-    /// Accept only this `SHA256:` fingerprint.
-    Pinned(String),
-    /// Nothing pinned yet and the user allowed trust on first use: accept and report the key.
-    TrustOnFirstUse,
-    /// Nothing pinned and trust on first use not allowed: refuse, reporting the key.
-    Refuse,
-}
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -121,11 +111,7 @@ impl client::Handler for Handler {
             }
         }
         .to_string();
-        let accept = match &self.policy {
-            HostKeyPolicy::Pinned(pinned) => *pinned == fp,
-            HostKeyPolicy::TrustOnFirstUse => true,
-            HostKeyPolicy::Refuse => false,
-        };
+        let accept = self.policy.validate(&fp) == Verdict::Valid;
         if let Ok(mut seen) = self.seen.lock() {
             *seen = Some(fp);
         }
@@ -172,22 +158,12 @@ impl SshSession {
         let mut handle = match result {
             Ok(h) => h,
             Err(e) => {
-                return Err(match (&target.host_key, seen_fp) {
-                    (HostKeyPolicy::Pinned(expected), Some(actual)) if *expected != actual => {
-                        SshError::HostKeyMismatch {
-                            host,
-                            expected: expected.clone(),
-                            actual,
-                        }
-                    }
-                    (HostKeyPolicy::Refuse, Some(actual)) => {
-                        SshError::HostKeyUnknown { host, actual }
-                    }
-                    _ => SshError::Connect {
+                return Err(seen_fp
+                    .and_then(|actual| target.host_key.refusal(&host, &actual))
+                    .unwrap_or(SshError::Connect {
                         host,
                         reason: e.to_string(),
-                    },
-                });
+                    }));
             }
         };
         let fingerprint =

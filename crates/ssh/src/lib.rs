@@ -3,12 +3,12 @@
 
 mod client;
 pub mod keys;
+pub mod known_hosts;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use client::{
-    ExecOutput, ExecRequest, HostKeyPolicy, OutputChunk, SshSession, SshTarget, Stream,
-};
+pub use client::{ExecOutput, ExecRequest, OutputChunk, SshSession, SshTarget, Stream};
+pub use known_hosts::{HostKeyPolicy, Verdict};
 
 /// Channels open at once on one connection. OpenSSH allows 10 sessions per connection; stay well below.
 pub const MAX_CHANNELS: usize = 8;

@@ -225,11 +225,10 @@ impl Run<'_> {
         }
         let server = &self.ctx.server;
         let cred = self.store.credential(server.id, credential).await?;
-        let policy = match &server.host_key_fingerprint {
-            Some(fp) => HostKeyPolicy::Pinned(fp.clone()),
-            None if self.ctx.trust_on_first_use => HostKeyPolicy::TrustOnFirstUse,
-            None => HostKeyPolicy::Refuse,
-        };
+        let policy = HostKeyPolicy::for_server(
+            server.host_key_fingerprint.as_deref(),
+            self.ctx.trust_on_first_use,
+        );
         let target = SshTarget {
             host: server.public_ip.clone(),
             port: server.ssh_port,
