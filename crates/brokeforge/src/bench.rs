@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use brokeforge_core::{CredentialKind, Secret};
-use brokeforge_packages::jobs::{NoopJob, Registry, SyntheticPlanJob, Worker, WorkerConfig};
+use brokeforge_packages::Package;
+use brokeforge_packages::jobs::{Worker, WorkerConfig};
+use brokeforge_packages::services::NoopJob;
+use brokeforge_packages::services::server::synthetic::SyntheticPlan;
 use brokeforge_ssh::{ExecRequest, HostKeyPolicy, SshSession, SshTarget};
 use brokeforge_store::{JobStatus, MasterKey, NewJob, NewServer, Store};
 use clap::Args;
@@ -266,7 +269,7 @@ async fn fleet(args: &BenchArgs, hosts_file: &PathBuf, store: &Store) -> Result<
     let stop = CancellationToken::new();
     let worker = Worker::new(
         store.clone(),
-        Registry::standard(),
+        brokeforge_packages::registry(),
         WorkerConfig {
             id: "bench".into(),
             concurrency,
@@ -278,9 +281,9 @@ async fn fleet(args: &BenchArgs, hosts_file: &PathBuf, store: &Store) -> Result<
     for id in &server_ids {
         store
             .enqueue(&NewJob::new(
-                SyntheticPlanJob::KIND,
+                SyntheticPlan::JOB,
                 Some(*id),
-                SyntheticPlanJob::payload(steps, 0),
+                SyntheticPlan::payload(steps, 0),
             ))
             .await?;
     }
@@ -343,7 +346,7 @@ async fn queue(store: &Store, jobs: usize, workers: usize) -> Result<()> {
     for w in 0..workers {
         let worker = Worker::new(
             store.clone(),
-            Registry::standard(),
+            brokeforge_packages::registry(),
             WorkerConfig {
                 id: format!("bench-{w}"),
                 concurrency: 1,

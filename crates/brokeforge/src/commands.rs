@@ -1044,7 +1044,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                 if client.json {
                     print_json(tasks);
                 } else {
-                    let parsed: brokeforge_packages::services::sites::tasks::SiteTasks =
+                    let parsed: brokeforge_packages::services::sites::schedule::SiteTasks =
                         serde_json::from_value(tasks.clone()).unwrap_or_default();
                     let (sched, daem) = parsed.to_text();
                     println!("scheduled commands:\n{}", indent(&sched));
@@ -1053,7 +1053,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                 return Ok(());
             }
             // Parsed here too, so a mistake is reported before anything is sent.
-            let tasks = brokeforge_packages::services::sites::tasks::SiteTasks::parse(
+            let tasks = brokeforge_packages::services::sites::schedule::SiteTasks::parse(
                 &schedules.join("\n"),
                 &daemons.join("\n"),
             )

@@ -10,7 +10,7 @@ mod serve;
 use std::time::Duration;
 
 use anyhow::Result;
-use brokeforge_packages::jobs::{Registry, Worker, WorkerConfig};
+use brokeforge_packages::jobs::{Worker, WorkerConfig};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -174,7 +174,7 @@ async fn run(cli: Cli) -> Result<()> {
             tokio::spawn(shutdown_on_signal(stop.clone()));
             let cfg = worker.config();
             println!("worker {} running {} jobs at once", cfg.id, cfg.concurrency);
-            Worker::new(store.clone(), Registry::standard(), cfg)
+            Worker::new(store.clone(), brokeforge_packages::registry(), cfg)
                 .run(stop)
                 .await?;
             store.close().await;

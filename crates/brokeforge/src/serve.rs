@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
-use brokeforge_packages::jobs::{Registry, Worker, WorkerConfig};
+use brokeforge_packages::jobs::{Worker, WorkerConfig};
 use brokeforge_web::{AppState, WebConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -26,8 +26,9 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
     let addr = listener.local_addr()?;
     let stop = CancellationToken::new();
     tokio::spawn(crate::shutdown_on_signal(stop.clone()));
-    let workers =
-        tokio::spawn(Worker::new(store.clone(), Registry::standard(), worker).run(stop.clone()));
+    let workers = tokio::spawn(
+        Worker::new(store.clone(), brokeforge_packages::registry(), worker).run(stop.clone()),
+    );
     let activity = store.spawn_activity_listener();
     let mut state = AppState::new(store.clone(), web_config());
     state.shutdown = stop.clone();

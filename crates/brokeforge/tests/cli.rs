@@ -208,7 +208,8 @@ mod crash {
     use std::time::Duration;
 
     use brokeforge_core::{CredentialKind, ProvisionType, ServiceStatus, ServiceType};
-    use brokeforge_packages::jobs::SyntheticPlanJob;
+    use brokeforge_packages::Package;
+    use brokeforge_packages::services::server::synthetic::SyntheticPlan;
     use brokeforge_ssh::testkit::test_hosts;
     use brokeforge_store::{JobStatus, JobTarget, LogStream, MasterKey, NewJob, NewServer, Store};
 
@@ -265,9 +266,9 @@ mod crash {
                         provision_type: ProvisionType::Install,
                     }),
                     ..NewJob::new(
-                        SyntheticPlanJob::KIND,
+                        SyntheticPlan::JOB,
                         Some(server.id),
-                        SyntheticPlanJob::payload(30, 150),
+                        SyntheticPlan::payload(30, 150),
                     )
                 })
                 .await
@@ -333,7 +334,7 @@ mod crash {
 
 mod provisioning {
     use brokeforge_core::{EventStatus, ProvisionStatus};
-    use brokeforge_packages::services::server::{AddServer, add_server};
+    use brokeforge_packages::services::server::access::onboarding::{AddServer, add_server};
     use brokeforge_store::{MasterKey, Store};
 
     /// The script endpoint serves a token once, public keys only; callbacks need a fetched, unfinished token.

@@ -2,9 +2,6 @@
 //! jobs from the store, keeps their lease alive, runs their [`JobHandler`], keeps the provisioned record's
 //! status truthful (installing -> active / failed), recovers jobs whose worker died, and shuts down gracefully.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -12,121 +9,15 @@ use std::time::Duration;
 use brokeforge_core::time::now_ms;
 use brokeforge_core::{ProvisionStatus, ProvisionType, ServiceStatus};
 use brokeforge_store::{
-    Job, JobStatus, JobTarget, LogStream, Outcome, Recovered, Server, Store, StoreError,
+    Job, JobStatus, JobTarget, LogStream, Outcome, Recovered, Store, StoreError,
 };
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::base::PackageError;
-use crate::base::executor::{Executor, RunContext};
-
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// What a handler gets to run one job.
-pub struct JobContext<'a> {
-    pub job: &'a Job,
-    pub store: &'a Store,
-    pub executor: &'a Executor,
-    pub server: Option<Server>,
-    /// Cancelled when the user cancels the job, the lease is lost, or the worker stops for good.
-    pub cancel: CancellationToken,
-    /// The job's SSH connections, shared by every plan it runs and closed when it ends.
-    pub connections: crate::base::executor::Connections,
-}
-
-impl JobContext<'_> {
-    /// The executor context for this job's server.
-    pub fn run_context(&self) -> Result<RunContext, PackageError> {
-        let server = self
-            .server
-            .clone()
-            .ok_or_else(|| StoreError::InvalidData(format!("job {} has no server", self.job.id)))?;
-        Ok(RunContext {
-            server,
-            job_id: Some(self.job.id),
-            cancel: self.cancel.clone(),
-            trust_on_first_use: self
-                .job
-                .payload
-                .get("trust_on_first_use")
-                .and_then(|v| v.as_bool())
-                == Some(true),
-            connections: self.connections.clone(),
-        })
-    }
-}
-
-/// Declare a job kind whose handler is one async body over `ctx` (spec: `{Service}InstallerJob`):
-/// `job_handler! { FooInstallerJob, "foo_installer", |ctx| { ...; Ok(json!(...)) } }`.
-#[macro_export]
-macro_rules! job_handler {
-    ($(#[$meta:meta])* $name:ident, $kind:literal, |$ctx:ident| $body:block) => {
-        $(#[$meta])*
-        pub struct $name;
-
-        impl $name {
-            pub const KIND: &'static str = $kind;
-        }
-
-        impl $crate::jobs::JobHandler for $name {
-            fn kind(&self) -> &'static str {
-                Self::KIND
-            }
-
-            fn run<'a>(
-                &'a self,
-                $ctx: &'a $crate::jobs::JobContext<'a>,
-            ) -> $crate::jobs::BoxFuture<'a, Result<serde_json::Value, $crate::PackageError>> {
-                Box::pin(async move $body)
-            }
-        }
-    };
-}
-
-/// One kind of job.
-pub trait JobHandler: Send + Sync + 'static {
-    fn kind(&self) -> &'static str;
-    fn run<'a>(
-        &'a self,
-        ctx: &'a JobContext<'a>,
-    ) -> BoxFuture<'a, Result<serde_json::Value, PackageError>>;
-    /// Wait before automatic retry number `attempt` (only for jobs enqueued with `max_attempts > 1`).
-    fn retry_delay(&self, attempt: i64) -> Duration {
-        Duration::from_secs(5 * attempt.max(1) as u64)
-    }
-}
-
-#[derive(Default, Clone)]
-pub struct Registry {
-    handlers: HashMap<&'static str, Arc<dyn JobHandler>>,
-}
-
-impl Registry {
-    /// Every job kind BrokeForge's packages define.
-    pub fn standard() -> Registry {
-        let mut r = Registry::default();
-        crate::services::sites::register(&mut r);
-        r.register(crate::services::demo::DemoInstallerJob);
-        r.register(crate::services::demo::DemoRemoverJob);
-        r.register(crate::services::server::ServerInstallerJob);
-        r.register(crate::services::server::ServerAccessInstallerJob);
-        r.register(crate::services::server::ConnectionCheckInstallerJob);
-        r.register(crate::services::webserver::WebServiceInstallerJob);
-        r.register(crate::services::webserver::WebServiceRemoverJob);
-        crate::services::database::register(&mut r);
-        r.register(SyntheticPlanJob);
-        r.register(NoopJob);
-        r
-    }
-
-    pub fn register(&mut self, handler: impl JobHandler) {
-        self.handlers.insert(handler.kind(), Arc::new(handler));
-    }
-
-    pub fn get(&self, kind: &str) -> Option<Arc<dyn JobHandler>> {
-        self.handlers.get(kind).cloned()
-    }
-}
+use crate::base::executor::Executor;
+pub use crate::base::job::{BoxFuture, JobContext, JobHandler};
+pub use crate::base::registry::Registry;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -550,92 +441,4 @@ async fn lifecycle_begin(store: &Store, job: &Job) -> Result<(), StoreError> {
         None => {}
     }
     Ok(())
-}
-
-/// A synthetic package for `brokeforge bench` and the worker crash tests: `steps` milestones, each running
-/// `true` (or `sleep` for `sleep_ms`) on the server. The commands are fixed; the payload only sets counts.
-pub struct SyntheticPlanJob;
-
-impl SyntheticPlanJob {
-    pub const KIND: &'static str = "synthetic_plan";
-
-    pub fn payload(steps: usize, sleep_ms: u64) -> serde_json::Value {
-        serde_json::json!({"steps": steps, "sleep_ms": sleep_ms})
-    }
-
-    pub fn plan(steps: usize, sleep_ms: u64) -> crate::base::Plan {
-        let command = if sleep_ms == 0 {
-            "true".to_string()
-        } else {
-            format!("sleep {:.3}", sleep_ms as f64 / 1000.0)
-        };
-        let mut plan = crate::base::Plan {
-            service_type: brokeforge_core::ServiceType::Server,
-            credential: brokeforge_core::CredentialKind::User,
-            total_steps: steps,
-            steps: Vec::with_capacity(steps * 2),
-            secrets: Vec::new(),
-        };
-        for step in 1..=steps {
-            plan.steps.push(crate::base::Step::Track {
-                key: "synthetic_step",
-                label: "Synthetic step",
-                step,
-            });
-            plan = plan.run(command.clone());
-        }
-        plan
-    }
-}
-
-impl JobHandler for SyntheticPlanJob {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
-
-    fn run<'a>(
-        &'a self,
-        ctx: &'a JobContext<'a>,
-    ) -> BoxFuture<'a, Result<serde_json::Value, PackageError>> {
-        Box::pin(async move {
-            let steps = ctx
-                .job
-                .payload
-                .get("steps")
-                .and_then(|v| v.as_u64())
-                .unwrap_or(1)
-                .clamp(1, 10_000) as usize;
-            let sleep_ms = ctx
-                .job
-                .payload
-                .get("sleep_ms")
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0)
-                .min(600_000);
-            let run = ctx.run_context()?;
-            ctx.executor
-                .run(&run, &Self::plan(steps, sleep_ms), ProvisionType::Install)
-                .await?;
-            Ok(serde_json::json!({"steps": steps}))
-        })
-    }
-}
-
-/// A job that does nothing, to measure the queue alone.
-pub struct NoopJob;
-
-impl NoopJob {
-    pub const KIND: &'static str = "noop";
-}
-
-impl JobHandler for NoopJob {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
-    fn run<'a>(
-        &'a self,
-        _ctx: &'a JobContext<'a>,
-    ) -> BoxFuture<'a, Result<serde_json::Value, PackageError>> {
-        Box::pin(async { Ok(serde_json::Value::Null) })
-    }
 }

@@ -8,14 +8,15 @@ use brokeforge_core::{
     ServiceType,
 };
 use brokeforge_packages::base::Milestones;
-use brokeforge_packages::services::sites::SiteCommandInstaller;
+use brokeforge_packages::services::sites::command::{CommandRequest, SiteCommandInstaller};
 use brokeforge_packages::{
     Executor, FileContents, FileStep, PackageError, Plan, RunContext, RunStep, StoreChange,
 };
+use brokeforge_packages::{Package, PackageInstaller};
 use brokeforge_ssh::SshError;
 use brokeforge_ssh::testkit::{TestHost, test_hosts};
 use brokeforge_store::testing::{TestStore, stores};
-use brokeforge_store::{LogStream, NewServer, NewSite, Server, Store};
+use brokeforge_store::{LogStream, NewServer, NewSite, Server, SiteCommandRecord, Store};
 
 brokeforge_packages::milestones! {
     pub enum DemoMilestones {
@@ -471,14 +472,17 @@ async fn site_command_installer_runs_commands_literally_and_keeps_history() {
             })
             .await
             .unwrap();
-        let pkg = SiteCommandInstaller::new(site.clone());
-        let ok = pkg
-            .execute(
-                &fx.executor,
-                &fx.ctx(),
-                "echo \"a 'b' \\$c\" && pwd",
-                Duration::from_secs(10),
-            )
+        let run = |command: &'static str, timeout: Duration| {
+            let (executor, ctx) = (fx.executor.clone(), fx.ctx());
+            let request = CommandRequest::new(site.id, command, timeout);
+            async move {
+                SiteCommandInstaller
+                    .execute(&executor, &ctx, &request)
+                    .await
+                    .map(|v| serde_json::from_value::<SiteCommandRecord>(v).unwrap())
+            }
+        };
+        let ok = run("echo \"a 'b' \\$c\" && pwd", Duration::from_secs(10))
             .await
             .unwrap();
         assert!(ok.success, "{}: {ok:?}", fx.name);
@@ -490,30 +494,19 @@ async fn site_command_installer_runs_commands_literally_and_keeps_history() {
         );
         assert_eq!(ok.exit_code, Some(0));
 
-        let bad = pkg
-            .execute(
-                &fx.executor,
-                &fx.ctx(),
-                "echo no >&2; exit 4",
-                Duration::from_secs(10),
-            )
+        let bad = run("echo no >&2; exit 4", Duration::from_secs(10))
             .await
             .unwrap();
         assert!(!bad.success);
         assert_eq!(bad.exit_code, Some(4));
         assert_eq!(bad.error_output, "no\n");
 
-        let slow = pkg
-            .execute(&fx.executor, &fx.ctx(), "sleep 5", Duration::from_secs(1))
-            .await
-            .unwrap();
+        let slow = run("sleep 5", Duration::from_secs(1)).await.unwrap();
         assert!(slow.timed_out && !slow.success, "{}: {slow:?}", fx.name);
         assert_eq!(slow.exit_code, None);
         assert!(slow.duration_ms < 4000);
 
-        let empty = pkg
-            .execute(&fx.executor, &fx.ctx(), "  ", Duration::from_secs(10))
-            .await;
+        let empty = run("  ", Duration::from_secs(10)).await;
         assert!(matches!(empty, Err(PackageError::Validation(_))));
 
         let history = fx.store.site_commands(site.id, 10).await.unwrap();
@@ -527,8 +520,8 @@ async fn site_command_installer_runs_commands_literally_and_keeps_history() {
 
 mod worker {
     use super::*;
-    use brokeforge_packages::jobs::{Registry, SyntheticPlanJob, Worker, WorkerConfig};
-    use brokeforge_packages::services::sites::SiteCommandInstallerJob;
+    use brokeforge_packages::jobs::{Worker, WorkerConfig};
+    use brokeforge_packages::services::server::synthetic::SyntheticPlan;
     use brokeforge_store::{Job, JobStatus, JobTarget, NewJob};
     use tokio_util::sync::CancellationToken;
 
@@ -544,7 +537,7 @@ mod worker {
 
     fn start(store: &Store, cfg: WorkerConfig) -> (tokio::task::JoinHandle<()>, CancellationToken) {
         let stop = CancellationToken::new();
-        let worker = Worker::new(store.clone(), Registry::standard(), cfg);
+        let worker = Worker::new(store.clone(), brokeforge_packages::registry(), cfg);
         let s = stop.clone();
         (
             tokio::spawn(async move { worker.run(s).await.unwrap() }),
@@ -592,9 +585,9 @@ mod worker {
 
     fn synthetic(server: i64, steps: usize, sleep_ms: u64) -> NewJob {
         NewJob::new(
-            SyntheticPlanJob::KIND,
+            SyntheticPlan::JOB,
             Some(server),
-            SyntheticPlanJob::payload(steps, sleep_ms),
+            SyntheticPlan::payload(steps, sleep_ms),
         )
     }
 
@@ -786,15 +779,17 @@ mod worker {
             let (handle, stop) = start(&fx.store, config(2));
             let job = fx
                 .store
-                .enqueue(&NewJob::new(
-                    SiteCommandInstallerJob::KIND,
-                    Some(fx.server.id),
-                    SiteCommandInstallerJob::payload(
-                        site.id,
-                        "echo hi from $(basename $PWD)",
-                        Duration::from_secs(10),
-                    ),
-                ))
+                .enqueue(
+                    &brokeforge_packages::base::package::job::<SiteCommandInstaller>(
+                        fx.server.id,
+                        &CommandRequest::new(
+                            site.id,
+                            "echo hi from $(basename $PWD)",
+                            Duration::from_secs(10),
+                        ),
+                    )
+                    .unwrap(),
+                )
                 .await
                 .unwrap();
             let done = wait(&fx.store, job.id).await;
@@ -865,7 +860,7 @@ mod worker {
         let started = std::time::Instant::now();
         let job = node_b
             .enqueue(&NewJob::new(
-                brokeforge_packages::jobs::NoopJob::KIND,
+                brokeforge_packages::services::NoopJob::KIND,
                 None,
                 serde_json::json!(null),
             ))

@@ -370,6 +370,26 @@ impl Store {
         &self.finished_notify
     }
 
+    /// Wait until job `id` has finished (done, failed or cancelled), at most `timeout`; the job as it is then.
+    /// Woken at once by jobs finishing in this process, and checks every quarter second for other nodes.
+    pub async fn wait_for_job(&self, id: i64, timeout: std::time::Duration) -> Result<Job> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.finished_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let job = self.job(id).await?;
+            if job.status.is_finished() || tokio::time::Instant::now() >= deadline {
+                return Ok(job);
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
     /// Resolves when a job may have become claimable in this process (see [`Store::wake_workers`]).
     pub fn jobs_notify(&self) -> &tokio::sync::Notify {
         &self.jobs_notify

@@ -182,7 +182,7 @@ pub struct CommandLog {
 }
 
 /// A finished site command (spec: the array `SiteCommandInstaller::execute` returns).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct SiteCommandRecord {
     pub id: i64,
     pub site_id: i64,

@@ -13,12 +13,22 @@ use brokeforge_core::Secret;
 use brokeforge_packages::RunContext;
 use brokeforge_packages::catalogue;
 use brokeforge_packages::services::database;
-use brokeforge_packages::services::server::{AddServer, add_server, start_direct_onboarding};
-use brokeforge_packages::services::sites::{
-    self, EnvironmentInstaller, RepositoryRequest, SiteCommandInstallerJob, SiteConfig,
-    SiteRequest, certificate, deployment, git_repository_installer, tasks, webhook,
+use brokeforge_packages::services::server::access::onboarding::{
+    AddServer, TOKEN_LIFETIME, add_server, start_direct_onboarding,
 };
-use brokeforge_store::{Deployment, Job, NewJob, Server, ServerSite, User};
+use brokeforge_packages::services::sites::command::{CommandRequest, SiteCommandInstaller};
+use brokeforge_packages::services::sites::common::{DEFAULT_COMMAND_TIMEOUT, shared_path};
+use brokeforge_packages::services::sites::config::SiteConfig;
+use brokeforge_packages::services::sites::environment::{self, EnvironmentInstaller};
+use brokeforge_packages::services::sites::repository::{
+    self as git_repository_installer, RepositoryRequest,
+};
+use brokeforge_packages::services::sites::schedule::SiteTasks;
+use brokeforge_packages::services::sites::site::SiteRequest;
+use brokeforge_packages::services::sites::{
+    certificate, deployment, rollback, site, tasks, webhook,
+};
+use brokeforge_store::{Deployment, Job, Server, ServerSite, User};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -457,10 +467,7 @@ async fn server_script(
     let server = owned_server(&state, &authed.user, id).await?;
     let token = state
         .store
-        .create_provision_token(
-            server.id,
-            brokeforge_packages::services::server::TOKEN_LIFETIME,
-        )
+        .create_provision_token(server.id, TOKEN_LIFETIME)
         .await?;
     let base = state
         .base_url(&headers)
@@ -632,11 +639,11 @@ async fn create_schema(
     State(state): State<AppState>,
     authed: Authed,
     Path(id): Path<i64>,
-    Body(b): Body<database::SchemaRequest>,
+    Body(b): Body<database::sql::SchemaRequest>,
 ) -> ApiResult<Response> {
     owned_server(&state, &authed.user, id).await?;
     Ok(accepted(
-        &database::create_schema(&state.store, id, &b).await?,
+        &database::schema::create_schema(&state.store, id, &b).await?,
     ))
 }
 
@@ -647,14 +654,14 @@ async fn drop_schema(
 ) -> ApiResult<Response> {
     owned_server(&state, &authed.user, id).await?;
     Ok(accepted(
-        &database::drop_schema(&state.store, id, &engine, &name).await?,
+        &database::schema::drop_schema(&state.store, id, &engine, &name).await?,
     ))
 }
 
 #[derive(Deserialize)]
 struct DbUserBody {
     #[serde(flatten)]
-    request: database::UserRequest,
+    request: database::sql::UserRequest,
     password: String,
 }
 
@@ -665,7 +672,8 @@ async fn create_db_user(
     Body(b): Body<DbUserBody>,
 ) -> ApiResult<Response> {
     owned_server(&state, &authed.user, id).await?;
-    let job = database::create_user(&state.store, id, &b.request, &Secret::new(b.password)).await?;
+    let job =
+        database::user::create_user(&state.store, id, &b.request, &Secret::new(b.password)).await?;
     Ok(accepted(&job))
 }
 
@@ -676,7 +684,7 @@ async fn drop_db_user(
 ) -> ApiResult<Response> {
     owned_server(&state, &authed.user, id).await?;
     Ok(accepted(
-        &database::drop_user(&state.store, id, &engine, &name).await?,
+        &database::user::drop_user(&state.store, id, &engine, &name).await?,
     ))
 }
 
@@ -698,7 +706,7 @@ async fn create_site(
     Body(b): Body<SiteRequest>,
 ) -> ApiResult<Response> {
     owned_server(&state, &authed.user, id).await?;
-    let (site, job) = sites::site::create_site(&state.store, id, &b).await?;
+    let (site, job) = site::create_site(&state.store, id, &b).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"site": site, "job": job})),
@@ -729,7 +737,7 @@ async fn remove_site(
 ) -> ApiResult<Response> {
     let (site, _) = owned_site(&state, &authed.user, id).await?;
     Ok(accepted(
-        &sites::site::remove_site(&state.store, &site, q.keep_files).await?,
+        &site::remove_site(&state.store, &site, q.keep_files).await?,
     ))
 }
 
@@ -739,7 +747,8 @@ async fn deploy_key(
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Value>> {
     let (site, _) = owned_site(&state, &authed.user, id).await?;
-    let (public, _) = git_repository_installer::deploy_key(&state.store, &site).await?;
+    let (public, _) =
+        brokeforge_packages::services::sites::git::deploy_key(&state.store, &site).await?;
     Ok(Json(json!({"public_key": public})))
 }
 
@@ -816,7 +825,7 @@ async fn set_tasks(
     State(state): State<AppState>,
     authed: Authed,
     Path(id): Path<i64>,
-    Body(b): Body<tasks::SiteTasks>,
+    Body(b): Body<SiteTasks>,
 ) -> ApiResult<Response> {
     let (site, _) = owned_site(&state, &authed.user, id).await?;
     let job = tasks::set_tasks(&state.store, &site, &b).await?;
@@ -880,7 +889,7 @@ async fn rollback(
 ) -> ApiResult<Response> {
     let (site, _) = owned_site(&state, &authed.user, id).await?;
     let who = format!("user:{}", authed.user.email);
-    let (d, job) = deployment::rollback(&state.store, &site, &b.release, &who).await?;
+    let (d, job) = rollback::rollback(&state.store, &site, &b.release, &who).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"deployment": d, "job": job})),
@@ -961,7 +970,7 @@ pub async fn save_site_settings(
     if let Some(paths) = &s.shared_paths {
         let mut checked = Vec::new();
         for p in paths.iter().filter(|p| !p.trim().is_empty()) {
-            checked.push(sites::site::shared_path(p.trim())?);
+            checked.push(shared_path(p.trim())?);
         }
         config.shared_paths = checked;
     }
@@ -1037,7 +1046,7 @@ pub async fn queue_command(
     if command.len() > 8192 || command.contains('\0') {
         return Err(ApiError::invalid("command", "at most 8 KiB of text"));
     }
-    let timeout = timeout_secs.unwrap_or(sites::DEFAULT_COMMAND_TIMEOUT.as_secs());
+    let timeout = timeout_secs.unwrap_or(DEFAULT_COMMAND_TIMEOUT.as_secs());
     if !(1..=3600).contains(&timeout) {
         return Err(ApiError::invalid(
             "timeout_secs",
@@ -1046,11 +1055,12 @@ pub async fn queue_command(
     }
     Ok(state
         .store
-        .enqueue(&NewJob::new(
-            SiteCommandInstallerJob::KIND,
-            Some(site.server_id),
-            SiteCommandInstallerJob::payload(site.id, command, Duration::from_secs(timeout)),
-        ))
+        .enqueue(&brokeforge_packages::base::package::job::<
+            SiteCommandInstaller,
+        >(
+            site.server_id,
+            &CommandRequest::new(site.id, command, Duration::from_secs(timeout)),
+        )?)
         .await?)
 }
 
@@ -1089,15 +1099,14 @@ async fn write_env(
     Path(id): Path<i64>,
     Body(b): Body<EnvBody>,
 ) -> ApiResult<Json<Value>> {
-    let (site, server) = owned_site(&state, &authed.user, id).await?;
-    EnvironmentInstaller
-        .write(
-            &state.executor,
-            &RunContext::new(server),
-            &site,
-            &Secret::new(b.env),
-        )
-        .await?;
+    let (site, _) = owned_site(&state, &authed.user, id).await?;
+    environment::write_env_and_wait(
+        &state.store,
+        &site,
+        &Secret::new(b.env),
+        Duration::from_secs(60),
+    )
+    .await?;
     Ok(Json(json!({"ok": true})))
 }
 

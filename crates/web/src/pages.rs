@@ -16,9 +16,17 @@ use brokeforge_core::time::now_ms;
 use brokeforge_core::{Secret, ServiceStatus};
 use brokeforge_packages::catalogue;
 use brokeforge_packages::services::database;
+use brokeforge_packages::services::server::access::onboarding::TOKEN_LIFETIME;
+use brokeforge_packages::services::sites::config::SiteConfig;
+use brokeforge_packages::services::sites::deployment::DeploymentInstallerMilestones;
+use brokeforge_packages::services::sites::environment::{self, EnvironmentInstaller};
+use brokeforge_packages::services::sites::repository::{
+    self as git_repository_installer, RepositoryRequest,
+};
+use brokeforge_packages::services::sites::schedule::SiteTasks;
+use brokeforge_packages::services::sites::site::SiteRequest;
 use brokeforge_packages::services::sites::{
-    self, DeploymentInstallerMilestones, EnvironmentInstaller, RepositoryRequest, SiteConfig,
-    SiteRequest, certificate, deployment, git_repository_installer, tasks, webhook,
+    certificate, deployment, rollback, site, tasks, webhook,
 };
 use brokeforge_packages::{Milestones, RunContext};
 use brokeforge_store::{Job, JobStatus, LogStream, Server, ServerSite};
@@ -668,7 +676,7 @@ fn known_milestones(kind: &str) -> Vec<(&'static str, &'static str)> {
                 .map(|m| (m.key, m.label))
                 .collect();
         }
-        if e.remover_kind() == kind {
+        if e.remover_kind() == Some(kind) {
             return e
                 .remove_milestones
                 .iter()
@@ -676,7 +684,7 @@ fn known_milestones(kind: &str) -> Vec<(&'static str, &'static str)> {
                 .collect();
         }
     }
-    if kind == sites::DeploymentInstallerJob::KIND {
+    if kind == <deployment::DeploymentInstaller as brokeforge_packages::Package>::JOB {
         return DeploymentInstallerMilestones::all()
             .iter()
             .map(|m| (m.key(), m.label()))
@@ -1023,10 +1031,7 @@ async fn server_script(
     let server = page_server(&state, &u, id).await?;
     let token = state
         .store
-        .create_provision_token(
-            server.id,
-            brokeforge_packages::services::server::TOKEN_LIFETIME,
-        )
+        .create_provision_token(server.id, TOKEN_LIFETIME)
         .await?;
     let base = state
         .base_url(&headers)
@@ -1117,7 +1122,7 @@ async fn create_site(
         web_directory: Some(f.web_directory.clone()),
         default_site: f.default_site.is_some(),
     };
-    match sites::site::create_site(&state.store, id, &req).await {
+    match site::create_site(&state.store, id, &req).await {
         Ok((site, _)) => Ok(see_other(format!("/sites/{}", site.id))),
         Err(e) => server_view(&state, &u, id, String::new(), Some(&e.into()), f).await,
     }
@@ -1130,10 +1135,10 @@ async fn create_schema(
     Form(f): Form<BTreeMap<String, String>>,
 ) -> PageResult {
     page_server(&state, &u, id).await?;
-    let req: Result<database::SchemaRequest, _> =
+    let req: Result<database::sql::SchemaRequest, _> =
         serde_json::from_value(json!({"engine": f.get("engine"), "name": f.get("name")}));
     let result = match req {
-        Ok(r) => database::create_schema(&state.store, id, &r)
+        Ok(r) => database::schema::create_schema(&state.store, id, &r)
             .await
             .map_err(ApiError::from),
         Err(e) => Err(ApiError::invalid("name", e.to_string())),
@@ -1158,11 +1163,11 @@ async fn create_db_user(
                 .collect()
         })
         .unwrap_or_default();
-    let req: Result<database::UserRequest, _> = serde_json::from_value(json!({
+    let req: Result<database::sql::UserRequest, _> = serde_json::from_value(json!({
         "engine": f.get("engine"), "name": f.get("name"), "schemas": schemas, "privileges": f.get("privileges"),
     }));
     let result = match req {
-        Ok(r) => database::create_user(
+        Ok(r) => database::user::create_user(
             &state.store,
             id,
             &r,
@@ -1183,8 +1188,8 @@ async fn drop_db_item(
 ) -> PageResult {
     page_server(&state, &u, id).await?;
     let r = match kind.as_str() {
-        "schemas" => database::drop_schema(&state.store, id, &engine, &name).await,
-        "users" => database::drop_user(&state.store, id, &engine, &name).await,
+        "schemas" => database::schema::drop_schema(&state.store, id, &engine, &name).await,
+        "users" => database::user::drop_user(&state.store, id, &engine, &name).await,
         _ => return Err(PageError(ApiError::not_found(), Some(u))),
     };
     server_result(&state, &u, id, r.map(|_| ()).map_err(ApiError::from)).await
@@ -1288,7 +1293,8 @@ async fn site_view(
         .map_err(|e| PageError(e, Some(u.clone())))?;
     let cursor = state.store.activity_head(server.id).await?;
     let config = SiteConfig::of(&site);
-    let (deploy_key, _) = git_repository_installer::deploy_key(&state.store, &site).await?;
+    let (deploy_key, _) =
+        brokeforge_packages::services::sites::git::deploy_key(&state.store, &site).await?;
     let hook = webhook::webhook_path(&state.store, &site).await?;
     let secret = webhook::webhook_token(&state.store, &site).await?;
     let kept: Vec<&str> = config.releases.iter().map(|r| r.name.as_str()).collect();
@@ -1304,9 +1310,10 @@ async fn site_view(
     }
     // Certificate and background-work jobs of this site still at work (a reload keeps showing them).
     for job in state.store.unfinished_jobs(server.id).await? {
-        let site_job = job.kind == sites::CertificateInstallerJob::KIND
-            || job.kind == sites::CertificateRemoverJob::KIND
-            || job.kind == sites::SiteTasksInstallerJob::KIND;
+        let site_job = job.kind
+            == <certificate::CertificateInstaller as brokeforge_packages::Package>::JOB
+            || job.kind == <certificate::CertificateRemover as brokeforge_packages::Package>::JOB
+            || job.kind == <tasks::SiteTasksInstaller as brokeforge_packages::Package>::JOB;
         if site_job && job.payload["site_id"].as_i64() == Some(site.id) {
             jobs.push(job_view(state, &job).await?);
         }
@@ -1540,7 +1547,7 @@ async fn remove_site(
     Form(f): Form<KeepForm>,
 ) -> PageResult {
     let (site, server) = page_site(&state, &u, id).await?;
-    sites::site::remove_site(&state.store, &site, f.keep_files.is_some()).await?;
+    site::remove_site(&state.store, &site, f.keep_files.is_some()).await?;
     Ok(see_other(format!("/servers/{}", server.id)))
 }
 
@@ -1604,7 +1611,7 @@ async fn save_tasks(
     Form(f): Form<TasksForm>,
 ) -> PageResult {
     let (site, _) = page_site(&state, &u, id).await?;
-    let r = match tasks::SiteTasks::parse(&f.schedules, &f.daemons) {
+    let r = match SiteTasks::parse(&f.schedules, &f.daemons) {
         Ok(t) => tasks::set_tasks(&state.store, &site, &t).await,
         Err(e) => Err(e.into()),
     };
@@ -1649,7 +1656,7 @@ async fn rollback(
     Form(f): Form<RollbackForm>,
 ) -> PageResult {
     let (site, _) = page_site(&state, &u, id).await?;
-    let r = deployment::rollback(
+    let r = rollback::rollback(
         &state.store,
         &site,
         &f.release,
@@ -1731,17 +1738,16 @@ async fn save_env(
     Path(id): Path<i64>,
     Form(f): Form<EnvForm>,
 ) -> PageResult {
-    let (site, server) = page_site(&state, &u, id).await?;
-    let r = EnvironmentInstaller
-        .write(
-            &state.executor,
-            &RunContext::new(server),
-            &site,
-            &Secret::new(f.env.replace("\r\n", "\n")),
-        )
-        .await;
+    let (site, _) = page_site(&state, &u, id).await?;
+    let r = environment::write_env_and_wait(
+        &state.store,
+        &site,
+        &Secret::new(f.env.replace("\r\n", "\n")),
+        std::time::Duration::from_secs(60),
+    )
+    .await;
     match r {
-        Ok(()) => {
+        Ok(_) => {
             site_view(
                 &state,
                 &u,

@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use brokeforge_packages::PackageError;
-use brokeforge_packages::services::server::{Callback, handle_callback, provisioning_script};
+use brokeforge_packages::services::server::access::onboarding::{
+    Callback, handle_callback, provisioning_script,
+};
 use serde_json::json;
 
 use crate::AppState;

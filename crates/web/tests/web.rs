@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use brokeforge_core::CredentialKind;
-use brokeforge_packages::jobs::{Registry, SyntheticPlanJob, Worker, WorkerConfig};
+use brokeforge_packages::Package;
+use brokeforge_packages::jobs::{Worker, WorkerConfig};
+use brokeforge_packages::services::server::synthetic::SyntheticPlan;
 use brokeforge_ssh::testkit::TestSshServer;
 use brokeforge_store::testing::{TestStore, stores};
 use brokeforge_store::{JobStatus, NewJob, Store};
@@ -49,7 +51,7 @@ async fn apps() -> Vec<App> {
         });
         let worker = Worker::new(
             store.clone(),
-            Registry::standard(),
+            brokeforge_packages::registry(),
             WorkerConfig {
                 concurrency: 4,
                 ..WorkerConfig::default()
@@ -489,7 +491,7 @@ async fn users_see_only_their_own_servers() {
 
 #[tokio::test]
 async fn deploy_webhooks_check_the_caller_and_the_branch() {
-    use brokeforge_packages::services::sites::site::{RepositoryConfig, SiteConfig};
+    use brokeforge_packages::services::sites::config::{RepositoryConfig, SiteConfig};
     use hmac::{Hmac, Mac};
     for app in apps().await {
         let n = app.name;
@@ -779,9 +781,9 @@ async fn sse_resumes_without_gaps_or_duplicates() {
         let job = app
             .store
             .enqueue(&NewJob::new(
-                SyntheticPlanJob::KIND,
+                SyntheticPlan::JOB,
                 Some(server.id),
-                SyntheticPlanJob::payload(12, 150),
+                SyntheticPlan::payload(12, 150),
             ))
             .await
             .unwrap();
@@ -1279,7 +1281,7 @@ async fn pages_render_and_forms_reject_bad_input() {
             r.body
         );
         assert_eq!(
-            brokeforge_packages::services::sites::SiteConfig::of(
+            brokeforge_packages::services::sites::config::SiteConfig::of(
                 &app.store.site(site.id).await.unwrap()
             )
             .tasks,
@@ -1321,7 +1323,7 @@ async fn pages_render_and_forms_reject_bad_input() {
         )
         .await;
         assert_eq!(r.status, 303);
-        let cfg = brokeforge_packages::services::sites::SiteConfig::of(
+        let cfg = brokeforge_packages::services::sites::config::SiteConfig::of(
             &app.store.site(site.id).await.unwrap(),
         );
         assert_eq!((cfg.keep_releases, cfg.deploy_timeout_secs), (3, 600));
@@ -1423,7 +1425,7 @@ async fn pages_render_and_forms_reject_bad_input() {
             .last()
             .unwrap();
         assert_eq!(
-            removal.payload["options"]["dump_first"], true,
+            removal.payload["dump_first"], true,
             "{n}: {:?}",
             removal.payload
         );

@@ -6,10 +6,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use brokeforge_core::{CredentialKind, EventStatus, ProvisionStatus, Secret};
-use brokeforge_packages::services::database::{Privileges, UserRequest, create_user};
-use brokeforge_packages::services::server::{
-    AddServer, ConnectionCheckInstallerJob, ServerInstallerJob, add_server, start_direct_onboarding,
+use brokeforge_packages::Package;
+use brokeforge_packages::services::database::sql::{Privileges, UserRequest};
+use brokeforge_packages::services::database::user::create_user;
+use brokeforge_packages::services::server::access::onboarding::{
+    AddServer, add_server, start_direct_onboarding,
 };
+use brokeforge_packages::services::server::connection_check::ConnectionCheckInstaller;
+use brokeforge_packages::services::server::provision::ServerInstaller;
 use brokeforge_ssh::{ExecOutput, ExecRequest, HostKeyPolicy, SshSession, SshTarget};
 use brokeforge_store::{Job, JobStatus, JobTarget, LogStream, MasterKey, NewJob, Store};
 
@@ -398,7 +402,7 @@ async fn direct_onboarding_provisions_a_real_debian_host() {
     let again = store
         .enqueue(&NewJob {
             target: Some(JobTarget::Server),
-            ..NewJob::new(ServerInstallerJob::KIND, Some(id), serde_json::json!({}))
+            ..NewJob::new(ServerInstaller::JOB, Some(id), serde_json::json!({}))
         })
         .await
         .unwrap();
@@ -418,7 +422,7 @@ async fn direct_onboarding_provisions_a_real_debian_host() {
     assert!(regen.success(), "{}", regen.stderr_text());
     let check = store
         .enqueue(&NewJob::new(
-            ConnectionCheckInstallerJob::KIND,
+            ConnectionCheckInstaller::JOB,
             Some(id),
             serde_json::json!({}),
         ))
@@ -514,7 +518,7 @@ async fn script_onboarding_waits_for_the_dpkg_lock_and_provisions() {
         .await
         .unwrap()
         .into_iter()
-        .find(|j| j.kind == ServerInstallerJob::KIND)
+        .find(|j| j.kind == ServerInstaller::JOB)
         .expect("base provisioning queued");
     let job = wait_job(store, job.id, Duration::from_secs(900)).await;
     assert_eq!(
@@ -830,7 +834,7 @@ async fn databases_install_bound_to_localhost_and_remove_independently() {
     // Schemas and users, with a password full of special characters.
     let password = Secret::new(r#"p'a"s\s$w;o rd"#);
     for engine in ["mariadb", "postgresql"] {
-        let req = brokeforge_packages::services::database::SchemaRequest {
+        let req = brokeforge_packages::services::database::sql::SchemaRequest {
             engine: engine.into(),
             name: "app".into(),
             charset: "utf8mb4".into(),
@@ -838,7 +842,7 @@ async fn databases_install_bound_to_localhost_and_remove_independently() {
         };
         let job = store
             .enqueue(&NewJob::new(
-                brokeforge_packages::services::database::DatabaseSchemaInstallerJob::KIND,
+                brokeforge_packages::services::database::schema::DatabaseSchemaInstaller::JOB,
                 Some(id),
                 serde_json::to_value(serde_json::json!({"engine": req.engine, "name": req.name}))
                     .unwrap(),
@@ -1107,12 +1111,18 @@ async fn wait_ok(store: &Store, job: &Job, what: &str) -> Job {
 /// removal takes the vhost and files away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
+    use brokeforge_packages::PackageInstaller;
     use brokeforge_packages::services::sites::certificate::{self, CertificateRequest};
-    use brokeforge_packages::services::sites::tasks::{self, SiteTasks};
-    use brokeforge_packages::services::sites::{
-        self, EnvironmentInstaller, RepositoryRequest, SiteCommandInstaller, SiteConfig,
-        SiteRequest, deployment, git_repository_installer, webhook,
+    use brokeforge_packages::services::sites::command::{CommandRequest, SiteCommandInstaller};
+    use brokeforge_packages::services::sites::config::SiteConfig;
+    use brokeforge_packages::services::sites::environment::{self, EnvironmentInstaller};
+    use brokeforge_packages::services::sites::git as git_repository_installer_keys;
+    use brokeforge_packages::services::sites::repository::{
+        self as git_repository_installer, RepositoryRequest,
     };
+    use brokeforge_packages::services::sites::schedule::{self, SiteTasks};
+    use brokeforge_packages::services::sites::site::{self as sites_site, SiteRequest};
+    use brokeforge_packages::services::sites::{deployment, rollback, tasks, webhook};
     use brokeforge_store::DeploymentStatus;
     if !enabled() {
         return;
@@ -1130,7 +1140,7 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
         "app.test/../../etc",
         "-x.com",
     ] {
-        let r = sites::site::create_site(
+        let r = sites_site::create_site(
             store,
             id,
             &SiteRequest {
@@ -1147,7 +1157,7 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
     assert!(store.sites(id).await.unwrap().is_empty());
     assert_eq!(store.jobs_for_server(id).await.unwrap().len(), jobs_before);
 
-    let (site, job) = sites::site::create_site(
+    let (site, job) = sites_site::create_site(
         store,
         id,
         &SiteRequest {
@@ -1171,10 +1181,10 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
     let commit1 = git_server(&host).await;
 
     // The user adds the deploy key to the git server.
-    let (public, _) = git_repository_installer::deploy_key(store, &site)
+    let (public, _) = git_repository_installer_keys::deploy_key(store, &site)
         .await
         .unwrap();
-    let (again, _) = git_repository_installer::deploy_key(store, &site)
+    let (again, _) = git_repository_installer_keys::deploy_key(store, &site)
         .await
         .unwrap();
     assert_eq!(public, again, "the deploy key is generated once");
@@ -1254,7 +1264,7 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
     // Background work: a scheduled command and a daemon with two processes, as the app user in the live
     // release (each writes where it runs); deployments and rollbacks move the daemons along.
     let bad = SiteTasks {
-        schedules: vec![tasks::Schedule {
+        schedules: vec![schedule::Schedule {
             cron: "* * * * *".into(),
             command: "true\n* * * * * root touch /tmp/owned".into(),
         }],
@@ -1349,7 +1359,7 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
 
     // Roll back to commit 1's release.
     let site = store.site(site.id).await.unwrap();
-    let (rb, job) = deployment::rollback(store, &site, &release1, "test")
+    let (rb, job) = rollback::rollback(store, &site, &release1, "test")
         .await
         .unwrap();
     wait_ok(store, &job, "rollback").await;
@@ -1422,37 +1432,56 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
     // Site commands: literal quoting, exit codes, timeouts, history.
     let executor = brokeforge_packages::Executor::new(store.clone());
     let ctx = brokeforge_packages::RunContext::new(store.server(id).await.unwrap());
-    let rec = SiteCommandInstaller::new(site.clone())
-        .execute(
-            &executor,
-            &ctx,
-            "echo \"it's $HOME\" 'a$b'; cat public/index.php",
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
+    let rec = serde_json::from_value::<brokeforge_store::SiteCommandRecord>(
+        SiteCommandInstaller
+            .execute(
+                &executor,
+                &ctx,
+                &CommandRequest::new(
+                    site.id,
+                    "echo \"it's $HOME\" 'a$b'; cat public/index.php",
+                    Duration::from_secs(30),
+                ),
+            )
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert!(rec.success);
     assert_eq!(
         rec.output,
         "it's /home/brokeforge a$b\n<?php echo \"commit one\";"
     );
-    let rec = SiteCommandInstaller::new(site.clone())
-        .execute(
-            &executor,
-            &ctx,
-            "echo out; echo err >&2; exit 7",
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
+    let rec = serde_json::from_value::<brokeforge_store::SiteCommandRecord>(
+        SiteCommandInstaller
+            .execute(
+                &executor,
+                &ctx,
+                &CommandRequest::new(
+                    site.id,
+                    "echo out; echo err >&2; exit 7",
+                    Duration::from_secs(30),
+                ),
+            )
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         (rec.success, rec.exit_code, rec.error_output.as_str()),
         (false, Some(7), "err\n")
     );
-    let rec = SiteCommandInstaller::new(site.clone())
-        .execute(&executor, &ctx, "sleep 30", Duration::from_secs(2))
-        .await
-        .unwrap();
+    let rec = serde_json::from_value::<brokeforge_store::SiteCommandRecord>(
+        SiteCommandInstaller
+            .execute(
+                &executor,
+                &ctx,
+                &CommandRequest::new(site.id, "sleep 30", Duration::from_secs(2)),
+            )
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert!(rec.timed_out && !rec.success, "{rec:?}");
     assert!(rec.duration_ms < 15_000, "{rec:?}");
     let history = store.site_commands(site.id, 10).await.unwrap();
@@ -1460,8 +1489,7 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
 
     // The .env: written through the channel, read back, never logged.
     let secret = Secret::new("APP_KEY=base64:very-secret-value-42\nDB_PASSWORD='x\"y$z'\n");
-    EnvironmentInstaller
-        .write(&executor, &ctx, &site, &secret)
+    environment::write_env_and_wait(store, &site, &secret, Duration::from_secs(120))
         .await
         .unwrap();
     let read = EnvironmentInstaller
@@ -1579,7 +1607,7 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
     drop(acme);
 
     // The server's default site: a request for a name no site has reaches it; the others keep their names.
-    let (second, job) = sites::site::create_site(
+    let (second, job) = sites_site::create_site(
         store,
         id,
         &SiteRequest {
@@ -1605,7 +1633,7 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
             .await
             .success()
     );
-    let (third, job) = sites::site::create_site(
+    let (third, job) = sites_site::create_site(
         store,
         id,
         &SiteRequest {
@@ -1650,17 +1678,13 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
     );
     assert_eq!(site_page(&host.ip, "app.test").await, "commit one");
     let third = store.site(third.id).await.unwrap();
-    let job = sites::site::remove_site(store, &third, false)
-        .await
-        .unwrap();
+    let job = sites_site::remove_site(store, &third, false).await.unwrap();
     wait_ok(store, &job, "failed site removal").await;
 
     // Removing the default site and keeping its files: the vhost goes, the files stay, BrokeForge's own
     // default page answers unknown names again.
     let second = store.site(second.id).await.unwrap();
-    let job = sites::site::remove_site(store, &second, true)
-        .await
-        .unwrap();
+    let job = sites_site::remove_site(store, &second, true).await.unwrap();
     wait_ok(store, &job, "site removal keeping files").await;
     let left = host
         .root("ls /etc/nginx/sites-enabled; test -d /home/brokeforge/second.test/releases && echo KEPT")
@@ -1675,7 +1699,7 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
     assert!(store.site(second.id).await.is_err());
 
     // Removal: vhost and files gone, the record too.
-    let job = sites::site::remove_site(store, &site, false).await.unwrap();
+    let job = sites_site::remove_site(store, &site, false).await.unwrap();
     wait_ok(store, &job, "site removal").await;
     assert!(store.sites(id).await.unwrap().is_empty());
     let left = host

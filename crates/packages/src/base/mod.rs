@@ -1,21 +1,22 @@
-//! The spec's `Base/` and `Contracts/`: milestones, plans, and the installer/remover contracts.
+//! The spec's `Base/` and `Contracts/`: milestones, plans, the package contract ([`package`]), jobs
+//! ([`job`]), the registry packages add themselves to ([`registry`]), typed stored configuration
+//! ([`config`]) and the [`executor`] that runs plans over SSH.
 //!
 //! A package's `commands(...)` returns a [`Plan`]: plain data (track a milestone, run a command, put a file,
-//! record a store change). Its `execute(...)` validates and gathers what the plan needs, then hands the plan
-//! to [`PackageInstaller::install`] or [`PackageRemover::remove`], which run it through the [`executor`].
+//! record a store change). Its `gather(...)` validates and gathers what the plan needs; `execute(...)` runs
+//! both and hands the plan to `install` or `remove`, which run it through the executor.
 
+pub mod config;
 pub mod executor;
+pub mod job;
+pub mod package;
+pub mod registry;
 
 use std::fmt;
-use std::future::Future;
 use std::time::Duration;
 
 use brokeforge_core::secret::redact;
-use brokeforge_core::{
-    CredentialKind, ProvisionStatus, ProvisionType, Secret, ServiceStatus, ServiceType,
-};
-
-use executor::{Executor, RunContext, RunReport};
+use brokeforge_core::{CredentialKind, ProvisionStatus, Secret, ServiceStatus, ServiceType};
 
 /// A package's milestones: an enum with stable keys, human labels and a fixed order.
 pub trait Milestones: Copy + Send + Sync + 'static {
@@ -358,40 +359,4 @@ pub enum PackageError {
     },
     #[error("cancelled")]
     Cancelled,
-}
-
-/// Common to installers and removers (spec: `PackageManager`).
-pub trait Package: Sync {
-    type Milestones: Milestones;
-    fn service_type(&self) -> ServiceType;
-    fn credential(&self) -> CredentialKind;
-
-    /// An empty plan carrying this package's service type, credential and milestone count.
-    fn plan(&self) -> Plan {
-        Plan::new::<Self::Milestones>(self.service_type(), self.credential())
-    }
-}
-
-/// Contract of installers (spec: `Contracts/Installer`, base `PackageInstaller`).
-pub trait PackageInstaller: Package {
-    fn install<'a>(
-        &'a self,
-        executor: &'a Executor,
-        ctx: &'a RunContext,
-        plan: Plan,
-    ) -> impl Future<Output = Result<RunReport, PackageError>> + Send + 'a {
-        async move { executor.run(ctx, &plan, ProvisionType::Install).await }
-    }
-}
-
-/// Contract of removers (spec: `Contracts/Remover`, base `PackageRemover`).
-pub trait PackageRemover: Package {
-    fn remove<'a>(
-        &'a self,
-        executor: &'a Executor,
-        ctx: &'a RunContext,
-        plan: Plan,
-    ) -> impl Future<Output = Result<RunReport, PackageError>> + Send + 'a {
-        async move { executor.run(ctx, &plan, ProvisionType::Uninstall).await }
-    }
 }

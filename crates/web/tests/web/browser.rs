@@ -277,7 +277,7 @@ async fn setup_add_server_install_fail_and_retry() {
     if !enabled() {
         return;
     }
-    brokeforge_packages::services::demo::enable();
+    brokeforge_packages::services::server::demo::enable();
     let app = apps().await.remove(0);
     let base = format!("http://{}", app.addr);
     let b = Browser::start().await;

@@ -7,7 +7,9 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::site::SiteConfig;
+use super::common::webhook_secret;
+use super::config::SiteConfig;
+use super::deployment;
 use crate::base::PackageError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +52,7 @@ pub enum WebhookOutcome {
 /// The site's webhook token (created on first use), also the HMAC key GitHub signs with and the token
 /// GitLab sends.
 pub async fn webhook_token(store: &Store, site: &ServerSite) -> Result<Secret, PackageError> {
-    let name = super::webhook_secret(site.id);
+    let name = webhook_secret(site.id);
     if let Some(t) = store.service_secret(site.server_id, &name).await? {
         return Ok(t);
     }
@@ -153,7 +155,7 @@ pub async fn handle(
         Err(e) => return Err(PackageError::from(e).into()),
     };
     let stored = store
-        .service_secret(site.server_id, &super::webhook_secret(site.id))
+        .service_secret(site.server_id, &webhook_secret(site.id))
         .await
         .map_err(PackageError::from)?
         .ok_or(WebhookError::NotFound)?;
@@ -177,8 +179,7 @@ pub async fn handle(
         )));
     }
     let queued =
-        super::deployment::deploy(store, &site, None, &format!("webhook:{}", source.as_str()))
-            .await?;
+        deployment::deploy(store, &site, None, &format!("webhook:{}", source.as_str())).await?;
     Ok(WebhookOutcome::Deployed(Box::new(queued)))
 }
 

@@ -1,0 +1,158 @@
+//! What the site packages share: where a site lives on the server, its secrets' names, and the checks every
+//! site job makes.
+
+use std::time::Duration;
+
+use brokeforge_core::{ValidationError, shell_quote};
+use brokeforge_store::ServerSite;
+use serde::{Deserialize, Serialize};
+
+use crate::base::Plan;
+use crate::base::executor::{Executor, RunContext};
+
+/// The app user's home: every site lives below it.
+pub const APP_HOME: &str = "/home/brokeforge";
+/// Default number of releases kept on the server.
+pub const DEFAULT_KEEP_RELEASES: u32 = 5;
+/// Where a site lives on the server.
+pub fn site_root(domain: &str) -> String {
+    format!("{APP_HOME}/{domain}")
+}
+
+pub fn vhost_path(domain: &str) -> (String, String) {
+    (
+        format!("/etc/nginx/sites-available/{domain}.conf"),
+        format!("/etc/nginx/sites-enabled/{domain}.conf"),
+    )
+}
+
+pub fn fpm_socket(php_version: &str) -> String {
+    format!("/run/php/php{php_version}-fpm-brokeforge.sock")
+}
+
+/// Validate a shared path (`.env`, `storage/`): relative, no `..`, simple characters.
+pub fn shared_path(value: &str) -> Result<String, ValidationError> {
+    let dir = value.ends_with('/');
+    let v = value.trim_end_matches('/');
+    let ok = !v.is_empty()
+        && v.len() <= 200
+        && !v.starts_with('/')
+        && !v.starts_with('-')
+        && v.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b));
+    if !ok {
+        return Err(ValidationError::new(
+            "shared_paths",
+            format!("`{value}` is not a path inside the release (like `.env` or `storage/`)"),
+        ));
+    }
+    Ok(if dir { format!("{v}/") } else { v.to_string() })
+}
+
+/// What a user asks for when creating a site.
+/// Store name of a site's sealed deploy key.
+pub fn deploy_key_secret(site_id: i64) -> String {
+    format!("site:{site_id}:deploy_key")
+}
+
+/// Store name of a site's webhook token.
+pub fn webhook_secret(site_id: i64) -> String {
+    format!("site:{site_id}:webhook")
+}
+
+/// Where the deploy key lives on the server.
+pub fn deploy_key_path(site_id: i64) -> String {
+    format!("{APP_HOME}/.ssh/brokeforge-site-{site_id}")
+}
+
+/// A site's job runs against the site's own server only.
+pub fn on_server(server_id: i64, site: &ServerSite) -> Result<(), ValidationError> {
+    if site.server_id != server_id {
+        return Err(ValidationError::new(
+            "site",
+            "the site belongs to another server",
+        ));
+    }
+    Ok(())
+}
+
+/// Work on a site (repository, certificate, background work) waits until the site is installed.
+pub fn require_active(site: &ServerSite) -> Result<(), ValidationError> {
+    if site.status != brokeforge_core::ServiceStatus::Active {
+        return Err(ValidationError::new("site", "the site is not active yet"));
+    }
+    Ok(())
+}
+
+/// The request of a job about one site.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SiteRef {
+    pub site_id: i64,
+}
+
+/// Run one command on `plan`'s credential and return what it printed: read live for the user, never stored
+/// in the job log or events.
+pub async fn read_live(
+    executor: &Executor,
+    ctx: &RunContext,
+    plan: Plan,
+    command: String,
+) -> Result<String, crate::PackageError> {
+    let plan = plan.run_step(crate::base::RunStep {
+        command,
+        timeout: Duration::from_secs(30),
+        stdin: None,
+        credential: None,
+        private_output: true,
+    });
+    let report = executor
+        .run(ctx, &plan, brokeforge_core::ProvisionType::Install)
+        .await?;
+    Ok(report
+        .outputs
+        .first()
+        .map(|o| o.stdout_text())
+        .unwrap_or_default())
+}
+
+/// Where HTTP-01 challenge files are written and served from (readable by nginx, written by root).
+pub const ACME_ROOT: &str = "/var/lib/brokeforge/acme";
+/// certbot's command to delete a certificate (nothing when there is none).
+pub fn certificate_delete_command(name: &str) -> String {
+    let q = shell_quote;
+    format!(
+        "if [ -e /etc/letsencrypt/renewal/{n}.conf ] && command -v certbot >/dev/null; then \
+         certbot delete --non-interactive --cert-name {n}; fi",
+        n = q(name)
+    )
+}
+
+/// The units of a site's daemons (a glob systemctl understands).
+pub fn daemon_units(site_id: i64) -> String {
+    format!("brokeforge-site-{site_id}-daemon-*")
+}
+
+/// Restart the site's daemons in the release that is now live (a deploy or rollback step, as root).
+pub fn restart_daemons_command(site_id: i64) -> String {
+    // The release is live by now: a daemon that will not restart is reported, not a failed deployment.
+    format!(
+        "if systemctl restart {}; then echo 'daemons restarted'; else echo 'warning: the daemons did not restart; see the site page' >&2; fi",
+        shell_quote(&daemon_units(site_id))
+    )
+}
+
+/// Stop and remove all of a site's scheduled commands and daemons (before applying a new set, and when the
+/// site is removed).
+pub fn tasks_remove_command(site_id: i64) -> String {
+    let units = shell_quote(&daemon_units(site_id));
+    format!(
+        "systemctl stop {units} 2>/dev/null; \
+         rm -f /etc/systemd/system/multi-user.target.wants/brokeforge-site-{site_id}-daemon-* \
+         /etc/systemd/system/brokeforge-site-{site_id}-daemon-* /etc/cron.d/brokeforge-site-{site_id} \
+         /etc/brokeforge/sites/{site_id}/*.sh; systemctl daemon-reload; systemctl reset-failed {units} 2>/dev/null; true"
+    )
+}
+
+/// Longest a site command may run by default.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(120);

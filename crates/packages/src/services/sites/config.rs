@@ -1,0 +1,139 @@
+//! What a site's `configuration` column holds, as types: the site's settings, repository, releases,
+//! certificate and background work. Read and written only through [`SiteConfig`].
+
+use brokeforge_store::Store;
+use serde::{Deserialize, Serialize};
+
+use super::common::DEFAULT_KEEP_RELEASES;
+use super::schedule::SiteTasks;
+use crate::base::PackageError;
+use crate::base::config::Configuration;
+
+/// A release kept on the server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReleaseInfo {
+    pub name: String,
+    pub commit: Option<String>,
+    pub deployment_id: Option<i64>,
+    pub deployed_at: i64,
+}
+
+/// The site's git repository (spec: `GitRepositoryInstaller`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RepositoryConfig {
+    pub url: String,
+    pub branch: String,
+    /// `ssh` or `https`.
+    pub transport: String,
+    pub host: String,
+    pub port: u16,
+    /// The deploy key's public half, for the user to add to their git host.
+    pub deploy_key_public: Option<String>,
+    /// Fingerprints of the git server's host keys as learned (and pinned) when the repository was installed.
+    #[serde(default)]
+    pub host_key_fingerprints: Vec<String>,
+    /// The pinned `known_hosts` lines.
+    #[serde(default)]
+    pub known_hosts: String,
+}
+
+/// What a site's `configuration` column holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SiteConfig {
+    pub aliases: Vec<String>,
+    /// Served directory inside a release (e.g. `public`); empty for the release root.
+    pub web_directory: String,
+    pub default_site: bool,
+    pub client_max_body_size: String,
+    pub repository: Option<RepositoryConfig>,
+    /// The public half of the site's deploy key, for the user to add to their git host.
+    pub deploy_key_public: Option<String>,
+    /// The deploy script; `None` runs the deployment package's default script.
+    pub deploy_script: Option<String>,
+    pub deploy_timeout_secs: u64,
+    pub keep_releases: u32,
+    /// Files and directories (ending in `/`) linked from `shared/` into every release.
+    pub shared_paths: Vec<String>,
+    pub current_release: Option<String>,
+    pub releases: Vec<ReleaseInfo>,
+    /// The site's HTTPS certificate; `None` serves plain HTTP only.
+    pub certificate: Option<CertificateConfig>,
+    /// Scheduled commands and daemons.
+    pub tasks: SiteTasks,
+}
+
+impl Default for SiteConfig {
+    fn default() -> Self {
+        SiteConfig {
+            aliases: Vec::new(),
+            web_directory: "public".into(),
+            default_site: false,
+            client_max_body_size: "64M".into(),
+            repository: None,
+            deploy_key_public: None,
+            deploy_script: None,
+            deploy_timeout_secs: 900,
+            keep_releases: DEFAULT_KEEP_RELEASES,
+            shared_paths: vec![".env".into(), "storage/".into()],
+            current_release: None,
+            releases: Vec::new(),
+            certificate: None,
+            tasks: Default::default(),
+        }
+    }
+}
+
+impl Configuration for SiteConfig {
+    const WHAT: &'static str = "site configuration";
+}
+
+impl SiteConfig {
+    /// A site's configuration for display and planning (the default when it cannot be read; such a
+    /// configuration is never written back, see [`SiteConfig::update`]).
+    pub fn of(site: &brokeforge_store::ServerSite) -> SiteConfig {
+        SiteConfig::read_or_default(&site.configuration)
+    }
+
+    pub fn to_value(&self) -> serde_json::Value {
+        Configuration::to_value(self)
+    }
+
+    /// Change a site's stored configuration as it is now (not as a job read it when it started: the user
+    /// may have edited other fields meanwhile) and store it.
+    pub async fn update(
+        store: &Store,
+        site_id: i64,
+        change: impl FnOnce(&mut SiteConfig),
+    ) -> Result<SiteConfig, PackageError> {
+        let mut fresh = SiteConfig::read(&store.site(site_id).await?.configuration)?;
+        change(&mut fresh);
+        store
+            .set_site_configuration(site_id, &fresh.to_value())
+            .await?;
+        Ok(fresh)
+    }
+}
+
+/// A site's certificate, as stored in its configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CertificateConfig {
+    /// certbot's certificate name (the site's domain).
+    pub name: String,
+    pub domains: Vec<String>,
+    pub email: Option<String>,
+    pub acme_directory: String,
+    /// As certbot reports it, e.g. `2027-02-24 01:59:05+00:00`.
+    pub expires: Option<String>,
+    #[serde(default)]
+    pub hsts: bool,
+}
+
+impl CertificateConfig {
+    pub fn fullchain_path(&self) -> String {
+        format!("/etc/letsencrypt/live/{}/fullchain.pem", self.name)
+    }
+    pub fn key_path(&self) -> String {
+        format!("/etc/letsencrypt/live/{}/privkey.pem", self.name)
+    }
+}

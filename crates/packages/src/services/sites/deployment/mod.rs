@@ -1,0 +1,491 @@
+//! Deployments with zero downtime: every deploy builds a new release directory from the repository, links
+//! the shared files, runs the site's deploy script there, and only when all of that succeeded swaps the
+//! `current` symlink atomically and reloads PHP-FPM gracefully. Rollback points `current` at a kept release.
+
+use std::time::Duration;
+
+use brokeforge_core::time::{now_ms, utc_stamp};
+use brokeforge_core::{
+    CredentialKind, ServiceStatus, ServiceType, ValidationError, shell_quote, validate,
+};
+use brokeforge_store::{Deployment, Job, ServerSite, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::common::{
+    deploy_key_path, on_server, restart_daemons_command, shared_path, site_root,
+};
+use super::config::{ReleaseInfo, SiteConfig};
+use super::git::{deploy_key, git_env};
+use crate::base::executor::{Executor, RunContext};
+use crate::base::package::{Gather, Package, PackageInstaller, job};
+use crate::base::registry::Registry;
+use crate::base::{FileContents, FileStep, PackageError, Plan, RunStep};
+use crate::milestones;
+
+pub fn register(r: &mut Registry) {
+    r.installer(DeploymentInstaller);
+}
+
+/// The deploy script a new site starts with: works for plain PHP (nothing to do) and Laravel.
+pub const DEFAULT_DEPLOY_SCRIPT: &str = r#"# Runs in the new release directory as the app user, before the release goes live.
+# A failing command stops the deployment; the current release stays live.
+# Available: $RELEASE_DIR $SITE_ROOT $BRANCH $COMMIT $PHP (e.g. php8.2)
+if [ -f composer.json ]; then
+  if ! command -v composer >/dev/null 2>&1; then
+    echo "composer.json found but composer is not installed on this server" >&2
+    exit 1
+  fi
+  $PHP "$(command -v composer)" install --no-dev --no-interaction --prefer-dist --optimize-autoloader
+fi
+if [ -f artisan ]; then
+  $PHP artisan migrate --force
+  $PHP artisan config:cache
+  $PHP artisan route:cache
+  $PHP artisan view:cache
+fi
+"#;
+
+milestones! {
+    pub enum DeploymentInstallerMilestones {
+        PrepareRelease => ("prepare_release", "Preparing the release"),
+        FetchCode => ("fetch_code", "Fetching the code"),
+        LinkShared => ("link_shared", "Linking shared files"),
+        RunScript => ("run_script", "Running the deploy script"),
+        Activate => ("activate", "Activating the release"),
+        CleanUp => ("clean_up", "Removing old releases"),
+    }
+}
+
+/// Queue a deployment of the site's repository (of `branch`, or the configured one).
+pub async fn deploy(
+    store: &Store,
+    site: &ServerSite,
+    branch: Option<&str>,
+    triggered_by: &str,
+) -> Result<(Deployment, Job), PackageError> {
+    let config = ready(site)?;
+    let repo = config.repository.as_ref().ok_or_else(|| {
+        ValidationError::new(
+            "repository",
+            "the site has no git repository: connect one first",
+        )
+    })?;
+    let branch = match branch {
+        Some(b) => validate::git_branch(b)?,
+        None => repo.branch.clone(),
+    };
+    Ok(store
+        .queue_deployment(
+            site,
+            "deploy",
+            Some(&branch),
+            None,
+            triggered_by,
+            job::<DeploymentInstaller>(
+                site.server_id,
+                &DeployRequest {
+                    site_id: site.id,
+                    deployment_id: 0,
+                    branch: Some(branch.clone()),
+                },
+            )?,
+        )
+        .await?)
+}
+
+pub fn ready(site: &ServerSite) -> Result<SiteConfig, PackageError> {
+    if site.status != ServiceStatus::Active {
+        return Err(ValidationError::new(
+            "site",
+            format!(
+                "the site is {}, not active: wait for it or retry its installation",
+                site.status.as_str()
+            ),
+        )
+        .into());
+    }
+    Ok(SiteConfig::of(site))
+}
+
+/// What a deploy plan needs, validated.
+#[derive(Debug, Clone)]
+pub struct DeployPlan {
+    pub site_id: i64,
+    pub domain: String,
+    pub php_version: String,
+    pub release: String,
+    pub branch: String,
+    pub config: SiteConfig,
+    /// The deploy key, written again on every deploy (ssh repositories) so a deploy converges even when the
+    /// key file went missing on the server.
+    pub deploy_key: Option<brokeforge_core::Secret>,
+}
+
+pub struct DeploymentInstaller;
+
+/// A queued deployment: which site, which deployment record, which branch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployRequest {
+    pub site_id: i64,
+    /// Set by the store when it records the deployment with its job.
+    #[serde(default)]
+    pub deployment_id: i64,
+    pub branch: Option<String>,
+}
+
+/// What a deploy plan needs, with the records it reports to.
+pub struct DeployInput {
+    pub site: ServerSite,
+    pub deployment: Deployment,
+    pub plan: DeployPlan,
+}
+
+impl Package for DeploymentInstaller {
+    type Milestones = DeploymentInstallerMilestones;
+    type Request = DeployRequest;
+    type Input = DeployInput;
+    const JOB: &'static str = "site_deploy";
+
+    fn service_type(&self) -> ServiceType {
+        ServiceType::Site
+    }
+    fn credential(&self) -> CredentialKind {
+        CredentialKind::User
+    }
+
+    async fn gather(&self, cx: &Gather<'_>, r: &DeployRequest) -> Result<DeployInput, PackageError> {
+        let site = cx.store.site(r.site_id).await?;
+        on_server(cx.server.id, &site)?;
+        let deployment = cx.store.deployment(r.deployment_id).await?;
+        let mut plan = Self::prepare(&site, &deployment, r.branch.as_deref())?;
+        if plan
+            .config
+            .repository
+            .as_ref()
+            .is_some_and(|r| r.transport == "ssh")
+        {
+            plan.deploy_key = Some(if cx.dry_run {
+                brokeforge_core::Secret::new("preview-deploy-key")
+            } else {
+                deploy_key(cx.store, &site).await?.1
+            });
+        }
+        Ok(DeployInput {
+            site,
+            deployment,
+            plan,
+        })
+    }
+
+    fn commands(&self, i: &DeployInput) -> Result<Plan, PackageError> {
+        self.deploy_plan(&i.plan)
+    }
+}
+
+impl PackageInstaller for DeploymentInstaller {
+    /// Run a deployment. On failure the half-built release is removed and the live one stays.
+    async fn execute(
+        &self,
+        executor: &Executor,
+        ctx: &RunContext,
+        request: &DeployRequest,
+    ) -> Result<serde_json::Value, PackageError> {
+        let store = executor.store();
+        let i = self
+            .gather(&Gather::new(store, &ctx.server), request)
+            .await?;
+        let (site, deployment, p) = (&i.site, &i.deployment, &i.plan);
+        store
+            .set_deployment_details(deployment.id, Some(&p.branch), None, Some(&p.release), None)
+            .await?;
+        let plan = self.commands(&i)?;
+        let report = match self.install(executor, ctx, plan).await {
+            Ok(r) => r,
+            Err(e) => {
+                store
+                    .set_deployment_details(deployment.id, None, None, None, exit_code(&e))
+                    .await?;
+                if !matches!(e, PackageError::Validation(_)) {
+                    let root = site_root(&p.domain);
+                    let cleanup = self.plan().run(format!(
+                        "rm -rf -- {}",
+                        shell_quote(&format!("{root}/releases/{}", p.release))
+                    ));
+                    if let Err(c) = executor
+                        .run(ctx, &cleanup, brokeforge_core::ProvisionType::Install)
+                        .await
+                    {
+                        tracing::warn!(site_id = site.id, error = %c, "removing a failed release failed");
+                    }
+                }
+                return Err(e);
+            }
+        };
+        // Output of the fetch step: `commit=<sha>`; of the clean-up step: the kept releases.
+        let commit = report
+            .outputs
+            .iter()
+            .flat_map(|o| {
+                o.stdout_text()
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .find_map(|l| l.strip_prefix("commit=").map(str::to_string));
+        let kept: Vec<String> = report
+            .outputs
+            .last()
+            .map(|o| o.stdout_text().lines().map(str::to_string).collect())
+            .unwrap_or_default();
+        let info = ReleaseInfo {
+            name: p.release.clone(),
+            commit: commit.clone(),
+            deployment_id: Some(deployment.id),
+            deployed_at: now_ms(),
+        };
+        store
+            .set_deployment_details(deployment.id, None, commit.as_deref(), None, Some(0))
+            .await?;
+        let stored = info.clone();
+        SiteConfig::update(store, site.id, |c| {
+            c.releases.retain(|r| kept.contains(&r.name));
+            c.releases.push(stored);
+            c.current_release = Some(p.release.clone());
+        })
+        .await?;
+        Ok(json!({"deployment_id": deployment.id, "release": info.name, "commit": info.commit}))
+    }
+}
+
+pub fn exit_code(e: &PackageError) -> Option<i64> {
+    match e {
+        PackageError::CommandFailed { exit_code, .. } => exit_code.map(i64::from),
+        _ => None,
+    }
+}
+
+impl DeploymentInstaller {
+    pub fn prepare(
+        site: &ServerSite,
+        deployment: &Deployment,
+        branch: Option<&str>,
+    ) -> Result<DeployPlan, PackageError> {
+        let config = SiteConfig::of(site);
+        let repo = config.repository.as_ref().ok_or_else(|| {
+            ValidationError::new(
+                "repository",
+                "the site has no git repository: connect one first",
+            )
+        })?;
+        let branch = validate::git_branch(branch.unwrap_or(&repo.branch))?;
+        let php_version = validate::php_version(site.php_version.as_deref().unwrap_or_default())?;
+        for p in &config.shared_paths {
+            shared_path(p)?;
+        }
+        Ok(DeployPlan {
+            site_id: site.id,
+            domain: validate::domain(&site.domain)?,
+            php_version,
+            release: format!("{}-{}", utc_stamp(now_ms()), deployment.id),
+            branch,
+            config,
+            deploy_key: None,
+        })
+    }
+
+    pub fn deploy_plan(&self, p: &DeployPlan) -> Result<Plan, PackageError> {
+        use DeploymentInstallerMilestones as M;
+        let q = shell_quote;
+        let root = site_root(&p.domain);
+        let release_dir = format!("{root}/releases/{}", p.release);
+        let repo =
+            p.config.repository.as_ref().ok_or_else(|| {
+                ValidationError::new("repository", "the site has no git repository")
+            })?;
+        let env = git_env(p.site_id, &p.domain, repo);
+        let mut link = String::from("set -e; ");
+        for path in &p.config.shared_paths {
+            let path = shared_path(path)?;
+            let name = path.trim_end_matches('/');
+            let shared = q(&format!("{root}/shared/{name}"));
+            let target = q(&format!("{release_dir}/{name}"));
+            if path.ends_with('/') {
+                // A directory: seeded from the first release that has it, then shared by all.
+                link.push_str(&format!(
+                    "if [ ! -e {shared} ]; then mkdir -p \"$(dirname {shared})\"; if [ -d {target} ]; then cp -a {target} {shared}; else mkdir -p {shared}; fi; fi; \
+                     rm -rf {target}; mkdir -p \"$(dirname {target})\"; ln -s {shared} {target}; "
+                ));
+            } else {
+                link.push_str(&format!(
+                    "if [ ! -e {shared} ]; then mkdir -p \"$(dirname {shared})\"; (umask 077; touch {shared}); fi; \
+                     rm -rf {target}; mkdir -p \"$(dirname {target})\"; ln -s {shared} {target}; "
+                ));
+            }
+        }
+        link.push_str("echo linked");
+        let script = p
+            .config
+            .deploy_script
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DEPLOY_SCRIPT.to_string());
+        let keep = p.config.keep_releases.clamp(1, 50);
+        let plan = self
+            .plan()
+            .track(M::PrepareRelease)
+            .run(format!(
+                "set -e; cd {root}; install -d releases shared .brokeforge; \
+                 if [ -e {rel} ]; then echo 'release {release} exists already' >&2; exit 1; fi",
+                root = q(&root),
+                rel = q(&release_dir),
+                release = p.release,
+            ))
+            .put_file(FileStep::new(
+                format!("{root}/.brokeforge/deploy.sh"),
+                FileContents::Text(script),
+                0o700,
+            ))
+            .track(M::FetchCode);
+        let plan = match (&p.deploy_key, repo.transport.as_str()) {
+            (Some(key), "ssh") => {
+                let plan = plan.put_file(FileStep::new(
+                    deploy_key_path(p.site_id),
+                    FileContents::Secret(key.clone()),
+                    0o600,
+                ));
+                if repo.known_hosts.is_empty() {
+                    plan
+                } else {
+                    plan.put_file(FileStep::new(
+                        format!("{root}/.brokeforge/known_hosts"),
+                        FileContents::Text(repo.known_hosts.clone()),
+                        0o600,
+                    ))
+                }
+            }
+            _ => plan,
+        };
+        let mut plan = plan
+            .run_with_timeout(
+                format!(
+                    "set -e; {env}cd {root}; if [ ! -d repo.git ]; then rm -rf repo.git.tmp; git clone --mirror --quiet {url} repo.git.tmp; mv repo.git.tmp repo.git; fi; \
+                     git -C repo.git remote set-url origin {url}; git -C repo.git fetch --prune --quiet origin; \
+                     commit=$(git -C repo.git rev-parse --verify --quiet {refq}) || {{ echo \"the repository has no branch {branch}\" >&2; exit 1; }}; \
+                     mkdir {rel}; git -C repo.git archive --format=tar --output={rel}.tar \"$commit\"; \
+                     tar -xf {rel}.tar -C {rel}; rm -f {rel}.tar; echo \"$commit\" > {rel}/.revision; \
+                     echo \"commit=$commit\"; git -C repo.git log -1 --format='%h %s' \"$commit\"",
+                    root = q(&root),
+                    url = q(&repo.url),
+                    refq = q(&format!("refs/heads/{}^{{commit}}", p.branch)),
+                    branch = p.branch,
+                    rel = q(&release_dir),
+                ),
+                Duration::from_secs(900),
+            )
+            .track(M::LinkShared)
+            .run(link)
+            .track(M::RunScript)
+            .run_step(RunStep {
+                command: format!(
+                    "cd {rel} && RELEASE_DIR={rel} SITE_ROOT={root} BRANCH={branch} COMMIT=$(cat .revision) PHP=php{php} \
+                     bash -e {root}/.brokeforge/deploy.sh",
+                    rel = q(&release_dir),
+                    root = q(&root),
+                    branch = q(&p.branch),
+                    php = p.php_version,
+                ),
+                timeout: Duration::from_secs(p.config.deploy_timeout_secs.clamp(10, 7200)),
+                stdin: None,
+                credential: None,
+                private_output: false,
+            })
+            .track(M::Activate)
+            .run(activate(&root, &p.release, &p.php_version));
+        plan = restart_daemons(plan, p.site_id, &p.config)
+            .track(M::CleanUp)
+            .run(format!(
+                "cd {root}/releases && ls -1 | sort -r | tail -n +{from} | while read -r r; do [ \"$r\" = {rel} ] || rm -rf -- \"$r\"; done; ls -1 | sort",
+                root = q(&root),
+                from = keep + 1,
+                rel = q(&p.release),
+            ));
+        Ok(plan)
+    }
+}
+
+/// Daemons keep running in the release they started in: restart them in the live one (as root, who owns
+/// their units).
+pub fn restart_daemons(plan: Plan, site_id: i64, config: &SiteConfig) -> Plan {
+    if config.tasks.daemons.is_empty() {
+        return plan;
+    }
+    plan.run_step(RunStep {
+        command: restart_daemons_command(site_id),
+        timeout: Duration::from_secs(120),
+        stdin: None,
+        credential: Some(CredentialKind::Root),
+        private_output: false,
+    })
+}
+
+/// Point `current` at `release` atomically (a new symlink renamed over the old one), then reload PHP-FPM
+/// gracefully so workers pick up the new code paths.
+pub fn activate(root: &str, release: &str, php_version: &str) -> String {
+    format!(
+        "set -e; cd {root}; test -d {rel}; ln -sfn {rel} current.new; mv -Tf current.new current; \
+         sudo -n /usr/bin/systemctl reload php{php_version}-fpm; echo \"live: $(readlink current)\"",
+        root = shell_quote(root),
+        rel = shell_quote(&format!("releases/{release}")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::sites::config::RepositoryConfig;
+
+    fn deployment() -> Deployment {
+        Deployment {
+            id: 42,
+            site_id: 7,
+            job_id: Some(1),
+            kind: "deploy".into(),
+            status: brokeforge_store::DeploymentStatus::Running,
+            branch: None,
+            commit_hash: None,
+            release: None,
+            triggered_by: "test".into(),
+            exit_code: None,
+            error: None,
+            created_at: 0,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn deploy_plan() {
+        let mut site = super::super::site::tests::site();
+        let mut c = SiteConfig::of(&site);
+        c.repository = Some(RepositoryConfig {
+            url: "git@github.com:acme/app.git".into(),
+            branch: "main".into(),
+            transport: "ssh".into(),
+            host: "github.com".into(),
+            port: 22,
+            deploy_key_public: None,
+            host_key_fingerprints: vec![],
+            known_hosts: "github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n".into(),
+        });
+        site.configuration = c.to_value();
+        let mut p = DeploymentInstaller::prepare(&site, &deployment(), None).unwrap();
+        p.release = "20261125120000-42".into();
+        p.deploy_key = Some(brokeforge_core::Secret::new("PRIVATE KEY MATERIAL"));
+        let text = DeploymentInstaller.deploy_plan(&p).unwrap().to_string();
+        assert!(!text.contains("PRIVATE KEY MATERIAL"));
+        insta::assert_snapshot!(text);
+        assert!(DeploymentInstaller::prepare(&site, &deployment(), Some("main;id")).is_err());
+    }
+
+
+}

@@ -1,0 +1,468 @@
+//! Site Installer and Site Remover: an nginx vhost and the site's directory layout
+//! (`releases/`, `shared/`, `current -> releases/...`) under the app user's home.
+
+use brokeforge_core::{
+    CredentialKind, ServiceStatus, ServiceType, ValidationError, shell_quote, validate,
+};
+use brokeforge_store::{JobTarget, NewJob, NewSite, ServerSite, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::common::{
+    APP_HOME, SiteRef, certificate_delete_command, deploy_key_path, deploy_key_secret, on_server,
+    site_root, tasks_remove_command, vhost_path, webhook_secret,
+};
+use super::config::SiteConfig;
+use super::vhost::{SITE_CONF, write_vhosts};
+use crate::base::executor::RunReport;
+use crate::base::package::{Gather, Package, PackageInstaller, PackageRemover, job};
+use crate::base::registry::Registry;
+use crate::base::{PackageError, Plan};
+use crate::milestones;
+use crate::services::webserver::nginx::{NGINX_RELOAD, SERVICE_NAME as WEBSERVER, WebServerConfig};
+
+pub fn register(r: &mut Registry) {
+    r.template(&SITE_CONF);
+    r.installer(SiteInstaller);
+    r.remover(SiteRemover);
+}
+
+/// Name of the placeholder release a new site serves until its first deployment.
+pub const INITIAL_RELEASE: &str = "00000000000000-initial";
+
+milestones! {
+    pub enum SiteInstallerMilestones {
+        PrepareSite => ("prepare_site", "Preparing the site's directories"),
+        ConfigureNginx => ("configure_nginx", "Writing the nginx site"),
+        ReloadNginx => ("reload_nginx", "Testing and reloading nginx"),
+        Complete => ("complete", "Site ready"),
+    }
+}
+
+milestones! {
+    pub enum SiteRemoverMilestones {
+        DisableSite => ("disable_site", "Disabling the nginx site"),
+        RemoveFiles => ("remove_files", "Removing the site's files"),
+        Complete => ("complete", "Site removed"),
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct SiteRequest {
+    pub domain: String,
+    pub aliases: Vec<String>,
+    /// Empty: the server's command-line PHP version.
+    pub php_version: Option<String>,
+    /// `None`: `public`.
+    pub web_directory: Option<String>,
+    pub default_site: bool,
+}
+
+/// Validate a site request against the server (the web server must be installed with that PHP version),
+/// store the site as `installing` and queue its installer.
+pub async fn create_site(
+    store: &Store,
+    server_id: i64,
+    req: &SiteRequest,
+) -> Result<(ServerSite, brokeforge_store::Job), PackageError> {
+    let domain = validate::domain(&req.domain)?;
+    let mut aliases = Vec::new();
+    for a in &req.aliases {
+        let a = validate::domain(a).map_err(|e| ValidationError::new("aliases", e.message))?;
+        if a != domain && !aliases.contains(&a) {
+            aliases.push(a);
+        }
+    }
+    let web_directory = match &req.web_directory {
+        Some(d) => validate::relative_dir("web_directory", d)?,
+        None => "public".into(),
+    };
+    if !store
+        .services(server_id)
+        .await?
+        .iter()
+        .any(|s| s.service_name == WEBSERVER && s.status == ServiceStatus::Active)
+    {
+        return Err(ValidationError::new(
+            "server",
+            "the web server is not installed on this server: install the `webserver` package first",
+        )
+        .into());
+    }
+    let webserver = WebServerConfig::current(store, server_id).await?;
+    let installed = webserver.php_versions.clone();
+    let php_version = match req.php_version.as_deref().filter(|v| !v.is_empty()) {
+        Some(v) => {
+            let v = validate::php_version(v)?;
+            if !installed.contains(&v) {
+                return Err(ValidationError::new(
+                    "php_version",
+                    format!(
+                        "PHP {v} is not installed on this server (installed: {}); install it with the web server package first",
+                        installed.join(", ")
+                    ),
+                )
+                .into());
+            }
+            v
+        }
+        None => webserver
+            .cli_default
+            .clone()
+            .or_else(|| installed.first().cloned())
+            .ok_or_else(|| ValidationError::new("php_version", "no PHP version is installed"))?,
+    };
+    for other in store.sites(server_id).await? {
+        if aliases.contains(&other.domain)
+            || SiteConfig::of(&other).aliases.contains(&domain)
+            || SiteConfig::of(&other)
+                .aliases
+                .iter()
+                .any(|a| aliases.contains(a))
+        {
+            return Err(ValidationError::new(
+                "aliases",
+                format!("a name of this site is already used by {}", other.domain),
+            )
+            .into());
+        }
+    }
+    let config = SiteConfig {
+        aliases,
+        web_directory,
+        default_site: req.default_site,
+        ..SiteConfig::default()
+    };
+    let site = store
+        .create_site(&NewSite {
+            server_id,
+            domain: domain.clone(),
+            document_root: site_root(&domain),
+            php_version: Some(php_version),
+            status: ServiceStatus::Installing,
+            configuration: config.to_value(),
+        })
+        .await
+        .map_err(|e| match e {
+            brokeforge_store::StoreError::Conflict(m) => ValidationError::new("domain", m).into(),
+            e => PackageError::from(e),
+        })?;
+    let job = store
+        .enqueue(&NewJob {
+            target: Some(JobTarget::Site {
+                id: site.id,
+                provision_type: brokeforge_core::ProvisionType::Install,
+            }),
+            ..job::<SiteInstaller>(server_id, &SiteRef { site_id: site.id })?
+        })
+        .await?;
+    Ok((site, job))
+}
+
+/// Queue a site's removal; `keep_files` leaves its directory on the server.
+pub async fn remove_site(
+    store: &Store,
+    site: &ServerSite,
+    keep_files: bool,
+) -> Result<brokeforge_store::Job, PackageError> {
+    Ok(store
+        .enqueue(&NewJob {
+            target: Some(JobTarget::Site {
+                id: site.id,
+                provision_type: brokeforge_core::ProvisionType::Uninstall,
+            }),
+            ..job::<SiteRemover>(
+                site.server_id,
+                &RemoveSite {
+                    site_id: site.id,
+                    keep_files,
+                },
+            )?
+        })
+        .await?)
+}
+
+pub struct SiteInstaller;
+
+/// A site to install: its configuration, and the other sites whose vhosts change with it (they lose the
+/// default-site flag when this one takes it).
+pub struct SiteInput {
+    pub site: ServerSite,
+    pub config: SiteConfig,
+    pub others: Vec<(ServerSite, SiteConfig)>,
+}
+
+impl Package for SiteInstaller {
+    type Milestones = SiteInstallerMilestones;
+    type Request = SiteRef;
+    type Input = SiteInput;
+    const JOB: &'static str = "site_installer";
+
+    fn service_type(&self) -> ServiceType {
+        ServiceType::Site
+    }
+    fn credential(&self) -> CredentialKind {
+        // The vhost lives in /etc/nginx; the site's files are created as the app user.
+        CredentialKind::Root
+    }
+
+    async fn gather(&self, cx: &Gather<'_>, r: &SiteRef) -> Result<SiteInput, PackageError> {
+        let site = cx.store.site(r.site_id).await?;
+        on_server(cx.server.id, &site)?;
+        let config = SiteConfig::of(&site);
+        // Only one site is the server's default: the others lose the flag (their vhosts are rewritten).
+        let mut others = Vec::new();
+        if config.default_site {
+            for other in cx.store.sites(cx.server.id).await? {
+                let mut oc = SiteConfig::of(&other);
+                if other.id != site.id && oc.default_site {
+                    oc.default_site = false;
+                    others.push((other, oc));
+                }
+            }
+        }
+        Ok(SiteInput {
+            site,
+            config,
+            others,
+        })
+    }
+
+    fn commands(&self, i: &SiteInput) -> Result<Plan, PackageError> {
+        self.site_plan(&i.site, &i.config, &i.others)
+    }
+
+    async fn finish(
+        &self,
+        cx: &Gather<'_>,
+        i: SiteInput,
+        _report: RunReport,
+    ) -> Result<serde_json::Value, PackageError> {
+        for (other, _) in i.others {
+            SiteConfig::update(cx.store, other.id, |c| c.default_site = false).await?;
+        }
+        Ok(json!({"site_id": i.site.id, "domain": i.site.domain}))
+    }
+}
+
+impl PackageInstaller for SiteInstaller {}
+
+impl SiteInstaller {
+    pub fn site_plan(
+        &self,
+        site: &ServerSite,
+        config: &SiteConfig,
+        others: &[(ServerSite, SiteConfig)],
+    ) -> Result<Plan, PackageError> {
+        use SiteInstallerMilestones as M;
+        let domain = validate::domain(&site.domain)?;
+        let root = site_root(&domain);
+        let web = validate::relative_dir("web_directory", &config.web_directory)?;
+        let initial = format!("{root}/releases/{INITIAL_RELEASE}");
+        let initial_web = if web.is_empty() {
+            initial.clone()
+        } else {
+            format!("{initial}/{web}")
+        };
+        let page = format!(
+            "<!doctype html><meta charset=utf-8><title>{domain}</title>\
+             <h1>{domain}</h1><p>This site is ready for its first deployment.</p>\n"
+        );
+        let q = shell_quote;
+        let mut plan = self
+            .plan()
+            .track(M::PrepareSite)
+            .run_step(crate::base::RunStep {
+                // A placeholder release keeps `current` valid until the first deployment; an existing
+                // `current` (a re-run) is left alone.
+                command: format!(
+                    "set -e; cd {home}; install -d -m 750 {root}; cd {root}; install -d releases shared .brokeforge; \
+                     if [ ! -e current ]; then install -d {iw}; [ -e {iw}/index.html ] || printf '%s' {page} > {iw}/index.html; \
+                     ln -sfn releases/{INITIAL_RELEASE} current; fi",
+                    home = q(APP_HOME),
+                    root = q(&root),
+                    iw = q(&initial_web),
+                    page = q(&page),
+                ),
+                timeout: std::time::Duration::from_secs(60),
+                stdin: None,
+                credential: Some(CredentialKind::User),
+                private_output: false,
+            })
+            .track(M::ConfigureNginx);
+        plan = write_vhosts(plan, site, config, others)?;
+        plan = plan
+            .track(M::ReloadNginx)
+            .run(NGINX_RELOAD)
+            .track(M::Complete);
+        Ok(plan)
+    }
+}
+
+pub struct SiteRemover;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveSite {
+    pub site_id: i64,
+    /// Leave the site's directory on the server.
+    #[serde(default)]
+    pub keep_files: bool,
+}
+
+impl Package for SiteRemover {
+    type Milestones = SiteRemoverMilestones;
+    type Request = RemoveSite;
+    type Input = (ServerSite, bool);
+    const JOB: &'static str = "site_remover";
+
+    fn service_type(&self) -> ServiceType {
+        ServiceType::Site
+    }
+    fn credential(&self) -> CredentialKind {
+        CredentialKind::Root
+    }
+
+    async fn gather(&self, cx: &Gather<'_>, r: &RemoveSite) -> Result<(ServerSite, bool), PackageError> {
+        let site = cx.store.site(r.site_id).await?;
+        on_server(cx.server.id, &site)?;
+        Ok((site, r.keep_files))
+    }
+
+    fn commands(&self, (site, keep_files): &(ServerSite, bool)) -> Result<Plan, PackageError> {
+        self.removal_plan(site, &SiteConfig::of(site), *keep_files)
+    }
+
+    async fn finish(
+        &self,
+        cx: &Gather<'_>,
+        (site, keep_files): (ServerSite, bool),
+        _report: RunReport,
+    ) -> Result<serde_json::Value, PackageError> {
+        cx.store
+            .delete_service_secret(cx.server.id, &deploy_key_secret(site.id))
+            .await?;
+        cx.store
+            .delete_service_secret(cx.server.id, &webhook_secret(site.id))
+            .await?;
+        Ok(json!({"site_id": site.id, "kept_files": keep_files}))
+    }
+}
+
+impl PackageRemover for SiteRemover {}
+
+impl SiteRemover {
+    pub fn removal_plan(
+        &self,
+        site: &ServerSite,
+        config: &SiteConfig,
+        keep_files: bool,
+    ) -> Result<Plan, PackageError> {
+        use SiteRemoverMilestones as M;
+        let domain = validate::domain(&site.domain)?;
+        let (available, enabled) = vhost_path(&domain);
+        let q = shell_quote;
+        let mut disable = format!("rm -f {} {}", q(&enabled), q(&available));
+        if config.default_site {
+            // BrokeForge's own default site comes back only if no other site is the default now (this one may
+            // never have become it: an install nginx refused leaves the old default in place).
+            disable.push_str(
+                " && if [ -e /etc/nginx/sites-available/default ] && ! grep -qs 'default_server' /etc/nginx/sites-enabled/*; then \
+                 ln -sfn /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default; fi",
+            );
+        }
+        let mut plan = self
+            .plan()
+            .track(M::DisableSite)
+            .run(disable)
+            .run(NGINX_RELOAD)
+            .track(M::RemoveFiles);
+        if let Some(cert) = &config.certificate {
+            plan = plan.run(certificate_delete_command(&cert.name));
+        }
+        if config.tasks != Default::default() {
+            plan = plan.run(tasks_remove_command(site.id));
+        }
+        let key = q(&deploy_key_path(site.id));
+        plan = if keep_files {
+            plan.run(format!(
+                "rm -f {key} && echo 'the site files are kept in {}'",
+                site_root(&domain)
+            ))
+        } else {
+            plan.run(format!("rm -rf -- {} {key}", q(&site_root(&domain))))
+        };
+        Ok(plan.track(M::Complete))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::services::sites::common::shared_path;
+
+    pub(crate) fn site() -> ServerSite {
+        ServerSite {
+            id: 7,
+            server_id: 3,
+            domain: "example.com".into(),
+            document_root: "/home/brokeforge/example.com".into(),
+            php_version: Some("8.2".into()),
+            status: ServiceStatus::Installing,
+            configuration: SiteConfig {
+                aliases: vec!["www.example.com".into()],
+                ..SiteConfig::default()
+            }
+            .to_value(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn install_plan() {
+        let s = site();
+        let other = ServerSite {
+            id: 8,
+            domain: "old-default.com".into(),
+            ..site()
+        };
+        let mut c = SiteConfig::of(&s);
+        c.default_site = true;
+        let oc = SiteConfig::of(&other);
+        insta::assert_snapshot!(
+            SiteInstaller
+                .site_plan(&s, &c, &[(other, oc)])
+                .unwrap()
+                .to_string()
+        );
+    }
+
+    #[test]
+    fn remove_plan() {
+        let s = site();
+        insta::assert_snapshot!(
+            SiteRemover
+                .removal_plan(&s, &SiteConfig::of(&s), false)
+                .unwrap()
+                .to_string()
+        );
+    }
+
+    #[test]
+    fn shared_paths_are_checked() {
+        assert_eq!(shared_path("storage/").unwrap(), "storage/");
+        assert_eq!(shared_path(".env").unwrap(), ".env");
+        for bad in [
+            "../x",
+            "/etc/passwd",
+            "a/../../b",
+            "a b",
+            "$(id)",
+            "-rf",
+            "",
+        ] {
+            assert!(shared_path(bad).is_err(), "{bad} accepted");
+        }
+    }
+}
