@@ -3,7 +3,8 @@
 use std::io::Read;
 
 use anyhow::{Context, Result, anyhow, bail};
-use brokeforge_web::AppState;
+use brokeforge_domain::Domain;
+use brokeforge_domain::accounts::NewUser;
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -48,30 +49,28 @@ fn read_password() -> Result<String> {
     Ok(pw.to_string())
 }
 
-fn api_error(e: brokeforge_web::error::ApiError) -> anyhow::Error {
-    match e.field {
-        Some(f) => anyhow!("{f}: {}", e.message),
-        None => anyhow!("{}", e.message),
+fn domain_error(e: brokeforge_domain::DomainError) -> anyhow::Error {
+    match e {
+        brokeforge_domain::DomainError::Invalid(v) => anyhow!("{}: {}", v.field, v.message),
+        e => anyhow!("{e}"),
     }
 }
 
 pub async fn run(cmd: AdminCommand) -> Result<()> {
     let store = crate::config::open_store().await?;
-    let state = AppState::new(store.clone(), crate::serve::web_config());
+    let domain = Domain::new(store.clone());
     let result = async {
         match cmd {
             AdminCommand::CreateUser { email, admin, .. } => {
                 let password = read_password()?;
-                let user = brokeforge_web::api::make_user(
-                    &state,
-                    &brokeforge_web::api::NewUser {
+                let user = domain
+                    .create_user(&NewUser {
                         email,
                         password,
                         admin,
-                    },
-                )
-                .await
-                .map_err(api_error)?;
+                    })
+                    .await
+                    .map_err(domain_error)?;
                 println!(
                     "created {} {}",
                     if user.is_admin {
@@ -83,25 +82,22 @@ pub async fn run(cmd: AdminCommand) -> Result<()> {
                 );
             }
             AdminCommand::ResetPassword { email, .. } => {
-                let user = store
-                    .user_by_email(&email)
-                    .await?
-                    .ok_or_else(|| anyhow!("no user {email}"))?;
                 let password = read_password()?;
-                brokeforge_web::auth::check_password_rules(&password).map_err(api_error)?;
-                let hash = brokeforge_web::auth::hash_password(&password)
+                let user = domain
+                    .reset_password(&email, &password)
                     .await
-                    .map_err(api_error)?;
-                store.set_password_hash(user.id, &hash).await?;
+                    .map_err(domain_error)?;
                 println!("password of {} changed; their sessions ended", user.email);
             }
             AdminCommand::CreateToken { email, name } => {
                 let user = store.user_by_email(&email).await?.ok_or_else(|| {
                     anyhow!("no user {email}: create it with `brokeforge admin create-user`")
                 })?;
-                let (token, _) = brokeforge_web::api::new_token(&state, user.id, &name)
+                let token = domain
+                    .new_token(user.id, &name)
                     .await
-                    .map_err(api_error)?;
+                    .map_err(domain_error)?
+                    .token;
                 eprintln!(
                     "API token `{name}` for {} (shown once; keep it secret):",
                     user.email

@@ -539,7 +539,7 @@ async fn sse(store: &Store, watchers: usize, events: usize) -> Result<()> {
         .create_api_token(
             user.id,
             "bench",
-            &brokeforge_web::auth::sha256_hex(&token),
+            &brokeforge_domain::accounts::sha256_hex(&token),
             "bf_bench",
         )
         .await?;

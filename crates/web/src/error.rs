@@ -4,6 +4,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use brokeforge_core::ValidationError;
+use brokeforge_domain::DomainError;
 use brokeforge_packages::PackageError;
 use brokeforge_store::StoreError;
 use serde_json::json;
@@ -87,6 +88,29 @@ impl From<PackageError> for ApiError {
             PackageError::Cancelled => {
                 ApiError::new(StatusCode::CONFLICT, "cancelled", "cancelled")
             }
+        }
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Invalid(v) => v.into(),
+            DomainError::NotFound => ApiError::not_found(),
+            DomainError::Forbidden(m) => ApiError::forbidden(m),
+            DomainError::Unauthorized(m) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", m)
+            }
+            DomainError::Throttled(m) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", m)
+            }
+            DomainError::Conflict { code, message } => {
+                ApiError::new(StatusCode::CONFLICT, code, message)
+            }
+            DomainError::Remote { code, message } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, code, message)
+            }
+            DomainError::Internal(_) => ApiError::internal(),
         }
     }
 }

@@ -5,87 +5,23 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod extract;
 pub mod metrics;
-pub mod openapi;
 pub mod pages;
 pub mod public;
 pub mod sse;
-
-use std::sync::Arc;
+pub mod state;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use brokeforge_packages::Executor;
-use brokeforge_store::Store;
 
 use auth::{Via, csrf_matches, is_unsafe, same_origin};
 use error::ApiError;
-
-/// How the web app is reached and what it may trust.
-#[derive(Debug, Clone, Default)]
-pub struct WebConfig {
-    /// Base URL servers and browsers reach BrokeForge at (`BROKEFORGE_PUBLIC_URL`); else taken from the
-    /// request's Host header.
-    pub public_url: Option<String>,
-    /// Mark cookies `Secure` (set when the public URL is https).
-    pub secure_cookies: bool,
-    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
-    pub trust_proxy: bool,
-}
-
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub executor: Executor,
-    pub config: Arc<WebConfig>,
-    pub metrics: Arc<metrics::Metrics>,
-    /// Live feeds shared by the watchers of each server.
-    pub hub: Arc<sse::Hub>,
-    /// Cancelled when the server shuts down: live streams end so graceful shutdown does not wait on them.
-    pub shutdown: tokio_util::sync::CancellationToken,
-}
-
-impl AppState {
-    pub fn new(store: Store, config: WebConfig) -> AppState {
-        let secure = config.secure_cookies
-            || config
-                .public_url
-                .as_deref()
-                .is_some_and(|u| u.starts_with("https://"));
-        AppState {
-            executor: Executor::new(store.clone()),
-            store,
-            config: Arc::new(WebConfig {
-                secure_cookies: secure,
-                ..config
-            }),
-            metrics: Arc::new(metrics::Metrics::default()),
-            hub: Arc::new(sse::Hub::default()),
-            shutdown: tokio_util::sync::CancellationToken::new(),
-        }
-    }
-
-    /// The base URL for links that leave the browser (the provisioning one-liner, webhook URLs).
-    pub fn base_url(&self, headers: &HeaderMap) -> Option<String> {
-        if let Some(url) = &self.config.public_url {
-            return Some(url.trim_end_matches('/').to_string());
-        }
-        let host = headers.get(header::HOST)?.to_str().ok()?;
-        // Only a plain host[:port] may flow into scripts and pages.
-        if host.is_empty()
-            || !host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        {
-            return None;
-        }
-        Some(format!("http://{host}"))
-    }
-}
+pub use state::{AppState, WebConfig};
 
 /// Every route: pages, the API, SSE, and the endpoints servers call.
 pub fn router(state: AppState) -> Router {
@@ -113,7 +49,7 @@ const MAX_FORM: usize = 256 * 1024;
 /// neither.
 async fn authenticate_layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
-    let authed = match auth::authenticate(&state.store, &parts).await {
+    let authed = match auth::authenticate(&state.domain, &parts).await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
     };

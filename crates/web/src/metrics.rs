@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use brokeforge_store::JobStatus;
 use brokeforge_store::jobs::JOB_DURATION_BUCKETS_S;
 
-use crate::AppState;
+use crate::state::AppState;
 
 #[derive(Default)]
 pub struct Metrics {

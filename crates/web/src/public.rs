@@ -13,7 +13,7 @@ use brokeforge_packages::services::server::access::onboarding::{
 };
 use serde_json::json;
 
-use crate::AppState;
+use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

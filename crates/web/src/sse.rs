@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use brokeforge_store::{CommandLog, LogStream, Store};
@@ -18,9 +18,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::AppState;
-use crate::auth::Authed;
 use crate::error::ApiResult;
+use crate::extract::OwnedServer;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, Default)]
 pub struct StreamQuery {
@@ -273,12 +273,10 @@ pub async fn watch(
 /// `GET /api/v1/servers/{id}/stream`: the server's live feed.
 pub async fn server_stream(
     State(state): State<AppState>,
-    authed: Authed,
-    Path(id): Path<i64>,
+    OwnedServer(_, server): OwnedServer,
     Query(q): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let server = state.store.server_for_user(authed.user.id, id).await?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

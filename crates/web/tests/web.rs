@@ -152,7 +152,7 @@ impl Auth {
 }
 
 async fn user(app: &App, email: &str, admin: bool) -> Auth {
-    let hash = brokeforge_web::auth::hash_password("correct horse battery")
+    let hash = brokeforge_domain::accounts::hash_password("correct horse battery")
         .await
         .unwrap();
     let u = app.store.create_user(email, &hash, admin).await.unwrap();
@@ -161,7 +161,7 @@ async fn user(app: &App, email: &str, admin: bool) -> Auth {
         .create_api_token(
             u.id,
             "test",
-            &brokeforge_web::auth::sha256_hex(&token),
+            &brokeforge_domain::accounts::sha256_hex(&token),
             "bf_test",
         )
         .await
@@ -1510,7 +1510,7 @@ async fn pages_render_and_forms_reject_bad_input() {
         );
 
         // Another user's server is "not found".
-        let hash = brokeforge_web::auth::hash_password("another long password")
+        let hash = brokeforge_domain::accounts::hash_password("another long password")
             .await
             .unwrap();
         app.store

@@ -1781,7 +1781,7 @@ async fn cli_onboards_deploys_and_rolls_back() {
         .create_api_token(
             panel.user_id,
             "e2e",
-            &brokeforge_web::auth::sha256_hex(token),
+            &brokeforge_domain::accounts::sha256_hex(token),
             "bf_e2e",
         )
         .await

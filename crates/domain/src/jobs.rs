@@ -1,0 +1,68 @@
+//! Jobs as their owners see them: found through the owner's servers, cancelled, retried, and their output.
+
+use brokeforge_store::{CommandLog, Deployment, Job, Server, ServerSite, User};
+
+use crate::{Domain, DomainError, DomainResult};
+
+impl Domain {
+    /// A job on one of the user's servers.
+    pub async fn owned_job(&self, user: &User, id: i64) -> DomainResult<Job> {
+        let job = self.store.job(id).await?;
+        let server_id = job.server_id.ok_or(DomainError::NotFound)?;
+        self.owned_server(user, server_id).await?;
+        Ok(job)
+    }
+
+    /// A deployment of one of the user's sites.
+    pub async fn owned_deployment(
+        &self,
+        user: &User,
+        id: i64,
+    ) -> DomainResult<(Deployment, ServerSite)> {
+        let d = self.store.deployment(id).await?;
+        let (site, _) = self.owned_site(user, d.site_id).await?;
+        Ok((d, site))
+    }
+
+    pub async fn recent_jobs(&self, server: &Server, limit: i64) -> DomainResult<Vec<Job>> {
+        Ok(self.store.recent_jobs(server.id, limit).await?)
+    }
+
+    pub async fn job_logs(&self, job: &Job) -> DomainResult<Vec<CommandLog>> {
+        Ok(self.store.job_logs(job.id).await?)
+    }
+
+    /// Cancel a queued or running job; a job that already ended is a conflict.
+    pub async fn cancel_job(&self, job: &Job) -> DomainResult<Job> {
+        if job.status.is_finished() {
+            return Err(DomainError::conflict(
+                "already_finished",
+                format!("job {} has already ended ({})", job.id, job.status.as_str()),
+            ));
+        }
+        let job = self.store.cancel_job(job.id).await?;
+        if job.status.is_finished() {
+            self.store.announce_job(&job).await?;
+        }
+        Ok(job)
+    }
+
+    /// Run a failed or cancelled job again, as a new job.
+    pub async fn retry_job(&self, job: &Job) -> DomainResult<Job> {
+        Ok(self.store.retry_job(job.id).await?)
+    }
+
+    /// A deployment's log: the output of its job.
+    pub async fn deployment_log(&self, d: &Deployment) -> DomainResult<String> {
+        Ok(match d.job_id {
+            Some(j) => self
+                .store
+                .job_logs(j)
+                .await?
+                .into_iter()
+                .map(|l| l.chunk)
+                .collect(),
+            None => String::new(),
+        })
+    }
+}

@@ -1,0 +1,32 @@
+//! The domain: what BrokeForge does for the people and programs that ask it, whatever the transport. Pages,
+//! the JSON API, the CLI's admin commands and webhooks all call these functions; none of them decides rules
+//! by itself. Everything a caller may touch is found through [`Domain::owned_server`] and friends, so another
+//! user's objects are simply not there.
+
+pub mod accounts;
+pub mod databases;
+pub mod error;
+pub mod jobs;
+pub mod servers;
+pub mod sites;
+
+use brokeforge_packages::Executor;
+use brokeforge_store::Store;
+
+pub use error::{DomainError, DomainResult};
+
+/// The domain's entry point; cheap to clone.
+#[derive(Clone)]
+pub struct Domain {
+    pub store: Store,
+    pub executor: Executor,
+}
+
+impl Domain {
+    pub fn new(store: Store) -> Domain {
+        Domain {
+            executor: Executor::new(store.clone()),
+            store,
+        }
+    }
+}

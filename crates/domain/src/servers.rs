@@ -1,0 +1,204 @@
+//! Servers: adding one (with the one-line script, or directly with the user's root key), its provisioning
+//! script, its pinned host key, forgetting it, and installing or removing catalogue packages on it.
+
+use std::collections::BTreeMap;
+
+use brokeforge_core::{ProvisionType, Secret};
+use brokeforge_packages::catalogue;
+use brokeforge_packages::services::server::access::onboarding::{
+    AddServer, TOKEN_LIFETIME, add_server, start_direct_onboarding,
+};
+use brokeforge_store::{Job, ProvisionEvent, Server, ServerService, ServerSite, User};
+use serde::Deserialize;
+
+use crate::{Domain, DomainError, DomainResult};
+
+/// What a user gives to add a server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct NewServer {
+    pub name: String,
+    pub public_ip: String,
+    pub ssh_port: Option<i64>,
+    pub host_key_fingerprint: Option<String>,
+    /// An existing root private key: BrokeForge connects itself (direct onboarding).
+    pub root_key: Option<String>,
+    pub trust_on_first_use: bool,
+}
+
+/// A server just added: the one-line script, and the onboarding job when BrokeForge connects itself.
+#[derive(Debug)]
+pub struct AddedServer {
+    pub server: Server,
+    pub script: String,
+    pub job: Option<Job>,
+}
+
+/// The one-line command a user runs as root on the new server.
+pub fn script_command(base_url: &str, token: &str) -> String {
+    format!("curl -fsSL {base_url}/provision/{token} | sudo bash")
+}
+
+impl Domain {
+    /// One of the user's servers; another user's answers "not found".
+    pub async fn owned_server(&self, user: &User, id: i64) -> DomainResult<Server> {
+        Ok(self.store.server_for_user(user.id, id).await?)
+    }
+
+    pub async fn servers(&self, user: &User) -> DomainResult<Vec<Server>> {
+        Ok(self.store.servers_for_user(user.id).await?)
+    }
+
+    /// The user's servers, each with its services.
+    pub async fn servers_with_services(
+        &self,
+        user: &User,
+    ) -> DomainResult<Vec<(Server, Vec<ServerService>)>> {
+        let mut out = Vec::new();
+        for s in self.servers(user).await? {
+            let services = self.store.services(s.id).await?;
+            out.push((s, services));
+        }
+        Ok(out)
+    }
+
+    pub async fn services(&self, server: &Server) -> DomainResult<Vec<ServerService>> {
+        Ok(self.store.services(server.id).await?)
+    }
+
+    pub async fn sites(&self, server: &Server) -> DomainResult<Vec<ServerSite>> {
+        Ok(self.store.sites(server.id).await?)
+    }
+
+    /// Add a server for `user`; with a root key BrokeForge onboards it directly, otherwise the one-line
+    /// script (fetched from `base_url`) does. Bad input changes nothing.
+    pub async fn add_server(
+        &self,
+        user: &User,
+        base_url: &str,
+        new: &NewServer,
+    ) -> DomainResult<AddedServer> {
+        let root_key = new
+            .root_key
+            .as_deref()
+            .filter(|k| !k.trim().is_empty())
+            .map(Secret::new);
+        if let Some(k) = &root_key {
+            // Checked before anything is stored.
+            brokeforge_ssh::keys::parse_private(k).map_err(|e| {
+                DomainError::invalid("root_key", format!("not a usable private key: {e}"))
+            })?;
+        }
+        let added = add_server(
+            &self.store,
+            &AddServer {
+                user_id: user.id,
+                name: new.name.clone(),
+                public_ip: new.public_ip.clone(),
+                ssh_port: new.ssh_port.unwrap_or(22),
+                host_key_fingerprint: new.host_key_fingerprint.clone(),
+            },
+        )
+        .await?;
+        let job = match root_key {
+            Some(k) => Some(
+                start_direct_onboarding(&self.store, added.server.id, &k, new.trust_on_first_use)
+                    .await?,
+            ),
+            None => None,
+        };
+        Ok(AddedServer {
+            script: script_command(base_url, &added.token),
+            server: added.server,
+            job,
+        })
+    }
+
+    /// A fresh one-line script for a server (the previous link stops working).
+    pub async fn new_script(&self, server: &Server, base_url: &str) -> DomainResult<String> {
+        let token = self
+            .store
+            .create_provision_token(server.id, TOKEN_LIFETIME)
+            .await?;
+        Ok(script_command(base_url, &token))
+    }
+
+    pub async fn pin_host_key(&self, server: &Server, fingerprint: &str) -> DomainResult<Server> {
+        let fp = brokeforge_ssh::keys::validate_fingerprint(fingerprint)?;
+        self.store.pin_host_key(server.id, Some(&fp)).await?;
+        Ok(self.store.server(server.id).await?)
+    }
+
+    /// Forget a server: BrokeForge's records go, nothing on the server changes.
+    pub async fn forget_server(&self, server: &Server) -> DomainResult<()> {
+        Ok(self.store.delete_server(server.id).await?)
+    }
+
+    pub async fn install(
+        &self,
+        server: &Server,
+        package: &str,
+        settings: &BTreeMap<String, String>,
+    ) -> DomainResult<Job> {
+        Ok(catalogue::install(&self.store, server.id, package, settings).await?)
+    }
+
+    pub async fn remove(
+        &self,
+        server: &Server,
+        package: &str,
+        settings: &BTreeMap<String, String>,
+    ) -> DomainResult<Job> {
+        Ok(catalogue::remove(&self.store, server.id, package, settings).await?)
+    }
+
+    /// The steps a package would run on the server, secrets masked; runs nothing.
+    pub async fn plan(
+        &self,
+        server: &Server,
+        package: &str,
+        settings: &BTreeMap<String, String>,
+        provision_type: ProvisionType,
+    ) -> DomainResult<String> {
+        Ok(catalogue::preview_for(&self.store, server, package, settings, provision_type).await?)
+    }
+
+    pub async fn events(&self, server: &Server, after: i64) -> DomainResult<Vec<ProvisionEvent>> {
+        Ok(self.store.events(server.id, after).await?)
+    }
+}
+
+impl Domain {
+    /// The one-line script for a valid, unexpired, unused token (fetching uses it up); `None` otherwise.
+    pub async fn provisioning_script(
+        &self,
+        token: &str,
+        callback_url: &str,
+    ) -> DomainResult<Option<String>> {
+        Ok(
+            brokeforge_packages::services::server::access::onboarding::provisioning_script(
+                &self.store,
+                token,
+                callback_url,
+            )
+            .await?,
+        )
+    }
+
+    /// A report from a running script. `None` when the token does not allow reports; otherwise the job base
+    /// provisioning was queued as, if this report completed the script.
+    pub async fn provisioning_report(
+        &self,
+        token: &str,
+        report: &brokeforge_packages::services::server::access::onboarding::Callback,
+    ) -> DomainResult<Option<Option<Job>>> {
+        Ok(
+            brokeforge_packages::services::server::access::onboarding::handle_callback(
+                &self.store,
+                token,
+                report,
+            )
+            .await?,
+        )
+    }
+}

@@ -1,0 +1,125 @@
+//! The caller's account: sessions for API clients, API tokens, users (administrators), passwords.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::header::SET_COOKIE;
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use brokeforge_domain::accounts::NewUser;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::common::{ApiJson, ApiResponse, Body, created};
+use crate::auth::{self, Authed};
+use crate::state::AppState;
+
+pub async fn me(authed: Authed) -> ApiJson {
+    Ok(Json(json!({"user": authed.user})))
+}
+
+#[derive(Deserialize)]
+pub struct LoginBody {
+    email: String,
+    password: String,
+}
+
+/// Sign in for an API session (browsers use the login page); answers with the cookie and the CSRF token.
+pub async fn login(
+    State(state): State<AppState>,
+    parts: Parts,
+    Body(b): Body<LoginBody>,
+) -> ApiResponse {
+    let address = auth::client_address(&parts, state.config.trust_proxy);
+    let user = state.domain.login(&b.email, &b.password, &address).await?;
+    let session = state.domain.start_session(user.id).await?;
+    Ok((
+        [(
+            SET_COOKIE,
+            auth::session_cookie(&session.token, state.config.secure_cookies),
+        )],
+        Json(json!({"user": user, "csrf_token": session.csrf})),
+    )
+        .into_response())
+}
+
+pub async fn logout(State(state): State<AppState>, authed: Authed) -> ApiResponse {
+    if let Some(h) = &authed.session_hash {
+        state.domain.end_session(h).await?;
+    }
+    Ok((
+        [(SET_COOKIE, auth::clear_cookie(state.config.secure_cookies))],
+        Json(json!({"ok": true})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct TokenBody {
+    name: String,
+}
+
+pub async fn list_tokens(State(state): State<AppState>, authed: Authed) -> ApiJson {
+    Ok(Json(
+        json!({"tokens": state.domain.tokens(authed.user.id).await?}),
+    ))
+}
+
+pub async fn create_token(
+    State(state): State<AppState>,
+    authed: Authed,
+    Body(b): Body<TokenBody>,
+) -> ApiResponse {
+    let t = state.domain.new_token(authed.user.id, &b.name).await?;
+    Ok(created(json!({"token": t.token, "record": t.record})))
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    authed: Authed,
+    Path(id): Path<i64>,
+) -> ApiJson {
+    state.domain.revoke_token(authed.user.id, id).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+pub async fn list_users(State(state): State<AppState>, authed: Authed) -> ApiJson {
+    Ok(Json(
+        json!({"users": state.domain.users(&authed.user).await?}),
+    ))
+}
+
+pub async fn create_user(
+    State(state): State<AppState>,
+    authed: Authed,
+    Body(b): Body<NewUser>,
+) -> ApiResponse {
+    let user = state.domain.add_user(&authed.user, &b).await?;
+    Ok(created(json!({"user": user})))
+}
+
+pub async fn delete_user(
+    State(state): State<AppState>,
+    authed: Authed,
+    Path(id): Path<i64>,
+) -> ApiJson {
+    state.domain.delete_user(&authed.user, id).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+#[derive(Deserialize)]
+pub struct PasswordBody {
+    password: String,
+}
+
+pub async fn set_password(
+    State(state): State<AppState>,
+    authed: Authed,
+    Path(id): Path<i64>,
+    Body(b): Body<PasswordBody>,
+) -> ApiJson {
+    state
+        .domain
+        .set_password(&authed.user, id, &b.password)
+        .await?;
+    Ok(Json(json!({"ok": true})))
+}

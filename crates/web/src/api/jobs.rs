@@ -1,0 +1,35 @@
+//! Jobs and deployments: how they ended, their output, cancel and retry.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::json;
+
+use super::common::{ApiJson, ApiResponse, accepted};
+use crate::extract::{OwnedDeployment, OwnedJob};
+use crate::state::AppState;
+
+pub async fn show_job(OwnedJob(_, job): OwnedJob) -> ApiJson {
+    Ok(Json(json!({"job": job})))
+}
+
+pub async fn job_logs(State(state): State<AppState>, OwnedJob(_, job): OwnedJob) -> ApiJson {
+    Ok(Json(json!({"logs": state.domain.job_logs(&job).await?})))
+}
+
+pub async fn cancel_job(State(state): State<AppState>, OwnedJob(_, job): OwnedJob) -> ApiJson {
+    Ok(Json(json!({"job": state.domain.cancel_job(&job).await?})))
+}
+
+pub async fn retry_job(State(state): State<AppState>, OwnedJob(_, job): OwnedJob) -> ApiResponse {
+    Ok(accepted(&state.domain.retry_job(&job).await?))
+}
+
+pub async fn show_deployment(
+    State(state): State<AppState>,
+    OwnedDeployment(_, d, _): OwnedDeployment,
+) -> ApiJson {
+    let log = state.domain.deployment_log(&d).await?;
+    Ok(Json(
+        json!({"deployment": d, "duration_ms": d.duration_ms(), "log": log}),
+    ))
+}

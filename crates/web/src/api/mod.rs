@@ -1,0 +1,108 @@
+//! The JSON API under `/api/v1`, by area. Every resource is reached through its server, found only among
+//! the caller's own (the `Owned*` extractors): another user's server, site, job or deployment answers 404.
+//! The route table below is also the OpenAPI document.
+
+mod account;
+pub mod common;
+mod databases;
+mod jobs;
+pub mod openapi;
+mod servers;
+mod sites;
+
+use axum::routing::MethodRouter;
+use axum::{Json, Router};
+use serde_json::Value;
+
+use common::Op;
+
+use crate::state::AppState;
+
+macro_rules! ops {
+    ($($method:ident $path:literal $handler:path, $summary:literal, $body:literal;)+) => {
+        vec![$(Op {
+            method: stringify!($method),
+            path: $path,
+            summary: $summary,
+            body: $body,
+            route: || axum::routing::$method($handler),
+        }),+]
+    };
+}
+
+pub fn operations() -> Vec<Op> {
+    ops! {
+        get "/openapi.json" document, "This document", "";
+        post "/login" account::login, "Start a session (answers with the CSRF token for later requests)", r#"{"email":"you@example.com","password":"..."}"#;
+        post "/logout" account::logout, "End the session", "";
+        get "/me" account::me, "The signed-in user", "";
+        get "/catalogue" servers::list_catalogue, "Installable packages with their parameters and milestones", "";
+        get "/servers" servers::list_servers, "Your servers with their services", "";
+        post "/servers" servers::create_server, "Add a server (with root_key: onboard it directly; else use the one-line script)", r#"{"name":"web-1","public_ip":"203.0.113.10","ssh_port":22}"#;
+        get "/servers/{id}" servers::show_server, "A server with its services and sites", "";
+        delete "/servers/{id}" servers::delete_server, "Forget a server (nothing on it changes)", "";
+        post "/servers/{id}/script" servers::server_script, "A fresh one-line provisioning command", "";
+        post "/servers/{id}/host-key" servers::pin_host_key, "Pin the server's SSH host key", r#"{"fingerprint":"SHA256:..."}"#;
+        get "/servers/{id}/services" servers::list_services, "Installed services", "";
+        post "/servers/{id}/services" servers::install_service, "Install a catalogue package (queued job)", r#"{"package":"webserver","settings":{"php_version":"8.3"}}"#;
+        delete "/servers/{id}/services/{name}" servers::remove_service, "Remove a package (settings as query parameters)", "";
+        post "/servers/{id}/plan/{package}" servers::plan_service, "The exact steps a package would run, secrets masked; runs nothing", r#"{"php_version":"8.3"}"#;
+        get "/servers/{id}/events" servers::list_events, "Provision events (after=ID for newer ones)", "";
+        get "/servers/{id}/stream" crate::sse::server_stream, "Live activity (SSE): milestone, output and job events; resumes from Last-Event-ID", "";
+        get "/servers/{id}/jobs" servers::list_jobs, "Recent jobs of the server", "";
+        post "/servers/{id}/databases/schemas" databases::create_schema, "Create a database schema", r#"{"engine":"mariadb","name":"app"}"#;
+        delete "/servers/{id}/databases/schemas/{engine}/{name}" databases::drop_schema, "Drop a database schema", "";
+        post "/servers/{id}/databases/users" databases::create_db_user, "Create or update a database user", r#"{"engine":"mariadb","name":"app","password":"...","schemas":["app"],"privileges":"read-write"}"#;
+        delete "/servers/{id}/databases/users/{engine}/{name}" databases::drop_db_user, "Drop a database user", "";
+        get "/servers/{id}/sites" sites::list_sites, "Sites of the server", "";
+        post "/servers/{id}/sites" sites::create_site, "Create a site (queued job)", r#"{"domain":"example.com","aliases":["www.example.com"],"php_version":"8.2","web_directory":"public"}"#;
+        get "/jobs/{id}" jobs::show_job, "A job and how it ended", "";
+        get "/jobs/{id}/logs" jobs::job_logs, "A job's command output", "";
+        post "/jobs/{id}/cancel" jobs::cancel_job, "Cancel a queued or running job", "";
+        post "/jobs/{id}/retry" jobs::retry_job, "Run a failed or cancelled job again (a new job)", "";
+        get "/sites/{id}" sites::show_site, "A site", "";
+        delete "/sites/{id}" sites::remove_site, "Remove a site (?keep_files=true keeps its files)", "";
+        get "/sites/{id}/deploy-key" sites::deploy_key, "The site's deploy key (add it to your git host)", "";
+        post "/sites/{id}/repository" sites::connect_repository, "Connect a git repository, then deploy", r#"{"url":"git@github.com:acme/app.git","branch":"main","host_key_fingerprint":"SHA256:..."}"#;
+        post "/sites/{id}/certificate" sites::request_certificate, "Get an HTTPS certificate (Let's Encrypt unless another ACME directory is given), then serve HTTPS", r#"{"email":"ops@example.com"}"#;
+        delete "/sites/{id}/certificate" sites::remove_certificate, "Remove the site's certificate and serve plain HTTP", "";
+        get "/sites/{id}/tasks/output" sites::tasks_output, "The newest output of the site's scheduled commands and daemons (?lines=200)", "";
+        put "/sites/{id}/tasks" sites::set_tasks, "Replace the site's scheduled commands (cron) and daemons (kept running), then apply them", r#"{"schedules":[{"cron":"* * * * *","command":"php artisan schedule:run"}],"daemons":[{"command":"php artisan queue:work","processes":2}]}"#;
+        get "/sites/{id}/deployments" sites::list_deployments, "Deployments, kept releases and the live one", "";
+        post "/sites/{id}/deployments" sites::deploy, "Deploy (queued; deploys of a server run one at a time)", r#"{"branch":"main"}"#;
+        post "/sites/{id}/rollback" sites::rollback, "Make a kept release live again", r#"{"release":"20261125120000-42"}"#;
+        put "/sites/{id}/deploy-script" sites::set_deploy_script, "Replace the deploy script (empty: the default)", r#"{"script":"composer install --no-dev"}"#;
+        put "/sites/{id}/settings" sites::set_site_settings, "Deployment settings: releases kept, deploy timeout, shared paths", r#"{"keep_releases":5,"deploy_timeout_secs":900,"shared_paths":[".env","storage/"]}"#;
+        get "/sites/{id}/commands" sites::list_commands, "Site command history", "";
+        post "/sites/{id}/commands" sites::run_command, "Run a command in the live release (queued job)", r#"{"command":"php artisan migrate --force","timeout_secs":120}"#;
+        get "/sites/{id}/env" sites::read_env, "Read the site's .env", "";
+        put "/sites/{id}/env" sites::write_env, "Replace the site's .env", r#"{"env":"APP_ENV=production\n"}"#;
+        get "/sites/{id}/webhook" sites::site_webhook, "The deploy webhook URL and secret", "";
+        get "/deployments/{id}" jobs::show_deployment, "A deployment with its log", "";
+        get "/tokens" account::list_tokens, "Your API tokens", "";
+        post "/tokens" account::create_token, "Create an API token (shown once)", r#"{"name":"ci"}"#;
+        delete "/tokens/{id}" account::revoke_token, "Revoke an API token", "";
+        get "/users" account::list_users, "All users (administrators)", "";
+        post "/users" account::create_user, "Create a user (administrators)", r#"{"email":"dev@example.com","password":"...","admin":false}"#;
+        delete "/users/{id}" account::delete_user, "Delete a user and everything they own (administrators)", "";
+        post "/users/{id}/password" account::set_password, "Set a password (your own, or anyone's as administrator)", r#"{"password":"..."}"#;
+    }
+}
+
+/// `GET /api/v1/openapi.json`.
+async fn document() -> Json<Value> {
+    Json(openapi::spec(&operations()))
+}
+
+pub fn routes() -> Router<AppState> {
+    let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
+    for op in operations() {
+        match by_path.iter_mut().find(|(p, _)| *p == op.path) {
+            Some((_, mr)) => *mr = std::mem::take(mr).merge((op.route)()),
+            None => by_path.push((op.path, (op.route)())),
+        }
+    }
+    by_path
+        .into_iter()
+        .fold(Router::new(), |r, (path, mr)| r.route(path, mr))
+}

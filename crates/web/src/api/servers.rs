@@ -1,0 +1,197 @@
+//! Servers: adding and forgetting them, their script and host key, the catalogue and its packages, events.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use brokeforge_core::ProvisionType;
+use brokeforge_domain::servers::NewServer;
+use brokeforge_packages::catalogue;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::common::{ApiJson, ApiResponse, Body, accepted, created};
+use crate::auth::Authed;
+use crate::error::ApiError;
+use crate::extract::OwnedServer;
+use crate::state::AppState;
+
+/// The base URL servers reach BrokeForge at, or a clear error when it cannot be told.
+pub fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    state
+        .base_url(headers)
+        .ok_or_else(|| ApiError::invalid("host", "set BROKEFORGE_PUBLIC_URL"))
+}
+
+pub async fn list_catalogue() -> ApiJson {
+    Ok(Json(json!({"packages": catalogue::catalogue()})))
+}
+
+pub async fn list_servers(State(state): State<AppState>, authed: Authed) -> ApiJson {
+    let servers: Vec<Value> = state
+        .domain
+        .servers_with_services(&authed.user)
+        .await?
+        .into_iter()
+        .map(|(server, services)| json!({"server": server, "services": services}))
+        .collect();
+    Ok(Json(json!({"servers": servers})))
+}
+
+pub async fn create_server(
+    State(state): State<AppState>,
+    authed: Authed,
+    headers: HeaderMap,
+    Body(b): Body<NewServer>,
+) -> ApiResponse {
+    let base = base_url(&state, &headers)?;
+    let added = state.domain.add_server(&authed.user, &base, &b).await?;
+    let mut out = json!({"server": added.server, "script": added.script});
+    if let Some(job) = added.job {
+        out["job"] = json!(job);
+    }
+    Ok(created(out))
+}
+
+pub async fn show_server(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+) -> ApiJson {
+    let services = state.domain.services(&server).await?;
+    let sites = state.domain.sites(&server).await?;
+    Ok(Json(
+        json!({"server": server, "services": services, "sites": sites}),
+    ))
+}
+
+pub async fn delete_server(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+) -> ApiJson {
+    state.domain.forget_server(&server).await?;
+    Ok(Json(
+        json!({"ok": true, "note": "BrokeForge forgot the server; nothing on it was changed"}),
+    ))
+}
+
+/// A fresh one-line script (the previous link stops working).
+pub async fn server_script(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedServer(_, server): OwnedServer,
+) -> ApiJson {
+    let base = base_url(&state, &headers)?;
+    let script = state.domain.new_script(&server, &base).await?;
+    Ok(Json(json!({"script": script})))
+}
+
+#[derive(Deserialize)]
+pub struct PinBody {
+    fingerprint: String,
+}
+
+pub async fn pin_host_key(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Body(b): Body<PinBody>,
+) -> ApiJson {
+    let server = state.domain.pin_host_key(&server, &b.fingerprint).await?;
+    Ok(Json(json!({"server": server})))
+}
+
+pub async fn list_services(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+) -> ApiJson {
+    Ok(Json(
+        json!({"services": state.domain.services(&server).await?}),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct InstallBody {
+    pub package: String,
+    #[serde(default)]
+    pub settings: BTreeMap<String, Value>,
+}
+
+/// JSON settings as the catalogue reads them (it types them against the package's parameters).
+fn settings_text(settings: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
+    settings
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        })
+        .collect()
+}
+
+pub async fn install_service(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Body(b): Body<InstallBody>,
+) -> ApiResponse {
+    let job = state
+        .domain
+        .install(&server, &b.package, &settings_text(&b.settings))
+        .await?;
+    Ok(accepted(&job))
+}
+
+pub async fn remove_service(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Path((_, name)): Path<(i64, String)>,
+    Query(settings): Query<BTreeMap<String, String>>,
+) -> ApiResponse {
+    let job = state.domain.remove(&server, &name, &settings).await?;
+    Ok(accepted(&job))
+}
+
+/// What a package would run, without running it (secrets masked).
+pub async fn plan_service(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Path((_, package)): Path<(i64, String)>,
+    Body(b): Body<BTreeMap<String, Value>>,
+) -> ApiJson {
+    let plan = state
+        .domain
+        .plan(
+            &server,
+            &package,
+            &settings_text(&b),
+            ProvisionType::Install,
+        )
+        .await?;
+    Ok(Json(json!({"package": package, "plan": plan})))
+}
+
+#[derive(Deserialize, Default)]
+pub struct AfterQuery {
+    #[serde(default)]
+    after: i64,
+}
+
+pub async fn list_events(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Query(q): Query<AfterQuery>,
+) -> ApiJson {
+    Ok(Json(
+        json!({"events": state.domain.events(&server, q.after).await?}),
+    ))
+}
+
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+) -> ApiJson {
+    Ok(Json(
+        json!({"jobs": state.domain.recent_jobs(&server, 100).await?}),
+    ))
+}

@@ -1,0 +1,282 @@
+//! Sites: create, remove, repository, deployments, rollback, HTTPS, background work, settings, commands,
+//! the `.env` and the deploy webhook.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use brokeforge_core::Secret;
+use brokeforge_domain::sites::SiteSettings;
+use brokeforge_packages::services::sites::certificate::CertificateRequest;
+use brokeforge_packages::services::sites::config::SiteConfig;
+use brokeforge_packages::services::sites::repository::RepositoryRequest;
+use brokeforge_packages::services::sites::schedule::SiteTasks;
+use brokeforge_packages::services::sites::site::SiteRequest;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::common::{ApiJson, ApiResponse, Body, accepted, accepted_with};
+use crate::error::ApiError;
+use crate::extract::{OwnedServer, OwnedSite};
+use crate::state::AppState;
+
+/// Who queued a deployment, as the deployment records it.
+fn triggered_by(authed: &crate::auth::Authed) -> String {
+    format!("user:{}", authed.user.email)
+}
+
+pub async fn list_sites(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+) -> ApiJson {
+    Ok(Json(json!({"sites": state.domain.sites(&server).await?})))
+}
+
+pub async fn create_site(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Body(b): Body<SiteRequest>,
+) -> ApiResponse {
+    let (site, job) = state.domain.create_site(&server, &b).await?;
+    Ok(accepted_with(json!({"site": site, "job": job})))
+}
+
+pub async fn show_site(OwnedSite(_, site, _): OwnedSite) -> ApiJson {
+    Ok(Json(json!({"site": site})))
+}
+
+#[derive(Deserialize, Default)]
+pub struct RemoveSiteQuery {
+    #[serde(default)]
+    keep_files: bool,
+}
+
+pub async fn remove_site(
+    State(state): State<AppState>,
+    OwnedSite(_, site, _): OwnedSite,
+    Query(q): Query<RemoveSiteQuery>,
+) -> ApiResponse {
+    Ok(accepted(
+        &state.domain.remove_site(&site, q.keep_files).await?,
+    ))
+}
+
+pub async fn deploy_key(
+    State(state): State<AppState>,
+    OwnedSite(_, site, _): OwnedSite,
+) -> ApiJson {
+    Ok(Json(
+        json!({"public_key": state.domain.deploy_key(&site).await?}),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct RepositoryBody {
+    #[serde(flatten)]
+    request: RepositoryRequest,
+    #[serde(default = "yes")]
+    deploy: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub async fn connect_repository(
+    State(state): State<AppState>,
+    OwnedSite(_, site, _): OwnedSite,
+    Body(b): Body<RepositoryBody>,
+) -> ApiResponse {
+    let job = state
+        .domain
+        .connect_repository(&site, &b.request, b.deploy)
+        .await?;
+    Ok(accepted(&job))
+}
+
+pub async fn request_certificate(
+    State(state): State<AppState>,
+    OwnedSite(_, site, _): OwnedSite,
+    Body(b): Body<CertificateRequest>,
+) -> ApiResponse {
+    Ok(accepted(
+        &state.domain.request_certificate(&site, &b).await?,
+    ))
+}
+
+pub async fn remove_certificate(
+    State(state): State<AppState>,
+    OwnedSite(_, site, _): OwnedSite,
+) -> ApiResponse {
+    Ok(accepted(&state.domain.remove_certificate(&site).await?))
+}
+
+#[derive(Deserialize)]
+pub struct OutputQuery {
+    lines: Option<u32>,
+}
+
+pub async fn tasks_output(
+    State(state): State<AppState>,
+    OwnedSite(_, site, server): OwnedSite,
+    Query(q): Query<OutputQuery>,
+) -> ApiJson {
+    let output = state
+        .domain
+        .tasks_output(&server, &site, q.lines.unwrap_or(200))
+        .await?;
+    Ok(Json(json!({"output": output})))
+}
+
+pub async fn set_tasks(
+    State(state): State<AppState>,
+    OwnedSite(_, site, _): OwnedSite,
+    Body(b): Body<SiteTasks>,
+) -> ApiResponse {
+    Ok(accepted(&state.domain.set_tasks(&site, &b).await?))
+}
+
+pub async fn list_deployments(
+    State(state): State<AppState>,
+    OwnedSite(_, site, _): OwnedSite,
+) -> ApiJson {
+    let config = SiteConfig::of(&site);
+    Ok(Json(json!({
+        "deployments": state.domain.deployments(&site, 50).await?,
+        "current_release": config.current_release,
+        "releases": config.releases,
+    })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct DeployBody {
+    branch: Option<String>,
+}
+
+pub async fn deploy(
+    State(state): State<AppState>,
+    OwnedSite(authed, site, _): OwnedSite,
+    body: axum::body::Bytes,
+) -> ApiResponse {
+    // The body is optional: an empty one deploys the configured branch.
+    let branch = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice::<DeployBody>(&body)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?
+            .branch
+    };
+    let (d, job) = state
+        .domain
+        .deploy(&site, branch.as_deref(), &triggered_by(&authed))
+        .await?;
+    Ok(accepted_with(json!({"deployment": d, "job": job})))
+}
+
+#[derive(Deserialize)]
+pub struct RollbackBody {
+    release: String,
+}
+
+pub async fn rollback(
+    State(state): State<AppState>,
+    OwnedSite(authed, site, _): OwnedSite,
+    Body(b): Body<RollbackBody>,
+) -> ApiResponse {
+    let (d, job) = state
+        .domain
+        .rollback(&site, &b.release, &triggered_by(&authed))
+        .await?;
+    Ok(accepted_with(json!({"deployment": d, "job": job})))
+}
+
+#[derive(Deserialize)]
+pub struct ScriptBody {
+    script: String,
+}
+
+pub async fn set_deploy_script(
+    State(state): State<AppState>,
+    OwnedSite(_, site, _): OwnedSite,
+    Body(b): Body<ScriptBody>,
+) -> ApiJson {
+    state.domain.save_deploy_script(&site, &b.script).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+pub async fn set_site_settings(
+    State(state): State<AppState>,
+    OwnedSite(_, site, _): OwnedSite,
+    Body(b): Body<SiteSettings>,
+) -> ApiJson {
+    let config = state.domain.save_site_settings(&site, &b).await?;
+    Ok(Json(
+        json!({"keep_releases": config.keep_releases, "deploy_timeout_secs": config.deploy_timeout_secs, "shared_paths": config.shared_paths}),
+    ))
+}
+
+pub async fn list_commands(
+    State(state): State<AppState>,
+    OwnedSite(_, site, _): OwnedSite,
+) -> ApiJson {
+    Ok(Json(
+        json!({"commands": state.domain.site_commands(&site, 50).await?}),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct CommandBody {
+    command: String,
+    #[serde(default)]
+    timeout_secs: Option<u64>,
+}
+
+/// Queue a site command; follow its output on the server's stream, its result is the job's.
+pub async fn run_command(
+    State(state): State<AppState>,
+    OwnedSite(_, site, _): OwnedSite,
+    Body(b): Body<CommandBody>,
+) -> ApiResponse {
+    Ok(accepted(
+        &state
+            .domain
+            .queue_command(&site, &b.command, b.timeout_secs)
+            .await?,
+    ))
+}
+
+pub async fn read_env(
+    State(state): State<AppState>,
+    OwnedSite(_, site, server): OwnedSite,
+) -> ApiJson {
+    let env = state.domain.read_env(&server, &site).await?;
+    Ok(Json(json!({"env": env.expose()})))
+}
+
+#[derive(Deserialize)]
+pub struct EnvBody {
+    env: String,
+}
+
+pub async fn write_env(
+    State(state): State<AppState>,
+    OwnedSite(_, site, _): OwnedSite,
+    Body(b): Body<EnvBody>,
+) -> ApiJson {
+    state.domain.write_env(&site, &Secret::new(b.env)).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+pub async fn site_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedSite(_, site, _): OwnedSite,
+) -> ApiJson {
+    let hook = state.domain.webhook(&site).await?;
+    let base = state.base_url(&headers).unwrap_or_default();
+    Ok(Json(json!({
+        "url": format!("{base}{}", hook.path.expose()),
+        "secret": hook.secret.expose(),
+        "note": "GitHub: use the URL with content type application/json and this secret; GitLab: the URL with this secret token; anything else: POST to the URL"
+    })))
+}

@@ -1,0 +1,213 @@
+//! The account page (API tokens, password) and user management (administrators).
+
+use askama::Template;
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use super::common::*;
+use crate::auth::Authed;
+use crate::error::ApiError;
+use crate::state::AppState;
+use brokeforge_domain::DomainError;
+use brokeforge_domain::accounts::NewUser;
+
+// ---- account and users ----
+
+pub struct TokenRow {
+    pub id: i64,
+    pub name: String,
+    pub prefix: String,
+    pub state: String,
+    pub live: bool,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct AccountPage {
+    pub nav: Nav,
+    pub tokens: Vec<TokenRow>,
+    pub new_token: String,
+}
+
+pub async fn account_view(
+    state: &AppState,
+    u: &Authed,
+    new_token: String,
+    error: Option<&ApiError>,
+    notice: &str,
+) -> PageResult {
+    let tokens = state
+        .store
+        .api_tokens(u.user.id)
+        .await?
+        .into_iter()
+        .map(|t| TokenRow {
+            id: t.id,
+            live: t.revoked_at.is_none(),
+            state: match (t.revoked_at, t.last_used_at) {
+                (Some(r), _) => format!("revoked {}", ago(r)),
+                (None, Some(l)) => format!("used {}", ago(l)),
+                (None, None) => "never used".into(),
+            },
+            name: t.name,
+            prefix: t.prefix,
+        })
+        .collect();
+    let mut nav = Nav::of(u, "Account");
+    if let Some(e) = error {
+        nav = nav.with_error(e);
+    }
+    nav.notice = notice.into();
+    Ok(render(
+        &AccountPage {
+            nav,
+            tokens,
+            new_token,
+        },
+        if error.is_some() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::OK
+        },
+    ))
+}
+
+pub async fn account(State(state): State<AppState>, PageUser(u): PageUser) -> PageResult {
+    account_view(&state, &u, String::new(), None, "").await
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    pub name: String,
+}
+
+pub async fn create_token(
+    State(state): State<AppState>,
+    PageUser(u): PageUser,
+    Form(f): Form<TokenForm>,
+) -> PageResult {
+    match state
+        .domain
+        .new_token(u.user.id, &f.name)
+        .await
+        .map_err(ApiError::from)
+    {
+        Ok(t) => account_view(&state, &u, t.token, None, "").await,
+        Err(e) => account_view(&state, &u, String::new(), Some(&e), "").await,
+    }
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    PageUser(u): PageUser,
+    Path(id): Path<i64>,
+) -> PageResult {
+    state.domain.revoke_token(u.user.id, id).await?;
+    Ok(see_other("/account"))
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    pub current: String,
+    pub password: String,
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    PageUser(u): PageUser,
+    Form(f): Form<PasswordForm>,
+) -> PageResult {
+    if let Err(e) = state
+        .domain
+        .change_own_password(&u.user, &f.current, &f.password)
+        .await
+    {
+        return account_view(&state, &u, String::new(), Some(&e.into()), "").await;
+    }
+    // Every session ended with the change; start a fresh one for this browser.
+    let token = state.domain.start_session(u.user.id).await?.token;
+    Ok(super::auth::signed_in_redirect(&state, &token, "/account"))
+}
+
+#[derive(Template)]
+#[template(path = "users.html")]
+pub struct UsersPage {
+    pub nav: Nav,
+    pub users: Vec<brokeforge_store::User>,
+    pub me: i64,
+    pub email: String,
+}
+
+pub async fn users_view(
+    state: &AppState,
+    u: &Authed,
+    email: String,
+    error: Option<&ApiError>,
+) -> PageResult {
+    let users = state
+        .domain
+        .users(&u.user)
+        .await
+        .map_err(|e| PageError::with_user(e.into(), u))?;
+    let mut nav = Nav::of(u, "Users");
+    if let Some(e) = error {
+        nav = nav.with_error(e);
+    }
+    Ok(render(
+        &UsersPage {
+            nav,
+            users,
+            me: u.user.id,
+            email,
+        },
+        if error.is_some() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::OK
+        },
+    ))
+}
+
+pub async fn users(State(state): State<AppState>, PageUser(u): PageUser) -> PageResult {
+    users_view(&state, &u, String::new(), None).await
+}
+
+#[derive(Deserialize)]
+pub struct UserForm {
+    pub email: String,
+    pub password: String,
+    pub admin: Option<String>,
+}
+
+pub async fn create_user(
+    State(state): State<AppState>,
+    PageUser(u): PageUser,
+    Form(f): Form<UserForm>,
+) -> PageResult {
+    let new = NewUser {
+        email: f.email.clone(),
+        password: f.password,
+        admin: f.admin.is_some(),
+    };
+    match state.domain.add_user(&u.user, &new).await {
+        Ok(_) => Ok(see_other("/users")),
+        Err(DomainError::Forbidden(m)) => Err(PageError::with_user(ApiError::forbidden(m), &u)),
+        Err(e) => users_view(&state, &u, f.email, Some(&e.into())).await,
+    }
+}
+
+pub async fn delete_user(
+    State(state): State<AppState>,
+    PageUser(u): PageUser,
+    Path(id): Path<i64>,
+) -> PageResult {
+    match state.domain.delete_user(&u.user, id).await {
+        Ok(()) => {}
+        Err(DomainError::Invalid(v)) => {
+            return users_view(&state, &u, String::new(), Some(&v.into())).await;
+        }
+        Err(e) => return Err(PageError::with_user(e.into(), &u)),
+    }
+    Ok(see_other("/users"))
+}

@@ -1,0 +1,71 @@
+//! The dashboard: the user's servers at a glance.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+
+use super::common::*;
+use crate::auth::Authed;
+use crate::state::AppState;
+
+// ---- dashboard ----
+
+pub struct ServerRow {
+    pub id: i64,
+    pub name: String,
+    pub status: String,
+    pub connection: String,
+    pub address: String,
+    pub os: String,
+    pub services: String,
+    pub last_activity: String,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+pub struct Dashboard {
+    pub nav: Nav,
+    pub servers: Vec<ServerRow>,
+}
+
+pub async fn dashboard(State(state): State<AppState>, parts: Parts) -> PageResult {
+    let Some(u) = parts.extensions.get::<Authed>().cloned() else {
+        if state.store.count_users().await? == 0 {
+            return Ok(see_other("/setup"));
+        }
+        return Ok(see_other("/login"));
+    };
+    let mut rows = Vec::new();
+    for s in state.store.servers_for_user(u.user.id).await? {
+        let services = state.store.services(s.id).await?;
+        let last = state
+            .store
+            .events(s.id, 0)
+            .await?
+            .last()
+            .map(|e| format!("{} · {}", e.label, ago(e.updated_at)))
+            .unwrap_or_else(|| format!("added {}", ago(s.created_at)));
+        rows.push(ServerRow {
+            id: s.id,
+            name: s.name.clone(),
+            status: s.provision_status.as_str().into(),
+            connection: s.connection_status.as_str().into(),
+            address: format!("{}:{}", s.public_ip, s.ssh_port),
+            os: s.os.clone().unwrap_or_else(|| "—".into()),
+            services: services
+                .iter()
+                .map(|x| x.service_name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            last_activity: last,
+        });
+    }
+    Ok(render(
+        &Dashboard {
+            nav: Nav::of(&u, "Servers"),
+            servers: rows,
+        },
+        StatusCode::OK,
+    ))
+}

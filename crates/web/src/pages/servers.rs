@@ -1,0 +1,628 @@
+//! A server's page and its forms: adding a server, its script and host key, packages, sites, databases.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use brokeforge_core::EventStatus;
+use brokeforge_core::{Secret, ServiceStatus};
+use brokeforge_packages::catalogue;
+use brokeforge_packages::services::database;
+use brokeforge_packages::services::sites::site::SiteRequest;
+use brokeforge_store::Server;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::common::*;
+use super::jobs::*;
+use crate::auth::Authed;
+use crate::error::ApiError;
+use crate::extract::OwnedServer;
+use crate::state::AppState;
+use brokeforge_domain::servers::NewServer;
+
+// ---- servers ----
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+pub struct ServerForm {
+    pub name: String,
+    pub public_ip: String,
+    pub ssh_port: String,
+    pub root_key: String,
+    pub host_key_fingerprint: String,
+    pub trust_on_first_use: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "server_new.html")]
+pub struct NewServerPage {
+    pub nav: Nav,
+    pub form: ServerForm,
+}
+
+pub async fn new_server_form(PageUser(u): PageUser) -> Response {
+    render(
+        &NewServerPage {
+            nav: Nav::of(&u, "Add a server"),
+            form: ServerForm {
+                ssh_port: "22".into(),
+                ..ServerForm::default()
+            },
+        },
+        StatusCode::OK,
+    )
+}
+
+pub async fn create_server(
+    State(state): State<AppState>,
+    PageUser(u): PageUser,
+    headers: HeaderMap,
+    Form(f): Form<ServerForm>,
+) -> PageResult {
+    let port = if f.ssh_port.trim().is_empty() {
+        Ok(22)
+    } else {
+        f.ssh_port.trim().parse::<i64>().map_err(|_| {
+            ApiError::invalid("ssh_port", format!("`{}` is not a port number", f.ssh_port))
+        })
+    };
+    let result = match port {
+        Ok(port) => {
+            let new = NewServer {
+                name: f.name.clone(),
+                public_ip: f.public_ip.clone(),
+                ssh_port: Some(port),
+                host_key_fingerprint: Some(f.host_key_fingerprint.clone())
+                    .filter(|s| !s.trim().is_empty()),
+                root_key: Some(f.root_key.clone()).filter(|s| !s.trim().is_empty()),
+                trust_on_first_use: f.trust_on_first_use.is_some(),
+            };
+            match state.base_url(&headers) {
+                Some(base) => state
+                    .domain
+                    .add_server(&u.user, &base, &new)
+                    .await
+                    .map_err(ApiError::from),
+                None => Err(ApiError::invalid("host", "set BROKEFORGE_PUBLIC_URL")),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(added) => {
+            // Onboarded directly: no script to show.
+            let script = if added.job.is_some() {
+                String::new()
+            } else {
+                added.script
+            };
+            server_view(&state, &u, &added.server, script, None, SiteForm::default()).await
+        }
+        Err(e) => Ok(render(
+            &NewServerPage {
+                nav: Nav::of(&u, "Add a server").with_error(&e),
+                form: ServerForm {
+                    root_key: String::new(),
+                    ..f
+                },
+            },
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )),
+    }
+}
+
+pub async fn server_result(
+    state: &AppState,
+    u: &Authed,
+    server: &Server,
+    result: Result<(), ApiError>,
+) -> PageResult {
+    match result {
+        Ok(()) => Ok(see_other(format!("/servers/{}", server.id))),
+        Err(e) => {
+            server_view(
+                state,
+                u,
+                server,
+                String::new(),
+                Some(&e),
+                SiteForm::default(),
+            )
+            .await
+        }
+    }
+}
+
+/// The user's own server, or the "not found" page.
+pub struct ServiceView {
+    pub service_name: String,
+    pub status: ServiceStatus,
+    pub error: Option<String>,
+    pub details: String,
+    pub removable: bool,
+    /// The package's removal options (all booleans today: dump first, delete data).
+    pub remove_options: Vec<ParamView>,
+}
+
+pub struct ParamView {
+    pub name: String,
+    pub kind: String,
+    pub description: String,
+    pub default_text: String,
+    pub default_bool: bool,
+    pub allowed: Vec<String>,
+}
+
+pub fn param_view(p: &catalogue::Parameter) -> ParamView {
+    ParamView {
+        name: p.name.to_string(),
+        kind: p.kind.to_string(),
+        description: p.description.to_string(),
+        default_text: match &p.default {
+            serde_json::Value::String(s) => s.clone(),
+            v => v.to_string(),
+        },
+        default_bool: p.default == json!(true),
+        allowed: p.allowed.clone(),
+    }
+}
+
+pub struct CatalogueView {
+    pub name: String,
+    pub description: String,
+    pub parameters: Vec<ParamView>,
+    pub milestones_json: String,
+}
+
+pub struct SiteRow {
+    pub id: i64,
+    pub domain: String,
+    pub php: String,
+    pub status: String,
+}
+
+pub struct EventRow {
+    pub when: String,
+    pub what: String,
+    pub step: String,
+    pub status: String,
+    pub error: String,
+}
+
+pub struct DbView {
+    pub engine: String,
+    pub schemas: Vec<String>,
+    pub users: Vec<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+pub struct SiteForm {
+    pub domain: String,
+    pub aliases: String,
+    pub php_version: String,
+    pub web_directory: String,
+    pub default_site: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "server.html")]
+pub struct ServerPage {
+    pub nav: Nav,
+    pub server: Server,
+    pub os: String,
+    pub host_key: String,
+    pub pending: bool,
+    pub script: String,
+    pub services: Vec<ServiceView>,
+    pub cursor: i64,
+    pub jobs: Vec<JobView>,
+    pub catalogue: Vec<CatalogueView>,
+    pub sites: Vec<SiteRow>,
+    pub site_form: SiteForm,
+    pub php_versions: Vec<String>,
+    pub db_engines: Vec<String>,
+    pub databases: Vec<DbView>,
+    pub events: Vec<EventRow>,
+}
+
+pub async fn server_view(
+    state: &AppState,
+    u: &Authed,
+    server: &Server,
+    script: String,
+    error: Option<&ApiError>,
+    site_form: SiteForm,
+) -> PageResult {
+    let id = server.id;
+    // The cursor first: anything after it arrives live.
+    let cursor = state.store.activity_head(id).await?;
+    let services = state.store.services(id).await?;
+    let mut jobs = Vec::new();
+    for job in state.store.recent_jobs(id, 8).await? {
+        jobs.push(job_view(state, &job).await?);
+    }
+    // Steps reported by the one-line script (no job): one box, after the jobs it started.
+    let script_events: Vec<_> = state
+        .store
+        .events(id, 0)
+        .await?
+        .into_iter()
+        .filter(|e| e.job_id.is_none())
+        .collect();
+    if !script_events.is_empty() {
+        let failed = script_events
+            .iter()
+            .any(|e| e.status == EventStatus::Failed);
+        let running = script_events
+            .iter()
+            .any(|e| e.status == EventStatus::InProgress);
+        jobs.push(JobView {
+            id: 0,
+            label: "Provisioning script".into(),
+            when: ago(script_events[0].created_at),
+            status: if failed {
+                "failed"
+            } else if running {
+                "running"
+            } else {
+                "done"
+            }
+            .into(),
+            error: script_events
+                .iter()
+                .find_map(|e| e.error.clone())
+                .unwrap_or_default(),
+            total: script_events
+                .last()
+                .map(|e| e.total_steps)
+                .unwrap_or(1)
+                .max(1),
+            done: script_events
+                .iter()
+                .filter(|e| e.status == EventStatus::Completed)
+                .map(|e| e.current_step)
+                .max()
+                .unwrap_or(0),
+            milestones: script_events
+                .iter()
+                .map(|e| MilestoneView {
+                    key: e.milestone.clone(),
+                    label: e.label.clone(),
+                    status: e.status.as_str().into(),
+                    error: e.error.clone().unwrap_or_default(),
+                })
+                .collect(),
+            finished: !running,
+            cancellable: false,
+            retryable: false,
+        });
+    }
+    let php_versions: Vec<String> = services
+        .iter()
+        .find(|s| s.service_name == "webserver")
+        .and_then(|s| s.configuration.get("php_versions").cloned())
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    let db_engines: Vec<String> = services
+        .iter()
+        .filter(|s| {
+            matches!(s.service_name.as_str(), "mariadb" | "mysql" | "postgresql")
+                && s.status == ServiceStatus::Active
+        })
+        .map(|s| s.service_name.clone())
+        .collect();
+    let databases = services
+        .iter()
+        .filter(|s| db_engines.contains(&s.service_name))
+        .map(|s| {
+            let names = |k: &str| -> Vec<String> {
+                s.configuration
+                    .get(k)
+                    .and_then(|v| v.as_array())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x["name"].as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            DbView {
+                engine: s.service_name.clone(),
+                schemas: names("schemas"),
+                users: names("users"),
+            }
+        })
+        .collect();
+    let services = services
+        .into_iter()
+        .map(|s| ServiceView {
+            details: s
+                .configuration
+                .get("php_versions")
+                .map(|v| {
+                    format!(
+                        "PHP {}",
+                        v.as_array()
+                            .map(|a| a
+                                .iter()
+                                .filter_map(|x| x.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "))
+                            .unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default(),
+            removable: catalogue::entry(&s.service_name).is_ok()
+                && !matches!(
+                    s.status,
+                    ServiceStatus::Installing | ServiceStatus::Removing
+                ),
+            remove_options: catalogue::entry(&s.service_name)
+                .map(|e| e.remove_parameters.iter().map(param_view).collect())
+                .unwrap_or_default(),
+            service_name: s.service_name,
+            status: s.status,
+            error: s.error,
+        })
+        .collect();
+    let catalogue = catalogue::catalogue()
+        .into_iter()
+        .map(|e| CatalogueView {
+            name: e.name.to_string(),
+            description: e.description.to_string(),
+            milestones_json: serde_json::to_string(&e.install_milestones).unwrap_or_default(),
+            parameters: e.parameters.iter().map(param_view).collect(),
+        })
+        .collect();
+    let sites = state
+        .store
+        .sites(id)
+        .await?
+        .into_iter()
+        .map(|s| SiteRow {
+            id: s.id,
+            domain: s.domain,
+            php: s.php_version.unwrap_or_default(),
+            status: s.status.as_str().into(),
+        })
+        .collect();
+    let events = state
+        .store
+        .events(id, 0)
+        .await?
+        .into_iter()
+        .rev()
+        .take(30)
+        .map(|e| EventRow {
+            when: ago(e.updated_at),
+            what: format!(
+                "{} {}: {}",
+                e.provision_type.as_str(),
+                e.service_type.as_str(),
+                e.label
+            ),
+            step: format!("{}/{}", e.current_step, e.total_steps),
+            status: e.status.as_str().into(),
+            error: e.error.unwrap_or_default(),
+        })
+        .collect();
+    let mut nav = Nav::of(u, server.name.clone());
+    if let Some(e) = error {
+        nav = nav.with_error(e);
+    }
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let site_form = SiteForm {
+        web_directory: if site_form.web_directory.is_empty() && site_form.domain.is_empty() {
+            "public".into()
+        } else {
+            site_form.web_directory
+        },
+        ..site_form
+    };
+    Ok(render(
+        &ServerPage {
+            nav,
+            os: server
+                .os
+                .clone()
+                .unwrap_or_else(|| "not detected yet".into()),
+            host_key: server
+                .host_key_fingerprint
+                .clone()
+                .unwrap_or_else(|| "not pinned yet".into()),
+            pending: server.provision_status != brokeforge_core::ProvisionStatus::Provisioned,
+            server: server.clone(),
+            script,
+            services,
+            cursor,
+            jobs,
+            catalogue,
+            sites,
+            site_form,
+            php_versions,
+            db_engines,
+            databases,
+            events,
+        },
+        status,
+    ))
+}
+
+pub async fn server_page(
+    State(state): State<AppState>,
+    OwnedServer(u, server): OwnedServer,
+) -> PageResult {
+    server_view(
+        &state,
+        &u,
+        &server,
+        String::new(),
+        None,
+        SiteForm::default(),
+    )
+    .await
+}
+
+pub async fn server_script(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedServer(u, server): OwnedServer,
+) -> PageResult {
+    let base = state
+        .base_url(&headers)
+        .ok_or_else(|| ApiError::invalid("host", "set BROKEFORGE_PUBLIC_URL"))?;
+    let script = state.domain.new_script(&server, &base).await?;
+    server_view(&state, &u, &server, script, None, SiteForm::default()).await
+}
+
+#[derive(Deserialize)]
+pub struct PinForm {
+    pub fingerprint: String,
+}
+
+pub async fn pin_host_key(
+    State(state): State<AppState>,
+    OwnedServer(u, server): OwnedServer,
+    Form(f): Form<PinForm>,
+) -> PageResult {
+    let r = state
+        .domain
+        .pin_host_key(&server, &f.fingerprint)
+        .await
+        .map(|_| ())
+        .map_err(ApiError::from);
+    server_result(&state, &u, &server, r).await
+}
+
+pub async fn delete_server(
+    State(state): State<AppState>,
+    OwnedServer(_u, server): OwnedServer,
+) -> PageResult {
+    state.domain.forget_server(&server).await?;
+    Ok(see_other("/"))
+}
+
+/// The install form without JavaScript: `package` plus `set.NAME` fields.
+pub async fn install(
+    State(state): State<AppState>,
+    OwnedServer(u, server): OwnedServer,
+    Form(f): Form<BTreeMap<String, String>>,
+) -> PageResult {
+    let package = f.get("package").cloned().unwrap_or_default();
+    let settings = set_fields(&f);
+    let r = state.domain.install(&server, &package, &settings).await;
+    server_result(&state, &u, &server, r.map(|_| ()).map_err(ApiError::from)).await
+}
+
+pub async fn remove_service(
+    State(state): State<AppState>,
+    OwnedServer(u, server): OwnedServer,
+    Path((_, name)): Path<(i64, String)>,
+    Form(f): Form<BTreeMap<String, String>>,
+) -> PageResult {
+    let settings = set_fields(&f);
+    let r = state.domain.remove(&server, &name, &settings).await;
+    server_result(&state, &u, &server, r.map(|_| ()).map_err(ApiError::from)).await
+}
+
+pub async fn create_site(
+    State(state): State<AppState>,
+    OwnedServer(u, server): OwnedServer,
+    Form(f): Form<SiteForm>,
+) -> PageResult {
+    let req = SiteRequest {
+        domain: f.domain.clone(),
+        aliases: f
+            .aliases
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect(),
+        php_version: Some(f.php_version.clone()).filter(|v| !v.is_empty()),
+        web_directory: Some(f.web_directory.clone()),
+        default_site: f.default_site.is_some(),
+    };
+    match state.domain.create_site(&server, &req).await {
+        Ok((site, _)) => Ok(see_other(format!("/sites/{}", site.id))),
+        Err(e) => server_view(&state, &u, &server, String::new(), Some(&e.into()), f).await,
+    }
+}
+
+pub async fn create_schema(
+    State(state): State<AppState>,
+    OwnedServer(u, server): OwnedServer,
+    Form(f): Form<BTreeMap<String, String>>,
+) -> PageResult {
+    let req: Result<database::sql::SchemaRequest, _> =
+        serde_json::from_value(json!({"engine": f.get("engine"), "name": f.get("name")}));
+    let result = match req {
+        Ok(r) => state
+            .domain
+            .create_schema(&server, &r)
+            .await
+            .map_err(ApiError::from),
+        Err(e) => Err(ApiError::invalid("name", e.to_string())),
+    };
+    server_result(&state, &u, &server, result.map(|_| ())).await
+}
+
+pub async fn create_db_user(
+    State(state): State<AppState>,
+    OwnedServer(u, server): OwnedServer,
+    Form(f): Form<BTreeMap<String, String>>,
+) -> PageResult {
+    let schemas: Vec<String> = f
+        .get("schemas")
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let req: Result<database::sql::UserRequest, _> = serde_json::from_value(json!({
+        "engine": f.get("engine"), "name": f.get("name"), "schemas": schemas, "privileges": f.get("privileges"),
+    }));
+    let result = match req {
+        Ok(r) => state
+            .domain
+            .create_database_user(
+                &server,
+                &r,
+                &Secret::new(f.get("password").cloned().unwrap_or_default()),
+            )
+            .await
+            .map_err(ApiError::from),
+        Err(e) => Err(ApiError::invalid("user", e.to_string())),
+    };
+    server_result(&state, &u, &server, result.map(|_| ())).await
+}
+
+/// Drop a schema or a user (`kind` is `schemas` or `users`).
+pub async fn drop_db_item(
+    State(state): State<AppState>,
+    OwnedServer(u, server): OwnedServer,
+    Path((_, kind, engine, name)): Path<(i64, String, String, String)>,
+) -> PageResult {
+    let r = match kind.as_str() {
+        "schemas" => state.domain.drop_schema(&server, &engine, &name).await,
+        "users" => {
+            state
+                .domain
+                .drop_database_user(&server, &engine, &name)
+                .await
+        }
+        _ => return Err(PageError(ApiError::not_found(), Some(u))),
+    };
+    server_result(&state, &u, &server, r.map(|_| ()).map_err(ApiError::from)).await
+}

@@ -1,0 +1,605 @@
+//! A site's page and its forms: repository, deployments, HTTPS, background work, settings, .env, commands.
+
+use askama::Template;
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use brokeforge_core::Secret;
+use brokeforge_packages::Milestones;
+use brokeforge_packages::services::sites::config::SiteConfig;
+use brokeforge_packages::services::sites::deployment::DeploymentInstallerMilestones;
+use brokeforge_packages::services::sites::repository::RepositoryRequest;
+use brokeforge_packages::services::sites::schedule::SiteTasks;
+use brokeforge_packages::services::sites::{certificate, deployment, tasks};
+use brokeforge_store::{Server, ServerSite};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::common::*;
+use super::jobs::*;
+use crate::auth::Authed;
+use crate::error::ApiError;
+use crate::extract::OwnedSite;
+use crate::state::AppState;
+use brokeforge_domain::sites::SiteSettings;
+
+// ---- sites ----
+
+pub struct DeploymentRow {
+    pub id: i64,
+    pub job_id: Option<i64>,
+    pub when: String,
+    pub kind: String,
+    pub commit: String,
+    pub release: String,
+    pub status: String,
+    pub by: String,
+    pub took: String,
+    pub can_roll_back: bool,
+}
+
+pub struct CommandRow {
+    pub command: String,
+    pub when: String,
+    pub took: String,
+    pub status: String,
+    pub output: String,
+}
+
+#[derive(Template)]
+#[template(path = "site.html")]
+pub struct SitePage {
+    pub nav: Nav,
+    pub server: Server,
+    pub site: ServerSite,
+    pub aliases: String,
+    pub php: String,
+    pub web_directory: String,
+    pub current_release: String,
+    pub deploy_key: String,
+    pub repository: String,
+    pub git_host_keys: String,
+    pub repo_url: String,
+    pub repo_branch: String,
+    pub deploy_milestones: String,
+    pub cursor: i64,
+    pub jobs: Vec<JobView>,
+    pub deployments: Vec<DeploymentRow>,
+    pub deploy_script: String,
+    pub env_loaded: bool,
+    pub env: String,
+    pub commands: Vec<CommandRow>,
+    pub webhook_url: String,
+    pub webhook_secret: String,
+    pub keep_releases: u32,
+    pub deploy_timeout: u64,
+    pub shared_paths: String,
+    /// Scheduled commands and daemons in their text forms, and their newest output when asked for.
+    pub tasks_output: Option<String>,
+    pub schedules: String,
+    pub daemons: String,
+    /// The certificate's names and expiry; empty when the site serves plain HTTP.
+    pub certificate: String,
+    pub certificate_milestones: String,
+}
+
+#[derive(Deserialize, Default)]
+pub struct SiteQuery {
+    pub env: Option<String>,
+    pub output: Option<String>,
+}
+
+/// How the site page is shown beyond the site itself.
+#[derive(Default)]
+pub struct SiteView<'a> {
+    /// Read the .env from the server into the editor.
+    pub load_env: bool,
+    /// Read the newest output of the scheduled commands and daemons from the server.
+    pub load_output: bool,
+    pub error: Option<&'a ApiError>,
+    pub notice: &'a str,
+    /// What the user typed into the background-work form, shown again with its error.
+    pub tasks_draft: Option<&'a TasksForm>,
+}
+
+pub async fn site_view(
+    state: &AppState,
+    u: &Authed,
+    headers: &HeaderMap,
+    (site, server): (&ServerSite, &Server),
+    view: SiteView<'_>,
+) -> PageResult {
+    let SiteView {
+        load_env,
+        load_output,
+        error,
+        notice,
+        tasks_draft,
+    } = view;
+    let (site, server) = (site.clone(), server.clone());
+    let cursor = state.store.activity_head(server.id).await?;
+    let config = SiteConfig::of(&site);
+    let deploy_key = state.domain.deploy_key(&site).await?;
+    let hook = state.domain.webhook(&site).await?;
+    let (hook, secret) = (hook.path, hook.secret);
+    let kept: Vec<&str> = config.releases.iter().map(|r| r.name.as_str()).collect();
+    let deployments = state.store.deployments(site.id, 30).await?;
+    let mut jobs = Vec::new();
+    for d in deployments.iter().take(3) {
+        if let Some(j) = d.job_id
+            && let Ok(job) = state.store.job(j).await
+            && !job.status.is_finished()
+        {
+            jobs.push(job_view(state, &job).await?);
+        }
+    }
+    // Certificate and background-work jobs of this site still at work (a reload keeps showing them).
+    for job in state.store.unfinished_jobs(server.id).await? {
+        let site_job = job.kind
+            == <certificate::CertificateInstaller as brokeforge_packages::Package>::JOB
+            || job.kind == <certificate::CertificateRemover as brokeforge_packages::Package>::JOB
+            || job.kind == <tasks::SiteTasksInstaller as brokeforge_packages::Package>::JOB;
+        if site_job && job.payload["site_id"].as_i64() == Some(site.id) {
+            jobs.push(job_view(state, &job).await?);
+        }
+    }
+    let rows = deployments
+        .iter()
+        .map(|d| DeploymentRow {
+            id: d.id,
+            job_id: d.job_id,
+            when: ago(d.created_at),
+            kind: d.kind.clone(),
+            commit: d
+                .commit_hash
+                .as_deref()
+                .map(|c| c.chars().take(10).collect())
+                .unwrap_or_default(),
+            release: d.release.clone().unwrap_or_default(),
+            status: d.status.as_str().into(),
+            by: d.triggered_by.clone(),
+            took: took(d.duration_ms()),
+            can_roll_back: d.kind == "deploy"
+                && d.release.as_deref().is_some_and(|r| kept.contains(&r))
+                && d.release != config.current_release,
+        })
+        .collect();
+    let commands = state
+        .store
+        .site_commands(site.id, 20)
+        .await?
+        .into_iter()
+        .map(|c| CommandRow {
+            status: if c.timed_out {
+                "timed out".into()
+            } else if c.success {
+                "done".into()
+            } else {
+                format!("exit {}", c.exit_code.unwrap_or(-1))
+            },
+            output: format!("{}{}", c.output, c.error_output),
+            when: ago(c.ran_at),
+            took: took(Some(c.duration_ms)),
+            command: c.command,
+        })
+        .collect();
+    let (env_loaded, env, mut env_error) = if load_env {
+        match state.domain.read_env(&server, &site).await {
+            Ok(s) => (true, s.expose().to_string(), None),
+            Err(e) => (false, String::new(), Some(ApiError::from(e))),
+        }
+    } else {
+        (false, String::new(), None)
+    };
+    let (tasks_output, output_error) = if load_output {
+        match state.domain.tasks_output(&server, &site, 200).await {
+            Ok(o) if o.is_empty() => (Some("(no output yet)".to_string()), None),
+            Ok(o) => (Some(o), None),
+            Err(e) => (None, Some(ApiError::from(e))),
+        }
+    } else {
+        (None, None)
+    };
+    let (schedules, daemons) = match tasks_draft {
+        Some(d) => (d.schedules.clone(), d.daemons.clone()),
+        None => config.tasks.to_text(),
+    };
+    let mut nav = Nav::of(u, site.domain.clone());
+    if let Some(e) = error.or(env_error.as_ref()).or(output_error.as_ref()) {
+        nav = nav.with_error(e);
+    }
+    nav.notice = notice.to_string();
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    env_error.take();
+    let repo = config.repository.clone();
+    Ok(render(
+        &SitePage {
+            nav,
+            aliases: if config.aliases.is_empty() {
+                "—".into()
+            } else {
+                config.aliases.join(", ")
+            },
+            php: site.php_version.clone().unwrap_or_default(),
+            web_directory: if config.web_directory.is_empty() {
+                "/".into()
+            } else {
+                config.web_directory.clone()
+            },
+            current_release: config
+                .current_release
+                .clone()
+                .unwrap_or_else(|| "placeholder (no deployment yet)".into()),
+            deploy_key,
+            repository: repo
+                .as_ref()
+                .map(|r| format!("{} ({})", r.url, r.branch))
+                .unwrap_or_default(),
+            git_host_keys: repo
+                .as_ref()
+                .map(|r| r.host_key_fingerprints.join(", "))
+                .unwrap_or_default(),
+            repo_url: repo.as_ref().map(|r| r.url.clone()).unwrap_or_default(),
+            repo_branch: repo
+                .as_ref()
+                .map(|r| r.branch.clone())
+                .unwrap_or_else(|| "main".into()),
+            deploy_milestones: milestones_json(DeploymentInstallerMilestones::all()),
+            tasks_output,
+            schedules,
+            daemons,
+            certificate_milestones: milestones_json(
+                certificate::CertificateInstallerMilestones::all(),
+            ),
+            certificate: config
+                .certificate
+                .as_ref()
+                .map(|c| {
+                    format!(
+                        "{} · expires {}",
+                        c.domains.join(", "),
+                        c.expires.as_deref().unwrap_or("(unknown)")
+                    )
+                })
+                .unwrap_or_default(),
+            cursor,
+            jobs,
+            deployments: rows,
+            deploy_script: config
+                .deploy_script
+                .clone()
+                .unwrap_or_else(|| deployment::DEFAULT_DEPLOY_SCRIPT.to_string()),
+            env_loaded,
+            env,
+            commands,
+            webhook_url: format!(
+                "{}{}",
+                state.base_url(headers).unwrap_or_default(),
+                hook.expose()
+            ),
+            webhook_secret: secret.expose().to_string(),
+            keep_releases: config.keep_releases,
+            deploy_timeout: config.deploy_timeout_secs,
+            shared_paths: config.shared_paths.join(", "),
+            server,
+            site,
+        },
+        status,
+    ))
+}
+
+/// Milestones as the page script reads them (`data-milestones`), to draw a job's steps before it starts.
+pub fn milestones_json<M: Milestones>(all: &[M]) -> String {
+    serde_json::to_string(
+        &all.iter()
+            .map(|m| json!({"key": m.key(), "label": m.label()}))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap_or_default()
+}
+
+pub async fn site_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedSite(u, site, server): OwnedSite,
+    Query(q): Query<SiteQuery>,
+) -> PageResult {
+    site_view(
+        &state,
+        &u,
+        &headers,
+        (&site, &server),
+        SiteView {
+            load_env: q.env.is_some(),
+            load_output: q.output.is_some(),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+pub async fn site_result(
+    state: &AppState,
+    u: &Authed,
+    headers: &HeaderMap,
+    (site, server): (&ServerSite, &Server),
+    result: Result<(), ApiError>,
+) -> PageResult {
+    match result {
+        Ok(()) => Ok(see_other(format!("/sites/{}", site.id))),
+        Err(e) => {
+            site_view(
+                state,
+                u,
+                headers,
+                (site, server),
+                SiteView {
+                    error: Some(&e),
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct KeepForm {
+    pub keep_files: Option<String>,
+}
+
+pub async fn remove_site(
+    State(state): State<AppState>,
+    OwnedSite(u, site, server): OwnedSite,
+    Form(f): Form<KeepForm>,
+) -> PageResult {
+    state
+        .domain
+        .remove_site(&site, f.keep_files.is_some())
+        .await
+        .map_err(|e| PageError::with_user(e.into(), &u))?;
+    Ok(see_other(format!("/servers/{}", server.id)))
+}
+
+pub async fn connect_repository(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedSite(u, site, server): OwnedSite,
+    Form(f): Form<RepositoryRequest>,
+) -> PageResult {
+    let r = state
+        .domain
+        .connect_repository(&site, &f, true)
+        .await
+        .map(|_| ())
+        .map_err(ApiError::from);
+    site_result(&state, &u, &headers, (&site, &server), r).await
+}
+
+pub async fn request_certificate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedSite(u, site, server): OwnedSite,
+    Form(f): Form<certificate::CertificateRequest>,
+) -> PageResult {
+    let r = state
+        .domain
+        .request_certificate(&site, &f)
+        .await
+        .map(|_| ())
+        .map_err(ApiError::from);
+    site_result(&state, &u, &headers, (&site, &server), r).await
+}
+
+pub async fn remove_certificate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedSite(u, site, server): OwnedSite,
+) -> PageResult {
+    let r = state
+        .domain
+        .remove_certificate(&site)
+        .await
+        .map(|_| ())
+        .map_err(ApiError::from);
+    site_result(&state, &u, &headers, (&site, &server), r).await
+}
+
+#[derive(Deserialize)]
+pub struct TasksForm {
+    #[serde(default)]
+    pub schedules: String,
+    #[serde(default)]
+    pub daemons: String,
+}
+
+pub async fn save_tasks(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedSite(u, site, server): OwnedSite,
+    Form(f): Form<TasksForm>,
+) -> PageResult {
+    let r = match SiteTasks::parse(&f.schedules, &f.daemons) {
+        Ok(t) => state.domain.set_tasks(&site, &t).await,
+        Err(e) => Err(e.into()),
+    };
+    match r {
+        Ok(_) => Ok(see_other(format!("/sites/{}", site.id))),
+        Err(e) => {
+            let e = ApiError::from(e);
+            let view = SiteView {
+                error: Some(&e),
+                tasks_draft: Some(&f),
+                ..Default::default()
+            };
+            site_view(&state, &u, &headers, (&site, &server), view).await
+        }
+    }
+}
+
+pub async fn deploy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedSite(u, site, server): OwnedSite,
+) -> PageResult {
+    let r = state
+        .domain
+        .deploy(&site, None, &format!("user:{}", u.user.email))
+        .await
+        .map(|_| ())
+        .map_err(ApiError::from);
+    site_result(&state, &u, &headers, (&site, &server), r).await
+}
+
+#[derive(Deserialize)]
+pub struct RollbackForm {
+    pub release: String,
+}
+
+pub async fn rollback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedSite(u, site, server): OwnedSite,
+    Form(f): Form<RollbackForm>,
+) -> PageResult {
+    let r = state
+        .domain
+        .rollback(&site, &f.release, &format!("user:{}", u.user.email))
+        .await
+        .map(|_| ())
+        .map_err(ApiError::from);
+    site_result(&state, &u, &headers, (&site, &server), r).await
+}
+
+#[derive(Deserialize)]
+pub struct ScriptForm {
+    pub script: String,
+}
+
+pub async fn save_script(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedSite(u, site, server): OwnedSite,
+    Form(f): Form<ScriptForm>,
+) -> PageResult {
+    let r = state
+        .domain
+        .save_deploy_script(&site, &f.script)
+        .await
+        .map_err(ApiError::from);
+    site_result(&state, &u, &headers, (&site, &server), r).await
+}
+
+#[derive(Deserialize)]
+pub struct SettingsForm {
+    pub keep_releases: String,
+    pub deploy_timeout_secs: String,
+    pub shared_paths: String,
+}
+
+pub async fn save_settings(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedSite(u, site, server): OwnedSite,
+    Form(f): Form<SettingsForm>,
+) -> PageResult {
+    let parsed = (|| -> Result<SiteSettings, ApiError> {
+        Ok(SiteSettings {
+            keep_releases: Some(
+                f.keep_releases
+                    .trim()
+                    .parse()
+                    .map_err(|_| ApiError::invalid("keep_releases", "enter a number"))?,
+            ),
+            deploy_timeout_secs: Some(f.deploy_timeout_secs.trim().parse().map_err(|_| {
+                ApiError::invalid("deploy_timeout_secs", "enter a number of seconds")
+            })?),
+            shared_paths: Some(
+                f.shared_paths
+                    .split(',')
+                    .map(|p| p.trim().to_string())
+                    .collect(),
+            ),
+        })
+    })();
+    let r = match parsed {
+        Ok(s) => state
+            .domain
+            .save_site_settings(&site, &s)
+            .await
+            .map(|_| ())
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    site_result(&state, &u, &headers, (&site, &server), r).await
+}
+
+#[derive(Deserialize)]
+pub struct EnvForm {
+    pub env: String,
+}
+
+pub async fn save_env(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedSite(u, site, server): OwnedSite,
+    Form(f): Form<EnvForm>,
+) -> PageResult {
+    let r = state
+        .domain
+        .write_env(&site, &Secret::new(f.env.replace("\r\n", "\n")))
+        .await;
+    match r {
+        Ok(_) => {
+            site_view(
+                &state,
+                &u,
+                &headers,
+                (&site, &server),
+                SiteView {
+                    notice: "Saved the .env",
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+        Err(e) => {
+            let e = e.into();
+            site_view(
+                &state,
+                &u,
+                &headers,
+                (&site, &server),
+                SiteView {
+                    error: Some(&e),
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CommandForm {
+    pub command: String,
+}
+
+pub async fn run_command(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedSite(u, site, server): OwnedSite,
+    Form(f): Form<CommandForm>,
+) -> PageResult {
+    let r = state
+        .domain
+        .queue_command(&site, &f.command, None)
+        .await
+        .map(|_| ())
+        .map_err(ApiError::from);
+    site_result(&state, &u, &headers, (&site, &server), r).await
+}
