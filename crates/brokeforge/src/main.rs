@@ -2,8 +2,8 @@
 
 mod admin;
 mod bench;
+mod cli;
 mod client;
-mod commands;
 mod config;
 mod serve;
 
@@ -57,34 +57,34 @@ enum Command {
     /// List the packages that can be installed, with their parameters and milestones (--json for JSON).
     Catalogue,
     /// Sign in to a BrokeForge server and save an API token for the client commands.
-    Login(commands::LoginArgs),
+    Login(cli::login::LoginArgs),
     /// Servers: add, list, show, script, remove, pin-host-key.
     Server {
         #[command(subcommand)]
-        command: commands::ServerCommand,
+        command: cli::server::ServerCommand,
     },
     /// Install a package on a server (a queued job; --follow waits with progress).
-    Install(commands::PackageArgs),
+    Install(cli::package::PackageArgs),
     /// Remove a package from a server.
-    Remove(commands::PackageArgs),
+    Remove(cli::package::PackageArgs),
     /// Print the exact steps a package would run (secrets masked), without running anything.
-    Plan(commands::PackageArgs),
+    Plan(cli::package::PackageArgs),
     /// Database schemas and users.
     Db {
         #[command(subcommand)]
-        command: commands::DbCommand,
+        command: cli::db::DbCommand,
     },
     /// Sites: create, deploy, rollback, run commands, .env, deploy script.
     Site {
         #[command(subcommand)]
-        command: commands::SiteCommand,
+        command: cli::site::SiteCommand,
     },
     /// A server's provision events (--follow streams new ones).
-    Events(commands::EventsArgs),
+    Events(cli::jobs::EventsArgs),
     /// Jobs: list, show, cancel, retry.
     Jobs {
         #[command(subcommand)]
-        command: commands::JobsCommand,
+        command: cli::jobs::JobsCommand,
     },
     /// Print shell completions: `brokeforge completions bash > /etc/bash_completion.d/brokeforge`.
     Completions { shell: clap_complete::Shell },
@@ -152,7 +152,7 @@ fn main() {
         }
     };
     if let Err(e) = runtime.block_on(run(cli)) {
-        if let Some(code) = e.downcast_ref::<commands::ExitWith>() {
+        if let Some(code) = e.downcast_ref::<cli::common::ExitWith>() {
             std::process::exit(code.0);
         }
         if let Some(api) = e.downcast_ref::<client::ApiFailure>() {
@@ -191,15 +191,15 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(args) => bench::run(args).await,
         Command::Admin { command } => admin::run(command).await,
-        Command::Login(a) => commands::login(a).await,
-        Command::Server { command } => commands::server(cli.client, command).await,
-        Command::Install(a) => commands::install(cli.client, a).await,
-        Command::Remove(a) => commands::remove(cli.client, a).await,
-        Command::Plan(a) => commands::plan(cli.client, a).await,
-        Command::Db { command } => commands::db(cli.client, command).await,
-        Command::Site { command } => commands::site(cli.client, command).await,
-        Command::Events(a) => commands::events(cli.client, a).await,
-        Command::Jobs { command } => commands::jobs(cli.client, command).await,
+        Command::Login(a) => cli::login::login(a).await,
+        Command::Server { command } => cli::server::server(cli.client, command).await,
+        Command::Install(a) => cli::package::install(cli.client, a).await,
+        Command::Remove(a) => cli::package::remove(cli.client, a).await,
+        Command::Plan(a) => cli::package::plan(cli.client, a).await,
+        Command::Db { command } => cli::db::db(cli.client, command).await,
+        Command::Site { command } => cli::site::site(cli.client, command).await,
+        Command::Events(a) => cli::jobs::events(cli.client, a).await,
+        Command::Jobs { command } => cli::jobs::jobs(cli.client, command).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

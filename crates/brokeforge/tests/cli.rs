@@ -497,3 +497,5 @@ mod e2e;
 
 #[path = "client/mod.rs"]
 mod client;
+
+mod layout;

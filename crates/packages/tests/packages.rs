@@ -877,3 +877,78 @@ mod worker {
         handle.await.unwrap();
     }
 }
+
+#[path = "fixtures/echo/mod.rs"]
+mod echo;
+
+/// A package is its folder: registering the folder puts it in the catalogue, the plan preview and the job
+/// registry, with no other edit (the fixture), and the shipped demo package is found the same way.
+mod contract {
+    use std::collections::BTreeMap;
+
+    use brokeforge_packages::base::registry::Registry;
+    use brokeforge_packages::catalogue;
+    use brokeforge_store::NewServer;
+    use brokeforge_store::testing::stores;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn a_package_folder_is_all_it_takes() {
+        let mut r = Registry::default();
+        super::echo::register(&mut r);
+        let entry = r.entry("echo").unwrap();
+        let keys: Vec<_> = entry.install_milestones.iter().map(|m| m.key).collect();
+        assert_eq!(keys, ["say"]);
+        assert_eq!(entry.installer_kind(), "echo_installer");
+        assert!(r.get("echo_installer").is_some(), "its job is registered");
+        assert!(r.package("echo_installer").is_some());
+
+        brokeforge_packages::services::server::demo::enable();
+        let demo = catalogue::entry("demo").unwrap();
+        let registry = brokeforge_packages::registry();
+        for kind in ["demo_installer", "demo_remover"] {
+            assert!(registry.get(kind).is_some(), "{kind}");
+        }
+        assert_eq!(demo.remover_kind(), Some("demo_remover"));
+
+        for t in stores().await {
+            let store = &t.store;
+            let user = store
+                .create_user("contract@example.com", "x", false)
+                .await
+                .unwrap();
+            let server = store
+                .create_server(&NewServer {
+                    user_id: user.id,
+                    name: "contract".into(),
+                    public_ip: "203.0.113.9".into(),
+                    ssh_port: 22,
+                    host_key_fingerprint: None,
+                })
+                .await
+                .unwrap();
+            // The preview is the package's own gathering and plan, run as a dry run.
+            let plan = entry
+                .installer
+                .preview(store, &server, &json!({"word": "hi"}))
+                .await
+                .unwrap();
+            assert!(plan.to_string().contains("$ echo hi"), "{plan}");
+            assert!(
+                entry
+                    .installer
+                    .preview(store, &server, &json!({"word": "hi; id"}))
+                    .await
+                    .is_err(),
+                "its own validation runs in the preview"
+            );
+            let settings = BTreeMap::from([("fail_once_at".to_string(), "download".to_string())]);
+            let plan = catalogue::preview(store, &server, "demo", &settings)
+                .await
+                .unwrap();
+            assert!(plan.contains("failed on purpose"), "{plan}");
+            // Nothing was queued or stored by previewing.
+            assert!(store.jobs_for_server(server.id).await.unwrap().is_empty());
+        }
+    }
+}

@@ -34,7 +34,7 @@ pub fn router(state: AppState) -> Router {
             authenticate_layer,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.metrics.clone(),
             metrics::track,
         ))
         .with_state(state)

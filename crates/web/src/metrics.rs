@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use brokeforge_store::JobStatus;
 use brokeforge_store::jobs::JOB_DURATION_BUCKETS_S;
 
-use crate::state::AppState;
+use brokeforge_store::Store;
+use std::sync::Arc;
 
 #[derive(Default)]
 pub struct Metrics {
@@ -23,9 +24,8 @@ pub struct Metrics {
     pub sse_events_sent: AtomicU64,
 }
 
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let res = next.run(req).await;
-    let m = &state.metrics;
     let counter = match res.status().as_u16() {
         200..=299 => &m.requests_2xx,
         300..=399 => &m.requests_3xx,
@@ -42,8 +42,9 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-pub async fn render(State(state): State<AppState>) -> Response {
-    match build(&state).await {
+/// `GET /metrics` in Prometheus' text format.
+pub async fn render(store: &Store, metrics: &Metrics) -> Response {
+    match build(store, metrics).await {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,
@@ -59,7 +60,7 @@ pub async fn render(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn build(state: &AppState) -> Result<String, brokeforge_store::StoreError> {
+async fn build(store: &Store, m: &Metrics) -> Result<String, brokeforge_store::StoreError> {
     let mut out = String::new();
     let _ = writeln!(out, "# HELP brokeforge_jobs Jobs in the queue by state.");
     let _ = writeln!(out, "# TYPE brokeforge_jobs gauge");
@@ -70,7 +71,7 @@ async fn build(state: &AppState) -> Result<String, brokeforge_store::StoreError>
         JobStatus::Failed,
         JobStatus::Cancelled,
     ] {
-        let n = state.store.count_jobs(s).await?;
+        let n = store.count_jobs(s).await?;
         let _ = writeln!(out, "brokeforge_jobs{{state=\"{}\"}} {n}", s.as_str());
     }
     let _ = writeln!(
@@ -78,7 +79,7 @@ async fn build(state: &AppState) -> Result<String, brokeforge_store::StoreError>
         "# HELP brokeforge_job_duration_seconds How long finished jobs ran, by kind and outcome."
     );
     let _ = writeln!(out, "# TYPE brokeforge_job_duration_seconds histogram");
-    for st in state.store.job_duration_stats().await? {
+    for st in store.job_duration_stats().await? {
         let l = format!(
             "kind=\"{}\",status=\"{}\"",
             label(&st.kind),
@@ -107,7 +108,6 @@ async fn build(state: &AppState) -> Result<String, brokeforge_store::StoreError>
             st.count
         );
     }
-    let m = &state.metrics;
     let _ = writeln!(
         out,
         "# HELP brokeforge_http_requests_total HTTP responses by status class."

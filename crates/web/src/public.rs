@@ -18,10 +18,14 @@ use crate::state::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
-        .route("/metrics", get(crate::metrics::render))
+        .route("/metrics", get(metrics))
         .route("/provision/{token}", get(script))
         .route("/provision/{token}/callback", post(callback))
         .route("/hooks/sites/{site_id}/deploy/{token}", post(deploy_hook))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    crate::metrics::render(&state.store, &state.metrics).await
 }
 
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {

@@ -9,26 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::Event;
 use brokeforge_store::{CommandLog, LogStream, Store};
 use futures_util::Stream;
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
-
-use crate::error::ApiResult;
-use crate::extract::OwnedServer;
-use crate::state::AppState;
-
-#[derive(Debug, Deserialize, Default)]
-pub struct StreamQuery {
-    /// Start after this feed id (a page passes the cursor it was rendered at). `Last-Event-ID` wins.
-    pub after: Option<i64>,
-    /// Only rows of this job.
-    pub job: Option<i64>,
-}
 
 /// One feed row as an SSE event: `milestone` (the event JSON), `output` (a chunk of a command's output) or
 /// `job` (a job ended).
@@ -196,26 +181,34 @@ impl Drop for WatcherGuard {
     }
 }
 
+/// What a live stream needs from the app: the shared feeds, the store, the metrics, the shutdown signal.
+pub struct Live<'a> {
+    pub hub: &'a Arc<Hub>,
+    pub store: &'a Store,
+    pub metrics: &'a Arc<crate::metrics::Metrics>,
+    pub shutdown: &'a tokio_util::sync::CancellationToken,
+}
+
 /// Feed rows of one server after `cursor`, as a stream that waits for more.
 pub async fn watch(
-    state: &AppState,
+    live: Live<'_>,
     server_id: i64,
     cursor: i64,
     job: Option<i64>,
 ) -> Result<impl Stream<Item = Result<Event, Infallible>> + use<>, brokeforge_store::StoreError> {
-    let (feed, head) = state.hub.feed(&state.store, server_id).await?;
-    state.metrics.sse_watchers.fetch_add(1, Ordering::Relaxed);
+    let (feed, head) = live.hub.feed(live.store, server_id).await?;
+    live.metrics.sse_watchers.fetch_add(1, Ordering::Relaxed);
     let w = Watch {
         head,
         feed,
-        store: state.store.clone(),
+        store: live.store.clone(),
         server_id,
         job,
         cursor,
         buffer: VecDeque::new(),
-        metrics: state.metrics.clone(),
-        shutdown: state.shutdown.clone(),
-        _guard: WatcherGuard(state.metrics.clone()),
+        metrics: live.metrics.clone(),
+        shutdown: live.shutdown.clone(),
+        _guard: WatcherGuard(live.metrics.clone()),
     };
     Ok(futures_util::stream::unfold(w, |mut w| async move {
         loop {
@@ -268,28 +261,4 @@ pub async fn watch(
             }
         }
     }))
-}
-
-/// `GET /api/v1/servers/{id}/stream`: the server's live feed.
-pub async fn server_stream(
-    State(state): State<AppState>,
-    OwnedServer(_, server): OwnedServer,
-    Query(q): Query<StreamQuery>,
-    headers: HeaderMap,
-) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let resume = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<i64>().ok());
-    let cursor = match (resume.or(q.after), q.job) {
-        (Some(c), _) => c.max(0),
-        // Following one job: from its first row (head first, so a row written in between is not missed).
-        (None, Some(job)) => {
-            let head = state.store.activity_head(server.id).await?;
-            state.store.activity_before_job(job).await?.unwrap_or(head)
-        }
-        (None, None) => state.store.activity_head(server.id).await?,
-    };
-    Ok(Sse::new(watch(&state, server.id, cursor, q.job).await?)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -18,6 +18,13 @@ use std::time::Duration;
 use brokeforge_core::secret::redact;
 use brokeforge_core::{CredentialKind, ProvisionStatus, Secret, ServiceStatus, ServiceType};
 
+/// A milestone as the catalogue and job pages show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Milestone {
+    pub key: &'static str,
+    pub label: &'static str,
+}
+
 /// A package's milestones: an enum with stable keys, human labels and a fixed order.
 pub trait Milestones: Copy + Send + Sync + 'static {
     fn all() -> &'static [Self];

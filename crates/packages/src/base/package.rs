@@ -17,8 +17,7 @@ use serde_json::Value;
 
 use super::executor::{Executor, RunContext, RunReport};
 use super::job::{BoxFuture, JobContext, JobHandler};
-use super::registry::Milestone;
-use super::{Milestones, PackageError, Plan};
+use super::{Milestone, Milestones, PackageError, Plan};
 
 /// What the gathering step may read: the store and the server the package runs on.
 pub struct Gather<'a> {

@@ -8,6 +8,7 @@ use brokeforge_core::{ServiceType, ValidationError};
 use serde::Serialize;
 use serde_json::Value;
 
+pub use super::Milestone;
 use super::job::JobHandler;
 use super::package::{AnyPackage, InstallerJob, PackageInstaller, PackageRemover, RemoverJob};
 use crate::templates::Template;
@@ -50,12 +51,6 @@ impl Parameter {
             ..Parameter::new(name, "choice", description, Value::from(default))
         }
     }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Milestone {
-    pub key: &'static str,
-    pub label: &'static str,
 }
 
 /// A package users install by name.

@@ -9,6 +9,7 @@ mod jobs;
 pub mod openapi;
 mod servers;
 mod sites;
+mod stream;
 
 use axum::routing::MethodRouter;
 use axum::{Json, Router};
@@ -48,7 +49,7 @@ pub fn operations() -> Vec<Op> {
         delete "/servers/{id}/services/{name}" servers::remove_service, "Remove a package (settings as query parameters)", "";
         post "/servers/{id}/plan/{package}" servers::plan_service, "The exact steps a package would run, secrets masked; runs nothing", r#"{"php_version":"8.3"}"#;
         get "/servers/{id}/events" servers::list_events, "Provision events (after=ID for newer ones)", "";
-        get "/servers/{id}/stream" crate::sse::server_stream, "Live activity (SSE): milestone, output and job events; resumes from Last-Event-ID", "";
+        get "/servers/{id}/stream" stream::server_stream, "Live activity (SSE): milestone, output and job events; resumes from Last-Event-ID", "";
         get "/servers/{id}/jobs" servers::list_jobs, "Recent jobs of the server", "";
         post "/servers/{id}/databases/schemas" databases::create_schema, "Create a database schema", r#"{"engine":"mariadb","name":"app"}"#;
         delete "/servers/{id}/databases/schemas/{engine}/{name}" databases::drop_schema, "Drop a database schema", "";

@@ -150,6 +150,14 @@ pub struct DatabaseRemoveOptions {
     pub remove_data: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Privileges {
+    All,
+    ReadWrite,
+    ReadOnly,
+}
+
 /// A schema BrokeForge created on an engine.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SchemaEntry {
@@ -165,7 +173,7 @@ pub struct SchemaEntry {
 pub struct UserEntry {
     pub name: String,
     #[serde(default)]
-    pub privileges: Option<super::sql::Privileges>,
+    pub privileges: Option<Privileges>,
     #[serde(default)]
     pub schemas: Vec<String>,
 }

@@ -5,6 +5,7 @@
 use brokeforge_core::{CredentialKind, Secret, ServiceStatus, ServiceType, ValidationError};
 use serde::{Deserialize, Serialize};
 
+pub use super::engine::Privileges;
 use super::engine::{DatabaseConfig, Engine};
 use super::shared::{mysql_string, pg_string};
 use crate::base::config::Configuration;
@@ -17,14 +18,6 @@ milestones! {
         Apply => ("apply", "Applying the change"),
         Complete => ("complete", "Done"),
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Privileges {
-    All,
-    ReadWrite,
-    ReadOnly,
 }
 
 /// A schema or user name: a letter or `_`, then letters, digits and `_`, at most 63 characters.

@@ -1,0 +1,112 @@
+//! What the client commands share: settings from `--set`, reading secrets from stdin, JSON output, and
+//! printing or following a queued job.
+
+use std::io::Read;
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+use crate::client::{Client, OutputMode, follow, job_label};
+
+/// `key=value`, as `--set` takes it.
+pub(crate) fn parse_set(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not key=value"))?;
+    if k.is_empty() {
+        return Err(format!("`{s}` has no key"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+pub(crate) fn settings(set: &[(String, String)]) -> Value {
+    Value::Object(
+        set.iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+pub(crate) fn read_stdin(what: &str) -> Result<String> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .with_context(|| format!("reading {what} from standard input"))?;
+    Ok(s)
+}
+
+pub(crate) fn password_from_stdin() -> Result<String> {
+    let s = read_stdin("the password")?;
+    let pw = s.strip_suffix('\n').unwrap_or(&s);
+    Ok(pw.strip_suffix('\r').unwrap_or(pw).to_string())
+}
+
+pub(crate) fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Print a queued job, or follow it; an error when following ends in anything but success.
+pub(crate) async fn job_result(
+    client: &Client,
+    server_id: i64,
+    job: &Value,
+    do_follow: bool,
+) -> Result<Value> {
+    if !do_follow {
+        if client.json {
+            print_json(&json!({"job": job}));
+        } else {
+            println!(
+                "queued job {} ({}); follow it with `brokeforge jobs show {} --follow`",
+                job["id"],
+                job_label(job),
+                job["id"]
+            );
+        }
+        return Ok(job.clone());
+    }
+    let f = follow(client, server_id, job, OutputMode::Progress).await?;
+    if client.json {
+        print_json(&json!({"job": f.job}));
+    }
+    if !f.ok {
+        return Err(JobFailed(f.job["id"].as_i64().unwrap_or_default()).into());
+    }
+    Ok(f.job)
+}
+
+/// A followed job did not succeed (its error was printed already).
+#[derive(Debug)]
+pub struct JobFailed(pub i64);
+
+impl std::fmt::Display for JobFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "job {} did not succeed", self.0)
+    }
+}
+
+impl std::error::Error for JobFailed {}
+
+/// The command's own exit code (site run).
+#[derive(Debug)]
+pub struct ExitWith(pub i32);
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for ExitWith {}
+
+/// A value as it goes into a URL path or query.
+pub(crate) fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,165 @@
+//! `brokeforge events` and `brokeforge jobs`: a server's activity, and jobs (show, cancel, retry).
+
+use anyhow::{Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use super::common::*;
+use crate::client::{Client, ClientArgs, job_label};
+
+#[derive(Args)]
+pub struct EventsArgs {
+    #[arg(long)]
+    pub server: String,
+    /// Keep printing new events as they happen (Ctrl-C stops).
+    #[arg(long)]
+    pub follow: bool,
+}
+
+pub async fn events(c: ClientArgs, a: EventsArgs) -> Result<()> {
+    let client = Client::new(&c)?;
+    let id = client.server_id(&a.server)?;
+    let v = client.get(&format!("/servers/{id}/events"))?;
+    let print = |e: &Value| {
+        if client.json {
+            println!("{}", e);
+        } else {
+            println!(
+                "{:<8} {:<10} {:<9} [{}/{}] {:<40} {}{}",
+                e["job_id"]
+                    .as_i64()
+                    .map(|j| j.to_string())
+                    .unwrap_or_default(),
+                e["service_type"].as_str().unwrap_or_default(),
+                e["provision_type"].as_str().unwrap_or_default(),
+                e["current_step"],
+                e["total_steps"],
+                e["label"].as_str().unwrap_or_default(),
+                e["status"].as_str().unwrap_or_default(),
+                e["error"]
+                    .as_str()
+                    .map(|x| format!(": {x}"))
+                    .unwrap_or_default()
+            );
+        }
+    };
+    for e in v["events"].as_array().into_iter().flatten() {
+        print(e);
+    }
+    if !a.follow {
+        return Ok(());
+    }
+    let mut rx = client.stream(id, "")?;
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(ev) if ev.event == "milestone" => print(&ev.data),
+                Some(_) => {}
+                None => bail!("the stream closed: is BrokeForge still running?"),
+            },
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum JobsCommand {
+    /// Recent jobs of a server.
+    List {
+        #[arg(long)]
+        server: String,
+    },
+    /// One job (with --follow: wait for it).
+    Show {
+        id: i64,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Cancel a queued or running job.
+    Cancel { id: i64 },
+    /// Run a failed or cancelled job again (a new job).
+    Retry {
+        id: i64,
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+pub async fn jobs(c: ClientArgs, cmd: JobsCommand) -> Result<()> {
+    let client = Client::new(&c)?;
+    match cmd {
+        JobsCommand::List { server } => {
+            let id = client.server_id(&server)?;
+            let v = client.get(&format!("/servers/{id}/jobs"))?;
+            if client.json {
+                print_json(&v);
+                return Ok(());
+            }
+            for j in v["jobs"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<8} {:<28} {:<10} {}",
+                    j["id"],
+                    job_label(j),
+                    j["status"].as_str().unwrap_or_default(),
+                    j["error"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        JobsCommand::Show {
+            id,
+            follow: do_follow,
+        } => {
+            let v = client.get(&format!("/jobs/{id}"))?;
+            let job = &v["job"];
+            if do_follow
+                && !matches!(
+                    job["status"].as_str(),
+                    Some("done" | "failed" | "cancelled")
+                )
+            {
+                let server = job["server_id"]
+                    .as_i64()
+                    .ok_or_else(|| anyhow!("the job has no server"))?;
+                job_result(&client, server, job, true).await?;
+                return Ok(());
+            }
+            if client.json {
+                print_json(&v);
+            } else {
+                println!(
+                    "job {} {}: {}{}",
+                    job["id"],
+                    job_label(job),
+                    job["status"].as_str().unwrap_or_default(),
+                    job["error"]
+                        .as_str()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                );
+            }
+            if job["status"] == "failed" || job["status"] == "cancelled" {
+                return Err(JobFailed(id).into());
+            }
+        }
+        JobsCommand::Cancel { id } => {
+            let v = client.post(&format!("/jobs/{id}/cancel"), json!({}))?;
+            if client.json {
+                print_json(&v);
+            } else {
+                println!(
+                    "job {id}: {}",
+                    v["job"]["status"].as_str().unwrap_or("cancel requested")
+                );
+            }
+        }
+        JobsCommand::Retry {
+            id,
+            follow: do_follow,
+        } => {
+            let v = client.post(&format!("/jobs/{id}/retry"), json!({}))?;
+            let server = v["job"]["server_id"].as_i64().unwrap_or_default();
+            job_result(&client, server, &v["job"], do_follow).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! The client commands: everything the web app does, from a terminal or a script, through the JSON API. One
+//! module per subcommand.
+
+pub mod common;
+pub mod db;
+pub mod jobs;
+pub mod login;
+pub mod package;
+pub mod server;
+pub mod site;

@@ -1,0 +1,312 @@
+//! `brokeforge server`: add (by script or directly), list, show, script, remove, pin-host-key.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::common::*;
+use crate::client::{Client, ClientArgs};
+
+#[derive(Subcommand)]
+pub enum ServerCommand {
+    /// Add a server. Without --root-key, prints the one-line script to run as root on it; with --root-key,
+    /// BrokeForge connects itself and provisions it (direct onboarding).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// Public IP address or hostname.
+        #[arg(long)]
+        ip: String,
+        #[arg(long, default_value_t = 22)]
+        port: i64,
+        /// A root private key file for direct onboarding.
+        #[arg(long)]
+        root_key: Option<PathBuf>,
+        /// The server's SSH host key fingerprint (SHA256:...), pinned now.
+        #[arg(long)]
+        host_key_fingerprint: Option<String>,
+        /// Without a fingerprint, trust the host key the server shows first (direct onboarding only).
+        #[arg(long)]
+        trust_on_first_use: bool,
+        /// Wait for onboarding and provisioning; exit 0 only if they succeed.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Your servers.
+    List,
+    /// One server with its services and sites.
+    Show { server: String },
+    /// A fresh one-line provisioning command (the previous one stops working).
+    Script { server: String },
+    /// Forget a server (nothing on it changes).
+    Remove { server: String },
+    /// Pin the server's SSH host key.
+    PinHostKey {
+        server: String,
+        #[arg(long)]
+        fingerprint: String,
+    },
+}
+
+pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
+    let client = Client::new(&c)?;
+    match cmd {
+        ServerCommand::Add {
+            name,
+            ip,
+            port,
+            root_key,
+            host_key_fingerprint,
+            trust_on_first_use,
+            follow: do_follow,
+        } => {
+            let key = match &root_key {
+                Some(p) => Some(
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("reading the root key {}", p.display()))?,
+                ),
+                None => None,
+            };
+            let made = client.post(
+                "/servers",
+                json!({"name": name, "public_ip": ip, "ssh_port": port, "host_key_fingerprint": host_key_fingerprint,
+                       "root_key": key, "trust_on_first_use": trust_on_first_use}),
+            )?;
+            let id = made["server"]["id"].as_i64().unwrap_or_default();
+            if client.json && !do_follow {
+                print_json(&made);
+                return Ok(());
+            }
+            match made.get("job") {
+                Some(job) => {
+                    if !client.json {
+                        println!("added server {name} (id {id}); connecting to it");
+                    }
+                    if do_follow {
+                        let j = job_result(&client, id, job, true).await?;
+                        // Onboarding queues base provisioning: follow it too.
+                        follow_next(&client, id, &j).await?;
+                    } else {
+                        job_result(&client, id, job, false).await?;
+                    }
+                }
+                None => {
+                    if client.json {
+                        print_json(&made);
+                    } else {
+                        println!(
+                            "added server {name} (id {id}). Run this as root on it (valid for an hour, once):\n"
+                        );
+                        println!("  {}\n", made["script"].as_str().unwrap_or_default());
+                    }
+                    if do_follow {
+                        follow_script(&client, id).await?;
+                    }
+                }
+            }
+        }
+        ServerCommand::List => {
+            let v = client.get("/servers")?;
+            if client.json {
+                print_json(&v);
+                return Ok(());
+            }
+            let list = v["servers"].as_array().cloned().unwrap_or_default();
+            if list.is_empty() {
+                println!(
+                    "no servers yet: add one with `brokeforge server add --name NAME --ip IP`"
+                );
+            }
+            println!(
+                "{:<6} {:<20} {:<22} {:<12} {:<12} SERVICES",
+                "ID", "NAME", "ADDRESS", "STATUS", "OS"
+            );
+            for s in list {
+                let sv = &s["server"];
+                let services: Vec<&str> = s["services"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x["service_name"].as_str())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "{:<6} {:<20} {:<22} {:<12} {:<12} {}",
+                    sv["id"],
+                    sv["name"].as_str().unwrap_or_default(),
+                    format!(
+                        "{}:{}",
+                        sv["public_ip"].as_str().unwrap_or_default(),
+                        sv["ssh_port"]
+                    ),
+                    sv["provision_status"].as_str().unwrap_or_default(),
+                    sv["os"].as_str().unwrap_or("-"),
+                    services.join(",")
+                );
+            }
+        }
+        ServerCommand::Show { server } => {
+            let id = client.server_id(&server)?;
+            let v = client.get(&format!("/servers/{id}"))?;
+            if client.json {
+                print_json(&v);
+                return Ok(());
+            }
+            let s = &v["server"];
+            println!(
+                "{} (id {})",
+                s["name"].as_str().unwrap_or_default(),
+                s["id"]
+            );
+            println!(
+                "  address      {}:{}",
+                s["public_ip"].as_str().unwrap_or_default(),
+                s["ssh_port"]
+            );
+            println!(
+                "  status       {} / {}",
+                s["provision_status"].as_str().unwrap_or_default(),
+                s["connection_status"].as_str().unwrap_or_default()
+            );
+            println!(
+                "  os           {}",
+                s["os"].as_str().unwrap_or("not detected yet")
+            );
+            println!(
+                "  host key     {}",
+                s["host_key_fingerprint"].as_str().unwrap_or("not pinned")
+            );
+            for svc in v["services"].as_array().into_iter().flatten() {
+                println!(
+                    "  service      {:<12} {}{}",
+                    svc["service_name"].as_str().unwrap_or_default(),
+                    svc["status"].as_str().unwrap_or_default(),
+                    svc["error"]
+                        .as_str()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                );
+            }
+            for site in v["sites"].as_array().into_iter().flatten() {
+                println!(
+                    "  site         {:<30} {}",
+                    site["domain"].as_str().unwrap_or_default(),
+                    site["status"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        ServerCommand::Script { server } => {
+            let id = client.server_id(&server)?;
+            let v = client.post(&format!("/servers/{id}/script"), json!({}))?;
+            if client.json {
+                print_json(&v);
+            } else {
+                println!("{}", v["script"].as_str().unwrap_or_default());
+            }
+        }
+        ServerCommand::Remove { server } => {
+            let id = client.server_id(&server)?;
+            let v = client.delete(&format!("/servers/{id}"))?;
+            if client.json {
+                print_json(&v);
+            } else {
+                println!("forgot server {server}; nothing on it was changed");
+            }
+        }
+        ServerCommand::PinHostKey {
+            server,
+            fingerprint,
+        } => {
+            let id = client.server_id(&server)?;
+            let v = client.post(
+                &format!("/servers/{id}/host-key"),
+                json!({"fingerprint": fingerprint}),
+            )?;
+            if client.json {
+                print_json(&v);
+            } else {
+                println!(
+                    "pinned {}",
+                    v["server"]["host_key_fingerprint"]
+                        .as_str()
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Follow onboarding by script: the steps the script reports, then the base provisioning job it starts.
+pub(crate) async fn follow_script(client: &Client, server_id: i64) -> Result<()> {
+    if !client.json {
+        eprintln!(
+            "waiting for the script to report (Ctrl-C stops waiting; the script keeps going)"
+        );
+    }
+    let mut rx = client.stream(server_id, "after=0")?;
+    loop {
+        let ev = tokio::select! {
+            ev = rx.recv() => ev,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("stopped following; `brokeforge events --server {server_id} --follow` picks up again");
+                std::process::exit(130);
+            }
+        };
+        let Some(ev) = ev else {
+            bail!("the stream closed: is BrokeForge still running?");
+        };
+        if ev.event != "milestone" {
+            continue;
+        }
+        let d = &ev.data;
+        if let Some(job_id) = d["job_id"].as_i64() {
+            // The script finished and base provisioning started as a job: follow it to the end.
+            let job = client.get(&format!("/jobs/{job_id}"))?;
+            job_result(client, server_id, &job["job"], true).await?;
+            return Ok(());
+        }
+        let (step, total) = (
+            d["current_step"].as_u64().unwrap_or(0),
+            d["total_steps"].as_u64().unwrap_or(0),
+        );
+        let label = d["label"].as_str().unwrap_or_default();
+        match d["status"].as_str() {
+            Some("in_progress") if !client.json => eprintln!("[{step}/{total}] {label}"),
+            Some("failed") => bail!(
+                "the provisioning script failed at `{label}`: {}",
+                d["error"].as_str().unwrap_or("no reason given")
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// After onboarding, the server's base provisioning runs as its own job: follow the newest unfinished job.
+pub(crate) async fn follow_next(client: &Client, server_id: i64, after: &Value) -> Result<()> {
+    let after_id = after["id"].as_i64().unwrap_or_default();
+    for _ in 0..20 {
+        let jobs = client.get(&format!("/servers/{server_id}/jobs"))?;
+        let next = jobs["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|j| j["id"].as_i64().unwrap_or_default() > after_id)
+            .min_by_key(|j| j["id"].as_i64().unwrap_or_default())
+            .cloned();
+        if let Some(j) = next {
+            let done = job_result(client, server_id, &j, true).await?;
+            return Box::pin(follow_next(client, server_id, &done)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        if after["kind"] != "server_access_installer"
+            && after["kind"] != "connection_check_installer"
+        {
+            return Ok(());
+        }
+    }
+    Ok(())
+}

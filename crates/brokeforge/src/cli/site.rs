@@ -1,0 +1,638 @@
+//! `brokeforge site`: sites, their repository, deployments, HTTPS, background work, .env and commands.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use super::common::*;
+use crate::client::{Client, ClientArgs, OutputMode, follow};
+
+#[derive(Args, Clone)]
+pub struct SiteTarget {
+    #[arg(long)]
+    pub server: String,
+    #[arg(long)]
+    pub domain: String,
+}
+
+#[derive(Subcommand)]
+pub enum SiteCommand {
+    /// Create a site (nginx vhost, releases/shared/current); with --repository, connect it and deploy.
+    Create {
+        #[command(flatten)]
+        target: SiteTarget,
+        /// Another name the site answers to (repeatable).
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        /// PHP version (default: the server's command-line PHP).
+        #[arg(long)]
+        php: Option<String>,
+        /// Served directory inside a release.
+        #[arg(long, default_value = "public")]
+        web_dir: String,
+        /// Make it the server's default site.
+        #[arg(long)]
+        default: bool,
+        /// Git repository (ssh or https); add the site's deploy key to the git host first.
+        #[arg(long, requires = "branch")]
+        repository: Option<String>,
+        #[arg(long)]
+        branch: Option<String>,
+        /// The git server's host key fingerprint (SHA256:...), checked when the repository connects.
+        #[arg(long)]
+        git_host_key_fingerprint: Option<String>,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Sites of a server.
+    List {
+        #[arg(long)]
+        server: String,
+    },
+    /// One site.
+    Show(SiteTarget),
+    /// Remove a site (its vhost and files unless --keep-files).
+    Remove {
+        #[command(flatten)]
+        target: SiteTarget,
+        #[arg(long)]
+        keep_files: bool,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Deploy the site's repository.
+    Deploy {
+        #[command(flatten)]
+        target: SiteTarget,
+        /// Another branch than the configured one.
+        #[arg(long)]
+        branch: Option<String>,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Make a kept release live again (default: the one before the live one).
+    Rollback {
+        #[command(flatten)]
+        target: SiteTarget,
+        #[arg(long)]
+        release: Option<String>,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Connect a git repository (add the deploy key to the git host first), then deploy.
+    Repository {
+        #[command(flatten)]
+        target: SiteTarget,
+        /// ssh (git@host:owner/repo.git) or https URL.
+        #[arg(long)]
+        repository: String,
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// The git server's host key fingerprint (SHA256:...), checked before anything is cloned.
+        #[arg(long)]
+        host_key_fingerprint: Option<String>,
+        /// Connect only; do not deploy.
+        #[arg(long)]
+        no_deploy: bool,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// HTTPS: get a certificate (Let's Encrypt unless --acme-directory says otherwise) and serve the site over
+    /// HTTPS with plain HTTP redirected; again to renew early or add new aliases; --remove to go back to HTTP.
+    Certificate {
+        #[command(flatten)]
+        target: SiteTarget,
+        /// Where the certificate authority sends expiry notices.
+        #[arg(long)]
+        email: Option<String>,
+        /// Another ACME directory URL (e.g. Let's Encrypt's staging directory, or a private ACME server).
+        #[arg(long)]
+        acme_directory: Option<String>,
+        /// PEM file with the CA certificate of a private ACME server.
+        #[arg(long)]
+        acme_ca: Option<PathBuf>,
+        /// Send Strict-Transport-Security (browsers then insist on HTTPS for a year).
+        #[arg(long)]
+        hsts: bool,
+        /// Remove the certificate and serve plain HTTP.
+        #[arg(long, conflicts_with_all = ["email", "acme_directory", "acme_ca", "hsts"])]
+        remove: bool,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Scheduled commands and daemons, run as the app user in the live release. Without --schedule, --daemon
+    /// or --clear: print them. Otherwise the given set replaces the current one and is applied.
+    Tasks {
+        #[command(flatten)]
+        target: SiteTarget,
+        /// A crontab line: `--schedule '* * * * * php artisan schedule:run'` (repeatable).
+        #[arg(long = "schedule")]
+        schedules: Vec<String>,
+        /// A daemon kept running, with an optional process count: `--daemon '2: php artisan queue:work'`
+        /// (repeatable).
+        #[arg(long = "daemon")]
+        daemons: Vec<String>,
+        /// Remove every scheduled command and daemon of the site.
+        #[arg(long, conflicts_with_all = ["schedules", "daemons"])]
+        clear: bool,
+        /// Print the newest lines they wrote (from the server's journal).
+        #[arg(long, conflicts_with_all = ["schedules", "daemons", "clear"])]
+        output: bool,
+        /// With --output: how many lines.
+        #[arg(long, default_value_t = 200, requires = "output")]
+        lines: u32,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Deployments, kept releases and the live one.
+    Deployments(SiteTarget),
+    /// Replace the deploy script from a file.
+    DeployScript {
+        #[command(flatten)]
+        target: SiteTarget,
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Deployment settings: releases kept, deploy timeout, shared paths.
+    Settings {
+        #[command(flatten)]
+        target: SiteTarget,
+        /// Releases kept on the server (1-50).
+        #[arg(long)]
+        keep_releases: Option<u32>,
+        /// Seconds the deploy script may run.
+        #[arg(long)]
+        deploy_timeout: Option<u64>,
+        /// A file or directory (ending in /) shared by every release; repeat for several (replaces the list).
+        #[arg(long = "shared")]
+        shared: Vec<String>,
+    },
+    /// The site's deploy key (add it to your git host).
+    DeployKey(SiteTarget),
+    /// The deploy webhook URL and secret.
+    Webhook(SiteTarget),
+    /// Read or replace the site's .env.
+    Env {
+        #[command(subcommand)]
+        command: EnvCommand,
+    },
+    /// Run a command in the live release as the app user; its output streams here and its exit code becomes
+    /// this command's: `brokeforge site run --server S --domain D -- php artisan migrate --force`
+    Run {
+        #[command(flatten)]
+        target: SiteTarget,
+        /// Seconds before the command is stopped.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum EnvCommand {
+    /// Print the .env.
+    Get(SiteTarget),
+    /// Replace the .env with a file's contents, or standard input.
+    Set {
+        #[command(flatten)]
+        target: SiteTarget,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+}
+
+/// Lines indented for a listing; `  (none)` when there are none.
+pub(crate) fn indent(lines: &str) -> String {
+    if lines.trim().is_empty() {
+        return "  (none)".into();
+    }
+    lines
+        .lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub(crate) fn site_id(client: &Client, t: &SiteTarget) -> Result<(i64, i64)> {
+    let server = client.server_id(&t.server)?;
+    let site = client.site(server, &t.domain)?;
+    Ok((server, site["id"].as_i64().unwrap_or_default()))
+}
+
+pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
+    let client = Client::new(&c)?;
+    match cmd {
+        SiteCommand::Create {
+            target,
+            aliases,
+            php,
+            web_dir,
+            default,
+            repository,
+            branch,
+            git_host_key_fingerprint,
+            follow: do_follow,
+        } => {
+            let server = client.server_id(&target.server)?;
+            let v = client.post(
+                &format!("/servers/{server}/sites"),
+                json!({"domain": target.domain, "aliases": aliases, "php_version": php, "web_directory": web_dir, "default_site": default}),
+            )?;
+            let site_id = v["site"]["id"].as_i64().unwrap_or_default();
+            let Some(repo) = repository else {
+                job_result(&client, server, &v["job"], do_follow).await?;
+                return Ok(());
+            };
+            // The repository connects once the site exists.
+            job_result(&client, server, &v["job"], true).await?;
+            let key = client.get(&format!("/sites/{site_id}/deploy-key"))?;
+            if !client.json {
+                eprintln!(
+                    "deploy key (add it to the git host as a read-only key):\n  {}",
+                    key["public_key"].as_str().unwrap_or_default()
+                );
+            }
+            let r = client.post(
+                &format!("/sites/{site_id}/repository"),
+                json!({"url": repo, "branch": branch, "host_key_fingerprint": git_host_key_fingerprint, "deploy": true}),
+            )?;
+            let done = job_result(&client, server, &r["job"], do_follow).await?;
+            if do_follow && let Some(dj) = done["result"]["deployment_job_id"].as_i64() {
+                let job = client.get(&format!("/jobs/{dj}"))?;
+                job_result(&client, server, &job["job"], true).await?;
+            }
+        }
+        SiteCommand::List { server } => {
+            let id = client.server_id(&server)?;
+            let v = client.get(&format!("/servers/{id}/sites"))?;
+            if client.json {
+                print_json(&v);
+                return Ok(());
+            }
+            for s in v["sites"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<6} {:<36} PHP {:<5} {}",
+                    s["id"],
+                    s["domain"].as_str().unwrap_or_default(),
+                    s["php_version"].as_str().unwrap_or("-"),
+                    s["status"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        SiteCommand::Show(t) => {
+            let (_, id) = site_id(&client, &t)?;
+            let v = client.get(&format!("/sites/{id}"))?;
+            if client.json {
+                print_json(&v);
+            } else {
+                let s = &v["site"];
+                let cfg = &s["configuration"];
+                println!(
+                    "{} (id {}) {}",
+                    s["domain"].as_str().unwrap_or_default(),
+                    s["id"],
+                    s["status"].as_str().unwrap_or_default()
+                );
+                println!(
+                    "  php          {}",
+                    s["php_version"].as_str().unwrap_or("-")
+                );
+                println!(
+                    "  root         {}",
+                    s["document_root"].as_str().unwrap_or_default()
+                );
+                println!(
+                    "  repository   {}",
+                    cfg["repository"]["url"].as_str().unwrap_or("none")
+                );
+                println!(
+                    "  live release {}",
+                    cfg["current_release"].as_str().unwrap_or("none yet")
+                );
+                let cert = &cfg["certificate"];
+                if cert.is_object() {
+                    println!(
+                        "  https        {} (expires {})",
+                        cert["domains"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|d| d.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        cert["expires"].as_str().unwrap_or("unknown")
+                    );
+                } else {
+                    println!("  https        none (plain HTTP)");
+                }
+            }
+        }
+        SiteCommand::Remove {
+            target,
+            keep_files,
+            follow: do_follow,
+        } => {
+            let (server, id) = site_id(&client, &target)?;
+            let v = client.delete(&format!("/sites/{id}?keep_files={keep_files}"))?;
+            job_result(&client, server, &v["job"], do_follow).await?;
+        }
+        SiteCommand::Deploy {
+            target,
+            branch,
+            follow: do_follow,
+        } => {
+            let (server, id) = site_id(&client, &target)?;
+            let v = client.post(
+                &format!("/sites/{id}/deployments"),
+                json!({"branch": branch}),
+            )?;
+            if !client.json {
+                eprintln!("deployment {} queued", v["deployment"]["id"]);
+            }
+            job_result(&client, server, &v["job"], do_follow).await?;
+        }
+        SiteCommand::Rollback {
+            target,
+            release,
+            follow: do_follow,
+        } => {
+            let (server, id) = site_id(&client, &target)?;
+            let release = match release {
+                Some(r) => r,
+                None => {
+                    let d = client.get(&format!("/sites/{id}/deployments"))?;
+                    let current = d["current_release"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    let kept: Vec<String> = d["releases"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|r| r["name"].as_str().map(str::to_string))
+                        .collect();
+                    let pos = kept.iter().position(|r| *r == current);
+                    match pos {
+                        Some(p) if p > 0 => kept[p - 1].clone(),
+                        _ => bail!(
+                            "there is no kept release before the live one ({current}); name one with --release"
+                        ),
+                    }
+                }
+            };
+            let v = client.post(
+                &format!("/sites/{id}/rollback"),
+                json!({"release": release}),
+            )?;
+            if !client.json {
+                eprintln!("rolling back to {release}");
+            }
+            job_result(&client, server, &v["job"], do_follow).await?;
+        }
+        SiteCommand::Tasks {
+            target,
+            schedules,
+            daemons,
+            clear,
+            output,
+            lines,
+            follow: do_follow,
+        } => {
+            let (server, id) = site_id(&client, &target)?;
+            if output {
+                let v = client.get(&format!("/sites/{id}/tasks/output?lines={lines}"))?;
+                if client.json {
+                    print_json(&v);
+                } else {
+                    print!("{}", v["output"].as_str().unwrap_or_default());
+                }
+                return Ok(());
+            }
+            if schedules.is_empty() && daemons.is_empty() && !clear {
+                let s = client.get(&format!("/sites/{id}"))?;
+                let tasks = &s["site"]["configuration"]["tasks"];
+                if client.json {
+                    print_json(tasks);
+                } else {
+                    let parsed: brokeforge_packages::services::sites::schedule::SiteTasks =
+                        serde_json::from_value(tasks.clone()).unwrap_or_default();
+                    let (sched, daem) = parsed.to_text();
+                    println!("scheduled commands:\n{}", indent(&sched));
+                    println!("daemons:\n{}", indent(&daem));
+                }
+                return Ok(());
+            }
+            // Parsed here too, so a mistake is reported before anything is sent.
+            let tasks = brokeforge_packages::services::sites::schedule::SiteTasks::parse(
+                &schedules.join("\n"),
+                &daemons.join("\n"),
+            )
+            .map_err(|e| anyhow!("{}: {}", e.field, e.message))?;
+            let v = client.put(&format!("/sites/{id}/tasks"), serde_json::to_value(&tasks)?)?;
+            job_result(&client, server, &v["job"], do_follow).await?;
+        }
+        SiteCommand::Certificate {
+            target,
+            email,
+            acme_directory,
+            acme_ca,
+            hsts,
+            remove,
+            follow: do_follow,
+        } => {
+            let (server, id) = site_id(&client, &target)?;
+            let v = if remove {
+                client.delete(&format!("/sites/{id}/certificate"))?
+            } else {
+                let ca = match acme_ca {
+                    Some(path) => Some(
+                        std::fs::read_to_string(&path)
+                            .with_context(|| format!("cannot read {}", path.display()))?,
+                    ),
+                    None => None,
+                };
+                client.post(
+                    &format!("/sites/{id}/certificate"),
+                    json!({"email": email, "acme_directory": acme_directory, "acme_ca_certificate": ca, "hsts": hsts}),
+                )?
+            };
+            job_result(&client, server, &v["job"], do_follow).await?;
+        }
+        SiteCommand::Repository {
+            target,
+            repository: url,
+            branch,
+            host_key_fingerprint,
+            no_deploy,
+            follow: do_follow,
+        } => {
+            let (server, id) = site_id(&client, &target)?;
+            let r = client.post(
+                &format!("/sites/{id}/repository"),
+                json!({"url": url, "branch": branch, "host_key_fingerprint": host_key_fingerprint, "deploy": !no_deploy}),
+            )?;
+            let done = job_result(&client, server, &r["job"], do_follow).await?;
+            if !client.json && do_follow {
+                let fps: Vec<&str> = done["result"]["host_key_fingerprints"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                    .unwrap_or_default();
+                if !fps.is_empty() {
+                    eprintln!("git server host key pinned: {}", fps.join(", "));
+                }
+            }
+            if do_follow && let Some(dj) = done["result"]["deployment_job_id"].as_i64() {
+                let job = client.get(&format!("/jobs/{dj}"))?;
+                job_result(&client, server, &job["job"], true).await?;
+            }
+        }
+        SiteCommand::Deployments(t) => {
+            let (_, id) = site_id(&client, &t)?;
+            let v = client.get(&format!("/sites/{id}/deployments"))?;
+            if client.json {
+                print_json(&v);
+                return Ok(());
+            }
+            println!(
+                "live release: {}",
+                v["current_release"].as_str().unwrap_or("none")
+            );
+            for d in v["deployments"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<6} {:<9} {:<10} {:<12} {:<24} {}",
+                    d["id"],
+                    d["kind"].as_str().unwrap_or_default(),
+                    d["status"].as_str().unwrap_or_default(),
+                    d["commit_hash"]
+                        .as_str()
+                        .map(|c| &c[..c.len().min(10)])
+                        .unwrap_or("-"),
+                    d["release"].as_str().unwrap_or("-"),
+                    d["triggered_by"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        SiteCommand::DeployScript { target, file } => {
+            let (_, id) = site_id(&client, &target)?;
+            let script = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            client.put(
+                &format!("/sites/{id}/deploy-script"),
+                json!({"script": script}),
+            )?;
+            if !client.json {
+                println!("deploy script saved");
+            }
+        }
+        SiteCommand::Settings {
+            target,
+            keep_releases,
+            deploy_timeout,
+            shared,
+        } => {
+            let (_, id) = site_id(&client, &target)?;
+            let body = json!({
+                "keep_releases": keep_releases,
+                "deploy_timeout_secs": deploy_timeout,
+                "shared_paths": if shared.is_empty() { Value::Null } else { json!(shared) },
+            });
+            let v = client.put(&format!("/sites/{id}/settings"), body)?;
+            if client.json {
+                print_json(&v);
+            } else {
+                println!(
+                    "keep {} releases; deploy timeout {} s; shared: {}",
+                    v["keep_releases"],
+                    v["deploy_timeout_secs"],
+                    v["shared_paths"]
+                        .as_array()
+                        .map(|a| a
+                            .iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        SiteCommand::DeployKey(t) => {
+            let (_, id) = site_id(&client, &t)?;
+            let v = client.get(&format!("/sites/{id}/deploy-key"))?;
+            if client.json {
+                print_json(&v);
+            } else {
+                println!("{}", v["public_key"].as_str().unwrap_or_default());
+            }
+        }
+        SiteCommand::Webhook(t) => {
+            let (_, id) = site_id(&client, &t)?;
+            let v = client.get(&format!("/sites/{id}/webhook"))?;
+            if client.json {
+                print_json(&v);
+            } else {
+                println!(
+                    "url:    {}\nsecret: {}",
+                    v["url"].as_str().unwrap_or_default(),
+                    v["secret"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        SiteCommand::Env { command } => match command {
+            EnvCommand::Get(t) => {
+                let (_, id) = site_id(&client, &t)?;
+                let v = client.get(&format!("/sites/{id}/env"))?;
+                if client.json {
+                    print_json(&v);
+                } else {
+                    print!("{}", v["env"].as_str().unwrap_or_default());
+                }
+            }
+            EnvCommand::Set { target, file } => {
+                let (_, id) = site_id(&client, &target)?;
+                let env = match file {
+                    Some(f) => std::fs::read_to_string(&f)
+                        .with_context(|| format!("reading {}", f.display()))?,
+                    None => read_stdin("the .env")?,
+                };
+                client.put(&format!("/sites/{id}/env"), json!({"env": env}))?;
+                if !client.json {
+                    println!(".env replaced");
+                }
+            }
+        },
+        SiteCommand::Run {
+            target,
+            timeout,
+            command,
+        } => {
+            let (server, id) = site_id(&client, &target)?;
+            let v = client.post(
+                &format!("/sites/{id}/commands"),
+                json!({"command": command.join(" "), "timeout_secs": timeout}),
+            )?;
+            let f = follow(&client, server, &v["job"], OutputMode::Passthrough).await?;
+            let result = &f.job["result"];
+            if client.json {
+                print_json(&json!({"job": f.job}));
+            }
+            if result.is_null() {
+                bail!(
+                    "the command did not run: {}",
+                    f.job["error"].as_str().unwrap_or("no reason given")
+                );
+            }
+            if result["timed_out"] == true {
+                eprintln!("the command was stopped after {timeout} s");
+                return Err(ExitWith(124).into());
+            }
+            let code = result["exit_code"].as_i64().unwrap_or(1) as i32;
+            if code != 0 {
+                return Err(ExitWith(code).into());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! Story: the web server package serves PHP and is removed cleanly.
+
+use super::harness::*;
+
+/// nginx + PHP-FPM: the default page and PHP answer from the host; installing again converges; removal leaves
+/// nothing listening on port 80.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webserver_serves_php_and_is_removed_cleanly() {
+    if !enabled() {
+        return;
+    }
+    let (host, panel, id) = onboarded(13, "web").await;
+    let store = &panel.store;
+    install(store, id, "webserver", &[]).await;
+    let svc = store
+        .services(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.service_name == "webserver")
+        .unwrap();
+    assert_eq!(svc.status, brokeforge_core::ServiceStatus::Active);
+    assert_eq!(
+        svc.configuration["php_versions"],
+        serde_json::json!(["8.2"])
+    );
+
+    let page = http_body(&format!("http://{}/", host.ip)).await;
+    assert!(page.contains("web is ready"), "{page}");
+    let put = host
+        .root("printf '<?php echo phpversion();' > /home/brokeforge/default/public/info.php && \
+                chown brokeforge:brokeforge /home/brokeforge/default/public/info.php && chmod 640 /home/brokeforge/default/public/info.php")
+        .await;
+    assert!(put.success());
+    let version = http_body(&format!("http://{}/info.php", host.ip)).await;
+    assert!(version.starts_with("8.2."), "{version}");
+    // Composer comes with the distribution's PHP, for deploy scripts.
+    let composer = host.root("su - brokeforge -c 'composer --version'").await;
+    assert!(
+        composer.success() && composer.stdout_text().contains("Composer"),
+        "{}",
+        composer.stderr_text()
+    );
+    // PHP runs as the app user, not www-data.
+    let who = host
+        .root("ps -o user= -C php-fpm8.2 | sort -u")
+        .await
+        .stdout_text();
+    assert!(who.contains("brokeforge"), "{who}");
+    // A dotfile is denied.
+    assert!(
+        host.root("printf secret > /home/brokeforge/default/public/.env")
+            .await
+            .success()
+    );
+    assert!(http_status(&format!("http://{}/.env", host.ip)).await == 403);
+
+    // Installing again converges.
+    install(store, id, "webserver", &[]).await;
+    assert!(
+        http_body(&format!("http://{}/info.php", host.ip))
+            .await
+            .starts_with("8.2.")
+    );
+
+    remove(store, id, "webserver").await;
+    assert!(
+        store
+            .services(id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|s| s.service_name != "webserver")
+    );
+    let left = host
+        .root("dpkg -l | awk '/^ii/ && ($2 ~ /^nginx/ || $2 ~ /^php/ || $2 ~ /^composer/) {print $2}'")
+        .await
+        .stdout_text();
+    assert!(left.trim().is_empty(), "still installed: {left}");
+    assert!(
+        tokio::net::TcpStream::connect((host.ip.as_str(), 80))
+            .await
+            .is_err(),
+        "port 80 still open"
+    );
+}
