@@ -22,6 +22,7 @@ use crate::error::ApiError;
 use crate::extract::OwnedServer;
 use crate::state::AppState;
 use brokeforge_domain::servers::NewServer;
+use brokeforge_packages::services::webserver::nginx::SERVICE_NAME as WEBSERVER;
 
 // ---- servers ----
 
@@ -301,61 +302,27 @@ pub async fn server_view(
             retryable: false,
         });
     }
-    let php_versions: Vec<String> = services
-        .iter()
-        .find(|s| s.service_name == "webserver")
-        .and_then(|s| s.configuration.get("php_versions").cloned())
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default();
-    let db_engines: Vec<String> = services
-        .iter()
-        .filter(|s| {
-            matches!(s.service_name.as_str(), "mariadb" | "mysql" | "postgresql")
-                && s.status == ServiceStatus::Active
-        })
-        .map(|s| s.service_name.clone())
-        .collect();
-    let databases = services
-        .iter()
-        .filter(|s| db_engines.contains(&s.service_name))
-        .map(|s| {
-            let names = |k: &str| -> Vec<String> {
-                s.configuration
-                    .get(k)
-                    .and_then(|v| v.as_array())
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x["name"].as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
-            DbView {
-                engine: s.service_name.clone(),
-                schemas: names("schemas"),
-                users: names("users"),
-            }
+    let php_versions = state.domain.php_versions(server).await?;
+    let databases: Vec<DbView> = state
+        .domain
+        .database_engines(server)
+        .await?
+        .into_iter()
+        .map(|d| DbView {
+            engine: d.engine,
+            schemas: d.schemas,
+            users: d.users,
         })
         .collect();
+    let db_engines: Vec<String> = databases.iter().map(|d| d.engine.clone()).collect();
     let services = services
         .into_iter()
         .map(|s| ServiceView {
-            details: s
-                .configuration
-                .get("php_versions")
-                .map(|v| {
-                    format!(
-                        "PHP {}",
-                        v.as_array()
-                            .map(|a| a
-                                .iter()
-                                .filter_map(|x| x.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", "))
-                            .unwrap_or_default()
-                    )
-                })
-                .unwrap_or_default(),
+            details: if s.service_name == WEBSERVER {
+                format!("PHP {}", php_versions.join(", "))
+            } else {
+                String::new()
+            },
             removable: catalogue::entry(&s.service_name).is_ok()
                 && !matches!(
                     s.status,

@@ -56,6 +56,11 @@ impl Engine {
         Engine::Redis,
     ];
 
+    /// Whether the engine has schemas and users (the SQL engines; Redis has neither).
+    pub fn has_schemas(self) -> bool {
+        self != Engine::Redis
+    }
+
     /// The catalogue and service-record name.
     pub fn name(self) -> &'static str {
         match self {
