@@ -87,7 +87,10 @@ pub async fn run(cmd: AdminCommand) -> Result<()> {
                     .reset_password(&email, &password)
                     .await
                     .map_err(domain_error)?;
-                println!("password of {} changed; their sessions ended", user.email);
+                println!(
+                    "password of {} changed; their sessions and API tokens ended",
+                    user.email
+                );
             }
             AdminCommand::CreateToken { email, name } => {
                 let user = store.user_by_email(&email).await?.ok_or_else(|| {

@@ -15,6 +15,7 @@ pub fn web_config() -> WebConfig {
         public_url: env("BROKEFORGE_PUBLIC_URL"),
         secure_cookies: env("BROKEFORGE_SECURE_COOKIES").as_deref() == Some("1"),
         trust_proxy: env("BROKEFORGE_TRUST_PROXY").as_deref() == Some("1"),
+        metrics_token: env("BROKEFORGE_METRICS_TOKEN"),
     }
 }
 
@@ -30,6 +31,11 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
         Worker::new(store.clone(), brokeforge_packages::registry(), worker).run(stop.clone()),
     );
     let activity = store.spawn_activity_listener();
+    let housekeeping = {
+        let domain = brokeforge_domain::Domain::new(store.clone());
+        let stop = stop.clone();
+        tokio::spawn(async move { domain.run_maintenance(stop).await })
+    };
     let mut state = AppState::new(store.clone(), web_config());
     state.shutdown = stop.clone();
     // Whoever started us may have stopped reading stdout: a closed pipe must not stop the server.
@@ -52,6 +58,7 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
     .await
     .context("server error")?;
     workers.await.context("worker task")??;
+    let _ = housekeeping.await;
     if let Some(a) = activity {
         a.abort();
     }

@@ -36,9 +36,13 @@ impl Drop for Secret {
 /// Replace every occurrence of each secret in `text` with `********`.
 pub fn redact(text: &str, secrets: &[Secret]) -> String {
     let mut out = text.to_string();
-    for s in secrets {
-        if s.expose().len() >= 4 && out.contains(s.expose()) {
-            out = out.replace(s.expose(), "********");
+    // Longest first: a secret that contains another is masked whole. Every secret is masked, however short:
+    // the rules that make secrets long live where they are set.
+    let mut sorted: Vec<&str> = secrets.iter().map(|s| s.expose()).collect();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for s in sorted {
+        if !s.is_empty() && out.contains(s) {
+            out = out.replace(s, "********");
         }
     }
     out
@@ -53,5 +57,10 @@ mod tests {
         let s = Secret::new("hunter22");
         assert_eq!(format!("{s} {s:?}"), "******** Secret(********)");
         assert_eq!(redact("pw=hunter22;", &[s]), "pw=********;");
+        // Short secrets too, and the longest first.
+        assert_eq!(
+            redact("a=x7 b=x7y8", &[Secret::new("x7"), Secret::new("x7y8")]),
+            "a=******** b=********"
+        );
     }
 }

@@ -46,6 +46,10 @@ pub fn check_password_rules(password: &str) -> DomainResult<()> {
 
 /// Argon2id with the crate's default (OWASP) parameters, as a PHC string.
 pub async fn hash_password(password: &str) -> DomainResult<String> {
+    let _permit = hashing()
+        .acquire()
+        .await
+        .map_err(|e| DomainError::Internal(format!("password hashing: {e}")))?;
     let pw = password.to_string();
     tokio::task::spawn_blocking(move || {
         Argon2::default()
@@ -60,7 +64,25 @@ pub async fn hash_password(password: &str) -> DomainResult<String> {
     })
 }
 
+/// Argon2 verifications running at once: each holds ~19 MiB, so a burst of sign-ins cannot exhaust memory.
+fn hashing() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores.clamp(2, 4))
+    })
+}
+
+/// A throttle key: what is counted, and a bounded part of the value (a huge email cannot bloat the table).
+fn throttle_key(kind: &str, value: &str) -> String {
+    let value: String = value.chars().take(200).collect();
+    format!("{kind}:{value}")
+}
+
 pub async fn verify_password(password: &str, hash: &str) -> bool {
+    let Ok(_permit) = hashing().acquire().await else {
+        return false;
+    };
     let (pw, hash) = (password.to_string(), hash.to_string());
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
@@ -95,19 +117,23 @@ pub struct NewToken {
 }
 
 impl Domain {
-    /// Check the throttle for a login, then the password. Every outcome is recorded.
+    /// Sign in. The attempt is counted before the password is checked (so parallel guesses all count),
+    /// refused when its email or its client address has failed too often lately, and only then checked, with
+    /// at most a few Argon2 verifications at once (each holds ~19 MiB).
     pub async fn login(&self, email: &str, password: &str, address: &str) -> DomainResult<User> {
         let store = &self.store;
         let email = email.trim().to_ascii_lowercase();
         let since = now_ms() - THROTTLE_WINDOW_MS;
-        let by_email = format!("email:{email}");
-        let by_address = format!("addr:{address}");
+        let by_email = throttle_key("email", &email);
+        let by_address = throttle_key("addr", address);
+        let attempt = store.begin_login_attempt(&[&by_email, &by_address]).await?;
         for (key, max) in [
             (&by_email, MAX_FAILURES_PER_EMAIL),
             (&by_address, MAX_FAILURES_PER_ADDRESS),
         ] {
+            // This attempt is among the failures counted: more than `max` means `max` failed before it.
             let (failures, oldest) = store.login_failures(key, since).await?;
-            if failures >= max {
+            if failures > max {
                 let wait_min = oldest
                     .map(|o| ((o + THROTTLE_WINDOW_MS - now_ms()) / 60_000).max(1))
                     .unwrap_or(15);
@@ -125,14 +151,10 @@ impl Domain {
         let ok = verify_password(password, user.as_ref().map_or(dummy, |u| &u.password_hash)).await;
         match user {
             Some(u) if ok => {
-                store.record_login_attempt(&by_email, true).await?;
+                store.login_succeeded(&by_email, &attempt).await?;
                 Ok(u)
             }
-            _ => {
-                store.record_login_attempt(&by_email, false).await?;
-                store.record_login_attempt(&by_address, false).await?;
-                Err(DomainError::Unauthorized("wrong email or password".into()))
-            }
+            _ => Err(DomainError::Unauthorized("wrong email or password".into())),
         }
     }
 
@@ -234,9 +256,27 @@ impl Domain {
         Ok(self.store.delete_user(id).await?)
     }
 
-    /// Set a password: one's own, or anyone's as an administrator.
-    pub async fn set_password(&self, actor: &User, id: i64, password: &str) -> DomainResult<()> {
-        if id != actor.id {
+    /// Set a password: one's own (proving the current one), or anyone else's as an administrator. The
+    /// user's sessions and API tokens end.
+    pub async fn set_password(
+        &self,
+        actor: &User,
+        id: i64,
+        current: Option<&str>,
+        password: &str,
+    ) -> DomainResult<()> {
+        if id == actor.id {
+            let ok = match current {
+                Some(c) => verify_password(c, &actor.password_hash).await,
+                None => false,
+            };
+            if !ok {
+                return Err(DomainError::invalid(
+                    "current_password",
+                    "give your current password to change it",
+                ));
+            }
+        } else {
             require_admin(actor)?;
         }
         check_password_rules(password)?;
@@ -270,7 +310,9 @@ impl Domain {
                 "the current password is wrong",
             ));
         }
-        self.set_password(actor, actor.id, new).await
+        check_password_rules(new)?;
+        let hash = hash_password(new).await?;
+        Ok(self.store.set_password_hash(actor.id, &hash).await?)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod databases;
 pub mod error;
 pub mod jobs;
+pub mod maintenance;
 pub mod servers;
 pub mod sites;
 

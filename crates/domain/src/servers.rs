@@ -185,6 +185,15 @@ impl Domain {
         )
     }
 
+    /// Whether a token would serve the script now, without using it up (an HTTP HEAD asks this).
+    pub async fn provisioning_token_valid(&self, token: &str) -> DomainResult<bool> {
+        Ok(self
+            .store
+            .use_provision_token(token, brokeforge_store::TokenUse::Peek)
+            .await?
+            .is_some())
+    }
+
     /// A report from a running script. `None` when the token does not allow reports; otherwise the job base
     /// provisioning was queued as, if this report completed the script.
     pub async fn provisioning_report(

@@ -8,7 +8,7 @@ use brokeforge_packages::RunContext;
 use brokeforge_packages::services::sites::certificate::{self, CertificateRequest};
 use brokeforge_packages::services::sites::command::{CommandRequest, SiteCommandInstaller};
 use brokeforge_packages::services::sites::common::{DEFAULT_COMMAND_TIMEOUT, shared_path};
-use brokeforge_packages::services::sites::config::SiteConfig;
+use brokeforge_packages::services::sites::config::{SiteConfig, WebhookSource};
 use brokeforge_packages::services::sites::environment::{self, EnvironmentInstaller};
 use brokeforge_packages::services::sites::repository::{self, RepositoryRequest};
 use brokeforge_packages::services::sites::schedule::SiteTasks;
@@ -31,11 +31,13 @@ pub struct SiteSettings {
     pub shared_paths: Option<Vec<String>>,
 }
 
-/// Where GitHub, GitLab or any tool posts to deploy, and the secret they sign with.
+/// Where GitHub, GitLab or any tool posts to deploy, who the site expects, and the secret they prove.
 pub struct WebhookInfo {
-    /// The path under BrokeForge's base URL.
+    /// The path under BrokeForge's base URL (its id finds the site; it proves nothing).
     pub path: Secret,
+    /// GitHub's webhook secret, GitLab's secret token, or any other caller's `X-BrokeForge-Token`.
     pub secret: Secret,
+    pub provider: WebhookSource,
 }
 
 impl Domain {
@@ -141,7 +143,7 @@ impl Domain {
             ));
         }
         let script = (!script.trim().is_empty()).then(|| script.replace("\r\n", "\n"));
-        SiteConfig::update(&self.store, site.id, |c| c.deploy_script = script).await?;
+        SiteConfig::update(&self.store, site.id, |c| c.deploy_script = script.clone()).await?;
         Ok(())
     }
 
@@ -184,8 +186,8 @@ impl Domain {
             if let Some(t) = s.deploy_timeout_secs {
                 c.deploy_timeout_secs = t;
             }
-            if let Some(p) = paths {
-                c.shared_paths = p;
+            if let Some(p) = &paths {
+                c.shared_paths = p.clone();
             }
         })
         .await?)
@@ -244,7 +246,30 @@ impl Domain {
     pub async fn webhook(&self, site: &ServerSite) -> DomainResult<WebhookInfo> {
         Ok(WebhookInfo {
             path: webhook::webhook_path(&self.store, site).await?,
-            secret: webhook::webhook_token(&self.store, site).await?,
+            secret: webhook::signing_secret(&self.store, site).await?,
+            provider: SiteConfig::of(site).webhook_provider,
         })
+    }
+
+    /// Choose who calls the site's deploy webhook (`github`, `gitlab` or `generic`).
+    pub async fn set_webhook_provider(
+        &self,
+        site: &ServerSite,
+        provider: &str,
+    ) -> DomainResult<WebhookSource> {
+        let provider = WebhookSource::parse(provider)?;
+        SiteConfig::update(&self.store, site.id, |c| c.webhook_provider = provider).await?;
+        Ok(provider)
+    }
+
+    /// A call of a site's deploy webhook (from GitHub, GitLab or another tool; not a user).
+    pub async fn deploy_webhook(
+        &self,
+        site_id: i64,
+        url_id: &str,
+        header: impl Fn(&str) -> Option<String>,
+        body: &[u8],
+    ) -> Result<webhook::WebhookOutcome, webhook::WebhookError> {
+        webhook::handle(&self.store, site_id, url_id, header, body).await
     }
 }

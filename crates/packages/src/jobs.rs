@@ -243,6 +243,7 @@ async fn run_job(
             }
         })
     };
+    let started = std::time::Instant::now();
     let outcome = execute(&store, &executor, &registry, &job, cancel.clone()).await;
     beat.abort();
     let ended = finish(
@@ -260,7 +261,15 @@ async fn run_job(
             tracing::error!(job_id = job.id, error = %e, "recording the job's outcome failed")
         }
         // Watchers learn how it ended (a job handed back to the queue has not ended).
-        Ok(Some((status, error))) if job.server_id.is_some() => {
+        Ok(Some((status, error))) => {
+            crate::base::metrics::JOBS.record(
+                &job.kind,
+                status.as_str(),
+                started.elapsed().as_millis() as u64,
+            );
+            if job.server_id.is_none() {
+                return;
+            }
             let ended = Job {
                 status,
                 error,

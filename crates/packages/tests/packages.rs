@@ -952,3 +952,172 @@ mod contract {
         }
     }
 }
+
+/// Concurrent changes of one site's configuration (a deploy recording its release while the user edits
+/// settings, two jobs finishing at once) never drop each other: each is applied to the newest revision.
+mod site_config {
+    use brokeforge_core::ServiceStatus;
+    use brokeforge_packages::services::sites::config::{ReleaseInfo, SiteConfig};
+    use brokeforge_store::testing::stores;
+    use brokeforge_store::{NewServer, NewSite};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_changes_keep_each_other() {
+        for t in stores().await {
+            let store = t.store.clone();
+            let user = store
+                .create_user("cfg@example.com", "x", false)
+                .await
+                .unwrap();
+            let server = store
+                .create_server(&NewServer {
+                    user_id: user.id,
+                    name: "cfg".into(),
+                    public_ip: "203.0.113.5".into(),
+                    ssh_port: 22,
+                    host_key_fingerprint: None,
+                })
+                .await
+                .unwrap();
+            let site = store
+                .create_site(&NewSite {
+                    server_id: server.id,
+                    domain: "cfg.example.com".into(),
+                    document_root: "/home/brokeforge/cfg.example.com".into(),
+                    php_version: Some("8.2".into()),
+                    status: ServiceStatus::Active,
+                    configuration: SiteConfig::default().to_value(),
+                })
+                .await
+                .unwrap();
+            let mut tasks = Vec::new();
+            for i in 0..16i64 {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    SiteConfig::update(&store, site.id, |c| {
+                        if i % 2 == 0 {
+                            c.releases.push(ReleaseInfo {
+                                name: format!("release-{i}"),
+                                commit: None,
+                                deployment_id: None,
+                                deployed_at: i,
+                            });
+                        } else {
+                            c.shared_paths.push(format!("path-{i}"));
+                        }
+                    })
+                    .await
+                    .unwrap();
+                }));
+            }
+            for task in tasks {
+                task.await.unwrap();
+            }
+            let c = SiteConfig::of(&store.site(site.id).await.unwrap());
+            assert_eq!(c.releases.len(), 8, "{}: {:?}", t.name, c.releases);
+            assert_eq!(
+                c.shared_paths.len(),
+                2 + 8,
+                "{}: {:?}",
+                t.name,
+                c.shared_paths
+            );
+        }
+    }
+}
+
+/// Deploy webhooks: pushes while a deployment of the site waits in the queue join it (a flood of pushes is
+/// one deployment), and a delivery id is acted on once.
+mod webhooks {
+    use brokeforge_core::ServiceStatus;
+    use brokeforge_packages::services::sites::config::{
+        RepositoryConfig, SiteConfig, WebhookSource,
+    };
+    use brokeforge_packages::services::sites::webhook::{self, WebhookOutcome};
+    use brokeforge_store::testing::stores;
+    use brokeforge_store::{NewServer, NewSite};
+
+    #[tokio::test]
+    async fn pushes_join_a_queued_deploy_and_replays_do_nothing() {
+        for t in stores().await {
+            let store = t.store.clone();
+            let user = store
+                .create_user("hook@example.com", "x", false)
+                .await
+                .unwrap();
+            let server = store
+                .create_server(&NewServer {
+                    user_id: user.id,
+                    name: "hook".into(),
+                    public_ip: "203.0.113.6".into(),
+                    ssh_port: 22,
+                    host_key_fingerprint: None,
+                })
+                .await
+                .unwrap();
+            let config = SiteConfig {
+                webhook_provider: WebhookSource::Generic,
+                repository: Some(RepositoryConfig {
+                    url: "https://git.example.com/acme/app.git".into(),
+                    branch: "main".into(),
+                    transport: "https".into(),
+                    host: "git.example.com".into(),
+                    port: 443,
+                    deploy_key_public: None,
+                    host_key_fingerprints: Vec::new(),
+                    known_hosts: String::new(),
+                }),
+                ..SiteConfig::default()
+            };
+            let site = store
+                .create_site(&NewSite {
+                    server_id: server.id,
+                    domain: "hook.example.com".into(),
+                    document_root: "/home/brokeforge/hook.example.com".into(),
+                    php_version: Some("8.2".into()),
+                    status: ServiceStatus::Active,
+                    configuration: config.to_value(),
+                })
+                .await
+                .unwrap();
+            let url_id = webhook::webhook_token(&store, &site).await.unwrap();
+            let secret = webhook::signing_secret(&store, &site).await.unwrap();
+            let call = |delivery: &'static str| {
+                let secret = secret.expose().to_string();
+                move |name: &str| match name {
+                    "x-brokeforge-token" => Some(secret.clone()),
+                    "x-brokeforge-delivery" => Some(delivery.to_string()),
+                    _ => None,
+                }
+            };
+            let first = webhook::handle(&store, site.id, url_id.expose(), call("one"), b"")
+                .await
+                .unwrap();
+            let WebhookOutcome::Deployed(first) = first else {
+                panic!("{}: {first:?}", t.name)
+            };
+            // No worker runs here: the deployment waits in the queue, and the next push joins it.
+            let second = webhook::handle(&store, site.id, url_id.expose(), call("two"), b"")
+                .await
+                .unwrap();
+            match second {
+                WebhookOutcome::Joined(d) => assert_eq!(d.id, first.0.id, "{}", t.name),
+                other => panic!("{}: {other:?}", t.name),
+            }
+            let replay = webhook::handle(&store, site.id, url_id.expose(), call("one"), b"")
+                .await
+                .unwrap();
+            assert!(
+                matches!(replay, WebhookOutcome::Ignored(_)),
+                "{}: {replay:?}",
+                t.name
+            );
+            assert_eq!(
+                store.deployments(site.id, 10).await.unwrap().len(),
+                1,
+                "{}",
+                t.name
+            );
+        }
+    }
+}

@@ -76,22 +76,33 @@ impl Store {
             .try_get("n")?)
     }
 
-    /// Set a user's password hash; their sessions end.
+    /// Set a user's password hash; everything signed in with the old one ends with it: their sessions and
+    /// their API tokens (one transaction: no window with a new password and an old token).
     pub async fn set_password_hash(&self, user_id: i64, hash: &str) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
         let done =
             sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
                 .bind(hash)
-                .bind(now_ms())
+                .bind(now)
                 .bind(user_id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("user {user_id}")));
         }
         sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -244,27 +255,54 @@ impl Store {
 
     // ---- login throttling ----
 
-    pub async fn record_login_attempt(&self, key: &str, success: bool) -> Result<()> {
+    /// Count a sign-in attempt before its password is checked, as a failure under each key until it
+    /// succeeds: parallel guesses all count, however fast they arrive. Returns the rows to settle it with.
+    pub async fn begin_login_attempt(&self, keys: &[&str]) -> Result<Vec<i64>> {
         let now = now_ms();
-        sqlx::query(
-            "INSERT INTO login_attempts (throttle_key, success, created_at) VALUES ($1, $2, $3)",
-        )
-        .bind(key)
-        .bind(success as i64)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        if success {
-            // A successful login clears the slate for this key.
-            sqlx::query("DELETE FROM login_attempts WHERE throttle_key = $1")
-                .bind(key)
-                .execute(&self.pool)
+        let mut ids = Vec::with_capacity(keys.len());
+        for key in keys {
+            let row = sqlx::query(
+                "INSERT INTO login_attempts (throttle_key, success, created_at) VALUES ($1, 0, $2) RETURNING id",
+            )
+            .bind(*key)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+            ids.push(row.try_get("id")?);
+        }
+        Ok(ids)
+    }
+
+    /// A sign-in succeeded: its attempt rows go, and the slate of `clear_key` (the account) is cleared.
+    pub async fn login_succeeded(&self, clear_key: &str, attempt_ids: &[i64]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM login_attempts WHERE throttle_key = $1")
+            .bind(clear_key)
+            .execute(&mut *tx)
+            .await?;
+        for id in attempt_ids {
+            sqlx::query("DELETE FROM login_attempts WHERE id = $1")
+                .bind(*id)
+                .execute(&mut *tx)
                 .await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Failed attempts for `key` since `since_ms`, and the oldest of them.
+    /// Forget attempts older than `before_ms` (at most `limit` rows, so a large backlog goes in small
+    /// batches); how many went.
+    pub async fn prune_login_attempts(&self, before_ms: i64, limit: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM login_attempts WHERE id IN (SELECT id FROM login_attempts WHERE created_at < $1 LIMIT $2)",
+        )
+        .bind(before_ms)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     pub async fn login_failures(&self, key: &str, since_ms: i64) -> Result<(i64, Option<i64>)> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM login_attempts WHERE throttle_key = $1 AND success = 0 AND created_at > $2",

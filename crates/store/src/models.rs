@@ -81,6 +81,9 @@ pub struct ServerSite {
     pub php_version: Option<String>,
     pub status: ServiceStatus,
     pub configuration: serde_json::Value,
+    /// Bumped by every change of `configuration` (changes are made under a check of it).
+    #[serde(default)]
+    pub config_revision: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -36,6 +36,8 @@ fn credential_context(server_id: i64, credential: CredentialKind) -> String {
 pub enum TokenUse {
     /// Fetch the one-line script (once).
     Script,
+    /// Ask whether the script could be fetched, without using the token up (an HTTP HEAD).
+    Peek,
     /// Report a step from the running script.
     Callback,
 }
@@ -234,6 +236,22 @@ impl Store {
         })
     }
 
+    /// Delete every credential of kind `credential` stored before `before_ms` (the user's root keys for direct
+    /// onboarding, which a crashed onboarding may have left); how many went.
+    pub async fn expire_credentials(
+        &self,
+        credential: CredentialKind,
+        before_ms: i64,
+    ) -> Result<u64> {
+        let done =
+            sqlx::query("DELETE FROM server_credentials WHERE credential = $1 AND created_at < $2")
+                .bind(credential.as_str())
+                .bind(before_ms)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
+
     pub async fn delete_credential(
         &self,
         server_id: i64,
@@ -286,6 +304,16 @@ impl Store {
                 )
                 .bind(now)
                 .bind(token_hash(token))
+                .fetch_optional(&self.pool)
+                .await?
+            }
+            TokenUse::Peek => {
+                sqlx::query(
+                    "SELECT server_id FROM server_provision_tokens WHERE token_hash = $1 AND expires_at > $2 \
+                     AND script_served_at IS NULL AND finished_at IS NULL",
+                )
+                .bind(token_hash(token))
+                .bind(now)
                 .fetch_optional(&self.pool)
                 .await?
             }

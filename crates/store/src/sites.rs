@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use crate::models::*;
 use crate::{Result, Store, StoreError, is_unique_violation, json, parse};
 
-const SITE_COLS: &str = "id, server_id, domain, document_root, php_version, status, configuration, created_at, updated_at";
+const SITE_COLS: &str = "id, server_id, domain, document_root, php_version, status, configuration, config_revision, created_at, updated_at";
 
 fn site_from(row: &AnyRow) -> Result<ServerSite> {
     Ok(ServerSite {
@@ -19,6 +19,7 @@ fn site_from(row: &AnyRow) -> Result<ServerSite> {
         php_version: row.try_get("php_version")?,
         status: parse(row, "status")?,
         configuration: json(row, "configuration")?,
+        config_revision: row.try_get("config_revision")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -108,7 +109,7 @@ impl Store {
         configuration: &serde_json::Value,
     ) -> Result<()> {
         let done = sqlx::query(
-            "UPDATE server_sites SET configuration = $1, updated_at = $2 WHERE id = $3",
+            "UPDATE server_sites SET configuration = $1, config_revision = config_revision + 1, updated_at = $2 WHERE id = $3",
         )
         .bind(configuration.to_string())
         .bind(now_ms())
@@ -119,6 +120,27 @@ impl Store {
             return Err(StoreError::NotFound(format!("site {id}")));
         }
         Ok(())
+    }
+
+    /// Replace a site's configuration only if nobody changed it since revision `revision` was read;
+    /// `false` when someone did (read it again and redo the change).
+    pub async fn set_site_configuration_if(
+        &self,
+        id: i64,
+        revision: i64,
+        configuration: &serde_json::Value,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE server_sites SET configuration = $1, config_revision = config_revision + 1, updated_at = $2 \
+             WHERE id = $3 AND config_revision = $4",
+        )
+        .bind(configuration.to_string())
+        .bind(now_ms())
+        .bind(id)
+        .bind(revision)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn delete_site(&self, id: i64) -> Result<()> {
@@ -198,6 +220,43 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(deployment_from).collect()
+    }
+
+    /// A deployment of the site still waiting in the queue (not yet started), if any.
+    pub async fn queued_deployment(&self, site_id: i64) -> Result<Option<Deployment>> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEPLOYMENT_COLS} FROM site_deployments WHERE site_id = $1 AND kind = 'deploy' AND status = 'queued' ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(site_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(deployment_from).transpose()
+    }
+
+    /// Remember a webhook delivery; `false` when it was recorded before (a replay).
+    pub async fn record_webhook_delivery(&self, site_id: i64, delivery_id: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO webhook_deliveries (site_id, delivery_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(site_id)
+        .bind(delivery_id)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Forget webhook deliveries older than `before_ms`, at most `limit`; how many went.
+    pub async fn prune_webhook_deliveries(&self, before_ms: i64, limit: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE (site_id, delivery_id) IN \
+             (SELECT site_id, delivery_id FROM webhook_deliveries WHERE created_at < $1 LIMIT $2)",
+        )
+        .bind(before_ms)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// The job picked the deployment up.

@@ -671,7 +671,9 @@ async fn deployments_follow_their_job() {
             (d.commit_hash.as_deref(), d.release.as_deref()),
             (Some("abc123"), Some("20261125-1"))
         );
-        assert!(d.duration_ms().unwrap() >= 0);
+        let (started, finished) = (d.started_at.unwrap(), d.finished_at.unwrap());
+        assert!(finished >= started, "{}", t.name);
+        assert_eq!(d.duration_ms(), Some(finished - started));
 
         // The second fails: the reason is kept.
         let c = s.claim("w", lease).await.unwrap().unwrap();
@@ -825,20 +827,46 @@ async fn sessions_tokens_and_login_throttling() {
         assert!(s.api_token_user("th1").await.unwrap().is_none());
         assert!(s.api_tokens(user.id).await.unwrap()[0].revoked_at.is_some());
 
+        // Attempts count as failures from the moment they start; a success clears the account's slate and
+        // its own row under any other key.
         for _ in 0..3 {
-            s.record_login_attempt("acct@example.com", false)
+            s.begin_login_attempt(&["acct@example.com", "addr:192.0.2.1"])
                 .await
                 .unwrap();
         }
         assert_eq!(s.login_failures("acct@example.com", 0).await.unwrap().0, 3);
-        s.record_login_attempt("acct@example.com", true)
+        let ids = s
+            .begin_login_attempt(&["acct@example.com", "addr:192.0.2.1"])
             .await
             .unwrap();
+        assert_eq!(s.login_failures("addr:192.0.2.1", 0).await.unwrap().0, 4);
+        s.login_succeeded("acct@example.com", &ids).await.unwrap();
         assert_eq!(s.login_failures("acct@example.com", 0).await.unwrap().0, 0);
+        assert_eq!(s.login_failures("addr:192.0.2.1", 0).await.unwrap().0, 3);
+        // Old attempts are pruned in batches.
+        let later = brokeforge_core::time::now_ms() + 1000;
+        assert_eq!(s.prune_login_attempts(later, 2).await.unwrap(), 2);
+        assert_eq!(s.prune_login_attempts(later, 100).await.unwrap(), 1);
+        assert_eq!(s.login_failures("addr:192.0.2.1", 0).await.unwrap().0, 0);
 
-        // A new password ends the sessions.
+        // A new password ends the sessions and the API tokens.
+        let live = s
+            .create_api_token(user.id, "ci2", "th2", "bf_efgh")
+            .await
+            .unwrap();
         s.set_password_hash(user.id, "new").await.unwrap();
         assert!(s.session("h1").await.unwrap().is_none());
+        assert!(s.api_token_user("th2").await.unwrap().is_none());
+        assert!(
+            s.api_tokens(user.id)
+                .await
+                .unwrap()
+                .iter()
+                .find(|t| t.id == live.id)
+                .unwrap()
+                .revoked_at
+                .is_some()
+        );
         assert_eq!(s.count_users().await.unwrap(), 2);
     }
 }

@@ -10,6 +10,8 @@ use brokeforge_store::User;
 use crate::error::ApiError;
 
 pub const SESSION_COOKIE: &str = "bf_session";
+/// The sign-in and setup forms' token before there is a session (double submit: cookie and form field).
+pub const PRESESSION_COOKIE: &str = "bf_presession";
 /// Sessions last a week.
 use brokeforge_domain::accounts::{SESSION_TTL_MS, sha256_hex};
 
@@ -21,11 +23,28 @@ pub fn session_cookie(token: &str, secure: bool) -> String {
     )
 }
 
+/// The pre-session cookie for the sign-in and setup forms: strict, an hour.
+pub fn presession_cookie(token: &str, secure: bool) -> String {
+    format!(
+        "{PRESESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
 pub fn clear_cookie(secure: bool) -> String {
     format!(
         "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
         if secure { "; Secure" } else { "" }
     )
+}
+
+/// Whether a request carries a session cookie (before it is checked).
+pub fn cookie_header_has_session(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains(SESSION_COOKIE))
 }
 
 pub fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
@@ -97,6 +116,22 @@ pub fn is_unsafe(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// A request a browser made from another site: `Sec-Fetch-Site` says so (browsers send it on every request;
+/// `same-origin` and `none`, a typed address or a bookmark, are ours), or the `Origin` is not this host.
+/// Programs (the CLI, curl, git hosts' webhooks) send neither and are judged by their credentials.
+pub fn cross_site(parts: &Parts) -> bool {
+    let fetch_site = parts
+        .headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok());
+    if let Some(site) = fetch_site
+        && !matches!(site, "same-origin" | "none")
+    {
+        return true;
+    }
+    !same_origin(parts)
+}
+
 pub fn same_origin(parts: &Parts) -> bool {
     let Some(origin) = parts
         .headers
@@ -139,16 +174,20 @@ where
     }
 }
 
-/// The client's address for throttling (the socket's peer, or the first `X-Forwarded-For` hop when the
-/// operator says BrokeForge sits behind a proxy).
+/// The client's address for throttling: the socket's peer, or, when the operator says BrokeForge sits behind
+/// a proxy, the address that proxy saw: the right-most `X-Forwarded-For` entry (the ones left of it are
+/// whatever the client claimed).
 pub fn client_address(parts: &Parts, trust_proxy: bool) -> String {
     if trust_proxy
         && let Some(f) = parts
             .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .next_back()
+        && let Some(hop) = f.rsplit(',').map(str::trim).find(|h| !h.is_empty())
     {
-        return f.split(',').next().unwrap_or_default().trim().to_string();
+        return hop.chars().take(64).collect();
     }
     parts
         .extensions

@@ -19,7 +19,7 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use auth::{Via, csrf_matches, is_unsafe, same_origin};
+use auth::{Via, cross_site, csrf_matches, is_unsafe};
 use error::ApiError;
 pub use state::{AppState, WebConfig};
 
@@ -37,18 +37,50 @@ pub fn router(state: AppState) -> Router {
             state.metrics.clone(),
             metrics::track,
         ))
+        .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+/// Scripts and styles only from BrokeForge itself (no inline code: a name shown on a page can never run),
+/// never framed, no sniffing, no referrer to other sites.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
+
+/// Security headers on every answer; pages and API answers for a signed-in user are never cached.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let signed_in = auth::cookie_header_has_session(req.headers())
+        || req.headers().contains_key(header::AUTHORIZATION);
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
+        h.insert(name, axum::http::HeaderValue::from_static(value));
+    };
+    set(h, "content-security-policy", CSP);
+    set(h, "x-frame-options", "DENY");
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "referrer-policy", "same-origin");
+    if signed_in && !h.contains_key(header::CACHE_CONTROL) {
+        set(h, "cache-control", "no-store");
+    }
+    res
 }
 
 /// Largest form body read for the CSRF check.
 const MAX_FORM: usize = 256 * 1024;
 
 /// Find who is asking (bearer token or session cookie) once per request, and refuse cross-site forgeries:
-/// a state-changing request with a session cookie needs a same-origin `Origin` (when sent) and the session's
-/// CSRF token, in `X-CSRF-Token` or the form field `_csrf`. Bearer tokens are not ambient, so they need
-/// neither.
+/// no state-changing request from another site is served at all (signed in or not: the sign-in and setup
+/// forms too), and one with a session cookie also needs the session's CSRF token, in `X-CSRF-Token` or the
+/// form field `_csrf`. Bearer tokens are not ambient, so they need no CSRF token.
 async fn authenticate_layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (mut parts, body) = req.into_parts();
+    if is_unsafe(&parts.method) && cross_site(&parts) {
+        return ApiError::forbidden("cross-site request refused").into_response();
+    }
+    // The scraper's token is not an account's: `/metrics` checks it itself.
+    if parts.uri.path() == "/metrics" {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
     let authed = match auth::authenticate(&state.domain, &parts).await {
         Ok(a) => a,
         Err(e) => return e.into_response(),
@@ -58,9 +90,6 @@ async fn authenticate_layer(State(state): State<AppState>, req: Request, next: N
         && a.via == Via::Session
         && is_unsafe(&parts.method)
     {
-        if !same_origin(&parts) {
-            return ApiError::forbidden("cross-site request refused").into_response();
-        }
         let header_token = parts
             .headers
             .get("x-csrf-token")

@@ -8,9 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use brokeforge_packages::PackageError;
-use brokeforge_packages::services::server::access::onboarding::{
-    Callback, handle_callback, provisioning_script,
-};
+use brokeforge_packages::services::server::access::onboarding::Callback;
 use serde_json::json;
 
 use crate::state::AppState;
@@ -19,17 +17,43 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/provision/{token}", get(script))
+        .route("/provision/{token}", get(script).head(script_head))
         .route("/provision/{token}/callback", post(callback))
         .route("/hooks/sites/{site_id}/deploy/{token}", post(deploy_hook))
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// `/metrics`: for the operator's scraper only (its token, or a scraper on this machine).
+async fn metrics(State(state): State<AppState>, parts: axum::http::request::Parts) -> Response {
+    let allowed = match &state.config.metrics_token {
+        Some(expected) => parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| crate::auth::csrf_matches(expected, given.trim())),
+        None => parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .is_some_and(|c| c.0.ip().is_loopback()),
+    };
+    if !allowed {
+        return (
+            StatusCode::FORBIDDEN,
+            "metrics: send BROKEFORGE_METRICS_TOKEN as a bearer token (without one, only this machine may scrape)\n",
+        )
+            .into_response();
+    }
     crate::metrics::render(&state.store, &state.metrics).await
 }
 
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    match state.store.ping().await {
+    // Load balancers need an answer quickly, also (especially) while the database is down.
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(1), state.store.ping()).await;
+    match ping.unwrap_or_else(|_| {
+        Err(brokeforge_store::StoreError::InvalidData(
+            "timed out".into(),
+        ))
+    }) {
         Ok(()) => (
             StatusCode::OK,
             Json(json!({"status": "ok", "database": "ok"})),
@@ -56,7 +80,7 @@ async fn script(
         return (StatusCode::BAD_REQUEST, "bad Host header\n").into_response();
     };
     let callback = format!("{base}/provision/{token}/callback");
-    match provisioning_script(&state.store, &token, &callback).await {
+    match state.domain.provisioning_script(&token, &callback).await {
         Ok(Some(script)) => (
             [(header::CONTENT_TYPE, "text/x-shellscript; charset=utf-8")],
             script,
@@ -71,6 +95,19 @@ async fn script(
             )
                 .into_response()
         }
+    }
+}
+
+/// `HEAD` of the script: whether the link works, without using it up (link checkers and proxies send it).
+async fn script_head(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    match state.domain.provisioning_token_valid(&token).await {
+        Ok(true) => (
+            [(header::CONTENT_TYPE, "text/x-shellscript; charset=utf-8")],
+            "",
+        )
+            .into_response(),
+        Ok(false) => StatusCode::NOT_FOUND.into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
@@ -90,7 +127,7 @@ async fn callback(
                 .into_response();
         }
     };
-    match handle_callback(&state.store, &token, &cb).await {
+    match state.domain.provisioning_report(&token, &cb).await {
         Ok(Some(job)) => (
             StatusCode::OK,
             Json(json!({"ok": true, "job_id": job.map(|j| j.id)})),
@@ -103,7 +140,7 @@ async fn callback(
             ),
         )
             .into_response(),
-        Err(PackageError::Validation(v)) => (
+        Err(brokeforge_domain::DomainError::Invalid(v)) => (
             StatusCode::BAD_REQUEST,
             Json(json!({"error": "invalid_report", "message": v.to_string()})),
         )
@@ -126,7 +163,7 @@ async fn deploy_hook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    use brokeforge_packages::services::sites::webhook::{self, WebhookError, WebhookOutcome};
+    use brokeforge_packages::services::sites::webhook::{WebhookError, WebhookOutcome};
     let header = |name: &str| {
         headers
             .get(name)
@@ -136,7 +173,11 @@ async fn deploy_hook(
     let error = |status: StatusCode, code: &str, message: String| {
         (status, Json(json!({"error": code, "message": message}))).into_response()
     };
-    match webhook::handle(&state.store, site_id, &token, header, &body).await {
+    match state
+        .domain
+        .deploy_webhook(site_id, &token, header, &body)
+        .await
+    {
         Ok(WebhookOutcome::Deployed(queued)) => {
             let (d, job) = *queued;
             (
@@ -145,6 +186,11 @@ async fn deploy_hook(
             )
                 .into_response()
         }
+        Ok(WebhookOutcome::Joined(d)) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"ok": true, "deployment_id": d.id, "job_id": d.job_id, "joined": true})),
+        )
+            .into_response(),
         Ok(WebhookOutcome::Ignored(why)) => {
             (StatusCode::OK, Json(json!({"ok": true, "ignored": why}))).into_response()
         }

@@ -18,6 +18,9 @@ pub struct WebConfig {
     pub secure_cookies: bool,
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_proxy: bool,
+    /// `BROKEFORGE_METRICS_TOKEN`: `/metrics` asks for it as a bearer token; without one, `/metrics` answers
+    /// only on loopback (a scraper on the same machine).
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Clone)]

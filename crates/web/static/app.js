@@ -3,6 +3,12 @@
   "use strict";
   const csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
 
+  // Forms that ask first (`data-confirm`): no inline handlers, so names in the question are only ever text.
+  document.addEventListener("submit", function (e) {
+    const q = e.target.dataset && e.target.dataset.confirm;
+    if (q && !window.confirm(q)) { e.preventDefault(); e.stopImmediatePropagation(); }
+  }, true);
+
   document.querySelectorAll("[data-copy]").forEach(function (b) {
     b.addEventListener("click", function () {
       const text = document.getElementById(b.dataset.copy).textContent;

@@ -318,6 +318,27 @@ async fn sessions_csrf_throttling_and_tokens() {
     }
 }
 
+/// Parallel guesses cannot slip past the throttle: each attempt counts before its password is checked, so of
+/// twenty wrong passwords sent at once at most five are checked at all; the rest wait, as does the right one.
+#[tokio::test]
+async fn parallel_guesses_are_throttled_like_sequential_ones() {
+    for app in apps().await {
+        let n = app.name;
+        user(&app, "carol@example.com", false).await;
+        let tries = (0..20).map(|_| login(&app, "carol@example.com", "wrong password!"));
+        let codes: Vec<u16> = futures_util::future::join_all(tries)
+            .await
+            .iter()
+            .map(|r| r.status)
+            .collect();
+        let checked = codes.iter().filter(|c| **c == 401).count();
+        let waited = codes.iter().filter(|c| **c == 429).count();
+        assert!(checked <= 5 && checked + waited == 20, "{n}: {codes:?}");
+        let r = login(&app, "carol@example.com", "correct horse battery").await;
+        assert_eq!(r.status, 429, "{n}");
+    }
+}
+
 #[tokio::test]
 async fn users_see_only_their_own_servers() {
     for app in apps().await {
@@ -535,9 +556,15 @@ async fn deploy_webhooks_check_the_caller_and_the_branch() {
             .call(&app, "GET", &format!("/sites/{}/webhook", site.id), None)
             .await
             .json();
+        assert_eq!(hook["provider"], "github", "{n}: GitHub by default");
         let secret = hook["secret"].as_str().unwrap().to_string();
         let url = hook["url"].as_str().unwrap();
-        let path = &url[url.find("/hooks/").unwrap()..];
+        let path = url[url.find("/hooks/").unwrap()..].to_string();
+        let url_id = path.rsplit('/').next().unwrap().to_string();
+        assert_ne!(
+            url_id, secret,
+            "{n}: the URL does not carry the signing secret"
+        );
         let sign = |body: &str| {
             let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
             mac.update(body.as_bytes());
@@ -547,14 +574,32 @@ async fn deploy_webhooks_check_the_caller_and_the_branch() {
         let push_main = r#"{"ref":"refs/heads/main","after":"abc"}"#;
         let push_other = r#"{"ref":"refs/heads/feature","after":"abc"}"#;
         let json_type = ("Content-Type", "application/json");
+        let main_sig = sign(push_main);
+        let url_sig = {
+            // Signed with what is in the URL: no longer the key.
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(url_id.as_bytes()).unwrap();
+            mac.update(push_main.as_bytes());
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        };
 
-        // Refused without side effects: a wrong URL token, an unknown site, bad signatures, a wrong GitLab token.
-        let wrong_path = path.replace(&secret, &"0".repeat(secret.len()));
+        // Refused without side effects: a wrong URL id, an unknown site, a missing or wrong signature, a
+        // signature without GitHub's event header (no longer an unsigned "plain POST"), another provider's
+        // request, a plain POST, and the URL's id used as the key.
+        let wrong_path = path.replace(&url_id, &"0".repeat(url_id.len()));
         let bad_sig = sign("something else");
         // (path, headers, body, expected status)
         type Call<'a> = (String, Vec<(&'a str, &'a str)>, &'a str, u16);
         let refused: Vec<Call> = vec![
-            (wrong_path.clone(), vec![json_type], push_main, 404),
+            (
+                wrong_path.clone(),
+                vec![
+                    json_type,
+                    ("X-GitHub-Event", "push"),
+                    ("X-Hub-Signature-256", &main_sig),
+                ],
+                push_main,
+                404,
+            ),
             (
                 path.replace(&format!("/sites/{}/", site.id), "/sites/999999/"),
                 vec![json_type],
@@ -562,13 +607,13 @@ async fn deploy_webhooks_check_the_caller_and_the_branch() {
                 404,
             ),
             (
-                path.to_string(),
+                path.clone(),
                 vec![json_type, ("X-GitHub-Event", "push")],
                 push_main,
                 401,
             ),
             (
-                path.to_string(),
+                path.clone(),
                 vec![
                     json_type,
                     ("X-GitHub-Event", "push"),
@@ -578,16 +623,33 @@ async fn deploy_webhooks_check_the_caller_and_the_branch() {
                 401,
             ),
             (
-                path.to_string(),
+                path.clone(),
+                vec![json_type, ("X-Hub-Signature-256", &main_sig)],
+                push_main,
+                401,
+            ),
+            (
+                path.clone(),
                 vec![
                     json_type,
-                    ("X-Gitlab-Event", "Push Hook"),
-                    ("X-Gitlab-Token", "wrong"),
+                    ("X-GitHub-Event", "push"),
+                    ("X-Hub-Signature-256", &url_sig),
                 ],
                 push_main,
                 401,
             ),
-            (path.to_string(), vec![json_type], "not json", 400),
+            (
+                path.clone(),
+                vec![
+                    json_type,
+                    ("X-Gitlab-Event", "Push Hook"),
+                    ("X-Gitlab-Token", &secret),
+                ],
+                push_main,
+                401,
+            ),
+            (path.clone(), vec![], "", 401),
+            (path.clone(), vec![("X-BrokeForge-Token", &secret)], "", 401),
         ];
         for (p, headers, body, status) in refused {
             let r = http(&app.addr, "POST", &p, &headers, body).await;
@@ -599,7 +661,7 @@ async fn deploy_webhooks_check_the_caller_and_the_branch() {
             "{n}: a refused call queued a deploy"
         );
 
-        // Authenticated but nothing to deploy: GitHub's ping, pushes to another branch.
+        // Authenticated but nothing to deploy: GitHub's ping, a push to another branch.
         let ping = r#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
         let ping_sig = sign(ping);
         let other_sig = sign(push_other);
@@ -622,22 +684,8 @@ async fn deploy_webhooks_check_the_caller_and_the_branch() {
                 push_other,
                 "push to feature ignored",
             ),
-            (
-                vec![
-                    json_type,
-                    ("X-Gitlab-Event", "Push Hook"),
-                    ("X-Gitlab-Token", secret.as_str()),
-                ],
-                push_other,
-                "push to feature ignored",
-            ),
-            (
-                vec![json_type],
-                r#"{"branch":"feature"}"#,
-                "push to feature ignored",
-            ),
         ] {
-            let r = http(&app.addr, "POST", path, &headers, body).await;
+            let r = http(&app.addr, "POST", &path, &headers, body).await;
             assert_eq!(r.status, 200, "{n}: {headers:?}: {}", r.body);
             assert!(
                 r.json()["ignored"].as_str().unwrap().starts_with(why),
@@ -645,49 +693,110 @@ async fn deploy_webhooks_check_the_caller_and_the_branch() {
                 r.body
             );
         }
+        // A signed push with the event header but a broken body is a bad request.
+        let garbage_sig = sign("not json");
+        let r = http(
+            &app.addr,
+            "POST",
+            &path,
+            &[
+                json_type,
+                ("X-GitHub-Event", "push"),
+                ("X-Hub-Signature-256", &garbage_sig),
+            ],
+            "not json",
+        )
+        .await;
+        assert_eq!(r.status, 400, "{n}: {}", r.body);
         assert_eq!(
             deployments().await,
             0,
             "{n}: an ignored call queued a deploy"
         );
 
-        // Each source deploys a push to the site's branch, and says who triggered it.
-        let main_sig = sign(push_main);
-        for (headers, body, by) in [
-            (
-                vec![
-                    json_type,
-                    ("X-GitHub-Event", "push"),
-                    ("X-Hub-Signature-256", main_sig.as_str()),
-                ],
-                push_main,
-                "webhook:github",
-            ),
-            (
-                vec![
-                    json_type,
-                    ("X-Gitlab-Event", "Push Hook"),
-                    ("X-Gitlab-Token", secret.as_str()),
-                ],
-                push_main,
-                "webhook:gitlab",
-            ),
-            (vec![], "", "webhook:generic"),
-        ] {
-            let r = http(&app.addr, "POST", path, &headers, body).await;
-            assert_eq!(r.status, 202, "{n}: {headers:?}: {}", r.body);
-            let d = app
-                .store
-                .deployment(r.json()["deployment_id"].as_i64().unwrap())
-                .await
-                .unwrap();
-            assert_eq!(
-                (d.site_id, d.branch.as_deref(), d.triggered_by.as_str()),
-                (site.id, Some("main"), by),
-                "{n}"
-            );
+        // A signed push deploys, once: the same delivery again is answered and ignored.
+        let github = |delivery: &'static str| {
+            vec![
+                json_type,
+                ("X-GitHub-Event", "push"),
+                ("X-GitHub-Delivery", delivery),
+                ("X-Hub-Signature-256", main_sig.as_str()),
+            ]
+        };
+        let r = http(&app.addr, "POST", &path, &github("d-1"), push_main).await;
+        assert_eq!(r.status, 202, "{n}: {}", r.body);
+        let d = app
+            .store
+            .deployment(r.json()["deployment_id"].as_i64().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            (d.site_id, d.branch.as_deref(), d.triggered_by.as_str()),
+            (site.id, Some("main"), "webhook:github"),
+            "{n}"
+        );
+        let r = http(&app.addr, "POST", &path, &github("d-1"), push_main).await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        assert!(
+            r.json()["ignored"]
+                .as_str()
+                .unwrap()
+                .contains("handled already"),
+            "{n}"
+        );
+        assert_eq!(deployments().await, 1, "{n}: a replay deployed again");
+
+        // The site chooses GitLab: GitHub's calls stop working, GitLab's secret token deploys.
+        let r = alice
+            .call(
+                &app,
+                "PUT",
+                &format!("/sites/{}/webhook", site.id),
+                Some(json!({"provider": "gitlab"})),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.json()["provider"].as_str()),
+            (200, Some("gitlab")),
+            "{n}: {}",
+            r.body
+        );
+        let r = alice
+            .call(
+                &app,
+                "PUT",
+                &format!("/sites/{}/webhook", site.id),
+                Some(json!({"provider": "svn"})),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{n}");
+        let r = http(&app.addr, "POST", &path, &github("d-2"), push_main).await;
+        assert_eq!(r.status, 401, "{n}: {}", r.body);
+        let r = http(
+            &app.addr,
+            "POST",
+            &path,
+            &[
+                json_type,
+                ("X-Gitlab-Event", "Push Hook"),
+                ("X-Gitlab-Event-UUID", "g-1"),
+                ("X-Gitlab-Token", secret.as_str()),
+            ],
+            push_main,
+        )
+        .await;
+        assert_eq!(r.status, 202, "{n}: {}", r.body);
+        let gitlab = app
+            .store
+            .deployment(r.json()["deployment_id"].as_i64().unwrap())
+            .await
+            .unwrap();
+        if r.json()["joined"] == true {
+            // The first deployment was still waiting in the queue: the push joined it.
+            assert_eq!(gitlab.id, d.id, "{n}");
+        } else {
+            assert_eq!(gitlab.triggered_by, "webhook:gitlab", "{n}");
         }
-        assert_eq!(deployments().await, 3, "{n}");
     }
 }
 
@@ -912,18 +1021,68 @@ async fn openapi_metrics_and_health() {
                 op.path
             );
         }
-        app.store
+        let job = app
+            .store
             .enqueue(&NewJob::new("noop", None, json!({})))
             .await
             .unwrap();
-        let m = http(&app.addr, "GET", "/metrics", &[], "").await;
-        assert_eq!(m.status, 200);
+        let done = app
+            .store
+            .wait_for_job(job.id, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(done.status, JobStatus::Done);
+        // The job counted by this process once it ended (the counter is the process's own).
+        let m = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let m = http(&app.addr, "GET", "/metrics", &[], "").await;
+                assert_eq!(m.status, 200, "a scraper on this machine is let in");
+                if m.body.contains(
+                    "brokeforge_job_duration_seconds_count{kind=\"noop\",status=\"done\"}",
+                ) {
+                    break m;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the finished job shows in /metrics");
         assert!(
-            m.body.contains("brokeforge_jobs{state=\"queued\"}")
-                || m.body.contains("brokeforge_jobs{state=\"done\"}")
+            m.body.contains("brokeforge_jobs{state=\"queued\"} 0"),
+            "{}",
+            m.body
         );
         assert!(m.body.contains("brokeforge_ssh_errors_total"));
         assert_eq!(http(&app.addr, "GET", "/health", &[], "").await.status, 200);
+    }
+}
+
+/// With a metrics token configured, `/metrics` wants it (a scraper elsewhere cannot read it without).
+#[tokio::test]
+async fn metrics_need_their_token_when_one_is_set() {
+    let t = stores().await.remove(0);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let config = WebConfig {
+        metrics_token: Some("scrape-me-please".into()),
+        ..WebConfig::default()
+    };
+    let app = brokeforge_web::router(AppState::new(t.store.clone(), config));
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    for (headers, status) in [
+        (vec![], 403),
+        (vec![("Authorization", "Bearer wrong-token-here")], 403),
+        (vec![("Authorization", "Bearer scrape-me-please")], 200),
+    ] {
+        let r = http(&addr, "GET", "/metrics", &headers, "").await;
+        assert_eq!(r.status, status, "{headers:?}: {}", r.body);
     }
 }
 
@@ -934,6 +1093,18 @@ fn cookie_of(r: &Resp) -> String {
         .next()
         .unwrap()
         .to_string()
+}
+
+/// Post the sign-in or setup form the way a browser does: load the page (its pre-session cookie and token),
+/// then post both with the fields.
+async fn page_form(app: &App, path: &str, fields: &[(&str, &str)]) -> Resp {
+    let page = http(&app.addr, "GET", path, &[], "").await;
+    assert_eq!(page.status, 200, "{path}: {}", page.body);
+    let cookie = cookie_of(&page);
+    let token = csrf_in(&page.body);
+    let mut all = fields.to_vec();
+    all.push(("_csrf", &token));
+    form(app, path, &cookie, &all).await
 }
 
 fn csrf_in(html: &str) -> String {
@@ -973,10 +1144,9 @@ async fn pages_render_and_forms_reject_bad_input() {
         );
         let r = http(&app.addr, "GET", "/setup", &[], "").await;
         assert!(r.body.contains("Create administrator"));
-        let r = form(
+        let r = page_form(
             &app,
             "/setup",
-            "",
             &[("email", "admin@example.com"), ("password", "short")],
         )
         .await;
@@ -987,10 +1157,9 @@ async fn pages_render_and_forms_reject_bad_input() {
             r.body
         );
         assert_eq!(app.store.count_users().await.unwrap(), 0);
-        let r = form(
+        let r = page_form(
             &app,
             "/setup",
-            "",
             &[
                 ("email", "admin@example.com"),
                 ("password", "a good long password"),
@@ -1015,10 +1184,9 @@ async fn pages_render_and_forms_reject_bad_input() {
                 .header("location"),
             Some("/login")
         );
-        let r = form(
+        let r = page_form(
             &app,
             "/login",
-            "",
             &[
                 ("email", "admin@example.com"),
                 ("password", "wrong password"),
@@ -1517,10 +1685,9 @@ async fn pages_render_and_forms_reject_bad_input() {
             .create_user("eve@example.com", &hash, false)
             .await
             .unwrap();
-        let r = form(
+        let r = page_form(
             &app,
             "/login",
-            "",
             &[
                 ("email", "eve@example.com"),
                 ("password", "another long password"),
@@ -1553,6 +1720,190 @@ async fn pages_render_and_forms_reject_bad_input() {
         )
         .await;
         assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+    }
+}
+
+/// Login CSRF: a forged sign-in or setup from another site is refused before any password is checked, and a
+/// form post without the token its page handed out is refused too; nothing is recorded or created.
+#[tokio::test]
+async fn forged_sign_ins_are_refused() {
+    for app in apps().await {
+        let n = app.name;
+        let fields = [
+            ("email", "admin@example.com"),
+            ("password", "a good long password"),
+        ];
+        for path in ["/setup", "/login"] {
+            for (header, value) in [
+                ("Origin", "http://evil.example"),
+                ("Sec-Fetch-Site", "cross-site"),
+                ("Sec-Fetch-Site", "same-site"),
+            ] {
+                let body = serde_urlencoded::to_string(fields).unwrap();
+                let r = http(
+                    &app.addr,
+                    "POST",
+                    path,
+                    &[
+                        (header, value),
+                        ("Content-Type", "application/x-www-form-urlencoded"),
+                    ],
+                    &body,
+                )
+                .await;
+                assert_eq!(r.status, 403, "{n}: {path} with {header}: {value}");
+            }
+            // Same site but without the page's token (e.g. a form on a page BrokeForge did not render).
+            let r = form(&app, path, "", &fields).await;
+            assert_eq!(r.status, 403, "{n}: {path} without a token");
+            let r = form(
+                &app,
+                path,
+                "bf_presession=guess",
+                &[("_csrf", "other"), fields[0], fields[1]],
+            )
+            .await;
+            assert_eq!(r.status, 403, "{n}: {path} with a wrong token");
+        }
+        assert_eq!(app.store.count_users().await.unwrap(), 0, "{n}");
+        // The JSON API's sign-in from another site is refused the same way.
+        let r = http(
+            &app.addr,
+            "POST",
+            "/api/v1/login",
+            &[
+                ("Origin", "http://evil.example"),
+                ("Content-Type", "application/json"),
+            ],
+            r#"{"email":"admin@example.com","password":"a good long password"}"#,
+        )
+        .await;
+        assert_eq!(r.status, 403, "{n}");
+        // The page's own form works.
+        let r = page_form(&app, "/setup", &fields).await;
+        assert_eq!(r.status, 303, "{n}: {}", r.body);
+        assert_eq!(app.store.count_users().await.unwrap(), 1, "{n}");
+    }
+}
+
+/// Pages carry a Content-Security-Policy without inline code, and contain none: names a user typed (an email,
+/// a domain) reach the page only as text.
+#[tokio::test]
+async fn pages_have_no_inline_code_and_strict_headers() {
+    for app in apps().await {
+        let n = app.name;
+        let r = page_form(
+            &app,
+            "/setup",
+            &[
+                ("email", "admin@example.com"),
+                ("password", "a good long password"),
+            ],
+        )
+        .await;
+        let cookie = cookie_of(&r);
+        // An email with quotes and a script: it must show as text only.
+        let evil = "x'+alert(1)+'@example.com";
+        let hash = brokeforge_domain::accounts::hash_password("another long password")
+            .await
+            .unwrap();
+        app.store.create_user(evil, &hash, false).await.unwrap();
+        for page in ["/", "/users", "/account", "/servers/new"] {
+            let r = http(&app.addr, "GET", page, &[("Cookie", &cookie)], "").await;
+            assert_eq!(r.status, 200, "{n}: {page}");
+            let csp = r.header("content-security-policy").unwrap_or_default();
+            assert!(
+                csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+                "{n}: {page}: {csp}"
+            );
+            assert_eq!(r.header("x-frame-options"), Some("DENY"), "{n}: {page}");
+            assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+            assert_eq!(r.header("cache-control"), Some("no-store"), "{n}: {page}");
+            let lower = r.body.to_ascii_lowercase();
+            for inline in [
+                " onsubmit=",
+                " onclick=",
+                " onload=",
+                " style=\"",
+                "<script>",
+            ] {
+                assert!(
+                    !lower.contains(inline),
+                    "{n}: {page} has inline code `{inline}`"
+                );
+            }
+        }
+        let users = http(&app.addr, "GET", "/users", &[("Cookie", &cookie)], "").await;
+        assert!(
+            users
+                .body
+                .contains("data-confirm=\"Delete x&#39;+alert(1)+&#39;@example.com"),
+            "{}",
+            users.body
+        );
+    }
+}
+
+/// Changing one's own password through the API needs the current one, and ends everything signed in with the
+/// old one: other sessions and every API token (the caller's included).
+#[tokio::test]
+async fn password_changes_need_the_current_one_and_end_old_credentials() {
+    for app in apps().await {
+        let n = app.name;
+        let token = user(&app, "pat@example.com", false).await;
+        let me = token.call(&app, "GET", "/me", None).await.json()["user"]["id"]
+            .as_i64()
+            .unwrap();
+        let session = login(&app, "pat@example.com", "correct horse battery").await;
+        assert_eq!(session.status, 200, "{n}");
+        let cookie = cookie_of(&session);
+        let path = format!("/users/{me}/password");
+        for body in [
+            json!({"password": "a brand new password"}),
+            json!({"password": "a brand new password", "current_password": "wrong guess"}),
+        ] {
+            let r = token.call(&app, "POST", &path, Some(body)).await;
+            assert_eq!(
+                (r.status, r.code()),
+                (422, "invalid_input".to_string()),
+                "{n}"
+            );
+        }
+        // Nothing changed: the old password still signs in, the token still works.
+        assert_eq!(
+            login(&app, "pat@example.com", "correct horse battery")
+                .await
+                .status,
+            200
+        );
+        let r = token
+            .call(
+                &app,
+                "POST",
+                &path,
+                Some(json!({"password": "a brand new password", "current_password": "correct horse battery"})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        assert_eq!(
+            token.call(&app, "GET", "/me", None).await.status,
+            401,
+            "{n}: the token lives on"
+        );
+        let r = http(&app.addr, "GET", "/api/v1/me", &[("Cookie", &cookie)], "").await;
+        assert_eq!(r.status, 401, "{n}: the session lives on");
+        assert_eq!(
+            login(&app, "pat@example.com", "correct horse battery")
+                .await
+                .status,
+            401
+        );
+        assert_eq!(
+            login(&app, "pat@example.com", "a brand new password")
+                .await
+                .status,
+            200
+        );
     }
 }
 

@@ -210,6 +210,38 @@ async fn databases_install_bound_to_localhost_and_remove_independently() {
             .is_ok(),
         "opened PostgreSQL is not reachable"
     );
+    // From the opened network only over TLS: a plain connection finds no pg_hba entry, a TLS one signs in.
+    let remote = |sslmode: &str| {
+        std::process::Command::new("psql")
+            .env("PGPASSWORD", password.expose())
+            .env("PGCONNECT_TIMEOUT", "10")
+            .arg(format!(
+                "host={} port=5432 user=app_rw dbname=app sslmode={sslmode}",
+                host.ip
+            ))
+            .args(["-tAc", "SELECT 1"])
+            .output()
+            .expect("psql on the test machine")
+    };
+    let plain = remote("disable");
+    assert!(
+        !plain.status.success() && String::from_utf8_lossy(&plain.stderr).contains("no encryption"),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    let tls = remote("require");
+    assert!(
+        tls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tls.stderr)
+    );
+    // BrokeForge's own role administers without being a superuser.
+    assert_eq!(
+        run(&root, "cd / && runuser -u postgres -- psql -tAc \"SELECT rolsuper FROM pg_roles WHERE rolname = 'brokeforge'\"")
+            .await
+            .trim(),
+        "f"
+    );
     let pg = store
         .services(id)
         .await

@@ -199,7 +199,7 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
     // Commit 2, deployed by a GitHub webhook; a wrong signature first changes nothing.
     let commit2 = push_commit_two(&host).await;
     let path = webhook::webhook_path(store, &site).await.unwrap();
-    let token = webhook::webhook_token(store, &site).await.unwrap();
+    let secret = webhook::signing_secret(store, &site).await.unwrap();
     let body = br#"{"ref":"refs/heads/main"}"#;
     let sign = |key: &str| {
         use hmac::Mac;
@@ -235,7 +235,23 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
     assert_eq!(status, 404);
     assert_eq!(store.deployments(site.id, 100).await.unwrap().len(), count);
     assert_eq!(site_page(&host.ip, "app.test").await, "commit one");
-    let good_sig = sign(token.expose());
+    // Signed with the URL's id: that is not the key.
+    let url_sig = sign(path.expose().rsplit('/').next().unwrap());
+    let (status, _) = http_request(
+        &panel.addr,
+        "POST",
+        "panel",
+        path.expose(),
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", &url_sig),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let good_sig = sign(secret.expose());
     let (status, answer) = http_request(
         &panel.addr,
         "POST",
@@ -243,6 +259,7 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
         path.expose(),
         &[
             ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "e2e-delivery-1"),
             ("X-Hub-Signature-256", &good_sig),
             ("Content-Type", "application/json"),
         ],
@@ -258,7 +275,7 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
     assert_eq!(d2.commit_hash.as_deref(), Some(commit2.as_str()));
     assert_eq!(d2.triggered_by, "webhook:github");
     daemon_runs_in(&host, d2.release.as_deref().unwrap()).await;
-    assert!(d2.duration_ms().unwrap() >= 0);
+    assert!(d2.duration_ms().unwrap() > 0);
 
     // Roll back to commit 1's release.
     let site = store.site(site.id).await.unwrap();

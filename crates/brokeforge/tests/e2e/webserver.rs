@@ -1,5 +1,9 @@
 //! Story: the web server package serves PHP and is removed cleanly.
 
+use std::time::Duration;
+
+use brokeforge_store::JobStatus;
+
 use super::harness::*;
 
 /// nginx + PHP-FPM: the default page and PHP answer from the host; installing again converges; removal leaves
@@ -62,6 +66,39 @@ async fn webserver_serves_php_and_is_removed_cleanly() {
             .await
             .starts_with("8.2.")
     );
+
+    // The app user owns the default site's directory. If its code points that at /etc/nginx/sites-enabled,
+    // the next install must not write there as root (nor hand the directory to the app user): it fails,
+    // and nginx's configuration stays root's.
+    let swap = host
+        .root(
+            "su - brokeforge -c 'mv /home/brokeforge/default /home/brokeforge/default.real && \
+             ln -s /etc/nginx/sites-enabled /home/brokeforge/default'",
+        )
+        .await;
+    assert!(swap.success(), "{}", swap.stderr_text());
+    let job = brokeforge_packages::catalogue::install(store, id, "webserver", &Default::default())
+        .await
+        .unwrap();
+    let job = wait_job(store, job.id, Duration::from_secs(900)).await;
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    let etc = host
+        .root("stat -c '%U %a' /etc/nginx/sites-enabled; ls -A /etc/nginx/sites-enabled")
+        .await
+        .stdout_text();
+    assert!(
+        etc.starts_with("root "),
+        "sites-enabled was handed over: {etc}"
+    );
+    assert!(
+        !etc.contains("public") && !etc.contains("index.html"),
+        "written through the link: {etc}"
+    );
+    let back = host
+        .root("su - brokeforge -c 'rm /home/brokeforge/default && mv /home/brokeforge/default.real /home/brokeforge/default'")
+        .await;
+    assert!(back.success(), "{}", back.stderr_text());
+    install(store, id, "webserver", &[]).await;
 
     remove(store, id, "webserver").await;
     assert!(

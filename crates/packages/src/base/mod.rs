@@ -9,6 +9,7 @@
 pub mod config;
 pub mod executor;
 pub mod job;
+pub mod metrics;
 pub mod package;
 pub mod registry;
 
@@ -120,8 +121,16 @@ impl FileStep {
         self
     }
 
+    /// Write the file as another credential than the plan's (the app user for its own files).
+    pub fn as_credential(mut self, credential: CredentialKind) -> Self {
+        self.credential = Some(credential);
+        self
+    }
+
     /// Shell that writes what `source` prints to a temp file beside the target, checks it, sets owner and
-    /// mode, and renames it into place: readers never see a partial or rejected file.
+    /// mode, and renames it into place: readers never see a partial or rejected file. A target directory
+    /// reached through a symbolic link is refused: a user who owns part of a path could otherwise point it at
+    /// `/etc` and have root write there.
     pub fn install_command(&self, source: &str) -> String {
         let path = brokeforge_core::shell_quote(&self.path);
         let chown = self
@@ -135,7 +144,9 @@ impl FileStep {
             .map(|c| format!(" && sh -c {} _ \"$tmp\"", brokeforge_core::shell_quote(c)))
             .unwrap_or_default();
         format!(
-            "(set -e; umask 077; dir=$(dirname {path}); mkdir -p \"$dir\"; tmp=$(mktemp \"$dir/.brokeforge.XXXXXX\"); \
+            "(set -e; umask 077; dir=$(dirname {path}); mkdir -p \"$dir\"; \
+             if [ \"$(readlink -f -- \"$dir\")\" != \"$dir\" ]; then echo \"refusing to write into $dir: it leads elsewhere through a symbolic link\" >&2; exit 1; fi; \
+             tmp=$(mktemp \"$dir/.brokeforge.XXXXXX\"); \
              trap 'rm -f \"$tmp\"' EXIT; {source} > \"$tmp\"{check}{chown} && chmod {:o} \"$tmp\" && mv -f \"$tmp\" {path}; trap - EXIT)",
             self.mode
         )
@@ -295,7 +306,13 @@ impl fmt::Display for Plan {
                     )?
                 }
                 Step::PutFile(p) => {
-                    let owner = p.owner.as_deref().unwrap_or("(credential user)");
+                    let owner = match (&p.owner, p.credential) {
+                        (Some(o), _) => o.clone(),
+                        (None, Some(c)) => {
+                            format!("{} (written as {})", c.unix_user(), c.unix_user())
+                        }
+                        (None, None) => "(credential user)".to_string(),
+                    };
                     match &p.contents {
                         FileContents::Text(t) => {
                             writeln!(

@@ -109,6 +109,9 @@ pub async fn delete_user(
 #[derive(Deserialize)]
 pub struct PasswordBody {
     password: String,
+    /// Required to change one's own password.
+    #[serde(default)]
+    current_password: Option<String>,
 }
 
 pub async fn set_password(
@@ -119,7 +122,7 @@ pub async fn set_password(
 ) -> ApiJson {
     state
         .domain
-        .set_password(&authed.user, id, &b.password)
+        .set_password(&authed.user, id, b.current_password.as_deref(), &b.password)
         .await?;
     Ok(Json(json!({"ok": true})))
 }

@@ -78,7 +78,8 @@ pub fn operations() -> Vec<Op> {
         post "/sites/{id}/commands" sites::run_command, "Run a command in the live release (queued job)", r#"{"command":"php artisan migrate --force","timeout_secs":120}"#;
         get "/sites/{id}/env" sites::read_env, "Read the site's .env", "";
         put "/sites/{id}/env" sites::write_env, "Replace the site's .env", r#"{"env":"APP_ENV=production\n"}"#;
-        get "/sites/{id}/webhook" sites::site_webhook, "The deploy webhook URL and secret", "";
+        get "/sites/{id}/webhook" sites::site_webhook, "The deploy webhook: URL, secret, and the provider it expects", "";
+        put "/sites/{id}/webhook" sites::set_webhook, "Choose who calls the deploy webhook (github, gitlab or generic)", r#"{"provider":"gitlab"}"#;
         get "/deployments/{id}" jobs::show_deployment, "A deployment with its log", "";
         get "/tokens" account::list_tokens, "Your API tokens", "";
         post "/tokens" account::create_token, "Create an API token (shown once)", r#"{"name":"ci"}"#;
@@ -86,7 +87,7 @@ pub fn operations() -> Vec<Op> {
         get "/users" account::list_users, "All users (administrators)", "";
         post "/users" account::create_user, "Create a user (administrators)", r#"{"email":"dev@example.com","password":"...","admin":false}"#;
         delete "/users/{id}" account::delete_user, "Delete a user and everything they own (administrators)", "";
-        post "/users/{id}/password" account::set_password, "Set a password (your own, or anyone's as administrator)", r#"{"password":"..."}"#;
+        post "/users/{id}/password" account::set_password, "Set a password: your own (with current_password), or anyone's as administrator; their sessions and API tokens end", r#"{"password":"...","current_password":"..."}"#;
     }
 }
 

@@ -273,10 +273,39 @@ pub async fn site_webhook(
     OwnedSite(_, site, _): OwnedSite,
 ) -> ApiJson {
     let hook = state.domain.webhook(&site).await?;
-    let base = state.base_url(&headers).unwrap_or_default();
-    Ok(Json(json!({
+    Ok(Json(webhook_json(&state, &headers, &hook)))
+}
+
+fn webhook_json(
+    state: &AppState,
+    headers: &HeaderMap,
+    hook: &brokeforge_domain::sites::WebhookInfo,
+) -> serde_json::Value {
+    let base = state.base_url(headers).unwrap_or_default();
+    json!({
         "url": format!("{base}{}", hook.path.expose()),
         "secret": hook.secret.expose(),
-        "note": "GitHub: use the URL with content type application/json and this secret; GitLab: the URL with this secret token; anything else: POST to the URL"
-    })))
+        "provider": hook.provider.as_str(),
+        "note": "GitHub: the URL with content type application/json and this secret; GitLab: the URL with this secret token; anything else: POST to the URL with the secret in X-BrokeForge-Token (and a unique X-BrokeForge-Delivery per call)"
+    })
+}
+
+#[derive(Deserialize)]
+pub struct WebhookBody {
+    provider: String,
+}
+
+pub async fn set_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedSite(_, site, _): OwnedSite,
+    Body(b): Body<WebhookBody>,
+) -> ApiJson {
+    state
+        .domain
+        .set_webhook_provider(&site, &b.provider)
+        .await?;
+    let site = state.store.site(site.id).await?;
+    let hook = state.domain.webhook(&site).await?;
+    Ok(Json(webhook_json(&state, &headers, &hook)))
 }

@@ -26,21 +26,58 @@ pub struct LoginPage {
 pub struct Credentials {
     pub email: String,
     pub password: String,
+    /// The pre-session token the form was rendered with.
+    #[serde(default, rename = "_csrf")]
+    pub csrf: String,
+}
+
+/// The sign-in or setup page, with a fresh pre-session token (cookie and hidden field): a forged post from
+/// another site cannot know it, so nobody can be signed in to an account of the attacker's choosing.
+fn login_page(
+    state: &AppState,
+    setup: bool,
+    email: String,
+    error: Option<&ApiError>,
+    status: StatusCode,
+) -> Response {
+    let token = brokeforge_domain::accounts::random_token("");
+    let mut nav = Nav {
+        title: if setup { "Welcome" } else { "Sign in" }.into(),
+        csrf: token.clone(),
+        ..Nav::default()
+    };
+    if let Some(e) = error {
+        nav = nav.with_error(e);
+    }
+    let mut page = render(&LoginPage { nav, setup, email }, status);
+    if let Ok(v) = auth::presession_cookie(&token, state.config.secure_cookies).parse() {
+        page.headers_mut().append(header::SET_COOKIE, v);
+    }
+    page
+}
+
+/// The form's token must be the one this browser was given with the form.
+fn check_presession(parts: &Parts, given: &str) -> Result<(), PageError> {
+    let expected = auth::cookie(parts, auth::PRESESSION_COOKIE).unwrap_or_default();
+    if auth::csrf_matches(expected, given) {
+        Ok(())
+    } else {
+        Err(
+            ApiError::forbidden("the form expired or did not come from this page: reload it")
+                .into(),
+        )
+    }
 }
 
 pub async fn setup_form(State(state): State<AppState>) -> PageResult {
     if state.store.count_users().await? > 0 {
         return Ok(see_other("/login"));
     }
-    Ok(render(
-        &LoginPage {
-            nav: Nav {
-                title: "Welcome".into(),
-                ..Nav::default()
-            },
-            setup: true,
-            email: String::new(),
-        },
+    Ok(login_page(
+        &state,
+        true,
+        String::new(),
+        None,
         StatusCode::OK,
     ))
 }
@@ -60,7 +97,12 @@ pub fn signed_in_redirect(state: &AppState, token: &str, to: &str) -> Response {
 }
 
 /// The first visit on an empty database creates the administrator.
-pub async fn setup(State(state): State<AppState>, Form(f): Form<Credentials>) -> PageResult {
+pub async fn setup(
+    State(state): State<AppState>,
+    parts: Parts,
+    Form(f): Form<Credentials>,
+) -> PageResult {
+    check_presession(&parts, &f.csrf)?;
     if state.store.count_users().await? > 0 {
         return Ok(see_other("/login"));
     }
@@ -74,16 +116,11 @@ pub async fn setup(State(state): State<AppState>, Form(f): Form<Credentials>) ->
             let token = state.domain.start_session(user.id).await?.token;
             Ok(signed_in_redirect(&state, &token, "/"))
         }
-        Err(e) => Ok(render(
-            &LoginPage {
-                nav: Nav {
-                    title: "Welcome".into(),
-                    ..Nav::default()
-                }
-                .with_error(&e),
-                setup: true,
-                email: f.email,
-            },
+        Err(e) => Ok(login_page(
+            &state,
+            true,
+            f.email,
+            Some(&e),
             StatusCode::UNPROCESSABLE_ENTITY,
         )),
     }
@@ -96,15 +133,11 @@ pub async fn login_form(State(state): State<AppState>, parts: Parts) -> PageResu
     if parts.extensions.get::<Authed>().is_some() {
         return Ok(see_other("/"));
     }
-    Ok(render(
-        &LoginPage {
-            nav: Nav {
-                title: "Sign in".into(),
-                ..Nav::default()
-            },
-            setup: false,
-            email: String::new(),
-        },
+    Ok(login_page(
+        &state,
+        false,
+        String::new(),
+        None,
         StatusCode::OK,
     ))
 }
@@ -114,6 +147,7 @@ pub async fn login(
     parts: Parts,
     Form(f): Form<Credentials>,
 ) -> PageResult {
+    check_presession(&parts, &f.csrf)?;
     let address = auth::client_address(&parts, state.config.trust_proxy);
     match state
         .domain
@@ -125,18 +159,7 @@ pub async fn login(
             let token = state.domain.start_session(user.id).await?.token;
             Ok(signed_in_redirect(&state, &token, "/"))
         }
-        Err(e) => Ok(render(
-            &LoginPage {
-                nav: Nav {
-                    title: "Sign in".into(),
-                    ..Nav::default()
-                }
-                .with_error(&e),
-                setup: false,
-                email: f.email,
-            },
-            e.status,
-        )),
+        Err(e) => Ok(login_page(&state, false, f.email, Some(&e), e.status)),
     }
 }
 

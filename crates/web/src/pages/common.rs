@@ -65,7 +65,7 @@ pub struct MessagePage {
 }
 
 /// A page-level error: a clear page, with the status the API would give.
-pub struct PageError(pub ApiError, pub Option<Authed>);
+pub struct PageError(pub ApiError, pub Option<Box<Authed>>);
 
 impl From<ApiError> for PageError {
     fn from(e: ApiError) -> Self {
@@ -82,7 +82,7 @@ impl From<brokeforge_domain::DomainError> for PageError {
 impl PageError {
     /// An error page for a signed-in user (the layout keeps their navigation).
     pub fn with_user(e: ApiError, u: &Authed) -> PageError {
-        PageError(e, Some(u.clone()))
+        PageError(e, Some(Box::new(u.clone())))
     }
 }
 
@@ -145,7 +145,7 @@ pub async fn page_server(state: &AppState, u: &Authed, id: i64) -> Result<Server
         .domain
         .owned_server(&u.user, id)
         .await
-        .map_err(|e| PageError(e.into(), Some(u.clone())))
+        .map_err(|e| PageError(e.into(), Some(Box::new(u.clone()))))
 }
 
 /// The user's own site (with its server), or the "not found" page.
@@ -158,7 +158,7 @@ pub async fn page_site(
         .domain
         .owned_site(&u.user, id)
         .await
-        .map_err(|e| PageError(e.into(), Some(u.clone())))
+        .map_err(|e| PageError(e.into(), Some(Box::new(u.clone()))))
 }
 
 /// The signed-in user of a page; anyone else goes to the login page (or to setup on a new install).

@@ -62,6 +62,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sites/{id}/deploy-script", post(sites::save_script))
         .route("/sites/{id}/settings", post(sites::save_settings))
         .route("/sites/{id}/env", post(sites::save_env))
+        .route("/sites/{id}/webhook", post(sites::save_webhook))
         .route("/sites/{id}/commands", post(sites::run_command))
         .route("/deployments/{id}", get(jobs::deployment_page))
         .route("/jobs/{id}", get(jobs::job_page))

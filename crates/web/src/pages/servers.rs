@@ -589,7 +589,7 @@ pub async fn drop_db_item(
                 .drop_database_user(&server, &engine, &name)
                 .await
         }
-        _ => return Err(PageError(ApiError::not_found(), Some(u))),
+        _ => return Err(PageError(ApiError::not_found(), Some(Box::new(u)))),
     };
     server_result(&state, &u, &server, r.map(|_| ()).map_err(ApiError::from)).await
 }

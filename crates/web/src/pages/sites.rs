@@ -70,6 +70,7 @@ pub struct SitePage {
     pub commands: Vec<CommandRow>,
     pub webhook_url: String,
     pub webhook_secret: String,
+    pub webhook_provider: String,
     pub keep_releases: u32,
     pub deploy_timeout: u64,
     pub shared_paths: String,
@@ -120,6 +121,7 @@ pub async fn site_view(
     let config = SiteConfig::of(&site);
     let deploy_key = state.domain.deploy_key(&site).await?;
     let hook = state.domain.webhook(&site).await?;
+    let webhook_provider = hook.provider.as_str().to_string();
     let (hook, secret) = (hook.path, hook.secret);
     let kept: Vec<&str> = config.releases.iter().map(|r| r.name.as_str()).collect();
     let deployments = state.store.deployments(site.id, 30).await?;
@@ -281,6 +283,7 @@ pub async fn site_view(
                 hook.expose()
             ),
             webhook_secret: secret.expose().to_string(),
+            webhook_provider,
             keep_releases: config.keep_releases,
             deploy_timeout: config.deploy_timeout_secs,
             shared_paths: config.shared_paths.join(", "),
@@ -598,6 +601,26 @@ pub async fn run_command(
     let r = state
         .domain
         .queue_command(&site, &f.command, None)
+        .await
+        .map(|_| ())
+        .map_err(ApiError::from);
+    site_result(&state, &u, &headers, (&site, &server), r).await
+}
+
+#[derive(Deserialize)]
+pub struct WebhookForm {
+    pub provider: String,
+}
+
+pub async fn save_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedSite(u, site, server): OwnedSite,
+    Form(f): Form<WebhookForm>,
+) -> PageResult {
+    let r = state
+        .domain
+        .set_webhook_provider(&site, &f.provider)
         .await
         .map(|_| ())
         .map_err(ApiError::from);

@@ -263,7 +263,7 @@ fn admin_sql(engine: Engine, password: &Secret) -> Option<(String, String)> {
             "cd / && runuser -u postgres -- psql -v ON_ERROR_STOP=1 -q".into(),
             format!(
                 "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'brokeforge') THEN CREATE ROLE brokeforge; END IF; END$$;\n\
-                 ALTER ROLE brokeforge WITH LOGIN SUPERUSER PASSWORD {};\n",
+                 ALTER ROLE brokeforge WITH LOGIN NOSUPERUSER CREATEDB CREATEROLE PASSWORD {};\n",
                 pg_string(pw)
             ),
         )),

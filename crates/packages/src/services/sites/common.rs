@@ -56,9 +56,14 @@ pub fn deploy_key_secret(site_id: i64) -> String {
     format!("site:{site_id}:deploy_key")
 }
 
-/// Store name of a site's webhook token.
+/// Store name of the id in a site's webhook URL.
 pub fn webhook_secret(site_id: i64) -> String {
     format!("site:{site_id}:webhook")
+}
+
+/// Store name of the secret a site's webhook callers prove they know.
+pub fn webhook_signing_secret(site_id: i64) -> String {
+    format!("site:{site_id}:webhook_signing")
 }
 
 /// Where the deploy key lives on the server.

@@ -1,6 +1,7 @@
 //! What a site's `configuration` column holds, as types: the site's settings, repository, releases,
 //! certificate and background work. Read and written only through [`SiteConfig`].
 
+use brokeforge_core::ValidationError;
 use brokeforge_store::Store;
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +62,8 @@ pub struct SiteConfig {
     pub certificate: Option<CertificateConfig>,
     /// Scheduled commands and daemons.
     pub tasks: SiteTasks,
+    /// Who calls the deploy webhook, and so which proof it must bring.
+    pub webhook_provider: WebhookSource,
 }
 
 impl Default for SiteConfig {
@@ -80,6 +83,7 @@ impl Default for SiteConfig {
             releases: Vec::new(),
             certificate: None,
             tasks: Default::default(),
+            webhook_provider: Default::default(),
         }
     }
 }
@@ -100,18 +104,29 @@ impl SiteConfig {
     }
 
     /// Change a site's stored configuration as it is now (not as a job read it when it started: the user
-    /// may have edited other fields meanwhile) and store it.
+    /// may have edited other fields meanwhile), under a revision check: a concurrent change is never
+    /// overwritten; `change` is applied again to the newer configuration instead. An unreadable stored
+    /// configuration is an error, never replaced by a default.
     pub async fn update(
         store: &Store,
         site_id: i64,
-        change: impl FnOnce(&mut SiteConfig),
+        mut change: impl FnMut(&mut SiteConfig),
     ) -> Result<SiteConfig, PackageError> {
-        let mut fresh = SiteConfig::read(&store.site(site_id).await?.configuration)?;
-        change(&mut fresh);
-        store
-            .set_site_configuration(site_id, &fresh.to_value())
-            .await?;
-        Ok(fresh)
+        for _ in 0..20 {
+            let site = store.site(site_id).await?;
+            let mut fresh = SiteConfig::read(&site.configuration)?;
+            change(&mut fresh);
+            if store
+                .set_site_configuration_if(site_id, site.config_revision, &fresh.to_value())
+                .await?
+            {
+                return Ok(fresh);
+            }
+        }
+        Err(brokeforge_store::StoreError::Conflict(format!(
+            "the configuration of site {site_id} keeps changing; try again"
+        ))
+        .into())
     }
 }
 
@@ -135,5 +150,37 @@ impl CertificateConfig {
     }
     pub fn key_path(&self) -> String {
         format!("/etc/letsencrypt/live/{}/privkey.pem", self.name)
+    }
+}
+
+/// Who calls a site's webhook (the site chooses; the default is GitHub).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookSource {
+    #[default]
+    GitHub,
+    GitLab,
+    Generic,
+}
+
+impl WebhookSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookSource::GitHub => "github",
+            WebhookSource::GitLab => "gitlab",
+            WebhookSource::Generic => "generic",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<WebhookSource, ValidationError> {
+        match value {
+            "github" => Ok(WebhookSource::GitHub),
+            "gitlab" => Ok(WebhookSource::GitLab),
+            "generic" => Ok(WebhookSource::Generic),
+            other => Err(ValidationError::new(
+                "provider",
+                format!("`{other}` is not github, gitlab or generic"),
+            )),
+        }
     }
 }

@@ -42,6 +42,9 @@ pub async fn deploy_key(
         .put_service_secret(site.server_id, &name, &pair.private_openssh)
         .await?;
     let public = pair.public_openssh.clone();
-    SiteConfig::update(store, site.id, |c| c.deploy_key_public = Some(public)).await?;
+    SiteConfig::update(store, site.id, |c| {
+        c.deploy_key_public = Some(public.clone())
+    })
+    .await?;
     Ok((pair.public_openssh, pair.private_openssh))
 }

@@ -32,11 +32,20 @@ pub struct UserChange {
     pub record: StoreChange,
 }
 
+/// Shortest database password accepted (BrokeForge's own are 32 characters).
+pub const MIN_PASSWORD_LEN: usize = 12;
+
 fn check_password(password: &Secret) -> Result<(), ValidationError> {
-    if password.expose().is_empty() || password.expose().contains(['\0', '\n', '\r']) {
+    if password.expose().chars().count() < MIN_PASSWORD_LEN {
         return Err(ValidationError::new(
             "password",
-            "must not be empty or contain line breaks",
+            format!("use at least {MIN_PASSWORD_LEN} characters"),
+        ));
+    }
+    if password.expose().contains(['\0', '\n', '\r']) {
+        return Err(ValidationError::new(
+            "password",
+            "must not contain line breaks",
         ));
     }
     Ok(())

@@ -139,16 +139,22 @@ impl PackageInstaller for ServerAccessInstaller {
     ) -> Result<serde_json::Value, PackageError> {
         let store = executor.store();
         let server_id = ctx.server.id;
-        let input = self
-            .gather(&Gather::new(store, &ctx.server), request)
-            .await?;
-        self.install(executor, ctx, self.commands(&input)?).await?;
+        let installed = async {
+            let input = self
+                .gather(&Gather::new(store, &ctx.server), request)
+                .await?;
+            self.install(executor, ctx, self.commands(&input)?).await
+        }
+        .await;
+        // The user's own root key is forgotten whatever happened: BrokeForge keeps only its own keys. A failed
+        // attempt needs the key given again.
         ctx.connections
             .drop_credential(CredentialKind::Bootstrap)
             .await;
         store
             .delete_credential(server_id, CredentialKind::Bootstrap)
             .await?;
+        installed?;
         store
             .set_connection_status(server_id, ConnectionStatus::Connected)
             .await?;

@@ -238,7 +238,7 @@ impl Package for CertificateInstaller {
             .find_map(|l| l.trim().strip_prefix("Expiry Date:"))
             .map(|rest| rest.split(" (").next().unwrap_or(rest).trim().to_string());
         let stored = cert.clone();
-        SiteConfig::update(cx.store, i.site.id, |c| c.certificate = Some(stored)).await?;
+        SiteConfig::update(cx.store, i.site.id, |c| c.certificate = Some(stored.clone())).await?;
         Ok(json!({"site_id": i.site.id, "domains": cert.domains, "expires": cert.expires}))
     }
 }

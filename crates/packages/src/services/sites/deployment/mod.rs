@@ -250,7 +250,7 @@ impl PackageInstaller for DeploymentInstaller {
         let stored = info.clone();
         SiteConfig::update(store, site.id, |c| {
             c.releases.retain(|r| kept.contains(&r.name));
-            c.releases.push(stored);
+            c.releases.push(stored.clone());
             c.current_release = Some(p.release.clone());
         })
         .await?;

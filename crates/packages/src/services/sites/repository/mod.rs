@@ -160,7 +160,7 @@ impl Package for GitRepositoryInstaller {
             }
         }
         let stored = repo.clone();
-        SiteConfig::update(cx.store, i.site.id, |c| c.repository = Some(stored)).await?;
+        SiteConfig::update(cx.store, i.site.id, |c| c.repository = Some(stored.clone())).await?;
         let mut result = json!({
             "site_id": i.site.id,
             "repository": repo.url,

@@ -162,7 +162,7 @@ impl PackageInstaller for RollbackInstaller {
             .set_deployment_details(deployment.id, None, None, None, Some(0))
             .await?;
         let name = info.name.clone();
-        SiteConfig::update(store, i.site.id, |c| c.current_release = Some(name)).await?;
+        SiteConfig::update(store, i.site.id, |c| c.current_release = Some(name.clone())).await?;
         Ok(json!({"deployment_id": deployment.id, "release": info.name}))
     }
 }

@@ -414,6 +414,7 @@ pub(crate) mod tests {
                 ..SiteConfig::default()
             }
             .to_value(),
+            config_revision: 0,
             created_at: 0,
             updated_at: 0,
         }

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::{DEFAULT_CONF, DEFAULT_SITE_PAGE, FPM_POOL, PHP_INI, SERVICE_NAME, WebServerConfig};
 use crate::base::config::Configuration;
 use crate::base::package::{Gather, Package, PackageInstaller};
-use crate::base::{FileContents, FileStep, PackageError, Plan, StoreChange};
+use crate::base::{FileContents, FileStep, PackageError, Plan, RunStep, StoreChange};
 use crate::milestones;
 use crate::services::server::provision::APT;
 use crate::templates;
@@ -308,13 +308,18 @@ impl WebServiceInstaller {
         }
         Ok(plan
             .track(M::ConfigureNginx)
-            .run(
-                "usermod -aG brokeforge www-data && chmod 750 /home/brokeforge && \
-                 install -d -m 750 -o brokeforge -g brokeforge /home/brokeforge/default /home/brokeforge/default/public",
-            )
+            .run("usermod -aG brokeforge www-data && chmod 750 /home/brokeforge")
+            // The app user's own files are written as the app user: root never follows a path the user controls.
+            .run_step(RunStep {
+                command: "install -d -m 750 /home/brokeforge/default /home/brokeforge/default/public".into(),
+                timeout: std::time::Duration::from_secs(60),
+                stdin: None,
+                credential: Some(CredentialKind::User),
+                private_output: false,
+            })
             .put_file(
                 FileStep::new("/home/brokeforge/default/public/index.html", FileContents::Text(page), 0o640)
-                    .owner("brokeforge:brokeforge"),
+                    .as_credential(CredentialKind::User),
             )
             .put_file(FileStep::new("/etc/nginx/sites-available/default", FileContents::Text(default_site), 0o644))
             .run("ln -sf /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default && nginx -t")
