@@ -484,6 +484,7 @@ async fn sse_phase(
                     &brokeforge_store::NewEvent {
                         server_id,
                         job_id: None,
+                        attempt: None,
                         service_type: brokeforge_core::ServiceType::Server,
                         provision_type: brokeforge_core::ProvisionType::Install,
                         milestone: format!("step_{i}"),

@@ -161,7 +161,9 @@ impl Worker {
     async fn recover(&self) -> Result<(), StoreError> {
         for rec in self
             .store
-            .recover_expired_jobs(self.config.resume_limit)
+            .recover_expired_jobs(self.config.resume_limit, |kind| {
+                self.registry.get(kind).is_none_or(|h| h.resumable())
+            })
             .await?
         {
             match rec {
@@ -225,20 +227,38 @@ async fn run_job(
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(heartbeat_every(lease));
             tick.tick().await;
+            let mut renewed = tokio::time::Instant::now();
             loop {
                 tick.tick().await;
-                match store.heartbeat(id, attempt, lease).await {
-                    Ok(hb) if hb.lost => {
+                // Each renewal may take long (a database that hangs): give up on it in time to stop.
+                let beat =
+                    tokio::time::timeout(lease / 3, store.heartbeat(id, attempt, lease)).await;
+                match beat {
+                    Ok(Ok(hb)) if hb.lost => {
                         lost.store(true, Ordering::SeqCst);
                         cancel.cancel();
                         return;
                     }
-                    Ok(hb) if hb.cancel_requested => {
-                        user_cancel.store(true, Ordering::SeqCst);
-                        cancel.cancel();
+                    Ok(Ok(hb)) => {
+                        renewed = tokio::time::Instant::now();
+                        if hb.cancel_requested {
+                            user_cancel.store(true, Ordering::SeqCst);
+                            cancel.cancel();
+                        }
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(job_id = id, error = %e, "heartbeat failed"),
+                    Ok(Err(e)) => tracing::warn!(job_id = id, error = %e, "heartbeat failed"),
+                    Err(_) => tracing::warn!(job_id = id, "heartbeat timed out"),
+                }
+                // Not renewed for two thirds of the lease: another worker may take the job over soon. Stop
+                // here first (the remote commands with it), so two attempts never overlap.
+                if renewed.elapsed() >= lease * 2 / 3 {
+                    tracing::error!(
+                        job_id = id,
+                        "the lease could not be renewed: stopping the job here"
+                    );
+                    lost.store(true, Ordering::SeqCst);
+                    cancel.cancel();
+                    return;
                 }
             }
         })

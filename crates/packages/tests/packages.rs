@@ -1121,3 +1121,246 @@ mod webhooks {
         }
     }
 }
+
+/// Commands on the server stop with their job: on cancel, after a lost lease, and when the job's next attempt
+/// finds what a lost one left running; and two attempts never run commands on a server at once. The
+/// in-process and loopback OpenSSH test servers run their commands on this machine, so the processes are
+/// looked for here.
+mod remote {
+    use super::*;
+    use brokeforge_packages::base::package::job;
+    use brokeforge_packages::jobs::{Worker, WorkerConfig};
+    use brokeforge_packages::services::sites::command::{CommandRequest, SiteCommandInstaller};
+    use brokeforge_store::NewSite;
+    use tokio_util::sync::CancellationToken;
+
+    /// A `sleep` no other test runs: its argument finds it.
+    fn unique_sleep() -> String {
+        let mut b = [0u8; 4];
+        getrandom::fill(&mut b).unwrap();
+        format!("sleep 3500.{}", u32::from_le_bytes(b) % 1_000_000)
+    }
+
+    fn running(pattern: &str) -> bool {
+        std::process::Command::new("pgrep")
+            .args(["-f", pattern])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    async fn until(what: &str, limit: Duration, f: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !f() {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn site(fx: &Fx) -> brokeforge_store::ServerSite {
+        let dir = fx.scratch("remote");
+        fx.executor
+            .run(
+                &fx.ctx(),
+                &fx.plan().run(format!("mkdir -p {dir}/current")),
+                ProvisionType::Install,
+            )
+            .await
+            .unwrap();
+        fx.store
+            .create_site(&NewSite {
+                server_id: fx.server.id,
+                domain: "remote.example.com".into(),
+                document_root: dir,
+                php_version: None,
+                status: ServiceStatus::Active,
+                configuration: serde_json::json!({}),
+            })
+            .await
+            .unwrap()
+    }
+
+    fn worker(store: &Store) -> CancellationToken {
+        let stop = CancellationToken::new();
+        let w = Worker::new(
+            store.clone(),
+            brokeforge_packages::registry(),
+            WorkerConfig {
+                id: "remote-test".into(),
+                concurrency: 2,
+                lease: Duration::from_secs(3),
+                ..WorkerConfig::default()
+            },
+        );
+        tokio::spawn(w.run(stop.clone()));
+        stop
+    }
+
+    #[tokio::test]
+    async fn cancel_and_a_lost_lease_stop_the_command_on_the_server() {
+        for fx in fixtures().await {
+            let site = site(&fx).await;
+            let stop = worker(&fx.store);
+            for how in ["cancel", "lease"] {
+                let sleep = unique_sleep();
+                let request = CommandRequest::new(site.id, &sleep, Duration::from_secs(3600));
+                let j = fx
+                    .store
+                    .enqueue(&job::<SiteCommandInstaller>(fx.server.id, &request).unwrap())
+                    .await
+                    .unwrap();
+                until(
+                    &format!("{}: the command starts", fx.name),
+                    Duration::from_secs(30),
+                    || running(&sleep),
+                )
+                .await;
+                match how {
+                    "cancel" => {
+                        fx.store.cancel_job(j.id).await.unwrap();
+                    }
+                    _ => {
+                        // Another node decides this worker is gone: the lease ends, the job is failed.
+                        brokeforge_store::raw_execute(
+                            fx.store.pool(),
+                            &format!("UPDATE jobs SET lease_expires_at = 1 WHERE id = {}", j.id),
+                        )
+                        .await
+                        .unwrap();
+                        let rec = fx.store.recover_expired_jobs(3, |_| false).await.unwrap();
+                        assert_eq!(rec.len(), 1, "{}", fx.name);
+                    }
+                }
+                let done = fx
+                    .store
+                    .wait_for_job(j.id, Duration::from_secs(30))
+                    .await
+                    .unwrap();
+                assert!(done.status.is_finished(), "{}: {done:?}", fx.name);
+                until(
+                    &format!(
+                        "{}: after {how} the command still runs on the server",
+                        fx.name
+                    ),
+                    Duration::from_secs(15),
+                    || !running(&sleep),
+                )
+                .await;
+            }
+            stop.cancel();
+        }
+    }
+
+    /// A run that vanished (its worker died mid-command) leaves the command running; the job's next attempt
+    /// stops it before it runs anything, and says so in the log.
+    #[tokio::test]
+    async fn the_next_attempt_stops_what_a_lost_one_left_running() {
+        for fx in fixtures().await {
+            let sleep = unique_sleep();
+            let tag = format!(
+                "{}-{}-lost{}",
+                fx.store.panel_id(),
+                fx.server.id,
+                std::process::id()
+            );
+            let ctx = |cancel: CancellationToken| RunContext {
+                tag: Some(tag.clone()),
+                cancel,
+                ..fx.ctx()
+            };
+            let first = ctx(CancellationToken::new());
+            let plan = fx
+                .plan()
+                .run_with_timeout(sleep.clone(), Duration::from_secs(3600));
+            let executor = fx.executor.clone();
+            let lost = tokio::spawn(async move {
+                let _ = executor.run(&first, &plan, ProvisionType::Install).await;
+            });
+            until(
+                &format!("{}: the command starts", fx.name),
+                Duration::from_secs(30),
+                || running(&sleep),
+            )
+            .await;
+            // The worker dies: its task is gone, its connection dropped; the command runs on.
+            lost.abort();
+            let _ = lost.await;
+            assert!(
+                running(&sleep),
+                "{}: the command ended with its client",
+                fx.name
+            );
+            let second = ctx(CancellationToken::new());
+            fx.executor
+                .run(&second, &fx.plan().run("true"), ProvisionType::Install)
+                .await
+                .unwrap();
+            second.connections.close().await;
+            until(
+                &format!("{}: the next attempt left the old command running", fx.name),
+                Duration::from_secs(10),
+                || !running(&sleep),
+            )
+            .await;
+            assert!(
+                fx.all_logs()
+                    .await
+                    .contains("stopped 1 command(s) an earlier attempt"),
+                "{}",
+                fx.name
+            );
+        }
+    }
+
+    /// Two attempts that both believe they own a server (a database that lost track) still run one after
+    /// the other on it: the server's job lock makes the second wait.
+    #[tokio::test]
+    async fn the_server_lock_keeps_two_attempts_apart() {
+        for fx in fixtures().await {
+            let lock = format!(
+                "/run/lock/brokeforge-test-{}-{}.lock",
+                std::process::id(),
+                fx.server.id
+            );
+            let ctx = |tag: &str| RunContext {
+                tag: Some(format!("{tag}{}", std::process::id())),
+                lock: Some(lock.clone()),
+                ..fx.ctx()
+            };
+            let (a, b) = (ctx("a"), ctx("b"));
+            let stamp = "date +%s%N";
+            let plan = |s: &str| fx.plan().run(format!("{stamp}; sleep {s}; {stamp}"));
+            let (plan_a, plan_b) = (plan("1.5"), plan("0.1"));
+            // a holds the lock until its job ends (its connections close); b waits for it.
+            let (ra, rb) = tokio::join!(
+                async {
+                    let r = fx.executor.run(&a, &plan_a, ProvisionType::Install).await;
+                    a.connections.close().await;
+                    r
+                },
+                async {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    fx.executor.run(&b, &plan_b, ProvisionType::Install).await
+                }
+            );
+            let times = |r: brokeforge_packages::RunReport| -> (u128, u128) {
+                let t: Vec<u128> = r.outputs[0]
+                    .stdout_text()
+                    .lines()
+                    .map(|l| l.trim().parse().unwrap())
+                    .collect();
+                (t[0], t[1])
+            };
+            let (a_start, a_end) = times(ra.unwrap());
+            let (b_start, _) = times(rb.unwrap());
+            b.connections.close().await;
+            assert!(a_start < b_start, "{}", fx.name);
+            assert!(
+                b_start >= a_end,
+                "{}: b ran while a did ({b_start} < {a_end})",
+                fx.name
+            );
+        }
+    }
+}

@@ -48,6 +48,9 @@ pub struct ExecRequest<'a> {
     pub max_output: usize,
     pub cancel: Option<&'a CancellationToken>,
     pub output: Option<&'a mpsc::UnboundedSender<OutputChunk>>,
+    /// Marks the command's process group with this name (see [`stop_command`]), so that it can be found and
+    /// stopped later: on cancel, after a lost lease, or by the next attempt of the same job.
+    pub tag: Option<&'a str>,
 }
 
 impl<'a> ExecRequest<'a> {
@@ -59,8 +62,65 @@ impl<'a> ExecRequest<'a> {
             max_output: 1 << 20,
             cancel: None,
             output: None,
+            tag: None,
         }
     }
+}
+
+/// Where tagged commands leave the id of their process group (per remote user).
+const RUN_DIR: &str = "\"${HOME:-/tmp}/.brokeforge-run\"";
+
+/// A tag as it may appear in a file name and a command line.
+fn check_tag(tag: &str) -> Result<&str, SshError> {
+    if !tag.is_empty()
+        && tag.len() <= 100
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Ok(tag)
+    } else {
+        Err(SshError::Protocol(format!("bad command tag `{tag}`")))
+    }
+}
+
+/// Shell that creates the directory tagged commands mark themselves in.
+pub fn prepare_tagged_runs() -> String {
+    format!("mkdir -p -m 700 {RUN_DIR}")
+}
+
+/// Shell that stops every process group tagged `tag` still running (SIGTERM, then SIGKILL after five
+/// seconds) and prints how many it stopped. A group is stopped only if its leader still carries the tag, so
+/// a reused process id is never hit.
+pub fn stop_command(tag: &str) -> Result<String, SshError> {
+    let tag = check_tag(tag)?;
+    Ok(format!(
+        r#"f={RUN_DIR}/{tag}; n=0; pg=$(cat "$f" 2>/dev/null); for m in "$f".lock; do [ -e "$m" ] && pg="$pg $(cat "$m" 2>/dev/null)"; done
+mine() {{ [ -n "$1" ] || return 1; for d in /proc/[0-9]*; do read -r st < "$d/stat" 2>/dev/null || continue; st=${{st##*) }}; set -- "$1" $st; [ "$4" = "$1" ] || continue; tr '\0' ' ' < "$d/cmdline" 2>/dev/null | grep -q -- "bf-{tag}" && return 0; done; return 1; }}
+live=; for p in $pg; do if mine "$p"; then kill -TERM "-$p" 2>/dev/null; live="$live $p"; n=$((n+1)); fi; done
+for i in $(seq 1 50); do still=; for p in $live; do mine "$p" && still=1; done; [ -z "$still" ] && break; sleep 0.1; done
+for p in $live; do mine "$p" && kill -KILL "-$p" 2>/dev/null; done
+rm -f "$f" "$f".lock; echo "stopped $n""#
+    ))
+}
+
+/// The command as it runs: in its own process group under coreutils `timeout`, marked with `tag`.
+fn wrap(command: &str, secs: u64, tag: Option<&str>) -> Result<String, SshError> {
+    Ok(match tag {
+        None => format!(
+            "timeout --kill-after=5 {secs} sh -c {}",
+            shell_quote(command)
+        ),
+        // `exec` keeps the shell's process id for `timeout`, which leads its own process group: the id
+        // written first is the group's.
+        Some(tag) => {
+            let tag = check_tag(tag)?;
+            format!(
+                "{{ echo $$ > {RUN_DIR}/{tag}; }} 2>/dev/null; exec timeout --kill-after=5 {secs} sh -c {} bf-{tag}",
+                shell_quote(command)
+            )
+        }
+    })
 }
 
 #[derive(Debug, Clone, Default)]
@@ -214,10 +274,7 @@ impl SshSession {
             .await
             .map_err(|_| SshError::Protocol("connection closed".into()))?;
         let secs = req.timeout.as_secs().max(1);
-        let wrapped = format!(
-            "timeout --kill-after=5 {secs} sh -c {}",
-            shell_quote(req.command)
-        );
+        let wrapped = wrap(req.command, secs, req.tag)?;
         let started = Instant::now();
         let mut channel = self.open_channel().await?;
         self.open.fetch_add(1, Ordering::SeqCst);
@@ -229,13 +286,17 @@ impl SshSession {
         channel.eof().await?;
 
         let mut out = ExecOutput::default();
+        let mut closed = false;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs) + BACKSTOP;
         let never = CancellationToken::new();
         let cancel = req.cancel.unwrap_or(&never);
         loop {
             tokio::select! {
                 msg = channel.wait() => match msg {
-                    None | Some(ChannelMsg::Close) => break,
+                    None | Some(ChannelMsg::Close) => {
+                        closed = true;
+                        break;
+                    }
                     Some(ChannelMsg::Data { data }) => {
                         take(&mut out.stdout, &mut out.truncated, &data, req.max_output, Stream::Stdout, req.output);
                     }
@@ -265,6 +326,14 @@ impl SshSession {
             }
         }
         out.duration = started.elapsed();
+        // Closed without saying how the command ended: the connection itself went away.
+        if closed && out.exit_code.is_none() && out.exit_signal.is_none() && self.handle.is_closed()
+        {
+            return Err(SshError::ConnectionLost {
+                host: self.host.clone(),
+                seconds: out.duration.as_secs(),
+            });
+        }
         if !out.cancelled
             && out.exit_code.is_some_and(|c| TIMEOUT_EXIT.contains(&c))
             && out.duration >= Duration::from_secs(secs)
@@ -272,6 +341,68 @@ impl SshSession {
             out.timed_out = true;
         }
         Ok(out)
+    }
+
+    /// Take the server-wide lock `lock_file` for as long as the returned [`Held`] lives (a `flock` held by a
+    /// process on its own channel, released when the channel closes, or when [`stop_command`] stops `tag`).
+    /// Waits while another holder has it; `waiting` is called once if it has to wait.
+    pub async fn hold_lock(
+        &self,
+        lock_file: &str,
+        tag: &str,
+        cancel: &CancellationToken,
+        waiting: impl FnOnce(),
+    ) -> Result<Held, SshError> {
+        let tag = check_tag(tag)?;
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| SshError::Protocol("connection closed".into()))?;
+        let command = format!(
+            "{{ echo $$ > {RUN_DIR}/{tag}.lock; }} 2>/dev/null; exec timeout 86400 flock {} sh -c 'echo locked; exec cat >/dev/null' bf-{tag}",
+            shell_quote(lock_file)
+        );
+        let mut channel = self.open_channel().await?;
+        channel.exec(true, command).await?;
+        let mut waiting = Some(waiting);
+        let mut seen = Vec::new();
+        loop {
+            let msg = tokio::select! {
+                m = channel.wait() => m,
+                _ = tokio::time::sleep(Duration::from_secs(2)), if waiting.is_some() => {
+                    if let Some(w) = waiting.take() {
+                        w();
+                    }
+                    continue;
+                }
+                _ = cancel.cancelled() => {
+                    let _ = channel.close().await;
+                    return Err(SshError::Protocol("cancelled while waiting for the server's job lock".into()));
+                }
+            };
+            match msg {
+                Some(ChannelMsg::Data { data }) => {
+                    seen.extend_from_slice(&data);
+                    if seen.starts_with(b"locked") {
+                        return Ok(Held {
+                            channel,
+                            _permit: permit,
+                        });
+                    }
+                }
+                Some(ChannelMsg::ExtendedData { data, .. }) => seen.extend_from_slice(&data),
+                None | Some(ChannelMsg::Close) | Some(ChannelMsg::ExitStatus { .. }) => {
+                    return Err(SshError::Protocol(format!(
+                        "{} could not take the job lock {lock_file}: {}",
+                        self.host,
+                        String::from_utf8_lossy(&seen).trim()
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
     }
 
     /// Open a session channel. OpenSSH frees a closed session slot a moment after the close crosses the
@@ -295,6 +426,20 @@ impl SshSession {
             .handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")
             .await;
+    }
+}
+
+/// A server-wide lock taken by [`SshSession::hold_lock`]; released by [`Held::release`] (or when the
+/// connection goes).
+pub struct Held {
+    channel: russh::Channel<client::Msg>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Held {
+    pub async fn release(self) {
+        let _ = self.channel.eof().await;
+        let _ = self.channel.close().await;
     }
 }
 

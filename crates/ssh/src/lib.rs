@@ -7,7 +7,10 @@ pub mod known_hosts;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use client::{ExecOutput, ExecRequest, OutputChunk, SshSession, SshTarget, Stream};
+pub use client::{
+    ExecOutput, ExecRequest, Held, OutputChunk, SshSession, SshTarget, Stream, prepare_tagged_runs,
+    stop_command,
+};
 pub use known_hosts::{HostKeyPolicy, Verdict};
 
 /// Channels open at once on one connection. OpenSSH allows 10 sessions per connection; stay well below.
@@ -38,6 +41,11 @@ pub enum SshError {
         "the server {host} refused the key of user `{user}`: check that the user exists and its authorized_keys holds BrokeForge's public key"
     )]
     AuthRejected { host: String, user: String },
+    #[error(
+        "the connection to {host} was lost {seconds} s into the command (it may still be running there; \
+         the next attempt stops what is left of it first)"
+    )]
+    ConnectionLost { host: String, seconds: u64 },
     #[error("invalid key: {0}")]
     Key(String),
     #[error("SSH protocol error: {0}")]

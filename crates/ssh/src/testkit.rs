@@ -151,13 +151,15 @@ struct Proc {
 }
 
 impl Proc {
+    /// A signal request, as OpenSSH's sshd handles one: to the session's own process only (its children
+    /// live on; stopping them is the client's business).
     fn kill(&self) {
-        if let Ok(pgid) = self.pgid.lock()
-            && let Some(pgid) = *pgid
+        if let Ok(pid) = self.pgid.lock()
+            && let Some(pid) = *pid
         {
-            // SAFETY: killpg only sends a signal to a process group this server created.
+            // SAFETY: kill only sends a signal to a process this server started.
             unsafe {
-                libc::killpg(pgid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
             }
         }
     }
@@ -233,7 +235,6 @@ impl server::Handler for Conn {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
-            .kill_on_drop(true)
             .spawn()
         {
             Ok(c) => c,
@@ -349,18 +350,12 @@ impl server::Handler for Conn {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         close_once(&self.shared, &self.open, channel);
-        if let Some(p) = self.procs.remove(&channel) {
-            p.kill();
+        // Like OpenSSH without a terminal: closing the channel (or losing the connection) does not stop the
+        // command; it only loses its input.
+        if let Some(mut p) = self.procs.remove(&channel) {
+            p.stdin = None;
         }
         Ok(())
-    }
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        for p in self.procs.values() {
-            p.kill();
-        }
     }
 }
 

@@ -104,6 +104,9 @@ impl Store {
             &Self::event_activity(&event),
         )
         .await?;
+        if let (Some(job_id), Some(attempt)) = (new.job_id, new.attempt) {
+            Self::fence(&mut tx, job_id, attempt).await?;
+        }
         tx.commit().await?;
         let _ = self.activity.send(event.server_id);
         Ok(event)
@@ -112,6 +115,18 @@ impl Store {
     pub async fn finish_event(
         &self,
         id: i64,
+        status: EventStatus,
+        error: Option<&str>,
+    ) -> Result<()> {
+        self.finish_attempt_event(id, None, status, error).await
+    }
+
+    /// [`Store::finish_event`] on behalf of attempt `fence.1` of job `fence.0` (refused once it no longer
+    /// owns the job).
+    pub async fn finish_attempt_event(
+        &self,
+        id: i64,
+        fence: Option<(i64, i64)>,
         status: EventStatus,
         error: Option<&str>,
     ) -> Result<()> {
@@ -138,6 +153,9 @@ impl Store {
             )
             .await?;
             server = Some(ev.server_id);
+        }
+        if let Some((job_id, attempt)) = fence {
+            Self::fence(&mut tx, job_id, attempt).await?;
         }
         tx.commit().await?;
         if let Some(s) = server {
@@ -212,12 +230,45 @@ impl Store {
         stream: LogStream,
         chunk: &str,
     ) -> Result<()> {
+        self.append_attempt_log(server_id, job_id, None, event_id, stream, chunk)
+            .await
+    }
+
+    /// [`Store::append_log`] on behalf of attempt `attempt` of the job (refused once it no longer owns the
+    /// job: a worker that lost its lease cannot write into the log of the attempt that replaced it).
+    pub async fn append_attempt_log(
+        &self,
+        server_id: i64,
+        job_id: Option<i64>,
+        attempt: Option<i64>,
+        event_id: Option<i64>,
+        stream: LogStream,
+        chunk: &str,
+    ) -> Result<()> {
         let mut tx = self.telemetry.begin().await?;
         self.insert_activity(&mut tx, server_id, job_id, event_id, stream, chunk)
             .await?;
+        if let (Some(job_id), Some(attempt)) = (job_id, attempt) {
+            Self::fence(&mut tx, job_id, attempt).await?;
+        }
         tx.commit().await?;
         let _ = self.activity.send(server_id);
         Ok(())
+    }
+
+    /// Inside `tx`, after its writes (on SQLite a transaction that reads first cannot always upgrade to a
+    /// writer): refuse, and so roll back, unless attempt `attempt` still runs job `job_id`.
+    async fn fence(tx: &mut sqlx::AnyConnection, job_id: i64, attempt: i64) -> Result<()> {
+        let owns =
+            sqlx::query("SELECT 1 FROM jobs WHERE id = $1 AND attempt = $2 AND status = 'running'")
+                .bind(job_id)
+                .bind(attempt)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match owns {
+            Some(_) => Ok(()),
+            None => Err(crate::StoreError::Superseded { job_id, attempt }),
+        }
     }
 
     /// Append to a server's activity feed inside `tx`. On PostgreSQL a per-server transaction lock comes

@@ -592,7 +592,13 @@ impl Store {
 
     /// Running jobs whose lease expired (their worker died): requeue them while attempts remain under
     /// `resume_limit`, otherwise fail them with the reason.
-    pub async fn recover_expired_jobs(&self, resume_limit: i64) -> Result<Vec<Recovered>> {
+    /// `resumable(kind)` says whether a job of that kind may start again after its worker was lost (an
+    /// idempotent installer may; a site command or a deployment that may have partly run may not).
+    pub async fn recover_expired_jobs(
+        &self,
+        resume_limit: i64,
+        resumable: impl Fn(&str) -> bool,
+    ) -> Result<Vec<Recovered>> {
         let now = now_ms();
         let rows = sqlx::query(&format!(
             "SELECT {JOB_COLS} FROM jobs WHERE status = 'running' AND lease_expires_at < $1 ORDER BY id"
@@ -611,13 +617,19 @@ impl Store {
                     .map(|w| format!(", worker {w}"))
                     .unwrap_or_default()
             );
-            let (status, fin) = if job.attempt < resume_limit && !job.cancel_requested {
+            let may_resume = resumable(&job.kind);
+            let (status, fin) = if may_resume && job.attempt < resume_limit && !job.cancel_requested
+            {
                 ("queued", None)
             } else {
                 ("failed", Some(now))
             };
             let error = if status == "failed" && job.cancel_requested {
                 "cancelled (the worker stopped responding)".to_string()
+            } else if !may_resume {
+                format!(
+                    "{reason}; not started again by itself, as it may have partly run: check the server, then run it again"
+                )
             } else if status == "failed" {
                 format!("{reason}; gave up after {} attempts", job.attempt)
             } else {

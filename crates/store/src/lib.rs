@@ -57,6 +57,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("stored data is invalid: {0}")]
     InvalidData(String),
+    /// A write from an attempt of a job that no longer owns it (its lease was lost and the job was
+    /// recovered, requeued or finished by another node).
+    #[error("attempt {attempt} of job {job_id} no longer owns the job")]
+    Superseded { job_id: i64, attempt: i64 },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -167,6 +171,13 @@ impl Store {
     }
 
     /// The URL this store was opened with (contains the password for PostgreSQL: never print it).
+    /// A short, stable name for this panel's database (the same on every node): it keeps the marks a job
+    /// leaves on a server apart from another panel's (or another test's) that share the server.
+    pub fn panel_id(&self) -> String {
+        use sha2::Digest;
+        hex::encode(&sha2::Sha256::digest(self.url.as_bytes())[..4])
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -130,6 +130,8 @@ impl ProvisionEvent {
 pub struct NewEvent {
     pub server_id: i64,
     pub job_id: Option<i64>,
+    /// The job's attempt writing the event: the write is refused once that attempt no longer owns the job.
+    pub attempt: Option<i64>,
     pub service_type: ServiceType,
     pub provision_type: ProvisionType,
     pub milestone: String,

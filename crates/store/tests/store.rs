@@ -230,6 +230,7 @@ async fn events_logs_sites_and_commands() {
             .start_event(&NewEvent {
                 server_id: server.id,
                 job_id: None,
+                attempt: None,
                 service_type: ServiceType::Site,
                 provision_type: ProvisionType::Install,
                 milestone: "prepare_execution".into(),
@@ -422,7 +423,7 @@ mod queue {
                 .unwrap();
             let first = s.claim("dead", Duration::ZERO).await.unwrap().unwrap();
             tokio::time::sleep(Duration::from_millis(5)).await;
-            let rec = s.recover_expired_jobs(3).await.unwrap();
+            let rec = s.recover_expired_jobs(3, |_| true).await.unwrap();
             assert!(
                 matches!(&rec[..], [Recovered::Requeued(j)] if j.id == job.id && j.error.as_deref().unwrap().contains("stopped responding")),
                 "{}: {rec:?}",
@@ -443,6 +444,53 @@ mod queue {
                     .await
                     .unwrap()
             );
+            // Nor add to the log or the progress of the attempt that replaced it.
+            let log = |attempt: i64| {
+                s.append_attempt_log(
+                    a,
+                    Some(job.id),
+                    Some(attempt),
+                    None,
+                    LogStream::Stdout,
+                    "line\n",
+                )
+            };
+            assert!(
+                matches!(
+                    log(first.attempt).await,
+                    Err(StoreError::Superseded { attempt: 1, .. })
+                ),
+                "{}",
+                t.name
+            );
+            let event = |attempt: i64| NewEvent {
+                server_id: a,
+                job_id: Some(job.id),
+                attempt: Some(attempt),
+                service_type: ServiceType::Database,
+                provision_type: ProvisionType::Install,
+                milestone: "m".into(),
+                label: "m".into(),
+                current_step: 1,
+                total_steps: 1,
+                details: json!({}),
+            };
+            assert!(matches!(
+                s.start_event(&event(first.attempt)).await,
+                Err(StoreError::Superseded { .. })
+            ));
+            log(2).await.unwrap();
+            let ev = s.start_event(&event(2)).await.unwrap();
+            assert!(matches!(
+                s.finish_attempt_event(ev.id, Some((job.id, 1)), EventStatus::Completed, None)
+                    .await,
+                Err(StoreError::Superseded { .. })
+            ));
+            s.finish_attempt_event(ev.id, Some((job.id, 2)), EventStatus::Completed, None)
+                .await
+                .unwrap();
+            let logs = s.job_logs(job.id).await.unwrap();
+            assert_eq!(logs.len(), 1, "{}: {logs:?}", t.name);
             assert!(!s.heartbeat(second.id, 2, LEASE).await.unwrap().lost);
             assert!(
                 s.finish_job(second.id, 2, &Outcome::Done(json!(null)))
@@ -457,7 +505,7 @@ mod queue {
                 .unwrap();
             s.claim("dead", Duration::ZERO).await.unwrap().unwrap();
             tokio::time::sleep(Duration::from_millis(5)).await;
-            let rec = s.recover_expired_jobs(1).await.unwrap();
+            let rec = s.recover_expired_jobs(1, |_| true).await.unwrap();
             match &rec[..] {
                 [Recovered::Failed(j)] => {
                     assert_eq!(j.status, JobStatus::Failed);
@@ -733,6 +781,7 @@ async fn activity_feed_orders_output_and_event_changes() {
         let new = |step: i64| NewEvent {
             server_id: server.id,
             job_id: Some(9),
+            attempt: None,
             service_type: ServiceType::Site,
             provision_type: ProvisionType::Install,
             milestone: format!("m{step}"),

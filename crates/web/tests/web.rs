@@ -1306,6 +1306,7 @@ async fn pages_render_and_forms_reject_bad_input() {
             .start_event(&brokeforge_store::NewEvent {
                 server_id: server.id,
                 job_id: None,
+                attempt: None,
                 service_type: brokeforge_core::ServiceType::Server,
                 provision_type: brokeforge_core::ProvisionType::Install,
                 milestone: "create_users".into(),

@@ -33,6 +33,13 @@ pub struct RunContext {
     pub trust_on_first_use: bool,
     /// SSH connections of this job, one per credential, shared by every plan the job runs.
     pub connections: Connections,
+    /// The name the job's commands carry on the server, so they can be stopped (on cancel, after a lost lease,
+    /// and by the job's next attempt before it runs anything).
+    pub tag: Option<String>,
+    /// The job's attempt: progress and output are written only while it still owns the job.
+    pub attempt: Option<i64>,
+    /// The server-side lock file: one job's commands at a time on the server, whatever the database says.
+    pub lock: Option<String>,
 }
 
 impl RunContext {
@@ -43,13 +50,20 @@ impl RunContext {
             cancel: CancellationToken::new(),
             trust_on_first_use: false,
             connections: Connections::default(),
+            tag: None,
+            attempt: None,
+            lock: None,
         }
     }
 }
 
-/// Open SSH connections by credential. Closed by [`Connections::close`] (or when the last clone is dropped).
+/// Open SSH connections by credential, and the server's job lock while the job holds it. Closed by
+/// [`Connections::close`] (or when the last clone is dropped).
 #[derive(Clone, Default)]
-pub struct Connections(Arc<tokio::sync::Mutex<HashMap<CredentialKind, Arc<SshSession>>>>);
+pub struct Connections(
+    Arc<tokio::sync::Mutex<HashMap<CredentialKind, Arc<SshSession>>>>,
+    Arc<tokio::sync::Mutex<Option<brokeforge_ssh::Held>>>,
+);
 
 impl std::fmt::Debug for Connections {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -59,6 +73,9 @@ impl std::fmt::Debug for Connections {
 
 impl Connections {
     pub async fn close(&self) {
+        if let Some(held) = self.1.lock().await.take() {
+            held.release().await;
+        }
         let sessions: Vec<_> = self.0.lock().await.drain().map(|(_, s)| s).collect();
         for s in sessions {
             if let Ok(s) = Arc::try_unwrap(s) {
@@ -169,8 +186,9 @@ impl Executor {
         };
         if let Some(mut ev) = run.event.take() {
             let id = ev.id().await?;
+            let fence = ctx.job_id.zip(ctx.attempt);
             self.store
-                .finish_event(id, status, error.as_deref())
+                .finish_attempt_event(id, fence, status, error.as_deref())
                 .await?;
         }
         if let Some(error) = &error
@@ -198,6 +216,7 @@ impl Run<'_> {
                     let next = NewEvent {
                         server_id: self.ctx.server.id,
                         job_id: self.ctx.job_id,
+                        attempt: self.ctx.attempt,
                         service_type: self.plan.service_type,
                         provision_type: self.provision_type,
                         milestone: key.to_string(),
@@ -218,7 +237,10 @@ impl Run<'_> {
         Ok(report)
     }
 
-    async fn session(&self, credential: CredentialKind) -> Result<Arc<SshSession>, PackageError> {
+    async fn session(
+        &mut self,
+        credential: CredentialKind,
+    ) -> Result<Arc<SshSession>, PackageError> {
         let mut sessions = self.ctx.connections.0.lock().await;
         if let Some(session) = sessions.get(&credential) {
             return Ok(session.clone());
@@ -276,7 +298,72 @@ impl Run<'_> {
         }
         let session = Arc::new(session);
         sessions.insert(credential, session.clone());
+        drop(sessions);
+        if let Some(tag) = self.ctx.tag.clone() {
+            self.take_over(&session, &tag).await?;
+        }
         Ok(session)
+    }
+
+    /// A job's first word on a new connection: stop whatever an earlier attempt of this job (or a lost
+    /// connection) left running there as this user, then take the server's job lock, so that two attempts
+    /// never run at once on the server even when the database cannot tell them apart.
+    async fn take_over(&mut self, session: &SshSession, tag: &str) -> Result<(), PackageError> {
+        let stop = format!(
+            "{}; {}",
+            brokeforge_ssh::prepare_tagged_runs(),
+            brokeforge_ssh::stop_command(tag)?
+        );
+        let out = session
+            .exec(ExecRequest::new(&stop, Duration::from_secs(30)))
+            .await?;
+        let stopped = out
+            .stdout_text()
+            .trim()
+            .strip_prefix("stopped ")
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(0);
+        if stopped > 0 {
+            self.log(
+                LogStream::System,
+                &format!(
+                    "stopped {stopped} command(s) an earlier attempt of this job left running\n"
+                ),
+            )
+            .await?;
+        }
+        let Some(lock) = self.ctx.lock.clone() else {
+            return Ok(());
+        };
+        let mut held = self.ctx.connections.1.lock().await;
+        if held.is_some() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let waited = std::sync::atomic::AtomicBool::new(false);
+        let h = session
+            .hold_lock(&lock, tag, &self.ctx.cancel, || {
+                waited.store(true, std::sync::atomic::Ordering::Relaxed)
+            })
+            .await;
+        let h = match h {
+            Ok(h) => h,
+            Err(_) if self.ctx.cancel.is_cancelled() => return Err(PackageError::Cancelled),
+            Err(e) => return Err(e.into()),
+        };
+        *held = Some(h);
+        drop(held);
+        if waited.load(std::sync::atomic::Ordering::Relaxed) {
+            self.log(
+                LogStream::System,
+                &format!(
+                    "waited {} s for another job's commands to end on the server\n",
+                    started.elapsed().as_secs()
+                ),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     async fn log(&mut self, stream: LogStream, text: &str) -> Result<(), StoreError> {
@@ -285,9 +372,10 @@ impl Run<'_> {
             None => None,
         };
         self.store
-            .append_log(
+            .append_attempt_log(
                 self.ctx.server.id,
                 self.ctx.job_id,
+                self.ctx.attempt,
                 event_id,
                 stream,
                 &self.plan.redact(text),
@@ -310,6 +398,7 @@ impl Run<'_> {
             store: self.store.clone(),
             server_id: self.ctx.server.id,
             job_id: self.ctx.job_id,
+            attempt: self.ctx.attempt,
             event_id: self.event.as_ref().map(|e| e.id.clone()),
             secrets: self.plan.secrets.clone(),
         };
@@ -324,8 +413,25 @@ impl Run<'_> {
             max_output: MAX_OUTPUT,
             cancel: Some(&cancel),
             output: (!private_output).then_some(&tx),
+            tag: self.ctx.tag.as_deref(),
         };
         let result = session.exec(req).await;
+        if let (Ok(out), Some(tag)) = (&result, &self.ctx.tag)
+            && out.cancelled
+        {
+            // Closing the channel does not stop a command on the server: stop its process group.
+            match brokeforge_ssh::stop_command(tag) {
+                Ok(stop) => {
+                    if let Err(e) = session
+                        .exec(ExecRequest::new(&stop, Duration::from_secs(20)))
+                        .await
+                    {
+                        tracing::warn!(job_id = ?self.ctx.job_id, error = %e, "stopping a cancelled command failed; the next attempt stops it");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "no stop command"),
+            }
+        }
         if result.is_err() {
             SSH_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
@@ -341,10 +447,10 @@ impl Run<'_> {
             let what = match (out.timed_out, out.exit_code) {
                 (true, _) => format!("timed out after {} s", timeout.as_secs()),
                 (false, Some(code)) => format!("exited with code {code}"),
-                (false, None) => format!(
-                    "ended by signal {}",
-                    out.exit_signal.as_deref().unwrap_or("?")
-                ),
+                (false, None) => match &out.exit_signal {
+                    Some(sig) => format!("was killed by signal {sig}"),
+                    None => "ended without an exit status".to_string(),
+                },
             };
             let stderr = if private_output {
                 String::new()
@@ -461,6 +567,7 @@ struct LogWriter {
     store: Store,
     server_id: i64,
     job_id: Option<i64>,
+    attempt: Option<i64>,
     event_id: Option<watch::Receiver<Option<i64>>>,
     secrets: Vec<brokeforge_core::Secret>,
 }
@@ -510,7 +617,14 @@ impl LogWriter {
             None => None,
         };
         self.store
-            .append_log(self.server_id, self.job_id, event_id, stream, &text)
+            .append_attempt_log(
+                self.server_id,
+                self.job_id,
+                self.attempt,
+                event_id,
+                stream,
+                &text,
+            )
             .await
     }
 }

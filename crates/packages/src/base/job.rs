@@ -35,9 +35,13 @@ impl JobContext<'_> {
             .server
             .clone()
             .ok_or_else(|| StoreError::InvalidData(format!("job {} has no server", self.job.id)))?;
+        let panel = self.store.panel_id();
         Ok(RunContext {
+            tag: Some(format!("{panel}-{}-{}", server.id, self.job.id)),
+            lock: Some(format!("/run/lock/brokeforge-{panel}-{}.lock", server.id)),
             server,
             job_id: Some(self.job.id),
+            attempt: Some(self.job.attempt),
             cancel: self.cancel.clone(),
             trust_on_first_use: self
                 .job
@@ -64,6 +68,11 @@ pub trait JobHandler: Send + Sync + 'static {
         &'a self,
         ctx: &'a JobContext<'a>,
     ) -> BoxFuture<'a, Result<serde_json::Value, PackageError>>;
+    /// Whether the job may start again by itself after its worker was lost. Idempotent work may; work that
+    /// may have partly run and would do something twice (a command, a deployment) may not.
+    fn resumable(&self) -> bool {
+        true
+    }
     /// Wait before automatic retry number `attempt` (only for jobs enqueued with `max_attempts > 1`).
     fn retry_delay(&self, attempt: i64) -> Duration {
         Duration::from_secs(5 * attempt.max(1) as u64)

@@ -76,6 +76,9 @@ pub trait Package: Send + Sync + Sized + 'static {
     type Input: Send + Sync;
     /// The job kind that runs this package.
     const JOB: &'static str;
+    /// Whether a job of this package starts again by itself after a lost worker (packages converge, so most
+    /// do; one that must not run twice says no).
+    const RESUMABLE: bool = true;
 
     fn service_type(&self) -> ServiceType;
     fn credential(&self) -> CredentialKind;
@@ -227,6 +230,9 @@ impl<P: PackageInstaller> JobHandler for InstallerJob<P> {
     fn kind(&self) -> &'static str {
         P::JOB
     }
+    fn resumable(&self) -> bool {
+        P::RESUMABLE
+    }
     fn run<'a>(&'a self, ctx: &'a JobContext<'a>) -> BoxFuture<'a, Result<Value, PackageError>> {
         Box::pin(async move {
             let request: P::Request = ctx.request()?;
@@ -243,6 +249,9 @@ pub struct RemoverJob<P>(pub Arc<P>);
 impl<P: PackageRemover> JobHandler for RemoverJob<P> {
     fn kind(&self) -> &'static str {
         P::JOB
+    }
+    fn resumable(&self) -> bool {
+        P::RESUMABLE
     }
     fn run<'a>(&'a self, ctx: &'a JobContext<'a>) -> BoxFuture<'a, Result<Value, PackageError>> {
         Box::pin(async move {

@@ -133,6 +133,7 @@ fn script_event(server_id: i64, m: ServerAccessInstallerMilestones) -> NewEvent 
     NewEvent {
         server_id,
         job_id: None,
+        attempt: None,
         service_type: ServiceType::Server,
         provision_type: ProvisionType::Install,
         milestone: m.key().into(),

@@ -67,6 +67,8 @@ impl Package for SiteCommandInstaller {
     type Request = CommandRequest;
     type Input = CommandInput;
     const JOB: &'static str = "site_command";
+    /// It may have partly run: after a lost worker the user decides whether to run it again.
+    const RESUMABLE: bool = false;
 
     fn service_type(&self) -> ServiceType {
         ServiceType::Site

@@ -146,6 +146,8 @@ impl Package for DeploymentInstaller {
     type Request = DeployRequest;
     type Input = DeployInput;
     const JOB: &'static str = "site_deploy";
+    /// It may have partly run: after a lost worker the user decides whether to run it again.
+    const RESUMABLE: bool = false;
 
     fn service_type(&self) -> ServiceType {
         ServiceType::Site

@@ -94,6 +94,8 @@ impl Package for RollbackInstaller {
     type Request = RollbackRequest;
     type Input = RollbackInput;
     const JOB: &'static str = "site_rollback";
+    /// It may have partly run: after a lost worker the user decides whether to run it again.
+    const RESUMABLE: bool = false;
 
     fn service_type(&self) -> ServiceType {
         ServiceType::Site
