@@ -498,4 +498,5 @@ mod e2e;
 #[path = "client/mod.rs"]
 mod client;
 
+#[path = "layout/mod.rs"]
 mod layout;

@@ -261,3 +261,25 @@ fn components(edges: &BTreeMap<PathBuf, BTreeSet<PathBuf>>) -> Vec<Vec<PathBuf>>
     }
     s.out
 }
+
+/// Each crate links one integration-test binary (linking is the slow part of a build on two cores): a
+/// test module lives in a folder its crate's one test file includes, never as another file in `tests/`.
+#[test]
+fn one_test_binary_per_crate() {
+    for krate in std::fs::read_dir(crates_dir()).unwrap() {
+        let tests = krate.unwrap().path().join("tests");
+        let Ok(entries) = std::fs::read_dir(&tests) else {
+            continue;
+        };
+        let binaries: Vec<_> = entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "rs") || p.join("main.rs").is_file())
+            .collect();
+        assert!(
+            binaries.len() <= 1,
+            "{} builds {} test binaries: {binaries:?}",
+            tests.display(),
+            binaries.len()
+        );
+    }
+}
