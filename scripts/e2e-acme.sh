@@ -4,6 +4,8 @@
 # e2e host (10.231.N.2) through pebble-challtestsrv's DNS. Needs root.
 #
 #   scripts/e2e-acme.sh start N     prints `DIRECTORY_URL CA_FILE` (CA_FILE: the CA of pebble's own HTTPS)
+#   scripts/e2e-acme.sh add-a N NAME IP   NAME resolves to IP for pebble (instead of the e2e host)
+#   scripts/e2e-acme.sh root N      prints the root that signs the certificates pebble issues
 #   scripts/e2e-acme.sh stop N
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -51,8 +53,19 @@ JSON
   echo "https://$ip:14000/dir $dir/ca.pem"
 }
 
+add_a() {
+  curl -fsS -m 10 -d "{\"host\":\"$2\",\"addresses\":[\"$3\"]}" "http://127.0.0.1:$((16000 + $1))/add-a" >/dev/null
+}
+
+root() {
+  # pebble's management API speaks HTTPS with the certificate made for its ACME address: loopback, not checked.
+  curl -fsSk -m 10 "https://127.0.0.1:$((15000 + $1))/roots/0"
+}
+
 case "${1:-}" in
   start) start "$2" ;;
+  add-a) add_a "$2" "$3" "$4" ;;
+  root) root "$2" ;;
   stop) stop "$2" ;;
-  *) sed -n '2,7p' "$0"; exit 2 ;;
+  *) sed -n '2,9p' "$0"; exit 2 ;;
 esac

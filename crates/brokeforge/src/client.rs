@@ -106,11 +106,28 @@ impl Client {
             .clone()
             .filter(|t| !t.is_empty())
             .or_else(|| saved.map(|s| s.token).filter(|t| !t.is_empty()));
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .build()
-            .into();
+            .timeout_connect(Some(Duration::from_secs(10)));
+        // A BrokeForge whose certificate comes from a private CA (or is self-signed).
+        if let Some(path) = std::env::var_os("BROKEFORGE_CA_FILE").filter(|p| !p.is_empty()) {
+            use rustls_pki_types::pem::PemObject;
+            let pem = std::fs::read(&path)
+                .with_context(|| format!("cannot read BROKEFORGE_CA_FILE {}", path.display()))?;
+            let roots = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+                .map(|c| c.map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned()))
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("BROKEFORGE_CA_FILE {} is not PEM", path.display()))?;
+            if roots.is_empty() {
+                bail!("BROKEFORGE_CA_FILE {} holds no certificate", path.display());
+            }
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
+                    .build(),
+            );
+        }
+        let agent: ureq::Agent = config.build().into();
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
             token,

@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod config;
 mod serve;
+mod tls;
 
 use std::time::Duration;
 

@@ -8,18 +8,22 @@ use brokeforge_web::{AppState, WebConfig};
 use tokio_util::sync::CancellationToken;
 
 /// Web settings from the environment: `BROKEFORGE_PUBLIC_URL` (the URL servers and browsers use; https
-/// makes cookies Secure), `BROKEFORGE_TRUST_PROXY=1` (take client addresses from X-Forwarded-For).
-pub fn web_config() -> WebConfig {
+/// makes cookies Secure), `BROKEFORGE_TRUST_PROXY=1` (take client addresses from X-Forwarded-For),
+/// `BROKEFORGE_INSECURE_PROVISIONING=1` (hand out the one-line script over plain HTTP: test networks only).
+pub fn web_config(tls: bool) -> WebConfig {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     WebConfig {
         public_url: env("BROKEFORGE_PUBLIC_URL"),
-        secure_cookies: env("BROKEFORGE_SECURE_COOKIES").as_deref() == Some("1"),
+        secure_cookies: tls || env("BROKEFORGE_SECURE_COOKIES").as_deref() == Some("1"),
         trust_proxy: env("BROKEFORGE_TRUST_PROXY").as_deref() == Some("1"),
         metrics_token: env("BROKEFORGE_METRICS_TOKEN"),
+        tls,
+        insecure_provisioning: env("BROKEFORGE_INSECURE_PROVISIONING").as_deref() == Some("1"),
     }
 }
 
 pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
+    let tls_mode = crate::tls::TlsMode::from_env()?;
     let store = crate::config::open_store().await?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -27,6 +31,7 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
     let addr = listener.local_addr()?;
     let stop = CancellationToken::new();
     tokio::spawn(crate::shutdown_on_signal(stop.clone()));
+    let tls = crate::tls::start(&tls_mode, &store, stop.clone()).await?;
     let workers = tokio::spawn(
         Worker::new(store.clone(), brokeforge_packages::registry(), worker).run(stop.clone()),
     );
@@ -36,12 +41,13 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
         let stop = stop.clone();
         tokio::spawn(async move { domain.run_maintenance(stop).await })
     };
-    let mut state = AppState::new(store.clone(), web_config());
+    let mut state = AppState::new(store.clone(), web_config(tls.is_some()));
     state.shutdown = stop.clone();
     // Whoever started us may have stopped reading stdout: a closed pipe must not stop the server.
     use std::io::Write;
     let mut out = std::io::stdout();
-    let _ = writeln!(out, "BrokeForge is listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let _ = writeln!(out, "BrokeForge is listening on {scheme}://{addr}");
     if store.count_users().await? == 0 {
         let _ = writeln!(
             out,
@@ -50,13 +56,29 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
     }
     let _ = out.flush();
     let http_stop = stop.clone();
-    axum::serve(
-        listener,
-        brokeforge_web::router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { http_stop.cancelled().await })
-    .await
-    .context("server error")?;
+    let app = brokeforge_web::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            .await
+            .context("server error")?,
+        Some(config) => {
+            let handle = axum_server::Handle::new();
+            let on_stop = handle.clone();
+            tokio::spawn(async move {
+                http_stop.cancelled().await;
+                on_stop.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+            });
+            axum_server::from_tcp_rustls(
+                listener.into_std()?,
+                axum_server::tls_rustls::RustlsConfig::from_config(config),
+            )?
+            .handle(handle)
+            .serve(app)
+            .await
+            .context("server error")?
+        }
+    }
     workers.await.context("worker task")??;
     let _ = housekeeping.await;
     if let Some(a) = activity {

@@ -140,7 +140,7 @@ fn serve_reports_health() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    let addr = line.trim().rsplit("://").next().unwrap().to_string();
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
@@ -174,25 +174,45 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
 }
 
 /// `brokeforge serve` on `bind` against the database at `url`; returns the child and its address.
+/// The test networks here are loopback and the e2e hosts' own links: the script may travel over HTTP.
 fn serve(
     url: &str,
     key: &brokeforge_store::MasterKey,
     data: &std::path::Path,
     bind: &str,
 ) -> (std::process::Child, String) {
+    serve_with(
+        url,
+        key,
+        data,
+        bind,
+        &[("BROKEFORGE_INSECURE_PROVISIONING", "1")],
+    )
+}
+
+/// [`serve`] with these environment variables (and no others of BrokeForge's settings).
+fn serve_with(
+    url: &str,
+    key: &brokeforge_store::MasterKey,
+    data: &std::path::Path,
+    bind: &str,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
     let mut child = bin(data)
         .args(["serve", "--bind", bind])
         .env("BROKEFORGE_DATABASE_URL", url)
         .env("BROKEFORGE_MASTER_KEY", key.to_hex().as_str())
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // Kept for the test to show when something fails.
+        .stderr(std::fs::File::create(data.join("serve.log")).unwrap())
         .spawn()
         .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    let addr = line.trim().rsplit("://").next().unwrap().to_string();
     (child, addr)
 }
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 use sqlx::any::{AnyPoolOptions, AnyRow};
+use zeroize::Zeroizing;
 
 pub use accounts::{ApiToken, Session};
 pub use crypto::{Cipher, MasterKey};
@@ -198,6 +199,36 @@ impl Store {
     /// The database answers a trivial query.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// A panel-wide secret kept under `key` (sealed with the master key, bound to the key's name): what every
+    /// node must share, such as BrokeForge's own ACME account and certificate.
+    pub async fn panel_secret(&self, key: &str) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        let row = sqlx::query("SELECT value FROM store_meta WHERE key = $1")
+            .bind(format!("secret:{key}"))
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => {
+                let sealed: Vec<u8> = row.try_get("value")?;
+                Ok(Some(
+                    self.cipher.open(&format!("store_meta:{key}"), &sealed)?,
+                ))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub async fn set_panel_secret(&self, key: &str, value: &[u8]) -> Result<()> {
+        let sealed = self.cipher.seal(&format!("store_meta:{key}"), value)?;
+        sqlx::query(
+            "INSERT INTO store_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(format!("secret:{key}"))
+        .bind(sealed)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -76,8 +76,17 @@ async fn script(
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(base) = state.base_url(&headers) else {
-        return (StatusCode::BAD_REQUEST, "bad Host header\n").into_response();
+    let base = match state.script_base_url(&headers) {
+        Ok(base) => base.url,
+        Err(e) => {
+            // Said as shell, since it is piped into bash.
+            let text = e.message.replace('\'', "");
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("echo 'BrokeForge: {text}' >&2; exit 1\n"),
+            )
+                .into_response();
+        }
     };
     let callback = format!("{base}/provision/{token}/callback");
     match state.domain.provisioning_script(&token, &callback).await {

@@ -21,6 +21,11 @@ pub struct WebConfig {
     /// `BROKEFORGE_METRICS_TOKEN`: `/metrics` asks for it as a bearer token; without one, `/metrics` answers
     /// only on loopback (a scraper on the same machine).
     pub metrics_token: Option<String>,
+    /// BrokeForge serves HTTPS itself (so a URL taken from the Host header is `https://`).
+    pub tls: bool,
+    /// `BROKEFORGE_INSECURE_PROVISIONING=1`: hand out the one-line script over plain HTTP (test networks;
+    /// the page says so in red). Without it, a script is only handed out for an `https://` base URL.
+    pub insecure_provisioning: bool,
 }
 
 #[derive(Clone)]
@@ -70,6 +75,37 @@ impl AppState {
         {
             return None;
         }
-        Some(format!("http://{host}"))
+        let scheme = if self.config.tls { "https" } else { "http" };
+        Some(format!("{scheme}://{host}"))
     }
+
+    /// The base URL the one-line script is fetched from and reports to. It runs as root on the user's
+    /// server: over plain HTTP anyone on the path could rewrite it, so that needs the operator's opt-in.
+    pub fn script_base_url(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<ScriptBase, crate::error::ApiError> {
+        let url = self
+            .base_url(headers)
+            .ok_or_else(|| crate::error::ApiError::invalid("host", "set BROKEFORGE_PUBLIC_URL"))?;
+        let secure = url.starts_with("https://");
+        if !secure && !self.config.insecure_provisioning {
+            return Err(crate::error::ApiError::invalid(
+                "public_url",
+                format!(
+                    "the one-line script runs as root on your server, so BrokeForge hands it out over HTTPS only, and {url} is not HTTPS. \
+                     Serve HTTPS (BROKEFORGE_TLS_CERT and BROKEFORGE_TLS_KEY, or BROKEFORGE_TLS=acme) and set BROKEFORGE_PUBLIC_URL=https://..., \
+                     or, on a test network only, set BROKEFORGE_INSECURE_PROVISIONING=1"
+                ),
+            ));
+        }
+        Ok(ScriptBase { url, secure })
+    }
+}
+
+/// Where the one-line script comes from, and whether that is safe from tampering on the way.
+#[derive(Debug, Clone)]
+pub struct ScriptBase {
+    pub url: String,
+    pub secure: bool,
 }

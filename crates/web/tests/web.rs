@@ -30,6 +30,15 @@ impl Drop for App {
 }
 
 async fn apps() -> Vec<App> {
+    // Loopback only: the one-line script may be handed out over HTTP here.
+    apps_with(WebConfig {
+        insecure_provisioning: true,
+        ..WebConfig::default()
+    })
+    .await
+}
+
+async fn apps_with(config: WebConfig) -> Vec<App> {
     let mut out = Vec::new();
     for t in stores().await {
         let store = t.store.clone();
@@ -37,7 +46,7 @@ async fn apps() -> Vec<App> {
         let addr = listener.local_addr().unwrap().to_string();
         let stop = CancellationToken::new();
         store.spawn_activity_listener();
-        let state = AppState::new(store.clone(), WebConfig::default());
+        let state = AppState::new(store.clone(), config.clone());
         let s = stop.clone();
         tokio::spawn(async move {
             axum::serve(
@@ -1910,3 +1919,100 @@ async fn password_changes_need_the_current_one_and_end_old_credentials() {
 
 #[path = "web/browser.rs"]
 mod browser;
+
+/// The one-line script runs as root: BrokeForge hands it out only from an https:// address unless the
+/// operator opted in, and then the page says in red that it is unprotected.
+#[tokio::test]
+async fn the_script_travels_over_https_unless_the_operator_opts_in() {
+    let server = json!({"name": "web-1", "public_ip": "203.0.113.7"});
+    for app in apps_with(WebConfig::default()).await {
+        let n = app.name;
+        let me = user(&app, "ops@example.com", false).await;
+        let r = me
+            .call(&app, "POST", "/servers", Some(server.clone()))
+            .await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        assert_eq!(r.json()["error"]["field"], "public_url", "{n}");
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(
+            message.contains("HTTPS") && message.contains("BROKEFORGE_INSECURE_PROVISIONING"),
+            "{n}: {message}"
+        );
+        let owner = app
+            .store
+            .user_by_email("ops@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            app.store
+                .servers_for_user(owner.id)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{n}: nothing is created"
+        );
+        // Onboarding with the user's own root key hands out no script: allowed.
+        let key = brokeforge_ssh::keys::generate_ed25519("root").unwrap();
+        let direct = json!({"name": "web-2", "public_ip": "203.0.113.8",
+            "root_key": key.private_openssh.expose(), "trust_on_first_use": true});
+        let r = me.call(&app, "POST", "/servers", Some(direct)).await;
+        assert_eq!(r.status, 201, "{n}: {}", r.body);
+        // A link taken over plain HTTP answers with a refusal the shell prints.
+        let r = http(&app.addr, "GET", "/provision/abcdef", &[], "").await;
+        assert_eq!(r.status, 400, "{n}");
+        assert!(
+            r.body
+                .starts_with("echo 'BrokeForge: the one-line script runs as root"),
+            "{n}: {}",
+            r.body
+        );
+    }
+    // Behind a proxy that terminates TLS, the public URL says https: the script is handed out.
+    let config = WebConfig {
+        public_url: Some("https://panel.example.com".into()),
+        ..WebConfig::default()
+    };
+    for app in apps_with(config).await {
+        let me = user(&app, "ops@example.com", false).await;
+        let r = me
+            .call(&app, "POST", "/servers", Some(server.clone()))
+            .await;
+        assert_eq!(r.status, 201, "{}: {}", app.name, r.body);
+        let script = r.json()["script"].as_str().unwrap().to_string();
+        assert!(
+            script.starts_with("curl -fsSL https://panel.example.com/provision/"),
+            "{script}"
+        );
+    }
+    // Opted in: handed out over HTTP, with the warning on the page.
+    for app in apps().await {
+        let n = app.name;
+        let fields = [
+            ("email", "ops@example.com"),
+            ("password", "a good long password"),
+        ];
+        let r = page_form(&app, "/setup", &fields).await;
+        assert_eq!(r.status, 303, "{n}: {}", r.body);
+        let cookie = cookie_of(&r);
+        let home = http(&app.addr, "GET", "/", &[("Cookie", &cookie)], "").await;
+        let csrf = csrf_in(&home.body);
+        let page = form(
+            &app,
+            "/servers",
+            &cookie,
+            &[
+                ("_csrf", &csrf),
+                ("name", "web-3"),
+                ("public_ip", "203.0.113.9"),
+            ],
+        )
+        .await;
+        assert_eq!(page.status, 200, "{n}: {}", page.body);
+        assert!(page.body.contains("curl -fsSL http://"), "{n}");
+        assert!(
+            page.body.contains("id=\"insecure-script\""),
+            "{n}: no warning"
+        );
+    }
+}

@@ -25,7 +25,12 @@ impl Drop for Panel {
 }
 
 impl Panel {
+    /// On loopback: the one-line script may travel over HTTP.
     async fn start() -> Panel {
+        Self::start_with(&[("BROKEFORGE_INSECURE_PROVISIONING", "1")]).await
+    }
+
+    async fn start_with(env: &[(&str, &str)]) -> Panel {
         let dir = tempfile::tempdir().unwrap();
         let db = format!("sqlite://{}", dir.path().join("bf.db").display());
         let key = MasterKey::generate().unwrap();
@@ -35,6 +40,7 @@ impl Panel {
             .env("BROKEFORGE_MASTER_KEY", key.to_hex().as_str())
             .env("BROKEFORGE_DEMO_PACKAGE", "1")
             .env("BROKEFORGE_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -45,7 +51,8 @@ impl Panel {
             &mut line,
         )
         .unwrap();
-        let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+        let url = line.trim().rsplit(' ').next().unwrap().to_string();
+        assert!(url.contains("://"), "{line}");
         let admin = |args: &[&str], stdin: &str| {
             let mut c = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
                 .arg("admin")
@@ -87,7 +94,7 @@ impl Panel {
         Panel {
             dir,
             key_hex: key.to_hex().to_string(),
-            url: format!("http://{addr}"),
+            url,
             token,
             child,
             store,
@@ -95,8 +102,13 @@ impl Panel {
     }
 
     fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with(args, &[])
+    }
+
+    fn cli_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_brokeforge"))
             .args(args)
+            .envs(env.iter().copied())
             .env("BROKEFORGE_URL", &self.url)
             .env("BROKEFORGE_TOKEN", &self.token)
             .env("XDG_CONFIG_HOME", self.dir.path())
@@ -612,4 +624,119 @@ async fn following_survives_a_restart() {
         "{}",
         text(&out)
     );
+}
+
+/// A CA and a certificate it signed for localhost and 127.0.0.1, as PEM files: (ca, cert, key).
+fn test_certificate(dir: &std::path::Path) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let path = |name: &str| dir.join(name).display().to_string();
+    std::fs::write(path("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(path("cert.pem"), leaf.pem()).unwrap();
+    std::fs::write(path("key.pem"), leaf_key.serialize_pem()).unwrap();
+    (path("ca.pem"), path("cert.pem"), path("key.pem"))
+}
+
+/// `serve` with certificate files speaks HTTPS only; the CLI trusts a private CA when told to
+/// (BROKEFORGE_CA_FILE) and refuses the certificate otherwise; the one-line script then comes from an
+/// https:// address, with no opt-in needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_from_certificate_files() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_certificate(certs.path());
+    let p =
+        Panel::start_with(&[("BROKEFORGE_TLS_CERT", &cert), ("BROKEFORGE_TLS_KEY", &key)]).await;
+    assert!(p.url.starts_with("https://127.0.0.1:"), "{}", p.url);
+
+    let untrusted = p.cli(&["server", "list"]);
+    assert!(!untrusted.status.success(), "{}", text(&untrusted));
+    assert!(
+        String::from_utf8_lossy(&untrusted.stderr).contains("cannot reach BrokeForge"),
+        "{}",
+        text(&untrusted)
+    );
+    let trusted = [("BROKEFORGE_CA_FILE", ca.as_str())];
+    let add = p.cli_with(
+        &["server", "add", "--name", "web", "--ip", "203.0.113.5"],
+        &trusted,
+    );
+    assert!(add.status.success(), "{}", text(&add));
+    let expected = format!("curl -fsSL {}/provision/", p.url);
+    assert!(
+        String::from_utf8_lossy(&add.stdout).contains(&expected),
+        "{}",
+        text(&add)
+    );
+
+    // Plain HTTP on the same port gets no HTTP answer.
+    let addr = p.url.trim_start_matches("https://");
+    let mut plain = std::net::TcpStream::connect(addr).unwrap();
+    plain
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    plain
+        .write_all(b"GET /health HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut plain, &mut answer);
+    assert!(
+        !String::from_utf8_lossy(&answer).starts_with("HTTP/"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+/// Certificate settings that cannot work stop `serve` with a message that says which.
+#[test]
+fn bad_tls_settings_stop_serve_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert, _) = test_certificate(dir.path());
+    let other_key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    let wrong_key = dir.path().join("other.pem");
+    std::fs::write(&wrong_key, other_key).unwrap();
+    let wrong_key = wrong_key.display().to_string();
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[("BROKEFORGE_TLS_CERT", &cert)], "go together"),
+        (
+            &[
+                ("BROKEFORGE_TLS_CERT", &cert),
+                ("BROKEFORGE_TLS_KEY", &wrong_key),
+            ],
+            "does not belong to the certificate",
+        ),
+        (&[("BROKEFORGE_TLS", "acme")], "BROKEFORGE_PUBLIC_URL"),
+        (
+            &[
+                ("BROKEFORGE_TLS", "acme"),
+                ("BROKEFORGE_PUBLIC_URL", "https://10.0.0.1"),
+            ],
+            "needs a DNS name",
+        ),
+    ];
+    for (env, says) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env("BROKEFORGE_DATA_DIR", dir.path())
+            .env_remove("BROKEFORGE_DATABASE_URL")
+            .env_remove("BROKEFORGE_MASTER_KEY")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{env:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{env:?}: {}",
+            text(&out)
+        );
+    }
 }

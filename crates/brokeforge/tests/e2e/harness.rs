@@ -42,6 +42,8 @@ pub struct AcmeServer {
     index: u8,
     pub directory: String,
     pub ca_pem: String,
+    /// The CA of pebble's own HTTPS, as a file.
+    pub ca_file: String,
 }
 
 pub async fn wait_job(store: &Store, id: i64, limit: Duration) -> Job {
@@ -485,12 +487,38 @@ impl AcmeServer {
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let mut words = text.split_whitespace();
         let directory = words.next().expect("directory").to_string();
-        let ca_pem = std::fs::read_to_string(words.next().expect("ca file")).unwrap();
+        let ca_file = words.next().expect("ca file").to_string();
+        let ca_pem = std::fs::read_to_string(&ca_file).unwrap();
         AcmeServer {
             index,
             directory,
             ca_pem,
+            ca_file,
         }
+    }
+
+    fn script(&self, args: &[&str]) -> String {
+        let out = Command::new("bash")
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/e2e-acme.sh"))
+            .args(args)
+            .output()
+            .expect("run scripts/e2e-acme.sh");
+        assert!(
+            out.status.success(),
+            "e2e-acme.sh {args:?}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// Make `name` resolve to `ip` for the authority (where it validates challenges).
+    pub fn add_a(&self, name: &str, ip: &str) {
+        self.script(&["add-a", &self.index.to_string(), name, ip]);
+    }
+
+    /// The root the authority's certificates chain to (what a public CA's root is to real clients).
+    pub fn issuing_root(&self) -> String {
+        self.script(&["root", &self.index.to_string()])
     }
 }
 
@@ -505,6 +533,11 @@ impl Drop for AcmeServer {
 
 impl Panel {
     pub async fn start(bind: &str) -> Panel {
+        Self::start_with(bind, &[("BROKEFORGE_INSECURE_PROVISIONING", "1")]).await
+    }
+
+    /// `brokeforge serve` with these environment settings only.
+    pub async fn start_with(bind: &str, env: &[(&str, &str)]) -> Panel {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("e2e.db").display());
         let key = MasterKey::generate().unwrap();
@@ -514,7 +547,7 @@ impl Panel {
             .await
             .unwrap()
             .id;
-        let (child, addr) = super::super::serve(&url, &key, dir.path(), bind);
+        let (child, addr) = super::super::serve_with(&url, &key, dir.path(), bind, env);
         Panel {
             _dir: dir,
             store,
@@ -522,6 +555,13 @@ impl Panel {
             child,
             addr,
         }
+    }
+}
+
+impl Panel {
+    /// What `brokeforge serve` wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("serve.log")).unwrap_or_default()
     }
 }
 

@@ -139,14 +139,57 @@ async fn direct_onboarding_provisions_a_real_debian_host() {
     );
 }
 
-/// The one-line script, run as root on a host where another process holds the dpkg lock for 20 s.
+/// The one-line script over HTTPS served by BrokeForge itself (an ACME certificate), run as root on a host
+/// where another process holds the dpkg lock for 20 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_onboarding_waits_for_the_dpkg_lock_and_provisions() {
     if !enabled() {
         return;
     }
     let host = DebianHost::start(12);
-    let panel = Panel::start(&format!("{}:0", host.gateway)).await;
+    // BrokeForge serves HTTPS itself, with a certificate for its public name from the test ACME authority
+    // (validated by TLS-ALPN-01 on port 443). The host resolves the name and trusts the authority's root, as
+    // a real server resolves a real name and trusts Let's Encrypt.
+    let acme = AcmeServer::start(12);
+    let name = "panel.bf-e2e.test";
+    acme.add_a(name, &host.gateway);
+    let root_pem = acme.issuing_root();
+    let public_url = format!("https://{name}");
+    let panel = Panel::start_with(
+        &format!("{}:443", host.gateway),
+        &[
+            ("BROKEFORGE_TLS", "acme"),
+            ("BROKEFORGE_PUBLIC_URL", &public_url),
+            ("BROKEFORGE_ACME_DIRECTORY", &acme.directory),
+            ("BROKEFORGE_ACME_CA_FILE", &acme.ca_file),
+        ],
+    )
+    .await;
+    let trust = host
+        .root(&format!(
+            "printf '%s\\n' {} >> /etc/hosts && printf '%s' {} > /usr/local/share/ca-certificates/e2e-acme.crt && update-ca-certificates >/dev/null",
+            brokeforge_core::shell::shell_quote(&format!("{} {name}", host.gateway)),
+            brokeforge_core::shell::shell_quote(&root_pem)
+        ))
+        .await;
+    assert!(trust.success(), "{}", trust.stderr_text());
+    // The certificate arrives in the background: wait until the host gets a verified answer.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let health = host
+            .root(&format!("curl -fsS -m 5 {public_url}/health"))
+            .await;
+        if health.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no verified HTTPS answer from BrokeForge: {}\n{}",
+            health.stderr_text(),
+            panel.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let store = &panel.store;
     let added = add_server(
         store,
@@ -167,10 +210,7 @@ async fn script_onboarding_waits_for_the_dpkg_lock_and_provisions() {
         .await;
     assert!(hold.success());
     let started = Instant::now();
-    let one_line = format!(
-        "curl -fsSL http://{}/provision/{} | bash",
-        panel.addr, added.token
-    );
+    let one_line = format!("curl -fsSL {public_url}/provision/{} | bash", added.token);
     let out = host.root(&one_line).await;
     assert!(
         out.success(),
@@ -179,6 +219,12 @@ async fn script_onboarding_waits_for_the_dpkg_lock_and_provisions() {
         out.stderr_text()
     );
     assert!(out.stdout_text().contains("connected to BrokeForge"));
+    // It showed the host key fingerprints on the console, to compare with the server page.
+    assert!(
+        out.stdout_text().contains(&host.fingerprint),
+        "{}",
+        out.stdout_text()
+    );
     // The script reported the host key, and BrokeForge pinned it.
     assert_eq!(
         store
@@ -191,12 +237,9 @@ async fn script_onboarding_waits_for_the_dpkg_lock_and_provisions() {
     );
     // The token is used up.
     assert_eq!(
-        host.root(&format!(
-            "curl -fsS http://{}/provision/{}",
-            panel.addr, added.token
-        ))
-        .await
-        .exit_code,
+        host.root(&format!("curl -fsS {public_url}/provision/{}", added.token))
+            .await
+            .exit_code,
         Some(22)
     );
 

@@ -45,7 +45,12 @@ pub async fn create_server(
     headers: HeaderMap,
     Body(b): Body<NewServer>,
 ) -> ApiResponse {
-    let base = base_url(&state, &headers)?;
+    let base = if b.root_key.is_some() {
+        // Onboarded over SSH with the user's key: no script is handed out.
+        base_url(&state, &headers)?
+    } else {
+        state.script_base_url(&headers)?.url
+    };
     let added = state.domain.add_server(&authed.user, &base, &b).await?;
     let mut out = json!({"server": added.server, "script": added.script});
     if let Some(job) = added.job {
@@ -81,7 +86,7 @@ pub async fn server_script(
     headers: HeaderMap,
     OwnedServer(_, server): OwnedServer,
 ) -> ApiJson {
-    let base = base_url(&state, &headers)?;
+    let base = state.script_base_url(&headers)?.url;
     let script = state.domain.new_script(&server, &base).await?;
     Ok(Json(json!({"script": script})))
 }

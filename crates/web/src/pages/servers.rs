@@ -81,13 +81,21 @@ pub async fn create_server(
                 root_key: Some(f.root_key.clone()).filter(|s| !s.trim().is_empty()),
                 trust_on_first_use: f.trust_on_first_use.is_some(),
             };
-            match state.base_url(&headers) {
-                Some(base) => state
+            let base = if new.root_key.is_some() {
+                // Onboarded over SSH with the user's key: no script is handed out.
+                state
+                    .base_url(&headers)
+                    .ok_or_else(|| ApiError::invalid("host", "set BROKEFORGE_PUBLIC_URL"))
+            } else {
+                state.script_base_url(&headers).map(|b| b.url)
+            };
+            match base {
+                Ok(base) => state
                     .domain
                     .add_server(&u.user, &base, &new)
                     .await
                     .map_err(ApiError::from),
-                None => Err(ApiError::invalid("host", "set BROKEFORGE_PUBLIC_URL")),
+                Err(e) => Err(e),
             }
         }
         Err(e) => Err(e),
@@ -443,9 +451,7 @@ pub async fn server_script(
     headers: HeaderMap,
     OwnedServer(u, server): OwnedServer,
 ) -> PageResult {
-    let base = state
-        .base_url(&headers)
-        .ok_or_else(|| ApiError::invalid("host", "set BROKEFORGE_PUBLIC_URL"))?;
+    let base = state.script_base_url(&headers)?.url;
     let script = state.domain.new_script(&server, &base).await?;
     server_view(&state, &u, &server, script, None, SiteForm::default()).await
 }

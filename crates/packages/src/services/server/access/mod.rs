@@ -61,7 +61,11 @@ pub const SSHD_HARDENING: &str = "# Managed by BrokeForge: keys only, root by ke
 PasswordAuthentication no\n\
 KbdInteractiveAuthentication no\n\
 PermitRootLogin prohibit-password\n\
-PubkeyAuthentication yes\n";
+PubkeyAuthentication yes\n\
+# A client that vanished (a BrokeForge node that died) is dropped within 90 s, which releases the job lock\n\
+# it held on this server.\n\
+ClientAliveInterval 30\n\
+ClientAliveCountMax 3\n";
 
 pub struct ServerAccessInstaller;
 
@@ -314,6 +318,8 @@ if [ "$(id -u)" -ne 0 ]; then echo "Run this script as root." >&2; bf_report sta
 host_keys=$(for f in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf "$f"; done | awk '{printf "%s\"%s %s\"", (NR>1?",":""), $NF, $2}')
 bf_report complete completed "" ",\"host_keys\":[$host_keys]"
 echo "This server is now connected to BrokeForge."
+echo "Its SSH host keys (compare them with the fingerprint on the server's page in BrokeForge):"
+for f in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf "$f"; done
 }
 bf_main "$@"
 "#,
