@@ -64,4 +64,5 @@ for _ in $(seq 1 50); do
   (exec 3<>/dev/tcp/127.0.0.$((hosts + 1))/"$port") 2>/dev/null && break
   sleep 0.1
 done
+(exec 3<>/dev/tcp/127.0.0.$((hosts + 1))/"$port") 2>/dev/null || { echo "the benchmark sshd did not listen within 5 s" >&2; exit 1; }
 echo "--hosts $dir/hosts --user $user --key $dir/id_ed25519"

@@ -78,6 +78,7 @@ UNIT
     >"$runs/$name.console" 2>&1 &
   echo $! > "$runs/$name.pid"
   for _ in $(seq 1 100); do ip link show "$veth" >/dev/null 2>&1 && break; sleep 0.1; done
+  ip link show "$veth" >/dev/null 2>&1 || { echo "host $name: its network link $veth did not appear" >&2; exit 1; }
   ip addr add "$host_ip/30" dev "$veth" 2>/dev/null || true
   ip link set "$veth" up
   iptables -t nat -C POSTROUTING -s "10.231.$n.0/30" ! -d "10.231.$n.0/30" -j MASQUERADE 2>/dev/null \

@@ -24,6 +24,7 @@ for _ in $(seq 1 30); do
   pg_isready -q -h 127.0.0.1 -p "$port" && break
   sleep 1
 done
+pg_isready -q -h 127.0.0.1 -p "$port" || { echo "PostgreSQL $ver/$cluster did not accept connections on port $port within 30 s" >&2; exit 1; }
 su postgres -c "psql -q -p $port -v ON_ERROR_STOP=1" >/dev/null <<SQL
 DO \$\$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'brokeforge') THEN

@@ -45,6 +45,7 @@ for _ in $(seq 1 50); do
   (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break
   sleep 0.1
 done
+(exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null || { echo "the test sshd did not listen on 127.0.0.1:$port within 5 s" >&2; exit 1; }
 fp=$(ssh-keygen -lf "$dir/ssh_host_ed25519_key.pub" | awk '{print $2}')
 echo "export BROKEFORGE_TEST_SSHD=127.0.0.1:$port" >&3
 echo "export BROKEFORGE_TEST_SSHD_USER=$user" >&3

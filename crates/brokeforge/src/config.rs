@@ -40,6 +40,31 @@ pub fn master_key() -> Result<MasterKey> {
         .with_context(|| format!("cannot load the master key from {}", path.display()))
 }
 
+/// How much history is kept (`BROKEFORGE_RETENTION_DAYS`, `_LOG_LINES`, `_EVENTS`; see the README).
+pub fn retention() -> Result<brokeforge_domain::maintenance::Retention> {
+    let mut r = brokeforge_domain::maintenance::Retention::default();
+    for (key, field) in [
+        ("BROKEFORGE_RETENTION_DAYS", &mut r.days),
+        (
+            "BROKEFORGE_RETENTION_LOG_LINES",
+            &mut r.log_lines_per_server,
+        ),
+        ("BROKEFORGE_RETENTION_EVENTS", &mut r.events_per_server),
+    ] {
+        if let Ok(v) = std::env::var(key)
+            && !v.trim().is_empty()
+        {
+            *field = v
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .with_context(|| format!("{key}={v}: give a whole number of at least 1"))?;
+        }
+    }
+    Ok(r)
+}
+
 pub async fn open_store() -> Result<brokeforge_store::Store> {
     let url = database_url();
     let key = master_key()?;

@@ -24,6 +24,7 @@ pub fn web_config(tls: bool) -> WebConfig {
 
 pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
     let tls_mode = crate::tls::TlsMode::from_env()?;
+    let retention = crate::config::retention()?;
     let store = crate::config::open_store().await?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -39,7 +40,7 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
     let housekeeping = {
         let domain = brokeforge_domain::Domain::new(store.clone());
         let stop = stop.clone();
-        tokio::spawn(async move { domain.run_maintenance(stop).await })
+        tokio::spawn(async move { domain.run_maintenance(retention, stop).await })
     };
     let mut state = AppState::new(store.clone(), web_config(tls.is_some()));
     state.shutdown = stop.clone();

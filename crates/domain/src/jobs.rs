@@ -24,12 +24,27 @@ impl Domain {
         Ok((d, site))
     }
 
-    pub async fn recent_jobs(&self, server: &Server, limit: i64) -> DomainResult<Vec<Job>> {
-        Ok(self.store.recent_jobs(server.id, limit).await?)
+    /// A page of the server's jobs older than `before` (newest first).
+    pub async fn jobs_page(
+        &self,
+        server: &Server,
+        before: Option<i64>,
+        limit: i64,
+    ) -> DomainResult<Vec<Job>> {
+        Ok(self
+            .store
+            .jobs_before(server.id, before.unwrap_or(i64::MAX), limit)
+            .await?)
     }
 
-    pub async fn job_logs(&self, job: &Job) -> DomainResult<Vec<CommandLog>> {
-        Ok(self.store.job_logs(job.id).await?)
+    /// A page of the job's output after `after` (oldest first).
+    pub async fn job_logs_page(
+        &self,
+        job: &Job,
+        after: i64,
+        limit: i64,
+    ) -> DomainResult<Vec<CommandLog>> {
+        Ok(self.store.job_logs_after(job.id, after, limit).await?)
     }
 
     /// Cancel a queued or running job; a job that already ended is a conflict.
@@ -52,12 +67,12 @@ impl Domain {
         Ok(self.store.retry_job(job.id).await?)
     }
 
-    /// A deployment's log: the output of its job.
+    /// A deployment's log: the output of its job (its newest 5,000 rows; the job's API pages through all).
     pub async fn deployment_log(&self, d: &Deployment) -> DomainResult<String> {
         Ok(match d.job_id {
             Some(j) => self
                 .store
-                .job_logs(j)
+                .job_logs_tail(j, i64::MAX, 5_000)
                 .await?
                 .into_iter()
                 .map(|l| l.chunk)

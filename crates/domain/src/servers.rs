@@ -54,12 +54,20 @@ impl Domain {
         &self,
         user: &User,
     ) -> DomainResult<Vec<(Server, Vec<ServerService>)>> {
-        let mut out = Vec::new();
-        for s in self.servers(user).await? {
-            let services = self.store.services(s.id).await?;
-            out.push((s, services));
+        // Two statements whatever the number of servers.
+        let mut by_server: std::collections::HashMap<i64, Vec<ServerService>> = Default::default();
+        for v in self.store.services_of_user(user.id).await? {
+            by_server.entry(v.server_id).or_default().push(v);
         }
-        Ok(out)
+        Ok(self
+            .servers(user)
+            .await?
+            .into_iter()
+            .map(|s| {
+                let services = by_server.remove(&s.id).unwrap_or_default();
+                (s, services)
+            })
+            .collect())
     }
 
     pub async fn services(&self, server: &Server) -> DomainResult<Vec<ServerService>> {
@@ -163,8 +171,14 @@ impl Domain {
         Ok(catalogue::preview_for(&self.store, server, package, settings, provision_type).await?)
     }
 
-    pub async fn events(&self, server: &Server, after: i64) -> DomainResult<Vec<ProvisionEvent>> {
-        Ok(self.store.events(server.id, after).await?)
+    /// A page of the server's events after `after` (oldest first).
+    pub async fn events_page(
+        &self,
+        server: &Server,
+        after: i64,
+        limit: i64,
+    ) -> DomainResult<Vec<ProvisionEvent>> {
+        Ok(self.store.events_page(server.id, after, limit).await?)
     }
 }
 

@@ -108,12 +108,17 @@ impl Domain {
             .await?)
     }
 
+    /// A page of the site's deployments older than `before` (newest first).
     pub async fn deployments(
         &self,
         site: &ServerSite,
+        before: Option<i64>,
         limit: i64,
     ) -> DomainResult<Vec<Deployment>> {
-        Ok(self.store.deployments(site.id, limit).await?)
+        Ok(self
+            .store
+            .deployments_before(site.id, before.unwrap_or(i64::MAX), limit)
+            .await?)
     }
 
     pub async fn deploy(
@@ -193,12 +198,17 @@ impl Domain {
         .await?)
     }
 
+    /// A page of the site's commands older than `before` (newest first).
     pub async fn site_commands(
         &self,
         site: &ServerSite,
+        before: Option<i64>,
         limit: i64,
     ) -> DomainResult<Vec<SiteCommandRecord>> {
-        Ok(self.store.site_commands(site.id, limit).await?)
+        Ok(self
+            .store
+            .site_commands_before(site.id, before.unwrap_or(i64::MAX), limit)
+            .await?)
     }
 
     /// Queue a site command; its output streams on the server's feed, its result is the job's.

@@ -661,14 +661,20 @@ mod worker {
                 })
                 .await
                 .unwrap();
-            // Wait until it runs and the record says installing.
-            for _ in 0..200 {
-                if fx.store.job(job.id).await.unwrap().status == JobStatus::Running {
-                    break;
-                }
+            // Wait until it runs its steps; the record says installing meanwhile.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while fx.store.job_events(job.id).await.unwrap().is_empty() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{}: the job never started",
+                    fx.name
+                );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(
+                fx.store.job(job.id).await.unwrap().status,
+                JobStatus::Running
+            );
             assert_eq!(
                 fx.store.services(fx.server.id).await.unwrap()[0].status,
                 ServiceStatus::Installing
@@ -847,16 +853,27 @@ mod worker {
     /// Two nodes on one PostgreSQL: a job queued on one wakes an idle worker on the other at once (NOTIFY),
     /// not at its next periodic look (5 s).
     #[tokio::test]
+    #[cfg_attr(
+        not(bf_postgres),
+        ignore = "PostgreSQL only: set BROKEFORGE_TEST_POSTGRES_URL (scripts/test-postgres.sh)"
+    )]
     async fn postgres_notify_wakes_workers_on_other_nodes() {
-        let Some(url) = brokeforge_store::testing::postgres_schema_url().await else {
-            return;
-        };
+        let url = brokeforge_store::testing::postgres_schema_url()
+            .await
+            .expect("set BROKEFORGE_TEST_POSTGRES_URL");
         let key = brokeforge_store::MasterKey::generate().unwrap();
         let node_a = Store::open(&url, &key).await.unwrap();
         let node_b = Store::open(&url, &key).await.unwrap();
         let (handle, stop) = start(&node_a, config(2));
-        // Let the worker go idle (and its listener connect).
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // The worker's node hears other nodes once its listener is subscribed.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !node_a.listening_for_jobs() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the job listener never subscribed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let started = std::time::Instant::now();
         let job = node_b
             .enqueue(&NewJob::new(

@@ -412,9 +412,17 @@ pub async fn test_hosts() -> Vec<TestHost> {
 
 /// The real OpenSSH host from the environment, if configured.
 pub fn openssh_host() -> Option<TestHost> {
-    let addr = std::env::var("BROKEFORGE_TEST_SSHD")
+    let Some(addr) = std::env::var("BROKEFORGE_TEST_SSHD")
         .ok()
-        .filter(|v| !v.is_empty())?;
+        .filter(|v| !v.is_empty())
+    else {
+        if std::env::var("BROKEFORGE_REQUIRE_BACKENDS").as_deref() == Ok("1") {
+            panic!(
+                "BROKEFORGE_TEST_SSHD is not set but BROKEFORGE_REQUIRE_BACKENDS=1: the OpenSSH server CI started is not reaching the tests"
+            );
+        }
+        return None;
+    };
     let var = |name: &str| {
         std::env::var(name)
             .unwrap_or_else(|_| panic!("BROKEFORGE_TEST_SSHD is set but {name} is not"))

@@ -310,3 +310,15 @@ async fn connecting_to_a_closed_port_fails_clearly() {
     let err = SshSession::connect(&target).await.err().unwrap();
     assert!(matches!(err, SshError::Connect { .. }), "{err}");
 }
+
+/// Reported as ignored, with what to set, when no OpenSSH server is configured: the suite then ran against
+/// the in-process server only.
+#[tokio::test]
+#[cfg_attr(
+    not(bf_sshd),
+    ignore = "every SSH test ran against the in-process server only: set BROKEFORGE_TEST_SSHD* (scripts/test-sshd.sh) for OpenSSH too"
+)]
+async fn openssh_is_in_the_suite() {
+    let names: Vec<_> = test_hosts().await.iter().map(|h| h.name).collect();
+    assert_eq!(names, ["in-process", "openssh"]);
+}

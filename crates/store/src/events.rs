@@ -222,6 +222,76 @@ impl Store {
         rows.iter().map(event_from).collect()
     }
 
+    /// At most `limit` events of a server after `after`, oldest first (a page; the last id is the next cursor).
+    pub async fn events_page(
+        &self,
+        server_id: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<ProvisionEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM provision_events WHERE server_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(server_id)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from).collect()
+    }
+
+    /// The newest `limit` events of a server, newest first.
+    pub async fn recent_events(&self, server_id: i64, limit: i64) -> Result<Vec<ProvisionEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM provision_events WHERE server_id = $1 ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(server_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from).collect()
+    }
+
+    /// One job's events, oldest first (on the job index).
+    pub async fn job_events(&self, job_id: i64) -> Result<Vec<ProvisionEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM provision_events WHERE job_id = $1 ORDER BY id"
+        ))
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from).collect()
+    }
+
+    /// The steps the one-line script reported for a server (events without a job), oldest first.
+    pub async fn script_events(&self, server_id: i64) -> Result<Vec<ProvisionEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM provision_events WHERE server_id = $1 AND job_id IS NULL ORDER BY id"
+        ))
+        .bind(server_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from).collect()
+    }
+
+    /// The newest event of each of a user's servers, in one statement (one index seek per server).
+    pub async fn latest_events_of_user(&self, user_id: i64) -> Result<Vec<ProvisionEvent>> {
+        let cols = EVENT_COLS
+            .split(", ")
+            .map(|c| format!("e.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT {cols} FROM servers s JOIN provision_events e \
+             ON e.id = (SELECT MAX(id) FROM provision_events WHERE server_id = s.id) \
+             WHERE s.user_id = $1"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from).collect()
+    }
+
     pub async fn append_log(
         &self,
         server_id: i64,
@@ -321,6 +391,44 @@ impl Store {
     }
 
     /// Output lines of one job (no event rows).
+    /// A page of a job's output after `after_id`, oldest first.
+    pub async fn job_logs_after(
+        &self,
+        job_id: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<CommandLog>> {
+        let rows = sqlx::query(
+            "SELECT id, server_id, job_id, event_id, stream, chunk, created_at FROM command_logs WHERE job_id = $1 AND id > $2 AND stream NOT IN ('event', 'job') ORDER BY id LIMIT $3",
+        )
+        .bind(job_id)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(log_from).collect()
+    }
+
+    /// The newest `limit` rows of a job's output up to `upto_id`, oldest first.
+    pub async fn job_logs_tail(
+        &self,
+        job_id: i64,
+        upto_id: i64,
+        limit: i64,
+    ) -> Result<Vec<CommandLog>> {
+        let rows = sqlx::query(
+            "SELECT id, server_id, job_id, event_id, stream, chunk, created_at FROM command_logs WHERE job_id = $1 AND id <= $2 AND stream NOT IN ('event', 'job') ORDER BY id DESC LIMIT $3",
+        )
+        .bind(job_id)
+        .bind(upto_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut logs = rows.iter().map(log_from).collect::<Result<Vec<_>>>()?;
+        logs.reverse();
+        Ok(logs)
+    }
+
     pub async fn job_logs(&self, job_id: i64) -> Result<Vec<CommandLog>> {
         let rows = sqlx::query(
             "SELECT id, server_id, job_id, event_id, stream, chunk, created_at FROM command_logs WHERE job_id = $1 AND stream NOT IN ('event', 'job') ORDER BY id",

@@ -5,6 +5,7 @@
 //! `FOR UPDATE SKIP LOCKED` on PostgreSQL). New jobs wake workers in this process directly and, on
 //! PostgreSQL, in other processes through `NOTIFY brokeforge_jobs`.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use brokeforge_core::time::now_ms;
@@ -699,10 +700,21 @@ impl Store {
 
     /// The server's newest jobs first, at most `limit`.
     pub async fn recent_jobs(&self, server_id: i64, limit: i64) -> Result<Vec<Job>> {
+        self.jobs_before(server_id, i64::MAX, limit).await
+    }
+
+    /// A page of a server's jobs older than `before_id`, newest first.
+    pub async fn jobs_before(
+        &self,
+        server_id: i64,
+        before_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Job>> {
         let rows = sqlx::query(&format!(
-            "SELECT {JOB_COLS} FROM jobs WHERE server_id = $1 ORDER BY id DESC LIMIT $2"
+            "SELECT {JOB_COLS} FROM jobs WHERE server_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
         ))
         .bind(server_id)
+        .bind(before_id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -760,6 +772,11 @@ impl Store {
 }
 
 impl Store {
+    /// Whether notifications from other nodes reach this one now (PostgreSQL's job listener is subscribed).
+    pub fn listening_for_jobs(&self) -> bool {
+        self.jobs_listening.load(Ordering::SeqCst)
+    }
+
     /// On PostgreSQL, forward `NOTIFY brokeforge_jobs` from other nodes to this process's workers.
     /// Reconnects on errors; ends when the returned handle is aborted.
     pub fn spawn_job_listener(&self) -> Option<tokio::task::JoinHandle<()>> {
@@ -774,11 +791,13 @@ impl Store {
                         if let Err(e) = listener.listen(NOTIFY_CHANNEL).await {
                             tracing::warn!(error = %e, "cannot LISTEN for jobs");
                         } else {
+                            store.jobs_listening.store(true, Ordering::SeqCst);
                             // A reconnect may have missed notifications: wake everyone once.
                             store.jobs_notify.notify_waiters();
                             while listener.recv().await.is_ok() {
                                 store.jobs_notify.notify_waiters();
                             }
+                            store.jobs_listening.store(false, Ordering::SeqCst);
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot connect the job listener"),

@@ -10,6 +10,7 @@ mod events;
 pub mod jobs;
 mod migrate;
 pub mod models;
+pub mod retention;
 mod servers;
 mod services;
 mod sites;
@@ -83,6 +84,8 @@ pub struct Store {
     cipher: Cipher,
     url: std::sync::Arc<str>,
     jobs_notify: std::sync::Arc<tokio::sync::Notify>,
+    /// The job listener (PostgreSQL) is subscribed: NOTIFYs from other nodes reach this one.
+    jobs_listening: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Woken (in this process) whenever a job finishes, for whoever waits on results.
     finished_notify: std::sync::Arc<tokio::sync::Notify>,
     /// Server ids with new activity (events, output), for live watchers in this process; on PostgreSQL also
@@ -162,6 +165,7 @@ impl Store {
             cipher: Cipher::new(key),
             url: url.into(),
             jobs_notify: Default::default(),
+            jobs_listening: Default::default(),
             finished_notify: Default::default(),
             activity: tokio::sync::broadcast::channel(4096).0,
         })
@@ -343,6 +347,16 @@ pub mod testing {
         _dir: Option<tempfile::TempDir>,
     }
 
+    /// A test backend is not configured. Under `BROKEFORGE_REQUIRE_BACKENDS=1` (`.ci/run` sets it, having
+    /// started every backend) that is a failure, not a quiet skip.
+    pub fn backend_missing(variable: &str) {
+        if std::env::var("BROKEFORGE_REQUIRE_BACKENDS").as_deref() == Ok("1") {
+            panic!(
+                "{variable} is not set but BROKEFORGE_REQUIRE_BACKENDS=1: a backend CI started is not reaching the tests"
+            );
+        }
+    }
+
     pub async fn stores() -> Vec<TestStore> {
         let key = MasterKey::generate().expect("randomness");
         let dir = tempfile::tempdir().expect("temp dir");
@@ -370,9 +384,13 @@ pub mod testing {
 
     /// A URL pointing at a fresh schema of the test PostgreSQL, or `None` when no PostgreSQL is configured.
     pub async fn postgres_schema_url() -> Option<String> {
-        let base = std::env::var("BROKEFORGE_TEST_POSTGRES_URL")
+        let Some(base) = std::env::var("BROKEFORGE_TEST_POSTGRES_URL")
             .ok()
-            .filter(|u| !u.is_empty())?;
+            .filter(|u| !u.is_empty())
+        else {
+            backend_missing("BROKEFORGE_TEST_POSTGRES_URL");
+            return None;
+        };
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let mut suffix = [0u8; 6];
         getrandom::fill(&mut suffix).expect("randomness");

@@ -54,6 +54,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_hardening.sql"),
         postgres: include_str!("../migrations/postgres/0007_hardening.sql"),
     },
+    Migration {
+        version: 8,
+        name: "retention",
+        sqlite: include_str!("../migrations/sqlite/0008_retention.sql"),
+        postgres: include_str!("../migrations/postgres/0008_retention.sql"),
+    },
 ];
 
 pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {

@@ -83,6 +83,22 @@ impl Store {
         rows.iter().map(service_from).collect()
     }
 
+    /// Every service on every server of a user, in one statement (lists of servers show them).
+    pub async fn services_of_user(&self, user_id: i64) -> Result<Vec<ServerService>> {
+        let cols = SERVICE_COLS
+            .split(", ")
+            .map(|c| format!("v.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT {cols} FROM server_services v JOIN servers s ON s.id = v.server_id WHERE s.user_id = $1 ORDER BY v.server_id, v.id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(service_from).collect()
+    }
+
     pub async fn delete_service(&self, server_id: i64, service_name: &str) -> Result<()> {
         sqlx::query("DELETE FROM server_services WHERE server_id = $1 AND service_name = $2")
             .bind(server_id)

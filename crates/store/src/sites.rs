@@ -212,10 +212,21 @@ impl Store {
 
     /// A site's deployments, newest first.
     pub async fn deployments(&self, site_id: i64, limit: i64) -> Result<Vec<Deployment>> {
+        self.deployments_before(site_id, i64::MAX, limit).await
+    }
+
+    /// A page of a site's deployments older than `before_id`, newest first.
+    pub async fn deployments_before(
+        &self,
+        site_id: i64,
+        before_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Deployment>> {
         let rows = sqlx::query(&format!(
-            "SELECT {DEPLOYMENT_COLS} FROM site_deployments WHERE site_id = $1 ORDER BY id DESC LIMIT $2"
+            "SELECT {DEPLOYMENT_COLS} FROM site_deployments WHERE site_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
         ))
         .bind(site_id)
+        .bind(before_id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -318,11 +329,22 @@ impl Store {
 
     /// A site's command history, newest first.
     pub async fn site_commands(&self, site_id: i64, limit: i64) -> Result<Vec<SiteCommandRecord>> {
+        self.site_commands_before(site_id, i64::MAX, limit).await
+    }
+
+    /// A page of a site's commands older than `before_id`, newest first.
+    pub async fn site_commands_before(
+        &self,
+        site_id: i64,
+        before_id: i64,
+        limit: i64,
+    ) -> Result<Vec<SiteCommandRecord>> {
         let rows = sqlx::query(
             "SELECT id, site_id, command, output, error_output, exit_code, ran_at, duration_ms, success, timed_out \
-             FROM site_commands WHERE site_id = $1 ORDER BY id DESC LIMIT $2",
+             FROM site_commands WHERE site_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
         )
         .bind(site_id)
+        .bind(before_id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

@@ -919,3 +919,150 @@ async fn sessions_tokens_and_login_throttling() {
         assert_eq!(s.count_users().await.unwrap(), 2);
     }
 }
+
+/// History is bounded: rows older than the cutoff go (jobs only once finished), each server keeps its newest
+/// rows up to the limit, other servers are untouched, and the read paths the pages use stay exact.
+#[tokio::test]
+async fn history_is_pruned_by_age_and_per_server_limits() {
+    for t in stores().await {
+        let s = &t.store;
+        let n = t.name;
+        let (user, a) = user_and_server(s, "a@example.com").await;
+        let b = s
+            .create_server(&NewServer {
+                user_id: user.id,
+                name: "b".into(),
+                public_ip: "203.0.113.2".into(),
+                ssh_port: 22,
+                host_key_fingerprint: None,
+            })
+            .await
+            .unwrap();
+        let event = |server_id: i64, job_id: Option<i64>, step: i64| NewEvent {
+            server_id,
+            job_id,
+            attempt: None,
+            service_type: ServiceType::Server,
+            provision_type: ProvisionType::Install,
+            milestone: format!("m{step}"),
+            label: format!("step {step}"),
+            current_step: step,
+            total_steps: 10,
+            details: json!({}),
+        };
+        let job = s
+            .enqueue(&NewJob::new("k", Some(a.id), json!({})))
+            .await
+            .unwrap();
+        for step in 1..=10 {
+            s.start_event(&event(a.id, Some(job.id), step))
+                .await
+                .unwrap();
+            s.append_log(
+                a.id,
+                Some(job.id),
+                None,
+                LogStream::Stdout,
+                &format!("a{step}\n"),
+            )
+            .await
+            .unwrap();
+            s.start_event(&event(b.id, None, step)).await.unwrap();
+            s.append_log(b.id, None, None, LogStream::Stdout, &format!("b{step}\n"))
+                .await
+                .unwrap();
+        }
+        // The read paths: per job, the script's steps, the newest few, and one line per server.
+        assert_eq!(s.job_events(job.id).await.unwrap().len(), 10, "{n}");
+        assert_eq!(s.script_events(b.id).await.unwrap().len(), 10, "{n}");
+        assert!(s.script_events(a.id).await.unwrap().is_empty(), "{n}");
+        let recent = s.recent_events(a.id, 3).await.unwrap();
+        assert_eq!(
+            recent.iter().map(|e| e.current_step).collect::<Vec<_>>(),
+            [10, 9, 8],
+            "{n}"
+        );
+        let latest = s.latest_events_of_user(user.id).await.unwrap();
+        assert_eq!(latest.len(), 2, "{n}");
+        assert!(
+            latest.iter().all(|e| e.current_step == 10),
+            "{n}: {latest:?}"
+        );
+        let page = s.events_page(a.id, 0, 4).await.unwrap();
+        assert_eq!(page.len(), 4, "{n}");
+        let rest = s.events_page(a.id, page[3].id, 100).await.unwrap();
+        assert_eq!(rest.len(), 6, "{n}");
+
+        // Per-server limits: a keeps its newest 3 events and 4 output rows (event changes are activity rows
+        // too); b is untouched.
+        let b_logs = s.activity(b.id, 0, 1000).await.unwrap().len();
+        let removed = s.prune_server_history(a.id, 4, 3, 1000).await.unwrap();
+        assert_eq!(removed.events, 7, "{n}");
+        let kept: Vec<i64> = s
+            .events(a.id, 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.current_step)
+            .collect();
+        assert_eq!(kept, [8, 9, 10], "{n}");
+        assert_eq!(s.activity(a.id, 0, 1000).await.unwrap().len(), 4, "{n}");
+        assert_eq!(s.events(b.id, 0).await.unwrap().len(), 10, "{n}");
+        assert_eq!(
+            s.activity(b.id, 0, 1000).await.unwrap().len(),
+            b_logs,
+            "{n}"
+        );
+        // Under the limit: nothing more goes.
+        assert_eq!(
+            s.prune_server_history(a.id, 4, 3, 1000).await.unwrap(),
+            Default::default(),
+            "{n}"
+        );
+
+        // By age: everything above is older than a cutoff in the future, but the unfinished job stays.
+        let future = brokeforge_core::time::now_ms() + 60_000;
+        let mut removed = brokeforge_store::retention::Removed::default();
+        loop {
+            let r = s.prune_history_before(future, 5).await.unwrap();
+            if r.total() == 0 {
+                break;
+            }
+            removed += r;
+        }
+        assert_eq!(removed.jobs, 0, "{n}: a queued job is never pruned");
+        assert!(s.events(b.id, 0).await.unwrap().is_empty(), "{n}");
+        assert!(s.activity(a.id, 0, 1000).await.unwrap().is_empty(), "{n}");
+        assert_eq!(s.job(job.id).await.unwrap().id, job.id, "{n}");
+        // A cutoff in the past removes nothing.
+        s.start_event(&event(a.id, None, 1)).await.unwrap();
+        assert_eq!(
+            s.prune_history_before(0, 1000).await.unwrap(),
+            Default::default(),
+            "{n}"
+        );
+        // Once finished, the job goes too.
+        let claimed = s
+            .claim("w", std::time::Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        s.finish_job(claimed.id, claimed.attempt, &Outcome::Done(json!(null)))
+            .await
+            .unwrap();
+        let r = s.prune_history_before(future, 1000).await.unwrap();
+        assert_eq!(r.jobs, 1, "{n}");
+        assert!(s.job(job.id).await.is_err(), "{n}");
+    }
+}
+
+/// Reported as ignored, with what to set, when PostgreSQL is not configured: the suite then ran on SQLite only.
+#[tokio::test]
+#[cfg_attr(
+    not(bf_postgres),
+    ignore = "every store test ran on SQLite only: set BROKEFORGE_TEST_POSTGRES_URL (scripts/test-postgres.sh) for PostgreSQL too"
+)]
+async fn postgres_is_in_the_suite() {
+    let names: Vec<_> = stores().await.iter().map(|t| t.name).collect();
+    assert_eq!(names, ["sqlite", "postgres"]);
+}

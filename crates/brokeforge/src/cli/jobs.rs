@@ -19,7 +19,6 @@ pub struct EventsArgs {
 pub async fn events(c: ClientArgs, a: EventsArgs) -> Result<()> {
     let client = Client::new(&c)?;
     let id = client.server_id(&a.server)?;
-    let v = client.get(&format!("/servers/{id}/events"))?;
     let print = |e: &Value| {
         if client.json {
             println!("{}", e);
@@ -43,8 +42,17 @@ pub async fn events(c: ClientArgs, a: EventsArgs) -> Result<()> {
             );
         }
     };
-    for e in v["events"].as_array().into_iter().flatten() {
-        print(e);
+    // Page by page (the API answers at most 1000 at a time).
+    let mut after = 0;
+    loop {
+        let v = client.get(&format!("/servers/{id}/events?after={after}&limit=1000"))?;
+        for e in v["events"].as_array().into_iter().flatten() {
+            print(e);
+        }
+        match v["next"]["after"].as_i64() {
+            Some(next) => after = next,
+            None => break,
+        }
     }
     if !a.follow {
         return Ok(());

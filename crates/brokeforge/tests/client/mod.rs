@@ -395,8 +395,9 @@ async fn progress_bar_redraws_on_a_terminal() {
     let raw = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{raw}");
     // Redrawn in place (carriage returns / line clears), with the bar reaching 4/4 and finishing.
+    // The terminal turns every newline into "\r\n": only a carriage return of its own is a redraw.
     assert!(
-        raw.contains('\r') || raw.contains("\x1b[2K"),
+        raw.replace("\r\n", "\n").contains('\r') || raw.contains("\x1b[2K"),
         "no redraw: {raw:?}"
     );
     assert!(raw.contains("4/4") && raw.contains("done"), "{raw:?}");
@@ -545,7 +546,7 @@ async fn server_add_follow_reports_the_script_steps() {
     // What the script does: fetch itself, then report.
     let (status, _) = super::http(&addr, "GET", &format!("/provision/{token}"), "");
     assert_eq!(status, 200);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The follower reads the stream from its start (after=0): reports made before it connects still reach it.
     for body in [
         r#"{"step":"create_users","status":"in_progress"}"#,
         r#"{"step":"install_keys","status":"in_progress"}"#,
@@ -573,7 +574,7 @@ async fn server_add_follow_reports_the_script_steps() {
 async fn following_survives_a_restart() {
     let mut p = Panel::start().await;
     let ssh = TestSshServer::start().await;
-    server(&p, &ssh).await;
+    let server_id = server(&p, &ssh).await;
     let follower = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
         .args([
             "install",
@@ -591,7 +592,21 @@ async fn following_survives_a_restart() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    // Stop BrokeForge once the job runs its steps (the follower is following it by then or reconnects).
+    let started = std::time::Instant::now();
+    loop {
+        let jobs = p.store.jobs_for_server(server_id).await.unwrap();
+        if let Some(j) = jobs.iter().find(|j| j.kind == "demo_installer")
+            && !p.store.job_events(j.id).await.unwrap().is_empty()
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the job never started: {jobs:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     super::send_sigterm(p.child.id());
     let started = std::time::Instant::now();
     loop {

@@ -16,6 +16,7 @@ pub fn enabled() -> bool {
     if std::env::var("BROKEFORGE_E2E").as_deref() == Ok("1") {
         return true;
     }
+    brokeforge_store::testing::backend_missing("BROKEFORGE_E2E");
     eprintln!(
         "end-to-end test not run: set BROKEFORGE_E2E=1 (needs root, see scripts/e2e-hosts.sh)"
     );

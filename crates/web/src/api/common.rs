@@ -59,3 +59,45 @@ pub fn accepted_with(v: Value) -> Response {
 
 pub type ApiJson = Result<Json<Value>, ApiError>;
 pub type ApiResponse = Result<Response, ApiError>;
+
+/// How lists are paged: `?limit=N` (1 to 1000, 100 by default) and a cursor, `after=ID` for lists read
+/// oldest first (events, output) or `before=ID` for lists read newest first (jobs, deployments, commands).
+/// Each answer carries `next`, the query for the following page, or null at the end.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct PageQuery {
+    pub after: Option<i64>,
+    pub before: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+pub const MAX_PAGE: i64 = 1000;
+
+impl PageQuery {
+    pub fn limit(&self) -> Result<i64, ApiError> {
+        match self.limit {
+            None => Ok(100),
+            Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            Some(n) => Err(ApiError::invalid(
+                "limit",
+                format!("limit must be between 1 and {MAX_PAGE} (got {n})"),
+            )),
+        }
+    }
+
+    /// The next page of an oldest-first list whose last id is `last` (none when this page was not full).
+    pub fn next_after(&self, len: usize, last: Option<i64>, limit: i64) -> Value {
+        match last {
+            Some(id) if len as i64 == limit => json!({"after": id, "limit": limit}),
+            _ => Value::Null,
+        }
+    }
+
+    /// The next page of a newest-first list whose last (oldest) id is `last`.
+    pub fn next_before(&self, len: usize, last: Option<i64>, limit: i64) -> Value {
+        match last {
+            Some(id) if len as i64 == limit => json!({"before": id, "limit": limit}),
+            _ => Value::Null,
+        }
+    }
+}

@@ -1,10 +1,10 @@
 //! Jobs and deployments: how they ended, their output, cancel and retry.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use serde_json::json;
 
-use super::common::{ApiJson, ApiResponse, accepted};
+use super::common::{ApiJson, ApiResponse, PageQuery, accepted};
 use crate::extract::{OwnedDeployment, OwnedJob};
 use crate::state::AppState;
 
@@ -12,8 +12,18 @@ pub async fn show_job(OwnedJob(_, job): OwnedJob) -> ApiJson {
     Ok(Json(json!({"job": job})))
 }
 
-pub async fn job_logs(State(state): State<AppState>, OwnedJob(_, job): OwnedJob) -> ApiJson {
-    Ok(Json(json!({"logs": state.domain.job_logs(&job).await?})))
+pub async fn job_logs(
+    State(state): State<AppState>,
+    OwnedJob(_, job): OwnedJob,
+    Query(q): Query<PageQuery>,
+) -> ApiJson {
+    let limit = q.limit()?;
+    let logs = state
+        .domain
+        .job_logs_page(&job, q.after.unwrap_or(0), limit)
+        .await?;
+    let next = q.next_after(logs.len(), logs.last().map(|l| l.id), limit);
+    Ok(Json(json!({"logs": logs, "next": next})))
 }
 
 pub async fn cancel_job(State(state): State<AppState>, OwnedJob(_, job): OwnedJob) -> ApiJson {

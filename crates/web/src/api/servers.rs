@@ -11,7 +11,7 @@ use brokeforge_packages::catalogue;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::common::{ApiJson, ApiResponse, Body, accepted, created};
+use super::common::{ApiJson, ApiResponse, Body, PageQuery, accepted, created};
 use crate::auth::Authed;
 use crate::error::ApiError;
 use crate::extract::OwnedServer;
@@ -176,27 +176,27 @@ pub async fn plan_service(
     Ok(Json(json!({"package": package, "plan": plan})))
 }
 
-#[derive(Deserialize, Default)]
-pub struct AfterQuery {
-    #[serde(default)]
-    after: i64,
-}
-
 pub async fn list_events(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
-    Query(q): Query<AfterQuery>,
+    Query(q): Query<PageQuery>,
 ) -> ApiJson {
-    Ok(Json(
-        json!({"events": state.domain.events(&server, q.after).await?}),
-    ))
+    let limit = q.limit()?;
+    let events = state
+        .domain
+        .events_page(&server, q.after.unwrap_or(0), limit)
+        .await?;
+    let next = q.next_after(events.len(), events.last().map(|e| e.id), limit);
+    Ok(Json(json!({"events": events, "next": next})))
 }
 
 pub async fn list_jobs(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
+    Query(q): Query<PageQuery>,
 ) -> ApiJson {
-    Ok(Json(
-        json!({"jobs": state.domain.recent_jobs(&server, 100).await?}),
-    ))
+    let limit = q.limit()?;
+    let jobs = state.domain.jobs_page(&server, q.before, limit).await?;
+    let next = q.next_before(jobs.len(), jobs.last().map(|j| j.id), limit);
+    Ok(Json(json!({"jobs": jobs, "next": next})))
 }

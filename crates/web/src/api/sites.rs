@@ -14,7 +14,7 @@ use brokeforge_packages::services::sites::site::SiteRequest;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::common::{ApiJson, ApiResponse, Body, accepted, accepted_with};
+use super::common::{ApiJson, ApiResponse, Body, PageQuery, accepted, accepted_with};
 use crate::error::ApiError;
 use crate::extract::{OwnedServer, OwnedSite};
 use crate::state::AppState;
@@ -138,10 +138,15 @@ pub async fn set_tasks(
 pub async fn list_deployments(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,
+    Query(q): Query<PageQuery>,
 ) -> ApiJson {
     let config = SiteConfig::of(&site);
+    let limit = q.limit()?;
+    let deployments = state.domain.deployments(&site, q.before, limit).await?;
+    let next = q.next_before(deployments.len(), deployments.last().map(|d| d.id), limit);
     Ok(Json(json!({
-        "deployments": state.domain.deployments(&site, 50).await?,
+        "deployments": deployments,
+        "next": next,
         "current_release": config.current_release,
         "releases": config.releases,
     })))
@@ -218,10 +223,12 @@ pub async fn set_site_settings(
 pub async fn list_commands(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,
+    Query(q): Query<PageQuery>,
 ) -> ApiJson {
-    Ok(Json(
-        json!({"commands": state.domain.site_commands(&site, 50).await?}),
-    ))
+    let limit = q.limit()?;
+    let commands = state.domain.site_commands(&site, q.before, limit).await?;
+    let next = q.next_before(commands.len(), commands.last().map(|c| c.id), limit);
+    Ok(Json(json!({"commands": commands, "next": next})))
 }
 
 #[derive(Deserialize)]

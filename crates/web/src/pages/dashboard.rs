@@ -36,14 +36,18 @@ pub async fn dashboard(State(state): State<AppState>, parts: Parts) -> PageResul
         }
         return Ok(see_other("/login"));
     };
+    // Three statements whatever the number of servers: servers with services, and each one's newest event.
+    let mut latest: std::collections::HashMap<i64, _> = state
+        .store
+        .latest_events_of_user(u.user.id)
+        .await?
+        .into_iter()
+        .map(|e| (e.server_id, e))
+        .collect();
     let mut rows = Vec::new();
-    for s in state.store.servers_for_user(u.user.id).await? {
-        let services = state.store.services(s.id).await?;
-        let last = state
-            .store
-            .events(s.id, 0)
-            .await?
-            .last()
+    for (s, services) in state.domain.servers_with_services(&u.user).await? {
+        let last = latest
+            .remove(&s.id)
             .map(|e| format!("{} · {}", e.label, ago(e.updated_at)))
             .unwrap_or_else(|| format!("added {}", ago(s.created_at)));
         rows.push(ServerRow {

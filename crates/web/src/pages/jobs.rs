@@ -38,14 +38,7 @@ pub struct JobView {
 
 /// A job with its milestones: the package's full list when the catalogue knows it, ticked from its events.
 pub async fn job_view(state: &AppState, job: &Job) -> Result<JobView, ApiError> {
-    let server_id = job.server_id.unwrap_or_default();
-    let events: Vec<_> = state
-        .store
-        .events(server_id, 0)
-        .await?
-        .into_iter()
-        .filter(|e| e.job_id == Some(job.id))
-        .collect();
+    let events = state.store.job_events(job.id).await?;
     let mut milestones: Vec<MilestoneView> = known_milestones(&job.kind)
         .into_iter()
         .map(|(key, label)| MilestoneView {
@@ -210,22 +203,22 @@ pub struct JobPage {
     pub error: String,
     pub cursor: i64,
     pub log: String,
+    /// Only the newest rows are on the page (the API pages through all of them).
+    pub log_cut: bool,
     pub job: JobView,
 }
+
+/// Output rows a job page shows (the newest ones).
+const PAGE_LOG_ROWS: i64 = 2_000;
 
 /// One job: its milestones, error and output (live while it runs).
 pub async fn job_page(State(state): State<AppState>, OwnedJob(u, job): OwnedJob) -> PageResult {
     let id = job.id;
     let server = page_server(&state, &u, job.server_id.unwrap_or_default()).await?;
     let cursor = state.store.activity_head(server.id).await?;
-    let log: String = state
-        .store
-        .job_logs(id)
-        .await?
-        .into_iter()
-        .filter(|l| l.id <= cursor)
-        .map(|l| l.chunk)
-        .collect();
+    let rows = state.store.job_logs_tail(id, cursor, PAGE_LOG_ROWS).await?;
+    let log_cut = rows.len() as i64 == PAGE_LOG_ROWS;
+    let log: String = rows.into_iter().map(|l| l.chunk).collect();
     let mut view = job_view(&state, &job).await?;
     // The output is shown below in full; the box keeps only the milestones.
     view.error = String::new();
@@ -240,6 +233,7 @@ pub async fn job_page(State(state): State<AppState>, OwnedJob(u, job): OwnedJob)
             error: job.error.clone().unwrap_or_default(),
             cursor,
             log,
+            log_cut,
             job: view,
         },
         StatusCode::OK,

@@ -255,13 +255,7 @@ pub async fn server_view(
         jobs.push(job_view(state, &job).await?);
     }
     // Steps reported by the one-line script (no job): one box, after the jobs it started.
-    let script_events: Vec<_> = state
-        .store
-        .events(id, 0)
-        .await?
-        .into_iter()
-        .filter(|e| e.job_id.is_none())
-        .collect();
+    let script_events = state.store.script_events(id).await?;
     if !script_events.is_empty() {
         let failed = script_events
             .iter()
@@ -367,11 +361,9 @@ pub async fn server_view(
         .collect();
     let events = state
         .store
-        .events(id, 0)
+        .recent_events(id, 30)
         .await?
         .into_iter()
-        .rev()
-        .take(30)
         .map(|e| EventRow {
             when: ago(e.updated_at),
             what: format!(

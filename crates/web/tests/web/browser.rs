@@ -78,6 +78,7 @@ pub fn enabled() -> bool {
     if std::env::var("BROKEFORGE_BROWSER_TESTS").as_deref() == Ok("1") {
         return true;
     }
+    brokeforge_store::testing::backend_missing("BROKEFORGE_BROWSER_TESTS");
     eprintln!(
         "browser test not run: set BROKEFORGE_BROWSER_TESTS=1 (needs chromium and chromium-driver)"
     );
@@ -273,6 +274,10 @@ impl Browser {
 /// First-run setup, sign in, add a server backed by the in-process SSH server, install a package and watch
 /// its progress reach 100% with every milestone ticked without a reload, see a failed step's error, retry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(bf_browser),
+    ignore = "the web app in headless Chromium: set BROKEFORGE_BROWSER_TESTS=1 (apt-get install chromium chromium-driver)"
+)]
 async fn setup_add_server_install_fail_and_retry() {
     if !enabled() {
         return;

@@ -19,6 +19,8 @@ use brokeforge_store::{JobStatus, MasterKey, NewJob, NewServer, Store};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+mod history;
+
 #[derive(Args)]
 pub struct BenchArgs {
     /// Hosts file: `HOST PORT` per line (`#` comments allowed).
@@ -49,6 +51,13 @@ pub struct BenchArgs {
     /// SSE mode: rows (milestones and output lines) the job writes.
     #[arg(long, default_value_t = 200)]
     sse_events: usize,
+    /// History mode: time the pages and API routes on a panel with this many servers (and a long history)
+    /// against a small panel in the same run; prints p50/p99 per route and the peak RSS.
+    #[arg(long, conflicts_with_all = ["hosts", "queue_jobs", "sse_watchers"])]
+    history_servers: Option<i64>,
+    /// History mode: event and output rows to seed (a tenth on one busy server).
+    #[arg(long, default_value_t = 2_000_000)]
+    history_rows: i64,
     /// Database for the run (default: a fresh SQLite file in a temporary directory). A PostgreSQL URL gets a
     /// fresh schema that is dropped afterwards.
     #[arg(long)]
@@ -57,12 +66,20 @@ pub struct BenchArgs {
 
 pub async fn run(args: BenchArgs) -> Result<()> {
     let (store, cleanup) = bench_store(args.database_url.as_deref()).await?;
-    let result = match (&args.hosts, args.queue_jobs, args.sse_watchers) {
-        (Some(hosts), None, None) => fleet(&args, hosts, &store).await,
-        (None, Some(n), None) => queue(&store, n, args.workers.max(1)).await,
-        (None, None, Some(n)) => sse(&store, n.max(1), args.sse_events.max(1)).await,
+    let result = match (
+        &args.hosts,
+        args.queue_jobs,
+        args.sse_watchers,
+        args.history_servers,
+    ) {
+        (Some(hosts), None, None, None) => fleet(&args, hosts, &store).await,
+        (None, Some(n), None, None) => queue(&store, n, args.workers.max(1)).await,
+        (None, None, Some(n), None) => sse(&store, n.max(1), args.sse_events.max(1)).await,
+        (None, None, None, Some(n)) => {
+            history::history(&store, n.max(2), args.history_rows.max(1000)).await
+        }
         _ => bail!(
-            "give either --hosts FILE --user USER --key KEYFILE, --queue-jobs N, or --sse-watchers N"
+            "give either --hosts FILE --user USER --key KEYFILE, --queue-jobs N, --sse-watchers N or --history-servers N"
         ),
     };
     store.close().await;
@@ -414,6 +431,7 @@ async fn sse_watcher(
     .await?;
     let mut lines = BufReader::new(s).lines();
     let mut latencies = Vec::with_capacity(expect);
+    let mut rows = std::collections::HashSet::with_capacity(expect);
     let mut announced = false;
     while latencies.len() < expect {
         let Some(line) = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await??
@@ -429,12 +447,19 @@ async fn sse_watcher(
         if line.contains("\"status\":\"completed\"") {
             continue;
         }
-        if let Some(i) = line.find("sent_us=") {
-            let rest = &line[i + 8..];
-            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-            if let Ok(sent) = digits.parse::<i64>() {
-                latencies.push((now_us() - sent) as f64 / 1000.0);
+        let number_after = |key: &str| -> Option<i64> {
+            let i = line.find(key)?;
+            let digits: String = line[i + key.len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect();
+            digits.parse().ok()
+        };
+        if let (Some(row), Some(sent)) = (number_after("row="), number_after("sent_us=")) {
+            if !rows.insert(row) {
+                bail!("row {row} was delivered twice");
             }
+            latencies.push((now_us() - sent) as f64 / 1000.0);
         }
     }
     Ok(latencies)
@@ -476,7 +501,8 @@ async fn sse_phase(
     // A job's writes: a milestone every 10 rows, output lines between, ~200 rows/s.
     let mut previous = None;
     for i in 0..events {
-        let mark = format!("sent_us={}", now_us());
+        // `row=` tells rows apart (a duplicate delivery shows), `sent_us=` times them.
+        let mark = format!("row={i} sent_us={}", now_us());
         if i % 10 == 0 {
             let ev = store
                 .advance_event(
