@@ -171,6 +171,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve { bind, worker } => serve::serve(&bind, worker.config()).await,
         Command::Worker { worker } => {
             let store = config::open_store().await?;
+            brokeforge_ssh::refuse_internal_addresses(
+                serve::web_config(false).refuse_internal_addresses,
+            );
             let stop = CancellationToken::new();
             tokio::spawn(shutdown_on_signal(stop.clone()));
             let cfg = worker.config();

@@ -19,6 +19,8 @@ pub fn web_config(tls: bool) -> WebConfig {
         metrics_token: env("BROKEFORGE_METRICS_TOKEN"),
         tls,
         insecure_provisioning: env("BROKEFORGE_INSECURE_PROVISIONING").as_deref() == Some("1"),
+        refuse_internal_addresses: env("BROKEFORGE_REFUSE_PRIVATE_ADDRESSES").as_deref()
+            == Some("1"),
     }
 }
 
@@ -42,7 +44,10 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
         let stop = stop.clone();
         tokio::spawn(async move { domain.run_maintenance(retention, stop).await })
     };
-    let mut state = AppState::new(store.clone(), web_config(tls.is_some()));
+    let config = web_config(tls.is_some());
+    // Also at connect time, whatever a name resolves to then.
+    brokeforge_ssh::refuse_internal_addresses(config.refuse_internal_addresses);
+    let mut state = AppState::new(store.clone(), config);
     state.shutdown = stop.clone();
     // Whoever started us may have stopped reading stdout: a closed pipe must not stop the server.
     use std::io::Write;

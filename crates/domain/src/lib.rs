@@ -21,6 +21,8 @@ pub use error::{DomainError, DomainResult};
 pub struct Domain {
     pub store: Store,
     pub executor: Executor,
+    /// Servers may not be at private or loopback addresses (`BROKEFORGE_REFUSE_PRIVATE_ADDRESSES=1`).
+    pub refuse_internal_addresses: bool,
 }
 
 impl Domain {
@@ -28,6 +30,7 @@ impl Domain {
         Domain {
             executor: Executor::new(store.clone()),
             store,
+            refuse_internal_addresses: false,
         }
     }
 }

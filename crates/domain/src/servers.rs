@@ -78,6 +78,32 @@ impl Domain {
         Ok(self.store.sites(server.id).await?)
     }
 
+    /// Refuse an address that is (or whose name resolves to) a private or loopback one.
+    async fn check_public_address(&self, host: &str, port: i64) -> DomainResult<()> {
+        let host = brokeforge_core::validate::host(host)?;
+        let port = u16::try_from(port)
+            .map_err(|_| DomainError::invalid("ssh_port", format!("{port} is not a port")))?;
+        let addrs: Vec<_> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| {
+                DomainError::invalid("public_ip", format!("cannot resolve `{host}`: {e}"))
+            })?
+            .collect();
+        if let Some(bad) = addrs
+            .iter()
+            .find(|a| brokeforge_core::validate::is_internal(a.ip()))
+        {
+            return Err(DomainError::invalid(
+                "public_ip",
+                format!(
+                    "`{host}` is {}, a private or loopback address: this BrokeForge only manages servers on public addresses",
+                    bad.ip()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Add a server for `user`; with a root key BrokeForge onboards it directly, otherwise the one-line
     /// script (fetched from `base_url`) does. Bad input changes nothing.
     pub async fn add_server(
@@ -91,6 +117,10 @@ impl Domain {
             .as_deref()
             .filter(|k| !k.trim().is_empty())
             .map(Secret::new);
+        if self.refuse_internal_addresses {
+            self.check_public_address(&new.public_ip, new.ssh_port.unwrap_or(22))
+                .await?;
+        }
         if let Some(k) = &root_key {
             // Checked before anything is stored.
             brokeforge_ssh::keys::parse_private(k).map_err(|e| {

@@ -123,6 +123,43 @@ fn wrap(command: &str, secs: u64, tag: Option<&str>) -> Result<String, SshError>
     })
 }
 
+/// Set by the operator (`BROKEFORGE_REFUSE_PRIVATE_ADDRESSES=1`): never connect to an internal address,
+/// whatever a server's name resolves to at connect time.
+static REFUSE_INTERNAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn refuse_internal_addresses(on: bool) {
+    REFUSE_INTERNAL.store(on, Ordering::SeqCst);
+}
+
+/// The addresses of `host`, checked against the operator's policy; the connection goes to exactly these.
+async fn resolve(
+    host: &str,
+    port: u16,
+    shown: &str,
+) -> Result<Vec<std::net::SocketAddr>, SshError> {
+    let addrs: Vec<_> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| SshError::Connect {
+            host: shown.to_string(),
+            reason: format!("cannot resolve the name: {e}"),
+        })?
+        .collect();
+    if REFUSE_INTERNAL.load(Ordering::SeqCst)
+        && let Some(bad) = addrs
+            .iter()
+            .find(|a| brokeforge_core::validate::is_internal(a.ip()))
+    {
+        return Err(SshError::Connect {
+            host: shown.to_string(),
+            reason: format!(
+                "it resolves to {}, a private or loopback address, and BROKEFORGE_REFUSE_PRIVATE_ADDRESSES is set",
+                bad.ip()
+            ),
+        });
+    }
+    Ok(addrs)
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ExecOutput {
     pub exit_code: Option<u32>,
@@ -207,7 +244,8 @@ impl SshSession {
             policy: target.host_key.clone(),
             seen: seen.clone(),
         };
-        let connecting = client::connect(config, (target.host.as_str(), target.port), handler);
+        let addrs = resolve(&target.host, target.port, &host).await?;
+        let connecting = client::connect(config, addrs.as_slice(), handler);
         let result = tokio::time::timeout(target.connect_timeout, connecting)
             .await
             .map_err(|_| SshError::ConnectTimeout {

@@ -9,7 +9,7 @@ pub mod testkit;
 
 pub use client::{
     ExecOutput, ExecRequest, Held, OutputChunk, SshSession, SshTarget, Stream, prepare_tagged_runs,
-    stop_command,
+    refuse_internal_addresses, stop_command,
 };
 pub use known_hosts::{HostKeyPolicy, Verdict};
 

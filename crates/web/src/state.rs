@@ -26,6 +26,8 @@ pub struct WebConfig {
     /// `BROKEFORGE_INSECURE_PROVISIONING=1`: hand out the one-line script over plain HTTP (test networks;
     /// the page says so in red). Without it, a script is only handed out for an `https://` base URL.
     pub insecure_provisioning: bool,
+    /// `BROKEFORGE_REFUSE_PRIVATE_ADDRESSES=1`: servers may not be at private or loopback addresses.
+    pub refuse_internal_addresses: bool,
 }
 
 #[derive(Clone)]
@@ -48,8 +50,10 @@ impl AppState {
                 .public_url
                 .as_deref()
                 .is_some_and(|u| u.starts_with("https://"));
+        let mut domain = Domain::new(store.clone());
+        domain.refuse_internal_addresses = config.refuse_internal_addresses;
         AppState {
-            domain: Domain::new(store.clone()),
+            domain,
             store,
             config: Arc::new(WebConfig {
                 secure_cookies: secure,

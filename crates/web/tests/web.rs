@@ -2104,3 +2104,71 @@ async fn lists_are_paged_with_a_limit_and_a_cursor() {
         assert!(r.json()["next"].is_null(), "{n}: no jobs, no next page");
     }
 }
+
+/// With BROKEFORGE_REFUSE_PRIVATE_ADDRESSES, a server at (or resolving to) a private or loopback address is
+/// refused with a clear message and nothing is stored; a public one is added.
+#[tokio::test]
+async fn private_addresses_are_refused_when_the_operator_says_so() {
+    let config = WebConfig {
+        insecure_provisioning: true,
+        refuse_internal_addresses: true,
+        ..WebConfig::default()
+    };
+    for app in apps_with(config).await {
+        let n = app.name;
+        let me = user(&app, "ops@example.com", false).await;
+        for (i, ip) in [
+            "127.0.0.1",
+            "10.0.0.5",
+            "192.168.1.20",
+            "169.254.169.254",
+            "::1",
+            "localhost",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let r = me
+                .call(
+                    &app,
+                    "POST",
+                    "/servers",
+                    Some(json!({"name": format!("s{i}"), "public_ip": ip})),
+                )
+                .await;
+            assert_eq!(r.status, 422, "{n}: {ip}: {}", r.body);
+            assert_eq!(r.json()["error"]["field"], "public_ip", "{n}: {ip}");
+            assert!(
+                r.json()["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("private or loopback"),
+                "{n}: {ip}: {}",
+                r.body
+            );
+        }
+        let owner = app
+            .store
+            .user_by_email("ops@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            app.store
+                .servers_for_user(owner.id)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{n}"
+        );
+        let r = me
+            .call(
+                &app,
+                "POST",
+                "/servers",
+                Some(json!({"name": "pub", "public_ip": "203.0.113.7"})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{n}: {}", r.body);
+    }
+}
