@@ -172,6 +172,18 @@ impl Domain {
         Ok(self.store.delete_server(server.id).await?)
     }
 
+    /// Take BrokeForge's keys and sudo rights off the server (a queued job), then forget it.
+    pub async fn remove_access_and_forget(&self, server: &Server) -> DomainResult<Job> {
+        use brokeforge_packages::services::server::access::remover::{
+            AccessRemoval, ServerAccessRemover,
+        };
+        let job = brokeforge_packages::base::package::job::<ServerAccessRemover>(
+            server.id,
+            &AccessRemoval { forget: true },
+        )?;
+        Ok(self.store.enqueue(&job).await?)
+    }
+
     pub async fn install(
         &self,
         server: &Server,

@@ -383,14 +383,16 @@ impl SshSession {
 
     /// Take the server-wide lock `lock_file` for as long as the returned [`Held`] lives (a `flock` held by a
     /// process on its own channel, released when the channel closes, or when [`stop_command`] stops `tag`).
-    /// Waits while another holder has it; `waiting` is called once if it has to wait.
+    /// `prelude` (shell printing one line) runs first on the same channel, which saves a round trip; its
+    /// output is returned. Waits while another holder has the lock; `waiting` is called once if it has to.
     pub async fn hold_lock(
         &self,
         lock_file: &str,
         tag: &str,
+        prelude: Option<&str>,
         cancel: &CancellationToken,
         waiting: impl FnOnce(),
-    ) -> Result<Held, SshError> {
+    ) -> Result<(Held, String), SshError> {
         let tag = check_tag(tag)?;
         let permit = self
             .permits
@@ -399,17 +401,24 @@ impl SshSession {
             .await
             .map_err(|_| SshError::Protocol("connection closed".into()))?;
         let command = format!(
-            "{{ echo $$ > {RUN_DIR}/{tag}.lock; }} 2>/dev/null; exec timeout 86400 flock {} sh -c 'echo locked; exec cat >/dev/null' bf-{tag}",
+            "{}{{ echo $$ > {RUN_DIR}/{tag}.lock; }} 2>/dev/null; echo; exec timeout 86400 flock {} sh -c 'echo locked; exec cat >/dev/null' bf-{tag}",
+            prelude.map(|p| format!("{p}\n")).unwrap_or_default(),
             shell_quote(lock_file)
         );
         let mut channel = self.open_channel().await?;
         channel.exec(true, command).await?;
         let mut waiting = Some(waiting);
         let mut seen = Vec::new();
+        // The prelude's line and an empty one come first; from then on the wait is for the lock itself.
+        let prelude_done = |seen: &[u8]| {
+            let lines = seen.iter().filter(|b| **b == b'\n').count();
+            lines >= if prelude.is_some() { 2 } else { 1 }
+        };
         loop {
+            let armed = waiting.is_some() && prelude_done(&seen);
             let msg = tokio::select! {
                 m = channel.wait() => m,
-                _ = tokio::time::sleep(Duration::from_secs(2)), if waiting.is_some() => {
+                _ = tokio::time::sleep(Duration::from_secs(2)), if armed => {
                     if let Some(w) = waiting.take() {
                         w();
                     }
@@ -423,11 +432,16 @@ impl SshSession {
             match msg {
                 Some(ChannelMsg::Data { data }) => {
                     seen.extend_from_slice(&data);
-                    if seen.starts_with(b"locked") {
-                        return Ok(Held {
-                            channel,
-                            _permit: permit,
-                        });
+                    let text = String::from_utf8_lossy(&seen);
+                    if let Some(before) = text.strip_suffix("locked\n") {
+                        let out = before.trim().to_string();
+                        return Ok((
+                            Held {
+                                channel,
+                                _permit: permit,
+                            },
+                            out,
+                        ));
                     }
                 }
                 Some(ChannelMsg::ExtendedData { data, .. }) => seen.extend_from_slice(&data),

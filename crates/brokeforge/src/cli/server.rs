@@ -40,8 +40,16 @@ pub enum ServerCommand {
     Show { server: String },
     /// A fresh one-line provisioning command (the previous one stops working).
     Script { server: String },
-    /// Forget a server (nothing on it changes).
-    Remove { server: String },
+    /// Forget a server (nothing on it changes; with --remove-access BrokeForge's keys and sudo rights are
+    /// taken off it first).
+    Remove {
+        server: String,
+        #[arg(long)]
+        remove_access: bool,
+        /// With --remove-access: wait for it.
+        #[arg(long)]
+        follow: bool,
+    },
     /// Pin the server's SSH host key.
     PinHostKey {
         server: String,
@@ -207,7 +215,53 @@ pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
                 println!("{}", v["script"].as_str().unwrap_or_default());
             }
         }
-        ServerCommand::Remove { server } => {
+        ServerCommand::Remove {
+            server,
+            remove_access: true,
+            follow,
+        } => {
+            let id = client.server_id(&server)?;
+            let v = client.delete(&format!("/servers/{id}?remove_access=true"))?;
+            if client.json && !follow {
+                print_json(&v);
+            } else if follow {
+                // The job forgets the server (and itself) at the end: success is the server gone.
+                let job_id = v["job"]["id"].as_i64().unwrap_or_default();
+                let started = std::time::Instant::now();
+                loop {
+                    let list = client.get("/servers")?;
+                    let present = list["servers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|s| s["server"]["id"].as_i64() == Some(id));
+                    if !present {
+                        break;
+                    }
+                    let job = client.get(&format!("/jobs/{job_id}"))?;
+                    match job["job"]["status"].as_str() {
+                        Some("failed") | Some("cancelled") => bail!(
+                            "removing access failed: {} (the server is still in BrokeForge; `brokeforge server remove {server}` forgets it without touching it)",
+                            job["job"]["error"].as_str().unwrap_or("no reason given")
+                        ),
+                        _ => {}
+                    }
+                    if started.elapsed() > std::time::Duration::from_secs(600) {
+                        bail!(
+                            "removing access takes over 10 minutes: see `brokeforge jobs show {job_id}`"
+                        );
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                println!("removed BrokeForge's access to {server} and forgot it");
+            } else {
+                println!(
+                    "removing BrokeForge's access to {server} (job {}); it is forgotten when that is done",
+                    v["job"]["id"]
+                );
+            }
+        }
+        ServerCommand::Remove { server, .. } => {
             let id = client.server_id(&server)?;
             let v = client.delete(&format!("/servers/{id}"))?;
             if client.json {

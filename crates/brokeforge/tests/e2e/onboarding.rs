@@ -141,6 +141,74 @@ async fn direct_onboarding_provisions_a_real_debian_host() {
         store.server(id).await.unwrap().connection_status,
         brokeforge_core::ConnectionStatus::Failed
     );
+
+    // The user checks and re-pins the new key; then BrokeForge's access is taken off the server and the
+    // server is forgotten. The user's own keys, the users and their files stay.
+    let fp = host
+        .root("ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub")
+        .await
+        .stdout_text();
+    let fp = fp.split_whitespace().nth(1).unwrap().to_string();
+    store.pin_host_key(id, Some(&fp)).await.unwrap();
+    let keys: Vec<String> = {
+        let mut k = Vec::new();
+        for c in [
+            CredentialKind::Root,
+            CredentialKind::User,
+            CredentialKind::Worker,
+        ] {
+            k.push(store.credential(id, c).await.unwrap().public_key);
+        }
+        k
+    };
+    let mine = host
+        .root("printf '%s\\n' 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOwnTheUsersOwnKeyStaysThere0000000000 me@laptop' >> /home/brokeforge/.ssh/authorized_keys")
+        .await;
+    assert!(mine.success(), "{}", mine.stderr_text());
+    use brokeforge_packages::services::server::access::remover::{
+        AccessRemoval, ServerAccessRemover,
+    };
+    let removal = store
+        .enqueue(
+            &brokeforge_packages::base::package::job::<ServerAccessRemover>(
+                id,
+                &AccessRemoval { forget: true },
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while store.server(id).await.is_ok() {
+        if let Ok(j) = store.job(removal.id).await {
+            assert!(
+                !j.status.is_finished() || j.status == JobStatus::Done,
+                "{j:?}"
+            );
+        }
+        assert!(Instant::now() < deadline, "the server was not forgotten");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let on_host = host
+        .root("cat /root/.ssh/authorized_keys /home/brokeforge/.ssh/authorized_keys /home/worker/.ssh/authorized_keys; \
+               test ! -e /etc/sudoers.d/brokeforge && id brokeforge >/dev/null && id worker >/dev/null && echo kept")
+        .await;
+    let text = on_host.stdout_text();
+    for k in &keys {
+        assert!(
+            !text.contains(k.as_str()),
+            "{k} is still on the server:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("me@laptop"),
+        "the user's own key went too:\n{text}"
+    );
+    assert!(
+        text.trim_end().ends_with("kept"),
+        "{text}\n{}",
+        on_host.stderr_text()
+    );
 }
 
 /// The one-line script over HTTPS served by BrokeForge itself (an ACME certificate), run as root on a host

@@ -314,13 +314,40 @@ impl Run<'_> {
             brokeforge_ssh::prepare_tagged_runs(),
             brokeforge_ssh::stop_command(tag)?
         );
-        let out = session
-            .exec(ExecRequest::new(&stop, Duration::from_secs(30)))
-            .await?;
-        let stopped = out
-            .stdout_text()
-            .trim()
-            .strip_prefix("stopped ")
+        let mut held = self.ctx.connections.1.lock().await;
+        let lock = match (&self.ctx.lock, held.is_some()) {
+            (Some(lock), false) => Some(lock.clone()),
+            _ => None,
+        };
+        let started = std::time::Instant::now();
+        let waited = std::sync::atomic::AtomicBool::new(false);
+        // With the lock to take, stopping leftovers rides on the lock's channel: one round trip for both.
+        let stop_output = match lock {
+            Some(lock) => {
+                let taken = session
+                    .hold_lock(&lock, tag, Some(&stop), &self.ctx.cancel, || {
+                        waited.store(true, std::sync::atomic::Ordering::Relaxed)
+                    })
+                    .await;
+                let (h, out) = match taken {
+                    Ok(taken) => taken,
+                    Err(_) if self.ctx.cancel.is_cancelled() => {
+                        return Err(PackageError::Cancelled);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                *held = Some(h);
+                out
+            }
+            None => session
+                .exec(ExecRequest::new(&stop, Duration::from_secs(30)))
+                .await?
+                .stdout_text(),
+        };
+        drop(held);
+        let stopped = stop_output
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("stopped "))
             .and_then(|n| n.parse::<u32>().ok())
             .unwrap_or(0);
         if stopped > 0 {
@@ -332,27 +359,6 @@ impl Run<'_> {
             )
             .await?;
         }
-        let Some(lock) = self.ctx.lock.clone() else {
-            return Ok(());
-        };
-        let mut held = self.ctx.connections.1.lock().await;
-        if held.is_some() {
-            return Ok(());
-        }
-        let started = std::time::Instant::now();
-        let waited = std::sync::atomic::AtomicBool::new(false);
-        let h = session
-            .hold_lock(&lock, tag, &self.ctx.cancel, || {
-                waited.store(true, std::sync::atomic::Ordering::Relaxed)
-            })
-            .await;
-        let h = match h {
-            Ok(h) => h,
-            Err(_) if self.ctx.cancel.is_cancelled() => return Err(PackageError::Cancelled),
-            Err(e) => return Err(e.into()),
-        };
-        *held = Some(h);
-        drop(held);
         if waited.load(std::sync::atomic::Ordering::Relaxed) {
             self.log(
                 LogStream::System,

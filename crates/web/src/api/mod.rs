@@ -41,7 +41,7 @@ pub fn operations() -> Vec<Op> {
         get "/servers" servers::list_servers, "Your servers with their services", "";
         post "/servers" servers::create_server, "Add a server (with root_key: onboard it directly; else use the one-line script)", r#"{"name":"web-1","public_ip":"203.0.113.10","ssh_port":22}"#;
         get "/servers/{id}" servers::show_server, "A server with its services and sites", "";
-        delete "/servers/{id}" servers::delete_server, "Forget a server (nothing on it changes)", "";
+        delete "/servers/{id}" servers::delete_server, "Forget a server (nothing on it changes); ?remove_access=true first takes BrokeForge's keys and sudo rights off it (queued job)", "";
         post "/servers/{id}/script" servers::server_script, "A fresh one-line provisioning command", "";
         post "/servers/{id}/host-key" servers::pin_host_key, "Pin the server's SSH host key", r#"{"fingerprint":"SHA256:..."}"#;
         get "/servers/{id}/services" servers::list_services, "Installed services", "";

@@ -70,14 +70,28 @@ pub async fn show_server(
     ))
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ForgetQuery {
+    remove_access: bool,
+}
+
+/// Forget a server; with `?remove_access=true`, first take BrokeForge's keys off it (a queued job that
+/// forgets the server when it is done).
 pub async fn delete_server(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
-) -> ApiJson {
+    Query(q): Query<ForgetQuery>,
+) -> ApiResponse {
+    if q.remove_access {
+        return Ok(accepted(
+            &state.domain.remove_access_and_forget(&server).await?,
+        ));
+    }
     state.domain.forget_server(&server).await?;
-    Ok(Json(
+    Ok(axum::response::IntoResponse::into_response(Json(
         json!({"ok": true, "note": "BrokeForge forgot the server; nothing on it was changed"}),
-    ))
+    )))
 }
 
 /// A fresh one-line script (the previous link stops working).

@@ -467,10 +467,21 @@ pub async fn pin_host_key(
     server_result(&state, &u, &server, r).await
 }
 
+#[derive(Deserialize)]
+pub struct ForgetForm {
+    #[serde(default)]
+    pub remove_access: Option<String>,
+}
+
 pub async fn delete_server(
     State(state): State<AppState>,
     OwnedServer(_u, server): OwnedServer,
+    Form(f): Form<ForgetForm>,
 ) -> PageResult {
+    if f.remove_access.is_some() {
+        let job = state.domain.remove_access_and_forget(&server).await?;
+        return Ok(see_other(format!("/jobs/{}", job.id)));
+    }
     state.domain.forget_server(&server).await?;
     Ok(see_other("/"))
 }

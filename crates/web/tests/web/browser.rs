@@ -2,6 +2,7 @@
 //! protocol by a small client here. Run when `BROKEFORGE_BROWSER_TESTS=1` (`.ci/run` sets it); then a missing
 //! browser is a failure. Screenshots of the main pages land in `target/screenshots/`.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -95,6 +96,10 @@ pub struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // chromedriver leads its own process group: Chromium and its helpers go with it.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -108,6 +113,7 @@ impl Browser {
         };
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -3,6 +3,7 @@
 //! (direct onboarding with the user's own root key) or as the one-line script the user pastes as root.
 
 pub mod onboarding;
+pub mod remover;
 
 use brokeforge_core::{ConnectionStatus, CredentialKind, ServiceType, ValidationError, shell_quote};
 use brokeforge_store::Store;
@@ -17,6 +18,7 @@ use crate::milestones;
 
 pub fn register(r: &mut Registry) {
     r.installer(ServerAccessInstaller);
+    r.remover(remover::ServerAccessRemover);
 }
 
 milestones! {
