@@ -246,26 +246,49 @@ impl Client {
 
     /// A server by name or id.
     pub fn server(&self, name_or_id: &str) -> Result<Value> {
-        let servers = self.get("/servers")?;
-        let list = servers["servers"].as_array().cloned().unwrap_or_default();
-        let found = list.iter().find(|s| {
-            s["server"]["name"].as_str() == Some(name_or_id)
-                || s["server"]["id"].as_i64().map(|i| i.to_string()).as_deref() == Some(name_or_id)
-        });
-        found.map(|s| s["server"].clone()).ok_or_else(|| {
-            let names: Vec<&str> = list
-                .iter()
-                .filter_map(|s| s["server"]["name"].as_str())
-                .collect();
-            anyhow!(
-                "no server `{name_or_id}` (yours: {})",
-                if names.is_empty() {
-                    "none yet; add one with `brokeforge server add`".into()
-                } else {
-                    names.join(", ")
-                }
-            )
-        })
+        let by_name = self.get(&format!("/servers?name={}", query_value(name_or_id)))?;
+        if let Some(s) = by_name["servers"].as_array().and_then(|l| l.first()) {
+            return Ok(s["server"].clone());
+        }
+        if let Ok(id) = name_or_id.parse::<i64>() {
+            let page = self.get(&format!("/servers?after={}&limit=1", id - 1))?;
+            if let Some(s) = page["servers"].as_array().and_then(|l| l.first())
+                && s["server"]["id"].as_i64() == Some(id)
+            {
+                return Ok(s["server"].clone());
+            }
+        }
+        let some = self.get("/servers?limit=20")?;
+        let names: Vec<&str> = some["servers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["server"]["name"].as_str())
+            .collect();
+        Err(anyhow!(
+            "no server `{name_or_id}` (yours: {})",
+            if names.is_empty() {
+                "none yet; add one with `brokeforge server add`".into()
+            } else if names.len() == 20 {
+                format!("{}, ... (`brokeforge server list`)", names.join(", "))
+            } else {
+                names.join(", ")
+            }
+        ))
+    }
+
+    /// Every server of the user, page by page.
+    pub fn all_servers(&self) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.get(&format!("/servers?after={after}&limit=1000"))?;
+            out.extend(page["servers"].as_array().cloned().unwrap_or_default());
+            match page["next"]["after"].as_i64() {
+                Some(next) => after = next,
+                None => return Ok(out),
+            }
+        }
     }
 
     pub fn server_id(&self, name_or_id: &str) -> Result<i64> {
@@ -545,4 +568,16 @@ pub fn job_label(job: &Value) -> String {
         }
         _ => job["kind"].as_str().unwrap_or("job").replace('_', " "),
     }
+}
+
+/// A value for a URL query string (percent-encoded).
+fn query_value(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

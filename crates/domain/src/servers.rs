@@ -45,23 +45,21 @@ impl Domain {
         Ok(self.store.server_for_user(user.id, id).await?)
     }
 
-    pub async fn servers(&self, user: &User) -> DomainResult<Vec<Server>> {
-        Ok(self.store.servers_for_user(user.id).await?)
-    }
-
-    /// The user's servers, each with its services.
-    pub async fn servers_with_services(
+    /// A page of the user's servers after `after` (by id), each with its services: two statements.
+    pub async fn servers_page(
         &self,
         user: &User,
+        after: i64,
+        limit: i64,
+        name: Option<&str>,
     ) -> DomainResult<Vec<(Server, Vec<ServerService>)>> {
-        // Two statements whatever the number of servers.
+        let servers = self.store.servers_page(user.id, after, limit, name).await?;
+        let ids: Vec<i64> = servers.iter().map(|s| s.id).collect();
         let mut by_server: std::collections::HashMap<i64, Vec<ServerService>> = Default::default();
-        for v in self.store.services_of_user(user.id).await? {
+        for v in self.store.services_of_servers(&ids).await? {
             by_server.entry(v.server_id).or_default().push(v);
         }
-        Ok(self
-            .servers(user)
-            .await?
+        Ok(servers
             .into_iter()
             .map(|s| {
                 let services = by_server.remove(&s.id).unwrap_or_default();

@@ -595,7 +595,15 @@ mod worker {
     async fn jobs_of_one_server_never_overlap_and_other_servers_run_in_parallel() {
         for fx in fixtures().await {
             let other = second_server(&fx).await;
-            let (handle, stop) = start(&fx.store, config(4));
+            // A lease long enough that a busy machine never loses one here: a resumed job keeps its first
+            // start time, which would make the spans below meaningless.
+            let (handle, stop) = start(
+                &fx.store,
+                WorkerConfig {
+                    lease: Duration::from_secs(3),
+                    ..config(4)
+                },
+            );
             let a1 = fx
                 .store
                 .enqueue(&synthetic(fx.server.id, 2, 500))
@@ -618,6 +626,7 @@ mod worker {
             );
             for j in [&a1, &a2, &b1] {
                 assert_eq!(j.status, JobStatus::Done, "{}: {j:?}", fx.name);
+                assert_eq!(j.attempt, 1, "{}: a job was resumed: {j:?}", fx.name);
             }
             let span = |j: &Job| (j.started_at.unwrap(), j.finished_at.unwrap());
             let (a1s, a1e) = span(&a1);

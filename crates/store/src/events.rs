@@ -263,6 +263,19 @@ impl Store {
         rows.iter().map(event_from).collect()
     }
 
+    /// The latest event of each of a job's milestones, oldest first: what a job's box shows, however often
+    /// the job ran them (the grouping walks the job index; only the winners are read).
+    pub async fn job_milestone_events(&self, job_id: i64) -> Result<Vec<ProvisionEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM provision_events WHERE id IN \
+             (SELECT MAX(id) FROM provision_events WHERE job_id = $1 GROUP BY milestone) ORDER BY id"
+        ))
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from).collect()
+    }
+
     /// The steps the one-line script reported for a server (events without a job), oldest first.
     pub async fn script_events(&self, server_id: i64) -> Result<Vec<ProvisionEvent>> {
         let rows = sqlx::query(&format!(
@@ -274,19 +287,22 @@ impl Store {
         rows.iter().map(event_from).collect()
     }
 
-    /// The newest event of each of a user's servers, in one statement (one index seek per server).
-    pub async fn latest_events_of_user(&self, user_id: i64) -> Result<Vec<ProvisionEvent>> {
+    /// The newest event of each of these servers, in one statement (one index seek per server).
+    pub async fn latest_events_of(&self, server_ids: &[i64]) -> Result<Vec<ProvisionEvent>> {
+        if server_ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let cols = EVENT_COLS
             .split(", ")
             .map(|c| format!("e.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
+        let ids = crate::id_list(server_ids);
         let rows = sqlx::query(&format!(
             "SELECT {cols} FROM servers s JOIN provision_events e \
              ON e.id = (SELECT MAX(id) FROM provision_events WHERE server_id = s.id) \
-             WHERE s.user_id = $1"
+             WHERE s.id IN ({ids})"
         ))
-        .bind(user_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(event_from).collect()

@@ -271,6 +271,11 @@ impl Store {
 
 pub use sqlx::AnyPool;
 
+/// Ids for an `IN (...)` list: numbers, so nothing to quote.
+pub(crate) fn id_list(ids: &[i64]) -> String {
+    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+}
+
 /// A bare connection pool to `url` (for tools that create or drop schemas before opening a [`Store`]).
 pub async fn connect_raw(url: &str) -> Result<AnyPool> {
     DRIVERS.call_once(sqlx::any::install_default_drivers);

@@ -107,6 +107,26 @@ impl Store {
         rows.iter().map(server_from).collect()
     }
 
+    /// A page of a user's servers after `after_id`, by id; `name` narrows it to that one.
+    pub async fn servers_page(
+        &self,
+        user_id: i64,
+        after_id: i64,
+        limit: i64,
+        name: Option<&str>,
+    ) -> Result<Vec<Server>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SERVER_COLS} FROM servers WHERE user_id = $1 AND id > $2 AND ($3 IS NULL OR name = $3) ORDER BY id LIMIT $4"
+        ))
+        .bind(user_id)
+        .bind(after_id)
+        .bind(name)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(server_from).collect()
+    }
+
     pub async fn set_provision_status(&self, id: i64, status: ProvisionStatus) -> Result<()> {
         self.update_server_text(id, "provision_status", Some(status.as_str()))
             .await

@@ -982,7 +982,7 @@ async fn history_is_pruned_by_age_and_per_server_limits() {
             [10, 9, 8],
             "{n}"
         );
-        let latest = s.latest_events_of_user(user.id).await.unwrap();
+        let latest = s.latest_events_of(&[a.id, b.id]).await.unwrap();
         assert_eq!(latest.len(), 2, "{n}");
         assert!(
             latest.iter().all(|e| e.current_step == 10),

@@ -2102,6 +2102,61 @@ async fn lists_are_paged_with_a_limit_and_a_cursor() {
             .await;
         assert_eq!(r.status, 200, "{n}: {}", r.body);
         assert!(r.json()["next"].is_null(), "{n}: no jobs, no next page");
+
+        // The server list pages too, shows only the caller's servers and finds one by name.
+        let other = user(&app, "other-pages@example.com", false).await;
+        let r = other
+            .call(
+                &app,
+                "POST",
+                "/servers",
+                Some(json!({"name": "theirs", "public_ip": "203.0.113.9"})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{n}: {}", r.body);
+        for i in 0..4 {
+            let r = me
+                .call(
+                    &app,
+                    "POST",
+                    "/servers",
+                    Some(json!({"name": format!("q{i}"), "public_ip": "203.0.113.4"})),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{n}: {}", r.body);
+        }
+        let mut names = Vec::new();
+        let mut query = "limit=2".to_string();
+        for _ in 0..5 {
+            let r = me
+                .call(&app, "GET", &format!("/servers?{query}"), None)
+                .await;
+            assert_eq!(r.status, 200, "{n}: {}", r.body);
+            let v = r.json();
+            let page = v["servers"].as_array().unwrap();
+            assert!(page.len() <= 2, "{n}: {}", r.body);
+            names.extend(
+                page.iter()
+                    .map(|s| s["server"]["name"].as_str().unwrap().to_string()),
+            );
+            match v["next"]["after"].as_i64() {
+                Some(after) => query = format!("after={after}&limit=2"),
+                None => break,
+            }
+        }
+        assert_eq!(names, ["p", "q0", "q1", "q2", "q3"], "{n}");
+        let r = me.call(&app, "GET", "/servers?name=q2", None).await;
+        let v = r.json();
+        assert_eq!(v["servers"].as_array().unwrap().len(), 1, "{n}: {}", r.body);
+        assert_eq!(v["servers"][0]["server"]["name"], "q2", "{n}");
+        let r = me.call(&app, "GET", "/servers?name=theirs", None).await;
+        assert!(
+            r.json()["servers"].as_array().unwrap().is_empty(),
+            "{n}: another user's server by name: {}",
+            r.body
+        );
+        let r = me.call(&app, "GET", "/servers?limit=0", None).await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
     }
 }
 

@@ -116,12 +116,11 @@ pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
             }
         }
         ServerCommand::List => {
-            let v = client.get("/servers")?;
+            let list = client.all_servers()?;
             if client.json {
-                print_json(&v);
+                print_json(&json!({"servers": list}));
                 return Ok(());
             }
-            let list = v["servers"].as_array().cloned().unwrap_or_default();
             if list.is_empty() {
                 println!(
                     "no servers yet: add one with `brokeforge server add --name NAME --ip IP`"
@@ -229,8 +228,8 @@ pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
                 let job_id = v["job"]["id"].as_i64().unwrap_or_default();
                 let started = std::time::Instant::now();
                 loop {
-                    let list = client.get("/servers")?;
-                    let present = list["servers"]
+                    let page = client.get(&format!("/servers?after={}&limit=1", id - 1))?;
+                    let present = page["servers"]
                         .as_array()
                         .into_iter()
                         .flatten()

@@ -38,7 +38,7 @@ pub fn operations() -> Vec<Op> {
         post "/logout" account::logout, "End the session", "";
         get "/me" account::me, "The signed-in user", "";
         get "/catalogue" servers::list_catalogue, "Installable packages with their parameters and milestones", "";
-        get "/servers" servers::list_servers, "Your servers with their services", "";
+        get "/servers" servers::list_servers, "Your servers with their services (paged: limit, after, next; name=NAME finds one)", "";
         post "/servers" servers::create_server, "Add a server (with root_key: onboard it directly; else use the one-line script)", r#"{"name":"web-1","public_ip":"203.0.113.10","ssh_port":22}"#;
         get "/servers/{id}" servers::show_server, "A server with its services and sites", "";
         delete "/servers/{id}" servers::delete_server, "Forget a server (nothing on it changes); ?remove_access=true first takes BrokeForge's keys and sudo rights off it (queued job)", "";

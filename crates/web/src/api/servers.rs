@@ -28,15 +28,37 @@ pub async fn list_catalogue() -> ApiJson {
     Ok(Json(json!({"packages": catalogue::catalogue()})))
 }
 
-pub async fn list_servers(State(state): State<AppState>, authed: Authed) -> ApiJson {
-    let servers: Vec<Value> = state
+// Not `#[serde(flatten)]` over PageQuery: flattened query strings lose their numbers.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ServersQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+    /// Only the server of this name.
+    name: Option<String>,
+}
+
+pub async fn list_servers(
+    State(state): State<AppState>,
+    authed: Authed,
+    Query(q): Query<ServersQuery>,
+) -> ApiJson {
+    let paging = PageQuery {
+        after: q.after,
+        before: None,
+        limit: q.limit,
+    };
+    let limit = paging.limit()?;
+    let page = state
         .domain
-        .servers_with_services(&authed.user)
-        .await?
+        .servers_page(&authed.user, q.after.unwrap_or(0), limit, q.name.as_deref())
+        .await?;
+    let next = paging.next_after(page.len(), page.last().map(|(s, _)| s.id), limit);
+    let servers: Vec<Value> = page
         .into_iter()
         .map(|(server, services)| json!({"server": server, "services": services}))
         .collect();
-    Ok(Json(json!({"servers": servers})))
+    Ok(Json(json!({"servers": servers, "next": next})))
 }
 
 pub async fn create_server(

@@ -27,25 +27,47 @@ pub struct ServerRow {
 pub struct Dashboard {
     pub nav: Nav,
     pub servers: Vec<ServerRow>,
+    pub first_page: bool,
+    /// The cursor of the next page, when there is one.
+    pub next: Option<i64>,
 }
 
-pub async fn dashboard(State(state): State<AppState>, parts: Parts) -> PageResult {
+/// Servers per dashboard page.
+const PAGE: i64 = 100;
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub struct DashboardQuery {
+    after: Option<i64>,
+}
+
+pub async fn dashboard(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<DashboardQuery>,
+    parts: Parts,
+) -> PageResult {
     let Some(u) = parts.extensions.get::<Authed>().cloned() else {
         if state.store.count_users().await? == 0 {
             return Ok(see_other("/setup"));
         }
         return Ok(see_other("/login"));
     };
-    // Three statements whatever the number of servers: servers with services, and each one's newest event.
+    // A page of servers in three statements: the servers, their services, each one's newest event.
+    let page = state
+        .domain
+        .servers_page(&u.user, q.after.unwrap_or(0), PAGE, None)
+        .await?;
+    let ids: Vec<i64> = page.iter().map(|(s, _)| s.id).collect();
     let mut latest: std::collections::HashMap<i64, _> = state
         .store
-        .latest_events_of_user(u.user.id)
+        .latest_events_of(&ids)
         .await?
         .into_iter()
         .map(|e| (e.server_id, e))
         .collect();
+    let next = (page.len() as i64 == PAGE).then(|| ids.last().copied().unwrap_or_default());
     let mut rows = Vec::new();
-    for (s, services) in state.domain.servers_with_services(&u.user).await? {
+    for (s, services) in page {
         let last = latest
             .remove(&s.id)
             .map(|e| format!("{} · {}", e.label, ago(e.updated_at)))
@@ -69,6 +91,8 @@ pub async fn dashboard(State(state): State<AppState>, parts: Parts) -> PageResul
         &Dashboard {
             nav: Nav::of(&u, "Servers"),
             servers: rows,
+            first_page: q.after.is_none(),
+            next,
         },
         StatusCode::OK,
     ))

@@ -38,7 +38,7 @@ pub struct JobView {
 
 /// A job with its milestones: the package's full list when the catalogue knows it, ticked from its events.
 pub async fn job_view(state: &AppState, job: &Job) -> Result<JobView, ApiError> {
-    let events = state.store.job_events(job.id).await?;
+    let events = state.store.job_milestone_events(job.id).await?;
     let mut milestones: Vec<MilestoneView> = known_milestones(&job.kind)
         .into_iter()
         .map(|(key, label)| MilestoneView {
