@@ -148,13 +148,22 @@ impl Client {
     }
 
     fn finish(&self, resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Value> {
+        let text = self.finish_text(resp)?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The body of a successful answer as text (a recovery kit); an error answer as [`ApiFailure`].
+    fn finish_text(
+        &self,
+        resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<String> {
         let mut resp = resp.map_err(|e| self.unreachable(e))?;
         let status = resp.status().as_u16();
         let text = resp.body_mut().read_to_string().unwrap_or_default();
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if (200..300).contains(&status) {
-            return Ok(body);
+            return Ok(text);
         }
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let code = body["error"]["code"]
             .as_str()
             .unwrap_or("http_error")
@@ -189,6 +198,11 @@ impl Client {
 
     pub fn get(&self, path: &str) -> Result<Value> {
         self.finish(self.auth(self.agent.get(&self.url(path))).call())
+    }
+
+    /// A GET whose answer is text, not JSON.
+    pub fn get_text(&self, path: &str) -> Result<String> {
+        self.finish_text(self.auth(self.agent.get(&self.url(path))).call())
     }
 
     pub fn post(&self, path: &str, body: Value) -> Result<Value> {

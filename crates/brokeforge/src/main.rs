@@ -75,6 +75,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::db::DbCommand,
     },
+    /// Backups: storages, plans, run, snapshots, restore, verify (restore drill), recovery kit.
+    Backup {
+        #[command(subcommand)]
+        command: cli::backup::BackupCommand,
+    },
     /// Sites: create, deploy, rollback, run commands, .env, deploy script.
     Site {
         #[command(subcommand)]
@@ -201,6 +206,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Remove(a) => cli::package::remove(cli.client, a).await,
         Command::Plan(a) => cli::package::plan(cli.client, a).await,
         Command::Db { command } => cli::db::db(cli.client, command).await,
+        Command::Backup { command } => cli::backup::backup(cli.client, command).await,
         Command::Site { command } => cli::site::site(cli.client, command).await,
         Command::Events(a) => cli::jobs::events(cli.client, a).await,
         Command::Jobs { command } => cli::jobs::jobs(cli.client, command).await,

@@ -44,6 +44,11 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
         let stop = stop.clone();
         tokio::spawn(async move { domain.run_maintenance(retention, stop).await })
     };
+    let backup_schedule = {
+        let domain = brokeforge_domain::Domain::new(store.clone());
+        let stop = stop.clone();
+        tokio::spawn(async move { domain.run_backup_schedule(stop).await })
+    };
     let config = web_config(tls.is_some());
     // Also at connect time, whatever a name resolves to then.
     brokeforge_ssh::refuse_internal_addresses(config.refuse_internal_addresses);
@@ -87,6 +92,7 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
     }
     workers.await.context("worker task")??;
     let _ = housekeeping.await;
+    let _ = backup_schedule.await;
     if let Some(a) = activity {
         a.abort();
     }

@@ -47,6 +47,7 @@ string_enum! {
         Server => "server",
         Webserver => "webserver",
         Site => "site",
+        Backup => "backup",
     }
 }
 

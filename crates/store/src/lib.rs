@@ -5,6 +5,7 @@
 //! statements whose dialects differ branch on [`Backend`].
 
 pub mod accounts;
+pub mod backups;
 pub mod crypto;
 mod events;
 pub mod jobs;
@@ -24,6 +25,9 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use zeroize::Zeroizing;
 
 pub use accounts::{ApiToken, Session};
+pub use backups::{
+    BackupPlan, BackupSnapshot, BackupStorage, NewBackupPlan, NewBackupStorage, SeenSnapshot,
+};
 pub use crypto::{Cipher, MasterKey};
 pub use jobs::{Heartbeat, Job, JobStatus, JobTarget, NewJob, Outcome, Recovered};
 pub use models::*;

@@ -60,6 +60,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_retention.sql"),
         postgres: include_str!("../migrations/postgres/0008_retention.sql"),
     },
+    Migration {
+        version: 9,
+        name: "backups",
+        sqlite: include_str!("../migrations/sqlite/0009_backups.sql"),
+        postgres: include_str!("../migrations/postgres/0009_backups.sql"),
+    },
 ];
 
 pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {

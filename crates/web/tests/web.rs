@@ -2227,3 +2227,327 @@ async fn private_addresses_are_refused_when_the_operator_says_so() {
         assert_eq!(r.status, 201, "{n}: {}", r.body);
     }
 }
+
+/// Backups over the API: storages and plans are checked before anything is stored, secrets are never
+/// answered, other users see none of it, a restore over the plan's schema needs the schema's name, the
+/// recovery kit holds the repository and its password, and a due schedule queues one run however often it
+/// is looked at.
+#[tokio::test]
+async fn backups_are_validated_owned_and_confirmed() {
+    for app in apps().await {
+        let n = app.name;
+        let me = user(&app, "backups@example.com", false).await;
+        let other = user(&app, "intruder@example.com", false).await;
+        let r = me
+            .call(
+                &app,
+                "POST",
+                "/servers",
+                Some(json!({"name": "db-1", "public_ip": "203.0.113.21"})),
+            )
+            .await;
+        let id = r.json()["server"]["id"].as_i64().unwrap();
+        let s3 = |name: &str, endpoint: &str, bucket: &str| {
+            json!({"name": name, "kind": "s3", "endpoint": endpoint, "bucket": bucket, "path_style": true,
+                   "access_key_id": "AKIAEXAMPLE", "secret_access_key": "s3cret-key-value"})
+        };
+        for (body, field) in [
+            (s3("x", "s3.example.com", "backups"), "endpoint"),
+            (s3("x", "https://s3.example.com", "Bad_Bucket"), "bucket"),
+            (s3("Bad Name", "https://s3.example.com", "backups"), "name"),
+            (json!({"name": "x", "kind": "ftp"}), "kind"),
+            (
+                json!({"name": "x", "kind": "sftp", "host": "backup.example.com", "user": "b", "path": "rel"}),
+                "path",
+            ),
+            (
+                json!({"name": "x", "kind": "s3", "endpoint": "https://s3.example.com", "bucket": "backups", "access_key_id": "A"}),
+                "secret_access_key",
+            ),
+        ] {
+            let r = me.call(&app, "POST", "/backup-storages", Some(body)).await;
+            assert_eq!(r.status, 422, "{n}: {}", r.body);
+            assert_eq!(r.json()["error"]["field"], field, "{n}: {}", r.body);
+        }
+        let r = me
+            .call(
+                &app,
+                "POST",
+                "/backup-storages",
+                Some(s3("offsite", "https://s3.example.com", "backups")),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{n}: {}", r.body);
+        assert!(!r.body.contains("s3cret-key-value"), "{n}: {}", r.body);
+        let r = me
+            .call(
+                &app,
+                "POST",
+                "/backup-storages",
+                Some(s3("offsite", "https://s3.example.com", "backups")),
+            )
+            .await;
+        assert_eq!(r.status, 409, "{n}: {}", r.body);
+        let r = me
+            .call(
+                &app,
+                "POST",
+                "/backup-storages",
+                Some(json!({"name": "far", "kind": "sftp",
+                "host": "backup.example.com", "user": "backup", "path": "/srv/backups"})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{n}: {}", r.body);
+        assert!(
+            r.json()["storage"]["configuration"]["public_key"]
+                .as_str()
+                .unwrap()
+                .starts_with("ssh-ed25519 "),
+            "{n}: {}",
+            r.body
+        );
+        assert!(!r.body.contains("PRIVATE KEY"), "{n}");
+        // A local storage is a directory on one of the caller's own servers.
+        let r = other
+            .call(
+                &app,
+                "POST",
+                "/backup-storages",
+                Some(json!({"name": "mine", "kind": "local",
+                "server_id": id, "path": "/var/backups"})),
+            )
+            .await;
+        assert_eq!(r.status, 404, "{n}: {}", r.body);
+
+        let plan =
+            |name: &str, database: &str, storage: &str, schedule: Option<&str>, keep: u32| {
+                json!({"name": name, "database": database, "storage": storage, "schedule": schedule,
+                   "retention": {"keep_last": keep}})
+            };
+        for (body, field) in [
+            (plan("p", "redis:cache", "offsite", None, 3), "engine"),
+            (plan("p", "mariadb:a;b", "offsite", None, 3), "schema"),
+            (plan("p", "mariadb:shop", "nowhere", None, 3), "storage"),
+            (
+                plan("p", "mariadb:shop", "offsite", Some("every day"), 3),
+                "schedule",
+            ),
+            (plan("p", "mariadb:shop", "offsite", None, 0), "keep_last"),
+            (plan("P Q", "mariadb:shop", "offsite", None, 3), "name"),
+        ] {
+            let r = me
+                .call(&app, "POST", &format!("/servers/{id}/backups"), Some(body))
+                .await;
+            assert_eq!(r.status, 422, "{n}: {}", r.body);
+            assert_eq!(r.json()["error"]["field"], field, "{n}: {}", r.body);
+        }
+        let r = me
+            .call(
+                &app,
+                "POST",
+                &format!("/servers/{id}/backups"),
+                Some(plan(
+                    "shop",
+                    "mariadb:shop",
+                    "offsite",
+                    Some("0 3 * * *"),
+                    3,
+                )),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{n}: {}", r.body);
+        let plan_id = r.json()["plan"]["id"].as_i64().unwrap();
+        assert!(r.json()["plan"]["next_run_at"].as_i64().unwrap() > 0, "{n}");
+        assert!(!r.body.contains("password"), "{n}: {}", r.body);
+
+        // Someone else sees none of it.
+        for path in [
+            format!("/servers/{id}/backups"),
+            format!("/servers/{id}/backups/shop"),
+            format!("/servers/{id}/backups/shop/recovery-kit"),
+        ] {
+            let r = other.call(&app, "GET", &path, None).await;
+            assert_eq!(r.status, 404, "{n}: {path}: {}", r.body);
+        }
+        let r = other
+            .call(
+                &app,
+                "POST",
+                &format!("/servers/{id}/backups/shop/run"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 404, "{n}");
+        let r = other.call(&app, "GET", "/backup-storages", None).await;
+        assert_eq!(r.json()["storages"], json!([]), "{n}");
+        let r = other
+            .call(&app, "DELETE", "/backup-storages/offsite", None)
+            .await;
+        assert_eq!(r.status, 404, "{n}");
+
+        // Restores name a snapshot the plan has; over the plan's own schema only with its name.
+        let r = me
+            .call(
+                &app,
+                "POST",
+                &format!("/servers/{id}/backups/shop/verify"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 422, "{n}: no snapshot yet: {}", r.body);
+        app.store
+            .sync_backup_snapshots(
+                plan_id,
+                &[brokeforge_store::SeenSnapshot {
+                    snapshot_id: "0123456789abcdef".repeat(4),
+                    taken_at: 1,
+                    job_id: None,
+                    size_bytes: Some(10),
+                    duration_ms: Some(5),
+                }],
+            )
+            .await
+            .unwrap();
+        let restore = |body: Value| {
+            let me = me.clone();
+            let app = &app;
+            async move {
+                me.call(
+                    app,
+                    "POST",
+                    &format!("/servers/{id}/backups/shop/restore"),
+                    Some(body),
+                )
+                .await
+            }
+        };
+        let r = restore(json!({"snapshot": "fedcba98"})).await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        let r = restore(json!({"snapshot": "01234567; rm -rf /"})).await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        let r = restore(json!({"snapshot": "01234567"})).await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        assert_eq!(r.json()["error"]["field"], "confirm", "{n}");
+        assert!(
+            r.body.contains("shop"),
+            "{n}: names what is overwritten: {}",
+            r.body
+        );
+        let r = restore(json!({"snapshot": "01234567", "confirm": "other"})).await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        let r = restore(json!({"snapshot": "01234567", "into": "bad-name"})).await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        let r = restore(json!({"snapshot": "01234567", "confirm": "shop"})).await;
+        assert_eq!(r.status, 202, "{n}: {}", r.body);
+        assert_eq!(r.json()["job"]["kind"], "backup_restore", "{n}");
+        let r = restore(json!({"snapshot": "01234567", "into": "shop_copy"})).await;
+        assert_eq!(r.status, 202, "{n}: {}", r.body);
+
+        let r = me
+            .call(
+                &app,
+                "GET",
+                &format!("/servers/{id}/backups/shop/recovery-kit"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        let password = app.store.backup_plan_password(plan_id).await.unwrap();
+        assert!(r.body.contains(password.expose()), "{n}: {}", r.body);
+        assert!(
+            r.body.contains(&format!(
+                "s3:https://s3.example.com/backups/brokeforge-{id}-shop"
+            )),
+            "{n}: {}",
+            r.body
+        );
+        assert!(!r.body.contains("s3cret-key-value"), "{n}");
+        assert_eq!(r.header("Cache-Control"), Some("no-store"), "{n}");
+
+        // The page: plans with their snapshots and forms; a bad form comes back with its message; restoring
+        // over the schema without typing its name is refused there too.
+        let r = login(&app, "backups@example.com", "correct horse battery").await;
+        let Auth::Session { cookie, csrf } = session_of(&r) else {
+            unreachable!()
+        };
+        let page = http(
+            &app.addr,
+            "GET",
+            &format!("/servers/{id}/backups"),
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .await;
+        assert_eq!(page.status, 200, "{n}: {}", page.body);
+        assert!(
+            page.body.contains("mariadb schema shop")
+                && page.body.contains("01234567")
+                && page.body.contains("Download recovery kit")
+                && page.body.contains("0 3 * * * (UTC)"),
+            "{n}: {}",
+            page.body
+        );
+        let r = form(
+            &app,
+            &format!("/servers/{id}/backups"),
+            &cookie,
+            &[
+                ("_csrf", &csrf),
+                ("name", "nightly"),
+                ("database", "mariadb:shop"),
+                ("storage", "offsite"),
+                ("schedule", "whenever"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        assert!(r.body.contains("is not a schedule"), "{n}: {}", r.body);
+        let r = form(
+            &app,
+            &format!("/servers/{id}/backups/shop/restore"),
+            &cookie,
+            &[("_csrf", &csrf), ("snapshot", "01234567"), ("confirm", "")],
+        )
+        .await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        let r = form(
+            &app,
+            &format!("/servers/{id}/backups/shop/run"),
+            &cookie,
+            &[("_csrf", &csrf)],
+        )
+        .await;
+        assert_eq!(r.status, 303, "{n}: {}", r.body);
+        assert!(
+            r.header("location")
+                .unwrap_or_default()
+                .starts_with("/jobs/"),
+            "{n}: {:?}",
+            r.headers
+        );
+
+        // A storage in use stays.
+        let r = me
+            .call(&app, "DELETE", "/backup-storages/offsite", None)
+            .await;
+        assert_eq!(r.status, 409, "{n}: {}", r.body);
+
+        // A due plan is queued once, however many nodes look.
+        let plan_row = app.store.backup_plan(plan_id).await.unwrap();
+        assert!(
+            app.store
+                .advance_backup_plan(plan_id, false, plan_row.next_run_at.unwrap(), Some(1))
+                .await
+                .unwrap()
+        );
+        let domain = brokeforge_domain::Domain::new(app.store.clone());
+        let (a, b) = tokio::join!(domain.queue_due_backups(), domain.queue_due_backups());
+        assert_eq!(a.unwrap() + b.unwrap(), 1, "{n}");
+        assert_eq!(domain.queue_due_backups().await.unwrap(), 0, "{n}");
+        let after = app.store.backup_plan(plan_id).await.unwrap();
+        assert!(
+            after.next_run_at.unwrap() > brokeforge_core::time::now_ms(),
+            "{n}: {after:?}"
+        );
+    }
+}

@@ -755,3 +755,211 @@ fn bad_tls_settings_stop_serve_with_a_clear_message() {
         );
     }
 }
+
+/// `brokeforge backup`: the S3 secret only from stdin, plans checked, snapshots listed, an overwriting restore
+/// refused without --yes (nothing queued), and the recovery kit printed as the page serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_commands() {
+    let p = Panel::start().await;
+    let out = p.cli(&["server", "add", "--name", "db-1", "--ip", "203.0.113.30"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let s3 = [
+        "backup",
+        "storage",
+        "add",
+        "--name",
+        "offsite",
+        "--kind",
+        "s3",
+        "--endpoint",
+        "https://s3.example.com",
+        "--bucket",
+        "backups",
+        "--path-style",
+        "--access-key-id",
+        "AKIAEXAMPLE",
+    ];
+    let out = p.cli(&s3);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("--secret-stdin"), "{}", text(&out));
+    let mut args = s3.to_vec();
+    args.push("--secret-stdin");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+        .args(&args)
+        .env("BROKEFORGE_URL", &p.url)
+        .env("BROKEFORGE_TOKEN", &p.token)
+        .env("XDG_CONFIG_HOME", p.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"very-secret-key\n")
+        .unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let out = p.cli(&[
+        "backup",
+        "storage",
+        "add",
+        "--name",
+        "far",
+        "--kind",
+        "sftp",
+        "--host",
+        "backup.example.com",
+        "--user",
+        "b",
+        "--path",
+        "/srv/b",
+    ]);
+    assert!(
+        out.status.success() && text(&out).contains("ssh-ed25519 "),
+        "{}",
+        text(&out)
+    );
+    let out = p.cli(&["backup", "storage", "list"]);
+    assert!(
+        text(&out).contains("offsite") && !text(&out).contains("very-secret-key"),
+        "{}",
+        text(&out)
+    );
+    let out = p.cli(&[
+        "backup",
+        "plan",
+        "create",
+        "--server",
+        "db-1",
+        "--name",
+        "shop",
+        "--database",
+        "mariadb:shop",
+        "--storage",
+        "offsite",
+        "--schedule",
+        "nightly",
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("schedule"), "{}", text(&out));
+    let out = p.cli(&[
+        "backup",
+        "plan",
+        "create",
+        "--server",
+        "db-1",
+        "--name",
+        "shop",
+        "--database",
+        "mariadb:shop",
+        "--storage",
+        "offsite",
+        "--schedule",
+        "0 3 * * *",
+        "--keep-last",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = p.cli(&["backup", "plan", "list", "--server", "db-1"]);
+    assert!(
+        text(&out).contains("shop\tmariadb:shop\t-> offsite\t0 3 * * *\t0 snapshot(s)"),
+        "{}",
+        text(&out)
+    );
+    let out = p.cli(&[
+        "backup",
+        "snapshots",
+        "--server",
+        "db-1",
+        "--plan",
+        "shop",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["snapshots"], serde_json::json!([]), "{}", text(&out));
+    let plan = p
+        .store
+        .backup_plan_by_name(
+            p.store
+                .servers_for_user(1)
+                .await
+                .unwrap()
+                .first()
+                .unwrap()
+                .id,
+            "shop",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    p.store
+        .sync_backup_snapshots(
+            plan.id,
+            &[brokeforge_store::SeenSnapshot {
+                snapshot_id: "89abcdef".repeat(8),
+                taken_at: 1_795_807_776_000,
+                job_id: None,
+                size_bytes: Some(3 << 20),
+                duration_ms: Some(1500),
+            }],
+        )
+        .await
+        .unwrap();
+    let out = p.cli(&["backup", "snapshots", "--server", "db-1", "--plan", "shop"]);
+    assert!(
+        text(&out).contains("89abcdef") && text(&out).contains("3.0 MiB"),
+        "{}",
+        text(&out)
+    );
+    let jobs_before = p.store.recent_jobs(plan.server_id, 50).await.unwrap().len();
+    let out = p.cli(&[
+        "backup",
+        "restore",
+        "--server",
+        "db-1",
+        "--plan",
+        "shop",
+        "--snapshot",
+        "89abcdef",
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("overwrites the tables of schema shop"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        p.store.recent_jobs(plan.server_id, 50).await.unwrap().len(),
+        jobs_before
+    );
+    let out = p.cli(&[
+        "backup",
+        "restore",
+        "--server",
+        "db-1",
+        "--plan",
+        "shop",
+        "--snapshot",
+        "89abcdef",
+        "--yes",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("backup_restore"), "{}", text(&out));
+    let out = p.cli(&[
+        "backup",
+        "recovery-kit",
+        "--server",
+        "db-1",
+        "--plan",
+        "shop",
+    ]);
+    let password = p.store.backup_plan_password(plan.id).await.unwrap();
+    assert!(
+        text(&out).contains(&format!("Repository password: {}", password.expose())),
+        "{}",
+        text(&out)
+    );
+}

@@ -4,6 +4,7 @@
 
 pub mod harness;
 
+mod backups;
 mod cli;
 mod databases;
 mod onboarding;

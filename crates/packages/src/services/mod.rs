@@ -7,6 +7,7 @@ use crate::base::PackageError;
 use crate::base::job::{BoxFuture, JobContext, JobHandler};
 use crate::base::registry::Registry;
 
+pub mod backup;
 pub mod database;
 pub mod server;
 pub mod sites;
@@ -21,6 +22,7 @@ pub fn registry() -> &'static Registry {
         webserver::register(&mut r);
         database::register(&mut r);
         sites::register(&mut r);
+        backup::register(&mut r);
         r.job(NoopJob);
         r
     })

@@ -3,6 +3,7 @@
 
 mod account;
 mod auth;
+mod backups;
 pub mod common;
 mod dashboard;
 mod jobs;
@@ -36,6 +37,28 @@ pub fn routes() -> Router<AppState> {
             post(servers::remove_service),
         )
         .route("/servers/{id}/sites", post(servers::create_site))
+        .route(
+            "/servers/{id}/backups",
+            get(backups::backups_page).post(backups::create_plan),
+        )
+        .route("/servers/{id}/backup-storages", post(backups::add_storage))
+        .route("/servers/{id}/backups/{plan}/run", post(backups::run_plan))
+        .route(
+            "/servers/{id}/backups/{plan}/verify",
+            post(backups::verify_plan),
+        )
+        .route(
+            "/servers/{id}/backups/{plan}/restore",
+            post(backups::restore),
+        )
+        .route(
+            "/servers/{id}/backups/{plan}/delete",
+            post(backups::delete_plan),
+        )
+        .route(
+            "/servers/{id}/backups/{plan}/recovery-kit",
+            get(backups::recovery_kit),
+        )
         .route(
             "/servers/{id}/databases/schemas",
             post(servers::create_schema),

@@ -1,0 +1,164 @@
+//! Backups: storages (the caller's), plans of a server, runs, snapshots, restores, drills, recovery kits.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::IntoResponse;
+use brokeforge_domain::backups::{PlanRequest, StorageRequest};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::common::{ApiJson, ApiResponse, Body, accepted, created};
+use crate::auth::Authed;
+use crate::extract::OwnedServer;
+use crate::state::AppState;
+
+pub async fn list_storages(State(state): State<AppState>, authed: Authed) -> ApiJson {
+    Ok(Json(
+        json!({"storages": state.domain.backup_storages(&authed.user).await?}),
+    ))
+}
+
+pub async fn add_storage(
+    State(state): State<AppState>,
+    authed: Authed,
+    Body(b): Body<StorageRequest>,
+) -> ApiResponse {
+    let storage = state.domain.add_backup_storage(&authed.user, &b).await?;
+    Ok(created(json!({"storage": storage})))
+}
+
+pub async fn delete_storage(
+    State(state): State<AppState>,
+    authed: Authed,
+    Path(name): Path<String>,
+) -> ApiJson {
+    state
+        .domain
+        .delete_backup_storage(&authed.user, &name)
+        .await?;
+    Ok(Json(json!({"deleted": name})))
+}
+
+pub async fn list_plans(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+) -> ApiJson {
+    Ok(Json(
+        json!({"plans": state.domain.backup_plans(&server).await?}),
+    ))
+}
+
+pub async fn create_plan(
+    State(state): State<AppState>,
+    OwnedServer(authed, server): OwnedServer,
+    Body(b): Body<PlanRequest>,
+) -> ApiResponse {
+    let plan = state
+        .domain
+        .create_backup_plan(&authed.user, &server, &b)
+        .await?;
+    Ok(created(json!({"plan": plan})))
+}
+
+pub async fn show_plan(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Path((_, plan)): Path<(i64, String)>,
+) -> ApiJson {
+    let view = state.domain.backup_plan_view(&server, &plan).await?;
+    let snapshots = state.domain.backup_snapshots(&server, &plan).await?;
+    Ok(Json(json!({"plan": view, "snapshots": snapshots})))
+}
+
+pub async fn delete_plan(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Path((_, plan)): Path<(i64, String)>,
+) -> ApiJson {
+    state.domain.delete_backup_plan(&server, &plan).await?;
+    Ok(Json(json!({"deleted": plan})))
+}
+
+pub async fn run_plan(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Path((_, plan)): Path<(i64, String)>,
+) -> ApiResponse {
+    Ok(accepted(
+        &state.domain.run_backup_now(&server, &plan).await?,
+    ))
+}
+
+pub async fn list_snapshots(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Path((_, plan)): Path<(i64, String)>,
+) -> ApiJson {
+    Ok(Json(
+        json!({"snapshots": state.domain.backup_snapshots(&server, &plan).await?}),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct RestoreBody {
+    snapshot: String,
+    /// A new schema to restore into; left out, the plan's own schema is overwritten.
+    #[serde(default)]
+    into: Option<String>,
+    /// The plan's schema name, to confirm overwriting it.
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+pub async fn restore(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Path((_, plan)): Path<(i64, String)>,
+    Body(b): Body<RestoreBody>,
+) -> ApiResponse {
+    let job = state
+        .domain
+        .restore_backup(
+            &server,
+            &plan,
+            &b.snapshot,
+            b.into.as_deref(),
+            b.confirm.as_deref(),
+        )
+        .await?;
+    Ok(accepted(&job))
+}
+
+pub async fn verify(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Path((_, plan)): Path<(i64, String)>,
+) -> ApiResponse {
+    Ok(accepted(
+        &state.domain.verify_backup_now(&server, &plan).await?,
+    ))
+}
+
+pub async fn recovery_kit(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Path((_, plan)): Path<(i64, String)>,
+) -> ApiResponse {
+    let kit = state.domain.backup_recovery_kit(&server, &plan).await?;
+    Ok((
+        [
+            (CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
+            (
+                CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"brokeforge-recovery-{}-{plan}.txt\"",
+                    server.name
+                ),
+            ),
+            (CACHE_CONTROL, "no-store".to_string()),
+        ],
+        kit,
+    )
+        .into_response())
+}
