@@ -200,6 +200,23 @@ impl Client {
         self.finish(self.auth(self.agent.get(&self.url(path))).call())
     }
 
+    /// A GET whose answer is copied to `to` as it arrives (a download); the byte count.
+    pub fn download(&self, path: &str, to: &mut dyn std::io::Write) -> Result<u64> {
+        let resp = self
+            .auth(self.agent.get(&self.url(path)))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        if !resp.status().is_success() {
+            // An error answer is small JSON: let the usual path word it.
+            self.finish_text(Ok(resp))?;
+            anyhow::bail!("the download was refused");
+        }
+        let mut resp = resp;
+        let n = std::io::copy(&mut resp.body_mut().as_reader(), to)
+            .context("the download was cut off")?;
+        Ok(n)
+    }
+
     /// A GET whose answer is text, not JSON.
     pub fn get_text(&self, path: &str) -> Result<String> {
         self.finish_text(self.auth(self.agent.get(&self.url(path))).call())

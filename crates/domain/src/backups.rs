@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use brokeforge_core::time::now_ms;
 use brokeforge_core::{Secret, ValidationError};
+use brokeforge_packages::services::backup::check::check_storage;
 use brokeforge_packages::services::backup::repository::{
     Repository, Retention, Source, StorageConfig,
 };
@@ -62,8 +63,12 @@ pub struct StorageRequest {
 #[derive(Debug, Clone, Deserialize)]
 pub struct PlanRequest {
     pub name: String,
-    /// `ENGINE:SCHEMA`, e.g. `mariadb:shop`.
+    /// `ENGINE:SCHEMA`, e.g. `mariadb:shop` (or `site:DOMAIN`).
+    #[serde(default)]
     pub database: String,
+    /// A site's domain: its `shared/` files and `.env`.
+    #[serde(default)]
+    pub site: String,
     /// The storage's name.
     pub storage: String,
     /// Cron (five fields or @daily...), in UTC; none: manual only.
@@ -234,6 +239,17 @@ impl Domain {
             .ok_or(DomainError::NotFound)
     }
 
+    /// Test a storage from one of the user's servers: write, read back and delete a small object (a job).
+    pub async fn check_backup_storage(
+        &self,
+        user: &User,
+        server: &Server,
+        storage: &str,
+    ) -> DomainResult<Job> {
+        let s = self.owned_storage(user, storage).await?;
+        Ok(check_storage(&self.store, server.id, s.id).await?)
+    }
+
     /// Delete a storage no plan uses (the data in it stays where it is).
     pub async fn delete_backup_storage(&self, user: &User, storage: &str) -> DomainResult<()> {
         let s = self.owned_storage(user, storage).await?;
@@ -247,7 +263,29 @@ impl Domain {
         req: &PlanRequest,
     ) -> DomainResult<BackupPlan> {
         let plan_name = name("name", &req.name)?;
-        let source = Source::database(&req.database)?;
+        let source = match (req.database.trim(), req.site.trim()) {
+            (d, "") if !d.is_empty() => Source::parse(d)?,
+            ("", site) if !site.is_empty() => Source::site(site)?,
+            _ => {
+                return Err(ValidationError::new(
+                    "database",
+                    "back up one thing: a database (ENGINE:SCHEMA) or a site (its domain)",
+                )
+                .into());
+            }
+        };
+        if let Source::Site { domain } = &source
+            && !self
+                .store
+                .sites(server.id)
+                .await?
+                .iter()
+                .any(|s| &s.domain == domain)
+        {
+            return Err(
+                ValidationError::new("site", format!("the server has no site {domain}")).into(),
+            );
+        }
         let storage = self
             .store
             .backup_storage_by_name(user.id, req.storage.trim())
@@ -319,6 +357,7 @@ impl Domain {
             source: Source::of(plan)?,
             password: Secret::new(""),
             storage_secret: None,
+            source_secret: None,
         }
         .url())
     }
@@ -355,6 +394,78 @@ impl Domain {
         Ok(self.store.backup_snapshots(p.id).await?)
     }
 
+    /// The plan's snapshot named by `snapshot` (an id or a unique prefix of one).
+    async fn snapshot_of(&self, p: &BackupPlan, snapshot: &str) -> DomainResult<String> {
+        let wanted = snapshot_id(snapshot)?;
+        let snapshots = self.store.backup_snapshots(p.id).await?;
+        let matching: Vec<&BackupSnapshot> = snapshots
+            .iter()
+            .filter(|s| s.snapshot_id.starts_with(&wanted))
+            .collect();
+        match matching.as_slice() {
+            [one] => Ok(one.snapshot_id.clone()),
+            [] => Err(ValidationError::new(
+                "snapshot",
+                format!("plan {} has no snapshot {wanted}", p.name),
+            )
+            .into()),
+            _ => Err(ValidationError::new(
+                "snapshot",
+                format!("{wanted} names more than one snapshot: give more of its id"),
+            )
+            .into()),
+        }
+    }
+
+    /// Download a snapshot through BrokeForge: its file name, and its bytes as they come off the server
+    /// (`restic dump`), a few chunks buffered at most. A failure after the first bytes ends the stream with
+    /// an error, so the caller never mistakes a cut download for a whole one.
+    pub async fn download_backup(
+        &self,
+        server: &Server,
+        plan: &str,
+        snapshot: &str,
+    ) -> DomainResult<(
+        String,
+        tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>,
+    )> {
+        let p = self.backup_plan(server, plan).await?;
+        let snap = self.snapshot_of(&p, snapshot).await?;
+        let name =
+            brokeforge_packages::services::backup::download::file_name(&Source::of(&p)?, &snap);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+        let (out, body) = tokio::sync::mpsc::channel(4);
+        let executor = self.executor.clone();
+        let ctx = brokeforge_packages::RunContext::new(server.clone());
+        let plan_id = p.id;
+        tokio::spawn(async move {
+            let download = async move {
+                let r = brokeforge_packages::services::backup::download::download(
+                    &executor, &ctx, plan_id, &snap, &tx,
+                )
+                .await;
+                drop(tx);
+                r
+            };
+            let forward = {
+                let out = out.clone();
+                async move {
+                    while let Some(chunk) = rx.recv().await {
+                        if out.send(Ok(chunk)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            };
+            let (result, ()) = tokio::join!(download, forward);
+            if let Err(e) = result {
+                tracing::warn!(plan_id, error = %e, "a snapshot download failed");
+                let _ = out.send(Err(std::io::Error::other(e.to_string()))).await;
+            }
+        });
+        Ok((name, body))
+    }
+
     /// Restore snapshot `snapshot` (an id or its unique prefix). Over the plan's own schema only when
     /// `confirm` names that schema: the user says what will be overwritten.
     pub async fn restore_backup(
@@ -367,37 +478,22 @@ impl Domain {
     ) -> DomainResult<Job> {
         let p = self.backup_plan(server, plan).await?;
         let source = Source::of(&p)?;
-        let wanted = snapshot_id(snapshot)?;
-        let snapshots = self.store.backup_snapshots(p.id).await?;
-        let matching: Vec<&BackupSnapshot> = snapshots
-            .iter()
-            .filter(|s| s.snapshot_id.starts_with(&wanted))
-            .collect();
-        let snap = match matching.as_slice() {
-            [one] => one.snapshot_id.clone(),
-            [] => {
-                return Err(ValidationError::new(
-                    "snapshot",
-                    format!("plan {} has no snapshot {wanted}", p.name),
-                )
-                .into());
-            }
-            _ => {
-                return Err(ValidationError::new(
-                    "snapshot",
-                    format!("{wanted} names more than one snapshot: give more of its id"),
-                )
-                .into());
-            }
-        };
+        let snap = self.snapshot_of(&p, snapshot).await?;
         let into = into.map(str::trim).filter(|s| !s.is_empty());
-        if into.is_none() && confirm != Some(source.schema()) {
+        if into.is_some() && matches!(source, Source::Redis {}) {
+            return Err(ValidationError::new(
+                "into",
+                "Redis has one data set: a restore replaces it (leave the new name out)",
+            )
+            .into());
+        }
+        if into.is_none() && confirm != Some(source.target()) {
             return Err(ValidationError::new(
                 "confirm",
                 format!(
-                    "restoring overwrites the tables of {} with the snapshot's: confirm with the schema's name ({})",
+                    "restoring overwrites the {} with the snapshot's: confirm with its name ({})",
                     source.describe(),
-                    source.schema()
+                    source.target()
                 ),
             )
             .into());
@@ -461,13 +557,23 @@ impl Domain {
                 "# SFTP with the key BrokeForge generated (public half: {public_key}); use a key of your own\n# that the SFTP user accepts if BrokeForge is gone."
             ),
         };
-        let file = match source.engine().name() {
-            "postgresql" => format!("/{}.dump", source.schema()),
-            _ => format!("/{}.sql", source.schema()),
+        let (file, load) = match &source {
+            Source::Database { engine, schema } if engine == "postgresql" => (
+                format!("/{schema}.dump"),
+                format!("pg_restore --clean --if-exists -d {schema}"),
+            ),
+            Source::Database { schema, .. } => {
+                (format!("/{schema}.sql"), format!("mysql {schema}"))
+            }
+            Source::Redis {} => (
+                "/redis.rdb".to_string(),
+                "cat > dump.rdb   # then, with Redis stopped: install -o redis -g redis dump.rdb /var/lib/redis/".to_string(),
+            ),
+            Source::Site { .. } => (String::new(), String::new()),
         };
-        let load = match source.engine().name() {
-            "postgresql" => format!("pg_restore --clean --if-exists -d {}", source.schema()),
-            _ => format!("mysql {}", source.schema()),
+        let restore = match source.path() {
+            Some(dir) => format!("restic restore latest --target / --include {dir}"),
+            None => format!("restic dump latest {file} | {load}"),
         };
         Ok(format!(
             "BrokeForge recovery kit: backup plan {plan} of server {server_name}\n\
@@ -476,7 +582,7 @@ impl Domain {
              {access}\n\
              export RESTIC_REPOSITORY='{url}'\nexport RESTIC_PASSWORD='{pw}'\n\
              restic snapshots\n\
-             restic dump latest {file} | {load}\n",
+             {restore}\n",
             plan = p.name,
             server_name = server.name,
             what = source.describe(),

@@ -51,6 +51,10 @@ pub struct ExecRequest<'a> {
     /// Marks the command's process group with this name (see [`stop_command`]), so that it can be found and
     /// stopped later: on cancel, after a lost lease, or by the next attempt of the same job.
     pub tag: Option<&'a str>,
+    /// Stdout goes here as it arrives instead of into the output (a download). Sending waits while the
+    /// receiver is full, which stops reading the channel: memory stays flat whatever the size. A receiver
+    /// that goes away stops the command.
+    pub stream: Option<&'a mpsc::Sender<Bytes>>,
 }
 
 impl<'a> ExecRequest<'a> {
@@ -63,6 +67,7 @@ impl<'a> ExecRequest<'a> {
             cancel: None,
             output: None,
             tag: None,
+            stream: None,
         }
     }
 }
@@ -335,9 +340,17 @@ impl SshSession {
                         closed = true;
                         break;
                     }
-                    Some(ChannelMsg::Data { data }) => {
-                        take(&mut out.stdout, &mut out.truncated, &data, req.max_output, Stream::Stdout, req.output);
-                    }
+                    Some(ChannelMsg::Data { data }) => match req.stream {
+                        Some(stream) => {
+                            if stream.send(Bytes::copy_from_slice(&data)).await.is_err() {
+                                out.cancelled = true;
+                                let _ = channel.signal(Sig::KILL).await;
+                                let _ = channel.close().await;
+                                break;
+                            }
+                        }
+                        None => take(&mut out.stdout, &mut out.truncated, &data, req.max_output, Stream::Stdout, req.output),
+                    },
                     Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
                         take(&mut out.stderr, &mut out.truncated, &data, req.max_output, Stream::Stderr, req.output);
                     }

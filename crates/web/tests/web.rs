@@ -2385,6 +2385,27 @@ async fn backups_are_validated_owned_and_confirmed() {
             .await;
         assert_eq!(r.status, 404, "{n}");
 
+        // "Test connection" runs from one of the caller's servers, on one of the caller's storages.
+        let r = me
+            .call(
+                &app,
+                "POST",
+                &format!("/servers/{id}/backup-storages/offsite/check"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 202, "{n}: {}", r.body);
+        assert_eq!(r.json()["job"]["kind"], "backup_storage_check", "{n}");
+        let r = other
+            .call(
+                &app,
+                "POST",
+                &format!("/servers/{id}/backup-storages/offsite/check"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 404, "{n}: {}", r.body);
+
         // Restores name a snapshot the plan has; over the plan's own schema only with its name.
         let r = me
             .call(
@@ -2443,6 +2464,25 @@ async fn backups_are_validated_owned_and_confirmed() {
         let r = restore(json!({"snapshot": "01234567", "into": "shop_copy"})).await;
         assert_eq!(r.status, 202, "{n}: {}", r.body);
 
+        // Downloads name a snapshot of the plan, and only its owner's.
+        let r = me
+            .call(
+                &app,
+                "GET",
+                &format!("/servers/{id}/backups/shop/snapshots/fedcba98/download"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        let r = other
+            .call(
+                &app,
+                "GET",
+                &format!("/servers/{id}/backups/shop/snapshots/01234567/download"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 404, "{n}: {}", r.body);
         let r = me
             .call(
                 &app,

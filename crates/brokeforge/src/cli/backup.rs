@@ -38,6 +38,18 @@ pub enum BackupCommand {
     },
     /// A restore drill now: restore the newest snapshot into a scratch schema and count its rows.
     Verify(PlanTarget),
+    /// Download a snapshot (a dump, an RDB file or a tar of a site's files), streamed from the server.
+    Download {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        plan: String,
+        #[arg(long)]
+        snapshot: String,
+        /// Where to write it; `-` for standard output.
+        #[arg(long)]
+        output: String,
+    },
     /// Print the repository and its password, to restore without BrokeForge. Keep it offline.
     RecoveryKit(PlanTarget),
 }
@@ -57,6 +69,15 @@ pub struct PlanTarget {
 pub enum StorageCommand {
     /// Define a storage.
     Add(Box<StorageAdd>),
+    /// Test a storage from a server: write, read back and delete a small object.
+    Check {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        follow: bool,
+    },
     /// List your storages.
     List,
     /// Delete a storage no plan uses.
@@ -113,9 +134,12 @@ pub enum PlanCommand {
         server: String,
         #[arg(long)]
         name: String,
-        /// ENGINE:SCHEMA, e.g. mariadb:shop.
+        /// ENGINE:SCHEMA, e.g. mariadb:shop; or `redis` for the server's Redis data.
+        #[arg(long, required_unless_present = "site", conflicts_with = "site")]
+        database: Option<String>,
+        /// A site's domain: its shared/ files and .env.
         #[arg(long)]
-        database: String,
+        site: Option<String>,
         /// The storage's name.
         #[arg(long)]
         storage: String,
@@ -172,7 +196,7 @@ fn size(bytes: &Value) -> String {
 pub async fn backup(c: ClientArgs, cmd: BackupCommand) -> Result<()> {
     let client = Client::new(&c)?;
     match cmd {
-        BackupCommand::Storage { command } => storage(&client, command)?,
+        BackupCommand::Storage { command } => storage(&client, command).await?,
         BackupCommand::Plan { command } => plan(&client, command)?,
         BackupCommand::Run(t) => {
             let (id, path) = plan_path(&client, &t.server, &t.plan)?;
@@ -218,13 +242,18 @@ pub async fn backup(c: ClientArgs, cmd: BackupCommand) -> Result<()> {
                 Some(into) => body["into"] = json!(into),
                 None => {
                     let plan = client.get(&path)?;
-                    let schema = plan["plan"]["source"]["schema"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
+                    let source = &plan["plan"]["source"];
+                    let (what, schema) = match source["domain"].as_str() {
+                        Some(domain) => (format!("the shared/ files of site {domain}"), domain),
+                        None => {
+                            let schema = source["schema"].as_str().unwrap_or_default();
+                            (format!("the tables of schema {schema}"), schema)
+                        }
+                    };
+                    let schema = schema.to_string();
                     if !yes {
                         bail!(
-                            "this overwrites the tables of schema {schema} on {} with the snapshot's: add --yes to go on, or --into NEW_SCHEMA",
+                            "this overwrites {what} on {} with the snapshot's: add --yes to go on, or --into NEW_NAME",
                             t.server
                         );
                     }
@@ -249,6 +278,26 @@ pub async fn backup(c: ClientArgs, cmd: BackupCommand) -> Result<()> {
                 }
             }
         }
+        BackupCommand::Download {
+            server,
+            plan,
+            snapshot,
+            output,
+        } => {
+            let (_, path) = plan_path(&client, &server, &plan)?;
+            let url = format!("{path}/snapshots/{}/download", urlencode(&snapshot));
+            if output == "-" {
+                client.download(&url, &mut std::io::stdout().lock())?;
+            } else {
+                // Written beside the target and renamed when whole: a cut download never looks complete.
+                let tmp = format!("{output}.part");
+                let mut file = std::fs::File::create(&tmp)?;
+                let n = client.download(&url, &mut file)?;
+                file.sync_all()?;
+                std::fs::rename(&tmp, &output)?;
+                eprintln!("{n} bytes written to {output}");
+            }
+        }
         BackupCommand::RecoveryKit(t) => {
             let (_, path) = plan_path(&client, &t.server, &t.plan)?;
             print!("{}", client.get_text(&format!("{path}/recovery-kit"))?);
@@ -257,8 +306,20 @@ pub async fn backup(c: ClientArgs, cmd: BackupCommand) -> Result<()> {
     Ok(())
 }
 
-fn storage(client: &Client, cmd: StorageCommand) -> Result<()> {
+async fn storage(client: &Client, cmd: StorageCommand) -> Result<()> {
     match cmd {
+        StorageCommand::Check {
+            name,
+            server,
+            follow,
+        } => {
+            let id = client.server_id(&server)?;
+            let v = client.post(
+                &format!("/servers/{id}/backup-storages/{}/check", urlencode(&name)),
+                json!({}),
+            )?;
+            job_result(client, id, &v["job"], follow).await?;
+        }
         StorageCommand::Add(a) => {
             let StorageAdd {
                 name,
@@ -349,6 +410,7 @@ fn plan(client: &Client, cmd: PlanCommand) -> Result<()> {
             server,
             name,
             database,
+            site,
             storage,
             schedule,
             verify_schedule,
@@ -361,7 +423,7 @@ fn plan(client: &Client, cmd: PlanCommand) -> Result<()> {
             let v = client.post(
                 &format!("/servers/{id}/backups"),
                 json!({
-                    "name": name, "database": database, "storage": storage,
+                    "name": name, "database": database.unwrap_or_default(), "site": site.unwrap_or_default(), "storage": storage,
                     "schedule": schedule, "verify_schedule": verify_schedule,
                     "retention": {"keep_last": keep_last, "keep_daily": keep_daily, "keep_weekly": keep_weekly, "keep_monthly": keep_monthly},
                 }),
@@ -379,11 +441,15 @@ fn plan(client: &Client, cmd: PlanCommand) -> Result<()> {
                 print_json(&v);
             } else {
                 for p in v["plans"].as_array().into_iter().flatten() {
+                    let s = &p["source"];
                     println!(
                         "{}\t{}:{}\t-> {}\t{}\t{} snapshot(s)",
                         p["name"].as_str().unwrap_or_default(),
-                        p["source"]["engine"].as_str().unwrap_or_default(),
-                        p["source"]["schema"].as_str().unwrap_or_default(),
+                        s["engine"].as_str().unwrap_or("site"),
+                        s["schema"]
+                            .as_str()
+                            .or(s["domain"].as_str())
+                            .unwrap_or_default(),
                         p["storage"].as_str().unwrap_or_default(),
                         p["schedule"].as_str().unwrap_or("manual"),
                         p["snapshots"]

@@ -85,7 +85,7 @@ async fn backups_restore_drill_and_fail_safely() {
     let _s3 = S3(17);
     let sftp = DebianHost::start(18);
 
-    for db in ["mariadb", "postgresql"] {
+    for db in ["mariadb", "postgresql", "redis"] {
         install(store, id, db, &[]).await;
     }
     let seed = host
@@ -144,9 +144,46 @@ async fn backups_restore_drill_and_fail_safely() {
         .await
         .unwrap();
 
+    // "Test connection" writes, reads back and deletes a small object in each; a bucket that is not there
+    // fails with S3's answer.
+    for storage in ["moto", "offsite", "disk"] {
+        let job = domain
+            .check_backup_storage(&user, &server, storage)
+            .await
+            .unwrap();
+        ok(store, job, &format!("checking storage {storage}")).await;
+    }
+    domain
+        .add_backup_storage(
+            &user,
+            &serde_json::from_value::<StorageRequest>(serde_json::json!({
+                "name": "nobucket", "kind": "s3", "endpoint": endpoint, "bucket": "not-there",
+                "region": "us-east-1", "path_style": true, "access_key_id": "e2ekey",
+                "secret_access_key": S3_SECRET,
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let job = domain
+        .check_backup_storage(&user, &server, "nobucket")
+        .await
+        .unwrap();
+    let job = finished(store, job).await;
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    assert!(
+        job.error.as_deref().unwrap_or("").contains("404"),
+        "{job:?}"
+    );
+    assert!(
+        !job.error.as_deref().unwrap_or("").contains(S3_SECRET),
+        "{job:?}"
+    );
+
     let plan = |name: &str, database: &str, storage: &str, keep_last: u32| PlanRequest {
         name: name.into(),
         database: database.into(),
+        site: String::new(),
         storage: storage.into(),
         schedule: None,
         verify_schedule: None,
@@ -216,6 +253,36 @@ async fn backups_restore_drill_and_fail_safely() {
             .as_str()
             .unwrap(),
         &snaps[0].snapshot_id[..8]
+    );
+
+    // Download through BrokeForge's API: the dump streamed from the server.
+    let token = "bf_e2e_download_token";
+    store
+        .create_api_token(
+            panel.user_id,
+            "e2e",
+            &brokeforge_domain::accounts::sha256_hex(token),
+            "bf_e2e",
+        )
+        .await
+        .unwrap();
+    let (status, body) = http_request(
+        &panel.addr,
+        "GET",
+        &panel.addr,
+        &format!(
+            "/api/v1/servers/{id}/backups/maria/snapshots/{}/download",
+            &snaps[0].snapshot_id[..8]
+        ),
+        &[("Authorization", &format!("Bearer {token}"))],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("INSERT INTO `orders`") && body.contains("'item500'"),
+        "{}",
+        &body[..body.len().min(500)]
     );
 
     // A dropped table comes back; overwriting needs the schema's name as confirmation.
@@ -421,6 +488,87 @@ async fn backups_restore_drill_and_fail_safely() {
         .await
         .stdout_text();
     assert!(listed.contains("snapshots"), "{listed}");
+
+    // Redis's data: an RDB snapshot streamed from a replica sync; a restore replaces the data set (Redis
+    // stopped and started around it), a drill counts the keys of the file without touching the live one.
+    let redis_password = store
+        .service_secret(id, "redis_admin_password")
+        .await
+        .unwrap()
+        .unwrap();
+    let root = login(store, id, brokeforge_core::CredentialKind::Root).await;
+    let redis = |cmd: &'static str| {
+        let root = &root;
+        let pw = redis_password.expose().to_string();
+        async move {
+            with_stdin(
+                root,
+                &format!("IFS= read -r REDISCLI_AUTH; export REDISCLI_AUTH; redis-cli {cmd}"),
+                &format!("{pw}\n"),
+            )
+            .await
+            .stdout_text()
+        }
+    };
+    assert_eq!(redis("mset a 1 b 2 c 3").await.trim(), "OK");
+    domain
+        .create_backup_plan(
+            &user,
+            &server,
+            &PlanRequest {
+                name: "cache".into(),
+                database: "redis".into(),
+                site: String::new(),
+                storage: "disk".into(),
+                schedule: None,
+                verify_schedule: None,
+                retention: None,
+            },
+        )
+        .await
+        .unwrap();
+    let job = domain.run_backup_now(&server, "cache").await.unwrap();
+    ok(store, job, "Redis backup").await;
+    assert_eq!(redis("flushall").await.trim(), "OK");
+    assert_eq!(redis("dbsize").await.trim(), "0");
+    let snap = domain.backup_snapshots(&server, "cache").await.unwrap()[0]
+        .snapshot_id
+        .clone();
+    let refused = domain
+        .restore_backup(&server, "cache", &snap, Some("other"), None)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("one data set"), "{refused}");
+    let job = domain
+        .restore_backup(&server, "cache", &snap, None, Some("redis"))
+        .await
+        .unwrap();
+    ok(store, job, "Redis restore").await;
+    assert_eq!(redis("mget a b c").await, "1\n2\n3\n");
+    let job = domain.verify_backup_now(&server, "cache").await.unwrap();
+    ok(store, job, "Redis drill").await;
+    let drill = domain
+        .backup_plan(&server, "cache")
+        .await
+        .unwrap()
+        .last_verify
+        .unwrap();
+    assert!(
+        drill["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["table"] == "keys" && t["rows"] == 3),
+        "{drill}"
+    );
+    let logs: String = store
+        .logs(id, 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.chunk.clone())
+        .collect();
+    assert!(!logs.contains(redis_password.expose()));
 
     // The recovery kit restores without BrokeForge: restic with the kit's repository and password.
     let kit = domain.backup_recovery_kit(&server, "local").await.unwrap();

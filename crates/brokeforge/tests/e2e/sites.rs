@@ -445,6 +445,109 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
     let (status, _) = http_request(&host.ip, "GET", "app.test", "/.env", &[], b"").await;
     assert_eq!(status, 403);
 
+    // The site's files in a backup (a directory on the server): a lost .env comes back with its owner and
+    // mode, a restore beside it leaves the live one alone, a drill counts the files.
+    {
+        use brokeforge_domain::backups::{PlanRequest, StorageRequest};
+        let domain = brokeforge_domain::Domain::new(store.clone());
+        let user = store.user(panel.user_id).await.unwrap();
+        let server = store.server(id).await.unwrap();
+        domain
+            .add_backup_storage(
+                &user,
+                &serde_json::from_value::<StorageRequest>(serde_json::json!({
+                    "name": "disk", "kind": "local", "server_id": id, "path": "/var/backups/bf",
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        let refused = domain
+            .create_backup_plan(
+                &user,
+                &server,
+                &PlanRequest {
+                    name: "nosite".into(),
+                    database: String::new(),
+                    site: "missing.test".into(),
+                    storage: "disk".into(),
+                    schedule: None,
+                    verify_schedule: None,
+                    retention: None,
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(refused.to_string().contains("no site"), "{refused}");
+        domain
+            .create_backup_plan(
+                &user,
+                &server,
+                &PlanRequest {
+                    name: "files".into(),
+                    database: String::new(),
+                    site: "app.test".into(),
+                    storage: "disk".into(),
+                    schedule: None,
+                    verify_schedule: None,
+                    retention: None,
+                },
+            )
+            .await
+            .unwrap();
+        let job = domain.run_backup_now(&server, "files").await.unwrap();
+        wait_ok(store, &job, "site files backup").await;
+        let snap = domain.backup_snapshots(&server, "files").await.unwrap()[0]
+            .snapshot_id
+            .clone();
+        assert!(
+            host.root("rm /home/brokeforge/app.test/shared/.env")
+                .await
+                .success()
+        );
+        let job = domain
+            .restore_backup(&server, "files", &snap, None, Some("app.test"))
+            .await
+            .unwrap();
+        wait_ok(store, &job, "site files restore").await;
+        let back = host
+            .root("stat -c '%a %U' /home/brokeforge/app.test/shared/.env && grep -c very-secret-value-42 /home/brokeforge/app.test/shared/.env")
+            .await
+            .stdout_text();
+        assert_eq!(back, "600 brokeforge\n1\n");
+        let job = domain
+            .restore_backup(&server, "files", &snap, Some("before"), None)
+            .await
+            .unwrap();
+        wait_ok(store, &job, "site files restore beside").await;
+        assert!(
+            host.root("test -f /home/brokeforge/app.test/restored-before/home/brokeforge/app.test/shared/.env")
+                .await
+                .success()
+        );
+        let job = domain.verify_backup_now(&server, "files").await.unwrap();
+        wait_ok(store, &job, "site files drill").await;
+        let drill = domain
+            .backup_plan(&server, "files")
+            .await
+            .unwrap()
+            .last_verify
+            .unwrap();
+        assert!(
+            drill["tables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["table"] == "files" && t["rows"].as_i64().unwrap_or(0) >= 1),
+            "{drill}"
+        );
+        assert!(
+            host.root("rm -rf /home/brokeforge/app.test/restored-before")
+                .await
+                .success()
+        );
+    }
+
     // HTTPS from an ACME certificate authority (pebble on this machine, which validates the HTTP-01 challenge
     // for real by fetching it from the site's vhost): the site serves HTTPS with the issued certificate and
     // redirects plain HTTP; removing the certificate serves plain HTTP again.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use brokeforge_core::{ConnectionStatus, CredentialKind, EventStatus, ProvisionType};
+use brokeforge_core::{ConnectionStatus, CredentialKind, EventStatus, ProvisionType, Secret};
 use brokeforge_ssh::{
     ExecOutput, ExecRequest, HostKeyPolicy, OutputChunk, SshError, SshSession, SshTarget, Stream,
 };
@@ -157,6 +157,65 @@ impl Executor {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Run one command as `credential` and send its stdout to `out` as it arrives (a download): nothing of it
+    /// is logged or kept, and a slow reader slows the command instead of filling memory. Fails with the
+    /// command's stderr (with `secrets` redacted) when it does.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn stream(
+        &self,
+        ctx: &RunContext,
+        credential: CredentialKind,
+        command: &str,
+        stdin: Option<&Secret>,
+        secrets: Vec<Secret>,
+        timeout: Duration,
+        out: &tokio::sync::mpsc::Sender<bytes::Bytes>,
+    ) -> Result<(), PackageError> {
+        let plan = Plan {
+            service_type: brokeforge_core::ServiceType::Server,
+            credential,
+            total_steps: 0,
+            steps: Vec::new(),
+            secrets,
+        };
+        let mut run = Run {
+            store: &self.store,
+            ctx,
+            plan: &plan,
+            provision_type: ProvisionType::Install,
+            connect_timeout: self.connect_timeout,
+            event: None,
+        };
+        let session = run.session(credential).await?;
+        let input = stdin.map(|s| s.expose().as_bytes().to_vec());
+        let o = session
+            .exec(ExecRequest {
+                stdin: input.as_deref(),
+                cancel: Some(&ctx.cancel),
+                stream: Some(out),
+                ..ExecRequest::new(command, timeout)
+            })
+            .await?;
+        if o.cancelled {
+            return Err(PackageError::Cancelled);
+        }
+        if !o.success() {
+            let stderr = plan.redact(&o.stderr_text());
+            return Err(PackageError::CommandFailed {
+                message: format!(
+                    "the download failed: {}",
+                    tail(&stderr, STDERR_TAIL).trim_end()
+                ),
+                exit_code: o.exit_code,
+                timed_out: o.timed_out,
+                stdout: String::new(),
+                stderr,
+                duration: o.duration,
+            });
+        }
+        Ok(())
     }
 
     /// Run every step of `plan`. On failure the current milestone's event is marked failed (or cancelled) with
@@ -420,6 +479,7 @@ impl Run<'_> {
             cancel: Some(&cancel),
             output: (!private_output).then_some(&tx),
             tag: self.ctx.tag.as_deref(),
+            stream: None,
         };
         let result = session.exec(req).await;
         if let (Ok(out), Some(tag)) = (&result, &self.ctx.tag)

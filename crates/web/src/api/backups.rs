@@ -40,6 +40,19 @@ pub async fn delete_storage(
     Ok(Json(json!({"deleted": name})))
 }
 
+pub async fn check_storage(
+    State(state): State<AppState>,
+    OwnedServer(authed, server): OwnedServer,
+    Path((_, name)): Path<(i64, String)>,
+) -> ApiResponse {
+    Ok(accepted(
+        &state
+            .domain
+            .check_backup_storage(&authed.user, &server, &name)
+            .await?,
+    ))
+}
+
 pub async fn list_plans(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
@@ -138,6 +151,31 @@ pub async fn verify(
     Ok(accepted(
         &state.domain.verify_backup_now(&server, &plan).await?,
     ))
+}
+
+/// A snapshot's bytes, streamed from the server as they come (a dump, an RDB file, or a tar of a site's
+/// files).
+pub async fn download(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Path((_, plan, snapshot)): Path<(i64, String, String)>,
+) -> ApiResponse {
+    let (name, body) = state
+        .domain
+        .download_backup(&server, &plan, &snapshot)
+        .await?;
+    Ok((
+        [
+            (CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+            (CACHE_CONTROL, "no-store".to_string()),
+        ],
+        axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(body)),
+    )
+        .into_response())
 }
 
 pub async fn recovery_kit(

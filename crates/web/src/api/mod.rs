@@ -4,6 +4,8 @@
 
 mod account;
 mod backups;
+/// The page links to the same download.
+pub use backups::download as backups_download;
 pub mod common;
 mod databases;
 mod jobs;
@@ -59,12 +61,14 @@ pub fn operations() -> Vec<Op> {
         get "/backup-storages" backups::list_storages, "Your backup storages (S3-compatible, SFTP with its public key, or a directory on a server)", "";
         post "/backup-storages" backups::add_storage, "Define a backup storage; an SFTP one answers with the public key to authorize", r#"{"name":"offsite","kind":"s3","endpoint":"https://s3.example.com","bucket":"backups","region":"eu-1","path_style":true,"access_key_id":"AKIA...","secret_access_key":"..."}"#;
         delete "/backup-storages/{name}" backups::delete_storage, "Delete a backup storage no plan uses", "";
+        post "/servers/{id}/backup-storages/{name}/check" backups::check_storage, "Test a backup storage from this server: write, read back and delete a small object (queued job)", "";
         get "/servers/{id}/backups" backups::list_plans, "The server's backup plans with their newest snapshot", "";
         post "/servers/{id}/backups" backups::create_plan, "Create a backup plan (schedule and verify_schedule are cron in UTC)", r#"{"name":"shop","database":"mariadb:shop","storage":"offsite","schedule":"0 3 * * *","verify_schedule":"@weekly","retention":{"keep_last":7,"keep_daily":7,"keep_weekly":4,"keep_monthly":6}}"#;
         get "/servers/{id}/backups/{plan}" backups::show_plan, "A backup plan, its last restore drill and its snapshots", "";
         delete "/servers/{id}/backups/{plan}" backups::delete_plan, "Delete a backup plan (its repository and snapshots stay on the storage)", "";
         post "/servers/{id}/backups/{plan}/run" backups::run_plan, "Back up now (queued job)", "";
         get "/servers/{id}/backups/{plan}/snapshots" backups::list_snapshots, "The plan's snapshots, newest first", "";
+        get "/servers/{id}/backups/{plan}/snapshots/{snapshot}/download" backups::download, "Download a snapshot, streamed from the server (a dump, an RDB file, or a tar of a site's files)", "";
         post "/servers/{id}/backups/{plan}/restore" backups::restore, "Restore a snapshot into a new schema (into) or over the plan's own (confirm: its name); queued job", r#"{"snapshot":"1a2b3c4d","into":"shop_restored"}"#;
         post "/servers/{id}/backups/{plan}/verify" backups::verify, "A restore drill now: restore the newest snapshot into a scratch schema, count rows, drop it (queued job)", "";
         get "/servers/{id}/backups/{plan}/recovery-kit" backups::recovery_kit, "The repository and its password, to restore without BrokeForge (text; keep it offline)", "";

@@ -126,7 +126,7 @@ async fn backups_view(
             what: source.as_ref().map(Source::describe).unwrap_or_default(),
             schema: source
                 .as_ref()
-                .map(|s| s.schema().to_string())
+                .map(|s| s.target().to_string())
                 .unwrap_or_default(),
             storage: p.storage.clone(),
             repository: p.repository.clone(),
@@ -165,7 +165,7 @@ async fn backups_view(
             }
         })
         .collect();
-    let databases = state
+    let mut databases: Vec<String> = state
         .domain
         .database_engines(server)
         .await?
@@ -176,6 +176,24 @@ async fn backups_view(
                 .map(move |s| format!("{}:{s}", d.engine))
         })
         .collect();
+    if state
+        .store
+        .services(server.id)
+        .await?
+        .iter()
+        .any(|s| s.service_name == "redis")
+    {
+        databases.push("redis".into());
+    }
+    // A site's files are a source too, in the same list.
+    databases.extend(
+        state
+            .store
+            .sites(server.id)
+            .await?
+            .into_iter()
+            .map(|s| format!("site:{}", s.domain)),
+    );
     let mut nav = Nav::of(u, format!("Backups of {}", server.name));
     let status = match error {
         Some(e) => {
@@ -243,6 +261,7 @@ pub async fn create_plan(
         let req = PlanRequest {
             name: field(&f, "name"),
             database: field(&f, "database"),
+            site: String::new(),
             storage: field(&f, "storage"),
             schedule: optional(&f, "schedule"),
             verify_schedule: optional(&f, "verify_schedule"),
@@ -303,6 +322,18 @@ pub async fn add_storage(
     }
     .await;
     done(&state, &u, &server, result).await
+}
+
+pub async fn check_storage(
+    State(state): State<AppState>,
+    OwnedServer(u, server): OwnedServer,
+    Path((_, name)): Path<(i64, String)>,
+) -> PageResult {
+    let r = state
+        .domain
+        .check_backup_storage(&u.user, &server, &name)
+        .await;
+    done(&state, &u, &server, r.map(Some).map_err(ApiError::from)).await
 }
 
 pub async fn run_plan(

@@ -42,6 +42,10 @@ pub fn routes() -> Router<AppState> {
             get(backups::backups_page).post(backups::create_plan),
         )
         .route("/servers/{id}/backup-storages", post(backups::add_storage))
+        .route(
+            "/servers/{id}/backup-storages/{name}/check",
+            post(backups::check_storage),
+        )
         .route("/servers/{id}/backups/{plan}/run", post(backups::run_plan))
         .route(
             "/servers/{id}/backups/{plan}/verify",
@@ -54,6 +58,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/servers/{id}/backups/{plan}/delete",
             post(backups::delete_plan),
+        )
+        .route(
+            "/servers/{id}/backups/{plan}/snapshots/{snapshot}/download",
+            get(crate::api::backups_download),
         )
         .route(
             "/servers/{id}/backups/{plan}/recovery-kit",

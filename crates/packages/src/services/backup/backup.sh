@@ -12,12 +12,22 @@
 #   backup.sh verify ENGINE SCHEMA SNAPSHOT SCRATCH
 #                                      restore into SCRATCH, print `rows TABLE COUNT` of its largest tables,
 #                                      drop SCRATCH
+#   backup.sh dump SNAPSHOT FILE       the snapshot's FILE (a dump) or directory (as tar) on stdout
+#   backup.sh check                    write, read back and delete a small object in the storage (BF_REPO is
+#                                      the storage's own location, not a plan's repository)
+#   backup.sh backup-files DIR         DIR (a site's shared/) into a new snapshot, print restic's summary
+#   backup.sh restore-files SNAPSHOT DIR TARGET
+#                                      put DIR back as the snapshot has it (TARGET /), or below TARGET
+#   backup.sh verify-files SNAPSHOT DIR
+#                                      restore into a scratch directory, print `rows files N` and `rows bytes N`
 set -euo pipefail
 umask 077
 IFS= read -r RESTIC_PASSWORD || true
 IFS= read -r storage_secret || true
+# The source's own secret, when it has one (Redis's password).
+IFS= read -r source_secret || true
 export RESTIC_PASSWORD RESTIC_REPOSITORY="$BF_REPO"
-[ -n "$RESTIC_PASSWORD" ] || { echo "no repository password on stdin" >&2; exit 2; }
+[ -n "$RESTIC_PASSWORD" ] || [ "${1:-}" = check ] || { echo "no repository password on stdin" >&2; exit 2; }
 export RESTIC_CACHE_DIR=/root/.cache/brokeforge-restic
 
 work=$(mktemp -d /tmp/brokeforge-backup.XXXXXX)
@@ -66,13 +76,29 @@ open_repository() {
   fi
 }
 
+# After `restic backup` ($1: the pipeline's exit, $2: restic's JSON): print the summary, or forget the
+# snapshot restic may have saved from a failing dump (or, exit 3, with unreadable files) and fail: such a
+# snapshot must not count as good.
+keep_or_forget() {
+  if [ "$1" -ne 0 ]; then
+    local id
+    id=$(printf '%s' "$2" | sed -n 's/.*"snapshot_id":"\([0-9a-f]*\)".*/\1/p' | tail -n1)
+    if [ -n "$id" ]; then r forget "$id" > /dev/null 2>&1 || true; fi
+    echo "the backup failed (exit $1): nothing from this run was kept; earlier snapshots are untouched" >&2
+    exit 1
+  fi
+  printf '%s\n' "$2" | grep '"message_type":"summary"'
+}
+
 sql_ident() { printf '%s' "$1" | sed 's/`/``/g'; }
-file_of() { case "$1" in postgresql) echo "/$2.dump" ;; *) echo "/$2.sql" ;; esac; }
+file_of() { case "$1" in postgresql) echo "/$2.dump" ;; redis) echo "/redis.rdb" ;; *) echo "/$2.sql" ;; esac; }
 
 dump() {
   case "$1" in
     mariadb|mysql) mysqldump --protocol=socket -u root --single-transaction --routines --events --triggers "$2" ;;
     postgresql) cd / && runuser -u postgres -- pg_dump -Fc -- "$2" ;;
+    # A replica's full sync, written to stdout (the password in the environment, not argv).
+    redis) REDISCLI_AUTH="$source_secret" redis-cli --rdb - 2> "$work/redis.err" || { cat "$work/redis.err" >&2; return 1; } ;;
     *) echo "cannot back up engine $1" >&2; return 2 ;;
   esac
 }
@@ -103,11 +129,66 @@ load() {
       r dump "$snapshot" "$(file_of "$engine" "$schema")" \
         | (cd / && runuser -u postgres -- pg_restore --clean --if-exists --single-transaction --exit-on-error -d "$target")
       ;;
+    redis)
+      # Redis loads its data from one file at start: checked first, then put in place while it is stopped
+      # (it writes its own dataset on the way down).
+      redis_snapshot "$snapshot"
+      systemctl stop redis-server
+      install -o redis -g redis -m 660 "$work/dump.rdb" /var/lib/redis/dump.rdb
+      systemctl start redis-server
+      ;;
   esac
+}
+
+# Snapshot $1 of Redis's data into $work/dump.rdb, checked; prints how many keys it holds.
+redis_snapshot() {
+  r dump "$1" /redis.rdb > "$work/dump.rdb"
+  redis-check-rdb "$work/dump.rdb" > "$work/check.out" 2>&1 || { tail -5 "$work/check.out" >&2; echo "the snapshot is not a readable RDB file" >&2; exit 1; }
 }
 
 action=${1:-}; shift || true
 case "$action" in
+  check)
+    name=".brokeforge-check-$(date +%s)-$$"
+    printf 'brokeforge storage check\n' > "$work/probe"
+    case "$BF_KIND" in
+      local)
+        mkdir -p "$BF_REPO"
+        cp "$work/probe" "$BF_REPO/$name"
+        cp "$BF_REPO/$name" "$work/back"
+        rm -f "$BF_REPO/$name"
+        ;;
+      sftp)
+        dir=${BF_REPO#sftp:*:}
+        sftp -b - -i "$work/key" -P "$BF_SFTP_PORT" -o UserKnownHostsFile="$work/known_hosts" \
+          -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=20 "$host" > /dev/null <<SFTP
+put $work/probe $dir/$name
+get $dir/$name $work/back
+rm $dir/$name
+SFTP
+        ;;
+      s3)
+        base=${BF_REPO#s3:}
+        if [ "${BF_S3_PATH_STYLE:-0}" = 1 ]; then
+          object="$base/$name"
+        else
+          scheme=${base%%://*}; rest=${base#*://}; bucket=${rest#*/}
+          object="$scheme://$bucket.${rest%%/*}/$name"
+        fi
+        # The key pair goes to curl in a file only root can read, never on its command line.
+        printf 'user = "%s:%s"\n' "$BF_S3_KEY_ID" "$storage_secret" > "$work/curl.conf"
+        s3() {
+          curl -sS -f --max-time 60 -K "$work/curl.conf" --aws-sigv4 "aws:amz:${BF_S3_REGION:-us-east-1}:s3" \
+            -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -H "Content-Type: application/octet-stream" "$@"
+        }
+        s3 -X PUT --data-binary @"$work/probe" "$object" > /dev/null
+        s3 -o "$work/back" "$object"
+        s3 -X DELETE "$object" > /dev/null
+        ;;
+    esac
+    cmp -s "$work/probe" "$work/back" || { echo "what was read back is not what was written" >&2; exit 1; }
+    echo "wrote, read back and deleted $name in $BF_REPO"
+    ;;
   backup)
     engine=$1 schema=$2
     open_repository
@@ -115,14 +196,36 @@ case "$action" in
     summary=$(set -o pipefail; dump "$engine" "$schema" | r backup --stdin --stdin-filename "$(file_of "$engine" "$schema")" --host brokeforge --json -q)
     rc=$?
     set -e
-    if [ $rc -ne 0 ]; then
-      # restic may have saved what the dump wrote before it failed: that snapshot must not count as good.
-      id=$(printf '%s' "$summary" | sed -n 's/.*"snapshot_id":"\([0-9a-f]*\)".*/\1/p' | tail -n1)
-      if [ -n "$id" ]; then r forget "$id" > /dev/null 2>&1 || true; fi
-      echo "the backup failed (exit $rc): nothing from this run was kept; earlier snapshots are untouched" >&2
-      exit 1
+    keep_or_forget "$rc" "$summary"
+    ;;
+  backup-files)
+    dir=$1
+    [ -d "$dir" ] || { echo "$dir does not exist" >&2; exit 1; }
+    open_repository
+    set +e
+    summary=$(r backup "$dir" --host brokeforge --json -q)
+    rc=$?
+    set -e
+    keep_or_forget "$rc" "$summary"
+    ;;
+  restore-files)
+    snapshot=$1 dir=$2 target=$3
+    if [ "$target" != / ]; then
+      [ ! -e "$target" ] || { echo "$target exists already: choose another name" >&2; exit 1; }
+      mkdir -p "$target"
     fi
-    printf '%s\n' "$summary" | grep '"message_type":"summary"'
+    # restic 0.14 restores full paths: below a new TARGET the files are at TARGET$DIR.
+    r restore "$snapshot" --target "$target" --include "$dir" > /dev/null
+    echo "restored snapshot $snapshot of $dir into $target"
+    ;;
+  verify-files)
+    snapshot=$1 dir=$2
+    r restore "$snapshot" --target "$work/scratch" --include "$dir" > /dev/null
+    printf 'rows\tfiles\t%s\n' "$(find "$work/scratch" -type f | wc -l)"
+    printf 'rows\tbytes\t%s\n' "$(find "$work/scratch" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')"
+    ;;
+  dump)
+    r dump "$1" "$2"
     ;;
   forget)
     open_repository
@@ -141,6 +244,12 @@ case "$action" in
     ;;
   verify)
     engine=$1 schema=$2 snapshot=$3 scratch=$4
+    if [ "$engine" = redis ]; then
+      # A drill never touches the live instance: the file is checked where it was restored.
+      redis_snapshot "$snapshot"
+      printf 'rows\tkeys\t%s\n' "$(sed -n 's/^\[info\] \([0-9]*\) keys read$/\1/p' "$work/check.out")"
+      exit 0
+    fi
     drop_schema "$engine" "$scratch"
     trap 'drop_schema "$engine" "$scratch" || true; cleanup' EXIT
     create_schema "$engine" "$scratch"

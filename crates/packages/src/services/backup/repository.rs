@@ -2,269 +2,22 @@
 //! job reaches a plan's restic repository (the helper script, its non-secret settings as variables and its
 //! secrets on stdin).
 
-use brokeforge_core::{Secret, ValidationError, shell_quote, validate};
+use brokeforge_core::{Secret, ValidationError, shell_quote};
 use brokeforge_store::{BackupPlan, BackupStorage, SeenSnapshot};
 use serde::{Deserialize, Serialize};
+
+pub use super::source::Source;
+pub use super::storage::StorageConfig;
 
 use crate::base::executor::RunReport;
 use crate::base::package::Gather;
 use crate::base::{FileContents, FileStep, PackageError, Plan, RunStep};
 use crate::services::database::engine::Engine;
-use crate::services::database::sql::{parse_engine, validate_name};
 use crate::services::server::provision::APT;
 
 /// Where the helper lives on the server (root only).
 pub const HELPER: &str = "/usr/local/lib/brokeforge/backup.sh";
 const HELPER_TEXT: &str = include_str!("backup.sh");
-
-/// A storage's settings, by kind. Its secret (S3 secret key, SFTP private key) is sealed apart.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum StorageConfig {
-    /// A directory on one server; only that server's plans may use it.
-    Local { server_id: i64, path: String },
-    S3 {
-        /// `https://host[:port]` (or `http://` for a test network).
-        endpoint: String,
-        bucket: String,
-        #[serde(default)]
-        region: Option<String>,
-        #[serde(default)]
-        path_style: bool,
-        access_key_id: String,
-    },
-    Sftp {
-        host: String,
-        port: u16,
-        user: String,
-        path: String,
-        /// The key pair BrokeForge generated: this half goes into the SFTP user's authorized_keys.
-        public_key: String,
-        /// The SFTP server's host key as a known_hosts line, pinned on first use.
-        #[serde(default)]
-        known_hosts: Option<String>,
-        /// The host key fingerprint the user expects (checked on first use).
-        #[serde(default)]
-        fingerprint: Option<String>,
-    },
-}
-
-impl StorageConfig {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            StorageConfig::Local { .. } => "local",
-            StorageConfig::S3 { .. } => "s3",
-            StorageConfig::Sftp { .. } => "sftp",
-        }
-    }
-
-    pub fn of(storage: &BackupStorage) -> Result<StorageConfig, PackageError> {
-        serde_json::from_value(storage.configuration.clone()).map_err(|e| {
-            ValidationError::new(
-                "storage",
-                format!(
-                    "backup storage {} has unreadable settings: {e}",
-                    storage.name
-                ),
-            )
-            .into()
-        })
-    }
-
-    /// Checked settings (what `storage add` stores).
-    pub fn validated(self) -> Result<StorageConfig, ValidationError> {
-        let path = |p: &str| {
-            let p = validate::absolute_path("path", p.trim())?;
-            Ok::<_, ValidationError>(p.trim_end_matches('/').to_string())
-        };
-        Ok(match self {
-            StorageConfig::Local { server_id, path: p } => StorageConfig::Local {
-                server_id,
-                path: path(&p)?,
-            },
-            StorageConfig::S3 {
-                endpoint,
-                bucket,
-                region,
-                path_style,
-                access_key_id,
-            } => {
-                let endpoint = endpoint.trim().trim_end_matches('/').to_string();
-                let rest = endpoint
-                    .strip_prefix("https://")
-                    .or_else(|| endpoint.strip_prefix("http://"))
-                    .ok_or_else(|| {
-                        ValidationError::new(
-                            "endpoint",
-                            "give the endpoint as https://host[:port] (http:// only on a test network)",
-                        )
-                    })?;
-                let (host, port) = rest.rsplit_once(':').unwrap_or((rest, ""));
-                validate::host(host).map_err(|_| {
-                    ValidationError::new("endpoint", format!("`{host}` is not a host"))
-                })?;
-                if !port.is_empty() && port.parse::<u16>().is_err() {
-                    return Err(ValidationError::new(
-                        "endpoint",
-                        format!("`{port}` is not a port"),
-                    ));
-                }
-                let bucket_ok = (3..=63).contains(&bucket.len())
-                    && bucket.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b)
-                    });
-                if !bucket_ok {
-                    return Err(ValidationError::new(
-                        "bucket",
-                        "a bucket name is 3 to 63 lowercase letters, digits, dots and hyphens",
-                    ));
-                }
-                let region = region
-                    .map(|r| r.trim().to_string())
-                    .filter(|r| !r.is_empty());
-                if let Some(r) = &region
-                    && !r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                {
-                    return Err(ValidationError::new(
-                        "region",
-                        format!("`{r}` is not a region"),
-                    ));
-                }
-                let key_ok = !access_key_id.is_empty()
-                    && access_key_id.len() <= 128
-                    && access_key_id.bytes().all(|b| b.is_ascii_graphic());
-                if !key_ok {
-                    return Err(ValidationError::new(
-                        "access_key_id",
-                        "give the access key id (printable characters, no spaces)",
-                    ));
-                }
-                StorageConfig::S3 {
-                    endpoint,
-                    bucket,
-                    region,
-                    path_style,
-                    access_key_id,
-                }
-            }
-            StorageConfig::Sftp {
-                host,
-                port,
-                user,
-                path: p,
-                public_key,
-                known_hosts,
-                fingerprint,
-            } => {
-                let host = validate::host(&host)
-                    .map_err(|_| ValidationError::new("host", format!("`{host}` is not a host")))?;
-                let user_ok = !user.is_empty()
-                    && user.len() <= 32
-                    && user
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-                    && !user.starts_with('-');
-                if !user_ok {
-                    return Err(ValidationError::new(
-                        "user",
-                        format!("`{user}` is not a user name"),
-                    ));
-                }
-                if port == 0 {
-                    return Err(ValidationError::new("port", "give a port from 1 to 65535"));
-                }
-                let fingerprint = fingerprint
-                    .map(|f| f.trim().to_string())
-                    .filter(|f| !f.is_empty());
-                if let Some(f) = &fingerprint
-                    && !(f.starts_with("SHA256:")
-                        && f[7..]
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)))
-                {
-                    return Err(ValidationError::new(
-                        "fingerprint",
-                        "give the host key fingerprint as SHA256:... (ssh-keygen -lf)",
-                    ));
-                }
-                StorageConfig::Sftp {
-                    host,
-                    port,
-                    user,
-                    path: path(&p)?,
-                    public_key,
-                    known_hosts,
-                    fingerprint,
-                }
-            }
-        })
-    }
-}
-
-/// What a plan backs up.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Source {
-    /// One schema of a SQL engine on the plan's server.
-    Database { engine: String, schema: String },
-}
-
-impl Source {
-    /// Parse `ENGINE:SCHEMA` (the CLI's `--database`).
-    pub fn database(spec: &str) -> Result<Source, ValidationError> {
-        let (engine, schema) = spec.split_once(':').ok_or_else(|| {
-            ValidationError::new(
-                "database",
-                "give the database as ENGINE:SCHEMA, e.g. mariadb:shop",
-            )
-        })?;
-        Source::Database {
-            engine: engine.trim().to_string(),
-            schema: schema.trim().to_string(),
-        }
-        .validated()
-    }
-
-    pub fn validated(self) -> Result<Source, ValidationError> {
-        match self {
-            Source::Database { engine, schema } => {
-                let e = parse_engine(&engine)?;
-                Ok(Source::Database {
-                    engine: e.name().to_string(),
-                    schema: validate_name("schema", &schema)?,
-                })
-            }
-        }
-    }
-
-    pub fn of(plan: &BackupPlan) -> Result<Source, PackageError> {
-        serde_json::from_value(plan.source.clone()).map_err(|e| {
-            ValidationError::new(
-                "source",
-                format!("plan {} has an unreadable source: {e}", plan.name),
-            )
-            .into()
-        })
-    }
-
-    pub fn engine(&self) -> Engine {
-        match self {
-            Source::Database { engine, .. } => parse_engine(engine).unwrap_or(Engine::MariaDb),
-        }
-    }
-
-    pub fn schema(&self) -> &str {
-        match self {
-            Source::Database { schema, .. } => schema,
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Source::Database { engine, schema } => format!("{engine} schema {schema}"),
-        }
-    }
-}
 
 /// How many snapshots a plan keeps (restic's `forget` policy). The newest is always kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -340,6 +93,8 @@ pub struct Repository {
     pub source: Source,
     pub password: Secret,
     pub storage_secret: Option<Secret>,
+    /// The source's own secret (Redis's password), third on the helper's stdin.
+    pub source_secret: Option<Secret>,
 }
 
 impl Repository {
@@ -364,21 +119,49 @@ impl Repository {
             .into());
         }
         let source = Source::of(&plan)?;
-        let engine = source.engine();
-        if !cx
-            .store
-            .services(cx.server.id)
-            .await?
-            .iter()
-            .any(|s| s.service_name == engine.name())
-        {
-            return Err(ValidationError::new(
-                "source",
-                format!("{} is not installed on this server", engine.name()),
-            )
-            .into());
+        match &source {
+            Source::Database { .. } | Source::Redis {} => {
+                let engine = source.engine().map(|e| e.name()).unwrap_or_default();
+                if !cx
+                    .store
+                    .services(cx.server.id)
+                    .await?
+                    .iter()
+                    .any(|s| s.service_name == engine)
+                {
+                    return Err(ValidationError::new(
+                        "source",
+                        format!("{engine} is not installed on this server"),
+                    )
+                    .into());
+                }
+            }
+            Source::Site { domain } => {
+                if !cx
+                    .store
+                    .sites(cx.server.id)
+                    .await?
+                    .iter()
+                    .any(|s| &s.domain == domain)
+                {
+                    return Err(ValidationError::new(
+                        "source",
+                        format!("the server has no site {domain}"),
+                    )
+                    .into());
+                }
+            }
         }
+        let source_secret = match source {
+            Source::Redis {} => {
+                cx.store
+                    .service_secret(cx.server.id, &Engine::Redis.secret_name())
+                    .await?
+            }
+            _ => None,
+        };
         Ok(Repository {
+            source_secret,
             password: cx.store.backup_plan_password(plan.id).await?,
             storage_secret: cx.store.backup_storage_secret(storage.id).await?,
             plan,
@@ -390,92 +173,61 @@ impl Repository {
 
     /// restic's repository location: one per plan, under the storage's path.
     pub fn url(&self) -> String {
-        let leaf = format!("brokeforge-{}-{}", self.plan.server_id, self.plan.name);
-        match &self.config {
-            StorageConfig::Local { path, .. } => format!("{path}/{leaf}"),
-            StorageConfig::S3 {
-                endpoint, bucket, ..
-            } => format!("s3:{endpoint}/{bucket}/{leaf}"),
-            StorageConfig::Sftp {
-                host, user, path, ..
-            } => format!("sftp:{user}@{host}:{path}/{leaf}"),
-        }
+        format!(
+            "{}/brokeforge-{}-{}",
+            self.config.root(),
+            self.plan.server_id,
+            self.plan.name
+        )
     }
 
     /// The helper's settings as `NAME=value` words (quoted; nothing secret).
     fn variables(&self) -> String {
-        let mut vars = vec![
-            ("BF_REPO", self.url()),
-            ("BF_KIND", self.config.kind().to_string()),
-        ];
-        match &self.config {
-            StorageConfig::Local { .. } => {}
-            StorageConfig::S3 {
-                region,
-                path_style,
-                access_key_id,
-                ..
-            } => {
-                vars.push(("BF_S3_KEY_ID", access_key_id.clone()));
-                vars.push(("BF_S3_REGION", region.clone().unwrap_or_default()));
-                vars.push((
-                    "BF_S3_PATH_STYLE",
-                    if *path_style { "1" } else { "0" }.into(),
-                ));
-            }
-            StorageConfig::Sftp {
-                port,
-                known_hosts,
-                fingerprint,
-                ..
-            } => {
-                vars.push(("BF_SFTP_PORT", port.to_string()));
-                vars.push((
-                    "BF_SFTP_KNOWN_HOSTS",
-                    known_hosts.clone().unwrap_or_default(),
-                ));
-                vars.push((
-                    "BF_SFTP_FINGERPRINT",
-                    fingerprint.clone().unwrap_or_default(),
-                ));
-            }
-        }
-        vars.iter()
-            .map(|(k, v)| format!("{k}={}", shell_quote(v)))
-            .collect::<Vec<_>>()
-            .join(" ")
+        self.config.variables(&self.url())
     }
 
-    /// The helper's stdin: the repository password, then the storage's secret (an SFTP key in base64, one
-    /// line).
     fn stdin(&self) -> Secret {
-        use base64::Engine as _;
-        let storage = match (&self.config, &self.storage_secret) {
-            (StorageConfig::Sftp { .. }, Some(key)) => {
-                base64::engine::general_purpose::STANDARD.encode(key.expose())
-            }
-            (_, Some(s)) => s.expose().to_string(),
-            (_, None) => String::new(),
-        };
-        Secret::new(format!("{}\n{storage}\n", self.password.expose()))
+        let two = self
+            .config
+            .stdin(self.password.expose(), self.storage_secret.as_ref());
+        let third = self
+            .source_secret
+            .as_ref()
+            .map(|s| s.expose())
+            .unwrap_or("");
+        Secret::new(format!("{}{third}\n", two.expose()))
+    }
+
+    /// Every secret a step of this repository carries (to redact).
+    pub fn secrets(&self) -> Vec<Secret> {
+        [
+            Some(&self.password),
+            self.storage_secret.as_ref(),
+            self.source_secret.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
     }
 
     /// Add the plan's secrets to `plan` (so they are redacted everywhere) and put the helper and restic on
     /// the server.
     pub fn prepare(&self, mut plan: Plan) -> Plan {
         plan = plan.secret(self.password.clone());
-        if let Some(s) = &self.storage_secret {
+        for s in [&self.storage_secret, &self.source_secret]
+            .into_iter()
+            .flatten()
+        {
             plan = plan.secret(s.clone());
         }
-        plan.run_with_timeout(
-            format!("command -v restic >/dev/null || {{ {APT} update -qq && {APT} install -y -qq --no-install-recommends restic; }}"),
-            std::time::Duration::from_secs(900),
-        )
-        .put_file(FileStep::new(
-            HELPER,
-            FileContents::Text(HELPER_TEXT.to_string()),
-            0o700,
-        ))
+        prepare_helper(plan)
+    }
+
+    /// A step running the helper's `action` with `args` (each quoted).
+    pub fn step_owned(&self, (action, args): (&str, Vec<String>), timeout_secs: u64) -> RunStep {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.step(action, &args, timeout_secs)
     }
 
     /// A step running the helper's `action` with `args` (each quoted).
@@ -510,9 +262,34 @@ impl Repository {
         cx: &Gather<'_>,
         report: &RunReport,
     ) -> Result<(), PackageError> {
+        pin_host_key(cx, &self.storage, &self.config, report).await
+    }
+}
+
+/// restic and the helper on the server.
+pub fn prepare_helper(plan: Plan) -> Plan {
+    plan.run_with_timeout(
+        format!("command -v restic >/dev/null || {{ {APT} update -qq && {APT} install -y -qq --no-install-recommends restic; }}"),
+        std::time::Duration::from_secs(900),
+    )
+    .put_file(FileStep::new(
+        HELPER,
+        FileContents::Text(HELPER_TEXT.to_string()),
+        0o700,
+    ))
+}
+
+/// Pin the SFTP server's host key a run learned (first use) in the storage's settings.
+pub async fn pin_host_key(
+    cx: &Gather<'_>,
+    storage: &BackupStorage,
+    config: &StorageConfig,
+    report: &RunReport,
+) -> Result<(), PackageError> {
+    {
         let StorageConfig::Sftp {
             known_hosts: None, ..
-        } = &self.config
+        } = config
         else {
             return Ok(());
         };
@@ -522,13 +299,13 @@ impl Repository {
                 .find_map(|l| l.strip_prefix("known-host ").map(str::to_string))
         });
         if let Some(line) = learned {
-            let mut config = self.config.clone();
+            let mut config = config.clone();
             if let StorageConfig::Sftp { known_hosts, .. } = &mut config {
                 *known_hosts = Some(line);
             }
             cx.store
                 .set_backup_storage_configuration(
-                    self.storage.id,
+                    storage.id,
                     &serde_json::to_value(&config)
                         .map_err(|e| ValidationError::new("storage", e.to_string()))?,
                 )
@@ -661,9 +438,26 @@ mod tests {
                 schema: "shop".into()
             }
         );
-        for bad in ["shop", "redis:x", "mariadb:a;b", "postgresql:"] {
-            assert!(Source::database(bad).is_err(), "{bad}");
+        for bad in [
+            "shop",
+            "redis:x",
+            "mariadb:a;b",
+            "postgresql:",
+            "site:a b",
+            "site:",
+        ] {
+            assert!(Source::parse(bad).is_err(), "{bad}");
         }
+        let site = Source::parse("site:example.com").unwrap();
+        assert_eq!(site.path().unwrap(), "/home/brokeforge/example.com/shared");
+        assert_eq!(
+            site.restore_args("abcdef12", Some("before")).1,
+            [
+                "abcdef12",
+                "/home/brokeforge/example.com/shared",
+                "/home/brokeforge/example.com/restored-before"
+            ]
+        );
         assert!(
             Retention {
                 keep_last: 0,

@@ -74,14 +74,21 @@ impl Package for BackupRestoreInstaller {
     async fn gather(&self, cx: &Gather<'_>, r: &RestoreRequest) -> Result<RestoreInput, PackageError> {
         let repo = Repository::open(cx, r.plan_id).await?;
         let snapshot = snapshot_id(&r.snapshot_id)?;
-        let (target, new) = match &r.into {
-            Some(into) => (validate_name("into", into)?, true),
-            None => (repo.source.schema().to_string(), false),
-        };
-        if new && target == repo.source.schema() {
+        if r.into.is_some() && matches!(repo.source, super::repository::Source::Redis {}) {
             return Err(ValidationError::new(
                 "into",
-                "that is the plan's own schema: leave --into out to restore over it",
+                "Redis has one data set: a restore replaces it (leave the new name out)",
+            )
+            .into());
+        }
+        let (target, new) = match &r.into {
+            Some(into) => (validate_name("into", into)?, true),
+            None => (repo.source.target().to_string(), false),
+        };
+        if new && target == repo.source.target() {
+            return Err(ValidationError::new(
+                "into",
+                "that is what the plan backs up: leave --into out to restore over it",
             )
             .into());
         }
@@ -97,17 +104,11 @@ impl Package for BackupRestoreInstaller {
         use BackupRestoreMilestones as M;
         let source = &i.repo.source;
         let plan = i.repo.prepare(self.plan().track(M::PrepareTools));
-        Ok(plan.track(M::Restore).run_step(i.repo.step(
-            "restore",
-            &[
-                source.engine().name(),
-                source.schema(),
-                &i.snapshot,
-                &i.target,
-                if i.new { "new" } else { "same" },
-            ],
-            6 * 3600,
-        )))
+        let into = i.new.then_some(i.target.as_str());
+        Ok(plan.track(M::Restore).run_step(
+            i.repo
+                .step_owned(source.restore_args(&i.snapshot, into), 6 * 3600),
+        ))
     }
 
     async fn finish(

@@ -56,11 +56,7 @@ impl Package for BackupInstaller {
         let plan = repo.prepare(self.plan().track(M::PrepareTools));
         Ok(plan
             .track(M::Dump)
-            .run_step(repo.step(
-                "backup",
-                &[source.engine().name(), source.schema()],
-                6 * 3600,
-            ))
+            .run_step(repo.step_owned(source.backup_args(), 6 * 3600))
             .track(M::Retention)
             .run_step(repo.forget_step())
             .track(M::Record)
@@ -163,6 +159,7 @@ mod tests {
             },
             password: Secret::new("RepoPassw0rdRepoPassw0rd"),
             storage_secret: Some(Secret::new("S3SecretKeyS3SecretKey")),
+            source_secret: None,
         };
         let plan = BackupInstaller.commands(&repo).unwrap();
         let text = plan.to_string();

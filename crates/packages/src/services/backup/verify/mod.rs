@@ -76,11 +76,10 @@ impl Package for BackupVerifyInstaller {
         use BackupVerifyMilestones as M;
         let source = &i.repo.source;
         let plan = i.repo.prepare(self.plan().track(M::PrepareTools));
-        Ok(plan.track(M::Restore).run_step(i.repo.step(
-            "verify",
-            &[source.engine().name(), source.schema(), &i.snapshot, &i.scratch],
-            6 * 3600,
-        )))
+        Ok(plan.track(M::Restore).run_step(
+            i.repo
+                .step_owned(source.verify_args(&i.snapshot, &i.scratch), 6 * 3600),
+        ))
     }
 }
 
