@@ -19,6 +19,7 @@ use brokeforge_store::{JobStatus, MasterKey, NewJob, NewServer, Store};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+mod download;
 mod history;
 
 #[derive(Args)]
@@ -58,6 +59,10 @@ pub struct BenchArgs {
     /// History mode: event and output rows to seed (a tenth on one busy server).
     #[arg(long, default_value_t = 2_000_000)]
     history_rows: i64,
+    /// With --hosts: afterwards, stream this many MiB off the first host the way a snapshot download goes,
+    /// against a bare exec of the same bytes, sampling resident memory (it must stay within 50 MB).
+    #[arg(long, requires = "hosts")]
+    download_mib: Option<u64>,
     /// Database for the run (default: a fresh SQLite file in a temporary directory). A PostgreSQL URL gets a
     /// fresh schema that is dropped afterwards.
     #[arg(long)]
@@ -180,10 +185,15 @@ fn read_hosts(path: &PathBuf) -> Result<Vec<(String, u16)>> {
 }
 
 fn peak_rss_mb() -> f64 {
+    proc_status_mb("VmHWM:")
+}
+
+/// A memory figure of this process from /proc/self/status (`VmHWM:` peak, `VmRSS:` now), in MB.
+fn proc_status_mb(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+            s.lines().find(|l| l.starts_with(field)).and_then(|l| {
                 l.split_whitespace()
                     .nth(1)
                     .and_then(|kb| kb.parse::<f64>().ok())
@@ -329,6 +339,16 @@ async fn fleet(args: &BenchArgs, hosts_file: &PathBuf, store: &Store) -> Result<
     );
     if errors > 0 {
         bail!("{errors} errors");
+    }
+    if let Some(mib) = args.download_mib {
+        let (h, p) = &hosts[0];
+        download::download(
+            store,
+            server_ids[0],
+            target(h, *p, HostKeyPolicy::Pinned(fingerprints[0].clone())),
+            mib,
+        )
+        .await?;
     }
     Ok(())
 }
