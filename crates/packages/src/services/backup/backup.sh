@@ -90,6 +90,23 @@ keep_or_forget() {
   printf '%s\n' "$2" | grep '"message_type":"summary"'
 }
 
+# restic's JSON on stdin: every status line (one per 10 s, RESTIC_PROGRESS_FPS) becomes a line of progress on
+# stderr, which the job's page shows live; everything else (the summary) passes through.
+progress() {
+  local line bytes secs
+  while IFS= read -r line; do
+    case "$line" in
+      *'"message_type":"status"'*)
+        bytes=$(printf '%s' "$line" | sed -n 's/.*"bytes_done":\([0-9]*\).*/\1/p')
+        secs=$(printf '%s' "$line" | sed -n 's/.*"seconds_elapsed":\([0-9]*\).*/\1/p')
+        if [ -n "$bytes" ]; then echo "uploaded $((bytes / 1048576)) MiB after ${secs:-0} s" >&2; fi
+        ;;
+      *) printf '%s\n' "$line" ;;
+    esac
+  done
+}
+export RESTIC_PROGRESS_FPS=0.1
+
 sql_ident() { printf '%s' "$1" | sed 's/`/``/g'; }
 file_of() { case "$1" in postgresql) echo "/$2.dump" ;; redis) echo "/redis.rdb" ;; *) echo "/$2.sql" ;; esac; }
 
@@ -193,7 +210,7 @@ SFTP
     engine=$1 schema=$2
     open_repository
     set +e
-    summary=$(set -o pipefail; dump "$engine" "$schema" | r backup --stdin --stdin-filename "$(file_of "$engine" "$schema")" --host brokeforge --json -q)
+    summary=$(set -o pipefail; dump "$engine" "$schema" | r backup --stdin --stdin-filename "$(file_of "$engine" "$schema")" --host brokeforge --json | progress)
     rc=$?
     set -e
     keep_or_forget "$rc" "$summary"
@@ -203,7 +220,7 @@ SFTP
     [ -d "$dir" ] || { echo "$dir does not exist" >&2; exit 1; }
     open_repository
     set +e
-    summary=$(r backup "$dir" --host brokeforge --json -q)
+    summary=$(set -o pipefail; r backup "$dir" --host brokeforge --json | progress)
     rc=$?
     set -e
     keep_or_forget "$rc" "$summary"
