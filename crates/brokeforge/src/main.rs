@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod client;
 mod config;
+mod selfbackup;
 mod serve;
 mod tls;
 
@@ -50,6 +51,11 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Write a consistent copy of BrokeForge's own database while it runs (SQLite; --passphrase-stdin seals
+    /// the master key in with it).
+    BackupSelf(selfbackup::BackupSelfArgs),
+    /// Bring a backup-self copy back into an empty data directory.
+    RestoreSelf(selfbackup::RestoreSelfArgs),
     /// Manage accounts on the local database: create users and API tokens, reset passwords.
     Admin {
         #[command(subcommand)]
@@ -189,6 +195,8 @@ async fn run(cli: Cli) -> Result<()> {
             store.close().await;
             Ok(())
         }
+        Command::BackupSelf(a) => selfbackup::backup_self(a).await,
+        Command::RestoreSelf(a) => selfbackup::restore_self(a).await,
         Command::Migrate => {
             let store = config::open_store().await?;
             println!(

@@ -179,6 +179,21 @@ impl Store {
         self.backend
     }
 
+    /// A consistent copy of a SQLite database at `path` (which must not exist), taken while it is in use
+    /// (`VACUUM INTO`: one read transaction, writers go on).
+    pub async fn vacuum_into(&self, path: &str) -> Result<()> {
+        if self.backend != Backend::Sqlite {
+            return Err(StoreError::InvalidData(
+                "VACUUM INTO is for SQLite; back PostgreSQL up with pg_dump".into(),
+            ));
+        }
+        sqlx::query("VACUUM INTO $1")
+            .bind(path)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The URL this store was opened with (contains the password for PostgreSQL: never print it).
     /// A short, stable name for this panel's database (the same on every node): it keeps the marks a job
     /// leaves on a server apart from another panel's (or another test's) that share the server.

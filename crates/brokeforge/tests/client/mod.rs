@@ -963,3 +963,142 @@ async fn backup_commands() {
         text(&out)
     );
 }
+
+/// `backup-self` while `serve` runs, sealed with a passphrase, then `restore-self` into an empty data
+/// directory: the servers and their sealed keys come back under the copy's master key. A wrong passphrase,
+/// a cut file and a non-empty target are refused and leave nothing behind; a bare copy needs the key given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_self_and_restore_self() {
+    let p = Panel::start().await;
+    let out = p.cli(&["server", "add", "--name", "keep-me", "--ip", "203.0.113.40"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let db = format!("sqlite://{}", p.dir.path().join("bf.db").display());
+    let run = |args: &[&str], env: &[(&str, &str)], stdin: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+            .args(args)
+            .envs(env.iter().copied())
+            .env("BROKEFORGE_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let live = [
+        ("BROKEFORGE_DATABASE_URL", db.as_str()),
+        ("BROKEFORGE_MASTER_KEY", p.key_hex.as_str()),
+    ];
+    let sealed = p.dir.path().join("self.bfbackup");
+    let sealed_s = sealed.to_str().unwrap();
+    let out = run(
+        &["backup-self", "--to", sealed_s, "--passphrase-stdin"],
+        &live,
+        "a long passphrase here\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(
+        &["backup-self", "--to", sealed_s, "--passphrase-stdin"],
+        &live,
+        "a long passphrase here\n",
+    );
+    assert!(!out.status.success(), "overwrote a backup: {}", text(&out));
+
+    let target = tempfile::tempdir().unwrap();
+    let data = target.path().join("data");
+    let data_s = data.to_str().unwrap();
+    let fresh = [("BROKEFORGE_DATA_DIR", data_s)];
+    let out = run(
+        &["restore-self", "--from", sealed_s, "--passphrase-stdin"],
+        &fresh,
+        "the wrong passphrase!\n",
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("wrong passphrase"),
+        "{}",
+        text(&out)
+    );
+    assert!(!data.join("brokeforge.db").exists() && !data.join("master.key").exists());
+    // A file cut short is refused too.
+    let bytes = std::fs::read(&sealed).unwrap();
+    let cut = p.dir.path().join("cut.bfbackup");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    let out = run(
+        &[
+            "restore-self",
+            "--from",
+            cut.to_str().unwrap(),
+            "--passphrase-stdin",
+        ],
+        &fresh,
+        "a long passphrase here\n",
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(!data.join("brokeforge.db").exists());
+
+    let out = run(
+        &["restore-self", "--from", sealed_s, "--passphrase-stdin"],
+        &fresh,
+        "a long passphrase here\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let key = std::fs::read_to_string(data.join("master.key")).unwrap();
+    assert_eq!(key.trim(), p.key_hex);
+    let restored = Store::open(
+        &format!("sqlite://{}", data.join("brokeforge.db").display()),
+        &MasterKey::from_hex(key.trim()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let servers = restored.servers_for_user(1).await.unwrap();
+    assert_eq!(servers.len(), 1);
+    assert_eq!(servers[0].name, "keep-me");
+    let original = p
+        .store
+        .credential(servers[0].id, CredentialKind::Root)
+        .await
+        .unwrap();
+    let copy = restored
+        .credential(servers[0].id, CredentialKind::Root)
+        .await
+        .unwrap();
+    assert_eq!(copy.private_key.expose(), original.private_key.expose());
+    restored.close().await;
+    let out = run(
+        &["restore-self", "--from", sealed_s, "--passphrase-stdin"],
+        &fresh,
+        "a long passphrase here\n",
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("exists"),
+        "{}",
+        text(&out)
+    );
+
+    // A bare copy: the database only; restoring it needs the key.
+    let bare = p.dir.path().join("self.db");
+    let out = run(&["backup-self", "--to", bare.to_str().unwrap()], &live, "");
+    assert!(out.status.success(), "{}", text(&out));
+    let other = tempfile::tempdir().unwrap();
+    let other_s = other.path().to_str().unwrap();
+    let out = run(
+        &["restore-self", "--from", bare.to_str().unwrap()],
+        &[("BROKEFORGE_DATA_DIR", other_s)],
+        "",
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("master key"),
+        "{}",
+        text(&out)
+    );
+    let out = run(
+        &["restore-self", "--from", bare.to_str().unwrap()],
+        &[
+            ("BROKEFORGE_DATA_DIR", other_s),
+            ("BROKEFORGE_MASTER_KEY", p.key_hex.as_str()),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+}

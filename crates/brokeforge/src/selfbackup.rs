@@ -1,0 +1,340 @@
+//! `brokeforge backup-self` and `restore-self`: BrokeForge's own state while it runs, and back into an empty
+//! data directory. SQLite is copied with `VACUUM INTO` (consistent, writers go on). With a passphrase the
+//! copy is sealed together with the master key (Argon2id, then XChaCha20-Poly1305 in 1 MiB chunks, each
+//! bound to its position and to whether it is the last, so a cut or reordered file is refused); without
+//! one it is the bare database and the master key must be kept apart. PostgreSQL is backed up the
+//! documented way, `pg_dump`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use clap::Args;
+use zeroize::Zeroizing;
+
+use crate::config;
+
+const MAGIC: &[u8] = b"BROKEFORGE-SELF-BACKUP 1\n";
+const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
+const CHUNK: usize = 1 << 20;
+
+#[derive(Args)]
+pub struct BackupSelfArgs {
+    /// The file to write (it must not exist).
+    #[arg(long)]
+    to: PathBuf,
+    /// Seal it with a passphrase read from standard input; the master key then travels inside.
+    #[arg(long)]
+    passphrase_stdin: bool,
+}
+
+#[derive(Args)]
+pub struct RestoreSelfArgs {
+    /// A file `backup-self` wrote.
+    #[arg(long)]
+    from: PathBuf,
+    /// Its passphrase, from standard input (for a sealed file).
+    #[arg(long)]
+    passphrase_stdin: bool,
+}
+
+fn passphrase() -> Result<Zeroizing<String>> {
+    let mut s = Zeroizing::new(String::new());
+    std::io::stdin().read_to_string(&mut s)?;
+    let p = Zeroizing::new(s.trim_end_matches(['\n', '\r']).to_string());
+    if p.chars().count() < 12 {
+        bail!("give a passphrase of at least 12 characters on standard input");
+    }
+    Ok(p)
+}
+
+fn derive(passphrase: &str, salt: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+    let params = argon2::Params::new(64 * 1024, 3, 1, Some(32))
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+    let mut key = Zeroizing::new([0u8; 32]);
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password_into(passphrase.as_bytes(), salt, &mut key[..])
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+    Ok(key)
+}
+
+fn nonce(prefix: &[u8; 16], counter: u64) -> XNonce {
+    let mut n = [0u8; 24];
+    n[..16].copy_from_slice(prefix);
+    n[16..].copy_from_slice(&counter.to_be_bytes());
+    *XNonce::from_slice(&n)
+}
+
+fn sqlite_path(url: &str) -> Result<PathBuf> {
+    let Some(rest) = url.strip_prefix("sqlite://") else {
+        bail!(
+            "this database is PostgreSQL: back it up with `pg_dump -Fc` (and keep the master key with it), restore with `pg_restore` into an empty database"
+        );
+    };
+    Ok(PathBuf::from(rest.split('?').next().unwrap_or(rest)))
+}
+
+pub async fn backup_self(a: BackupSelfArgs) -> Result<()> {
+    let url = config::database_url();
+    sqlite_path(&url)?;
+    if a.to.exists() {
+        bail!("{} exists: give a new file", a.to.display());
+    }
+    let pass = if a.passphrase_stdin {
+        Some(passphrase()?)
+    } else {
+        None
+    };
+    let store = config::open_store().await?;
+    let key = config::master_key()?;
+    let copy = a.to.with_extension("sqlite-partial");
+    let _ = std::fs::remove_file(&copy);
+    store
+        .vacuum_into(&copy.to_string_lossy())
+        .await
+        .context("copying the database")?;
+    store.close().await;
+    let result = match &pass {
+        None => std::fs::rename(&copy, &a.to).context("moving the copy into place"),
+        Some(p) => seal(&copy, &a.to, p, &key.to_hex()),
+    };
+    let _ = std::fs::remove_file(&copy);
+    result?;
+    if pass.is_none() {
+        eprintln!(
+            "wrote {} (the database only: keep the master key apart, or use --passphrase-stdin to seal it inside)",
+            a.to.display()
+        );
+    } else {
+        eprintln!(
+            "wrote {} (sealed with the passphrase, master key inside)",
+            a.to.display()
+        );
+    }
+    Ok(())
+}
+
+fn seal(copy: &Path, to: &Path, passphrase: &str, key_hex: &str) -> Result<()> {
+    let mut salt = [0u8; 16];
+    let mut prefix = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+    getrandom::fill(&mut prefix).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+    let cipher = XChaCha20Poly1305::new_from_slice(&derive(passphrase, &salt)?[..])
+        .map_err(|e| anyhow::anyhow!("cipher: {e}"))?;
+    let partial = to.with_extension("partial");
+    let mut out = std::io::BufWriter::new(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&partial)
+            .with_context(|| format!("cannot create {}", partial.display()))?,
+    );
+    out.write_all(MAGIC)?;
+    out.write_all(&salt)?;
+    out.write_all(&prefix)?;
+    // The plaintext: the master key (64 hex characters), then the database.
+    let mut input =
+        std::io::Cursor::new(key_hex.as_bytes().to_vec()).chain(std::fs::File::open(copy)?);
+    let mut buf = vec![0u8; CHUNK];
+    let mut next = vec![0u8; CHUNK];
+    let mut n = read_full(&mut input, &mut buf)?;
+    let mut counter = 0u64;
+    loop {
+        let m = read_full(&mut input, &mut next)?;
+        let last = m == 0;
+        let ct = cipher
+            .encrypt(
+                &nonce(&prefix, counter),
+                Payload {
+                    msg: &buf[..n],
+                    aad: if last { b"last" } else { b"more" },
+                },
+            )
+            .map_err(|_| anyhow::anyhow!("sealing failed"))?;
+        out.write_all(&(ct.len() as u32).to_be_bytes())?;
+        out.write_all(&ct)?;
+        if last {
+            break;
+        }
+        std::mem::swap(&mut buf, &mut next);
+        n = m;
+        counter += 1;
+    }
+    out.into_inner()
+        .map_err(|e| anyhow::anyhow!("writing: {e}"))?
+        .sync_all()?;
+    std::fs::rename(&partial, to)?;
+    Ok(())
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        let m = r.read(&mut buf[n..])?;
+        if m == 0 {
+            break;
+        }
+        n += m;
+    }
+    Ok(n)
+}
+
+pub async fn restore_self(a: RestoreSelfArgs) -> Result<()> {
+    let db = sqlite_path(&config::database_url())?;
+    if db.exists() && std::fs::metadata(&db)?.len() > 0 {
+        bail!(
+            "{} exists: restore-self fills an empty data directory (point BROKEFORGE_DATA_DIR or BROKEFORGE_DATABASE_URL elsewhere)",
+            db.display()
+        );
+    }
+    let mut file = std::fs::File::open(&a.from)
+        .with_context(|| format!("cannot open {}", a.from.display()))?;
+    let mut head = vec![0u8; MAGIC.len()];
+    let got = read_full(&mut file, &mut head)?;
+    if let Some(dir) = db.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let partial = db.with_extension("restoring");
+    if head[..got].starts_with(SQLITE_MAGIC) {
+        if std::env::var("BROKEFORGE_MASTER_KEY").map_or(true, |v| v.is_empty())
+            && !config::data_dir().join("master.key").exists()
+        {
+            bail!(
+                "this copy holds no master key: set BROKEFORGE_MASTER_KEY or put master.key in {} first",
+                config::data_dir().display()
+            );
+        }
+        std::fs::copy(&a.from, &partial)?;
+    } else if head[..got] == *MAGIC {
+        if !a.passphrase_stdin {
+            bail!("this copy is sealed: give its passphrase with --passphrase-stdin");
+        }
+        let key_hex = unseal(&mut file, &partial, &passphrase()?)?;
+        if let Ok(given) = std::env::var("BROKEFORGE_MASTER_KEY")
+            && !given.is_empty()
+        {
+            if given.trim() != key_hex.as_str() {
+                let _ = std::fs::remove_file(&partial);
+                bail!(
+                    "BROKEFORGE_MASTER_KEY is not the key sealed in this copy: unset it to use the copy's"
+                );
+            }
+        } else {
+            let path = config::data_dir().join("master.key");
+            if path.exists() {
+                let _ = std::fs::remove_file(&partial);
+                bail!(
+                    "{} exists: restore-self fills an empty data directory",
+                    path.display()
+                );
+            }
+            write_key(&path, &key_hex)?;
+        }
+    } else {
+        bail!("{} is not a file backup-self wrote", a.from.display());
+    }
+    std::fs::rename(&partial, &db)?;
+    // Opening it proves the key fits and brings the schema up to this binary's.
+    let store = config::open_store().await?;
+    let users = store.count_users().await?;
+    store.close().await;
+    println!(
+        "restored {} ({users} user(s)); start BrokeForge with this data directory",
+        db.display()
+    );
+    Ok(())
+}
+
+fn write_key(path: &Path, key_hex: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(key_hex.as_bytes())?;
+    f.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Decrypt the chunks after the magic into `to`; the master key (hex) comes back.
+fn unseal(file: &mut std::fs::File, to: &Path, passphrase: &str) -> Result<Zeroizing<String>> {
+    let mut salt = [0u8; 16];
+    let mut prefix = [0u8; 16];
+    file.read_exact(&mut salt)
+        .context("the file is cut short")?;
+    file.read_exact(&mut prefix)
+        .context("the file is cut short")?;
+    let cipher = XChaCha20Poly1305::new_from_slice(&derive(passphrase, &salt)?[..])
+        .map_err(|e| anyhow::anyhow!("cipher: {e}"))?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(to)?);
+    let mut key_hex = Zeroizing::new(String::new());
+    let mut counter = 0u64;
+    let result = (|| -> Result<()> {
+        loop {
+            let mut len = [0u8; 4];
+            reader
+                .read_exact(&mut len)
+                .context("the file is cut short (no last part)")?;
+            let len = u32::from_be_bytes(len) as usize;
+            if len > CHUNK + 16 {
+                bail!("the file is damaged");
+            }
+            let mut ct = vec![0u8; len];
+            reader
+                .read_exact(&mut ct)
+                .context("the file is cut short")?;
+            let mut last = true;
+            let plain = cipher
+                .decrypt(
+                    &nonce(&prefix, counter),
+                    Payload {
+                        msg: &ct,
+                        aad: b"last",
+                    },
+                )
+                .or_else(|_| {
+                    last = false;
+                    cipher.decrypt(
+                        &nonce(&prefix, counter),
+                        Payload {
+                            msg: &ct,
+                            aad: b"more",
+                        },
+                    )
+                })
+                .map_err(|_| {
+                    anyhow::anyhow!("wrong passphrase, or the file was changed or damaged")
+                })?;
+            let mut body = &plain[..];
+            if key_hex.len() < 64 {
+                let take = (64 - key_hex.len()).min(body.len());
+                key_hex
+                    .push_str(std::str::from_utf8(&body[..take]).context("the file is damaged")?);
+                body = &body[take..];
+            }
+            out.write_all(body)?;
+            if last {
+                let mut rest = [0u8; 1];
+                if reader.read(&mut rest)? != 0 {
+                    bail!("the file has data after its last part");
+                }
+                break;
+            }
+            counter += 1;
+        }
+        out.flush()?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(to);
+        return Err(e);
+    }
+    Ok(key_hex)
+}
