@@ -40,6 +40,18 @@ pub fn master_key() -> Result<MasterKey> {
         .with_context(|| format!("cannot load the master key from {}", path.display()))
 }
 
+/// The master key if one is configured (`BROKEFORGE_MASTER_KEY` or an existing `master.key`); never creates
+/// one (for `doctor`).
+pub fn master_key_if_present() -> Result<Option<MasterKey>> {
+    let given = std::env::var("BROKEFORGE_MASTER_KEY")
+        .ok()
+        .filter(|v| !v.is_empty());
+    if given.is_some() || data_dir().join("master.key").exists() {
+        return master_key().map(Some);
+    }
+    Ok(None)
+}
+
 /// How much history is kept (`BROKEFORGE_RETENTION_DAYS`, `_LOG_LINES`, `_EVENTS`; see the README).
 pub fn retention() -> Result<brokeforge_domain::maintenance::Retention> {
     let mut r = brokeforge_domain::maintenance::Retention::default();

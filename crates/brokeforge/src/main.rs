@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod client;
 mod config;
+mod doctor;
 mod selfbackup;
 mod serve;
 mod tls;
@@ -56,6 +57,9 @@ enum Command {
     BackupSelf(selfbackup::BackupSelfArgs),
     /// Bring a backup-self copy back into an empty data directory.
     RestoreSelf(selfbackup::RestoreSelfArgs),
+    /// Check this installation (settings, TLS, disk, database, schema, master key, clock, workers) and say
+    /// what to fix; exit status 1 when something needs fixing. Changes nothing.
+    Doctor,
     /// Manage accounts on the local database: create users and API tokens, reset passwords.
     Admin {
         #[command(subcommand)]
@@ -196,6 +200,12 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::BackupSelf(a) => selfbackup::backup_self(a).await,
+        Command::Doctor => {
+            if !doctor::doctor().await? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::RestoreSelf(a) => selfbackup::restore_self(a).await,
         Command::Migrate => {
             let store = config::open_store().await?;

@@ -591,6 +591,26 @@ impl Store {
         self.job(id).await
     }
 
+    /// How many jobs wait in the queue, how many run, and how many run under a lease that expired more than
+    /// `grace_ms` ago (no worker recovers them: none is running).
+    pub async fn queue_health(&self, now: i64, grace_ms: i64) -> Result<(i64, i64, i64)> {
+        let row = sqlx::query(
+            "SELECT \
+               COALESCE(SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END), 0) AS queued, \
+               COALESCE(SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END), 0) AS running, \
+               COALESCE(SUM(CASE WHEN status = 'running' AND lease_expires_at < $1 THEN 1 ELSE 0 END), 0) AS stale \
+             FROM jobs WHERE status IN ('queued', 'running')",
+        )
+        .bind(now - grace_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((
+            row.try_get("queued")?,
+            row.try_get("running")?,
+            row.try_get("stale")?,
+        ))
+    }
+
     /// Running jobs whose lease expired (their worker died): requeue them while attempts remain under
     /// `resume_limit`, otherwise fail them with the reason.
     /// `resumable(kind)` says whether a job of that kind may start again after its worker was lost (an

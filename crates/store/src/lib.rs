@@ -215,6 +215,20 @@ impl Store {
     }
 
     /// Apply every migration of this backend that has not run yet.
+    /// The database server's clock, in Unix milliseconds (PostgreSQL; for `doctor`'s skew check).
+    pub async fn database_time_ms(&self) -> Result<i64> {
+        let row =
+            sqlx::query("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) AS t")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.try_get("t")?)
+    }
+
+    /// (newest migration applied, newest this binary knows).
+    pub async fn migration_state(&self) -> Result<(Option<i64>, i64)> {
+        Ok((migrate::applied(&self.pool).await?, migrate::latest()))
+    }
+
     pub async fn migrate(&self) -> Result<()> {
         migrate::run(&self.pool, self.backend).await
     }

@@ -2,7 +2,7 @@
 
 use sqlx::{AnyPool, Row};
 
-use crate::{Backend, Result};
+use crate::{Backend, Result, StoreError};
 
 struct Migration {
     version: i64,
@@ -68,12 +68,38 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// The newest schema this binary knows.
+pub fn latest() -> i64 {
+    MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
+}
+
+/// The newest migration applied to the database (`None`: none yet).
+pub(crate) async fn applied(pool: &AnyPool) -> Result<Option<i64>> {
+    let exists = sqlx::query("SELECT MAX(version) AS v FROM schema_migrations")
+        .fetch_one(pool)
+        .await;
+    match exists {
+        Ok(row) => Ok(row.try_get::<Option<i64>, _>("v")?),
+        // No table yet: a new database.
+        Err(_) => Ok(None),
+    }
+}
+
 pub(crate) async fn run(pool: &AnyPool, backend: Backend) -> Result<()> {
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
     )
     .execute(pool)
     .await?;
+    // A database a newer BrokeForge migrated may hold what this one would misread or lose: stop.
+    if let Some(v) = applied(pool).await?
+        && v > latest()
+    {
+        return Err(StoreError::InvalidData(format!(
+            "the database was migrated by a newer BrokeForge (schema {v}; this binary knows up to {}): run that release or a newer one",
+            latest()
+        )));
+    }
     for m in MIGRATIONS {
         let mut tx = pool.begin().await?;
         if backend == Backend::Postgres {

@@ -178,6 +178,30 @@ async fn wrong_master_key_is_refused_clearly() {
     }
 }
 
+/// A database a newer BrokeForge migrated is refused with what to do, and nothing is changed.
+#[tokio::test]
+async fn a_database_from_a_newer_release_is_refused() {
+    for t in stores().await {
+        let (applied, latest) = t.store.migration_state().await.unwrap();
+        assert_eq!(applied, Some(latest), "{}", t.name);
+        brokeforge_store::raw_execute(
+            t.store.pool(),
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'from the future', 0)",
+        )
+        .await
+        .unwrap();
+        let err = Store::open(&t.url, &t.key)
+            .await
+            .err()
+            .expect("must refuse");
+        assert!(
+            err.to_string().contains("newer BrokeForge (schema 9999"),
+            "{}: {err}",
+            t.name
+        );
+    }
+}
+
 #[tokio::test]
 async fn services_upsert_and_remove() {
     for t in stores().await {

@@ -1102,3 +1102,64 @@ async fn backup_self_and_restore_self() {
     );
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// `brokeforge doctor` on a working panel says there is nothing to fix (exit 0); with the wrong master key,
+/// a plain-HTTP public URL or an unreadable certificate it names each problem and exits 1. It creates
+/// nothing: no master key appears in an empty data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_says_what_to_fix() {
+    let p = Panel::start().await;
+    let db = format!("sqlite://{}", p.dir.path().join("bf.db").display());
+    let doctor = |env: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+            .arg("doctor")
+            .env_remove("BROKEFORGE_PUBLIC_URL")
+            .envs(env.iter().copied())
+            .env("BROKEFORGE_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let base = [
+        ("BROKEFORGE_DATABASE_URL", db.as_str()),
+        ("BROKEFORGE_MASTER_KEY", p.key_hex.as_str()),
+        ("BROKEFORGE_PUBLIC_URL", "https://panel.example.com"),
+    ];
+    let out = doctor(&base);
+    assert!(out.status.success(), "{}", text(&out));
+    for line in [
+        "ok       database",
+        "ok       schema",
+        "ok       master key",
+        "nothing to fix",
+    ] {
+        assert!(text(&out).contains(line), "{line}: {}", text(&out));
+    }
+
+    let wrong = brokeforge_store::MasterKey::generate().unwrap();
+    let out = doctor(&[
+        ("BROKEFORGE_DATABASE_URL", db.as_str()),
+        ("BROKEFORGE_MASTER_KEY", wrong.to_hex().as_str()),
+        ("BROKEFORGE_PUBLIC_URL", "http://panel.example.com"),
+        ("BROKEFORGE_TLS_CERT", "/nonexistent/cert.pem"),
+        ("BROKEFORGE_TLS_KEY", "/nonexistent/key.pem"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    for line in [
+        "PROBLEM  master key",
+        "PROBLEM  public URL",
+        "PROBLEM  TLS: cannot read /nonexistent/cert.pem",
+        "3 problem(s) to fix",
+    ] {
+        assert!(text(&out).contains(line), "{line}: {}", text(&out));
+    }
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = doctor(&[("BROKEFORGE_DATA_DIR", empty.path().to_str().unwrap())]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("PROBLEM  master key: none"),
+        "{}",
+        text(&out)
+    );
+    assert!(!empty.path().join("master.key").exists());
+}
