@@ -37,6 +37,13 @@ pub enum AdminCommand {
     },
     /// List users.
     ListUsers,
+    /// Re-seal every stored secret under a new master key in one transaction, then switch to it; the old key
+    /// stops working. Stop serve and workers first. With BROKEFORGE_MASTER_KEY set, the new key is written
+    /// to --new-key-file for you to put in the configuration; otherwise master.key is replaced.
+    RotateMasterKey {
+        #[arg(long)]
+        new_key_file: Option<std::path::PathBuf>,
+    },
 }
 
 fn read_password() -> Result<String> {
@@ -106,6 +113,45 @@ pub async fn run(cmd: AdminCommand) -> Result<()> {
                     user.email
                 );
                 println!("{token}");
+            }
+            AdminCommand::RotateMasterKey { new_key_file } => {
+                let new = brokeforge_store::MasterKey::generate()?;
+                let from_env = std::env::var("BROKEFORGE_MASTER_KEY").is_ok_and(|v| !v.is_empty());
+                // The new key is on disk before any secret is sealed with it.
+                let (staged, live) = match (&new_key_file, from_env) {
+                    (Some(f), _) => (f.clone(), None),
+                    (None, true) => bail!(
+                        "BROKEFORGE_MASTER_KEY is set: give --new-key-file PATH for the new key, then put it in the configuration"
+                    ),
+                    (None, false) => {
+                        let live = crate::config::data_dir().join("master.key");
+                        (live.with_extension("key.new"), Some(live))
+                    }
+                };
+                if staged.exists() {
+                    if live.is_some() {
+                        // Left by a rotation that stopped before it committed (the database still opened
+                        // with the old key above): start over.
+                        std::fs::remove_file(&staged)?;
+                    } else {
+                        bail!("{} exists: give a new file", staged.display());
+                    }
+                }
+                crate::selfbackup::write_key(&staged, &new.to_hex())?;
+                let n = store
+                    .rotate_master_key(&new)
+                    .await
+                    .context("rotation failed; nothing changed (the old key still opens everything)")?;
+                match live {
+                    Some(live) => {
+                        std::fs::rename(&staged, &live)?;
+                        println!("re-sealed {n} secrets under a new master key ({}); the old key no longer opens them", live.display());
+                    }
+                    None => println!(
+                        "re-sealed {n} secrets under a new master key, written to {}: set BROKEFORGE_MASTER_KEY to it before starting BrokeForge",
+                        staged.display()
+                    ),
+                }
             }
             AdminCommand::ListUsers => {
                 let users = store.users().await?;

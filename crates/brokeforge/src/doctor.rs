@@ -149,7 +149,21 @@ pub async fn doctor() -> Result<bool> {
     }
     match store.verify_master_key().await {
         Ok(()) => r.ok("master key", "opens this database's secrets"),
-        Err(e) => r.problem("master key", format!("{e}")),
+        Err(e) => {
+            let staged = data.join("master.key.new");
+            if staged.exists() {
+                r.problem(
+                    "master key",
+                    format!(
+                        "{e}; a rotation stopped after it committed: finish it with `mv {} {}`",
+                        staged.display(),
+                        data.join("master.key").display()
+                    ),
+                )
+            } else {
+                r.problem("master key", format!("{e}"))
+            }
+        }
     }
     if store.backend() == Backend::Postgres {
         match store.database_time_ms().await {

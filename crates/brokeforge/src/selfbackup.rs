@@ -247,7 +247,7 @@ pub async fn restore_self(a: RestoreSelfArgs) -> Result<()> {
     Ok(())
 }
 
-fn write_key(path: &Path, key_hex: &str) -> Result<()> {
+pub(crate) fn write_key(path: &Path, key_hex: &str) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;

@@ -12,6 +12,7 @@ pub mod jobs;
 mod migrate;
 pub mod models;
 pub mod retention;
+mod rotation;
 mod servers;
 mod services;
 mod sites;
@@ -100,7 +101,7 @@ pub struct Store {
 static DRIVERS: Once = Once::new();
 
 /// The name of the key check stored in `store_meta`.
-const KEY_CHECK: &str = "master_key_check";
+pub(crate) const KEY_CHECK: &str = "master_key_check";
 const KEY_CHECK_PLAIN: &[u8] = b"brokeforge master key check v1";
 
 impl Store {

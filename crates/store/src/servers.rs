@@ -27,7 +27,7 @@ fn server_from(row: &AnyRow) -> Result<Server> {
     })
 }
 
-fn credential_context(server_id: i64, credential: CredentialKind) -> String {
+pub(crate) fn credential_context(server_id: i64, credential: CredentialKind) -> String {
     format!("server_credentials:{server_id}:{credential}:private_key")
 }
 

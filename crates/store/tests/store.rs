@@ -178,6 +178,110 @@ async fn wrong_master_key_is_refused_clearly() {
     }
 }
 
+/// Rotating the master key re-seals every kind of secret: all of them read back under the new key, and the
+/// old key is refused.
+#[tokio::test]
+async fn master_key_rotation_reseals_every_secret() {
+    for t in stores().await {
+        let s = &t.store;
+        let (user, server) = user_and_server(s, "rotate@example.com").await;
+        s.put_credential(
+            server.id,
+            CredentialKind::Root,
+            "ssh-ed25519 AAAA",
+            &Secret::new("root-private"),
+        )
+        .await
+        .unwrap();
+        s.put_service_secret(
+            server.id,
+            "mariadb_admin_password",
+            &Secret::new("db-password"),
+        )
+        .await
+        .unwrap();
+        s.set_panel_secret("acme_account", b"acme-account")
+            .await
+            .unwrap();
+        let storage = s
+            .create_backup_storage(&brokeforge_store::NewBackupStorage {
+                user_id: user.id,
+                name: "offsite".into(),
+                kind: "s3".into(),
+                configuration: json!({}),
+                secret: Some(Secret::new("s3-secret")),
+            })
+            .await
+            .unwrap();
+        let plan = s
+            .create_backup_plan(&brokeforge_store::NewBackupPlan {
+                server_id: server.id,
+                storage_id: storage.id,
+                name: "shop".into(),
+                source: json!({}),
+                schedule: None,
+                verify_schedule: None,
+                retention: json!({}),
+                password: Secret::new("repo-password"),
+                next_run_at: None,
+                next_verify_at: None,
+            })
+            .await
+            .unwrap();
+        let new = MasterKey::generate().unwrap();
+        let n = s.rotate_master_key(&new).await.unwrap();
+        assert!(n >= 6, "{}: {n}", t.name);
+        s.close().await;
+        let err = Store::open(&t.url, &t.key)
+            .await
+            .err()
+            .expect("old key refused");
+        assert!(
+            matches!(err, StoreError::WrongMasterKey),
+            "{}: {err}",
+            t.name
+        );
+        let r = Store::open(&t.url, &new).await.unwrap();
+        assert_eq!(
+            r.credential(server.id, CredentialKind::Root)
+                .await
+                .unwrap()
+                .private_key
+                .expose(),
+            "root-private"
+        );
+        assert_eq!(
+            r.service_secret(server.id, "mariadb_admin_password")
+                .await
+                .unwrap()
+                .unwrap()
+                .expose(),
+            "db-password"
+        );
+        assert_eq!(
+            r.panel_secret("acme_account")
+                .await
+                .unwrap()
+                .unwrap()
+                .as_slice(),
+            b"acme-account"
+        );
+        assert_eq!(
+            r.backup_storage_secret(storage.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .expose(),
+            "s3-secret"
+        );
+        assert_eq!(
+            r.backup_plan_password(plan.id).await.unwrap().expose(),
+            "repo-password"
+        );
+        r.close().await;
+    }
+}
+
 /// A database a newer BrokeForge migrated is refused with what to do, and nothing is changed.
 #[tokio::test]
 async fn a_database_from_a_newer_release_is_refused() {

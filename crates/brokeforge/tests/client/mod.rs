@@ -1163,3 +1163,75 @@ async fn doctor_says_what_to_fix() {
     );
     assert!(!empty.path().join("master.key").exists());
 }
+
+/// `admin rotate-master-key` with a key file: master.key is replaced, every secret opens with the new key
+/// (doctor says so) and the old key is refused; with BROKEFORGE_MASTER_KEY set it wants a file for the new
+/// key and changes nothing without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_key_rotation_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_string();
+    let cmd = |args: &[&str], env: &[(&str, &str)], stdin: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+            .args(args)
+            .env("BROKEFORGE_DATA_DIR", &data)
+            .env("BROKEFORGE_LOG", "warn")
+            .env("BROKEFORGE_PUBLIC_URL", "https://panel.example.com")
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let out = cmd(
+        &[
+            "admin",
+            "create-user",
+            "--email",
+            "root@example.com",
+            "--password-stdin",
+            "--admin",
+        ],
+        &[],
+        "a long enough password\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let old = std::fs::read_to_string(dir.path().join("master.key")).unwrap();
+    let out = cmd(&["admin", "rotate-master-key"], &[], "");
+    assert!(out.status.success(), "{}", text(&out));
+    let new = std::fs::read_to_string(dir.path().join("master.key")).unwrap();
+    assert_ne!(old.trim(), new.trim());
+    assert!(!dir.path().join("master.key.new").exists());
+    let out = cmd(&["doctor"], &[], "");
+    assert!(text(&out).contains("ok       master key"), "{}", text(&out));
+    let out = cmd(
+        &["admin", "list-users"],
+        &[("BROKEFORGE_MASTER_KEY", old.trim())],
+        "",
+    );
+    assert!(
+        !out.status.success(),
+        "the old key still opens: {}",
+        text(&out)
+    );
+
+    let out = cmd(
+        &["admin", "rotate-master-key"],
+        &[("BROKEFORGE_MASTER_KEY", new.trim())],
+        "",
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("--new-key-file"),
+        "{}",
+        text(&out)
+    );
+    let out = cmd(
+        &["admin", "list-users"],
+        &[("BROKEFORGE_MASTER_KEY", new.trim())],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+}
