@@ -408,29 +408,27 @@ impl Store {
     /// Make the plan's snapshot list what the repository holds: rows restic no longer has go, new ones are
     /// added (what is known of existing rows is kept).
     pub async fn sync_backup_snapshots(&self, plan_id: i64, seen: &[SeenSnapshot]) -> Result<()> {
+        // Writes only, the first one taking SQLite's write lock: a transaction that read first could not
+        // upgrade while another writer is busy ("database is locked").
         let mut tx = self.pool.begin().await?;
-        let existing: Vec<String> =
-            sqlx::query("SELECT snapshot_id FROM backup_snapshots WHERE plan_id = $1")
-                .bind(plan_id)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| r.try_get("snapshot_id"))
-                .collect::<std::result::Result<_, _>>()?;
-        for gone in existing
-            .iter()
-            .filter(|id| !seen.iter().any(|s| &s.snapshot_id == *id))
-        {
-            sqlx::query("DELETE FROM backup_snapshots WHERE plan_id = $1 AND snapshot_id = $2")
-                .bind(plan_id)
-                .bind(gone)
-                .execute(&mut *tx)
-                .await?;
+        let keep: Vec<String> = (0..seen.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = if keep.is_empty() {
+            "DELETE FROM backup_snapshots WHERE plan_id = $1".to_string()
+        } else {
+            format!(
+                "DELETE FROM backup_snapshots WHERE plan_id = $1 AND snapshot_id NOT IN ({})",
+                keep.join(", ")
+            )
+        };
+        let mut delete = sqlx::query(&sql).bind(plan_id);
+        for s in seen {
+            delete = delete.bind(&s.snapshot_id);
         }
-        for s in seen.iter().filter(|s| !existing.contains(&s.snapshot_id)) {
+        delete.execute(&mut *tx).await?;
+        for s in seen {
             sqlx::query(
                 "INSERT INTO backup_snapshots (plan_id, snapshot_id, job_id, size_bytes, duration_ms, taken_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (plan_id, snapshot_id) DO NOTHING",
             )
             .bind(plan_id)
             .bind(&s.snapshot_id)

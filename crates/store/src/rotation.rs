@@ -14,6 +14,12 @@ impl Store {
     pub async fn rotate_master_key(&self, new: &MasterKey) -> Result<usize> {
         let next = Cipher::new(new);
         let mut tx = self.pool.begin().await?;
+        // A write first: it takes SQLite's write lock before anything is read, so no writer can slip in
+        // between and the transaction never has to upgrade a read lock.
+        sqlx::query("UPDATE store_meta SET value = value WHERE key = $1")
+            .bind(KEY_CHECK)
+            .execute(&mut *tx)
+            .await?;
         let mut count = 0;
         // (select, update, how each row's context is made): every sealed column there is.
         let rows =

@@ -178,6 +178,73 @@ async fn wrong_master_key_is_refused_clearly() {
     }
 }
 
+/// A plan's snapshot list follows what the repository holds: gone ones leave, new ones come, and what was
+/// known of a kept one (its size and duration) stays.
+#[tokio::test]
+async fn backup_snapshots_follow_the_repository() {
+    for t in stores().await {
+        let s = &t.store;
+        let (user, server) = user_and_server(s, "snaps@example.com").await;
+        let storage = s
+            .create_backup_storage(&brokeforge_store::NewBackupStorage {
+                user_id: user.id,
+                name: "disk".into(),
+                kind: "local".into(),
+                configuration: json!({}),
+                secret: None,
+            })
+            .await
+            .unwrap();
+        let plan = s
+            .create_backup_plan(&brokeforge_store::NewBackupPlan {
+                server_id: server.id,
+                storage_id: storage.id,
+                name: "p".into(),
+                source: json!({}),
+                schedule: None,
+                verify_schedule: None,
+                retention: json!({}),
+                password: Secret::new("pw"),
+                next_run_at: None,
+                next_verify_at: None,
+            })
+            .await
+            .unwrap();
+        let snap = |id: &str, at: i64, size: Option<i64>| SeenSnapshot {
+            snapshot_id: id.into(),
+            taken_at: at,
+            job_id: None,
+            size_bytes: size,
+            duration_ms: None,
+        };
+        s.sync_backup_snapshots(plan.id, &[snap("aa", 1, Some(10)), snap("bb", 2, Some(20))])
+            .await
+            .unwrap();
+        s.sync_backup_snapshots(plan.id, &[snap("bb", 2, None), snap("cc", 3, Some(30))])
+            .await
+            .unwrap();
+        let now: Vec<(String, Option<i64>)> = s
+            .backup_snapshots(plan.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|x| (x.snapshot_id, x.size_bytes))
+            .collect();
+        assert_eq!(
+            now,
+            [("cc".to_string(), Some(30)), ("bb".to_string(), Some(20))],
+            "{}",
+            t.name
+        );
+        s.sync_backup_snapshots(plan.id, &[]).await.unwrap();
+        assert!(
+            s.backup_snapshots(plan.id).await.unwrap().is_empty(),
+            "{}",
+            t.name
+        );
+    }
+}
+
 /// Rotating the master key re-seals every kind of secret: all of them read back under the new key, and the
 /// old key is refused.
 #[tokio::test]
