@@ -78,6 +78,7 @@ pub fn retention() -> Result<brokeforge_domain::maintenance::Retention> {
 }
 
 pub async fn open_store() -> Result<brokeforge_store::Store> {
+    refuse_foreign_data_dir()?;
     let url = database_url();
     let key = master_key()?;
     brokeforge_store::Store::open(&url, &key)
@@ -90,8 +91,8 @@ pub async fn open_store() -> Result<brokeforge_store::Store> {
         })
 }
 
-/// Load a configuration file of `KEY=value` lines (`#` comments, optional quotes) into the environment; a
-/// variable already set in the environment wins. The file is `path`, else `BROKEFORGE_CONFIG`, else
+/// Load a configuration file of `KEY=value` lines (`#` comments, optional quotes; a key's last line counts)
+/// into the environment; a variable already set in the environment wins. The file is `path`, else `BROKEFORGE_CONFIG`, else
 /// `/etc/brokeforge/brokeforge.conf` when it exists. Only `BROKEFORGE_*` keys are accepted.
 pub fn load_file(path: Option<&std::path::Path>) -> Result<Option<PathBuf>> {
     let (path, required) = match path {
@@ -104,6 +105,9 @@ pub fn load_file(path: Option<&std::path::Path>) -> Result<Option<PathBuf>> {
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
+        // The package's file is readable by root and the service's group only: another user on the panel
+        // machine running the CLI client has no use for it.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && !required => return Ok(None),
         Err(e) => {
             return Err(anyhow::anyhow!(
                 "cannot read the configuration file {}: {e}",
@@ -111,6 +115,9 @@ pub fn load_file(path: Option<&std::path::Path>) -> Result<Option<PathBuf>> {
             ));
         }
     };
+    // A key given twice takes its last value (as in a shell or systemd's EnvironmentFile): uncommenting an
+    // example further down must not be silently beaten by the default above it.
+    let mut settings: Vec<(String, String)> = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -138,10 +145,41 @@ pub fn load_file(path: Option<&std::path::Path>) -> Result<Option<PathBuf>> {
             .and_then(|v| v.strip_suffix('"'))
             .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
             .unwrap_or(value);
-        if std::env::var_os(key).is_none() {
+        settings.retain(|(k, _)| k != key);
+        settings.push((key.to_string(), value.to_string()));
+    }
+    for (key, value) in settings {
+        if std::env::var_os(&key).is_none() {
             // SAFETY: called from `main` before the async runtime (or any other thread) starts.
-            unsafe { std::env::set_var(key, value) };
+            unsafe { std::env::set_var(&key, &value) };
         }
     }
     Ok(Some(path))
+}
+
+/// Root opening the package's data directory (owned by the `brokeforge` user) would leave root-owned database
+/// files behind that the service then cannot write: say who should run the command instead.
+fn refuse_foreign_data_dir() -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = data_dir();
+    let (Ok(me), Ok(meta)) = (std::fs::metadata("/proc/self"), std::fs::metadata(&dir)) else {
+        return Ok(());
+    };
+    if me.uid() != 0 || meta.uid() == 0 {
+        return Ok(());
+    }
+    let owner = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.get(2) == Some(&meta.uid().to_string().as_str())).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| meta.uid().to_string());
+    anyhow::bail!(
+        "{} belongs to the user {owner}: run this as that user (sudo -u {owner} brokeforge ...), so the files \
+         it creates stay theirs",
+        dir.display()
+    )
 }

@@ -142,6 +142,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // Again: options that default from the environment (`--bind` from BROKEFORGE_BIND) must see what the file
+    // set, and the file's path was itself an option.
+    let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("BROKEFORGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

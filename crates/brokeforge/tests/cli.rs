@@ -94,7 +94,8 @@ fn migrate_creates_the_database_and_a_private_master_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("64 hexadecimal"));
 }
 
-/// A configuration file sets what the environment does not; a foreign key in it is refused clearly.
+/// A configuration file sets what the environment does not (a key's last line counts); a foreign key in it is
+/// refused clearly.
 #[test]
 fn config_file_sets_what_the_environment_does_not() {
     let dir = tempfile::tempdir().unwrap();
@@ -102,7 +103,12 @@ fn config_file_sets_what_the_environment_does_not() {
     let conf = dir.path().join("bf.conf");
     std::fs::write(
         &conf,
-        format!("# BrokeForge\nBROKEFORGE_DATA_DIR=\"{}\"\n", data.display()),
+        // A key's last line counts (an uncommented example below the default replaces it).
+        format!(
+            "# BrokeForge\nBROKEFORGE_DATA_DIR={}\nBROKEFORGE_DATA_DIR=\"{}\"\n",
+            dir.path().join("first").display(),
+            data.display()
+        ),
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
@@ -118,6 +124,7 @@ fn config_file_sets_what_the_environment_does_not() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(data.join("brokeforge.db").exists());
+    assert!(!dir.path().join("first").exists());
     std::fs::write(&conf, "PATH=/nope\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
         .args(["--config", conf.to_str().unwrap(), "migrate"])
@@ -127,11 +134,44 @@ fn config_file_sets_what_the_environment_does_not() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a BrokeForge setting"));
 }
 
+/// Root running a database command on the package's data directory (owned by the service user) is told to run
+/// it as that user instead of leaving root-owned files the service cannot write.
+#[test]
+fn root_is_sent_to_the_data_directory_owner() {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        eprintln!("not run: only root can own a directory on behalf of another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
+    let out = bin(&data).arg("migrate").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("run this as that user (sudo -u"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        0,
+        "it created files"
+    );
+}
+
+/// `serve` answers /health; its address comes from the configuration file (options that default from the
+/// environment see what the file sets).
 #[test]
 fn serve_reports_health() {
     let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("bf.conf");
+    std::fs::write(
+        &conf,
+        "BROKEFORGE_BIND=127.0.0.1:8080\nBROKEFORGE_BIND=127.0.0.1:0\n",
+    )
+    .unwrap();
     let mut child = bin(dir.path())
-        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(["--config", conf.to_str().unwrap(), "serve"])
+        .env_remove("BROKEFORGE_BIND")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -141,6 +181,10 @@ fn serve_reports_health() {
         .read_line(&mut line)
         .unwrap();
     let addr = line.trim().rsplit("://").next().unwrap().to_string();
+    assert_ne!(
+        addr, "127.0.0.1:8080",
+        "the file's last BROKEFORGE_BIND was not used"
+    );
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();

@@ -437,6 +437,11 @@ impl DebianHost {
 
     /// Run a command as root with the harness's own key (what the user does in their root shell).
     pub async fn root(&self, command: &str) -> ExecOutput {
+        self.root_with_stdin(command, None).await
+    }
+
+    /// The same with `input` on the command's standard input (files sent to the host, passwords).
+    pub async fn root_with_stdin(&self, command: &str, input: Option<&[u8]>) -> ExecOutput {
         let target = SshTarget {
             host: self.ip.clone(),
             port: 22,
@@ -449,7 +454,10 @@ impl DebianHost {
             .await
             .expect("ssh as root to the e2e host");
         let out = s
-            .exec(ExecRequest::new(command, Duration::from_secs(600)))
+            .exec(ExecRequest {
+                stdin: input,
+                ..ExecRequest::new(command, Duration::from_secs(600))
+            })
             .await
             .expect("exec");
         s.close().await;

@@ -8,5 +8,6 @@ mod backups;
 mod cli;
 mod databases;
 mod onboarding;
+mod package;
 mod sites;
 mod webserver;
