@@ -564,3 +564,6 @@ mod client;
 
 #[path = "layout/mod.rs"]
 mod layout;
+
+#[path = "upgrade/mod.rs"]
+mod upgrade;
