@@ -54,6 +54,7 @@ Maintainer: BrokeForge developers <dev@brokeforge.invalid>
 Installed-Size: $size
 Depends: libc6 (>= 2.34), libgcc-s1, passwd
 Recommends: systemd
+Suggests: postgresql-client
 Section: admin
 Priority: optional
 Description: server panel: provisions Linux servers over SSH and deploys PHP sites

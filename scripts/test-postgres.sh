@@ -31,6 +31,8 @@ DO \$\$ BEGIN
     CREATE ROLE brokeforge LOGIN PASSWORD 'brokeforge';
   END IF;
 END \$\$;
+-- The self-backup tests restore into databases of their own.
+ALTER ROLE brokeforge CREATEDB;
 SQL
 if ! su postgres -c "psql -p $port -tAc \"SELECT 1 FROM pg_database WHERE datname='brokeforge_test'\"" | grep -q 1; then
   su postgres -c "createdb -p $port -O brokeforge brokeforge_test"

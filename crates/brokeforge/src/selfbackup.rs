@@ -2,8 +2,9 @@
 //! data directory. SQLite is copied with `VACUUM INTO` (consistent, writers go on). With a passphrase the
 //! copy is sealed together with the master key (Argon2id, then XChaCha20-Poly1305 in 1 MiB chunks, each
 //! bound to its position and to whether it is the last, so a cut or reordered file is refused); without
-//! one it is the bare database and the master key must be kept apart. PostgreSQL is backed up the
-//! documented way, `pg_dump`.
+//! one it is the bare database and the master key must be kept apart. PostgreSQL is copied the documented
+//! way, `pg_dump -Fc` (one consistent snapshot), sealed the same way, and restored with `pg_restore` into an
+//! empty database; the password reaches both tools in `PGPASSWORD`, never in their arguments.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -18,6 +19,8 @@ use crate::config;
 
 const MAGIC: &[u8] = b"BROKEFORGE-SELF-BACKUP 1\n";
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
+/// What `pg_dump -Fc` files start with.
+const PGDUMP_MAGIC: &[u8] = b"PGDMP";
 const CHUNK: usize = 1 << 20;
 
 #[derive(Args)]
@@ -67,18 +70,99 @@ fn nonce(prefix: &[u8; 16], counter: u64) -> XNonce {
     *XNonce::from_slice(&n)
 }
 
-fn sqlite_path(url: &str) -> Result<PathBuf> {
-    let Some(rest) = url.strip_prefix("sqlite://") else {
-        bail!(
-            "this database is PostgreSQL: back it up with `pg_dump -Fc` (and keep the master key with it), restore with `pg_restore` into an empty database"
-        );
+/// Where BrokeForge's state lives.
+enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Database {
+    fn configured() -> Database {
+        let url = config::database_url();
+        match url.strip_prefix("sqlite://") {
+            Some(rest) => Database::Sqlite(PathBuf::from(rest.split('?').next().unwrap_or(rest))),
+            None => Database::Postgres(url),
+        }
+    }
+
+    /// The first bytes its copies start with.
+    fn magic(&self) -> &'static [u8] {
+        match self {
+            Database::Sqlite(_) => SQLITE_MAGIC,
+            Database::Postgres(_) => PGDUMP_MAGIC,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Database::Sqlite(_) => "SQLite",
+            Database::Postgres(_) => "PostgreSQL",
+        }
+    }
+}
+
+/// `pg_dump` or `pg_restore` for `url`: the password (percent-decoded) goes in `PGPASSWORD`, the rest of the
+/// URL in `--dbname` (libpq reads its `options`, host, port and TLS settings from it).
+fn pg_tool(tool: &str, url: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(tool);
+    let (url, password) = split_password(url);
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p.as_str());
+    }
+    cmd.arg("--dbname").arg(url);
+    cmd
+}
+
+fn split_password(url: &str) -> (String, Option<Zeroizing<String>>) {
+    let Some(scheme_end) = url.find("://") else {
+        return (url.to_string(), None);
     };
-    Ok(PathBuf::from(rest.split('?').next().unwrap_or(rest)))
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return (url.to_string(), None);
+    };
+    let Some((user, password)) = rest[..at].split_once(':') else {
+        return (url.to_string(), None);
+    };
+    let stripped = format!("{}{user}{}", &url[..scheme_end + 3], &rest[at..]);
+    (stripped, Some(percent_decode(password)))
+}
+
+fn percent_decode(s: &str) -> Zeroizing<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    Zeroizing::new(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn run_tool(mut cmd: std::process::Command, what: &str) -> Result<()> {
+    let out = cmd.output().map_err(|e| {
+        anyhow::anyhow!("cannot run {what} ({e}): install the PostgreSQL client tools (apt install postgresql-client)")
+    })?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 pub async fn backup_self(a: BackupSelfArgs) -> Result<()> {
-    let url = config::database_url();
-    sqlite_path(&url)?;
+    let db = Database::configured();
     if a.to.exists() {
         bail!("{} exists: give a new file", a.to.display());
     }
@@ -87,15 +171,28 @@ pub async fn backup_self(a: BackupSelfArgs) -> Result<()> {
     } else {
         None
     };
+    // Opening proves the key fits the database before anything is written.
     let store = config::open_store().await?;
     let key = config::master_key()?;
-    let copy = a.to.with_extension("sqlite-partial");
+    let copy = a.to.with_extension("copy-partial");
     let _ = std::fs::remove_file(&copy);
-    store
-        .vacuum_into(&copy.to_string_lossy())
-        .await
-        .context("copying the database")?;
+    let copied = match &db {
+        Database::Sqlite(_) => store
+            .vacuum_into(&copy.to_string_lossy())
+            .await
+            .context("copying the database"),
+        Database::Postgres(url) => {
+            let mut cmd = pg_tool("pg_dump", url);
+            cmd.args(["--format=custom", "--no-owner", "--no-privileges", "--file"])
+                .arg(&copy);
+            run_tool(cmd, "pg_dump")
+        }
+    };
     store.close().await;
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&copy);
+        return Err(e);
+    }
     let result = match &pass {
         None => std::fs::rename(&copy, &a.to).context("moving the copy into place"),
         Some(p) => seal(&copy, &a.to, p, &key.to_hex()),
@@ -104,13 +201,15 @@ pub async fn backup_self(a: BackupSelfArgs) -> Result<()> {
     result?;
     if pass.is_none() {
         eprintln!(
-            "wrote {} (the database only: keep the master key apart, or use --passphrase-stdin to seal it inside)",
-            a.to.display()
+            "wrote {} (the {} database only: keep the master key apart, or use --passphrase-stdin to seal it inside)",
+            a.to.display(),
+            db.name()
         );
     } else {
         eprintln!(
-            "wrote {} (sealed with the passphrase, master key inside)",
-            a.to.display()
+            "wrote {} ({}, sealed with the passphrase, master key inside)",
+            a.to.display(),
+            db.name()
         );
     }
     Ok(())
@@ -182,68 +281,119 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
 }
 
 pub async fn restore_self(a: RestoreSelfArgs) -> Result<()> {
-    let db = sqlite_path(&config::database_url())?;
-    if db.exists() && std::fs::metadata(&db)?.len() > 0 {
-        bail!(
-            "{} exists: restore-self fills an empty data directory (point BROKEFORGE_DATA_DIR or BROKEFORGE_DATABASE_URL elsewhere)",
-            db.display()
-        );
+    let db = Database::configured();
+    match &db {
+        Database::Sqlite(path) => {
+            if path.exists() && std::fs::metadata(path)?.len() > 0 {
+                bail!(
+                    "{} exists: restore-self fills an empty data directory (point BROKEFORGE_DATA_DIR or BROKEFORGE_DATABASE_URL elsewhere)",
+                    path.display()
+                );
+            }
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        Database::Postgres(url) => {
+            if !brokeforge_store::is_empty_database(url)
+                .await
+                .with_context(|| format!("cannot reach {}", brokeforge_store::redact_url(url)))?
+            {
+                bail!(
+                    "{} is not empty: restore-self fills an empty database (create one and point BROKEFORGE_DATABASE_URL at it)",
+                    brokeforge_store::redact_url(url)
+                );
+            }
+        }
     }
     let mut file = std::fs::File::open(&a.from)
         .with_context(|| format!("cannot open {}", a.from.display()))?;
     let mut head = vec![0u8; MAGIC.len()];
     let got = read_full(&mut file, &mut head)?;
-    if let Some(dir) = db.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let partial = db.with_extension("restoring");
-    if head[..got].starts_with(SQLITE_MAGIC) {
-        if std::env::var("BROKEFORGE_MASTER_KEY").map_or(true, |v| v.is_empty())
-            && !config::data_dir().join("master.key").exists()
-        {
+    let head = &head[..got];
+    let key_given = std::env::var("BROKEFORGE_MASTER_KEY").is_ok_and(|v| !v.is_empty());
+    let key_path = config::data_dir().join("master.key");
+    // The plain copy, unsealed here when it was sealed (removed when dropped).
+    let scratch = match &db {
+        Database::Sqlite(path) => tempfile::Builder::new()
+            .prefix(".restoring")
+            .tempfile_in(path.parent().unwrap_or(Path::new(".")))?,
+        Database::Postgres(_) => tempfile::Builder::new()
+            .prefix("brokeforge-restore")
+            .tempfile()?,
+    };
+    let mut key_to_write = None;
+    let plain: &Path = if head.starts_with(SQLITE_MAGIC) || head.starts_with(PGDUMP_MAGIC) {
+        if !key_given && !key_path.exists() {
             bail!(
                 "this copy holds no master key: set BROKEFORGE_MASTER_KEY or put master.key in {} first",
                 config::data_dir().display()
             );
         }
-        std::fs::copy(&a.from, &partial)?;
-    } else if head[..got] == *MAGIC {
+        &a.from
+    } else if head == MAGIC {
         if !a.passphrase_stdin {
             bail!("this copy is sealed: give its passphrase with --passphrase-stdin");
         }
-        let key_hex = unseal(&mut file, &partial, &passphrase()?)?;
-        if let Ok(given) = std::env::var("BROKEFORGE_MASTER_KEY")
-            && !given.is_empty()
-        {
+        let key_hex = unseal(&mut file, scratch.path(), &passphrase()?)?;
+        if key_given {
+            let given = std::env::var("BROKEFORGE_MASTER_KEY").unwrap_or_default();
             if given.trim() != key_hex.as_str() {
-                let _ = std::fs::remove_file(&partial);
                 bail!(
                     "BROKEFORGE_MASTER_KEY is not the key sealed in this copy: unset it to use the copy's"
                 );
             }
+        } else if key_path.exists() {
+            bail!(
+                "{} exists: restore-self fills an empty data directory",
+                key_path.display()
+            );
         } else {
-            let path = config::data_dir().join("master.key");
-            if path.exists() {
-                let _ = std::fs::remove_file(&partial);
-                bail!(
-                    "{} exists: restore-self fills an empty data directory",
-                    path.display()
-                );
-            }
-            write_key(&path, &key_hex)?;
+            key_to_write = Some(key_hex);
         }
+        scratch.path()
     } else {
         bail!("{} is not a file backup-self wrote", a.from.display());
+    };
+    let mut inner = vec![0u8; SQLITE_MAGIC.len()];
+    let n = read_full(&mut std::fs::File::open(plain)?, &mut inner)?;
+    if !inner[..n].starts_with(db.magic()) {
+        bail!(
+            "this copy is not of a {} database, which is what BrokeForge is configured for (BROKEFORGE_DATABASE_URL)",
+            db.name()
+        );
     }
-    std::fs::rename(&partial, &db)?;
+    match &db {
+        Database::Sqlite(path) => {
+            let partial = path.with_extension("restoring");
+            std::fs::copy(plain, &partial)?;
+            std::fs::rename(&partial, path)?;
+        }
+        Database::Postgres(url) => {
+            let mut cmd = pg_tool("pg_restore", url);
+            cmd.args([
+                "--single-transaction",
+                "--exit-on-error",
+                "--no-owner",
+                "--no-privileges",
+            ])
+            .arg(plain);
+            run_tool(cmd, "pg_restore")?;
+        }
+    }
+    drop(scratch);
+    if let Some(k) = key_to_write {
+        write_key(&key_path, &k)?;
+    }
     // Opening it proves the key fits and brings the schema up to this binary's.
     let store = config::open_store().await?;
     let users = store.count_users().await?;
     store.close().await;
-    println!(
-        "restored {} ({users} user(s)); start BrokeForge with this data directory",
-        db.display()
-    );
+    let place = match &db {
+        Database::Sqlite(path) => path.display().to_string(),
+        Database::Postgres(url) => brokeforge_store::redact_url(url),
+    };
+    println!("restored {place} ({users} user(s)); start BrokeForge with this data directory");
     Ok(())
 }
 

@@ -325,6 +325,20 @@ pub async fn raw_execute(pool: &AnyPool, sql: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether the database at `url` holds no tables (in its current schema on PostgreSQL): what a restore may
+/// fill.
+pub async fn is_empty_database(url: &str) -> Result<bool> {
+    let pool = connect_raw(url).await?;
+    let sql = if url.starts_with("sqlite:") {
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+    } else {
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()"
+    };
+    let n: i64 = sqlx::query_scalar(sql).fetch_one(&pool).await?;
+    pool.close().await;
+    Ok(n == 0)
+}
+
 /// Hide the password of a database URL before showing it.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

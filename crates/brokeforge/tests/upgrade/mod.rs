@@ -4,6 +4,8 @@
 //! is read back through the domain layer and every secret is opened. A new release adds its fixture with
 //! `scripts/make-upgrade-fixture.sh VERSION`.
 
+mod selfbackup;
+
 use std::path::{Path, PathBuf};
 
 use brokeforge_core::{CredentialKind, ProvisionStatus, Secret, ServiceStatus, ServiceType};

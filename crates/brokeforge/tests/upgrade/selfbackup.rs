@@ -1,0 +1,172 @@
+//! `backup-self` / `restore-self` on PostgreSQL: `pg_dump -Fc` sealed with the master key, `pg_restore` into an
+//! empty database (each test gets two fresh databases, dropped at the end).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use brokeforge_core::{CredentialKind, Secret};
+use brokeforge_store::{MasterKey, NewServer, Store};
+
+fn run(args: &[&str], env: &[(&str, &str)], stdin: &str) -> (bool, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+        .args(args)
+        .env_remove("BROKEFORGE_DATA_DIR")
+        .env_remove("BROKEFORGE_DATABASE_URL")
+        .env_remove("BROKEFORGE_MASTER_KEY")
+        .envs(env.iter().copied())
+        .env("BROKEFORGE_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A panel on PostgreSQL backed up while open, sealed; restored into another, empty database with the key
+/// from the copy: the server and its sealed key come back. A non-empty target and a SQLite target are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_self_and_restore_self_on_postgres() {
+    let Some(base) = std::env::var("BROKEFORGE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        brokeforge_store::testing::backend_missing("BROKEFORGE_TEST_POSTGRES_URL");
+        eprintln!("not run: set BROKEFORGE_TEST_POSTGRES_URL (scripts/test-postgres.sh)");
+        return;
+    };
+    let admin = brokeforge_store::connect_raw(&base).await.unwrap();
+    let mut suffix = [0u8; 4];
+    getrandom::fill(&mut suffix).unwrap();
+    let tag = format!(
+        "bf_selfbk_{}_{}",
+        brokeforge_core::time::now_ms() / 1000,
+        suffix
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let (src, dst) = (format!("{tag}_a"), format!("{tag}_b"));
+    for db in [&src, &dst] {
+        brokeforge_store::raw_execute(&admin, &format!("CREATE DATABASE {db}"))
+            .await
+            .expect("CREATE DATABASE (scripts/test-postgres.sh grants CREATEDB to the test role)");
+    }
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    let src_url = format!("{prefix}/{src}");
+    let dst_url = format!("{prefix}/{dst}");
+
+    let key = MasterKey::generate().unwrap();
+    let key_hex = key.to_hex().to_string();
+    let store = Store::open(&src_url, &key).await.unwrap();
+    let user = store
+        .create_user("pg@example.com", "x", true)
+        .await
+        .unwrap();
+    let server = store
+        .create_server(&NewServer {
+            user_id: user.id,
+            name: "on-postgres".into(),
+            public_ip: "203.0.113.41".into(),
+            ssh_port: 22,
+            host_key_fingerprint: None,
+        })
+        .await
+        .unwrap();
+    store
+        .put_credential(
+            server.id,
+            CredentialKind::Root,
+            "ssh-ed25519 AAAA",
+            &Secret::new("root-private-on-postgres"),
+        )
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pg.bfbackup");
+    let file_s = file.to_str().unwrap();
+    // The copy is taken while the store above holds connections open.
+    let (ok, out) = run(
+        &["backup-self", "--to", file_s, "--passphrase-stdin"],
+        &[
+            ("BROKEFORGE_DATABASE_URL", &src_url),
+            ("BROKEFORGE_MASTER_KEY", &key_hex),
+        ],
+        "a passphrase for postgres\n",
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("PostgreSQL"), "{out}");
+    let sealed = std::fs::read(&file).unwrap();
+    assert!(!sealed.windows(5).any(|w| w == b"PGDMP"), "not sealed");
+
+    // A SQLite data directory cannot take a PostgreSQL copy.
+    let sqlite_dir = dir.path().join("sqlite");
+    let sqlite_s = sqlite_dir.to_str().unwrap();
+    let (ok, out) = run(
+        &["restore-self", "--from", file_s, "--passphrase-stdin"],
+        &[("BROKEFORGE_DATA_DIR", sqlite_s)],
+        "a passphrase for postgres\n",
+    );
+    assert!(!ok && out.contains("not of a SQLite database"), "{out}");
+    assert!(!sqlite_dir.join("master.key").exists());
+    assert!(!sqlite_dir.join("brokeforge.db").exists());
+
+    let data = dir.path().join("node");
+    let data_s = data.to_str().unwrap();
+    let target = [
+        ("BROKEFORGE_DATABASE_URL", dst_url.as_str()),
+        ("BROKEFORGE_DATA_DIR", data_s),
+    ];
+    let (ok, out) = run(
+        &["restore-self", "--from", file_s, "--passphrase-stdin"],
+        &target,
+        "a passphrase for postgres\n",
+    );
+    assert!(ok, "{out}");
+    let restored_key = std::fs::read_to_string(data.join("master.key")).unwrap();
+    assert_eq!(restored_key.trim(), key_hex);
+    let restored = Store::open(&dst_url, &MasterKey::from_hex(restored_key.trim()).unwrap())
+        .await
+        .unwrap();
+    let servers = restored.servers_for_user(user.id).await.unwrap();
+    assert_eq!(servers.len(), 1);
+    assert_eq!(servers[0].name, "on-postgres");
+    assert_eq!(
+        restored
+            .credential(server.id, CredentialKind::Root)
+            .await
+            .unwrap()
+            .private_key
+            .expose(),
+        "root-private-on-postgres"
+    );
+    restored.close().await;
+
+    // Again into the now full database: refused, nothing changed.
+    std::fs::remove_file(data.join("master.key")).unwrap();
+    let (ok, out) = run(
+        &["restore-self", "--from", file_s, "--passphrase-stdin"],
+        &target,
+        "a passphrase for postgres\n",
+    );
+    assert!(!ok && out.contains("is not empty"), "{out}");
+    assert!(!data.join("master.key").exists());
+
+    store.close().await;
+    for db in [&src, &dst] {
+        brokeforge_store::raw_execute(&admin, &format!("DROP DATABASE {db} WITH (FORCE)"))
+            .await
+            .unwrap();
+    }
+    admin.close().await;
+}
