@@ -53,7 +53,7 @@ Architecture: $arch
 Maintainer: BrokeForge developers <dev@brokeforge.invalid>
 Installed-Size: $size
 Depends: libc6 (>= 2.34), libgcc-s1, passwd
-Recommends: systemd
+Recommends: systemd, restic, openssh-client
 Suggests: postgresql-client
 Section: admin
 Priority: optional

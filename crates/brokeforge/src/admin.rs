@@ -44,6 +44,11 @@ pub enum AdminCommand {
         #[arg(long)]
         new_key_file: Option<std::path::PathBuf>,
     },
+    /// BrokeForge's own backup on a schedule, to an S3-compatible or SFTP backup storage.
+    SelfBackup {
+        #[command(subcommand)]
+        command: crate::selfbackup::scheduled::SelfBackupCommand,
+    },
 }
 
 fn read_password() -> Result<String> {
@@ -64,6 +69,9 @@ fn domain_error(e: brokeforge_domain::DomainError) -> anyhow::Error {
 }
 
 pub async fn run(cmd: AdminCommand) -> Result<()> {
+    if let AdminCommand::SelfBackup { command } = cmd {
+        return crate::selfbackup::scheduled::command(command).await;
+    }
     let store = crate::config::open_store().await?;
     let domain = Domain::new(store.clone());
     let result = async {
@@ -153,6 +161,7 @@ pub async fn run(cmd: AdminCommand) -> Result<()> {
                     ),
                 }
             }
+            AdminCommand::SelfBackup { .. } => unreachable!("handled before the store opens"),
             AdminCommand::ListUsers => {
                 let users = store.users().await?;
                 if users.is_empty() {

@@ -49,6 +49,10 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
         let stop = stop.clone();
         tokio::spawn(async move { domain.run_backup_schedule(stop).await })
     };
+    let self_backup = tokio::spawn(crate::selfbackup::scheduled::run_schedule(
+        store.clone(),
+        stop.clone(),
+    ));
     let config = web_config(tls.is_some());
     // Also at connect time, whatever a name resolves to then.
     brokeforge_ssh::refuse_internal_addresses(config.refuse_internal_addresses);
@@ -93,6 +97,7 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
     workers.await.context("worker task")??;
     let _ = housekeeping.await;
     let _ = backup_schedule.await;
+    let _ = self_backup.await;
     if let Some(a) = activity {
         a.abort();
     }

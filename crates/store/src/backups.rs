@@ -256,6 +256,17 @@ impl Store {
                 "{used} backup plan(s) use this storage: delete them first"
             )));
         }
+        let own: i64 = sqlx::query("SELECT COUNT(*) AS n FROM self_backup WHERE storage_id = $1")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?;
+        if own > 0 {
+            return Err(StoreError::Conflict(
+                "BrokeForge's own backup goes to this storage: change it first (brokeforge admin self-backup)"
+                    .into(),
+            ));
+        }
         sqlx::query("DELETE FROM backup_storages WHERE id = $1")
             .bind(id)
             .execute(&self.pool)

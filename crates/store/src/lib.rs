@@ -13,6 +13,7 @@ mod migrate;
 pub mod models;
 pub mod retention;
 mod rotation;
+pub mod selfbackup;
 mod servers;
 mod services;
 mod sites;
@@ -32,6 +33,7 @@ pub use backups::{
 pub use crypto::{Cipher, MasterKey};
 pub use jobs::{Heartbeat, Job, JobStatus, JobTarget, NewJob, Outcome, Recovered};
 pub use models::*;
+pub use selfbackup::SelfBackup;
 pub use servers::TokenUse;
 
 #[derive(Debug, thiserror::Error)]

@@ -66,6 +66,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_backups.sql"),
         postgres: include_str!("../migrations/postgres/0009_backups.sql"),
     },
+    Migration {
+        version: 10,
+        name: "self_backup",
+        sqlite: include_str!("../migrations/sqlite/0010_self_backup.sql"),
+        postgres: include_str!("../migrations/postgres/0010_self_backup.sql"),
+    },
 ];
 
 /// The newest schema this binary knows.

@@ -1261,3 +1261,78 @@ async fn postgres_is_in_the_suite() {
     let names: Vec<_> = stores().await.iter().map(|t| t.name).collect();
     assert_eq!(names, ["sqlite", "postgres"]);
 }
+
+/// BrokeForge's own backup settings: one row, its passphrase sealed (and re-sealed by a rotation), each
+/// occurrence claimed by one node only, its storage kept while in use, and turning it off forgets the
+/// passphrase.
+#[tokio::test]
+async fn self_backup_settings_claims_and_passphrase() {
+    for t in stores().await {
+        let s = &t.store;
+        let (user, _) = user_and_server(s, "self@example.com").await;
+        let storage = s
+            .create_backup_storage(&NewBackupStorage {
+                user_id: user.id,
+                name: "offsite".into(),
+                kind: "s3".into(),
+                configuration: json!({}),
+                secret: Some(Secret::new("s3-secret")),
+            })
+            .await
+            .unwrap();
+        assert_eq!(s.self_backup().await.unwrap(), None, "{}", t.name);
+        s.set_self_backup(
+            storage.id,
+            "30 2 * * *",
+            14,
+            1_000,
+            &Secret::new("pass one"),
+        )
+        .await
+        .unwrap();
+        s.set_self_backup(storage.id, "0 3 * * *", 7, 2_000, &Secret::new("pass two"))
+            .await
+            .unwrap();
+        let sb = s.self_backup().await.unwrap().unwrap();
+        assert_eq!(
+            (
+                sb.schedule.as_str(),
+                sb.keep_last,
+                sb.next_run_at,
+                sb.last_ok
+            ),
+            ("0 3 * * *", 7, 2_000, None),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            s.self_backup_passphrase().await.unwrap().expose(),
+            "pass two"
+        );
+        // Two nodes see the same due time: one claims it.
+        assert!(s.claim_self_backup(2_000, 3_000).await.unwrap());
+        assert!(!s.claim_self_backup(2_000, 3_000).await.unwrap());
+        s.record_self_backup(false, "restic: repository not found")
+            .await
+            .unwrap();
+        let sb = s.self_backup().await.unwrap().unwrap();
+        assert_eq!(sb.last_ok, Some(false));
+        assert!(sb.last_run_at.is_some());
+        let err = s.delete_backup_storage(storage.id).await.unwrap_err();
+        assert!(err.to_string().contains("own backup"), "{}: {err}", t.name);
+
+        let new = MasterKey::generate().unwrap();
+        s.rotate_master_key(&new).await.unwrap();
+        s.close().await;
+        let r = Store::open(&t.url, &new).await.unwrap();
+        assert_eq!(
+            r.self_backup_passphrase().await.unwrap().expose(),
+            "pass two"
+        );
+        r.delete_self_backup().await.unwrap();
+        assert_eq!(r.self_backup().await.unwrap(), None);
+        assert!(r.self_backup_passphrase().await.is_err());
+        r.delete_backup_storage(storage.id).await.unwrap();
+        r.close().await;
+    }
+}

@@ -3,7 +3,6 @@
 //! original alone, a drill counts the rows, retention keeps what it says, an unreachable storage fails
 //! loudly and keeps the old snapshots, and no secret shows in `ps` or a log.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -16,35 +15,6 @@ use brokeforge_store::{Job, JobStatus, Store};
 use super::harness::*;
 
 const S3_SECRET: &str = "e2e-s3-secret-Zq8Lm2Vx";
-
-fn s3_start(index: u8) -> (String, String) {
-    let out = Command::new("bash")
-        .arg(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/e2e-s3.sh"))
-        .args(["start", &index.to_string()])
-        .output()
-        .expect("run scripts/e2e-s3.sh");
-    assert!(
-        out.status.success(),
-        "the S3 stand-in did not start:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let mut w = text.split_whitespace();
-    (w.next().unwrap().to_string(), w.next().unwrap().to_string())
-}
-
-struct S3(u8);
-impl Drop for S3 {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(
-                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("../../scripts/e2e-s3.sh"),
-            )
-            .args(["stop", &self.0.to_string()])
-            .status();
-    }
-}
 
 async fn finished(store: &Store, job: Job) -> Job {
     wait_job(store, job.id, Duration::from_secs(900)).await

@@ -580,3 +580,34 @@ impl Drop for Panel {
         let _ = self.child.wait();
     }
 }
+
+/// moto's S3 server on host `index`'s network (`scripts/e2e-s3.sh`): `(ENDPOINT, BUCKET)`; stop it with [`S3`].
+pub fn s3_start(index: u8) -> (String, String) {
+    let out = Command::new("bash")
+        .arg(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/e2e-s3.sh"))
+        .args(["start", &index.to_string()])
+        .output()
+        .expect("run scripts/e2e-s3.sh");
+    assert!(
+        out.status.success(),
+        "the S3 stand-in did not start:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut w = text.split_whitespace();
+    (w.next().unwrap().to_string(), w.next().unwrap().to_string())
+}
+
+/// Stops the S3 stand-in of host N when dropped.
+pub struct S3(pub u8);
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(
+                std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../scripts/e2e-s3.sh"),
+            )
+            .args(["stop", &self.0.to_string()])
+            .status();
+    }
+}

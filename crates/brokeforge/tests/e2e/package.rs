@@ -87,6 +87,8 @@ async fn debian_package_runs_upgrades_and_keeps_the_panel() {
     let panel = DebianHost::start(19);
     let target = DebianHost::start(20);
 
+    // As a user would: the package lists first (the package recommends restic for the self-backup).
+    must(&panel, "apt-get update -q").await;
     apt_install(&panel, &first).await;
     assert_eq!(
         must(&panel, "systemctl is-enabled brokeforge").await.trim(),
@@ -320,6 +322,102 @@ async fn debian_package_runs_upgrades_and_keeps_the_panel() {
         &["install", "redis", "--server", "target", "--follow"],
     );
     assert!(redis_answers().await);
+
+    // Scheduled self-backup to S3 (moto), run by the service under its hardening: restic (a Recommends of
+    // the package) puts sealed copies into the storage; restic alone with the passphrase gets one back, and
+    // restore-self opens it.
+    assert!(
+        must(&panel, "command -v restic").await.contains("restic"),
+        "restic came with the package"
+    );
+    let (endpoint, bucket) = s3_start(19);
+    let _s3 = S3(19);
+    let added = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+        .args([
+            "backup", "storage", "add", "--name", "offsite", "--kind", "s3",
+        ])
+        .args(["--endpoint", &endpoint, "--bucket", &bucket, "--path-style"])
+        .args(["--access-key-id", "AKIAE2ESELF", "--secret-stdin"])
+        .env("BROKEFORGE_URL", &url)
+        .env("BROKEFORGE_TOKEN", &token)
+        .env("XDG_CONFIG_HOME", keys.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"e2e-self-secret\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let pass = "a passphrase kept offline";
+    let enabled = panel
+        .root_with_stdin(
+            "runuser -u brokeforge -- brokeforge admin self-backup enable --owner ops@example.com --storage offsite \
+             --schedule '* * * * *' --keep-last 2 --passphrase-stdin",
+            Some(format!("{pass}\n").as_bytes()),
+        )
+        .await;
+    assert!(enabled.success(), "{}", enabled.stderr_text());
+    // The service's own scheduler runs it within a minute or so.
+    let ran = must(
+        &panel,
+        "for i in $(seq 1 150); do s=$(runuser -u brokeforge -- brokeforge admin self-backup status); \
+         case \"$s\" in *'last run'*' ok: snapshot'*) echo \"$s\"; exit 0 ;; *FAILED*) echo \"$s\"; exit 1 ;; esac; sleep 1; done; \
+         echo \"$s\"; exit 1",
+    )
+    .await;
+    assert!(ran.contains("brokeforge-self"), "{ran}");
+    let manual = must(
+        &panel,
+        "runuser -u brokeforge -- brokeforge admin self-backup run",
+    )
+    .await;
+    assert!(manual.contains("snapshot"), "{manual}");
+    // No sealed copy is left lying in the data directory.
+    must(
+        &panel,
+        "test ! -e /var/lib/brokeforge/self-backup/copy/brokeforge.bfbackup",
+    )
+    .await;
+    let restic = format!(
+        "RESTIC_PASSWORD='{pass}' AWS_ACCESS_KEY_ID=AKIAE2ESELF AWS_SECRET_ACCESS_KEY=e2e-self-secret \
+         restic --no-cache -o s3.bucket-lookup=path -r s3:{endpoint}/{bucket}/brokeforge-self"
+    );
+    let snapshots = must(&panel, &format!("{restic} snapshots --json -q")).await;
+    let n = serde_json::from_str::<serde_json::Value>(&snapshots)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len();
+    assert!((1..=2).contains(&n), "keep-last 2 kept {n}: {snapshots}");
+    must(
+        &panel,
+        &format!(
+            "{restic} restore latest --target /srv/from-s3 -q && chown -R brokeforge:brokeforge /srv/from-s3 \
+             && install -d -m 0700 -o brokeforge -g brokeforge /var/lib/brokeforge-from-s3"
+        ),
+    )
+    .await;
+    let restored = panel
+        .root_with_stdin(
+            "runuser -u brokeforge -- env BROKEFORGE_DATA_DIR=/var/lib/brokeforge-from-s3 brokeforge restore-self \
+             --from /srv/from-s3/var/lib/brokeforge/self-backup/copy/brokeforge.bfbackup --passphrase-stdin",
+            Some(format!("{pass}\n").as_bytes()),
+        )
+        .await;
+    assert!(
+        restored.success() && restored.stdout_text().contains("1 user(s)"),
+        "{}{}",
+        restored.stdout_text(),
+        restored.stderr_text()
+    );
 
     // Remove keeps the data and the configuration; purge asks nothing and deletes them and the user.
     must(&panel, "apt-get remove -y -q brokeforge").await;

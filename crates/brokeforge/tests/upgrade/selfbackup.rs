@@ -170,3 +170,115 @@ async fn backup_self_and_restore_self_on_postgres() {
     }
     admin.close().await;
 }
+
+/// `admin self-backup enable` takes only what can work (an S3 or pinned SFTP storage of the owner, a real
+/// schedule, a passphrase of 12+ characters on stdin) and changes nothing otherwise; a failing run says so in
+/// `status` and leaves no copy behind; `disable` turns it off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_backup_schedule_is_set_up_with_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let url = format!("sqlite://{}", data.join("brokeforge.db").display());
+    let key = MasterKey::generate().unwrap();
+    let key_hex = key.to_hex().to_string();
+    let store = Store::open(&url, &key).await.unwrap();
+    let user = store
+        .create_user("ops@example.com", "x", true)
+        .await
+        .unwrap();
+    for (name, config) in [
+        (
+            "s3",
+            // Nothing listens there: the run must fail and say so.
+            serde_json::json!({"kind": "s3", "endpoint": "http://127.0.0.1:9", "bucket": "b", "path_style": true, "access_key_id": "AK"}),
+        ),
+        (
+            "disk",
+            serde_json::json!({"kind": "local", "server_id": 1, "path": "/backups"}),
+        ),
+        (
+            "unpinned",
+            serde_json::json!({"kind": "sftp", "host": "backup.example.com", "port": 22, "user": "u", "path": "/b", "public_key": "ssh-ed25519 AAAA"}),
+        ),
+    ] {
+        store
+            .create_backup_storage(&brokeforge_store::NewBackupStorage {
+                user_id: user.id,
+                name: name.into(),
+                kind: config["kind"].as_str().unwrap().into(),
+                configuration: config,
+                secret: Some(Secret::new("storage-secret")),
+            })
+            .await
+            .unwrap();
+    }
+    let data_s = data.to_str().unwrap();
+    let env = [
+        ("BROKEFORGE_DATA_DIR", data_s),
+        ("BROKEFORGE_MASTER_KEY", key_hex.as_str()),
+    ];
+    let enable = |storage: &str, schedule: &str, pass: &str| {
+        run(
+            &[
+                "admin",
+                "self-backup",
+                "enable",
+                "--owner",
+                "ops@example.com",
+                "--storage",
+                storage,
+                "--schedule",
+                schedule,
+                "--passphrase-stdin",
+            ],
+            &env,
+            pass,
+        )
+    };
+    for (storage, schedule, pass, says) in [
+        (
+            "disk",
+            "30 2 * * *",
+            "long enough passphrase\n",
+            "S3-compatible or SFTP",
+        ),
+        (
+            "unpinned",
+            "30 2 * * *",
+            "long enough passphrase\n",
+            "not pinned",
+        ),
+        ("s3", "30 2 * * *", "short\n", "at least 12"),
+        ("s3", "tomorrow", "long enough passphrase\n", "--schedule"),
+        (
+            "nope",
+            "30 2 * * *",
+            "long enough passphrase\n",
+            "no backup storage",
+        ),
+    ] {
+        let (ok, out) = enable(storage, schedule, pass);
+        assert!(!ok && out.contains(says), "{storage} {schedule}: {out}");
+        assert_eq!(store.self_backup().await.unwrap(), None, "{out}");
+    }
+    let (ok, out) = enable("s3", "30 2 * * *", "long enough passphrase\n");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("s3:http://127.0.0.1:9/b/brokeforge-self"),
+        "{out}"
+    );
+    assert_eq!(
+        store.self_backup_passphrase().await.unwrap().expose(),
+        "long enough passphrase"
+    );
+    let (ok, out) = run(&["admin", "self-backup", "run"], &env, "");
+    assert!(!ok, "{out}");
+    let (ok, out) = run(&["admin", "self-backup", "status"], &env, "");
+    assert!(ok && out.contains("FAILED"), "{out}");
+    assert!(out.contains("30 2 * * * (UTC), keep 14"), "{out}");
+    assert!(!data.join("self-backup/copy/brokeforge.bfbackup").exists());
+    let (ok, out) = run(&["admin", "self-backup", "disable"], &env, "");
+    assert!(ok, "{out}");
+    assert_eq!(store.self_backup().await.unwrap(), None);
+    store.close().await;
+}

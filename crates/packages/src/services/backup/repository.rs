@@ -17,7 +17,8 @@ use crate::services::server::provision::APT;
 
 /// Where the helper lives on the server (root only).
 pub const HELPER: &str = "/usr/local/lib/brokeforge/backup.sh";
-const HELPER_TEXT: &str = include_str!("backup.sh");
+/// The helper itself (also run by BrokeForge on its own machine for its scheduled self-backup).
+pub const HELPER_TEXT: &str = include_str!("backup.sh");
 
 /// How many snapshots a plan keeps (restic's `forget` policy). The newest is always kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

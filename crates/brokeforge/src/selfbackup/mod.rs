@@ -17,6 +17,8 @@ use zeroize::Zeroizing;
 
 use crate::config;
 
+pub mod scheduled;
+
 const MAGIC: &[u8] = b"BROKEFORGE-SELF-BACKUP 1\n";
 const SQLITE_MAGIC: &[u8] = b"SQLite format 3\0";
 /// What `pg_dump -Fc` files start with.
@@ -173,32 +175,9 @@ pub async fn backup_self(a: BackupSelfArgs) -> Result<()> {
     };
     // Opening proves the key fits the database before anything is written.
     let store = config::open_store().await?;
-    let key = config::master_key()?;
-    let copy = a.to.with_extension("copy-partial");
-    let _ = std::fs::remove_file(&copy);
-    let copied = match &db {
-        Database::Sqlite(_) => store
-            .vacuum_into(&copy.to_string_lossy())
-            .await
-            .context("copying the database"),
-        Database::Postgres(url) => {
-            let mut cmd = pg_tool("pg_dump", url);
-            cmd.args(["--format=custom", "--no-owner", "--no-privileges", "--file"])
-                .arg(&copy);
-            run_tool(cmd, "pg_dump")
-        }
-    };
+    let written = write_copy(&store, &a.to, pass.as_deref().map(|p| p.as_str())).await;
     store.close().await;
-    if let Err(e) = copied {
-        let _ = std::fs::remove_file(&copy);
-        return Err(e);
-    }
-    let result = match &pass {
-        None => std::fs::rename(&copy, &a.to).context("moving the copy into place"),
-        Some(p) => seal(&copy, &a.to, p, &key.to_hex()),
-    };
-    let _ = std::fs::remove_file(&copy);
-    result?;
+    written?;
     if pass.is_none() {
         eprintln!(
             "wrote {} (the {} database only: keep the master key apart, or use --passphrase-stdin to seal it inside)",
@@ -213,6 +192,36 @@ pub async fn backup_self(a: BackupSelfArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A consistent copy of the configured database at `to` (which must not exist): sealed together with the
+/// master key when a passphrase is given, else the bare database.
+pub(crate) async fn write_copy(
+    store: &brokeforge_store::Store,
+    to: &Path,
+    pass: Option<&str>,
+) -> Result<()> {
+    let key = config::master_key()?;
+    let copy = to.with_extension("copy-partial");
+    let _ = std::fs::remove_file(&copy);
+    let copied = match Database::configured() {
+        Database::Sqlite(_) => store
+            .vacuum_into(&copy.to_string_lossy())
+            .await
+            .context("copying the database"),
+        Database::Postgres(url) => {
+            let mut cmd = pg_tool("pg_dump", &url);
+            cmd.args(["--format=custom", "--no-owner", "--no-privileges", "--file"])
+                .arg(&copy);
+            run_tool(cmd, "pg_dump")
+        }
+    };
+    let result = copied.and_then(|()| match pass {
+        None => std::fs::rename(&copy, to).context("moving the copy into place"),
+        Some(p) => seal(&copy, to, p, &key.to_hex()),
+    });
+    let _ = std::fs::remove_file(&copy);
+    result
 }
 
 fn seal(copy: &Path, to: &Path, passphrase: &str, key_hex: &str) -> Result<()> {
