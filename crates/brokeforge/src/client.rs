@@ -235,11 +235,17 @@ impl Client {
     }
 
     /// Sign in with a password and create an API token named `name`.
-    pub fn login(&self, email: &str, password: &str, name: &str) -> Result<String> {
+    pub fn login(
+        &self,
+        email: &str,
+        password: &str,
+        code: Option<&str>,
+        name: &str,
+    ) -> Result<String> {
         let mut resp = self
             .agent
             .post(&self.url("/login"))
-            .send_json(json!({"email": email, "password": password}))
+            .send_json(json!({"email": email, "password": password, "code": code}))
             .map_err(|e| self.unreachable(e))?;
         let status = resp.status().as_u16();
         let cookie = resp
@@ -250,8 +256,13 @@ impl Client {
             .map(str::to_string);
         let body: Value = resp.body_mut().read_json().unwrap_or(Value::Null);
         if status != 200 {
+            let hint = if body["error"]["code"] == "two_factor_required" {
+                " (give it with --code)"
+            } else {
+                ""
+            };
             bail!(
-                "{}",
+                "{}{hint}",
                 body["error"]["message"]
                     .as_str()
                     .unwrap_or("sign-in failed")

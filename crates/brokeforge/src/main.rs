@@ -80,6 +80,11 @@ enum Command {
     Remove(cli::package::PackageArgs),
     /// Print the exact steps a package would run (secrets masked), without running anything.
     Plan(cli::package::PackageArgs),
+    /// Your account: two-factor sign-in.
+    Account {
+        #[command(subcommand)]
+        command: cli::account::AccountCommand,
+    },
     /// Database schemas and users.
     Db {
         #[command(subcommand)]
@@ -227,6 +232,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Remove(a) => cli::package::remove(cli.client, a).await,
         Command::Plan(a) => cli::package::plan(cli.client, a).await,
         Command::Db { command } => cli::db::db(cli.client, command).await,
+        Command::Account { command } => cli::account::account(cli.client, command).await,
         Command::Backup { command } => cli::backup::backup(cli.client, command).await,
         Command::Site { command } => cli::site::site(cli.client, command).await,
         Command::Events(a) => cli::jobs::events(cli.client, a).await,

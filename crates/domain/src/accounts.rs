@@ -120,7 +120,15 @@ impl Domain {
     /// Sign in. The attempt is counted before the password is checked (so parallel guesses all count),
     /// refused when its email or its client address has failed too often lately, and only then checked, with
     /// at most a few Argon2 verifications at once (each holds ~19 MiB).
-    pub async fn login(&self, email: &str, password: &str, address: &str) -> DomainResult<User> {
+    /// Sign in with a password and, for an account with two-factor sign-in, a code (TOTP or recovery). A wrong
+    /// or missing code counts as a failed attempt, so codes are throttled like passwords.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        code: Option<&str>,
+        address: &str,
+    ) -> DomainResult<User> {
         let store = &self.store;
         let email = email.trim().to_ascii_lowercase();
         let since = now_ms() - THROTTLE_WINDOW_MS;
@@ -151,6 +159,21 @@ impl Domain {
         let ok = verify_password(password, user.as_ref().map_or(dummy, |u| &u.password_hash)).await;
         match user {
             Some(u) if ok => {
+                if u.two_factor {
+                    match code.map(str::trim).filter(|c| !c.is_empty()) {
+                        None => {
+                            return Err(DomainError::SecondFactorRequired(
+                                "this account uses two-factor sign-in: give the code from your authenticator app (or a recovery code)".into(),
+                            ));
+                        }
+                        Some(c) if !self.second_factor_ok(&u, c).await? => {
+                            return Err(DomainError::Unauthorized(
+                                "wrong or already used two-factor code".into(),
+                            ));
+                        }
+                        Some(_) => {}
+                    }
+                }
                 store.login_succeeded(&by_email, &attempt).await?;
                 Ok(u)
             }

@@ -18,6 +18,9 @@ pub enum DomainError {
     /// Wrong credentials.
     #[error("{0}")]
     Unauthorized(String),
+    /// The password was right, and the account asks for a second factor too.
+    #[error("{0}")]
+    SecondFactorRequired(String),
     /// Too many attempts; try again later.
     #[error("{0}")]
     Throttled(String),

@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod maintenance;
 pub mod servers;
 pub mod sites;
+pub mod twofactor;
 
 use brokeforge_packages::Executor;
 use brokeforge_store::Store;

@@ -35,6 +35,7 @@ pub(crate) fn user_from(r: &AnyRow) -> Result<User> {
         password_hash: r.try_get("password_hash")?,
         is_admin: r.try_get::<i64, _>("is_admin")? != 0,
         created_at: r.try_get("created_at")?,
+        two_factor: r.try_get::<i64, _>("two_factor")? != 0,
     })
 }
 
@@ -50,7 +51,8 @@ fn token_from(r: &AnyRow) -> Result<ApiToken> {
     })
 }
 
-const USER_COLS: &str = "u.id, u.email, u.password_hash, u.is_admin, u.created_at";
+pub(crate) const USER_COLS: &str = "u.id, u.email, u.password_hash, u.is_admin, u.created_at, \
+     CASE WHEN u.totp_secret_enc IS NULL THEN 0 ELSE 1 END AS two_factor";
 
 impl Store {
     pub async fn user(&self, id: i64) -> Result<User> {
@@ -346,13 +348,14 @@ impl Store {
             password_hash: password_hash.to_string(),
             is_admin,
             created_at: now,
+            two_factor: false,
         })
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
-        let row = sqlx::query(
-            "SELECT id, email, password_hash, is_admin, created_at FROM users WHERE email = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLS} FROM users u WHERE u.email = $1"
+        ))
         .bind(email.trim().to_ascii_lowercase())
         .fetch_optional(&self.pool)
         .await?;

@@ -17,6 +17,7 @@ pub mod selfbackup;
 mod servers;
 mod services;
 mod sites;
+mod twofactor;
 
 use std::str::FromStr;
 use std::sync::Once;

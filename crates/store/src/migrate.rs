@@ -72,6 +72,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0010_self_backup.sql"),
         postgres: include_str!("../migrations/postgres/0010_self_backup.sql"),
     },
+    Migration {
+        version: 11,
+        name: "two_factor",
+        sqlite: include_str!("../migrations/sqlite/0011_two_factor.sql"),
+        postgres: include_str!("../migrations/postgres/0011_two_factor.sql"),
+    },
 ];
 
 /// The newest schema this binary knows.

@@ -14,6 +14,8 @@ pub struct User {
     pub password_hash: String,
     pub is_admin: bool,
     pub created_at: i64,
+    /// Signing in asks for a second factor (TOTP or a recovery code).
+    pub two_factor: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

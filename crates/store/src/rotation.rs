@@ -5,11 +5,12 @@ use sqlx::Row;
 
 use crate::crypto::Cipher;
 use crate::servers::credential_context;
+use crate::twofactor::totp_context;
 use crate::{KEY_CHECK, MasterKey, Result, Store, StoreError};
 
 impl Store {
     /// Re-seal every secret (server keys, service passwords, panel secrets, backup storages' and plans'
-    /// secrets, the key check) under `new`; how many values. BrokeForge must not be writing meanwhile (stop
+    /// secrets, users' TOTP secrets, the key check) under `new`; how many values. BrokeForge must not be writing meanwhile (stop
     /// serve and workers): a secret sealed by another process during the rotation would keep the old key.
     pub async fn rotate_master_key(&self, new: &MasterKey) -> Result<usize> {
         let next = Cipher::new(new);
@@ -121,6 +122,26 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             count += 1;
+        }
+        let rows = sqlx::query(
+            "SELECT id, totp_secret_enc, totp_pending_enc FROM users WHERE totp_secret_enc IS NOT NULL OR totp_pending_enc IS NOT NULL",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in rows {
+            let id: i64 = row.try_get("id")?;
+            for (col, pending) in [("totp_secret_enc", false), ("totp_pending_enc", true)] {
+                let Some(value) = row.try_get::<Option<Vec<u8>>, _>(col)? else {
+                    continue;
+                };
+                let sealed = self.reseal(&next, &totp_context(id, pending), &value)?;
+                sqlx::query(&format!("UPDATE users SET {col} = $1 WHERE id = $2"))
+                    .bind(sealed)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                count += 1;
+            }
         }
         tx.commit().await?;
         Ok(count)

@@ -295,9 +295,15 @@ async fn master_key_rotation_reseals_every_secret() {
             })
             .await
             .unwrap();
+        s.enable_totp(user.id, b"totp-secret-20-bytes", 7, &[])
+            .await
+            .unwrap();
+        s.set_totp_pending(user.id, b"pending-secret-bytes")
+            .await
+            .unwrap();
         let new = MasterKey::generate().unwrap();
         let n = s.rotate_master_key(&new).await.unwrap();
-        assert!(n >= 6, "{}: {n}", t.name);
+        assert!(n >= 8, "{}: {n}", t.name);
         s.close().await;
         let err = Store::open(&t.url, &t.key)
             .await
@@ -344,6 +350,12 @@ async fn master_key_rotation_reseals_every_secret() {
         assert_eq!(
             r.backup_plan_password(plan.id).await.unwrap().expose(),
             "repo-password"
+        );
+        let (totp, step) = r.totp_secret(user.id).await.unwrap().unwrap();
+        assert_eq!((totp.as_slice(), step), (&b"totp-secret-20-bytes"[..], 7));
+        assert_eq!(
+            r.totp_pending(user.id).await.unwrap().unwrap().as_slice(),
+            b"pending-secret-bytes"
         );
         r.close().await;
     }

@@ -101,6 +101,9 @@ impl From<DomainError> for ApiError {
             DomainError::Unauthorized(m) => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", m)
             }
+            DomainError::SecondFactorRequired(m) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "two_factor_required", m)
+            }
             DomainError::Throttled(m) => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", m)
             }

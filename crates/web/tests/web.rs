@@ -1931,6 +1931,9 @@ async fn password_changes_need_the_current_one_and_end_old_credentials() {
 #[path = "web/browser.rs"]
 mod browser;
 
+#[path = "web/twofactor.rs"]
+mod twofactor;
+
 /// The one-line script runs as root: BrokeForge hands it out only from an https:// address unless the
 /// operator opted in, and then the page says in red that it is unprotected.
 #[tokio::test]

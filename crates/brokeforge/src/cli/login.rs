@@ -16,6 +16,9 @@ pub struct LoginArgs {
     /// Read the password from standard input.
     #[arg(long, required = true)]
     pub password_stdin: bool,
+    /// With two-factor sign-in: the app's current code (it works once), or a recovery code.
+    #[arg(long)]
+    pub code: Option<String>,
     /// Name of the API token this login creates.
     #[arg(long, default_value = "cli")]
     pub name: String,
@@ -27,7 +30,7 @@ pub async fn login(a: LoginArgs) -> Result<()> {
         url: Some(a.url.clone()),
         ..ClientArgs::default()
     })?;
-    let token = client.login(&a.email, &password, &a.name)?;
+    let token = client.login(&a.email, &password, a.code.as_deref(), &a.name)?;
     let path = save_login(&SavedLogin {
         url: client.base.clone(),
         token,

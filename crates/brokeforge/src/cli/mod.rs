@@ -1,6 +1,7 @@
 //! The client commands: everything the web app does, from a terminal or a script, through the JSON API. One
 //! module per subcommand.
 
+pub mod account;
 pub mod backup;
 pub mod common;
 pub mod db;

@@ -8,6 +8,8 @@ use brokeforge_core::CredentialKind;
 use brokeforge_ssh::testkit::TestSshServer;
 use brokeforge_store::{MasterKey, Store};
 
+mod twofactor;
+
 struct Panel {
     dir: tempfile::TempDir,
     key_hex: String,

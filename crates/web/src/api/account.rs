@@ -21,6 +21,9 @@ pub async fn me(authed: Authed) -> ApiJson {
 pub struct LoginBody {
     email: String,
     password: String,
+    /// For accounts with two-factor sign-in: a code from the app, or a recovery code.
+    #[serde(default)]
+    code: Option<String>,
 }
 
 /// Sign in for an API session (browsers use the login page); answers with the cookie and the CSRF token.
@@ -30,7 +33,10 @@ pub async fn login(
     Body(b): Body<LoginBody>,
 ) -> ApiResponse {
     let address = auth::client_address(&parts, state.config.trust_proxy);
-    let user = state.domain.login(&b.email, &b.password, &address).await?;
+    let user = state
+        .domain
+        .login(&b.email, &b.password, b.code.as_deref(), &address)
+        .await?;
     let session = state.domain.start_session(user.id).await?;
     Ok((
         [(
@@ -125,4 +131,45 @@ pub async fn set_password(
         .set_password(&authed.user, id, b.current_password.as_deref(), &b.password)
         .await?;
     Ok(Json(json!({"ok": true})))
+}
+
+/// Start setting up two-factor sign-in: the secret and its `otpauth://` URI for the app.
+pub async fn two_factor_setup(State(state): State<AppState>, authed: Authed) -> ApiJson {
+    let setup = state.domain.begin_two_factor(&authed.user).await?;
+    Ok(Json(
+        json!({"secret": setup.secret, "otpauth_uri": setup.otpauth_uri}),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct TwoFactorBody {
+    code: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// Confirm with the app's first code: two-factor sign-in is on; the recovery codes are in this answer only.
+pub async fn two_factor_confirm(
+    State(state): State<AppState>,
+    authed: Authed,
+    Body(b): Body<TwoFactorBody>,
+) -> ApiJson {
+    let codes = state
+        .domain
+        .confirm_two_factor(&authed.user, &b.code)
+        .await?;
+    Ok(Json(json!({"two_factor": true, "recovery_codes": codes})))
+}
+
+/// Turn it off (the password and a current or recovery code).
+pub async fn two_factor_disable(
+    State(state): State<AppState>,
+    authed: Authed,
+    Body(b): Body<TwoFactorBody>,
+) -> ApiJson {
+    state
+        .domain
+        .disable_two_factor(&authed.user, &b.password, &b.code)
+        .await?;
+    Ok(Json(json!({"two_factor": false})))
 }

@@ -37,9 +37,12 @@ macro_rules! ops {
 pub fn operations() -> Vec<Op> {
     ops! {
         get "/openapi.json" document, "This document", "";
-        post "/login" account::login, "Start a session (answers with the CSRF token for later requests)", r#"{"email":"you@example.com","password":"..."}"#;
+        post "/login" account::login, "Start a session (answers with the CSRF token for later requests)", r#"{"email":"you@example.com","password":"...","code":"123456 (with two-factor sign-in)"}"#;
         post "/logout" account::logout, "End the session", "";
         get "/me" account::me, "The signed-in user", "";
+        post "/account/2fa" account::two_factor_setup, "Start setting up two-factor sign-in: the secret and its otpauth:// URI", "";
+        post "/account/2fa/confirm" account::two_factor_confirm, "Turn two-factor sign-in on with the app's first code; answers with 10 recovery codes (shown once)", r#"{"code":"123456"}"#;
+        post "/account/2fa/disable" account::two_factor_disable, "Turn two-factor sign-in off (password and a code)", r#"{"password":"...","code":"123456"}"#;
         get "/catalogue" servers::list_catalogue, "Installable packages with their parameters and milestones", "";
         get "/servers" servers::list_servers, "Your servers with their services (paged: limit, after, next; name=NAME finds one)", "";
         post "/servers" servers::create_server, "Add a server (with root_key: onboard it directly; else use the one-line script)", r#"{"name":"web-1","public_ip":"203.0.113.10","ssh_port":22}"#;

@@ -28,6 +28,21 @@ pub struct AccountPage {
     pub nav: Nav,
     pub tokens: Vec<TokenRow>,
     pub new_token: String,
+    pub two_factor: bool,
+    pub codes_left: i64,
+    /// Two-factor sign-in being set up: the QR code (SVG BrokeForge drew) and the secret to type.
+    pub setup_svg: String,
+    pub setup_secret: String,
+    /// Shown once, right after two-factor sign-in was turned on.
+    pub recovery_codes: Vec<String>,
+}
+
+/// What one answer of the account page shows besides the lists.
+#[derive(Default)]
+pub struct Shown {
+    pub new_token: String,
+    pub setup: Option<brokeforge_domain::twofactor::TotpSetup>,
+    pub recovery_codes: Vec<String>,
 }
 
 pub async fn account_view(
@@ -37,6 +52,28 @@ pub async fn account_view(
     error: Option<&ApiError>,
     notice: &str,
 ) -> PageResult {
+    account_view_with(
+        state,
+        u,
+        Shown {
+            new_token,
+            ..Shown::default()
+        },
+        error,
+        notice,
+    )
+    .await
+}
+
+pub async fn account_view_with(
+    state: &AppState,
+    u: &Authed,
+    shown: Shown,
+    error: Option<&ApiError>,
+    notice: &str,
+) -> PageResult {
+    // The user as stored now (two-factor may have changed in this request).
+    let user = state.store.user(u.user.id).await?;
     let tokens = state
         .store
         .api_tokens(u.user.id)
@@ -59,11 +96,20 @@ pub async fn account_view(
         nav = nav.with_error(e);
     }
     nav.notice = notice.into();
+    let (setup_svg, setup_secret) = shown
+        .setup
+        .map(|s| (s.qr_svg, s.secret))
+        .unwrap_or_default();
     Ok(render(
         &AccountPage {
             nav,
             tokens,
-            new_token,
+            new_token: shown.new_token,
+            two_factor: user.two_factor,
+            codes_left: state.domain.recovery_codes_left(&user).await?,
+            setup_svg,
+            setup_secret,
+            recovery_codes: shown.recovery_codes,
         },
         if error.is_some() {
             StatusCode::UNPROCESSABLE_ENTITY
@@ -128,6 +174,80 @@ pub async fn change_password(
     // Every session ended with the change; start a fresh one for this browser.
     let token = state.domain.start_session(u.user.id).await?.token;
     Ok(super::auth::signed_in_redirect(&state, &token, "/account"))
+}
+
+// ---- two-factor sign-in ----
+
+pub async fn two_factor_setup(State(state): State<AppState>, PageUser(u): PageUser) -> PageResult {
+    match state
+        .domain
+        .begin_two_factor(&u.user)
+        .await
+        .map_err(ApiError::from)
+    {
+        Ok(setup) => {
+            let shown = Shown {
+                setup: Some(setup),
+                ..Shown::default()
+            };
+            account_view_with(&state, &u, shown, None, "").await
+        }
+        Err(e) => account_view(&state, &u, String::new(), Some(&e), "").await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    pub code: String,
+    #[serde(default)]
+    pub password: String,
+}
+
+pub async fn two_factor_confirm(
+    State(state): State<AppState>,
+    PageUser(u): PageUser,
+    Form(f): Form<CodeForm>,
+) -> PageResult {
+    match state
+        .domain
+        .confirm_two_factor(&u.user, &f.code)
+        .await
+        .map_err(ApiError::from)
+    {
+        Ok(codes) => {
+            let shown = Shown {
+                recovery_codes: codes,
+                ..Shown::default()
+            };
+            account_view_with(&state, &u, shown, None, "Two-factor sign-in is on.").await
+        }
+        Err(e) => account_view(&state, &u, String::new(), Some(&e), "").await,
+    }
+}
+
+pub async fn two_factor_disable(
+    State(state): State<AppState>,
+    PageUser(u): PageUser,
+    Form(f): Form<CodeForm>,
+) -> PageResult {
+    match state
+        .domain
+        .disable_two_factor(&u.user, &f.password, &f.code)
+        .await
+        .map_err(ApiError::from)
+    {
+        Ok(()) => {
+            account_view(
+                &state,
+                &u,
+                String::new(),
+                None,
+                "Two-factor sign-in is off.",
+            )
+            .await
+        }
+        Err(e) => account_view(&state, &u, String::new(), Some(&e), "").await,
+    }
 }
 
 #[derive(Template)]

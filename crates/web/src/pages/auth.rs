@@ -26,6 +26,9 @@ pub struct LoginPage {
 pub struct Credentials {
     pub email: String,
     pub password: String,
+    /// The second factor, for accounts with two-factor sign-in.
+    #[serde(default)]
+    pub code: String,
     /// The pre-session token the form was rendered with.
     #[serde(default, rename = "_csrf")]
     pub csrf: String,
@@ -151,7 +154,7 @@ pub async fn login(
     let address = auth::client_address(&parts, state.config.trust_proxy);
     match state
         .domain
-        .login(&f.email, &f.password, &address)
+        .login(&f.email, &f.password, Some(&f.code), &address)
         .await
         .map_err(ApiError::from)
     {
