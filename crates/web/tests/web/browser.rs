@@ -510,3 +510,96 @@ async fn setup_add_server_install_fail_and_retry() {
         );
     }
 }
+
+/// Two-factor sign-in in the browser: set up from the account page by scanning (here: reading) the secret and
+/// typing the code the app would show, recovery codes shown, then signing in asks for a code and takes one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(bf_browser),
+    ignore = "the web app in headless Chromium: set BROKEFORGE_BROWSER_TESTS=1 (apt-get install chromium chromium-driver)"
+)]
+async fn two_factor_set_up_and_sign_in() {
+    if !enabled() {
+        return;
+    }
+    let app = apps().await.remove(0);
+    let base = format!("http://{}", app.addr);
+    user(&app, "browser-tf@example.com", false).await;
+    let b = Browser::start().await;
+    let sign_in = |code: Option<String>| {
+        let b = &b;
+        let base = &base;
+        async move {
+            b.goto(&format!("{base}/login")).await;
+            b.type_into("#email", "browser-tf@example.com").await;
+            b.type_into("#password", "correct horse battery").await;
+            if let Some(c) = code {
+                b.type_into("#code", &c).await;
+            }
+            b.click("#submit").await;
+        }
+    };
+    sign_in(None).await;
+    b.wait_for(
+        "the dashboard",
+        "location.pathname === '/'",
+        Duration::from_secs(10),
+    )
+    .await;
+    b.goto(&format!("{base}/account")).await;
+    b.click("#tf-setup").await;
+    b.wait_for(
+        "the QR code",
+        "document.querySelector('.qr svg') && document.querySelector('#totp-secret')",
+        Duration::from_secs(10),
+    )
+    .await;
+    b.screenshot("09-two-factor-setup").await;
+    let secret = b
+        .js("return document.querySelector('#totp-secret').innerText")
+        .await;
+    let secret = secret.as_str().unwrap().trim().to_string();
+    b.type_into("#tf-code", &super::twofactor::code_for(&secret, 0))
+        .await;
+    b.click("#tf-confirm").await;
+    b.wait_for(
+        "the recovery codes",
+        "document.querySelector('#recovery-codes')",
+        Duration::from_secs(10),
+    )
+    .await;
+    let codes = b
+        .js("return document.querySelector('#recovery-codes').innerText")
+        .await;
+    assert_eq!(
+        codes
+            .as_str()
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count(),
+        10
+    );
+
+    b.click("header form button").await;
+    b.wait_for(
+        "the sign-in page",
+        "location.pathname === '/login'",
+        Duration::from_secs(5),
+    )
+    .await;
+    sign_in(None).await;
+    b.wait_for(
+        "the two-factor message",
+        "document.querySelector('#page-error') && document.querySelector('#page-error').innerText.includes('two-factor')",
+        Duration::from_secs(5),
+    )
+    .await;
+    sign_in(Some(super::twofactor::code_for(&secret, 1))).await;
+    b.wait_for(
+        "the dashboard",
+        "location.pathname === '/'",
+        Duration::from_secs(10),
+    )
+    .await;
+}

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::*;
 
 /// The code an authenticator app shows `steps` periods from now for this base32 secret.
-fn code_for(secret: &str, steps: i64) -> String {
+pub(super) fn code_for(secret: &str, steps: i64) -> String {
     let raw = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, secret).unwrap();
     let now = brokeforge_core::time::now_ms() / 1000;
     totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, raw)
