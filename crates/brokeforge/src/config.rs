@@ -52,7 +52,8 @@ pub fn master_key_if_present() -> Result<Option<MasterKey>> {
     Ok(None)
 }
 
-/// How much history is kept (`BROKEFORGE_RETENTION_DAYS`, `_LOG_LINES`, `_EVENTS`; see the README).
+/// How much history is kept (`BROKEFORGE_RETENTION_DAYS`, `_LOG_LINES`, `_EVENTS`, `_AUDIT_DAYS`; see the
+/// README).
 pub fn retention() -> Result<brokeforge_domain::maintenance::Retention> {
     let mut r = brokeforge_domain::maintenance::Retention::default();
     for (key, field) in [
@@ -62,6 +63,7 @@ pub fn retention() -> Result<brokeforge_domain::maintenance::Retention> {
             &mut r.log_lines_per_server,
         ),
         ("BROKEFORGE_RETENTION_EVENTS", &mut r.events_per_server),
+        ("BROKEFORGE_RETENTION_AUDIT_DAYS", &mut r.audit_days),
     ] {
         if let Ok(v) = std::env::var(key)
             && !v.trim().is_empty()

@@ -80,6 +80,8 @@ enum Command {
     Remove(cli::package::PackageArgs),
     /// Print the exact steps a package would run (secrets masked), without running anything.
     Plan(cli::package::PackageArgs),
+    /// The audit log: who did what, from where, when (newest first; --json for JSON lines).
+    Audit(cli::audit::AuditArgs),
     /// Your account: two-factor sign-in.
     Account {
         #[command(subcommand)]
@@ -233,6 +235,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Plan(a) => cli::package::plan(cli.client, a).await,
         Command::Db { command } => cli::db::db(cli.client, command).await,
         Command::Account { command } => cli::account::account(cli.client, command).await,
+        Command::Audit(a) => cli::audit::audit(cli.client, a).await,
         Command::Backup { command } => cli::backup::backup(cli.client, command).await,
         Command::Site { command } => cli::site::site(cli.client, command).await,
         Command::Events(a) => cli::jobs::events(cli.client, a).await,

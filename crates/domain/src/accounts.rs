@@ -127,6 +127,33 @@ impl Domain {
         email: &str,
         password: &str,
         code: Option<&str>,
+        origin: &crate::audit::Origin,
+    ) -> DomainResult<User> {
+        let result = self.check_login(email, password, code, &origin.ip).await;
+        let (user_id, status, summary) = match &result {
+            Ok(u) => (Some(u.id), 200, "signed in".to_string()),
+            Err(e) => (None, 401, e.to_string()),
+        };
+        self.audit(brokeforge_store::NewAuditEntry {
+            user_id,
+            actor: email.trim().to_ascii_lowercase(),
+            ip: origin.ip.clone(),
+            user_agent: origin.user_agent.clone(),
+            action: "sign in".into(),
+            target: "/login".into(),
+            status,
+            summary,
+            ..Default::default()
+        })
+        .await;
+        result
+    }
+
+    async fn check_login(
+        &self,
+        email: &str,
+        password: &str,
+        code: Option<&str>,
         address: &str,
     ) -> DomainResult<User> {
         let store = &self.store;

@@ -620,7 +620,16 @@ impl Domain {
                     run_backup(&self.store, p.server_id, p.id).await
                 };
                 match job {
-                    Ok(_) => queued += 1,
+                    Ok(j) => {
+                        queued += 1;
+                        let what = if verify { "restore drill" } else { "backup" };
+                        self.audit_schedule(
+                            p.server_id,
+                            &format!("scheduled {what}"),
+                            &format!("plan {} (job {})", p.name, j.id),
+                        )
+                        .await;
+                    }
                     Err(e) => {
                         tracing::warn!(plan = p.id, error = %e, "a due backup could not be queued")
                     }

@@ -4,6 +4,7 @@
 //! user's objects are simply not there.
 
 pub mod accounts;
+pub mod audit;
 pub mod backups;
 pub mod databases;
 pub mod error;

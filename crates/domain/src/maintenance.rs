@@ -35,6 +35,8 @@ pub struct Retention {
     pub log_lines_per_server: i64,
     /// `BROKEFORGE_RETENTION_EVENTS`: the newest progress events kept per server.
     pub events_per_server: i64,
+    /// `BROKEFORGE_RETENTION_AUDIT_DAYS`: audit log entries older than this go (longer than other history).
+    pub audit_days: i64,
 }
 
 impl Default for Retention {
@@ -43,6 +45,7 @@ impl Default for Retention {
             days: 365,
             log_lines_per_server: 20_000,
             events_per_server: 5_000,
+            audit_days: 730,
         }
     }
 }
@@ -50,6 +53,7 @@ impl Default for Retention {
 /// What one round removed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Pruned {
+    pub audit: u64,
     pub login_attempts: u64,
     pub webhook_deliveries: u64,
     pub bootstrap_keys: u64,
@@ -93,6 +97,14 @@ impl Domain {
                 if started.elapsed() > ROUND_BUDGET {
                     break;
                 }
+            }
+        }
+        let audit_before = now - retention.audit_days.max(1) * 24 * 3600 * 1000;
+        loop {
+            let n = self.store.prune_audit_before(audit_before).await?;
+            out.audit += n;
+            if n == 0 || started.elapsed() > ROUND_BUDGET {
+                break;
             }
         }
         loop {

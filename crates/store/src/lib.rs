@@ -5,6 +5,7 @@
 //! statements whose dialects differ branch on [`Backend`].
 
 pub mod accounts;
+pub mod audit;
 pub mod backups;
 pub mod crypto;
 mod events;
@@ -28,6 +29,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use zeroize::Zeroizing;
 
 pub use accounts::{ApiToken, Session};
+pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
 pub use backups::{
     BackupPlan, BackupSnapshot, BackupStorage, NewBackupPlan, NewBackupStorage, SeenSnapshot,
 };

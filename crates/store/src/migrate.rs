@@ -78,6 +78,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0011_two_factor.sql"),
         postgres: include_str!("../migrations/postgres/0011_two_factor.sql"),
     },
+    Migration {
+        version: 12,
+        name: "audit",
+        sqlite: include_str!("../migrations/sqlite/0012_audit.sql"),
+        postgres: include_str!("../migrations/postgres/0012_audit.sql"),
+    },
 ];
 
 /// The newest schema this binary knows.

@@ -3,6 +3,7 @@
 //! about HTTP.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -29,6 +30,11 @@ pub fn router(state: AppState) -> Router {
         .merge(public::routes())
         .merge(pages::routes())
         .nest("/api/v1", api::routes())
+        // Inside authentication (it needs the caller), after routing (it needs the route).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate_layer,

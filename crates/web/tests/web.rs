@@ -1934,6 +1934,9 @@ mod browser;
 #[path = "web/twofactor.rs"]
 mod twofactor;
 
+#[path = "web/audit.rs"]
+mod audit;
+
 /// The one-line script runs as root: BrokeForge hands it out only from an https:// address unless the
 /// operator opted in, and then the page says in red that it is unprotected.
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! module per subcommand.
 
 pub mod account;
+pub mod audit;
 pub mod backup;
 pub mod common;
 pub mod db;

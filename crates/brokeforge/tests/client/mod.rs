@@ -8,6 +8,7 @@ use brokeforge_core::CredentialKind;
 use brokeforge_ssh::testkit::TestSshServer;
 use brokeforge_store::{MasterKey, Store};
 
+mod audit;
 mod twofactor;
 
 struct Panel {

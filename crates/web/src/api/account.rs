@@ -32,10 +32,10 @@ pub async fn login(
     parts: Parts,
     Body(b): Body<LoginBody>,
 ) -> ApiResponse {
-    let address = auth::client_address(&parts, state.config.trust_proxy);
+    let origin = crate::audit::origin(&parts, state.config.trust_proxy);
     let user = state
         .domain
-        .login(&b.email, &b.password, b.code.as_deref(), &address)
+        .login(&b.email, &b.password, b.code.as_deref(), &origin)
         .await?;
     let session = state.domain.start_session(user.id).await?;
     Ok((

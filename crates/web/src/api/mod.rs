@@ -3,6 +3,7 @@
 //! The route table below is also the OpenAPI document.
 
 mod account;
+mod audit;
 mod backups;
 /// The page links to the same download.
 pub use backups::download as backups_download;
@@ -101,6 +102,7 @@ pub fn operations() -> Vec<Op> {
         get "/sites/{id}/webhook" sites::site_webhook, "The deploy webhook: URL, secret, and the provider it expects", "";
         put "/sites/{id}/webhook" sites::set_webhook, "Choose who calls the deploy webhook (github, gitlab or generic)", r#"{"provider":"gitlab"}"#;
         get "/deployments/{id}" jobs::show_deployment, "A deployment with its log", "";
+        get "/audit" audit::list, "The audit log, newest first (?server=ID&user=EMAIL&action=TEXT&since=MS&before=ID&limit=N): administrators see everything, others their own actions and those on their servers", "";
         get "/tokens" account::list_tokens, "Your API tokens", "";
         post "/tokens" account::create_token, "Create an API token (shown once)", r#"{"name":"ci"}"#;
         delete "/tokens/{id}" account::revoke_token, "Revoke an API token", "";

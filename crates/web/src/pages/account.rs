@@ -331,3 +331,97 @@ pub async fn delete_user(
     }
     Ok(see_other("/users"))
 }
+
+// ---- audit log ----
+
+pub struct AuditRow {
+    pub when: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub summary: String,
+    pub status: i64,
+    pub ip: String,
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+pub struct AuditPage {
+    pub nav: Nav,
+    pub entries: Vec<AuditRow>,
+    pub action: String,
+    pub user: String,
+    pub next: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct AuditQuery {
+    pub action: String,
+    pub user: String,
+    pub before: Option<i64>,
+}
+
+/// What the caller may see of the audit log (administrators: everything), newest first, 100 a page.
+pub async fn audit(
+    State(state): State<AppState>,
+    PageUser(u): PageUser,
+    axum::extract::Query(q): axum::extract::Query<AuditQuery>,
+) -> PageResult {
+    const PAGE: i64 = 100;
+    let user_id = match q.user.trim() {
+        "" => None,
+        email => Some(match state.store.user_by_email(email).await? {
+            Some(found) => found.id,
+            // Nobody by that name: an empty list, not an error page.
+            None => -1,
+        }),
+    };
+    let entries = state
+        .domain
+        .audit_log(
+            &u.user,
+            brokeforge_store::AuditFilter {
+                user_id,
+                action: Some(q.action.trim().to_string()).filter(|a| !a.is_empty()),
+                before: q.before,
+                limit: PAGE,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let next = match entries.last() {
+        Some(e) if entries.len() as i64 == PAGE => format!(
+            "/audit?{}",
+            serde_urlencoded::to_string([
+                ("action", q.action.as_str()),
+                ("user", q.user.as_str()),
+                ("before", &e.id.to_string()),
+            ])
+            .unwrap_or_default()
+        ),
+        _ => String::new(),
+    };
+    let entries = entries
+        .into_iter()
+        .map(|e| AuditRow {
+            when: brokeforge_core::time::utc_stamp(e.at),
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            summary: e.summary,
+            status: e.status,
+            ip: e.ip,
+        })
+        .collect();
+    Ok(render(
+        &AuditPage {
+            nav: Nav::of(&u, "Audit log"),
+            entries,
+            action: q.action,
+            user: q.user,
+            next,
+        },
+        StatusCode::OK,
+    ))
+}

@@ -151,10 +151,10 @@ pub async fn login(
     Form(f): Form<Credentials>,
 ) -> PageResult {
     check_presession(&parts, &f.csrf)?;
-    let address = auth::client_address(&parts, state.config.trust_proxy);
+    let origin = crate::audit::origin(&parts, state.config.trust_proxy);
     match state
         .domain
-        .login(&f.email, &f.password, Some(&f.code), &address)
+        .login(&f.email, &f.password, Some(&f.code), &origin)
         .await
         .map_err(ApiError::from)
     {

@@ -98,6 +98,7 @@ pub fn routes() -> Router<AppState> {
         .route("/deployments/{id}", get(jobs::deployment_page))
         .route("/jobs/{id}", get(jobs::job_page))
         .route("/account", get(account::account))
+        .route("/audit", get(account::audit))
         .route("/account/tokens", post(account::create_token))
         .route("/account/tokens/{id}/revoke", post(account::revoke_token))
         .route("/account/password", post(account::change_password))

@@ -1,0 +1,68 @@
+//! The audit log, newest first: administrators see everything, others their own actions and what happened
+//! on their servers. There is no route that changes it.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use brokeforge_store::AuditFilter;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::common::{ApiJson, PageQuery};
+use crate::auth::Authed;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    /// A server id.
+    pub server: Option<i64>,
+    /// A user's email.
+    pub user: Option<String>,
+    /// Text the action contains (`deploy`, `POST /servers`).
+    pub action: Option<String>,
+    /// Only entries at or after this time (milliseconds since 1970).
+    pub since: Option<i64>,
+    pub before: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    authed: Authed,
+    Query(q): Query<AuditQuery>,
+) -> ApiJson {
+    let paging = PageQuery {
+        after: None,
+        before: q.before,
+        limit: q.limit,
+    };
+    let limit = paging.limit()?;
+    let user_id = match q.user.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        None => None,
+        Some(email) => Some(
+            state
+                .store
+                .user_by_email(email)
+                .await?
+                .ok_or_else(|| ApiError::invalid("user", format!("no user {email}")))?
+                .id,
+        ),
+    };
+    let entries = state
+        .domain
+        .audit_log(
+            &authed.user,
+            AuditFilter {
+                user_id,
+                server_id: q.server,
+                action: q.action.filter(|a| !a.trim().is_empty()),
+                since: q.since,
+                before: q.before,
+                limit,
+                ..AuditFilter::default()
+            },
+        )
+        .await?;
+    let next = paging.next_before(entries.len(), entries.last().map(|e| e.id), limit);
+    Ok(Json(json!({"entries": entries, "next": next})))
+}
