@@ -34,6 +34,12 @@ pub enum AdminCommand {
         /// A name to recognise the token by.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// read (safe requests, no secrets), deploy (also deployments, rollbacks, site commands) or full.
+        #[arg(long, default_value = "full")]
+        scope: String,
+        /// Days until it stops working (default: until revoked).
+        #[arg(long)]
+        expires_in_days: Option<i64>,
     },
     /// List users.
     ListUsers,
@@ -107,12 +113,19 @@ pub async fn run(cmd: AdminCommand) -> Result<()> {
                     user.email
                 );
             }
-            AdminCommand::CreateToken { email, name } => {
+            AdminCommand::CreateToken {
+                email,
+                name,
+                scope,
+                expires_in_days,
+            } => {
+                let scope: brokeforge_store::TokenScope =
+                    scope.parse().map_err(|e: String| anyhow!("--scope: {e}"))?;
                 let user = store.user_by_email(&email).await?.ok_or_else(|| {
                     anyhow!("no user {email}: create it with `brokeforge admin create-user`")
                 })?;
                 let token = domain
-                    .new_token(user.id, &name)
+                    .new_scoped_token(user.id, &name, scope, expires_in_days)
                     .await
                     .map_err(domain_error)?
                     .token;

@@ -6,6 +6,7 @@ use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use brokeforge_core::time::now_ms;
+use brokeforge_store::TokenScope;
 use brokeforge_store::{ApiToken, Session, User};
 use serde::Deserialize;
 use sha2::Digest;
@@ -226,6 +227,16 @@ impl Domain {
         Ok(self.store.delete_session(token_hash).await?)
     }
 
+    /// The user a bearer token belongs to, and what the token may do.
+    pub async fn token_auth(&self, token: &str) -> DomainResult<(User, TokenScope)> {
+        self.store
+            .api_token_auth(&sha256_hex(token))
+            .await?
+            .ok_or_else(|| {
+                DomainError::Unauthorized("this API token is unknown, expired or revoked".into())
+            })
+    }
+
     /// The user a bearer token belongs to.
     pub async fn token_user(&self, token: &str) -> DomainResult<User> {
         self.store
@@ -236,6 +247,28 @@ impl Domain {
 
     /// A new personal API token; the token itself is only in this answer.
     pub async fn new_token(&self, user_id: i64, name: &str) -> DomainResult<NewToken> {
+        self.new_scoped_token(user_id, name, TokenScope::Full, None)
+            .await
+    }
+
+    /// A token limited to `scope`, expiring after `expires_in_days` (1 to 3650) when given.
+    pub async fn new_scoped_token(
+        &self,
+        user_id: i64,
+        name: &str,
+        scope: TokenScope,
+        expires_in_days: Option<i64>,
+    ) -> DomainResult<NewToken> {
+        let expires_at = match expires_in_days {
+            None => None,
+            Some(d) if (1..=3650).contains(&d) => Some(now_ms() + d * 24 * 3600 * 1000),
+            Some(_) => {
+                return Err(DomainError::invalid(
+                    "expires_in_days",
+                    "a token lives 1 to 3650 days (or leave it empty: until revoked)",
+                ));
+            }
+        };
         let name = name.trim();
         if name.is_empty() || name.len() > 100 {
             return Err(DomainError::invalid(
@@ -246,7 +279,14 @@ impl Domain {
         let token = random_token("bf_");
         let record = self
             .store
-            .create_api_token(user_id, name, &sha256_hex(&token), &token[..10])
+            .create_scoped_api_token(
+                user_id,
+                name,
+                &sha256_hex(&token),
+                &token[..10],
+                scope,
+                expires_at,
+            )
             .await?;
         Ok(NewToken { token, record })
     }

@@ -19,6 +19,43 @@ pub struct ApiToken {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    pub scope: TokenScope,
+    pub expires_at: Option<i64>,
+}
+
+/// What a token may do, besides reading what its user can see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScope {
+    /// Safe requests only, and no secrets (.env contents, recovery kits, snapshots).
+    Read,
+    /// Also deployments, rollbacks and site commands.
+    Deploy,
+    /// Everything its user may do.
+    #[default]
+    Full,
+}
+
+impl TokenScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenScope::Read => "read",
+            TokenScope::Deploy => "deploy",
+            TokenScope::Full => "full",
+        }
+    }
+}
+
+impl std::str::FromStr for TokenScope {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "read" => Ok(TokenScope::Read),
+            "deploy" => Ok(TokenScope::Deploy),
+            "full" => Ok(TokenScope::Full),
+            other => Err(format!("token scope `{other}`: use read, deploy or full")),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +85,8 @@ fn token_from(r: &AnyRow) -> Result<ApiToken> {
         created_at: r.try_get("created_at")?,
         last_used_at: r.try_get("last_used_at")?,
         revoked_at: r.try_get("revoked_at")?,
+        scope: crate::parse(r, "scope")?,
+        expires_at: r.try_get("expires_at")?,
     })
 }
 
@@ -185,6 +224,7 @@ impl Store {
 
     // ---- API tokens ----
 
+    /// A token of full scope that does not expire.
     pub async fn create_api_token(
         &self,
         user_id: i64,
@@ -192,15 +232,30 @@ impl Store {
         token_hash: &str,
         prefix: &str,
     ) -> Result<ApiToken> {
+        self.create_scoped_api_token(user_id, name, token_hash, prefix, TokenScope::Full, None)
+            .await
+    }
+
+    pub async fn create_scoped_api_token(
+        &self,
+        user_id: i64,
+        name: &str,
+        token_hash: &str,
+        prefix: &str,
+        scope: TokenScope,
+        expires_at: Option<i64>,
+    ) -> Result<ApiToken> {
         let row = sqlx::query(
-            "INSERT INTO api_tokens (user_id, name, token_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5) \
-             RETURNING id, user_id, name, prefix, created_at, last_used_at, revoked_at",
+            "INSERT INTO api_tokens (user_id, name, token_hash, prefix, created_at, scope, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             RETURNING id, user_id, name, prefix, created_at, last_used_at, revoked_at, scope, expires_at",
         )
         .bind(user_id)
         .bind(name)
         .bind(token_hash)
         .bind(prefix)
         .bind(now_ms())
+        .bind(scope.as_str())
+        .bind(expires_at)
         .fetch_one(&self.pool)
         .await?;
         token_from(&row)
@@ -208,15 +263,21 @@ impl Store {
 
     /// The user a live (not revoked) token belongs to; marks the token used.
     pub async fn api_token_user(&self, token_hash: &str) -> Result<Option<User>> {
+        Ok(self.api_token_auth(token_hash).await?.map(|(u, _)| u))
+    }
+
+    /// The user and scope of a live token (not revoked, not expired); marks the token used.
+    pub async fn api_token_auth(&self, token_hash: &str) -> Result<Option<(User, TokenScope)>> {
+        let now = now_ms();
         let row = sqlx::query(&format!(
-            "SELECT {USER_COLS}, t.id AS token_id, t.last_used_at FROM api_tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.token_hash = $1 AND t.revoked_at IS NULL"
+            "SELECT {USER_COLS}, t.id AS token_id, t.last_used_at, t.scope FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)"
         ))
         .bind(token_hash)
+        .bind(now)
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let now = now_ms();
         // Recorded at most once a minute: a busy script does not write on every request.
         let last: Option<i64> = row.try_get("last_used_at")?;
         if last.is_none_or(|t| now - t > 60_000) {
@@ -226,12 +287,12 @@ impl Store {
                 .execute(&self.pool)
                 .await?;
         }
-        Ok(Some(user_from(&row)?))
+        Ok(Some((user_from(&row)?, crate::parse(&row, "scope")?)))
     }
 
     pub async fn api_tokens(&self, user_id: i64) -> Result<Vec<ApiToken>> {
         let rows = sqlx::query(
-            "SELECT id, user_id, name, prefix, created_at, last_used_at, revoked_at FROM api_tokens WHERE user_id = $1 ORDER BY id",
+            "SELECT id, user_id, name, prefix, created_at, last_used_at, revoked_at, scope, expires_at FROM api_tokens WHERE user_id = $1 ORDER BY id",
         )
         .bind(user_id)
         .fetch_all(&self.pool)

@@ -84,6 +84,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0012_audit.sql"),
         postgres: include_str!("../migrations/postgres/0012_audit.sql"),
     },
+    Migration {
+        version: 13,
+        name: "token_scopes",
+        sqlite: include_str!("../migrations/sqlite/0013_token_scopes.sql"),
+        postgres: include_str!("../migrations/postgres/0013_token_scopes.sql"),
+    },
 ];
 
 /// The newest schema this binary knows.

@@ -70,6 +70,8 @@ pub enum Via {
 pub struct Authed {
     pub user: User,
     pub via: Via,
+    /// What a bearer token may do (a session may do everything its user may).
+    pub scope: brokeforge_store::TokenScope,
     /// The session's CSRF token (empty for bearer tokens).
     pub csrf: String,
     pub session_hash: Option<String>,
@@ -83,7 +85,7 @@ pub async fn authenticate(domain: &Domain, parts: &Parts) -> Result<Option<Authe
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(ApiError::unauthorized)?
             .trim();
-        let user = domain.token_user(token).await.map_err(|e| {
+        let (user, scope) = domain.token_auth(token).await.map_err(|e| {
             ApiError::new(
                 axum::http::StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -93,6 +95,7 @@ pub async fn authenticate(domain: &Domain, parts: &Parts) -> Result<Option<Authe
         return Ok(Some(Authed {
             user,
             via: Via::Token,
+            scope,
             csrf: String::new(),
             session_hash: None,
         }));
@@ -103,6 +106,7 @@ pub async fn authenticate(domain: &Domain, parts: &Parts) -> Result<Option<Authe
         return Ok(Some(Authed {
             user: s.user,
             via: Via::Session,
+            scope: brokeforge_store::TokenScope::Full,
             csrf: s.csrf_token,
             session_hash: Some(sha256_hex(token)),
         }));
@@ -194,4 +198,45 @@ pub fn client_address(parts: &Parts, trust_proxy: bool) -> String {
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// Changes a deploy token may make besides safe requests.
+const DEPLOY_ROUTES: &[&str] = &[
+    "/api/v1/sites/{id}/deployments",
+    "/api/v1/sites/{id}/rollback",
+    "/api/v1/sites/{id}/commands",
+    "/api/v1/logout",
+];
+
+/// Reads that hand out secrets: full tokens only.
+const SECRET_ROUTES: &[&str] = &[
+    "/api/v1/sites/{id}/env",
+    "/api/v1/sites/{id}/webhook",
+    "/api/v1/servers/{id}/backups/{plan}/recovery-kit",
+    "/api/v1/servers/{id}/backups/{plan}/snapshots/{snapshot}/download",
+];
+
+/// Whether a token of `scope` may call `route` (the matched route template) with `method`.
+pub fn scope_allows(
+    scope: brokeforge_store::TokenScope,
+    method: &axum::http::Method,
+    route: &str,
+) -> Result<(), ApiError> {
+    use brokeforge_store::TokenScope;
+    if scope == TokenScope::Full {
+        return Ok(());
+    }
+    if SECRET_ROUTES.contains(&route) {
+        return Err(ApiError::forbidden(format!(
+            "this {} token cannot read secrets: use a token of full scope",
+            scope.as_str()
+        )));
+    }
+    if !is_unsafe(method) || (scope == TokenScope::Deploy && DEPLOY_ROUTES.contains(&route)) {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(match scope {
+        TokenScope::Read => "this token is read-only".to_string(),
+        _ => "this deploy token may deploy, roll back and run site commands only".to_string(),
+    }))
 }

@@ -135,6 +135,16 @@ async fn authenticate_layer(State(state): State<AppState>, req: Request, next: N
         }
     }
     if let Some(a) = authed {
+        if a.via == Via::Token {
+            let route = parts
+                .extensions
+                .get::<axum::extract::MatchedPath>()
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default();
+            if let Err(e) = auth::scope_allows(a.scope, &parts.method, &route) {
+                return e.into_response();
+            }
+        }
         parts.extensions.insert(a);
     }
     next.run(Request::from_parts(parts, body)).await

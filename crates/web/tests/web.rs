@@ -1937,6 +1937,9 @@ mod twofactor;
 #[path = "web/audit.rs"]
 mod audit;
 
+#[path = "web/tokens.rs"]
+mod tokens;
+
 /// The one-line script runs as root: BrokeForge hands it out only from an https:// address unless the
 /// operator opted in, and then the page says in red that it is unprotected.
 #[tokio::test]

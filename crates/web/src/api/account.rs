@@ -62,6 +62,12 @@ pub async fn logout(State(state): State<AppState>, authed: Authed) -> ApiRespons
 #[derive(Deserialize)]
 pub struct TokenBody {
     name: String,
+    /// read, deploy or full (the default).
+    #[serde(default)]
+    scope: brokeforge_store::TokenScope,
+    /// Days until it stops working; none: until revoked.
+    #[serde(default)]
+    expires_in_days: Option<i64>,
 }
 
 pub async fn list_tokens(State(state): State<AppState>, authed: Authed) -> ApiJson {
@@ -75,7 +81,10 @@ pub async fn create_token(
     authed: Authed,
     Body(b): Body<TokenBody>,
 ) -> ApiResponse {
-    let t = state.domain.new_token(authed.user.id, &b.name).await?;
+    let t = state
+        .domain
+        .new_scoped_token(authed.user.id, &b.name, b.scope, b.expires_in_days)
+        .await?;
     Ok(created(json!({"token": t.token, "record": t.record})))
 }
 

@@ -104,7 +104,7 @@ pub fn operations() -> Vec<Op> {
         get "/deployments/{id}" jobs::show_deployment, "A deployment with its log", "";
         get "/audit" audit::list, "The audit log, newest first (?server=ID&user=EMAIL&action=TEXT&since=MS&before=ID&limit=N): administrators see everything, others their own actions and those on their servers", "";
         get "/tokens" account::list_tokens, "Your API tokens", "";
-        post "/tokens" account::create_token, "Create an API token (shown once)", r#"{"name":"ci"}"#;
+        post "/tokens" account::create_token, "Create an API token (shown once): scope read (safe requests, no secrets), deploy (also deployments, rollbacks, site commands) or full; optional expiry in days", r#"{"name":"ci","scope":"deploy","expires_in_days":90}"#;
         delete "/tokens/{id}" account::revoke_token, "Revoke an API token", "";
         get "/users" account::list_users, "All users (administrators)", "";
         post "/users" account::create_user, "Create a user (administrators)", r#"{"email":"dev@example.com","password":"...","admin":false}"#;

@@ -81,11 +81,21 @@ pub async fn account_view_with(
         .into_iter()
         .map(|t| TokenRow {
             id: t.id,
-            live: t.revoked_at.is_none(),
-            state: match (t.revoked_at, t.last_used_at) {
-                (Some(r), _) => format!("revoked {}", ago(r)),
-                (None, Some(l)) => format!("used {}", ago(l)),
-                (None, None) => "never used".into(),
+            live: t.revoked_at.is_none()
+                && t.expires_at
+                    .is_none_or(|e| e > brokeforge_core::time::now_ms()),
+            state: {
+                let used = match (t.revoked_at, t.last_used_at) {
+                    (Some(r), _) => format!("revoked {}", ago(r)),
+                    (None, Some(l)) => format!("used {}", ago(l)),
+                    (None, None) => "never used".into(),
+                };
+                let expiry = match t.expires_at {
+                    Some(e) if e <= brokeforge_core::time::now_ms() => ", expired".to_string(),
+                    Some(e) => format!(", expires {}", brokeforge_core::time::utc_stamp(e)),
+                    None => String::new(),
+                };
+                format!("{}; {used}{expiry}", t.scope.as_str())
             },
             name: t.name,
             prefix: t.prefix,
@@ -126,6 +136,11 @@ pub async fn account(State(state): State<AppState>, PageUser(u): PageUser) -> Pa
 #[derive(Deserialize)]
 pub struct TokenForm {
     pub name: String,
+    #[serde(default)]
+    pub scope: brokeforge_store::TokenScope,
+    /// Empty: until revoked.
+    #[serde(default)]
+    pub expires_in_days: String,
 }
 
 pub async fn create_token(
@@ -133,9 +148,22 @@ pub async fn create_token(
     PageUser(u): PageUser,
     Form(f): Form<TokenForm>,
 ) -> PageResult {
+    let days = match f.expires_in_days.trim() {
+        "" => None,
+        d => match d.parse::<i64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                let e = ApiError::invalid(
+                    "expires_in_days",
+                    "give a number of days, or leave it empty",
+                );
+                return account_view(&state, &u, String::new(), Some(&e), "").await;
+            }
+        },
+    };
     match state
         .domain
-        .new_token(u.user.id, &f.name)
+        .new_scoped_token(u.user.id, &f.name, f.scope, days)
         .await
         .map_err(ApiError::from)
     {
