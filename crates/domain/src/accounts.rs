@@ -210,12 +210,42 @@ impl Domain {
     }
 
     pub async fn start_session(&self, user_id: i64) -> DomainResult<NewSession> {
+        self.start_session_from(user_id, &crate::audit::Origin::default())
+            .await
+    }
+
+    /// A session started from `origin` (shown in the account's sessions list).
+    pub async fn start_session_from(
+        &self,
+        user_id: i64,
+        origin: &crate::audit::Origin,
+    ) -> DomainResult<NewSession> {
         let token = random_token("");
         let csrf = random_token("");
         self.store
-            .create_session(user_id, &sha256_hex(&token), &csrf, SESSION_TTL_MS)
+            .create_session(
+                user_id,
+                &sha256_hex(&token),
+                &csrf,
+                SESSION_TTL_MS,
+                &origin.ip,
+                &origin.user_agent,
+            )
             .await?;
         Ok(NewSession { token, csrf })
+    }
+
+    pub async fn sessions(&self, user: &User) -> DomainResult<Vec<brokeforge_store::SessionInfo>> {
+        Ok(self.store.sessions_of(user.id).await?)
+    }
+
+    /// End one of the user's own sessions (another user's is not found).
+    pub async fn end_session_of(&self, user: &User, id: &str) -> DomainResult<()> {
+        if self.store.delete_session_of(user.id, id).await? {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound)
+        }
     }
 
     /// The live session a cookie's token names, if any.

@@ -58,6 +58,19 @@ impl std::str::FromStr for TokenScope {
     }
 }
 
+/// How many hex characters of a session's token hash name it in lists (64 bits: no two sessions of one user
+/// share it).
+pub const SESSION_ID_LEN: usize = 16;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    pub id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub ip: String,
+    pub user_agent: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Session {
     pub user: User,
@@ -174,16 +187,20 @@ impl Store {
         token_hash: &str,
         csrf_token: &str,
         ttl_ms: i64,
+        ip: &str,
+        user_agent: &str,
     ) -> Result<()> {
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(token_hash)
         .bind(user_id)
         .bind(csrf_token)
         .bind(now)
         .bind(now + ttl_ms)
+        .bind(ip)
+        .bind(user_agent)
         .execute(&self.pool)
         .await?;
         // Expired sessions of anybody are swept along the way.
@@ -212,6 +229,44 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// A user's live sessions, newest first. Each is named by the start of its token's hash (not the token: the
+    /// name cannot sign anybody in).
+    pub async fn sessions_of(&self, user_id: i64) -> Result<Vec<SessionInfo>> {
+        let rows = sqlx::query(
+            "SELECT token_hash, created_at, expires_at, ip, user_agent FROM sessions WHERE user_id = $1 AND expires_at > $2 \
+             ORDER BY created_at DESC",
+        )
+        .bind(user_id)
+        .bind(now_ms())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let hash: String = r.try_get("token_hash")?;
+                Ok(SessionInfo {
+                    id: hash.chars().take(SESSION_ID_LEN).collect(),
+                    created_at: r.try_get("created_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                    ip: r.try_get("ip")?,
+                    user_agent: r.try_get("user_agent")?,
+                })
+            })
+            .collect()
+    }
+
+    /// End one of the user's sessions by its name; false if they have none by that name.
+    pub async fn delete_session_of(&self, user_id: i64, id: &str) -> Result<bool> {
+        if id.len() != SESSION_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(false);
+        }
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash LIKE $2")
+            .bind(user_id)
+            .bind(format!("{}%", id.to_ascii_lowercase()))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     pub async fn delete_session(&self, token_hash: &str) -> Result<()> {

@@ -28,7 +28,7 @@ use sqlx::Row;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use zeroize::Zeroizing;
 
-pub use accounts::{ApiToken, Session, TokenScope};
+pub use accounts::{ApiToken, Session, SessionInfo, TokenScope};
 pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
 pub use backups::{
     BackupPlan, BackupSnapshot, BackupStorage, NewBackupPlan, NewBackupStorage, SeenSnapshot,

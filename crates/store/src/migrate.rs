@@ -90,6 +90,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0013_token_scopes.sql"),
         postgres: include_str!("../migrations/postgres/0013_token_scopes.sql"),
     },
+    Migration {
+        version: 14,
+        name: "session_origin",
+        sqlite: include_str!("../migrations/sqlite/0014_session_origin.sql"),
+        postgres: include_str!("../migrations/postgres/0014_session_origin.sql"),
+    },
 ];
 
 /// The newest schema this binary knows.

@@ -1059,10 +1059,10 @@ async fn sessions_tokens_and_login_throttling() {
         let s = &t.store;
         let (user, _) = user_and_server(s, "acct@example.com").await;
         let (other, _) = user_and_server(s, "other@example.com").await;
-        s.create_session(user.id, "h1", "csrf1", 60_000)
+        s.create_session(user.id, "h1", "csrf1", 60_000, "", "")
             .await
             .unwrap();
-        s.create_session(user.id, "h-old", "csrf0", -1)
+        s.create_session(user.id, "h-old", "csrf0", -1, "", "")
             .await
             .unwrap();
         let live = s.session("h1").await.unwrap().unwrap();

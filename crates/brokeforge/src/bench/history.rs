@@ -217,6 +217,8 @@ pub async fn history(store: &Store, servers: i64, rows: i64) -> Result<()> {
             &brokeforge_domain::accounts::sha256_hex(&session),
             "csrf",
             3_600_000,
+            "127.0.0.1",
+            "bench",
         )
         .await?;
 

@@ -37,7 +37,7 @@ pub async fn login(
         .domain
         .login(&b.email, &b.password, b.code.as_deref(), &origin)
         .await?;
-    let session = state.domain.start_session(user.id).await?;
+    let session = state.domain.start_session_from(user.id, &origin).await?;
     Ok((
         [(
             SET_COOKIE,
@@ -181,4 +181,34 @@ pub async fn two_factor_disable(
         .disable_two_factor(&authed.user, &b.password, &b.code)
         .await?;
     Ok(Json(json!({"two_factor": false})))
+}
+
+/// Your live browser sessions, newest first; `current` marks the one asking.
+pub async fn list_sessions(State(state): State<AppState>, authed: Authed) -> ApiJson {
+    let current = authed.session_hash.as_deref().map(|h| {
+        h.chars()
+            .take(brokeforge_store::accounts::SESSION_ID_LEN)
+            .collect::<String>()
+    });
+    let sessions: Vec<_> = state
+        .domain
+        .sessions(&authed.user)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let is_current = current.as_deref() == Some(s.id.as_str());
+            json!({"session": s, "current": is_current})
+        })
+        .collect();
+    Ok(Json(json!({"sessions": sessions})))
+}
+
+/// End one of your sessions (that browser is signed out).
+pub async fn end_session(
+    State(state): State<AppState>,
+    authed: Authed,
+    Path(id): Path<String>,
+) -> ApiJson {
+    state.domain.end_session_of(&authed.user, &id).await?;
+    Ok(Json(json!({"ok": true})))
 }

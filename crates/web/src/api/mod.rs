@@ -103,6 +103,8 @@ pub fn operations() -> Vec<Op> {
         put "/sites/{id}/webhook" sites::set_webhook, "Choose who calls the deploy webhook (github, gitlab or generic)", r#"{"provider":"gitlab"}"#;
         get "/deployments/{id}" jobs::show_deployment, "A deployment with its log", "";
         get "/audit" audit::list, "The audit log, newest first (?server=ID&user=EMAIL&action=TEXT&since=MS&before=ID&limit=N): administrators see everything, others their own actions and those on their servers", "";
+        get "/sessions" account::list_sessions, "Your live browser sessions (where and when they started)", "";
+        delete "/sessions/{id}" account::end_session, "End one of your browser sessions", "";
         get "/tokens" account::list_tokens, "Your API tokens", "";
         post "/tokens" account::create_token, "Create an API token (shown once): scope read (safe requests, no secrets), deploy (also deployments, rollbacks, site commands) or full; optional expiry in days", r#"{"name":"ci","scope":"deploy","expires_in_days":90}"#;
         delete "/tokens/{id}" account::revoke_token, "Revoke an API token", "";

@@ -14,6 +14,13 @@ use brokeforge_domain::accounts::NewUser;
 
 // ---- account and users ----
 
+pub struct SessionRow {
+    pub id: String,
+    pub started: String,
+    pub from: String,
+    pub current: bool,
+}
+
 pub struct TokenRow {
     pub id: i64,
     pub name: String,
@@ -30,6 +37,7 @@ pub struct AccountPage {
     pub new_token: String,
     pub two_factor: bool,
     pub codes_left: i64,
+    pub sessions: Vec<SessionRow>,
     /// Two-factor sign-in being set up: the QR code (SVG BrokeForge drew) and the secret to type.
     pub setup_svg: String,
     pub setup_secret: String,
@@ -106,6 +114,29 @@ pub async fn account_view_with(
         nav = nav.with_error(e);
     }
     nav.notice = notice.into();
+    let current = u.session_hash.as_deref().map(|h| {
+        h.chars()
+            .take(brokeforge_store::accounts::SESSION_ID_LEN)
+            .collect::<String>()
+    });
+    let sessions = state
+        .domain
+        .sessions(&user)
+        .await?
+        .into_iter()
+        .map(|s| SessionRow {
+            current: current.as_deref() == Some(s.id.as_str()),
+            started: ago(s.created_at),
+            from: format!(
+                "{} {}",
+                s.ip,
+                s.user_agent.chars().take(60).collect::<String>()
+            )
+            .trim()
+            .to_string(),
+            id: s.id,
+        })
+        .collect();
     let (setup_svg, setup_secret) = shown
         .setup
         .map(|s| (s.qr_svg, s.secret))
@@ -116,6 +147,7 @@ pub async fn account_view_with(
             tokens,
             new_token: shown.new_token,
             two_factor: user.two_factor,
+            sessions,
             codes_left: state.domain.recovery_codes_left(&user).await?,
             setup_svg,
             setup_secret,
@@ -202,6 +234,15 @@ pub async fn change_password(
     // Every session ended with the change; start a fresh one for this browser.
     let token = state.domain.start_session(u.user.id).await?.token;
     Ok(super::auth::signed_in_redirect(&state, &token, "/account"))
+}
+
+pub async fn end_session(
+    State(state): State<AppState>,
+    PageUser(u): PageUser,
+    Path(id): Path<String>,
+) -> PageResult {
+    state.domain.end_session_of(&u.user, &id).await?;
+    Ok(see_other("/account"))
 }
 
 // ---- two-factor sign-in ----

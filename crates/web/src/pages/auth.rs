@@ -159,7 +159,11 @@ pub async fn login(
         .map_err(ApiError::from)
     {
         Ok(user) => {
-            let token = state.domain.start_session(user.id).await?.token;
+            let token = state
+                .domain
+                .start_session_from(user.id, &origin)
+                .await?
+                .token;
             Ok(signed_in_redirect(&state, &token, "/"))
         }
         Err(e) => Ok(login_page(&state, false, f.email, Some(&e), e.status)),

@@ -102,6 +102,7 @@ pub fn routes() -> Router<AppState> {
         .route("/account/tokens", post(account::create_token))
         .route("/account/tokens/{id}/revoke", post(account::revoke_token))
         .route("/account/password", post(account::change_password))
+        .route("/account/sessions/{id}/end", post(account::end_session))
         .route("/account/2fa/setup", post(account::two_factor_setup))
         .route("/account/2fa/confirm", post(account::two_factor_confirm))
         .route("/account/2fa/disable", post(account::two_factor_disable))

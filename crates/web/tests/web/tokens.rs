@@ -136,3 +136,54 @@ async fn token_scopes_and_expiry_are_enforced() {
         assert!(r.status == 400 || r.status == 422, "{n}: {}", r.status);
     }
 }
+
+/// Browser sessions are listed with where they started, the current one marked; ending another signs that
+/// browser out; another user's session cannot be ended.
+#[tokio::test]
+async fn sessions_are_listed_and_ended() {
+    for app in apps().await {
+        let n = app.name;
+        user(&app, "sessions@example.com", false).await;
+        user(&app, "other@example.com", false).await;
+        let a = session_of(&login(&app, "sessions@example.com", "correct horse battery").await);
+        let b = session_of(&login(&app, "sessions@example.com", "correct horse battery").await);
+        let other = session_of(&login(&app, "other@example.com", "correct horse battery").await);
+        let list = a.call(&app, "GET", "/sessions", None).await.json();
+        let sessions = list["sessions"].as_array().unwrap().clone();
+        assert_eq!(sessions.len(), 2, "{n}: {list}");
+        assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+        assert!(!sessions[0]["session"]["ip"].as_str().unwrap().is_empty());
+        let b_id = sessions.iter().find(|s| s["current"] == false).unwrap()["session"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let others = other.call(&app, "GET", "/sessions", None).await.json();
+        let other_id = others["sessions"][0]["session"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // Not theirs: not found, and still signed in.
+        let r = a
+            .call(&app, "DELETE", &format!("/sessions/{other_id}"), None)
+            .await;
+        assert_eq!(r.status, 404, "{n}");
+        assert_eq!(other.call(&app, "GET", "/me", None).await.status, 200);
+        let r = a.call(&app, "DELETE", "/sessions/not-an-id", None).await;
+        assert_eq!(r.status, 404, "{n}");
+        let r = a
+            .call(&app, "DELETE", &format!("/sessions/{b_id}"), None)
+            .await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        assert_eq!(
+            b.call(&app, "GET", "/me", None).await.status,
+            401,
+            "{n}: still signed in"
+        );
+        assert_eq!(a.call(&app, "GET", "/me", None).await.status, 200, "{n}");
+        let Auth::Session { cookie, .. } = &a else {
+            unreachable!()
+        };
+        let page = http(&app.addr, "GET", "/account", &[("Cookie", cookie)], "").await;
+        assert!(page.body.contains("This browser"), "{n}");
+    }
+}
