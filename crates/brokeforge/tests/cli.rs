@@ -42,7 +42,15 @@ fn catalogue_lists_every_package() {
         .collect();
     assert_eq!(
         names,
-        ["webserver", "mariadb", "mysql", "postgresql", "redis"]
+        [
+            "webserver",
+            "mariadb",
+            "mysql",
+            "postgresql",
+            "redis",
+            "memcached",
+            "nodejs"
+        ]
     );
     assert_eq!(entries[0]["install_milestones"][0]["key"], "prepare_system");
     let text = bin(dir.path()).arg("catalogue").output().unwrap();

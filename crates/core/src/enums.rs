@@ -48,6 +48,8 @@ string_enum! {
         Webserver => "webserver",
         Site => "site",
         Backup => "backup",
+        Cache => "cache",
+        Runtime => "runtime",
     }
 }
 

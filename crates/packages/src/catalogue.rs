@@ -123,6 +123,10 @@ pub async fn install(
 ) -> Result<Job, PackageError> {
     let entry = entry(name)?;
     let (package, payload) = request(&entry, ProvisionType::Install, settings)?;
+    // The package's own checks run first (as a preview, changing nothing): a request it would refuse (a
+    // memory limit out of range) queues nothing.
+    let server = store.server(server_id).await?;
+    package.preview(store, &server, &payload).await?;
     Ok(store
         .enqueue(&job_for(
             &entry,

@@ -125,3 +125,86 @@ async fn webserver_serves_php_and_is_removed_cleanly() {
         "port 80 still open"
     );
 }
+
+/// Memcached answers on 127.0.0.1:11211 over TCP only (no UDP, nothing on other addresses) with the memory
+/// asked for, and is gone after removal; Node.js runs a script and is gone after removal. Shares the
+/// webserver story's kind of host but not its packages: its own host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(bf_e2e),
+    ignore = "end-to-end on real Debian hosts: set BROKEFORGE_E2E=1 (as root; scripts/e2e-hosts.sh setup)"
+)]
+async fn memcached_and_nodejs_install_and_remove() {
+    if !enabled() {
+        return;
+    }
+    let (host, panel, id) = onboarded(21, "cache").await;
+    let store = &panel.store;
+    install(store, id, "memcached", &[("memory_mb", "32")]).await;
+    let version = host
+        .root("bash -c 'exec 3<>/dev/tcp/127.0.0.1/11211; printf \"version\\r\\n\" >&3; head -n1 <&3'")
+        .await
+        .stdout_text();
+    assert!(version.starts_with("VERSION "), "{version}");
+    let listening = host
+        .root("ss -H -lntu | awk '$5 ~ /:11211$/ {print $1, $5}'")
+        .await
+        .stdout_text();
+    assert_eq!(listening.trim(), "tcp 127.0.0.1:11211", "{listening}");
+    let limit = host
+        .root("bash -c 'exec 3<>/dev/tcp/127.0.0.1/11211; printf \"stats settings\\r\\nquit\\r\\n\" >&3; cat <&3' | grep -a maxbytes")
+        .await
+        .stdout_text();
+    assert!(
+        limit.contains(&(32u64 * 1024 * 1024).to_string()),
+        "{limit}"
+    );
+    assert!(
+        tokio::net::TcpStream::connect((host.ip.as_str(), 11211))
+            .await
+            .is_err(),
+        "memcached reachable from outside"
+    );
+    // Bad input is refused before anything runs.
+    let bad = brokeforge_packages::catalogue::install(
+        store,
+        id,
+        "memcached",
+        &[("memory_mb".to_string(), "1".to_string())]
+            .into_iter()
+            .collect(),
+    )
+    .await;
+    assert!(bad.is_err(), "memory_mb=1 was accepted");
+
+    install(store, id, "nodejs", &[]).await;
+    assert_eq!(
+        host.root("node -e 'console.log(6 * 7)'")
+            .await
+            .stdout_text()
+            .trim(),
+        "42"
+    );
+    assert!(host.root("npm --version").await.success());
+
+    remove(store, id, "memcached").await;
+    remove(store, id, "nodejs").await;
+    assert!(
+        !host.root("command -v node").await.success(),
+        "node is still there"
+    );
+    assert!(
+        !host
+            .root("bash -c 'exec 3<>/dev/tcp/127.0.0.1/11211' 2>/dev/null")
+            .await
+            .success(),
+        "memcached still answers"
+    );
+    let services = store.services(id).await.unwrap();
+    assert!(
+        services
+            .iter()
+            .all(|s| s.service_name != "memcached" && s.service_name != "nodejs"),
+        "{services:?}"
+    );
+}

@@ -8,7 +8,9 @@ use crate::base::job::{BoxFuture, JobContext, JobHandler};
 use crate::base::registry::Registry;
 
 pub mod backup;
+pub mod cache;
 pub mod database;
+pub mod runtime;
 pub mod server;
 pub mod sites;
 pub mod webserver;
@@ -23,6 +25,8 @@ pub fn registry() -> &'static Registry {
         database::register(&mut r);
         sites::register(&mut r);
         backup::register(&mut r);
+        cache::register(&mut r);
+        runtime::register(&mut r);
         r.job(NoopJob);
         r
     })
@@ -79,10 +83,11 @@ mod tests {
             }
             "postgresql/brokeforge.conf" => json!({"listen_addresses": "localhost"}),
             "redis/redis.conf" => json!({"bind": "127.0.0.1 -::1", "password": "example-password"}),
+            "memcached/memcached.conf" => json!({"memory_mb": 64}),
             other => panic!("template {other} has no snapshot case: add one here"),
         };
         let templates = super::registry().templates();
-        assert_eq!(templates.len(), 9);
+        assert_eq!(templates.len(), 10);
         for t in templates {
             insta::assert_snapshot!(
                 t.name.replace('/', "__"),

@@ -1,0 +1,3 @@
+//! Caches besides Redis: Memcached.
+
+crate::packages![memcached];

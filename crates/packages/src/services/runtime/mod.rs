@@ -1,0 +1,3 @@
+//! Language runtimes besides PHP: Node.js.
+
+crate::packages![nodejs];
