@@ -221,13 +221,10 @@ impl Store {
             return Ok(None);
         };
         let (user_id, name): (i64, String) = (row.try_get("user_id")?, row.try_get("name")?);
-        let plain = self
-            .cipher
-            .open(&storage_context(user_id, &name), &sealed)?;
-        Ok(Some(Secret::new(
-            String::from_utf8(plain.to_vec())
-                .map_err(|_| StoreError::InvalidData("secret is not text".into()))?,
-        )))
+        Ok(Some(
+            self.cipher
+                .open_secret(&storage_context(user_id, &name), &sealed)?,
+        ))
     }
 
     /// Replace a storage's settings (e.g. the SFTP server's host key, pinned on first use).
@@ -352,10 +349,8 @@ impl Store {
                 .ok_or_else(|| StoreError::NotFound(format!("backup plan {id}")))?;
         let sealed: Vec<u8> = row.try_get("password_enc")?;
         let (server_id, name): (i64, String) = (row.try_get("server_id")?, row.try_get("name")?);
-        let plain = self.cipher.open(&plan_context(server_id, &name), &sealed)?;
-        Ok(Secret::new(String::from_utf8(plain.to_vec()).map_err(
-            |_| StoreError::InvalidData("secret is not text".into()),
-        )?))
+        self.cipher
+            .open_secret(&plan_context(server_id, &name), &sealed)
     }
 
     pub async fn delete_backup_plan(&self, id: i64) -> Result<()> {

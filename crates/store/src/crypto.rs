@@ -107,6 +107,18 @@ impl Cipher {
         Ok(out)
     }
 
+    /// Open a sealed text (a password, a private key) as a [`Secret`].
+    pub fn open_secret(
+        &self,
+        context: &str,
+        sealed: &[u8],
+    ) -> Result<brokeforge_core::Secret, StoreError> {
+        let plain = self.open(context, sealed)?;
+        String::from_utf8(plain.to_vec())
+            .map(brokeforge_core::Secret::new)
+            .map_err(|_| StoreError::InvalidData(format!("{context}: the secret is not text")))
+    }
+
     pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         if sealed.len() < 1 + NONCE_LEN + 16 || sealed[0] != VERSION {
             return Err(StoreError::Decrypt {

@@ -242,16 +242,14 @@ impl Store {
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("{credential} credential of server {server_id}")))?;
         let sealed: Vec<u8> = row.try_get("private_key_enc")?;
-        let plain = self
+        let private_key = self
             .cipher
-            .open(&credential_context(server_id, credential), &sealed)?;
-        let text = String::from_utf8(plain.to_vec())
-            .map_err(|_| StoreError::InvalidData("private key is not text".into()))?;
+            .open_secret(&credential_context(server_id, credential), &sealed)?;
         Ok(ServerCredential {
             server_id,
             credential,
             public_key: row.try_get("public_key")?,
-            private_key: Secret::new(text),
+            private_key,
             username: row.try_get("username")?,
         })
     }

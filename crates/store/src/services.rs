@@ -163,12 +163,10 @@ impl Store {
                 .await?;
         let Some(row) = row else { return Ok(None) };
         let sealed: Vec<u8> = row.try_get("value_enc")?;
-        let plain = self
-            .cipher
-            .open(&format!("service_secrets:{server_id}:{name}"), &sealed)?;
-        let text = String::from_utf8(plain.to_vec())
-            .map_err(|_| StoreError::InvalidData("secret is not text".into()))?;
-        Ok(Some(Secret::new(text)))
+        Ok(Some(self.cipher.open_secret(
+            &format!("service_secrets:{server_id}:{name}"),
+            &sealed,
+        )?))
     }
 
     pub async fn delete_service_secret(&self, server_id: i64, name: &str) -> Result<()> {

@@ -7,6 +7,7 @@ mod audit;
 mod backups;
 /// The page links to the same download.
 pub use backups::download as backups_download;
+pub use backups::recovery_kit as backups_recovery_kit;
 pub mod common;
 mod databases;
 mod jobs;

@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 use askama::Template;
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
-use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
-use axum::response::IntoResponse;
 use brokeforge_domain::backups::{PlanRequest, PlanView, StorageRequest};
 use brokeforge_packages::services::backup::repository::{Retention, Source};
 use brokeforge_store::{Job, Server};
@@ -380,27 +378,4 @@ pub async fn restore(
         )
         .await;
     done(&state, &u, &server, r.map(Some).map_err(ApiError::from)).await
-}
-
-pub async fn recovery_kit(
-    State(state): State<AppState>,
-    OwnedServer(_, server): OwnedServer,
-    Path((_, plan)): Path<(i64, String)>,
-) -> PageResult {
-    let kit = state.domain.backup_recovery_kit(&server, &plan).await?;
-    Ok((
-        [
-            (CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
-            (
-                CONTENT_DISPOSITION,
-                format!(
-                    "attachment; filename=\"brokeforge-recovery-{}-{plan}.txt\"",
-                    server.name
-                ),
-            ),
-            (CACHE_CONTROL, "no-store".to_string()),
-        ],
-        kit,
-    )
-        .into_response())
 }

@@ -65,7 +65,8 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/servers/{id}/backups/{plan}/recovery-kit",
-            get(backups::recovery_kit),
+            // A file, like the snapshot download: the API's handler (it also forbids caching).
+            get(crate::api::backups_recovery_kit),
         )
         .route(
             "/servers/{id}/databases/schemas",
