@@ -76,6 +76,7 @@ pub async fn command(cmd: SelfBackupCommand) -> Result<()> {
                 Err(e) => (false, format!("{e:#}")),
             };
             store.record_self_backup(ok, &message).await?;
+            audit(&store, "administrator (command line)", ok, &message).await;
             result.map(|m| println!("{m}"))
         }
         SelfBackupCommand::Disable => {
@@ -312,12 +313,28 @@ async fn run_if_due(store: &Store) -> Result<()> {
         Ok(m) => {
             tracing::info!(result = %m, "BrokeForge backed itself up");
             store.record_self_backup(true, &m).await?;
+            audit(store, "schedule", true, &m).await;
         }
         Err(e) => {
             let m = format!("{e:#}");
             tracing::warn!(error = %m, "BrokeForge's own backup failed");
             store.record_self_backup(false, &m).await?;
+            audit(store, "schedule", false, &m).await;
         }
     }
     Ok(())
+}
+
+/// One audit entry per run, by the schedule or by an administrator on the command line.
+async fn audit(store: &Store, actor: &str, ok: bool, message: &str) {
+    brokeforge_domain::Domain::new(store.clone())
+        .audit(brokeforge_store::NewAuditEntry {
+            actor: actor.into(),
+            action: "self-backup".into(),
+            target: "brokeforge-self".into(),
+            status: if ok { 200 } else { 500 },
+            summary: message.chars().take(500).collect(),
+            ..Default::default()
+        })
+        .await
 }

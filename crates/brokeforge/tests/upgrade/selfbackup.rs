@@ -277,6 +277,18 @@ async fn self_backup_schedule_is_set_up_with_checks() {
     assert!(ok && out.contains("FAILED"), "{out}");
     assert!(out.contains("30 2 * * * (UTC), keep 14"), "{out}");
     assert!(!data.join("self-backup/copy/brokeforge.bfbackup").exists());
+    // The run is in the audit log.
+    let audited = store
+        .audit_page(&brokeforge_store::AuditFilter {
+            action: Some("self-backup".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert_eq!(audited[0].actor, "administrator (command line)");
+    assert_eq!(audited[0].status, 500);
     let (ok, out) = run(&["admin", "self-backup", "disable"], &env, "");
     assert!(ok, "{out}");
     assert_eq!(store.self_backup().await.unwrap(), None);
