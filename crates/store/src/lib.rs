@@ -9,6 +9,7 @@ pub mod audit;
 pub mod backups;
 pub mod crypto;
 mod events;
+mod job_recovery;
 pub mod jobs;
 mod migrate;
 pub mod models;
