@@ -4,6 +4,7 @@ use anyhow::{Result, anyhow};
 use brokeforge_core::time::{now_ms, utc_stamp};
 use clap::Args;
 
+use super::common::urlencode;
 use crate::client::{Client, ClientArgs};
 
 #[derive(Args)]
@@ -42,17 +43,6 @@ pub fn duration_ms(text: &str) -> Result<i64> {
     Ok(n * per)
 }
 
-fn query_value(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 pub async fn audit(c: ClientArgs, a: AuditArgs) -> Result<()> {
     let client = Client::new(&c)?;
     let mut query = vec![format!("limit={}", a.limit)];
@@ -60,10 +50,10 @@ pub async fn audit(c: ClientArgs, a: AuditArgs) -> Result<()> {
         query.push(format!("server={}", client.server_id(s)?));
     }
     if let Some(u) = &a.user {
-        query.push(format!("user={}", query_value(u)));
+        query.push(format!("user={}", urlencode(u)));
     }
     if let Some(x) = &a.action {
-        query.push(format!("action={}", query_value(x)));
+        query.push(format!("action={}", urlencode(x)));
     }
     if let Some(s) = &a.since {
         query.push(format!("since={}", now_ms() - duration_ms(s)?));
