@@ -87,6 +87,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::account::AccountCommand,
     },
+    /// Firewall rules (ufw on the server is the truth): list, add, remove.
+    Firewall {
+        #[command(subcommand)]
+        command: cli::firewall::FirewallCommand,
+    },
+    /// A server's or site's logs: nginx, PHP-FPM, or a unit's journal (--follow to watch live).
+    Logs(cli::logs::LogsArgs),
     /// Database schemas and users.
     Db {
         #[command(subcommand)]
@@ -234,6 +241,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Remove(a) => cli::package::remove(cli.client, a).await,
         Command::Plan(a) => cli::package::plan(cli.client, a).await,
         Command::Db { command } => cli::db::db(cli.client, command).await,
+        Command::Firewall { command } => cli::firewall::firewall(cli.client, command).await,
+        Command::Logs(a) => cli::logs::logs(cli.client, a).await,
         Command::Account { command } => cli::account::account(cli.client, command).await,
         Command::Audit(a) => cli::audit::audit(cli.client, a).await,
         Command::Backup { command } => cli::backup::backup(cli.client, command).await,

@@ -159,3 +159,41 @@
     window.bfStream = es;
   }
 })();
+
+// The logs page: "Follow live" streams the API's plain-text answer into the page until the user stops it.
+(function () {
+  const form = document.getElementById("log-form");
+  if (!form) return;
+  const out = document.getElementById("log-output");
+  const follow = form.querySelector("[data-follow-logs]");
+  const download = form.querySelector("[data-download-logs]");
+  let stop = null;
+  function query(extra) {
+    const p = new URLSearchParams(new FormData(form));
+    if (p.get("kind") !== "unit") p.delete("unit");
+    Object.keys(extra).forEach(function (k) { p.set(k, extra[k]); });
+    return form.dataset.logsApi + "?" + p.toString();
+  }
+  download.addEventListener("click", function () { window.location = query({ download: "true" }); });
+  follow.addEventListener("click", function () {
+    if (stop) { stop.abort(); return; }
+    stop = new AbortController();
+    follow.textContent = "Stop following";
+    out.textContent = "";
+    fetch(query({ follow: "true" }), { signal: stop.signal, credentials: "same-origin" }).then(function (r) {
+      if (!r.ok) return r.json().then(function (j) { out.textContent = "error: " + ((j.error && j.error.message) || r.status); });
+      const reader = r.body.getReader();
+      const dec = new TextDecoder();
+      function pump() {
+        return reader.read().then(function (c) {
+          if (c.done) return;
+          const atEnd = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
+          out.textContent += dec.decode(c.value, { stream: true });
+          if (atEnd) out.scrollTop = out.scrollHeight;
+          return pump();
+        });
+      }
+      return pump();
+    }).catch(function () {}).finally(function () { stop = null; follow.textContent = "Follow live"; });
+  });
+})();

@@ -2600,3 +2600,133 @@ async fn backups_are_validated_owned_and_confirmed() {
         );
     }
 }
+
+/// Firewall rules and logs: a bad rule or log request is refused with the field it concerns before anything
+/// runs or is queued; another user's server answers 404 for all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firewall_and_log_requests_are_checked_before_anything_runs() {
+    for app in apps().await {
+        let n = app.name;
+        let alice = user(&app, "alice@example.com", false).await;
+        let bob = user(&app, "bob@example.com", false).await;
+        let made = alice
+            .call(
+                &app,
+                "POST",
+                "/servers",
+                Some(json!({"name": "web-1", "public_ip": "203.0.113.10"})),
+            )
+            .await;
+        let id = made.json()["server"]["id"].as_i64().unwrap();
+        let fw = format!("/servers/{id}/firewall");
+        for (body, field) in [
+            (json!({"name": "app", "port": "0"}), "port"),
+            (json!({"name": "app", "port": "22; ufw disable"}), "port"),
+            (json!({"name": "app", "port": "9000-8000"}), "port"),
+            (
+                json!({"name": "app", "port": "8000-8100", "protocol": "any"}),
+                "protocol",
+            ),
+            (
+                json!({"name": "app", "port": "80", "source": "10.0.0.0/40"}),
+                "source",
+            ),
+            (
+                json!({"name": "app", "port": "80", "source": "$(reboot)"}),
+                "source",
+            ),
+            (json!({"name": "x'; reboot", "port": "80"}), "name"),
+            (json!({"port": "80"}), "name"),
+            (
+                json!({"name": "app", "port": "80", "action": "reject"}),
+                "action",
+            ),
+            // A deny rule on the SSH port would lock BrokeForge out.
+            (
+                json!({"name": "no ssh", "port": "20-30", "action": "deny"}),
+                "port",
+            ),
+        ] {
+            let r = alice.call(&app, "POST", &fw, Some(body.clone())).await;
+            assert_eq!(
+                (r.status, r.code().as_str()),
+                (422, "invalid_input"),
+                "{n}: {body}: {}",
+                r.body
+            );
+            assert_eq!(r.json()["error"]["field"], field, "{body}: {}", r.body);
+        }
+        let logs = |q: &str| format!("/servers/{id}/logs?{q}");
+        for (q, field) in [
+            ("kind=auth", "kind"),
+            ("kind=unit", "unit"),
+            ("kind=unit&unit=systemd-logind", "unit"),
+            ("kind=unit&unit=ssh%3B%20reboot", "unit"),
+            ("kind=nginx-access&site=nope.example.com", "site"),
+            ("kind=nginx-access&lines=0", "lines"),
+            ("kind=nginx-access&lines=10001", "lines"),
+            ("kind=nginx-access&since=2000&until=1000", "until"),
+            ("kind=nginx-access&follow=true&until=1000", "until"),
+            ("kind=php-fpm", "kind"),
+            ("kind=nginx-access&unit=nginx", "unit"),
+        ] {
+            let r = alice.call(&app, "GET", &logs(q), None).await;
+            assert_eq!(
+                (r.status, r.code().as_str()),
+                (422, "invalid_input"),
+                "{n}: {q}: {}",
+                r.body
+            );
+            assert_eq!(r.json()["error"]["field"], field, "{q}: {}", r.body);
+        }
+        // Nothing was queued for the server.
+        let jobs = alice
+            .call(&app, "GET", &format!("/servers/{id}/jobs"), None)
+            .await;
+        assert_eq!(jobs.json()["jobs"], json!([]), "{}", jobs.body);
+
+        for (method, path, body) in [
+            ("GET", fw.clone(), None),
+            (
+                "POST",
+                fw.clone(),
+                Some(json!({"name": "app", "port": "80"})),
+            ),
+            ("DELETE", format!("{fw}/abcd1234"), None),
+            ("GET", logs("kind=nginx-access"), None),
+        ] {
+            let r = bob.call(&app, method, &path, body).await;
+            assert_eq!(r.status, 404, "{n}: bob {method} {path}: {}", r.body);
+        }
+
+        // The logs page: the form, and a bad request shown with its message.
+        let cookie = cookie_of(&login(&app, "alice@example.com", "correct horse battery").await);
+        let addr = app.addr.clone();
+        let page = |path: String, cookie: String| {
+            let addr = addr.clone();
+            async move { http(&addr, "GET", &path, &[("Cookie", &cookie)], "").await }
+        };
+        let r = page(format!("/servers/{id}/logs"), cookie.clone()).await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        assert!(r.body.contains("Follow live") && r.body.contains("<option>ssh</option>"));
+        let r = page(
+            format!("/servers/{id}/logs?kind=unit&unit=systemd-logind"),
+            cookie.clone(),
+        )
+        .await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        assert!(
+            r.body.contains("not a unit BrokeForge manages"),
+            "{}",
+            r.body
+        );
+        let bob_cookie = cookie_of(&login(&app, "bob@example.com", "correct horse battery").await);
+        for path in [
+            format!("/servers/{id}/logs"),
+            format!("/servers/{id}/firewall"),
+        ] {
+            let r = page(path.clone(), bob_cookie.clone()).await;
+            assert_eq!(r.status, 404, "{n}: bob read {path}");
+        }
+    }
+}

@@ -415,4 +415,385 @@ async fn cli_onboards_deploys_and_rolls_back() {
         "site certificate --remove",
     );
     assert_eq!(site_page(&host.ip, "cli.test").await, "commit one");
+
+    logs_are_read_and_followed(&host, &cli, &|args| {
+        Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+            .args(args)
+            .env("BROKEFORGE_URL", format!("http://{}", panel.addr))
+            .env("BROKEFORGE_TOKEN", token)
+            .env("XDG_CONFIG_HOME", keys.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    })
+    .await;
+    firewall_rules_open_and_close_ports(&host, &cli).await;
+}
+
+type Cli<'a> = dyn Fn(&[&str], Option<&str>) -> (Option<i32>, String, String) + 'a;
+
+/// Wait up to `limit` for `check`; false when it never held.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    limit: std::time::Duration,
+    mut check: impl FnMut() -> F,
+) -> bool {
+    let end = std::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if std::time::Instant::now() > end {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// `brokeforge logs`: a request made a moment earlier shows in the site's access log, within a time range and
+/// not outside it; a followed log shows a new request live and its reader on the server stops when the CLI
+/// does; a managed unit's journal reads, an unmanaged one is refused.
+async fn logs_are_read_and_followed(
+    host: &DebianHost,
+    cli: &Cli<'_>,
+    spawn: &dyn Fn(&[&str]) -> std::process::Child,
+) {
+    use std::io::BufRead;
+    let (status, _) = http_request(&host.ip, "GET", "cli.test", "/probe-read-1", &[], b"").await;
+    assert!(status > 0);
+    let read = cli(
+        &[
+            "logs",
+            "--server",
+            "cli-web",
+            "--site",
+            "cli.test",
+            "--kind",
+            "nginx-access",
+            "--lines",
+            "20",
+        ],
+        None,
+    );
+    assert_eq!(read.0, Some(0), "{}", read.2);
+    assert!(read.1.contains("GET /probe-read-1 "), "{}", read.1);
+    let recent = cli(
+        &[
+            "logs",
+            "--server",
+            "cli-web",
+            "--site",
+            "cli.test",
+            "--kind",
+            "nginx-access",
+            "--since",
+            "10m",
+        ],
+        None,
+    );
+    assert!(recent.1.contains("/probe-read-1"), "{recent:?}");
+    let old = cli(
+        &[
+            "logs",
+            "--server",
+            "cli-web",
+            "--site",
+            "cli.test",
+            "--kind",
+            "nginx-access",
+            "--until",
+            "10m",
+        ],
+        None,
+    );
+    assert_eq!(old.0, Some(0), "{}", old.2);
+    assert!(!old.1.contains("/probe-read-1"), "{}", old.1);
+
+    let mut child = spawn(&[
+        "logs",
+        "--server",
+        "cli-web",
+        "--site",
+        "cli.test",
+        "--kind",
+        "nginx-access",
+        "--lines",
+        "1",
+        "--follow",
+    ]);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The reader is running once the existing last line arrived; then a new request must follow.
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the followed log printed its last line");
+    http_request(&host.ip, "GET", "cli.test", "/probe-followed-2", &[], b"").await;
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("the new request reached the follower");
+        if line.contains("/probe-followed-2") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        eventually(std::time::Duration::from_secs(20), || async {
+            !host
+                .root("pgrep -f '[t]ail -n 1 -F -- /var/log/nginx/cli.test-access.log'")
+                .await
+                .success()
+        })
+        .await,
+        "the follower's tail still runs on the server:\n{}",
+        host.root("ps -eo pid,ppid,args | grep '[t]ail'")
+            .await
+            .stdout_text()
+    );
+
+    let journal = cli(
+        &[
+            "logs", "--server", "cli-web", "--kind", "unit", "--unit", "nginx", "--lines", "50",
+        ],
+        None,
+    );
+    assert_eq!(journal.0, Some(0), "{}", journal.2);
+    assert!(journal.1.contains("nginx"), "{}", journal.1);
+    let refused = cli(
+        &[
+            "logs",
+            "--server",
+            "cli-web",
+            "--kind",
+            "unit",
+            "--unit",
+            "systemd-logind",
+        ],
+        None,
+    );
+    assert_eq!(refused.0, Some(1));
+    assert!(
+        refused.2.contains("not a unit BrokeForge manages"),
+        "{}",
+        refused.2
+    );
+    let missing = cli(
+        &[
+            "logs",
+            "--server",
+            "cli-web",
+            "--site",
+            "nope.test",
+            "--kind",
+            "nginx-error",
+        ],
+        None,
+    );
+    assert_eq!(missing.0, Some(1));
+    assert!(missing.2.contains("not a site"), "{}", missing.2);
+}
+
+/// `brokeforge firewall`: a rule opens a port that this machine then reaches, and its removal closes it; bad
+/// rules, the SSH rule and rules made by hand are refused before anything runs.
+async fn firewall_rules_open_and_close_ports(host: &DebianHost, cli: &Cli<'_>) {
+    // Something to reach on 8080 (PHP's built-in server, there with the web server).
+    let served = host
+        .root(
+            "mkdir -p /srv/fw && echo fw-open > /srv/fw/index.html && \
+             (setsid php -S 0.0.0.0:8080 -t /srv/fw >/dev/null 2>&1 < /dev/null &) && \
+             for i in $(seq 50); do curl -fs http://127.0.0.1:8080/ && break; sleep 0.2; done",
+        )
+        .await;
+    assert!(
+        served.stdout_text().contains("fw-open"),
+        "{}",
+        served.stderr_text()
+    );
+    let reach = || async {
+        matches!(
+            tokio::time::timeout(
+                std::time::Duration::from_secs(3),
+                tokio::net::TcpStream::connect((host.ip.as_str(), 8080)),
+            )
+            .await,
+            Ok(Ok(_))
+        )
+    };
+    assert!(!reach().await, "8080 is open before any rule");
+
+    let list = |cli: &Cli<'_>| {
+        let r = cli(&["--json", "firewall", "list", "--server", "cli-web"], None);
+        assert_eq!(r.0, Some(0), "{}", r.2);
+        serde_json::from_str::<serde_json::Value>(&r.1).unwrap()
+    };
+    let fw = list(cli);
+    assert_eq!(fw["active"], true);
+    let ssh = fw["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["port"] == "22")
+        .cloned()
+        .unwrap_or_else(|| panic!("no SSH rule: {fw}"));
+    assert_eq!(
+        (ssh["origin"].as_str(), ssh["removable"].as_bool()),
+        (Some("baseline"), Some(false))
+    );
+    let refused = cli(
+        &[
+            "firewall",
+            "remove",
+            "--server",
+            "cli-web",
+            "--rule",
+            ssh["id"].as_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(refused.0, Some(1));
+    assert!(refused.2.contains("reaches the server"), "{}", refused.2);
+    let bad = cli(
+        &[
+            "firewall", "add", "--server", "cli-web", "--port", "22", "--deny",
+        ],
+        None,
+    );
+    assert_eq!(bad.0, Some(1));
+    assert!(bad.2.contains("lock"), "{}", bad.2);
+    let bad = cli(
+        &[
+            "firewall",
+            "add",
+            "--server",
+            "cli-web",
+            "--port",
+            "8080",
+            "--from",
+            "10.0.0.0/99",
+        ],
+        None,
+    );
+    assert_eq!(bad.0, Some(1));
+    assert!(bad.2.contains("source"), "{}", bad.2);
+
+    let add = cli(
+        &[
+            "firewall",
+            "add",
+            "--server",
+            "cli-web",
+            "--port",
+            "8080",
+            "--name",
+            "app preview",
+            "--follow",
+        ],
+        None,
+    );
+    assert_eq!(
+        add.0,
+        Some(0),
+        "{}
+{}",
+        add.1,
+        add.2
+    );
+    assert!(
+        eventually(std::time::Duration::from_secs(10), &reach).await,
+        "8080 stays closed after the rule"
+    );
+    let again = cli(
+        &["firewall", "add", "--server", "cli-web", "--port", "8080"],
+        None,
+    );
+    assert_eq!(again.0, Some(1));
+    assert!(again.2.contains("already has this rule"), "{}", again.2);
+    let text = cli(&["firewall", "list", "--server", "cli-web"], None).1;
+    assert!(
+        text.contains("app preview") && text.contains("brokeforge"),
+        "{text}"
+    );
+    let fw = list(cli);
+    let app = fw["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "app preview")
+        .cloned()
+        .unwrap_or_else(|| panic!("the rule is not listed: {fw}"));
+    assert_eq!(app["families"], serde_json::json!(["v4", "v6"]), "{app}");
+
+    // A rule made by hand is shown and left alone.
+    assert!(host.root("ufw allow 9999/udp").await.success());
+    let fw = list(cli);
+    let other = fw["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["port"] == "9999")
+        .cloned()
+        .unwrap_or_else(|| panic!("the hand-made rule is not listed: {fw}"));
+    assert_eq!(other["origin"], "other");
+    let refused = cli(
+        &[
+            "firewall",
+            "remove",
+            "--server",
+            "cli-web",
+            "--rule",
+            other["id"].as_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(refused.0, Some(1));
+    assert!(
+        refused.2.contains("not made by BrokeForge"),
+        "{}",
+        refused.2
+    );
+
+    let rm = cli(
+        &[
+            "firewall",
+            "remove",
+            "--server",
+            "cli-web",
+            "--rule",
+            app["id"].as_str().unwrap(),
+            "--follow",
+        ],
+        None,
+    );
+    assert_eq!(
+        rm.0,
+        Some(0),
+        "{}
+{}",
+        rm.1,
+        rm.2
+    );
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || async {
+            !reach().await
+        })
+        .await,
+        "8080 stays open after the rule was removed"
+    );
+    let ufw = host.root("ufw status").await.stdout_text();
+    assert!(!ufw.contains("8080") && ufw.contains("9999/udp"), "{ufw}");
+    host.root("pkill -f 'php -S 0.0.0.0:8080'; ufw delete allow 9999/udp")
+        .await;
 }

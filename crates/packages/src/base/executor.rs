@@ -159,8 +159,8 @@ impl Executor {
         &self.store
     }
 
-    /// Run one command as `credential` and send its stdout to `out` as it arrives (a download): nothing of it
-    /// is logged or kept, and a slow reader slows the command instead of filling memory. Fails with the
+    /// Run one command as `credential` and send its stdout to `out` as it arrives (a download, a log): nothing
+    /// of it is logged or kept, and a slow reader slows the command instead of filling memory. Fails with the
     /// command's stderr (with `secrets` redacted) when it does.
     #[allow(clippy::too_many_arguments)]
     pub async fn stream(
@@ -205,7 +205,7 @@ impl Executor {
             let stderr = plan.redact(&o.stderr_text());
             return Err(PackageError::CommandFailed {
                 message: format!(
-                    "the download failed: {}",
+                    "the command on the server failed: {}",
                     tail(&stderr, STDERR_TAIL).trim_end()
                 ),
                 exit_code: o.exit_code,

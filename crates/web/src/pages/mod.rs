@@ -6,7 +6,9 @@ mod auth;
 mod backups;
 pub mod common;
 mod dashboard;
+mod firewall;
 mod jobs;
+mod logs;
 mod servers;
 mod sites;
 
@@ -41,6 +43,15 @@ pub fn routes() -> Router<AppState> {
             "/servers/{id}/backups",
             get(backups::backups_page).post(backups::create_plan),
         )
+        .route(
+            "/servers/{id}/firewall",
+            get(firewall::firewall_page).post(firewall::add_rule),
+        )
+        .route(
+            "/servers/{id}/firewall/{rule}/remove",
+            post(firewall::remove_rule),
+        )
+        .route("/servers/{id}/logs", get(logs::logs_page))
         .route("/servers/{id}/backup-storages", post(backups::add_storage))
         .route(
             "/servers/{id}/backup-storages/{name}/check",

@@ -1,4 +1,13 @@
 //! The spec's `Services/Server` category: getting into a server (access, connection checks), its base
 //! provisioning, and two harmless packages (the demo, the benchmark's synthetic plan).
 
-crate::packages![provision, access, connection_check, demo, synthetic];
+crate::packages![
+    provision,
+    access,
+    connection_check,
+    demo,
+    synthetic,
+    firewall
+];
+
+pub mod logs;

@@ -1,0 +1,35 @@
+//! Firewall rules: read live from ufw on the server; added and removed through queued jobs.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use brokeforge_packages::services::server::firewall::RuleSpec;
+use serde_json::json;
+
+use super::common::{ApiJson, ApiResponse, Body, accepted};
+use crate::extract::OwnedServer;
+use crate::state::AppState;
+
+pub async fn list(State(state): State<AppState>, OwnedServer(_, server): OwnedServer) -> ApiJson {
+    let fw = state.domain.firewall(&server).await?;
+    Ok(Json(json!({"active": fw.active, "rules": fw.rules})))
+}
+
+pub async fn add(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Body(spec): Body<RuleSpec>,
+) -> ApiResponse {
+    Ok(accepted(
+        &state.domain.add_firewall_rule(&server, &spec).await?,
+    ))
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Path((_, rule)): Path<(i64, String)>,
+) -> ApiResponse {
+    Ok(accepted(
+        &state.domain.remove_firewall_rule(&server, &rule).await?,
+    ))
+}
