@@ -87,6 +87,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::account::AccountCommand,
     },
+    /// Teams: create, invite (prints the link), members and roles, leave, require two-factor sign-in.
+    Team {
+        #[command(subcommand)]
+        command: cli::team::TeamCommand,
+    },
     /// Firewall rules (ufw on the server is the truth): list, add, remove.
     Firewall {
         #[command(subcommand)]
@@ -241,6 +246,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Remove(a) => cli::package::remove(cli.client, a).await,
         Command::Plan(a) => cli::package::plan(cli.client, a).await,
         Command::Db { command } => cli::db::db(cli.client, command).await,
+        Command::Team { command } => cli::team::team(cli.client, command).await,
         Command::Firewall { command } => cli::firewall::firewall(cli.client, command).await,
         Command::Logs(a) => cli::logs::logs(cli.client, a).await,
         Command::Account { command } => cli::account::account(cli.client, command).await,

@@ -54,6 +54,28 @@ string_enum! {
 }
 
 string_enum! {
+    /// A team member's role, from most to least rights (the policy table is `brokeforge_domain::policy`).
+    TeamRole ("team role") {
+        Owner => "owner",
+        Admin => "admin",
+        Developer => "developer",
+        Viewer => "viewer",
+    }
+}
+
+impl TeamRole {
+    /// Rank for comparisons: an inviter may not grant more than they have.
+    pub fn rank(self) -> u8 {
+        match self {
+            TeamRole::Owner => 3,
+            TeamRole::Admin => 2,
+            TeamRole::Developer => 1,
+            TeamRole::Viewer => 0,
+        }
+    }
+}
+
+string_enum! {
     /// Whether a provision run installs or removes.
     ProvisionType ("provision type") {
         Install => "install",

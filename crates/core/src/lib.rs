@@ -9,7 +9,7 @@ pub mod validate;
 
 pub use enums::{
     ConnectionStatus, CredentialKind, EventStatus, ProvisionStatus, ProvisionType, ServiceStatus,
-    ServiceType,
+    ServiceType, TeamRole,
 };
 pub use secret::Secret;
 pub use shell::shell_quote;

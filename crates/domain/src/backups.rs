@@ -159,7 +159,8 @@ impl Domain {
                         "a local storage is a directory on one of your servers: name it",
                     )
                 })?;
-                self.owned_server(user, server_id).await?;
+                self.owned_server(user, server_id, crate::policy::Action::ServerManage)
+                    .await?;
                 (
                     StorageConfig::Local {
                         server_id,

@@ -6,10 +6,15 @@ use crate::{Domain, DomainError, DomainResult};
 
 impl Domain {
     /// A job on one of the user's servers.
-    pub async fn owned_job(&self, user: &User, id: i64) -> DomainResult<Job> {
+    pub async fn owned_job(
+        &self,
+        user: &User,
+        id: i64,
+        action: crate::policy::Action,
+    ) -> DomainResult<Job> {
         let job = self.store.job(id).await?;
         let server_id = job.server_id.ok_or(DomainError::NotFound)?;
-        self.owned_server(user, server_id).await?;
+        self.owned_server(user, server_id, action).await?;
         Ok(job)
     }
 
@@ -18,9 +23,10 @@ impl Domain {
         &self,
         user: &User,
         id: i64,
+        action: crate::policy::Action,
     ) -> DomainResult<(Deployment, ServerSite)> {
         let d = self.store.deployment(id).await?;
-        let (site, _) = self.owned_site(user, d.site_id).await?;
+        let (site, _) = self.owned_site(user, d.site_id, action).await?;
         Ok((d, site))
     }
 

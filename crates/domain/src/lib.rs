@@ -12,8 +12,10 @@ pub mod firewall;
 pub mod jobs;
 pub mod logs;
 pub mod maintenance;
+pub mod policy;
 pub mod servers;
 pub mod sites;
+pub mod teams;
 pub mod twofactor;
 
 use brokeforge_packages::Executor;

@@ -24,6 +24,8 @@ pub struct NewServer {
     /// An existing root private key: BrokeForge connects itself (direct onboarding).
     pub root_key: Option<String>,
     pub trust_on_first_use: bool,
+    /// The team it belongs to (its id or name); the user's personal team when left out.
+    pub team: Option<String>,
 }
 
 /// A server just added: the one-line script, and the onboarding job when BrokeForge connects itself.
@@ -40,9 +42,42 @@ pub fn script_command(base_url: &str, token: &str) -> String {
 }
 
 impl Domain {
-    /// One of the user's servers; another user's answers "not found".
-    pub async fn owned_server(&self, user: &User, id: i64) -> DomainResult<Server> {
-        Ok(self.store.server_for_user(user.id, id).await?)
+    /// A server of one of the user's teams, if their role there allows `action`: a server of another team
+    /// answers "not found", an action the role does not allow "forbidden".
+    pub async fn owned_server(
+        &self,
+        user: &User,
+        id: i64,
+        action: crate::policy::Action,
+    ) -> DomainResult<Server> {
+        let (server, role) = self.store.server_for_member(user.id, id).await?;
+        if !crate::policy::allows(role, action) {
+            return Err(DomainError::Forbidden(format!(
+                "your role in this server's team ({role}) may not {}",
+                action.describe()
+            )));
+        }
+        if !user.two_factor {
+            let team = self.store.team(server.team_id).await?;
+            if team.require_two_factor {
+                return Err(DomainError::Forbidden(format!(
+                    "team {} requires two-factor sign-in: turn it on in your account first",
+                    team.name
+                )));
+            }
+        }
+        Ok(server)
+    }
+
+    /// Whether the user's role in `server`'s team allows `action` (for pages that show parts by role).
+    pub async fn may(
+        &self,
+        user: &User,
+        server: &Server,
+        action: crate::policy::Action,
+    ) -> DomainResult<bool> {
+        let (_, role) = self.store.server_for_member(user.id, server.id).await?;
+        Ok(crate::policy::allows(role, action))
     }
 
     /// A page of the user's servers after `after` (by id), each with its services: two statements.
@@ -119,6 +154,16 @@ impl Domain {
             self.check_public_address(&new.public_ip, new.ssh_port.unwrap_or(22))
                 .await?;
         }
+        // The team first: a team the user may not add servers to changes nothing.
+        let team_id = match new.team.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            Some(t) => Some(
+                self.team_for(user, t, crate::policy::Action::ServerManage)
+                    .await?
+                    .0
+                    .id,
+            ),
+            None => None,
+        };
         if let Some(k) = &root_key {
             // Checked before anything is stored.
             brokeforge_ssh::keys::parse_private(k).map_err(|e| {
@@ -136,6 +181,11 @@ impl Domain {
             },
         )
         .await?;
+        let mut added = added;
+        if let Some(team_id) = team_id {
+            self.store.set_server_team(added.server.id, team_id).await?;
+            added.server.team_id = team_id;
+        }
         let job = match root_key {
             Some(k) => Some(
                 start_direct_onboarding(&self.store, added.server.id, &k, new.trust_on_first_use)

@@ -42,9 +42,14 @@ pub struct WebhookInfo {
 
 impl Domain {
     /// One of the user's sites, with its server.
-    pub async fn owned_site(&self, user: &User, id: i64) -> DomainResult<(ServerSite, Server)> {
+    pub async fn owned_site(
+        &self,
+        user: &User,
+        id: i64,
+        action: crate::policy::Action,
+    ) -> DomainResult<(ServerSite, Server)> {
         let site = self.store.site(id).await?;
-        let server = self.owned_server(user, site.server_id).await?;
+        let server = self.owned_server(user, site.server_id, action).await?;
         Ok((site, server))
     }
 

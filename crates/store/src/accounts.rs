@@ -171,11 +171,23 @@ impl Store {
     }
 
     /// Delete a user and everything they own (servers, sites, tokens, sessions).
+    /// Delete a user with their personal team and its servers. Servers they added to a shared team stay
+    /// with the team (they pass to its longest-standing owner, or member).
     pub async fn delete_user(&self, user_id: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE servers SET user_id = (SELECT m.user_id FROM team_members m WHERE m.team_id = servers.team_id \
+               AND m.user_id <> $1 ORDER BY CASE m.role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, m.created_at LIMIT 1) \
+             WHERE user_id = $1 AND EXISTS (SELECT 1 FROM team_members m WHERE m.team_id = servers.team_id AND m.user_id <> $1)",
+        )
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -442,6 +454,8 @@ impl Store {
     ) -> Result<User> {
         let now = now_ms();
         let email = email.trim().to_ascii_lowercase();
+        // The user and their personal team (a team of one) together, or neither.
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "INSERT INTO users (email, password_hash, is_admin, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) RETURNING id",
         )
@@ -449,7 +463,7 @@ impl Store {
         .bind(password_hash)
         .bind(is_admin as i64)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -458,8 +472,26 @@ impl Store {
                 e.into()
             }
         })?;
+        let id: i64 = row.try_get("id")?;
+        let team = sqlx::query(
+            "INSERT INTO teams (name, personal_of, created_at) VALUES ($1, $2, $3) RETURNING id",
+        )
+        .bind(&email)
+        .bind(id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO team_members (team_id, user_id, role, created_at) VALUES ($1, $2, 'owner', $3)",
+        )
+        .bind(team.try_get::<i64, _>("id")?)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(User {
-            id: row.try_get("id")?,
+            id,
             email,
             password_hash: password_hash.to_string(),
             is_admin,

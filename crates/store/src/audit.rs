@@ -74,7 +74,7 @@ impl Store {
         // Each condition is switched off by a NULL parameter, so one statement serves every filter.
         let rows = sqlx::query(
             "SELECT id, at, user_id, actor, ip, user_agent, action, target, server_id, status, summary FROM audit_log a \
-             WHERE ($1 IS NULL OR a.user_id = $1 OR a.server_id IN (SELECT s.id FROM servers s WHERE s.user_id = $1)) \
+             WHERE ($1 IS NULL OR a.user_id = $1 OR a.server_id IN (SELECT s.id FROM servers s JOIN team_members m ON m.team_id = s.team_id WHERE m.user_id = $1)) \
                AND ($2 IS NULL OR a.user_id = $2) AND ($3 IS NULL OR a.server_id = $3) \
                AND ($4 IS NULL OR a.action LIKE $4) AND ($5 IS NULL OR a.at >= $5) AND ($6 IS NULL OR a.id < $6) \
              ORDER BY a.id DESC LIMIT $7",

@@ -19,6 +19,7 @@ pub mod selfbackup;
 mod servers;
 mod services;
 mod sites;
+pub mod teams;
 mod twofactor;
 
 use std::str::FromStr;
@@ -39,6 +40,7 @@ pub use jobs::{Heartbeat, Job, JobStatus, JobTarget, NewJob, Outcome, Recovered}
 pub use models::*;
 pub use selfbackup::SelfBackup;
 pub use servers::TokenUse;
+pub use teams::{Invitation, Member, Team};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

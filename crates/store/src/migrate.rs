@@ -96,6 +96,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0014_session_origin.sql"),
         postgres: include_str!("../migrations/postgres/0014_session_origin.sql"),
     },
+    Migration {
+        version: 15,
+        name: "teams",
+        sqlite: include_str!("../migrations/sqlite/0015_teams.sql"),
+        postgres: include_str!("../migrations/postgres/0015_teams.sql"),
+    },
 ];
 
 /// The newest schema this binary knows.

@@ -21,7 +21,10 @@ pub struct User {
 #[derive(Debug, Clone, Serialize)]
 pub struct Server {
     pub id: i64,
+    /// Who added it.
     pub user_id: i64,
+    /// The team it belongs to.
+    pub team_id: i64,
     pub name: String,
     pub public_ip: String,
     pub ssh_port: u16,

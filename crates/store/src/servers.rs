@@ -8,12 +8,22 @@ use sqlx::any::AnyRow;
 use crate::models::*;
 use crate::{Result, Store, StoreError, is_unique_violation, parse};
 
-const SERVER_COLS: &str = "id, user_id, name, public_ip, ssh_port, os, provision_status, connection_status, host_key_fingerprint, created_at, updated_at";
+pub(crate) const SERVER_COLS: &str = "id, user_id, team_id, name, public_ip, ssh_port, os, provision_status, connection_status, host_key_fingerprint, created_at, updated_at";
 
-fn server_from(row: &AnyRow) -> Result<Server> {
+/// [`SERVER_COLS`] of table alias `s`.
+const SERVER_COLS_S: &str = "s.id, s.user_id, s.team_id, s.name, s.public_ip, s.ssh_port, s.os, s.provision_status, s.connection_status, s.host_key_fingerprint, s.created_at, s.updated_at";
+
+/// A member (`m`) sees a server (`s`) of the team unless narrowed to other servers.
+const VISIBLE: &str = "(NOT EXISTS (SELECT 1 FROM team_member_servers n WHERE n.team_id = m.team_id AND n.user_id = m.user_id) \
+     OR EXISTS (SELECT 1 FROM team_member_servers n WHERE n.team_id = m.team_id AND n.user_id = m.user_id AND n.server_id = s.id))";
+
+pub(crate) fn server_from(row: &AnyRow) -> Result<Server> {
     Ok(Server {
         id: row.try_get("id")?,
         user_id: row.try_get("user_id")?,
+        team_id: row
+            .try_get::<Option<i64>, _>("team_id")?
+            .unwrap_or_default(),
         name: row.try_get("name")?,
         public_ip: row.try_get("public_ip")?,
         ssh_port: u16::try_from(row.try_get::<i64, _>("ssh_port")?)
@@ -48,11 +58,18 @@ fn token_hash(token: &str) -> String {
 }
 
 impl Store {
+    /// A server in its creator's personal team.
     pub async fn create_server(&self, new: &NewServer) -> Result<Server> {
+        let team = self.personal_team(new.user_id).await?;
+        self.create_server_in(team, new).await
+    }
+
+    /// A server in team `team_id` (the caller checked the creator may add servers there).
+    pub async fn create_server_in(&self, team_id: i64, new: &NewServer) -> Result<Server> {
         let now = now_ms();
         let row = sqlx::query(&format!(
-            "INSERT INTO servers (user_id, name, public_ip, ssh_port, os, provision_status, connection_status, host_key_fingerprint, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8, $8) RETURNING {SERVER_COLS}"
+            "INSERT INTO servers (user_id, name, public_ip, ssh_port, os, provision_status, connection_status, host_key_fingerprint, created_at, updated_at, team_id) \
+             VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8, $8, $9) RETURNING {SERVER_COLS}"
         ))
         .bind(new.user_id)
         .bind(&new.name)
@@ -62,6 +79,7 @@ impl Store {
         .bind(ConnectionStatus::Pending.as_str())
         .bind(new.host_key_fingerprint.clone())
         .bind(now)
+        .bind(team_id)
         .fetch_one(&self.pool)
         .await
         .map_err(|e| {
@@ -84,22 +102,35 @@ impl Store {
         server_from(&row)
     }
 
-    /// A server only if `user_id` owns it; another user's server is "not found".
+    /// A server only if `user_id` is a member of its team (and not narrowed to other servers); anyone
+    /// else's server is "not found".
     pub async fn server_for_user(&self, user_id: i64, id: i64) -> Result<Server> {
+        Ok(self.server_for_member(user_id, id).await?.0)
+    }
+
+    /// A server the user may see, with the user's role in its team.
+    pub async fn server_for_member(
+        &self,
+        user_id: i64,
+        id: i64,
+    ) -> Result<(Server, brokeforge_core::TeamRole)> {
         let row = sqlx::query(&format!(
-            "SELECT {SERVER_COLS} FROM servers WHERE id = $1 AND user_id = $2"
+            "SELECT {SERVER_COLS_S}, m.role AS member_role FROM servers s \
+             JOIN team_members m ON m.team_id = s.team_id AND m.user_id = $2 \
+             WHERE s.id = $1 AND {VISIBLE}"
         ))
         .bind(id)
         .bind(user_id)
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("server {id}")))?;
-        server_from(&row)
+        Ok((server_from(&row)?, parse(&row, "member_role")?))
     }
 
     pub async fn servers_for_user(&self, user_id: i64) -> Result<Vec<Server>> {
         let rows = sqlx::query(&format!(
-            "SELECT {SERVER_COLS} FROM servers WHERE user_id = $1 ORDER BY id"
+            "SELECT {SERVER_COLS_S} FROM servers s JOIN team_members m ON m.team_id = s.team_id AND m.user_id = $1 \
+             WHERE {VISIBLE} ORDER BY s.id"
         ))
         .bind(user_id)
         .fetch_all(&self.pool)
@@ -116,7 +147,8 @@ impl Store {
         name: Option<&str>,
     ) -> Result<Vec<Server>> {
         let rows = sqlx::query(&format!(
-            "SELECT {SERVER_COLS} FROM servers WHERE user_id = $1 AND id > $2 AND ($3 IS NULL OR name = $3) ORDER BY id LIMIT $4"
+            "SELECT {SERVER_COLS_S} FROM servers s JOIN team_members m ON m.team_id = s.team_id AND m.user_id = $1 \
+             WHERE {VISIBLE} AND s.id > $2 AND ($3 IS NULL OR s.name = $3) ORDER BY s.id LIMIT $4"
         ))
         .bind(user_id)
         .bind(after_id)
@@ -125,6 +157,16 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(server_from).collect()
+    }
+
+    /// Move a just-added server into team `team_id`.
+    pub async fn set_server_team(&self, id: i64, team_id: i64) -> Result<()> {
+        sqlx::query("UPDATE servers SET team_id = $1 WHERE id = $2")
+            .bind(team_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn set_provision_status(&self, id: i64, status: ProvisionStatus) -> Result<()> {

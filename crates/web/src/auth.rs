@@ -5,6 +5,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{Method, header};
 use brokeforge_domain::Domain;
+use brokeforge_domain::policy::Action;
 use brokeforge_store::User;
 
 use crate::error::ApiError;
@@ -200,23 +201,32 @@ pub fn client_address(parts: &Parts, trust_proxy: bool) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Changes a deploy token may make besides safe requests.
-const DEPLOY_ROUTES: &[&str] = &[
-    "/api/v1/sites/{id}/deployments",
-    "/api/v1/sites/{id}/rollback",
-    "/api/v1/sites/{id}/commands",
-    "/api/v1/logout",
-];
+/// The policy action of API route `route` (the matched template) with `method`, from the route table.
+pub fn route_action(method: &axum::http::Method, route: &str) -> Option<Action> {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    static TABLE: OnceLock<HashMap<(String, String), Action>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        crate::api::operations()
+            .into_iter()
+            .map(|op| {
+                (
+                    (
+                        op.method.to_ascii_uppercase(),
+                        format!("/api/v1{}", op.path),
+                    ),
+                    op.action,
+                )
+            })
+            .collect()
+    });
+    table
+        .get(&(method.as_str().to_string(), route.to_string()))
+        .copied()
+}
 
-/// Reads that hand out secrets: full tokens only.
-const SECRET_ROUTES: &[&str] = &[
-    "/api/v1/sites/{id}/env",
-    "/api/v1/sites/{id}/webhook",
-    "/api/v1/servers/{id}/backups/{plan}/recovery-kit",
-    "/api/v1/servers/{id}/backups/{plan}/snapshots/{snapshot}/download",
-];
-
-/// Whether a token of `scope` may call `route` (the matched route template) with `method`.
+/// Whether a token of `scope` may call `route` (the matched route template) with `method`. Decided by the
+/// route's policy action: secrets need a full token; a deploy token may also deploy and run site commands.
 pub fn scope_allows(
     scope: brokeforge_store::TokenScope,
     method: &axum::http::Method,
@@ -226,17 +236,20 @@ pub fn scope_allows(
     if scope == TokenScope::Full {
         return Ok(());
     }
-    if SECRET_ROUTES.contains(&route) {
+    let action = route_action(method, route);
+    if matches!(action, Some(Action::ReadEnv | Action::ReadCredentials)) {
         return Err(ApiError::forbidden(format!(
             "this {} token cannot read secrets: use a token of full scope",
             scope.as_str()
         )));
     }
-    if !is_unsafe(method) || (scope == TokenScope::Deploy && DEPLOY_ROUTES.contains(&route)) {
+    let deploys =
+        matches!(action, Some(Action::Deploy | Action::SiteCommand)) || route == "/api/v1/logout";
+    if !is_unsafe(method) || (scope == TokenScope::Deploy && deploys) {
         return Ok(());
     }
     Err(ApiError::forbidden(match scope {
         TokenScope::Read => "this token is read-only".to_string(),
-        _ => "this deploy token may deploy, roll back and run site commands only".to_string(),
+        _ => "this deploy token may deploy, roll back, run site commands and cancel or retry jobs only".to_string(),
     }))
 }

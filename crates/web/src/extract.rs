@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use axum::extract::{FromRequestParts, OriginalUri, Path};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
-use brokeforge_store::{Deployment, Job, Server, ServerSite};
+use brokeforge_core::TeamRole;
+use brokeforge_domain::policy::Action;
+use brokeforge_store::{Deployment, Job, Server, ServerSite, Team};
 
 use crate::auth::Authed;
 use crate::error::ApiError;
@@ -21,6 +23,8 @@ pub struct OwnedServer(pub Authed, pub Server);
 pub struct OwnedSite(pub Authed, pub ServerSite, pub Server);
 /// A job on one of the caller's servers.
 pub struct OwnedJob(pub Authed, pub Job);
+/// One of the caller's teams with their role there (path parameter `id`).
+pub struct OwnedTeam(pub Authed, pub Team, pub TeamRole);
 /// A deployment of one of the caller's sites.
 pub struct OwnedDeployment(pub Authed, pub Deployment, pub ServerSite);
 
@@ -61,8 +65,17 @@ fn refuse(api: bool, authed: &Authed, e: ApiError) -> Response {
     }
 }
 
+/// The action the matched route declared (API route table, pages' policy table). A route without one is
+/// refused: a new route cannot reach a team's objects before it has a policy entry.
+fn action(parts: &Parts) -> Result<Action, ApiError> {
+    parts.extensions.get::<Action>().copied().ok_or_else(|| {
+        tracing::error!(path = %parts.uri.path(), "a route without a policy entry was refused");
+        ApiError::forbidden("this route has no policy entry".to_string())
+    })
+}
+
 macro_rules! owned {
-    ($name:ident, |$domain:ident, $authed:ident, $id:ident| $find:expr, |$found:ident| $build:expr) => {
+    ($name:ident, |$domain:ident, $authed:ident, $id:ident, $action:ident| $find:expr, |$found:ident| $build:expr) => {
         impl FromRequestParts<AppState> for $name {
             type Rejection = Response;
             async fn from_request_parts(
@@ -71,6 +84,7 @@ macro_rules! owned {
             ) -> Result<Self, Response> {
                 let api = is_api(parts);
                 let ($authed, $id) = caller(parts).await?;
+                let $action = action(parts).map_err(|e| refuse(api, &$authed, e))?;
                 let $domain = &state.domain;
                 match $find {
                     Ok($found) => Ok($build),
@@ -83,21 +97,26 @@ macro_rules! owned {
 
 owned!(
     OwnedServer,
-    |d, authed, id| d.owned_server(&authed.user, id).await,
+    |d, authed, id, a| d.owned_server(&authed.user, id, a).await,
     |server| OwnedServer(authed, server)
 );
 owned!(
     OwnedSite,
-    |d, authed, id| d.owned_site(&authed.user, id).await,
+    |d, authed, id, a| d.owned_site(&authed.user, id, a).await,
     |found| OwnedSite(authed, found.0, found.1)
 );
 owned!(
     OwnedJob,
-    |d, authed, id| d.owned_job(&authed.user, id).await,
+    |d, authed, id, a| d.owned_job(&authed.user, id, a).await,
     |job| OwnedJob(authed, job)
 );
 owned!(
     OwnedDeployment,
-    |d, authed, id| d.owned_deployment(&authed.user, id).await,
+    |d, authed, id, a| d.owned_deployment(&authed.user, id, a).await,
     |found| OwnedDeployment(authed, found.0, found.1)
+);
+owned!(
+    OwnedTeam,
+    |d, authed, id, a| d.team_for(&authed.user, &id.to_string(), a).await,
+    |found| OwnedTeam(authed, found.0, found.1)
 );

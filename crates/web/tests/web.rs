@@ -2730,3 +2730,9 @@ async fn firewall_and_log_requests_are_checked_before_anything_runs() {
         }
     }
 }
+
+#[path = "web/authz.rs"]
+mod authz;
+
+#[path = "web/teams.rs"]
+mod teams;

@@ -13,3 +13,4 @@ pub mod logs;
 pub mod package;
 pub mod server;
 pub mod site;
+pub mod team;

@@ -30,6 +30,9 @@ pub enum ServerCommand {
         /// Without a fingerprint, trust the host key the server shows first (direct onboarding only).
         #[arg(long)]
         trust_on_first_use: bool,
+        /// The team it belongs to (name or id); your personal team when left out.
+        #[arg(long)]
+        team: Option<String>,
         /// Wait for onboarding and provisioning; exit 0 only if they succeed.
         #[arg(long)]
         follow: bool,
@@ -68,6 +71,7 @@ pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
             root_key,
             host_key_fingerprint,
             trust_on_first_use,
+            team,
             follow: do_follow,
         } => {
             let key = match &root_key {
@@ -80,7 +84,7 @@ pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
             let made = client.post(
                 "/servers",
                 json!({"name": name, "public_ip": ip, "ssh_port": port, "host_key_fingerprint": host_key_fingerprint,
-                       "root_key": key, "trust_on_first_use": trust_on_first_use}),
+                       "root_key": key, "trust_on_first_use": trust_on_first_use, "team": team}),
             )?;
             let id = made["server"]["id"].as_i64().unwrap_or_default();
             if client.json && !do_follow {

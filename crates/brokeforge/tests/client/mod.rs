@@ -9,6 +9,7 @@ use brokeforge_ssh::testkit::TestSshServer;
 use brokeforge_store::{MasterKey, Store};
 
 mod audit;
+mod teams;
 mod twofactor;
 
 struct Panel {
@@ -111,10 +112,11 @@ impl Panel {
     fn cli_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_brokeforge"))
             .args(args)
-            .envs(env.iter().copied())
             .env("BROKEFORGE_URL", &self.url)
             .env("BROKEFORGE_TOKEN", &self.token)
             .env("XDG_CONFIG_HOME", self.dir.path())
+            // The caller's settings win (another user's token).
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .output()
             .unwrap()

@@ -62,6 +62,7 @@ async fn populate(store: &Store) {
                 ),
                 root_key: None,
                 trust_on_first_use: false,
+                team: None,
             },
         )
         .await
@@ -240,7 +241,14 @@ async fn check(store: &Store, url: &str, what: &str) {
     let servers = domain.servers_page(&user, 0, 100, None).await.unwrap();
     assert_eq!(servers.len(), 1, "{what}");
     assert_eq!(servers[0].1.len(), 1, "{what}: its services");
-    let server = domain.owned_server(&user, servers[0].0.id).await.unwrap();
+    let server = domain
+        .owned_server(
+            &user,
+            servers[0].0.id,
+            brokeforge_domain::policy::Action::Read,
+        )
+        .await
+        .unwrap();
     assert_eq!(
         (
             server.name.as_str(),

@@ -17,6 +17,8 @@ pub struct Op {
     pub method: &'static str,
     pub path: &'static str,
     pub summary: &'static str,
+    /// What the route does to a team's objects, for the policy table (`brokeforge_domain::policy`).
+    pub action: brokeforge_domain::policy::Action,
     /// An example request body (JSON), empty when there is none.
     pub body: &'static str,
     pub route: fn() -> MethodRouter<AppState>,

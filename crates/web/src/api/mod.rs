@@ -17,6 +17,7 @@ pub mod openapi;
 mod servers;
 mod sites;
 mod stream;
+mod teams;
 
 use axum::routing::MethodRouter;
 use axum::{Json, Router};
@@ -27,10 +28,11 @@ use common::Op;
 use crate::state::AppState;
 
 macro_rules! ops {
-    ($($method:ident $path:literal $handler:path, $summary:literal, $body:literal;)+) => {
+    ($($method:ident $path:literal $handler:path, $action:ident, $summary:literal, $body:literal;)+) => {
         vec![$(Op {
             method: stringify!($method),
             path: $path,
+            action: brokeforge_domain::policy::Action::$action,
             summary: $summary,
             body: $body,
             route: || axum::routing::$method($handler),
@@ -40,85 +42,95 @@ macro_rules! ops {
 
 pub fn operations() -> Vec<Op> {
     ops! {
-        get "/openapi.json" document, "This document", "";
-        post "/login" account::login, "Start a session (answers with the CSRF token for later requests)", r#"{"email":"you@example.com","password":"...","code":"123456 (with two-factor sign-in)"}"#;
-        post "/logout" account::logout, "End the session", "";
-        get "/me" account::me, "The signed-in user", "";
-        post "/account/2fa" account::two_factor_setup, "Start setting up two-factor sign-in: the secret and its otpauth:// URI", "";
-        post "/account/2fa/confirm" account::two_factor_confirm, "Turn two-factor sign-in on with the app's first code; answers with 10 recovery codes (shown once)", r#"{"code":"123456"}"#;
-        post "/account/2fa/disable" account::two_factor_disable, "Turn two-factor sign-in off (password and a code)", r#"{"password":"...","code":"123456"}"#;
-        get "/catalogue" servers::list_catalogue, "Installable packages with their parameters and milestones", "";
-        get "/servers" servers::list_servers, "Your servers with their services (paged: limit, after, next; name=NAME finds one)", "";
-        post "/servers" servers::create_server, "Add a server (with root_key: onboard it directly; else use the one-line script)", r#"{"name":"web-1","public_ip":"203.0.113.10","ssh_port":22}"#;
-        get "/servers/{id}" servers::show_server, "A server with its services and sites", "";
-        delete "/servers/{id}" servers::delete_server, "Forget a server (nothing on it changes); ?remove_access=true first takes BrokeForge's keys and sudo rights off it (queued job)", "";
-        post "/servers/{id}/script" servers::server_script, "A fresh one-line provisioning command", "";
-        post "/servers/{id}/host-key" servers::pin_host_key, "Pin the server's SSH host key", r#"{"fingerprint":"SHA256:..."}"#;
-        get "/servers/{id}/services" servers::list_services, "Installed services", "";
-        post "/servers/{id}/services" servers::install_service, "Install a catalogue package (queued job)", r#"{"package":"webserver","settings":{"php_version":"8.3"}}"#;
-        delete "/servers/{id}/services/{name}" servers::remove_service, "Remove a package (settings as query parameters)", "";
-        post "/servers/{id}/plan/{package}" servers::plan_service, "The exact steps a package would run, secrets masked; runs nothing", r#"{"php_version":"8.3"}"#;
-        get "/servers/{id}/events" servers::list_events, "Provision events (after=ID for newer ones)", "";
-        get "/servers/{id}/stream" stream::server_stream, "Live activity (SSE): milestone, output and job events; resumes from Last-Event-ID", "";
-        get "/servers/{id}/jobs" servers::list_jobs, "Recent jobs of the server", "";
-        post "/servers/{id}/databases/schemas" databases::create_schema, "Create a database schema", r#"{"engine":"mariadb","name":"app"}"#;
-        delete "/servers/{id}/databases/schemas/{engine}/{name}" databases::drop_schema, "Drop a database schema", "";
-        post "/servers/{id}/databases/users" databases::create_db_user, "Create or update a database user", r#"{"engine":"mariadb","name":"app","password":"...","schemas":["app"],"privileges":"read-write"}"#;
-        delete "/servers/{id}/databases/users/{engine}/{name}" databases::drop_db_user, "Drop a database user", "";
-        get "/servers/{id}/firewall" firewall::list, "The firewall as ufw has it now, read from the server: each rule with its origin (brokeforge, baseline, other) and whether BrokeForge will remove it", "";
-        post "/servers/{id}/firewall" firewall::add, "Add a firewall rule (queued job): a port or range, tcp/udp/any, a source address or network (empty: anywhere), allow or deny", r#"{"name":"app","port":"8080","protocol":"tcp","source":"10.0.0.0/8","action":"allow"}"#;
-        delete "/servers/{id}/firewall/{rule}" firewall::remove, "Remove a firewall rule BrokeForge added (queued job); others and the SSH rule are refused", "";
-        get "/servers/{id}/logs" logs::read, "A log as plain text, streamed from the server (?kind=nginx-access|nginx-error|php-fpm|unit&site=DOMAIN&unit=NAME&lines=200&since=MS&until=MS&follow=true&download=true); nothing is stored", "";
-        get "/backup-storages" backups::list_storages, "Your backup storages (S3-compatible, SFTP with its public key, or a directory on a server)", "";
-        post "/backup-storages" backups::add_storage, "Define a backup storage; an SFTP one answers with the public key to authorize", r#"{"name":"offsite","kind":"s3","endpoint":"https://s3.example.com","bucket":"backups","region":"eu-1","path_style":true,"access_key_id":"AKIA...","secret_access_key":"..."}"#;
-        delete "/backup-storages/{name}" backups::delete_storage, "Delete a backup storage no plan uses", "";
-        post "/servers/{id}/backup-storages/{name}/check" backups::check_storage, "Test a backup storage from this server: write, read back and delete a small object (queued job)", "";
-        get "/servers/{id}/backups" backups::list_plans, "The server's backup plans with their newest snapshot", "";
-        post "/servers/{id}/backups" backups::create_plan, "Create a backup plan (schedule and verify_schedule are cron in UTC)", r#"{"name":"shop","database":"mariadb:shop","storage":"offsite","schedule":"0 3 * * *","verify_schedule":"@weekly","retention":{"keep_last":7,"keep_daily":7,"keep_weekly":4,"keep_monthly":6}}"#;
-        get "/servers/{id}/backups/{plan}" backups::show_plan, "A backup plan, its last restore drill and its snapshots", "";
-        delete "/servers/{id}/backups/{plan}" backups::delete_plan, "Delete a backup plan (its repository and snapshots stay on the storage)", "";
-        post "/servers/{id}/backups/{plan}/run" backups::run_plan, "Back up now (queued job)", "";
-        get "/servers/{id}/backups/{plan}/snapshots" backups::list_snapshots, "The plan's snapshots, newest first", "";
-        get "/servers/{id}/backups/{plan}/snapshots/{snapshot}/download" backups::download, "Download a snapshot, streamed from the server (a dump, an RDB file, or a tar of a site's files)", "";
-        post "/servers/{id}/backups/{plan}/restore" backups::restore, "Restore a snapshot into a new schema (into) or over the plan's own (confirm: its name); queued job", r#"{"snapshot":"1a2b3c4d","into":"shop_restored"}"#;
-        post "/servers/{id}/backups/{plan}/verify" backups::verify, "A restore drill now: restore the newest snapshot into a scratch schema, count rows, drop it (queued job)", "";
-        get "/servers/{id}/backups/{plan}/recovery-kit" backups::recovery_kit, "The repository and its password, to restore without BrokeForge (text; keep it offline)", "";
-        get "/servers/{id}/sites" sites::list_sites, "Sites of the server", "";
-        post "/servers/{id}/sites" sites::create_site, "Create a site (queued job)", r#"{"domain":"example.com","aliases":["www.example.com"],"php_version":"8.2","web_directory":"public"}"#;
-        get "/jobs/{id}" jobs::show_job, "A job and how it ended", "";
-        get "/jobs/{id}/logs" jobs::job_logs, "A job's command output", "";
-        post "/jobs/{id}/cancel" jobs::cancel_job, "Cancel a queued or running job", "";
-        post "/jobs/{id}/retry" jobs::retry_job, "Run a failed or cancelled job again (a new job)", "";
-        get "/sites/{id}" sites::show_site, "A site", "";
-        delete "/sites/{id}" sites::remove_site, "Remove a site (?keep_files=true keeps its files)", "";
-        get "/sites/{id}/deploy-key" sites::deploy_key, "The site's deploy key (add it to your git host)", "";
-        post "/sites/{id}/repository" sites::connect_repository, "Connect a git repository, then deploy", r#"{"url":"git@github.com:acme/app.git","branch":"main","host_key_fingerprint":"SHA256:..."}"#;
-        post "/sites/{id}/certificate" sites::request_certificate, "Get an HTTPS certificate (Let's Encrypt unless another ACME directory is given), then serve HTTPS", r#"{"email":"ops@example.com"}"#;
-        delete "/sites/{id}/certificate" sites::remove_certificate, "Remove the site's certificate and serve plain HTTP", "";
-        get "/sites/{id}/tasks/output" sites::tasks_output, "The newest output of the site's scheduled commands and daemons (?lines=200)", "";
-        put "/sites/{id}/tasks" sites::set_tasks, "Replace the site's scheduled commands (cron) and daemons (kept running), then apply them", r#"{"schedules":[{"cron":"* * * * *","command":"php artisan schedule:run"}],"daemons":[{"command":"php artisan queue:work","processes":2}]}"#;
-        get "/sites/{id}/deployments" sites::list_deployments, "Deployments, kept releases and the live one", "";
-        post "/sites/{id}/deployments" sites::deploy, "Deploy (queued; deploys of a server run one at a time)", r#"{"branch":"main"}"#;
-        post "/sites/{id}/rollback" sites::rollback, "Make a kept release live again", r#"{"release":"20261125120000-42"}"#;
-        put "/sites/{id}/deploy-script" sites::set_deploy_script, "Replace the deploy script (empty: the default)", r#"{"script":"composer install --no-dev"}"#;
-        put "/sites/{id}/settings" sites::set_site_settings, "Deployment settings: releases kept, deploy timeout, shared paths", r#"{"keep_releases":5,"deploy_timeout_secs":900,"shared_paths":[".env","storage/"]}"#;
-        get "/sites/{id}/commands" sites::list_commands, "Site command history", "";
-        post "/sites/{id}/commands" sites::run_command, "Run a command in the live release (queued job)", r#"{"command":"php artisan migrate --force","timeout_secs":120}"#;
-        get "/sites/{id}/env" sites::read_env, "Read the site's .env", "";
-        put "/sites/{id}/env" sites::write_env, "Replace the site's .env", r#"{"env":"APP_ENV=production\n"}"#;
-        get "/sites/{id}/webhook" sites::site_webhook, "The deploy webhook: URL, secret, and the provider it expects", "";
-        put "/sites/{id}/webhook" sites::set_webhook, "Choose who calls the deploy webhook (github, gitlab or generic)", r#"{"provider":"gitlab"}"#;
-        get "/deployments/{id}" jobs::show_deployment, "A deployment with its log", "";
-        get "/audit" audit::list, "The audit log, newest first (?server=ID&user=EMAIL&action=TEXT&since=MS&before=ID&limit=N): administrators see everything, others their own actions and those on their servers", "";
-        get "/sessions" account::list_sessions, "Your live browser sessions (where and when they started)", "";
-        delete "/sessions/{id}" account::end_session, "End one of your browser sessions", "";
-        get "/tokens" account::list_tokens, "Your API tokens", "";
-        post "/tokens" account::create_token, "Create an API token (shown once): scope read (safe requests, no secrets), deploy (also deployments, rollbacks, site commands) or full; optional expiry in days", r#"{"name":"ci","scope":"deploy","expires_in_days":90}"#;
-        delete "/tokens/{id}" account::revoke_token, "Revoke an API token", "";
-        get "/users" account::list_users, "All users (administrators)", "";
-        post "/users" account::create_user, "Create a user (administrators)", r#"{"email":"dev@example.com","password":"...","admin":false}"#;
-        delete "/users/{id}" account::delete_user, "Delete a user and everything they own (administrators)", "";
-        post "/users/{id}/password" account::set_password, "Set a password: your own (with current_password), or anyone's as administrator; their sessions and API tokens end", r#"{"password":"...","current_password":"..."}"#;
+        get "/openapi.json" document, Account, "This document", "";
+        post "/login" account::login, Account, "Start a session (answers with the CSRF token for later requests)", r#"{"email":"you@example.com","password":"...","code":"123456 (with two-factor sign-in)"}"#;
+        post "/logout" account::logout, Account, "End the session", "";
+        get "/me" account::me, Account, "The signed-in user", "";
+        post "/account/2fa" account::two_factor_setup, Account, "Start setting up two-factor sign-in: the secret and its otpauth:// URI", "";
+        post "/account/2fa/confirm" account::two_factor_confirm, Account, "Turn two-factor sign-in on with the app's first code; answers with 10 recovery codes (shown once)", r#"{"code":"123456"}"#;
+        post "/account/2fa/disable" account::two_factor_disable, Account, "Turn two-factor sign-in off (password and a code)", r#"{"password":"...","code":"123456"}"#;
+        get "/catalogue" servers::list_catalogue, Account, "Installable packages with their parameters and milestones", "";
+        get "/servers" servers::list_servers, Account, "Your servers with their services (paged: limit, after, next; name=NAME finds one)", "";
+        post "/servers" servers::create_server, Account, "Add a server (with root_key: onboard it directly; else use the one-line script)", r#"{"name":"web-1","public_ip":"203.0.113.10","ssh_port":22}"#;
+        get "/servers/{id}" servers::show_server, Read, "A server with its services and sites", "";
+        delete "/servers/{id}" servers::delete_server, ServerRemove, "Forget a server (nothing on it changes); ?remove_access=true first takes BrokeForge's keys and sudo rights off it (queued job)", "";
+        post "/servers/{id}/script" servers::server_script, ServerManage, "A fresh one-line provisioning command", "";
+        post "/servers/{id}/host-key" servers::pin_host_key, ServerManage, "Pin the server's SSH host key", r#"{"fingerprint":"SHA256:..."}"#;
+        get "/servers/{id}/services" servers::list_services, Read, "Installed services", "";
+        post "/servers/{id}/services" servers::install_service, ServerManage, "Install a catalogue package (queued job)", r#"{"package":"webserver","settings":{"php_version":"8.3"}}"#;
+        delete "/servers/{id}/services/{name}" servers::remove_service, ServerManage, "Remove a package (settings as query parameters)", "";
+        post "/servers/{id}/plan/{package}" servers::plan_service, Read, "The exact steps a package would run, secrets masked; runs nothing", r#"{"php_version":"8.3"}"#;
+        get "/servers/{id}/events" servers::list_events, Read, "Provision events (after=ID for newer ones)", "";
+        get "/servers/{id}/stream" stream::server_stream, Read, "Live activity (SSE): milestone, output and job events; resumes from Last-Event-ID", "";
+        get "/servers/{id}/jobs" servers::list_jobs, Read, "Recent jobs of the server", "";
+        post "/servers/{id}/databases/schemas" databases::create_schema, Databases, "Create a database schema", r#"{"engine":"mariadb","name":"app"}"#;
+        delete "/servers/{id}/databases/schemas/{engine}/{name}" databases::drop_schema, Databases, "Drop a database schema", "";
+        post "/servers/{id}/databases/users" databases::create_db_user, Databases, "Create or update a database user", r#"{"engine":"mariadb","name":"app","password":"...","schemas":["app"],"privileges":"read-write"}"#;
+        delete "/servers/{id}/databases/users/{engine}/{name}" databases::drop_db_user, Databases, "Drop a database user", "";
+        get "/servers/{id}/firewall" firewall::list, Read, "The firewall as ufw has it now, read from the server: each rule with its origin (brokeforge, baseline, other) and whether BrokeForge will remove it", "";
+        post "/servers/{id}/firewall" firewall::add, ServerManage, "Add a firewall rule (queued job): a port or range, tcp/udp/any, a source address or network (empty: anywhere), allow or deny", r#"{"name":"app","port":"8080","protocol":"tcp","source":"10.0.0.0/8","action":"allow"}"#;
+        delete "/servers/{id}/firewall/{rule}" firewall::remove, ServerManage, "Remove a firewall rule BrokeForge added (queued job); others and the SSH rule are refused", "";
+        get "/servers/{id}/logs" logs::read, Read, "A log as plain text, streamed from the server (?kind=nginx-access|nginx-error|php-fpm|unit&site=DOMAIN&unit=NAME&lines=200&since=MS&until=MS&follow=true&download=true); nothing is stored", "";
+        get "/backup-storages" backups::list_storages, Account, "Your backup storages (S3-compatible, SFTP with its public key, or a directory on a server)", "";
+        post "/backup-storages" backups::add_storage, Account, "Define a backup storage; an SFTP one answers with the public key to authorize", r#"{"name":"offsite","kind":"s3","endpoint":"https://s3.example.com","bucket":"backups","region":"eu-1","path_style":true,"access_key_id":"AKIA...","secret_access_key":"..."}"#;
+        delete "/backup-storages/{name}" backups::delete_storage, Account, "Delete a backup storage no plan uses", "";
+        post "/servers/{id}/backup-storages/{name}/check" backups::check_storage, ServerManage, "Test a backup storage from this server: write, read back and delete a small object (queued job)", "";
+        get "/servers/{id}/backups" backups::list_plans, Read, "The server's backup plans with their newest snapshot", "";
+        post "/servers/{id}/backups" backups::create_plan, ServerManage, "Create a backup plan (schedule and verify_schedule are cron in UTC)", r#"{"name":"shop","database":"mariadb:shop","storage":"offsite","schedule":"0 3 * * *","verify_schedule":"@weekly","retention":{"keep_last":7,"keep_daily":7,"keep_weekly":4,"keep_monthly":6}}"#;
+        get "/servers/{id}/backups/{plan}" backups::show_plan, Read, "A backup plan, its last restore drill and its snapshots", "";
+        delete "/servers/{id}/backups/{plan}" backups::delete_plan, ServerManage, "Delete a backup plan (its repository and snapshots stay on the storage)", "";
+        post "/servers/{id}/backups/{plan}/run" backups::run_plan, ServerManage, "Back up now (queued job)", "";
+        get "/servers/{id}/backups/{plan}/snapshots" backups::list_snapshots, Read, "The plan's snapshots, newest first", "";
+        get "/servers/{id}/backups/{plan}/snapshots/{snapshot}/download" backups::download, ReadCredentials, "Download a snapshot, streamed from the server (a dump, an RDB file, or a tar of a site's files)", "";
+        post "/servers/{id}/backups/{plan}/restore" backups::restore, ServerManage, "Restore a snapshot into a new schema (into) or over the plan's own (confirm: its name); queued job", r#"{"snapshot":"1a2b3c4d","into":"shop_restored"}"#;
+        post "/servers/{id}/backups/{plan}/verify" backups::verify, ServerManage, "A restore drill now: restore the newest snapshot into a scratch schema, count rows, drop it (queued job)", "";
+        get "/servers/{id}/backups/{plan}/recovery-kit" backups::recovery_kit, ReadCredentials, "The repository and its password, to restore without BrokeForge (text; keep it offline)", "";
+        get "/servers/{id}/sites" sites::list_sites, Read, "Sites of the server", "";
+        post "/servers/{id}/sites" sites::create_site, ServerManage, "Create a site (queued job)", r#"{"domain":"example.com","aliases":["www.example.com"],"php_version":"8.2","web_directory":"public"}"#;
+        get "/jobs/{id}" jobs::show_job, Read, "A job and how it ended", "";
+        get "/jobs/{id}/logs" jobs::job_logs, Read, "A job's command output", "";
+        post "/jobs/{id}/cancel" jobs::cancel_job, Deploy, "Cancel a queued or running job", "";
+        post "/jobs/{id}/retry" jobs::retry_job, Deploy, "Run a failed or cancelled job again (a new job)", "";
+        get "/sites/{id}" sites::show_site, Read, "A site", "";
+        delete "/sites/{id}" sites::remove_site, ServerManage, "Remove a site (?keep_files=true keeps its files)", "";
+        get "/sites/{id}/deploy-key" sites::deploy_key, Read, "The site's deploy key (add it to your git host)", "";
+        post "/sites/{id}/repository" sites::connect_repository, SiteConfigure, "Connect a git repository, then deploy", r#"{"url":"git@github.com:acme/app.git","branch":"main","host_key_fingerprint":"SHA256:..."}"#;
+        post "/sites/{id}/certificate" sites::request_certificate, ServerManage, "Get an HTTPS certificate (Let's Encrypt unless another ACME directory is given), then serve HTTPS", r#"{"email":"ops@example.com"}"#;
+        delete "/sites/{id}/certificate" sites::remove_certificate, ServerManage, "Remove the site's certificate and serve plain HTTP", "";
+        get "/sites/{id}/tasks/output" sites::tasks_output, Read, "The newest output of the site's scheduled commands and daemons (?lines=200)", "";
+        put "/sites/{id}/tasks" sites::set_tasks, SiteConfigure, "Replace the site's scheduled commands (cron) and daemons (kept running), then apply them", r#"{"schedules":[{"cron":"* * * * *","command":"php artisan schedule:run"}],"daemons":[{"command":"php artisan queue:work","processes":2}]}"#;
+        get "/sites/{id}/deployments" sites::list_deployments, Read, "Deployments, kept releases and the live one", "";
+        post "/sites/{id}/deployments" sites::deploy, Deploy, "Deploy (queued; deploys of a server run one at a time)", r#"{"branch":"main"}"#;
+        post "/sites/{id}/rollback" sites::rollback, Deploy, "Make a kept release live again", r#"{"release":"20261125120000-42"}"#;
+        put "/sites/{id}/deploy-script" sites::set_deploy_script, SiteConfigure, "Replace the deploy script (empty: the default)", r#"{"script":"composer install --no-dev"}"#;
+        put "/sites/{id}/settings" sites::set_site_settings, SiteConfigure, "Deployment settings: releases kept, deploy timeout, shared paths", r#"{"keep_releases":5,"deploy_timeout_secs":900,"shared_paths":[".env","storage/"]}"#;
+        get "/sites/{id}/commands" sites::list_commands, Read, "Site command history", "";
+        post "/sites/{id}/commands" sites::run_command, SiteCommand, "Run a command in the live release (queued job)", r#"{"command":"php artisan migrate --force","timeout_secs":120}"#;
+        get "/sites/{id}/env" sites::read_env, ReadEnv, "Read the site's .env", "";
+        put "/sites/{id}/env" sites::write_env, SiteConfigure, "Replace the site's .env", r#"{"env":"APP_ENV=production\n"}"#;
+        get "/sites/{id}/webhook" sites::site_webhook, ReadCredentials, "The deploy webhook: URL, secret, and the provider it expects", "";
+        put "/sites/{id}/webhook" sites::set_webhook, SiteConfigure, "Choose who calls the deploy webhook (github, gitlab or generic)", r#"{"provider":"gitlab"}"#;
+        get "/deployments/{id}" jobs::show_deployment, Read, "A deployment with its log", "";
+        get "/audit" audit::list, Account, "The audit log, newest first (?server=ID&user=EMAIL&action=TEXT&since=MS&before=ID&limit=N): administrators see everything, others their own actions and those on their servers", "";
+        get "/teams" teams::list, Account, "Your teams with your role in each (your personal team first)", "";
+        post "/teams" teams::create, Account, "Create a team (you are its owner)", r#"{"name":"agency"}"#;
+        get "/teams/{id}/members" teams::members, Read, "A team's members with their roles (and, for owners, its invitations)", "";
+        post "/teams/{id}/invitations" teams::invite, Members, "Invite someone by email (owners): answers with the single-use link path, valid 7 days; never a role above yours", r#"{"email":"dev@example.com","role":"developer"}"#;
+        put "/teams/{id}/members" teams::set_role, Members, "Change a member's role (owners; a team keeps one owner)", r#"{"email":"dev@example.com","role":"viewer"}"#;
+        delete "/teams/{id}/members/{email}" teams::remove_member, Members, "Take a member out of the team (owners; a team keeps one owner)", "";
+        post "/teams/{id}/leave" teams::leave, Read, "Leave the team (a team keeps one owner)", "";
+        put "/teams/{id}/settings" teams::settings, Members, "Team settings: require two-factor sign-in of members", r#"{"require_two_factor":true}"#;
+        get "/invitations/{token}" teams::show_invitation, Account, "What an invitation offers", "";
+        post "/invitations/{token}/accept" teams::accept_invitation, Account, "Accept an invitation (signed in with the invited email)", "";
+        get "/sessions" account::list_sessions, Account, "Your live browser sessions (where and when they started)", "";
+        delete "/sessions/{id}" account::end_session, Account, "End one of your browser sessions", "";
+        get "/tokens" account::list_tokens, Account, "Your API tokens", "";
+        post "/tokens" account::create_token, Account, "Create an API token (shown once): scope read (safe requests, no secrets), deploy (also deployments, rollbacks, site commands) or full; optional expiry in days", r#"{"name":"ci","scope":"deploy","expires_in_days":90}"#;
+        delete "/tokens/{id}" account::revoke_token, Account, "Revoke an API token", "";
+        get "/users" account::list_users, Account, "All users (administrators)", "";
+        post "/users" account::create_user, Account, "Create a user (administrators)", r#"{"email":"dev@example.com","password":"...","admin":false}"#;
+        delete "/users/{id}" account::delete_user, Account, "Delete a user and everything they own (administrators)", "";
+        post "/users/{id}/password" account::set_password, Account, "Set a password: your own (with current_password), or anyone's as administrator; their sessions and API tokens end", r#"{"password":"...","current_password":"..."}"#;
     }
 }
 
@@ -130,9 +142,11 @@ async fn document() -> Json<Value> {
 pub fn routes() -> Router<AppState> {
     let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
     for op in operations() {
+        // The route carries its policy action for the extractors that find the team's objects.
+        let route = (op.route)().layer(axum::Extension(op.action));
         match by_path.iter_mut().find(|(p, _)| *p == op.path) {
-            Some((_, mr)) => *mr = std::mem::take(mr).merge((op.route)()),
-            None => by_path.push((op.path, (op.route)())),
+            Some((_, mr)) => *mr = std::mem::take(mr).merge(route),
+            None => by_path.push((op.path, route)),
         }
     }
     by_path

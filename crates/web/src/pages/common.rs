@@ -140,10 +140,15 @@ pub fn set_fields(f: &BTreeMap<String, String>) -> BTreeMap<String, String> {
 }
 
 /// After a server form: back to the server page, or the page again with the error.
-pub async fn page_server(state: &AppState, u: &Authed, id: i64) -> Result<Server, PageError> {
+pub async fn page_server(
+    state: &AppState,
+    u: &Authed,
+    id: i64,
+    action: brokeforge_domain::policy::Action,
+) -> Result<Server, PageError> {
     state
         .domain
-        .owned_server(&u.user, id)
+        .owned_server(&u.user, id, action)
         .await
         .map_err(|e| PageError(e.into(), Some(Box::new(u.clone()))))
 }
@@ -153,10 +158,11 @@ pub async fn page_site(
     state: &AppState,
     u: &Authed,
     id: i64,
+    action: brokeforge_domain::policy::Action,
 ) -> Result<(ServerSite, Server), PageError> {
     state
         .domain
-        .owned_site(&u.user, id)
+        .owned_site(&u.user, id, action)
         .await
         .map_err(|e| PageError(e.into(), Some(Box::new(u.clone()))))
 }

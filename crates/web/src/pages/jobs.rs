@@ -214,7 +214,13 @@ const PAGE_LOG_ROWS: i64 = 2_000;
 /// One job: its milestones, error and output (live while it runs).
 pub async fn job_page(State(state): State<AppState>, OwnedJob(u, job): OwnedJob) -> PageResult {
     let id = job.id;
-    let server = page_server(&state, &u, job.server_id.unwrap_or_default()).await?;
+    let server = page_server(
+        &state,
+        &u,
+        job.server_id.unwrap_or_default(),
+        brokeforge_domain::policy::Action::Read,
+    )
+    .await?;
     let cursor = state.store.activity_head(server.id).await?;
     let rows = state.store.job_logs_tail(id, cursor, PAGE_LOG_ROWS).await?;
     let log_cut = rows.len() as i64 == PAGE_LOG_ROWS;

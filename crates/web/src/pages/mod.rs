@@ -11,115 +11,118 @@ mod jobs;
 mod logs;
 mod servers;
 mod sites;
+mod teams;
 
 use axum::Router;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::MethodRouter;
+use brokeforge_domain::policy::Action;
 
 use crate::state::AppState;
 
+/// One page route with its policy action (`brokeforge_domain::policy`): the same table builds the router and
+/// drives the authorization tests.
+pub struct PageOp {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub action: Action,
+    pub route: fn() -> MethodRouter<AppState>,
+}
+
+macro_rules! pages {
+    ($($method:ident $path:literal $handler:path, $action:ident;)+) => {
+        vec![$(PageOp {
+            method: stringify!($method),
+            path: $path,
+            action: Action::$action,
+            route: || axum::routing::$method($handler),
+        }),+]
+    };
+}
+
+pub fn operations() -> Vec<PageOp> {
+    pages! {
+        get "/" dashboard::dashboard, Account;
+        get "/static/app.css" css, Account;
+        get "/static/app.js" js, Account;
+        get "/setup" auth::setup_form, Account;
+        post "/setup" auth::setup, Account;
+        get "/login" auth::login_form, Account;
+        post "/login" auth::login, Account;
+        post "/logout" auth::logout, Account;
+        get "/servers/new" servers::new_server_form, Account;
+        post "/servers" servers::create_server, Account;
+        get "/servers/{id}" servers::server_page, Read;
+        post "/servers/{id}/script" servers::server_script, ServerManage;
+        post "/servers/{id}/host-key" servers::pin_host_key, ServerManage;
+        post "/servers/{id}/delete" servers::delete_server, ServerRemove;
+        post "/servers/{id}/install" servers::install, ServerManage;
+        post "/servers/{id}/services/{name}/remove" servers::remove_service, ServerManage;
+        post "/servers/{id}/sites" servers::create_site, ServerManage;
+        get "/servers/{id}/backups" backups::backups_page, Read;
+        post "/servers/{id}/backups" backups::create_plan, ServerManage;
+        get "/servers/{id}/firewall" firewall::firewall_page, Read;
+        post "/servers/{id}/firewall" firewall::add_rule, ServerManage;
+        post "/servers/{id}/firewall/{rule}/remove" firewall::remove_rule, ServerManage;
+        get "/servers/{id}/logs" logs::logs_page, Read;
+        post "/servers/{id}/backup-storages" backups::add_storage, ServerManage;
+        post "/servers/{id}/backup-storages/{name}/check" backups::check_storage, ServerManage;
+        post "/servers/{id}/backups/{plan}/run" backups::run_plan, ServerManage;
+        post "/servers/{id}/backups/{plan}/verify" backups::verify_plan, ServerManage;
+        post "/servers/{id}/backups/{plan}/restore" backups::restore, ServerManage;
+        post "/servers/{id}/backups/{plan}/delete" backups::delete_plan, ServerManage;
+        get "/servers/{id}/backups/{plan}/snapshots/{snapshot}/download" crate::api::backups_download, ReadCredentials;
+        get "/servers/{id}/backups/{plan}/recovery-kit" crate::api::backups_recovery_kit, ReadCredentials;
+        post "/servers/{id}/databases/schemas" servers::create_schema, Databases;
+        post "/servers/{id}/databases/users" servers::create_db_user, Databases;
+        post "/servers/{id}/databases/{kind}/{engine}/{name}/drop" servers::drop_db_item, Databases;
+        get "/sites/{id}" sites::site_page, Read;
+        post "/sites/{id}/delete" sites::remove_site, ServerManage;
+        post "/sites/{id}/repository" sites::connect_repository, SiteConfigure;
+        post "/sites/{id}/deploy" sites::deploy, Deploy;
+        post "/sites/{id}/tasks" sites::save_tasks, SiteConfigure;
+        post "/sites/{id}/certificate" sites::request_certificate, ServerManage;
+        post "/sites/{id}/certificate/delete" sites::remove_certificate, ServerManage;
+        post "/sites/{id}/rollback" sites::rollback, Deploy;
+        post "/sites/{id}/deploy-script" sites::save_script, SiteConfigure;
+        post "/sites/{id}/settings" sites::save_settings, SiteConfigure;
+        post "/sites/{id}/env" sites::save_env, SiteConfigure;
+        post "/sites/{id}/webhook" sites::save_webhook, SiteConfigure;
+        post "/sites/{id}/commands" sites::run_command, SiteCommand;
+        get "/deployments/{id}" jobs::deployment_page, Read;
+        get "/jobs/{id}" jobs::job_page, Read;
+        get "/account" account::account, Account;
+        get "/audit" account::audit, Account;
+        post "/account/tokens" account::create_token, Account;
+        post "/account/tokens/{id}/revoke" account::revoke_token, Account;
+        post "/account/password" account::change_password, Account;
+        post "/account/sessions/{id}/end" account::end_session, Account;
+        post "/account/2fa/setup" account::two_factor_setup, Account;
+        post "/account/2fa/confirm" account::two_factor_confirm, Account;
+        post "/account/2fa/disable" account::two_factor_disable, Account;
+        get "/teams" teams::teams_page, Account;
+        post "/teams" teams::team_action, Account;
+        get "/invitations/{token}" teams::invitation_page, Account;
+        post "/invitations/{token}/accept" teams::accept_invitation, Account;
+        get "/users" account::users, Account;
+        post "/users" account::create_user, Account;
+        post "/users/{id}/delete" account::delete_user, Account;
+    }
+}
+
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(dashboard::dashboard))
-        .route("/static/app.css", get(css))
-        .route("/static/app.js", get(js))
-        .route("/setup", get(auth::setup_form).post(auth::setup))
-        .route("/login", get(auth::login_form).post(auth::login))
-        .route("/logout", post(auth::logout))
-        .route("/servers/new", get(servers::new_server_form))
-        .route("/servers", post(servers::create_server))
-        .route("/servers/{id}", get(servers::server_page))
-        .route("/servers/{id}/script", post(servers::server_script))
-        .route("/servers/{id}/host-key", post(servers::pin_host_key))
-        .route("/servers/{id}/delete", post(servers::delete_server))
-        .route("/servers/{id}/install", post(servers::install))
-        .route(
-            "/servers/{id}/services/{name}/remove",
-            post(servers::remove_service),
-        )
-        .route("/servers/{id}/sites", post(servers::create_site))
-        .route(
-            "/servers/{id}/backups",
-            get(backups::backups_page).post(backups::create_plan),
-        )
-        .route(
-            "/servers/{id}/firewall",
-            get(firewall::firewall_page).post(firewall::add_rule),
-        )
-        .route(
-            "/servers/{id}/firewall/{rule}/remove",
-            post(firewall::remove_rule),
-        )
-        .route("/servers/{id}/logs", get(logs::logs_page))
-        .route("/servers/{id}/backup-storages", post(backups::add_storage))
-        .route(
-            "/servers/{id}/backup-storages/{name}/check",
-            post(backups::check_storage),
-        )
-        .route("/servers/{id}/backups/{plan}/run", post(backups::run_plan))
-        .route(
-            "/servers/{id}/backups/{plan}/verify",
-            post(backups::verify_plan),
-        )
-        .route(
-            "/servers/{id}/backups/{plan}/restore",
-            post(backups::restore),
-        )
-        .route(
-            "/servers/{id}/backups/{plan}/delete",
-            post(backups::delete_plan),
-        )
-        .route(
-            "/servers/{id}/backups/{plan}/snapshots/{snapshot}/download",
-            get(crate::api::backups_download),
-        )
-        .route(
-            "/servers/{id}/backups/{plan}/recovery-kit",
-            // A file, like the snapshot download: the API's handler (it also forbids caching).
-            get(crate::api::backups_recovery_kit),
-        )
-        .route(
-            "/servers/{id}/databases/schemas",
-            post(servers::create_schema),
-        )
-        .route(
-            "/servers/{id}/databases/users",
-            post(servers::create_db_user),
-        )
-        .route(
-            "/servers/{id}/databases/{kind}/{engine}/{name}/drop",
-            post(servers::drop_db_item),
-        )
-        .route("/sites/{id}", get(sites::site_page))
-        .route("/sites/{id}/delete", post(sites::remove_site))
-        .route("/sites/{id}/repository", post(sites::connect_repository))
-        .route("/sites/{id}/deploy", post(sites::deploy))
-        .route("/sites/{id}/tasks", post(sites::save_tasks))
-        .route("/sites/{id}/certificate", post(sites::request_certificate))
-        .route(
-            "/sites/{id}/certificate/delete",
-            post(sites::remove_certificate),
-        )
-        .route("/sites/{id}/rollback", post(sites::rollback))
-        .route("/sites/{id}/deploy-script", post(sites::save_script))
-        .route("/sites/{id}/settings", post(sites::save_settings))
-        .route("/sites/{id}/env", post(sites::save_env))
-        .route("/sites/{id}/webhook", post(sites::save_webhook))
-        .route("/sites/{id}/commands", post(sites::run_command))
-        .route("/deployments/{id}", get(jobs::deployment_page))
-        .route("/jobs/{id}", get(jobs::job_page))
-        .route("/account", get(account::account))
-        .route("/audit", get(account::audit))
-        .route("/account/tokens", post(account::create_token))
-        .route("/account/tokens/{id}/revoke", post(account::revoke_token))
-        .route("/account/password", post(account::change_password))
-        .route("/account/sessions/{id}/end", post(account::end_session))
-        .route("/account/2fa/setup", post(account::two_factor_setup))
-        .route("/account/2fa/confirm", post(account::two_factor_confirm))
-        .route("/account/2fa/disable", post(account::two_factor_disable))
-        .route("/users", get(account::users).post(account::create_user))
-        .route("/users/{id}/delete", post(account::delete_user))
+    let mut by_path: Vec<(&'static str, MethodRouter<AppState>)> = Vec::new();
+    for op in operations() {
+        let route = (op.route)().layer(axum::Extension(op.action));
+        match by_path.iter_mut().find(|(p, _)| *p == op.path) {
+            Some((_, mr)) => *mr = std::mem::take(mr).merge(route),
+            None => by_path.push((op.path, route)),
+        }
+    }
+    by_path
+        .into_iter()
+        .fold(Router::new(), |r, (path, mr)| r.route(path, mr))
 }
 
 async fn css() -> Response {

@@ -35,6 +35,8 @@ pub struct ServerForm {
     pub root_key: String,
     pub host_key_fingerprint: String,
     pub trust_on_first_use: Option<String>,
+    /// The team to add it to (empty: the personal team).
+    pub team: Option<String>,
 }
 
 #[derive(Template)]
@@ -73,6 +75,7 @@ pub async fn create_server(
     let result = match port {
         Ok(port) => {
             let new = NewServer {
+                team: f.team.clone(),
                 name: f.name.clone(),
                 public_ip: f.public_ip.clone(),
                 ssh_port: Some(port),

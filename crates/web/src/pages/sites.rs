@@ -4,6 +4,7 @@ use askama::Template;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use brokeforge_core::Secret;
+use brokeforge_domain::policy::Action;
 use brokeforge_packages::Milestones;
 use brokeforge_packages::services::sites::config::SiteConfig;
 use brokeforge_packages::services::sites::deployment::DeploymentInstallerMilestones;
@@ -123,6 +124,12 @@ pub async fn site_view(
     let hook = state.domain.webhook(&site).await?;
     let webhook_provider = hook.provider.as_str().to_string();
     let (hook, secret) = (hook.path, hook.secret);
+    // The page shows what the caller's role may read, and no more.
+    let may_read_credentials = state
+        .domain
+        .may(&u.user, &server, Action::ReadCredentials)
+        .await?;
+    let may_read_env = state.domain.may(&u.user, &server, Action::ReadEnv).await?;
     let kept: Vec<&str> = config.releases.iter().map(|r| r.name.as_str()).collect();
     let deployments = state.store.deployments(site.id, 30).await?;
     let mut jobs = Vec::new();
@@ -184,7 +191,15 @@ pub async fn site_view(
             command: c.command,
         })
         .collect();
-    let (env_loaded, env, mut env_error) = if load_env {
+    let (env_loaded, env, mut env_error) = if load_env && !may_read_env {
+        (
+            false,
+            String::new(),
+            Some(ApiError::forbidden(
+                "your role may not read a site's environment".to_string(),
+            )),
+        )
+    } else if load_env {
         match state.domain.read_env(&server, &site).await {
             Ok(s) => (true, s.expose().to_string(), None),
             Err(e) => (false, String::new(), Some(ApiError::from(e))),
@@ -282,7 +297,11 @@ pub async fn site_view(
                 state.base_url(headers).unwrap_or_default(),
                 hook.expose()
             ),
-            webhook_secret: secret.expose().to_string(),
+            webhook_secret: if may_read_credentials {
+                secret.expose().to_string()
+            } else {
+                "(hidden: your role may not read credentials)".to_string()
+            },
             webhook_provider,
             keep_releases: config.keep_releases,
             deploy_timeout: config.deploy_timeout_secs,

@@ -1,0 +1,391 @@
+//! Teams: invitations that cannot be abused (reused, expired, for another email, beyond the inviter's role,
+//! after the inviter lost the role), members who see the team's servers as their role allows, removal that
+//! takes access away, a team that requires two-factor sign-in, and a team that keeps its last owner.
+
+use super::*;
+
+async fn id_of(app: &App, email: &str) -> i64 {
+    app.store.user_by_email(email).await.unwrap().unwrap().id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitations_roles_and_removal() {
+    for app in apps().await {
+        let n = app.name;
+        let owner = user(&app, "owner@example.com", false).await;
+        let dev = user(&app, "dev@example.com", false).await;
+        let other = user(&app, "other@example.com", false).await;
+        let co = user(&app, "co@example.com", false).await;
+
+        let r = owner
+            .call(&app, "POST", "/teams", Some(json!({"name": "agency"})))
+            .await;
+        assert_eq!(r.status, 201, "{n}: {}", r.body);
+        let team = r.json()["team"]["id"].as_i64().unwrap();
+        let r = owner
+            .call(&app, "POST", "/teams", Some(json!({"name": " "})))
+            .await;
+        assert_eq!(r.status, 422);
+        let made = owner
+            .call(
+                &app,
+                "POST",
+                "/servers",
+                Some(json!({"name": "shop", "public_ip": "203.0.113.20", "team": "agency"})),
+            )
+            .await;
+        assert_eq!(made.status, 201, "{}", made.body);
+        let server = made.json()["server"]["id"].as_i64().unwrap();
+        assert_eq!(made.json()["server"]["team_id"], team);
+        // Only members add servers to a team.
+        let r = dev
+            .call(
+                &app,
+                "POST",
+                "/servers",
+                Some(json!({"name": "x", "public_ip": "203.0.113.21", "team": team.to_string()})),
+            )
+            .await;
+        assert_eq!(r.status, 404, "{}", r.body);
+
+        let invite = |who: &Auth, email: &str, role: &str| {
+            let (who, email, role) = (who.clone(), email.to_string(), role.to_string());
+            let app = &app;
+            async move {
+                who.call(
+                    app,
+                    "POST",
+                    &format!("/teams/{team}/invitations"),
+                    Some(json!({"email": email, "role": role})),
+                )
+                .await
+            }
+        };
+        let r = invite(&owner, "dev@example.com", "developer").await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        let path = r.json()["path"].as_str().unwrap().to_string();
+        let token = path.trim_start_matches("/invitations/").to_string();
+        assert_eq!(token.len(), 64);
+        // Only its hash is stored.
+        assert!(
+            app.store
+                .invitations(team)
+                .await
+                .unwrap()
+                .iter()
+                .all(|i| i.token_hash != token)
+        );
+        // Someone else signed in cannot take it.
+        let r = other
+            .call(&app, "POST", &format!("/invitations/{token}/accept"), None)
+            .await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (403, "forbidden"),
+            "{}",
+            r.body
+        );
+        assert_eq!(
+            other
+                .call(&app, "GET", &format!("/servers/{server}"), None)
+                .await
+                .status,
+            404
+        );
+        // The invited one can, once.
+        let r = dev
+            .call(&app, "POST", &format!("/invitations/{token}/accept"), None)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = dev
+            .call(&app, "POST", &format!("/invitations/{token}/accept"), None)
+            .await;
+        assert_eq!((r.status, r.code().as_str()), (409, "invitation_used"));
+        let r = dev
+            .call(&app, "POST", "/invitations/00ff/accept", None)
+            .await;
+        assert_eq!(r.status, 404);
+
+        // A developer sees the team's server, deploys, but makes no root-level change and invites nobody.
+        let list = dev.call(&app, "GET", "/servers", None).await;
+        assert!(
+            list.json()["servers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["server"]["id"] == server),
+            "{}",
+            list.body
+        );
+        let r = dev
+            .call(
+                &app,
+                "POST",
+                &format!("/servers/{server}/services"),
+                Some(json!({"package": "redis"})),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (403, "forbidden"),
+            "{}",
+            r.body
+        );
+        assert_eq!(invite(&dev, "x@example.com", "viewer").await.status, 403);
+        let members = dev
+            .call(&app, "GET", &format!("/teams/{team}/members"), None)
+            .await;
+        assert_eq!(members.status, 200);
+        assert_eq!(members.json()["members"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            members.json()["invitations"],
+            json!([]),
+            "only owners see invitations"
+        );
+
+        // An expired invitation is refused.
+        app.store
+            .create_invitation(
+                team,
+                "other@example.com",
+                brokeforge_core::TeamRole::Viewer,
+                &brokeforge_domain::accounts::sha256_hex("expired-token"),
+                id_of(&app, "owner@example.com").await,
+                1,
+            )
+            .await
+            .unwrap();
+        let r = other
+            .call(&app, "POST", "/invitations/expired-token/accept", None)
+            .await;
+        assert_eq!((r.status, r.code().as_str()), (409, "invitation_expired"));
+
+        // An inviter who lost the role cannot hand it out any more.
+        let r = invite(&owner, "co@example.com", "owner").await;
+        let co_token = r.json()["path"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("/invitations/")
+            .to_string();
+        let r = co
+            .call(
+                &app,
+                "POST",
+                &format!("/invitations/{co_token}/accept"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = co
+            .call(&app, "POST", "/teams", Some(json!({"name": "agency"})))
+            .await;
+        assert_eq!(r.status, 409, "one name per member: {}", r.body);
+        let r = invite(&co, "other@example.com", "admin").await;
+        let pending = r.json()["path"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("/invitations/")
+            .to_string();
+        let r = owner
+            .call(
+                &app,
+                "PUT",
+                &format!("/teams/{team}/members"),
+                Some(json!({"email": "co@example.com", "role": "viewer"})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = other
+            .call(
+                &app,
+                "POST",
+                &format!("/invitations/{pending}/accept"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (403, "forbidden"),
+            "{}",
+            r.body
+        );
+        assert_eq!(
+            other
+                .call(&app, "GET", &format!("/servers/{server}"), None)
+                .await
+                .status,
+            404
+        );
+        // Nor invite above their role.
+        assert_eq!(invite(&co, "z@example.com", "viewer").await.status, 403);
+
+        // The last owner stays.
+        let r = owner
+            .call(&app, "POST", &format!("/teams/{team}/leave"), None)
+            .await;
+        assert_eq!((r.status, r.code().as_str()), (409, "last_owner"));
+        let r = owner
+            .call(
+                &app,
+                "PUT",
+                &format!("/teams/{team}/members"),
+                Some(json!({"email": "owner@example.com", "role": "admin"})),
+            )
+            .await;
+        assert_eq!((r.status, r.code().as_str()), (409, "last_owner"));
+
+        // A team that requires two-factor sign-in keeps members without it out of its servers.
+        let r = owner
+            .call(
+                &app,
+                "PUT",
+                &format!("/teams/{team}/settings"),
+                Some(json!({"require_two_factor": true})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = dev
+            .call(&app, "GET", &format!("/servers/{server}"), None)
+            .await;
+        assert_eq!(r.status, 403, "{}", r.body);
+        assert!(r.body.contains("two-factor"), "{}", r.body);
+        owner
+            .call(
+                &app,
+                "PUT",
+                &format!("/teams/{team}/settings"),
+                Some(json!({"require_two_factor": false})),
+            )
+            .await;
+
+        // Removing a member takes their access away.
+        let r = owner
+            .call(
+                &app,
+                "DELETE",
+                &format!("/teams/{team}/members/dev%40example.com"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(
+            dev.call(&app, "GET", &format!("/servers/{server}"), None)
+                .await
+                .status,
+            404
+        );
+        // Deleting the owner's account leaves the team's server with the team.
+        app.store
+            .delete_user(id_of(&app, "owner@example.com").await)
+            .await
+            .unwrap();
+        let s = app.store.server(server).await.unwrap();
+        assert_eq!(s.user_id, id_of(&app, "co@example.com").await);
+        assert_eq!(s.team_id, team);
+    }
+}
+
+/// The same through the pages: create a team, invite by link, open the link as the invited user, join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teams_through_the_pages() {
+    for app in apps().await {
+        let n = app.name;
+        user(&app, "lead@example.com", false).await;
+        user(&app, "new@example.com", false).await;
+        let session = |email: &'static str| {
+            let app = &app;
+            async move {
+                let r = login(app, email, "correct horse battery").await;
+                let Auth::Session { cookie, csrf } = session_of(&r) else {
+                    unreachable!()
+                };
+                (cookie, csrf)
+            }
+        };
+        let (lead, lead_csrf) = session("lead@example.com").await;
+        let r = form(
+            &app,
+            "/teams",
+            &lead,
+            &[("_csrf", &lead_csrf), ("op", "create"), ("name", "studio")],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        assert!(r.body.contains("Created team studio"), "{}", r.body);
+        let team = app
+            .store
+            .teams_of(
+                app.store
+                    .user_by_email("lead@example.com")
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .id,
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|(t, _)| t.name == "studio")
+            .unwrap()
+            .0
+            .id
+            .to_string();
+        let r = form(
+            &app,
+            "/teams",
+            &lead,
+            &[
+                ("_csrf", &lead_csrf),
+                ("op", "invite"),
+                ("team", &team),
+                ("email", "new@example.com"),
+                ("role", "developer"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let at = r.body.find("/invitations/").expect("the link is shown");
+        let token: String = r.body[at + 13..]
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit())
+            .collect();
+        assert_eq!(token.len(), 64, "{}", r.body);
+        let (new, new_csrf) = session("new@example.com").await;
+        let page = http(
+            &app.addr,
+            "GET",
+            &format!("/invitations/{token}"),
+            &[("Cookie", &new)],
+            "",
+        )
+        .await;
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("Join studio") && page.body.contains("developer"));
+        let r = form(
+            &app,
+            &format!("/invitations/{token}/accept"),
+            &new,
+            &[("_csrf", &new_csrf)],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.contains("You joined studio"), "{}", r.body);
+        let page = http(&app.addr, "GET", "/teams", &[("Cookie", &new)], "").await;
+        assert!(page.body.contains("you are developer"), "{}", page.body);
+        // A bad form answers with its message.
+        let r = form(
+            &app,
+            "/teams",
+            &new,
+            &[
+                ("_csrf", &new_csrf),
+                ("op", "invite"),
+                ("team", &team),
+                ("email", "x@example.com"),
+                ("role", "viewer"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 403, "{}", r.body);
+    }
+}
