@@ -17,6 +17,7 @@ pub mod servers;
 pub mod sites;
 pub mod teams;
 pub mod twofactor;
+pub mod user_keys;
 
 use brokeforge_packages::Executor;
 use brokeforge_store::Store;

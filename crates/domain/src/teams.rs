@@ -260,6 +260,14 @@ impl Domain {
             ));
         }
         self.store.remove_member(team.id, m.user_id).await?;
+        // Their keys leave the team's servers.
+        let mut on = Vec::new();
+        for d in self.store.key_deployments(None, Some(m.user_id)).await? {
+            if self.store.server(d.server_id).await?.team_id == team.id {
+                on.push(d);
+            }
+        }
+        self.queue_key_removals(&on).await?;
         Ok(())
     }
 

@@ -21,6 +21,7 @@ mod services;
 mod sites;
 pub mod teams;
 mod twofactor;
+pub mod user_keys;
 
 use std::str::FromStr;
 use std::sync::Once;
@@ -41,6 +42,7 @@ pub use models::*;
 pub use selfbackup::SelfBackup;
 pub use servers::TokenUse;
 pub use teams::{Invitation, Member, Team};
+pub use user_keys::{KeyDeployment, UserSshKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -102,6 +102,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0015_teams.sql"),
         postgres: include_str!("../migrations/postgres/0015_teams.sql"),
     },
+    Migration {
+        version: 16,
+        name: "user_ssh_keys",
+        sqlite: include_str!("../migrations/sqlite/0016_user_ssh_keys.sql"),
+        postgres: include_str!("../migrations/postgres/0016_user_ssh_keys.sql"),
+    },
 ];
 
 /// The newest schema this binary knows.

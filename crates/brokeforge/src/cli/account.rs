@@ -12,6 +12,146 @@ pub enum AccountCommand {
     /// Two-factor sign-in (TOTP): enable, disable, status.
     #[command(name = "2fa", subcommand)]
     TwoFactor(TwoFactorCommand),
+    /// Your personal SSH keys: add, list, remove, and put them on servers.
+    #[command(name = "ssh-key", subcommand)]
+    SshKey(SshKeyCommand),
+}
+
+#[derive(Subcommand)]
+pub enum SshKeyCommand {
+    /// Add a public key (from a file such as ~/.ssh/id_ed25519.pub).
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
+    /// Your keys and the servers they are on.
+    List,
+    /// Delete a key (by name, id or fingerprint): it leaves every server it is on.
+    Remove {
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Put a key on a server, for the brokeforge user (or root, if your role allows).
+    Deploy {
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        server: String,
+        #[arg(long, default_value = "brokeforge", value_parser = ["brokeforge", "root"])]
+        user: String,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Take a key off a server.
+    Undeploy {
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        follow: bool,
+    },
+}
+
+async fn ssh_key(client: &Client, cmd: SshKeyCommand) -> Result<()> {
+    let follow_all = |jobs: serde_json::Value, follow: bool| async move {
+        for j in jobs.as_array().cloned().unwrap_or_default() {
+            let server = j["server_id"].as_i64().unwrap_or_default();
+            super::common::job_result(client, server, &j, follow).await?;
+        }
+        anyhow::Ok(())
+    };
+    match cmd {
+        SshKeyCommand::Add { name, file } => {
+            let key = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let v = client.post(
+                "/account/ssh-keys",
+                json!({"name": name, "public_key": key}),
+            )?;
+            if client.json {
+                super::common::print_json(&v);
+            } else {
+                println!(
+                    "added {name} ({})",
+                    v["key"]["fingerprint"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        SshKeyCommand::List => {
+            let v = client.get("/account/ssh-keys")?;
+            if client.json {
+                super::common::print_json(&v);
+                return Ok(());
+            }
+            for k in v["keys"].as_array().into_iter().flatten() {
+                let on: Vec<String> = k["servers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|d| {
+                        format!(
+                            "server {} as {} ({})",
+                            d["server_id"],
+                            d["unix_user"].as_str().unwrap_or_default(),
+                            d["status"].as_str().unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                println!(
+                    "{:<4} {:<20} {}  {}",
+                    k["id"],
+                    k["name"].as_str().unwrap_or_default(),
+                    k["fingerprint"].as_str().unwrap_or_default(),
+                    if on.is_empty() {
+                        "on no server".to_string()
+                    } else {
+                        on.join(", ")
+                    }
+                );
+            }
+        }
+        SshKeyCommand::Remove { key, follow } => {
+            let v = client.delete(&format!(
+                "/account/ssh-keys/{}",
+                super::common::urlencode(&key)
+            ))?;
+            follow_all(v["jobs"].clone(), follow).await?;
+            if !client.json {
+                println!("deleted {key}");
+            }
+        }
+        SshKeyCommand::Deploy {
+            key,
+            server,
+            user,
+            follow,
+        } => {
+            let id = client.server_id(&server)?;
+            let v = client.post(
+                &format!("/servers/{id}/ssh-keys"),
+                json!({"key": key, "user": user}),
+            )?;
+            super::common::job_result(client, id, &v["job"], follow).await?;
+        }
+        SshKeyCommand::Undeploy {
+            key,
+            server,
+            follow,
+        } => {
+            let id = client.server_id(&server)?;
+            let v = client.delete(&format!(
+                "/servers/{id}/ssh-keys/{}",
+                super::common::urlencode(&key)
+            ))?;
+            follow_all(v["jobs"].clone(), follow).await?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -35,7 +175,10 @@ pub enum TwoFactorCommand {
 
 pub async fn account(c: ClientArgs, cmd: AccountCommand) -> Result<()> {
     let client = Client::new(&c)?;
-    let AccountCommand::TwoFactor(cmd) = cmd;
+    let cmd = match cmd {
+        AccountCommand::TwoFactor(cmd) => cmd,
+        AccountCommand::SshKey(cmd) => return ssh_key(&client, cmd).await,
+    };
     match cmd {
         TwoFactorCommand::Enable { code } => {
             let setup = client.post("/account/2fa", json!({}))?;

@@ -430,9 +430,182 @@ async fn cli_onboards_deploys_and_rolls_back() {
     })
     .await;
     firewall_rules_open_and_close_ports(&host, &cli).await;
+
+    // A team member's own key: the member is invited into a team that holds the server, puts a key on it,
+    // logs in with it; removing the member takes the key off the server.
+    let member_token = "bf_e2e_member_token_0123456789";
+    let member = panel
+        .store
+        .create_user("member@example.com", "x", false)
+        .await
+        .unwrap();
+    panel
+        .store
+        .create_api_token(
+            member.id,
+            "e2e",
+            &brokeforge_domain::accounts::sha256_hex(member_token),
+            "bf_e2e",
+        )
+        .await
+        .unwrap();
+    let as_member = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+            .args(args)
+            .env("BROKEFORGE_URL", format!("http://{}", panel.addr))
+            .env("BROKEFORGE_TOKEN", member_token)
+            .env("XDG_CONFIG_HOME", keys.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    personal_keys_follow_membership(&host, &panel, &cli, &as_member, keys.path()).await;
+}
+
+/// `brokeforge account ssh-key`: a member's key reaches the chosen server for the app user and logs in;
+/// root is refused to a developer; removing the member takes the key off the server.
+async fn personal_keys_follow_membership(
+    host: &DebianHost,
+    panel: &Panel,
+    cli: &Cli<'_>,
+    as_member: &Member<'_>,
+    dir: &std::path::Path,
+) {
+    let ok = |r: (Option<i32>, String, String), what: &str| {
+        assert_eq!(r.0, Some(0), "{what}:\n{}\n{}", r.1, r.2);
+        r
+    };
+    ok(
+        cli(&["team", "create", "--name", "ops"], None),
+        "team create",
+    );
+    let server = panel
+        .store
+        .servers_for_user(panel.user_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "cli-web")
+        .unwrap();
+    let team = panel
+        .store
+        .teams_of(panel.user_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(t, _)| t.name == "ops")
+        .unwrap()
+        .0;
+    // (No command moves a server between teams yet: the story puts it there directly.)
+    panel
+        .store
+        .set_server_team(server.id, team.id)
+        .await
+        .unwrap();
+    let (_, link, _) = ok(
+        cli(
+            &[
+                "team",
+                "invite",
+                "--team",
+                "ops",
+                "--email",
+                "member@example.com",
+                "--role",
+                "developer",
+            ],
+            None,
+        ),
+        "team invite",
+    );
+    ok(as_member(&["team", "accept", link.trim()]), "team accept");
+
+    let kp = brokeforge_ssh::keys::generate_ed25519("member laptop").unwrap();
+    let pub_file = dir.join("member.pub");
+    std::fs::write(&pub_file, &kp.public_openssh).unwrap();
+    ok(
+        as_member(&[
+            "account",
+            "ssh-key",
+            "add",
+            "--name",
+            "laptop",
+            "--file",
+            pub_file.to_str().unwrap(),
+        ]),
+        "ssh-key add",
+    );
+    let root = as_member(&[
+        "account", "ssh-key", "deploy", "--key", "laptop", "--server", "cli-web", "--user", "root",
+    ]);
+    assert_eq!(root.0, Some(1), "a developer put a key on root: {root:?}");
+    ok(
+        as_member(&[
+            "account", "ssh-key", "deploy", "--key", "laptop", "--server", "cli-web", "--follow",
+        ]),
+        "ssh-key deploy",
+    );
+    let target = brokeforge_ssh::SshTarget {
+        host: host.ip.clone(),
+        port: 22,
+        user: "brokeforge".into(),
+        key: kp.private_openssh.clone(),
+        host_key: brokeforge_ssh::HostKeyPolicy::Pinned(host.fingerprint.clone()),
+        connect_timeout: std::time::Duration::from_secs(20),
+    };
+    let login = || brokeforge_ssh::SshSession::connect(&target);
+    let session = login().await.expect("the member's key logs in");
+    assert_eq!(run(&session, "id -un").await.trim(), "brokeforge");
+    session.close().await;
+    let listed = as_member(&["account", "ssh-key", "list"]).1;
+    assert!(listed.contains("as brokeforge (active)"), "{listed}");
+
+    ok(
+        cli(
+            &[
+                "team",
+                "remove",
+                "--team",
+                "ops",
+                "--email",
+                "member@example.com",
+            ],
+            None,
+        ),
+        "team remove",
+    );
+    let removal = panel
+        .store
+        .recent_jobs(server.id, 20)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.kind == "user_key_remover")
+        .expect("removing the member queued the key's removal");
+    wait_ok(&panel.store, &removal, "key removal").await;
+    assert!(
+        login().await.is_err(),
+        "the removed member's key still logs in"
+    );
+    let keys = host
+        .root("cat /home/brokeforge/.ssh/authorized_keys")
+        .await
+        .stdout_text();
+    assert!(!keys.contains("brokeforge-user-key"), "{keys}");
+    assert_eq!(
+        keys.lines().count(),
+        1,
+        "BrokeForge's own key stays: {keys}"
+    );
 }
 
 type Cli<'a> = dyn Fn(&[&str], Option<&str>) -> (Option<i32>, String, String) + 'a;
+type Member<'a> = dyn Fn(&[&str]) -> (Option<i32>, String, String) + 'a;
 
 /// Wait up to `limit` for `check`; false when it never held.
 async fn eventually<F: std::future::Future<Output = bool>>(

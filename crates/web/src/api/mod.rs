@@ -16,6 +16,7 @@ mod logs;
 pub mod openapi;
 mod servers;
 mod sites;
+mod ssh_keys;
 mod stream;
 mod teams;
 
@@ -112,6 +113,12 @@ pub fn operations() -> Vec<Op> {
         put "/sites/{id}/webhook" sites::set_webhook, SiteConfigure, "Choose who calls the deploy webhook (github, gitlab or generic)", r#"{"provider":"gitlab"}"#;
         get "/deployments/{id}" jobs::show_deployment, Read, "A deployment with its log", "";
         get "/audit" audit::list, Account, "The audit log, newest first (?server=ID&user=EMAIL&action=TEXT&since=MS&before=ID&limit=N): administrators see everything, others their own actions and those on their servers", "";
+        get "/account/ssh-keys" ssh_keys::list, Account, "Your personal SSH public keys and the servers they are on", "";
+        post "/account/ssh-keys" ssh_keys::add, Account, "Add a personal SSH public key", r#"{"name":"laptop","public_key":"ssh-ed25519 AAAA... you@laptop"}"#;
+        delete "/account/ssh-keys/{key}" ssh_keys::remove, Account, "Delete a key (by id, name or fingerprint); it leaves every server it is on (queued jobs)", "";
+        get "/servers/{id}/ssh-keys" ssh_keys::on_server, Read, "Personal keys on the server (whose, for which Unix user)", "";
+        post "/servers/{id}/ssh-keys" ssh_keys::deploy, SiteCommand, "Put one of your keys on the server for brokeforge (or root, if your role allows root-level changes); queued job", r#"{"key":"laptop","user":"brokeforge"}"#;
+        delete "/servers/{id}/ssh-keys/{key}" ssh_keys::undeploy, SiteCommand, "Take one of your keys off the server (queued)", "";
         get "/teams" teams::list, Account, "Your teams with your role in each (your personal team first)", "";
         post "/teams" teams::create, Account, "Create a team (you are its owner)", r#"{"name":"agency"}"#;
         get "/teams/{id}/members" teams::members, Read, "A team's members with their roles (and, for owners, its invitations)", "";

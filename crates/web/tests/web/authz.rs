@@ -107,7 +107,8 @@ fn concrete(path: &str, o: &Objects, team: i64) -> Option<String> {
             .replace("{kind}", "schemas")
             .replace("{package}", "redis")
             .replace("{rule}", "abcd1234")
-            .replace("{email}", "nobody%40example.com"),
+            .replace("{email}", "nobody%40example.com")
+            .replace("{key}", "nokey"),
     )
 }
 

@@ -389,3 +389,126 @@ async fn teams_through_the_pages() {
         assert_eq!(r.status, 403, "{}", r.body);
     }
 }
+
+/// Personal SSH keys: checked when added, one's own only, root only for roles with root-level rights, and
+/// deleting a key queues its removal from the servers it is on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_ssh_keys_are_checked_and_owned() {
+    for app in apps().await {
+        let n = app.name;
+        let owner = user(&app, "kowner@example.com", false).await;
+        let dev = user(&app, "kdev@example.com", false).await;
+        let team = app
+            .store
+            .create_team("keys", id_of(&app, "kowner@example.com").await)
+            .await
+            .unwrap();
+        app.store
+            .put_member(
+                team.id,
+                id_of(&app, "kdev@example.com").await,
+                brokeforge_core::TeamRole::Developer,
+                None,
+            )
+            .await
+            .unwrap();
+        let made = owner
+            .call(
+                &app,
+                "POST",
+                "/servers",
+                Some(json!({"name": "k1", "public_ip": "203.0.113.30", "team": "keys"})),
+            )
+            .await;
+        let server = made.json()["server"]["id"].as_i64().unwrap();
+        let kp = brokeforge_ssh::keys::generate_ed25519("owner laptop").unwrap();
+        let r = owner
+            .call(
+                &app,
+                "POST",
+                "/account/ssh-keys",
+                Some(json!({"name": "laptop", "public_key": kp.public_openssh})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{n}: {}", r.body);
+        assert!(!r.body.contains("owner laptop"), "the comment is not kept");
+        for (body, field) in [
+            (
+                json!({"name": "x", "public_key": "ssh-ed25519 AAAA'; reboot"}),
+                "public_key",
+            ),
+            (json!({"name": "", "public_key": kp.public_openssh}), "name"),
+        ] {
+            let r = owner
+                .call(&app, "POST", "/account/ssh-keys", Some(body))
+                .await;
+            assert_eq!(r.status, 422, "{}", r.body);
+            assert_eq!(r.json()["error"]["field"], field);
+        }
+        let r = owner
+            .call(
+                &app,
+                "POST",
+                "/account/ssh-keys",
+                Some(json!({"name": "again", "public_key": kp.public_openssh})),
+            )
+            .await;
+        assert_eq!(r.status, 409, "{}", r.body);
+
+        // The developer cannot use the owner's key, nor root.
+        let r = dev
+            .call(
+                &app,
+                "POST",
+                &format!("/servers/{server}/ssh-keys"),
+                Some(json!({"key": "laptop"})),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{}", r.body);
+        let dk = brokeforge_ssh::keys::generate_ed25519("dev").unwrap();
+        dev.call(
+            &app,
+            "POST",
+            "/account/ssh-keys",
+            Some(json!({"name": "dev", "public_key": dk.public_openssh})),
+        )
+        .await;
+        let r = dev
+            .call(
+                &app,
+                "POST",
+                &format!("/servers/{server}/ssh-keys"),
+                Some(json!({"key": "dev", "user": "root"})),
+            )
+            .await;
+        assert_eq!(r.status, 403, "{}", r.body);
+        let r = dev
+            .call(
+                &app,
+                "POST",
+                &format!("/servers/{server}/ssh-keys"),
+                Some(json!({"key": "dev"})),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        assert_eq!(r.json()["job"]["kind"], "user_key_installer");
+        let on = owner
+            .call(&app, "GET", &format!("/servers/{server}/ssh-keys"), None)
+            .await;
+        assert_eq!(
+            on.json()["keys"][0]["unix_user"],
+            "brokeforge",
+            "{}",
+            on.body
+        );
+        // Deleting the key queues its removal from the server.
+        let r = dev
+            .call(&app, "DELETE", "/account/ssh-keys/dev", None)
+            .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        assert_eq!(r.json()["jobs"][0]["kind"], "user_key_remover");
+        assert_eq!(r.json()["jobs"][0]["server_id"], server);
+        let list = dev.call(&app, "GET", "/account/ssh-keys", None).await;
+        assert_eq!(list.json()["keys"], json!([]));
+    }
+}

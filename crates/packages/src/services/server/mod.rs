@@ -7,7 +7,8 @@ crate::packages![
     connection_check,
     demo,
     synthetic,
-    firewall
+    firewall,
+    user_keys
 ];
 
 pub mod logs;
