@@ -93,6 +93,24 @@ impl Domain {
         Ok(certificate::request_certificate(&self.store, site, req).await?)
     }
 
+    /// A certificate the user brings, checked (chain order, names, dates, key) before anything is queued.
+    pub async fn upload_certificate(
+        &self,
+        site: &ServerSite,
+        certificate: &str,
+        private_key: &brokeforge_core::Secret,
+        hsts: bool,
+    ) -> DomainResult<Job> {
+        Ok(certificate::custom::upload_certificate(
+            &self.store,
+            site,
+            certificate,
+            private_key,
+            hsts,
+        )
+        .await?)
+    }
+
     pub async fn remove_certificate(&self, site: &ServerSite) -> DomainResult<Job> {
         Ok(certificate::remove_certificate(&self.store, site).await?)
     }

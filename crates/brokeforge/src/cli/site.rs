@@ -116,8 +116,14 @@ pub enum SiteCommand {
         /// Send Strict-Transport-Security (browsers then insist on HTTPS for a year).
         #[arg(long)]
         hsts: bool,
+        /// Your own certificate instead of ACME: a PEM file with the chain, leaf first (with --key-file).
+        #[arg(long, requires = "key_file", conflicts_with_all = ["email", "acme_directory", "acme_ca"])]
+        cert_file: Option<PathBuf>,
+        /// The PEM private key of --cert-file's certificate.
+        #[arg(long, requires = "cert_file")]
+        key_file: Option<PathBuf>,
         /// Remove the certificate and serve plain HTTP.
-        #[arg(long, conflicts_with_all = ["email", "acme_directory", "acme_ca", "hsts"])]
+        #[arg(long, conflicts_with_all = ["email", "acme_directory", "acme_ca", "hsts", "cert_file"])]
         remove: bool,
         #[arg(long)]
         follow: bool,
@@ -440,12 +446,23 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             acme_directory,
             acme_ca,
             hsts,
+            cert_file,
+            key_file,
             remove,
             follow: do_follow,
         } => {
             let (server, id) = site_id(&client, &target)?;
             let v = if remove {
                 client.delete(&format!("/sites/{id}/certificate"))?
+            } else if let (Some(cert), Some(key)) = (cert_file, key_file) {
+                let read = |p: &PathBuf| {
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("cannot read {}", p.display()))
+                };
+                client.post(
+                    &format!("/sites/{id}/certificate/custom"),
+                    json!({"certificate": read(&cert)?, "private_key": read(&key)?, "hsts": hsts}),
+                )?
             } else {
                 let ca = match acme_ca {
                     Some(path) => Some(

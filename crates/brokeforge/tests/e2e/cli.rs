@@ -416,6 +416,89 @@ async fn cli_onboards_deploys_and_rolls_back() {
     );
     assert_eq!(site_page(&host.ip, "cli.test").await, "commit one");
 
+    // A certificate the user brings: a wrong one is refused before anything runs, the right one is served
+    // (its key readable by root only), and removing it serves plain HTTP again.
+    let make_cert = |name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "BrokeForge e2e custom");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        let (c, k) = (
+            keys.path().join(format!("{name}.crt")),
+            keys.path().join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    };
+    let (other_crt, other_key) = make_cert("other.test");
+    let (crt, key) = make_cert("cli.test");
+    let site_cert = |c: &std::path::Path, k: &std::path::Path| {
+        cli(
+            &[
+                "site",
+                "certificate",
+                "--server",
+                "cli-web",
+                "--domain",
+                "cli.test",
+                "--cert-file",
+                c.to_str().unwrap(),
+                "--key-file",
+                k.to_str().unwrap(),
+                "--follow",
+            ],
+            None,
+        )
+    };
+    let wrong = site_cert(&other_crt, &other_key);
+    assert_eq!(wrong.0, Some(1));
+    assert!(wrong.2.contains("does not cover cli.test"), "{}", wrong.2);
+    let mismatched = site_cert(&crt, &other_key);
+    assert_eq!(mismatched.0, Some(1));
+    assert!(mismatched.2.contains("does not belong"), "{}", mismatched.2);
+    ok(site_cert(&crt, &key), "site certificate --cert-file");
+    let served = host
+        .root("curl -sSkv --resolve cli.test:443:127.0.0.1 https://cli.test/ 2>&1")
+        .await
+        .stdout_text();
+    assert!(
+        served.contains("BrokeForge e2e custom") && served.contains("commit one"),
+        "{served}"
+    );
+    let mode = host
+        .root("stat -c '%a %U' /etc/brokeforge/certs/cli.test/privkey.pem")
+        .await
+        .stdout_text();
+    assert_eq!(mode.trim(), "600 root");
+    ok(
+        cli(
+            &[
+                "site",
+                "certificate",
+                "--server",
+                "cli-web",
+                "--domain",
+                "cli.test",
+                "--remove",
+                "--follow",
+            ],
+            None,
+        ),
+        "site certificate --remove (custom)",
+    );
+    assert!(
+        host.root("test ! -e /etc/brokeforge/certs/cli.test")
+            .await
+            .success()
+    );
+    assert_eq!(site_page(&host.ip, "cli.test").await, "commit one");
+
     logs_are_read_and_followed(&host, &cli, &|args| {
         Command::new(env!("CARGO_BIN_EXE_brokeforge"))
             .args(args)

@@ -97,6 +97,7 @@ pub fn operations() -> Vec<Op> {
         get "/sites/{id}/deploy-key" sites::deploy_key, Read, "The site's deploy key (add it to your git host)", "";
         post "/sites/{id}/repository" sites::connect_repository, SiteConfigure, "Connect a git repository, then deploy", r#"{"url":"git@github.com:acme/app.git","branch":"main","host_key_fingerprint":"SHA256:..."}"#;
         post "/sites/{id}/certificate" sites::request_certificate, ServerManage, "Get an HTTPS certificate (Let's Encrypt unless another ACME directory is given), then serve HTTPS", r#"{"email":"ops@example.com"}"#;
+        post "/sites/{id}/certificate/custom" sites::upload_certificate, ServerManage, "Serve HTTPS with your own certificate: PEM chain (leaf first) and key, checked before anything runs (order, names, dates, the key matches)", r#"{"certificate":"-----BEGIN CERTIFICATE-----...","private_key":"-----BEGIN PRIVATE KEY-----..."}"#;
         delete "/sites/{id}/certificate" sites::remove_certificate, ServerManage, "Remove the site's certificate and serve plain HTTP", "";
         get "/sites/{id}/tasks/output" sites::tasks_output, Read, "The newest output of the site's scheduled commands and daemons (?lines=200)", "";
         put "/sites/{id}/tasks" sites::set_tasks, SiteConfigure, "Replace the site's scheduled commands (cron) and daemons (kept running), then apply them", r#"{"schedules":[{"cron":"* * * * *","command":"php artisan schedule:run"}],"daemons":[{"command":"php artisan queue:work","processes":2}]}"#;

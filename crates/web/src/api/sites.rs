@@ -103,6 +103,31 @@ pub async fn request_certificate(
     ))
 }
 
+/// A certificate the user brings.
+#[derive(Deserialize)]
+pub struct CustomCertificate {
+    /// PEM, leaf first, then its intermediates.
+    pub certificate: String,
+    /// PEM private key of the leaf.
+    pub private_key: String,
+    #[serde(default)]
+    pub hsts: bool,
+}
+
+pub async fn upload_certificate(
+    State(state): State<AppState>,
+    OwnedSite(_, site, _): OwnedSite,
+    Body(b): Body<CustomCertificate>,
+) -> ApiResponse {
+    let key = brokeforge_core::Secret::new(b.private_key);
+    Ok(accepted(
+        &state
+            .domain
+            .upload_certificate(&site, &b.certificate, &key, b.hsts)
+            .await?,
+    ))
+}
+
 pub async fn remove_certificate(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,

@@ -126,10 +126,12 @@ pub const ACME_ROOT: &str = "/var/lib/brokeforge/acme";
 /// certbot's command to delete a certificate (nothing when there is none).
 pub fn certificate_delete_command(name: &str) -> String {
     let q = shell_quote;
+    // An ACME certificate (and its renewals), or one the user brought.
     format!(
         "if [ -e /etc/letsencrypt/renewal/{n}.conf ] && command -v certbot >/dev/null; then \
-         certbot delete --non-interactive --cert-name {n}; fi",
-        n = q(name)
+         certbot delete --non-interactive --cert-name {n}; fi; rm -rf {custom}",
+        n = q(name),
+        custom = q(&super::certificate::custom::custom_dir(name))
     )
 }
 

@@ -142,14 +142,24 @@ pub struct CertificateConfig {
     pub expires: Option<String>,
     #[serde(default)]
     pub hsts: bool,
+    /// Brought by the user (uploaded), not from an ACME certificate authority.
+    #[serde(default)]
+    pub custom: bool,
 }
 
 impl CertificateConfig {
+    fn dir(&self) -> String {
+        if self.custom {
+            super::certificate::custom::custom_dir(&self.name)
+        } else {
+            format!("/etc/letsencrypt/live/{}", self.name)
+        }
+    }
     pub fn fullchain_path(&self) -> String {
-        format!("/etc/letsencrypt/live/{}/fullchain.pem", self.name)
+        format!("{}/fullchain.pem", self.dir())
     }
     pub fn key_path(&self) -> String {
-        format!("/etc/letsencrypt/live/{}/privkey.pem", self.name)
+        format!("{}/privkey.pem", self.dir())
     }
 }
 

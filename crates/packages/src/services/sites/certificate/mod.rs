@@ -21,9 +21,12 @@ use crate::milestones;
 use crate::services::server::provision::APT;
 use crate::services::webserver::nginx::NGINX_RELOAD;
 
+pub mod custom;
+
 pub fn register(r: &mut Registry) {
     r.installer(CertificateInstaller);
     r.remover(CertificateRemover);
+    r.installer(custom::CustomCertificateInstaller);
 }
 
 /// Let's Encrypt's production directory, the default certificate authority.
@@ -263,6 +266,7 @@ impl CertificateInstaller {
             acme_directory: directory.clone(),
             expires: None,
             hsts: req.hsts,
+            custom: false,
         };
         // First the current vhost, which carries the challenge location (sites made before it existed get it).
         let mut plan = self
@@ -407,6 +411,7 @@ mod tests {
             acme_directory: LETS_ENCRYPT.into(),
             expires: Some("2027-02-24 01:59:05+00:00".into()),
             hsts: false,
+            custom: false,
         });
         (site, config)
     }
