@@ -124,6 +124,11 @@ pub async fn read_live(
 /// Where HTTP-01 challenge files are written and served from (readable by nginx, written by root).
 pub const ACME_ROOT: &str = "/var/lib/brokeforge/acme";
 /// certbot's command to delete a certificate (nothing when there is none).
+/// Where a certificate the user brought lives on the server.
+pub fn custom_certificate_dir(name: &str) -> String {
+    format!("/etc/brokeforge/certs/{name}")
+}
+
 pub fn certificate_delete_command(name: &str) -> String {
     let q = shell_quote;
     // An ACME certificate (and its renewals), or one the user brought.
@@ -131,7 +136,7 @@ pub fn certificate_delete_command(name: &str) -> String {
         "if [ -e /etc/letsencrypt/renewal/{n}.conf ] && command -v certbot >/dev/null; then \
          certbot delete --non-interactive --cert-name {n}; fi; rm -rf {custom}",
         n = q(name),
-        custom = q(&super::certificate::custom::custom_dir(name))
+        custom = q(&custom_certificate_dir(name))
     )
 }
 

@@ -150,7 +150,7 @@ pub struct CertificateConfig {
 impl CertificateConfig {
     fn dir(&self) -> String {
         if self.custom {
-            super::certificate::custom::custom_dir(&self.name)
+            super::common::custom_certificate_dir(&self.name)
         } else {
             format!("/etc/letsencrypt/live/{}", self.name)
         }

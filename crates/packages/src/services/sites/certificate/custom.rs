@@ -30,10 +30,7 @@ milestones! {
 /// Largest chain accepted.
 const MAX_PEM: usize = 64 * 1024;
 
-/// Where a site's own certificate lives on the server.
-pub fn custom_dir(name: &str) -> String {
-    format!("/etc/brokeforge/certs/{name}")
-}
+pub use super::super::common::custom_certificate_dir as custom_dir;
 
 /// The name the sealed key is kept under.
 pub fn key_secret_name(site_id: i64) -> String {
