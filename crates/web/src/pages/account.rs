@@ -21,6 +21,14 @@ pub struct SessionRow {
     pub current: bool,
 }
 
+pub struct SshKeyRow {
+    pub id: i64,
+    pub name: String,
+    pub fingerprint: String,
+    /// Where it is: "server 3 as brokeforge (active)", ...
+    pub on: String,
+}
+
 pub struct TokenRow {
     pub id: i64,
     pub name: String,
@@ -38,6 +46,7 @@ pub struct AccountPage {
     pub two_factor: bool,
     pub codes_left: i64,
     pub sessions: Vec<SessionRow>,
+    pub ssh_keys: Vec<SshKeyRow>,
     /// Two-factor sign-in being set up: the QR code (SVG BrokeForge drew) and the secret to type.
     pub setup_svg: String,
     pub setup_secret: String,
@@ -141,9 +150,29 @@ pub async fn account_view_with(
         .setup
         .map(|s| (s.qr_svg, s.secret))
         .unwrap_or_default();
+    let ssh_keys = state
+        .domain
+        .ssh_keys(&user)
+        .await?
+        .into_iter()
+        .map(|(k, on)| SshKeyRow {
+            id: k.id,
+            name: k.name,
+            fingerprint: k.fingerprint,
+            on: if on.is_empty() {
+                "on no server".into()
+            } else {
+                on.iter()
+                    .map(|d| format!("server {} as {} ({})", d.server_id, d.unix_user, d.status))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        })
+        .collect();
     Ok(render(
         &AccountPage {
             nav,
+            ssh_keys,
             tokens,
             new_token: shown.new_token,
             two_factor: user.two_factor,
@@ -234,6 +263,57 @@ pub async fn change_password(
     // Every session ended with the change; start a fresh one for this browser.
     let token = state.domain.start_session(u.user.id).await?.token;
     Ok(super::auth::signed_in_redirect(&state, &token, "/account"))
+}
+
+#[derive(Deserialize)]
+pub struct SshKeyForm {
+    pub name: String,
+    pub public_key: String,
+}
+
+pub async fn add_ssh_key(
+    State(state): State<AppState>,
+    PageUser(u): PageUser,
+    Form(f): Form<SshKeyForm>,
+) -> PageResult {
+    match state
+        .domain
+        .add_ssh_key(&u.user, &f.name, &f.public_key)
+        .await
+    {
+        Ok(k) => {
+            account_view(
+                &state,
+                &u,
+                String::new(),
+                None,
+                &format!("Added {}", k.name),
+            )
+            .await
+        }
+        Err(e) => account_view(&state, &u, String::new(), Some(&e.into()), "").await,
+    }
+}
+
+pub async fn remove_ssh_key(
+    State(state): State<AppState>,
+    PageUser(u): PageUser,
+    Path(key): Path<String>,
+) -> PageResult {
+    match state.domain.remove_ssh_key(&u.user, &key).await {
+        Ok(jobs) => {
+            let notice = if jobs.is_empty() {
+                "Key deleted".to_string()
+            } else {
+                format!(
+                    "Key deleted; it is being taken off {} server(s)",
+                    jobs.len()
+                )
+            };
+            account_view(&state, &u, String::new(), None, &notice).await
+        }
+        Err(e) => account_view(&state, &u, String::new(), Some(&e.into()), "").await,
+    }
 }
 
 pub async fn end_session(

@@ -97,6 +97,8 @@ pub fn operations() -> Vec<PageOp> {
         post "/account/tokens" account::create_token, Account;
         post "/account/tokens/{id}/revoke" account::revoke_token, Account;
         post "/account/password" account::change_password, Account;
+        post "/account/ssh-keys" account::add_ssh_key, Account;
+        post "/account/ssh-keys/{key}/delete" account::remove_ssh_key, Account;
         post "/account/sessions/{id}/end" account::end_session, Account;
         post "/account/2fa/setup" account::two_factor_setup, Account;
         post "/account/2fa/confirm" account::two_factor_confirm, Account;

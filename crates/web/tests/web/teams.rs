@@ -195,6 +195,24 @@ async fn invitations_roles_and_removal() {
             )
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
+        // The role change left exactly one audit record, by its actor, with no secret in it.
+        let audit = owner
+            .call(&app, "GET", "/audit?action=%2Fmembers", None)
+            .await;
+        let entries = audit.json();
+        let changes: Vec<&Value> = entries["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "PUT /teams/{id}/members")
+            .collect();
+        assert_eq!(changes.len(), 1, "{}", audit.body);
+        assert_eq!(changes[0]["actor"], "owner@example.com (API token)");
+        assert_eq!(changes[0]["status"], 200);
+        let all = owner.call(&app, "GET", "/audit?limit=1000", None).await;
+        for secret in [&token, &co_token, &pending] {
+            assert!(!all.body.contains(secret.as_str()), "{}", all.body);
+        }
         let r = other
             .call(
                 &app,
@@ -510,5 +528,65 @@ async fn personal_ssh_keys_are_checked_and_owned() {
         assert_eq!(r.json()["jobs"][0]["server_id"], server);
         let list = dev.call(&app, "GET", "/account/ssh-keys", None).await;
         assert_eq!(list.json()["keys"], json!([]));
+    }
+}
+
+/// The account page's SSH keys: added with a clear error for a bad key, listed, deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_keys_on_the_account_page() {
+    for app in apps().await {
+        user(&app, "pagekeys@example.com", false).await;
+        let r = login(&app, "pagekeys@example.com", "correct horse battery").await;
+        let Auth::Session { cookie, csrf } = session_of(&r) else {
+            unreachable!()
+        };
+        let r = form(
+            &app,
+            "/account/ssh-keys",
+            &cookie,
+            &[
+                ("_csrf", &csrf),
+                ("name", "laptop"),
+                ("public_key", "ssh-rsa nope"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 422, "{}", r.body);
+        assert!(r.body.contains("public_key"), "{}", r.body);
+        let kp = brokeforge_ssh::keys::generate_ed25519("page").unwrap();
+        let r = form(
+            &app,
+            "/account/ssh-keys",
+            &cookie,
+            &[
+                ("_csrf", &csrf),
+                ("name", "laptop"),
+                ("public_key", &kp.public_openssh),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.contains("Added laptop") && r.body.contains("on no server"));
+        let id = app
+            .store
+            .user_keys(
+                app.store
+                    .user_by_email("pagekeys@example.com")
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .id,
+            )
+            .await
+            .unwrap()[0]
+            .id;
+        let r = form(
+            &app,
+            &format!("/account/ssh-keys/{id}/delete"),
+            &cookie,
+            &[("_csrf", &csrf)],
+        )
+        .await;
+        assert!(r.body.contains("Key deleted"), "{}", r.body);
     }
 }
