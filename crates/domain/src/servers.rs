@@ -87,8 +87,12 @@ impl Domain {
         after: i64,
         limit: i64,
         name: Option<&str>,
+        team: Option<i64>,
     ) -> DomainResult<Vec<(Server, Vec<ServerService>)>> {
-        let servers = self.store.servers_page(user.id, after, limit, name).await?;
+        let servers = self
+            .store
+            .servers_page(user.id, after, limit, name, team)
+            .await?;
         let ids: Vec<i64> = servers.iter().map(|s| s.id).collect();
         let mut by_server: std::collections::HashMap<i64, Vec<ServerService>> = Default::default();
         for v in self.store.services_of_servers(&ids).await? {

@@ -145,15 +145,18 @@ impl Store {
         after_id: i64,
         limit: i64,
         name: Option<&str>,
+        team_id: Option<i64>,
     ) -> Result<Vec<Server>> {
         let rows = sqlx::query(&format!(
             "SELECT {SERVER_COLS_S} FROM servers s JOIN team_members m ON m.team_id = s.team_id AND m.user_id = $1 \
-             WHERE {VISIBLE} AND s.id > $2 AND ($3 IS NULL OR s.name = $3) ORDER BY s.id LIMIT $4"
+             WHERE {VISIBLE} AND s.id > $2 AND ($3 IS NULL OR s.name = $3) AND ($5 IS NULL OR s.team_id = $5) \
+             ORDER BY s.id LIMIT $4"
         ))
         .bind(user_id)
         .bind(after_id)
         .bind(name)
         .bind(limit)
+        .bind(team_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(server_from).collect()

@@ -238,7 +238,10 @@ async fn check(store: &Store, url: &str, what: &str) {
     let user: User = domain.token_user(TOKEN).await.unwrap();
     assert_eq!(user.email, OWNER, "{what}");
     assert!(user.is_admin, "{what}");
-    let servers = domain.servers_page(&user, 0, 100, None).await.unwrap();
+    let servers = domain
+        .servers_page(&user, 0, 100, None, None)
+        .await
+        .unwrap();
     assert_eq!(servers.len(), 1, "{what}");
     assert_eq!(servers[0].1.len(), 1, "{what}: its services");
     let server = domain

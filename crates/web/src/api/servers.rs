@@ -36,6 +36,8 @@ pub struct ServersQuery {
     limit: Option<i64>,
     /// Only the server of this name.
     name: Option<String>,
+    /// Only the servers of this team (its id).
+    team: Option<i64>,
 }
 
 pub async fn list_servers(
@@ -51,7 +53,13 @@ pub async fn list_servers(
     let limit = paging.limit()?;
     let page = state
         .domain
-        .servers_page(&authed.user, q.after.unwrap_or(0), limit, q.name.as_deref())
+        .servers_page(
+            &authed.user,
+            q.after.unwrap_or(0),
+            limit,
+            q.name.as_deref(),
+            q.team,
+        )
         .await?;
     let next = paging.next_after(page.len(), page.last().map(|(s, _)| s.id), limit);
     let servers: Vec<Value> = page

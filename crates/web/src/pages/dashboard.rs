@@ -20,6 +20,7 @@ pub struct ServerRow {
     pub os: String,
     pub services: String,
     pub last_activity: String,
+    pub team: String,
 }
 
 #[derive(Template)]
@@ -27,6 +28,9 @@ pub struct ServerRow {
 pub struct Dashboard {
     pub nav: Nav,
     pub servers: Vec<ServerRow>,
+    pub teams: Vec<TeamChip>,
+    /// The team shown (`None`: all).
+    pub team: Option<i64>,
     pub first_page: bool,
     /// The cursor of the next page, when there is one.
     pub next: Option<i64>,
@@ -39,6 +43,15 @@ const PAGE: i64 = 100;
 #[serde(default)]
 pub struct DashboardQuery {
     after: Option<i64>,
+    /// Show one team's servers.
+    team: Option<i64>,
+}
+
+/// A team in the switcher.
+pub struct TeamChip {
+    pub id: i64,
+    pub name: String,
+    pub current: bool,
 }
 
 pub async fn dashboard(
@@ -55,8 +68,22 @@ pub async fn dashboard(
     // A page of servers in three statements: the servers, their services, each one's newest event.
     let page = state
         .domain
-        .servers_page(&u.user, q.after.unwrap_or(0), PAGE, None)
+        .servers_page(&u.user, q.after.unwrap_or(0), PAGE, None, q.team)
         .await?;
+    let teams = state.domain.teams(&u.user).await?;
+    let team_name = |id: i64| {
+        teams
+            .iter()
+            .find(|(t, _)| t.id == id)
+            .map(|(t, _)| {
+                if t.personal_of.is_some() {
+                    "personal".to_string()
+                } else {
+                    t.name.clone()
+                }
+            })
+            .unwrap_or_default()
+    };
     let ids: Vec<i64> = page.iter().map(|(s, _)| s.id).collect();
     let mut latest: std::collections::HashMap<i64, _> = state
         .store
@@ -85,12 +112,26 @@ pub async fn dashboard(
                 .collect::<Vec<_>>()
                 .join(", "),
             last_activity: last,
+            team: team_name(s.team_id),
         });
     }
     Ok(render(
         &Dashboard {
             nav: Nav::of(&u, "Servers"),
             servers: rows,
+            teams: teams
+                .iter()
+                .map(|(t, _)| TeamChip {
+                    id: t.id,
+                    name: if t.personal_of.is_some() {
+                        "personal".into()
+                    } else {
+                        t.name.clone()
+                    },
+                    current: q.team == Some(t.id),
+                })
+                .collect(),
+            team: q.team,
             first_page: q.after.is_none(),
             next,
         },

@@ -390,6 +390,62 @@ async fn teams_through_the_pages() {
         assert!(r.body.contains("You joined studio"), "{}", r.body);
         let page = http(&app.addr, "GET", "/teams", &[("Cookie", &new)], "").await;
         assert!(page.body.contains("you are developer"), "{}", page.body);
+        // The dashboard shows each server's team and switches between teams.
+        app.store
+            .create_server_in(
+                team.parse().unwrap(),
+                &brokeforge_store::NewServer {
+                    user_id: app
+                        .store
+                        .user_by_email("lead@example.com")
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .id,
+                    name: "studio-web".into(),
+                    public_ip: "203.0.113.40".into(),
+                    ssh_port: 22,
+                    host_key_fingerprint: None,
+                },
+            )
+            .await
+            .unwrap();
+        let all = http(&app.addr, "GET", "/", &[("Cookie", &new)], "").await;
+        assert!(
+            all.body.contains("studio-web") && all.body.contains("Team:"),
+            "{}",
+            all.body
+        );
+        let one = http(
+            &app.addr,
+            "GET",
+            &format!("/?team={team}"),
+            &[("Cookie", &new)],
+            "",
+        )
+        .await;
+        assert!(one.body.contains("studio-web"));
+        let personal = app
+            .store
+            .personal_team(
+                app.store
+                    .user_by_email("new@example.com")
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .id,
+            )
+            .await
+            .unwrap();
+        let other = http(
+            &app.addr,
+            "GET",
+            &format!("/?team={personal}"),
+            &[("Cookie", &new)],
+            "",
+        )
+        .await;
+        assert!(!other.body.contains("studio-web"), "{}", other.body);
         // A bad form answers with its message.
         let r = form(
             &app,
