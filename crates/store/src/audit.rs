@@ -42,6 +42,8 @@ pub struct AuditFilter {
     pub visible_to: Option<i64>,
     pub user_id: Option<i64>,
     pub server_id: Option<i64>,
+    /// Entries about the servers of this team.
+    pub team_id: Option<i64>,
     /// Entries whose action contains this text.
     pub action: Option<String>,
     pub since: Option<i64>,
@@ -77,6 +79,7 @@ impl Store {
              WHERE ($1 IS NULL OR a.user_id = $1 OR a.server_id IN (SELECT s.id FROM servers s JOIN team_members m ON m.team_id = s.team_id WHERE m.user_id = $1)) \
                AND ($2 IS NULL OR a.user_id = $2) AND ($3 IS NULL OR a.server_id = $3) \
                AND ($4 IS NULL OR a.action LIKE $4) AND ($5 IS NULL OR a.at >= $5) AND ($6 IS NULL OR a.id < $6) \
+               AND ($8 IS NULL OR a.server_id IN (SELECT t.id FROM servers t WHERE t.team_id = $8)) \
              ORDER BY a.id DESC LIMIT $7",
         )
         .bind(f.visible_to)
@@ -86,6 +89,7 @@ impl Store {
         .bind(f.since)
         .bind(f.before)
         .bind(f.limit)
+        .bind(f.team_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -15,6 +15,9 @@ pub struct AuditArgs {
     /// A user's email.
     #[arg(long)]
     pub user: Option<String>,
+    /// A team's name or id: what happened on its servers.
+    #[arg(long)]
+    pub team: Option<String>,
     /// Text the action contains (deploy, services, ...).
     #[arg(long)]
     pub action: Option<String>,
@@ -48,6 +51,20 @@ pub async fn audit(c: ClientArgs, a: AuditArgs) -> Result<()> {
     let mut query = vec![format!("limit={}", a.limit)];
     if let Some(s) = &a.server {
         query.push(format!("server={}", client.server_id(s)?));
+    }
+    if let Some(t) = &a.team {
+        let teams = client.get("/teams")?;
+        let id = teams["teams"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|x| {
+                x["name"] == t.as_str()
+                    || x["id"].as_i64().map(|i| i.to_string()).as_deref() == Some(t)
+            })
+            .and_then(|x| x["id"].as_i64())
+            .ok_or_else(|| anyhow!("you are in no team named {t}"))?;
+        query.push(format!("team={id}"));
     }
     if let Some(u) = &a.user {
         query.push(format!("user={}", urlencode(u)));

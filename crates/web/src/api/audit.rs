@@ -24,6 +24,8 @@ pub struct AuditQuery {
     pub since: Option<i64>,
     pub before: Option<i64>,
     pub limit: Option<i64>,
+    /// A team's id: entries about its servers.
+    pub team: Option<i64>,
 }
 
 pub async fn list(
@@ -55,6 +57,7 @@ pub async fn list(
             AuditFilter {
                 user_id,
                 server_id: q.server,
+                team_id: q.team,
                 action: q.action.filter(|a| !a.trim().is_empty()),
                 since: q.since,
                 before: q.before,

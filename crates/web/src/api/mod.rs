@@ -113,7 +113,7 @@ pub fn operations() -> Vec<Op> {
         get "/sites/{id}/webhook" sites::site_webhook, ReadCredentials, "The deploy webhook: URL, secret, and the provider it expects", "";
         put "/sites/{id}/webhook" sites::set_webhook, SiteConfigure, "Choose who calls the deploy webhook (github, gitlab or generic)", r#"{"provider":"gitlab"}"#;
         get "/deployments/{id}" jobs::show_deployment, Read, "A deployment with its log", "";
-        get "/audit" audit::list, Account, "The audit log, newest first (?server=ID&user=EMAIL&action=TEXT&since=MS&before=ID&limit=N): administrators see everything, others their own actions and those on their servers", "";
+        get "/audit" audit::list, Account, "The audit log, newest first (?server=ID&team=ID&user=EMAIL&action=TEXT&since=MS&before=ID&limit=N): administrators see everything, others their own actions and those on their servers", "";
         get "/account/ssh-keys" ssh_keys::list, Account, "Your personal SSH public keys and the servers they are on", "";
         post "/account/ssh-keys" ssh_keys::add, Account, "Add a personal SSH public key", r#"{"name":"laptop","public_key":"ssh-ed25519 AAAA... you@laptop"}"#;
         delete "/account/ssh-keys/{key}" ssh_keys::remove, Account, "Delete a key (by id, name or fingerprint); it leaves every server it is on (queued jobs)", "";

@@ -209,6 +209,16 @@ async fn invitations_roles_and_removal() {
         assert_eq!(changes.len(), 1, "{}", audit.body);
         assert_eq!(changes[0]["actor"], "owner@example.com (API token)");
         assert_eq!(changes[0]["status"], 200);
+        // Searchable by team: what happened on the team's servers.
+        let by_team = owner
+            .call(&app, "GET", &format!("/audit?team={team}"), None)
+            .await;
+        let by_team = by_team.json()["entries"].as_array().cloned().unwrap();
+        assert!(!by_team.is_empty());
+        assert!(
+            by_team.iter().all(|e| e["server_id"] == server),
+            "{by_team:#?}"
+        );
         let all = owner.call(&app, "GET", "/audit?limit=1000", None).await;
         for secret in [&token, &co_token, &pending] {
             assert!(!all.body.contains(secret.as_str()), "{}", all.body);
