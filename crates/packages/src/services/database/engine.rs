@@ -468,10 +468,20 @@ pub fn install_plan<E: EngineSpec>(input: &EngineInput) -> Result<Plan, PackageE
         )
         .track(M::InstallSoftware)
         .run_with_timeout(
-            format!(
-                "{APT} install -y -qq --no-install-recommends {}",
-                engine.packages().join(" ")
-            ),
+            {
+                // A package's configuration step starts the service; on a busy machine that start can time
+                // out once. Configure it again before giving up, and say why when it still fails.
+                let install = format!(
+                    "{APT} install -y -qq --no-install-recommends {}",
+                    engine.packages().join(" ")
+                );
+                format!(
+                    "{install} || {{ echo 'configuring the packages failed; trying once more' >&2; sleep 5; \
+                     dpkg --configure -a && {install}; }} || \
+                     {{ journalctl -n 30 --no-pager -u {unit} -u '{unit}@*' >&2; exit 1; }}",
+                    unit = engine.unit()
+                )
+            },
             std::time::Duration::from_secs(1800),
         )
         .track(M::Configure);
