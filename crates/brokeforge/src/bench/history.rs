@@ -32,10 +32,12 @@ async fn seed(store: &Store, user_id: i64, servers: i64, rows: i64, tag: &str) -
             .await
             .with_context(|| sql.chars().take(120).collect::<String>())
     };
+    // In the user's personal team, like every server a user adds.
+    let team = store.personal_team(user_id).await?;
     exec(format!(
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {servers}) \
-         INSERT INTO servers (user_id, name, public_ip, ssh_port, provision_status, connection_status, created_at, updated_at) \
-         SELECT {user_id}, '{tag}-' || x, '198.51.100.1', 22, 'provisioned', 'connected', {now}, {now} FROM c"
+         INSERT INTO servers (user_id, name, public_ip, ssh_port, provision_status, connection_status, created_at, updated_at, team_id) \
+         SELECT {user_id}, '{tag}-' || x, '198.51.100.1', 22, 'provisioned', 'connected', {now}, {now}, {team} FROM c"
     ))
     .await?;
     let first_server = store
