@@ -92,6 +92,18 @@ enum Command {
         #[command(subcommand)]
         command: cli::team::TeamCommand,
     },
+    /// The newest metrics a server's collector reported (install the monitoring package first).
+    Metrics(cli::monitoring::MetricsArgs),
+    /// Notification channels of a team: webhook (signed), slack, discord, telegram.
+    Channel {
+        #[command(subcommand)]
+        command: cli::monitoring::ChannelCommand,
+    },
+    /// Alert rules of a server and their state.
+    Alert {
+        #[command(subcommand)]
+        command: cli::monitoring::AlertCommand,
+    },
     /// Firewall rules (ufw on the server is the truth): list, add, remove.
     Firewall {
         #[command(subcommand)]
@@ -248,6 +260,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Db { command } => cli::db::db(cli.client, command).await,
         Command::Team { command } => cli::team::team(cli.client, command).await,
         Command::Firewall { command } => cli::firewall::firewall(cli.client, command).await,
+        Command::Metrics(a) => cli::monitoring::metrics(cli.client, a).await,
+        Command::Channel { command } => cli::monitoring::channel(cli.client, command).await,
+        Command::Alert { command } => cli::monitoring::alert(cli.client, command).await,
         Command::Logs(a) => cli::logs::logs(cli.client, a).await,
         Command::Account { command } => cli::account::account(cli.client, command).await,
         Command::Audit(a) => cli::audit::audit(cli.client, a).await,

@@ -21,6 +21,8 @@ pub fn web_config(tls: bool) -> WebConfig {
         insecure_provisioning: env("BROKEFORGE_INSECURE_PROVISIONING").as_deref() == Some("1"),
         refuse_internal_addresses: env("BROKEFORGE_REFUSE_PRIVATE_ADDRESSES").as_deref()
             == Some("1"),
+        allow_http_channels: env("BROKEFORGE_ALLOW_HTTP_CHANNELS").as_deref() == Some("1"),
+        telegram_api: env("BROKEFORGE_TELEGRAM_API"),
     }
 }
 
@@ -58,6 +60,11 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
     brokeforge_ssh::refuse_internal_addresses(config.refuse_internal_addresses);
     let mut state = AppState::new(store.clone(), config);
     state.shutdown = stop.clone();
+    let alerts = {
+        let domain = state.domain.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move { domain.run_alerts(stop).await })
+    };
     // Whoever started us may have stopped reading stdout: a closed pipe must not stop the server.
     use std::io::Write;
     let mut out = std::io::stdout();
@@ -97,6 +104,7 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
     workers.await.context("worker task")??;
     let _ = housekeeping.await;
     let _ = backup_schedule.await;
+    let _ = alerts.await;
     let _ = self_backup.await;
     if let Some(a) = activity {
         a.abort();

@@ -49,7 +49,8 @@ fn catalogue_lists_every_package() {
             "postgresql",
             "redis",
             "memcached",
-            "nodejs"
+            "nodejs",
+            "monitoring"
         ]
     );
     assert_eq!(entries[0]["install_milestones"][0]["key"], "prepare_system");

@@ -50,6 +50,7 @@ string_enum! {
         Backup => "backup",
         Cache => "cache",
         Runtime => "runtime",
+        Monitoring => "monitoring",
     }
 }
 

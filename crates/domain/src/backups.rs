@@ -92,7 +92,8 @@ pub struct PlanView {
     pub repository: String,
 }
 
-fn name(field: &'static str, value: &str) -> Result<String, ValidationError> {
+/// A short object name (storages, plans, channels): lowercase letters, digits, - and _.
+pub(crate) fn name(field: &'static str, value: &str) -> Result<String, ValidationError> {
     let v = value.trim();
     let ok = (1..=64).contains(&v.len())
         && v.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())

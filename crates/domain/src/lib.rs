@@ -12,6 +12,7 @@ pub mod firewall;
 pub mod jobs;
 pub mod logs;
 pub mod maintenance;
+pub mod monitoring;
 pub mod policy;
 pub mod servers;
 pub mod sites;
@@ -31,6 +32,10 @@ pub struct Domain {
     pub executor: Executor,
     /// Servers may not be at private or loopback addresses (`BROKEFORGE_REFUSE_PRIVATE_ADDRESSES=1`).
     pub refuse_internal_addresses: bool,
+    /// Notification channels may post over plain http (`BROKEFORGE_ALLOW_HTTP_CHANNELS=1`, test networks).
+    pub allow_http_channels: bool,
+    /// Telegram's Bot API base URL (`BROKEFORGE_TELEGRAM_API`; default https://api.telegram.org).
+    pub telegram_api: Option<String>,
 }
 
 impl Domain {
@@ -39,6 +44,8 @@ impl Domain {
             executor: Executor::new(store.clone()),
             store,
             refuse_internal_addresses: false,
+            allow_http_channels: false,
+            telegram_api: None,
         }
     }
 }

@@ -18,6 +18,8 @@ const LOGIN_ATTEMPTS_MS: i64 = 24 * 3600 * 1000;
 const WEBHOOK_DELIVERIES_MS: i64 = 30 * 24 * 3600 * 1000;
 /// A user's root key for direct onboarding is deleted by its job; one a crashed onboarding left goes after
 /// an hour.
+/// Raw metric samples are kept 48 hours.
+pub const SAMPLES_MS: i64 = 48 * 3600 * 1000;
 const BOOTSTRAP_KEYS_MS: i64 = 3600 * 1000;
 
 /// Servers whose per-server limits one round checks (each an index walk of the kept rows).
@@ -58,6 +60,8 @@ pub struct Pruned {
     pub webhook_deliveries: u64,
     pub bootstrap_keys: u64,
     pub history: brokeforge_store::retention::Removed,
+    /// Raw metric samples past their 48 hours.
+    pub samples: u64,
 }
 
 impl Domain {
@@ -124,6 +128,16 @@ impl Domain {
                 .await?;
             out.webhook_deliveries += n;
             if n < BATCH as u64 {
+                break;
+            }
+        }
+        loop {
+            let n = self
+                .store
+                .prune_samples_before(now - SAMPLES_MS, BATCH)
+                .await?;
+            out.samples += n;
+            if n < BATCH as u64 || started.elapsed() > ROUND_BUDGET {
                 break;
             }
         }

@@ -13,6 +13,7 @@ mod job_recovery;
 pub mod jobs;
 mod migrate;
 pub mod models;
+pub mod monitoring;
 pub mod retention;
 mod rotation;
 pub mod selfbackup;
@@ -39,6 +40,9 @@ pub use backups::{
 pub use crypto::{Cipher, MasterKey};
 pub use jobs::{Heartbeat, Job, JobStatus, JobTarget, NewJob, Outcome, Recovered};
 pub use models::*;
+pub use monitoring::{
+    AlertRule, Channel, Delivery, MonitoringAgent, NewAlertRule, RuleTransition, Sample,
+};
 pub use selfbackup::SelfBackup;
 pub use servers::TokenUse;
 pub use teams::{Invitation, Member, Team};

@@ -108,6 +108,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0016_user_ssh_keys.sql"),
         postgres: include_str!("../migrations/postgres/0016_user_ssh_keys.sql"),
     },
+    Migration {
+        version: 17,
+        name: "monitoring",
+        sqlite: include_str!("../migrations/sqlite/0017_monitoring.sql"),
+        postgres: include_str!("../migrations/postgres/0017_monitoring.sql"),
+    },
 ];
 
 /// The newest schema this binary knows.

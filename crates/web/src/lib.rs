@@ -83,8 +83,10 @@ async fn authenticate_layer(State(state): State<AppState>, req: Request, next: N
     if is_unsafe(&parts.method) && cross_site(&parts) {
         return ApiError::forbidden("cross-site request refused").into_response();
     }
-    // The scraper's token is not an account's: `/metrics` checks it itself.
-    if parts.uri.path() == "/metrics" {
+    // The scraper's and the metrics collectors' tokens are not accounts': their routes check them.
+    if parts.uri.path() == "/metrics"
+        || parts.uri.path() == brokeforge_packages::services::monitoring::agent::INGEST_PATH
+    {
         return next.run(Request::from_parts(parts, body)).await;
     }
     let authed = match auth::authenticate(&state.domain, &parts).await {

@@ -20,6 +20,10 @@ pub fn routes() -> Router<AppState> {
         .route("/provision/{token}", get(script).head(script_head))
         .route("/provision/{token}/callback", post(callback))
         .route("/hooks/sites/{site_id}/deploy/{token}", post(deploy_hook))
+        .route(
+            brokeforge_packages::services::monitoring::agent::INGEST_PATH,
+            post(ingest_metrics),
+        )
 }
 
 /// `/metrics`: for the operator's scraper only (its token, or a scraper on this machine).
@@ -121,6 +125,58 @@ async fn script_head(State(state): State<AppState>, Path(token): Path<String>) -
 }
 
 /// Progress reports from the script, authenticated by the token in the path.
+/// A metrics collector's report (`name value` lines), authenticated by the server's own bearer token.
+async fn ingest_metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .trim();
+    let unauthorized = || {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "unauthorized", "message": "unknown or revoked collector token"})),
+        )
+            .into_response()
+    };
+    if token.is_empty() {
+        return unauthorized();
+    }
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_report", "message": "the report is not text"})),
+        )
+            .into_response();
+    };
+    match state.domain.ingest_metrics(token, text).await {
+        Ok(Some(r)) => (
+            StatusCode::OK,
+            Json(json!({"accepted": r.accepted, "skipped": r.skipped})),
+        )
+            .into_response(),
+        Ok(None) => unauthorized(),
+        Err(brokeforge_domain::DomainError::Invalid(v)) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_report", "message": v.to_string()})),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "storing a metrics report failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": "internal", "message": "internal error"})),
+            )
+                .into_response()
+        }
+    }
+}
+
 async fn callback(
     State(state): State<AppState>,
     Path(token): Path<String>,

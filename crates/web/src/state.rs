@@ -28,6 +28,10 @@ pub struct WebConfig {
     pub insecure_provisioning: bool,
     /// `BROKEFORGE_REFUSE_PRIVATE_ADDRESSES=1`: servers may not be at private or loopback addresses.
     pub refuse_internal_addresses: bool,
+    /// `BROKEFORGE_ALLOW_HTTP_CHANNELS=1`: notification channels may post over plain HTTP (test networks).
+    pub allow_http_channels: bool,
+    /// `BROKEFORGE_TELEGRAM_API`: Telegram's Bot API base URL (a stand-in on test networks).
+    pub telegram_api: Option<String>,
 }
 
 #[derive(Clone)]
@@ -52,6 +56,8 @@ impl AppState {
                 .is_some_and(|u| u.starts_with("https://"));
         let mut domain = Domain::new(store.clone());
         domain.refuse_internal_addresses = config.refuse_internal_addresses;
+        domain.allow_http_channels = config.allow_http_channels;
+        domain.telegram_api = config.telegram_api.clone();
         AppState {
             domain,
             store,
@@ -104,6 +110,37 @@ impl AppState {
             ));
         }
         Ok(ScriptBase { url, secure })
+    }
+}
+
+impl AppState {
+    /// A package's settings with `report_to` (where a metrics collector reports) filled in from BrokeForge's
+    /// base URL when the user gave none. The collector sends its token there: plain HTTP needs the same
+    /// opt-in as the one-line script.
+    pub fn install_settings(
+        &self,
+        headers: &HeaderMap,
+        package: &str,
+        mut settings: std::collections::BTreeMap<String, String>,
+    ) -> Result<std::collections::BTreeMap<String, String>, crate::error::ApiError> {
+        use brokeforge_packages::services::monitoring::agent::NAME;
+        if package != NAME || settings.get("report_to").is_some_and(|v| !v.is_empty()) {
+            return Ok(settings);
+        }
+        let url = self.base_url(headers).ok_or_else(|| {
+            crate::error::ApiError::invalid("report_to", "set BROKEFORGE_PUBLIC_URL")
+        })?;
+        if !url.starts_with("https://") && !self.config.insecure_provisioning {
+            return Err(crate::error::ApiError::invalid(
+                "report_to",
+                format!(
+                    "the collector sends its token to {url}, which is not HTTPS: serve HTTPS and set BROKEFORGE_PUBLIC_URL=https://..., \
+                     or, on a test network only, set BROKEFORGE_INSECURE_PROVISIONING=1"
+                ),
+            ));
+        }
+        settings.insert("report_to".into(), url);
+        Ok(settings)
     }
 }
 

@@ -2736,3 +2736,6 @@ mod authz;
 
 #[path = "web/teams.rs"]
 mod teams;
+
+#[path = "web/monitoring.rs"]
+mod monitoring;

@@ -4,7 +4,7 @@ use anyhow::{Result, anyhow};
 use brokeforge_core::time::{now_ms, utc_stamp};
 use clap::Args;
 
-use super::common::urlencode;
+use super::common::{team_id, urlencode};
 use crate::client::{Client, ClientArgs};
 
 #[derive(Args)]
@@ -53,17 +53,7 @@ pub async fn audit(c: ClientArgs, a: AuditArgs) -> Result<()> {
         query.push(format!("server={}", client.server_id(s)?));
     }
     if let Some(t) = &a.team {
-        let teams = client.get("/teams")?;
-        let id = teams["teams"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|x| {
-                x["name"] == t.as_str()
-                    || x["id"].as_i64().map(|i| i.to_string()).as_deref() == Some(t)
-            })
-            .and_then(|x| x["id"].as_i64())
-            .ok_or_else(|| anyhow!("you are in no team named {t}"))?;
+        let id = team_id(&client, Some(t))?;
         query.push(format!("team={id}"));
     }
     if let Some(u) = &a.user {

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
 
 use crate::client::{Client, OutputMode, follow, job_label};
@@ -109,4 +109,23 @@ pub(crate) fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The id of one of the caller's teams, by name or id; without one, the caller's personal team.
+pub(crate) fn team_id(client: &Client, team: Option<&str>) -> Result<i64> {
+    let v = client.get("/teams")?;
+    let mut teams = v["teams"].as_array().into_iter().flatten();
+    match team {
+        Some(team) => teams
+            .find(|t| {
+                t["name"] == team
+                    || t["id"].as_i64().map(|i| i.to_string()).as_deref() == Some(team)
+            })
+            .and_then(|t| t["id"].as_i64())
+            .ok_or_else(|| anyhow!("you are in no team named {team} (see `brokeforge team list`)")),
+        None => teams
+            .find(|t| t["personal"] == true)
+            .and_then(|t| t["id"].as_i64())
+            .ok_or_else(|| anyhow!("you have no personal team: give --team")),
+    }
 }

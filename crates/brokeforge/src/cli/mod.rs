@@ -10,6 +10,7 @@ pub mod firewall;
 pub mod jobs;
 pub mod login;
 pub mod logs;
+pub mod monitoring;
 pub mod package;
 pub mod server;
 pub mod site;

@@ -1,6 +1,6 @@
 //! `brokeforge team`: teams, members with roles, invitations.
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
@@ -62,20 +62,6 @@ pub enum TeamCommand {
     },
 }
 
-/// The id of one of the caller's teams, by name or id.
-fn team_id(client: &Client, team: &str) -> Result<i64> {
-    let v = client.get("/teams")?;
-    v["teams"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|t| {
-            t["name"] == team || t["id"].as_i64().map(|i| i.to_string()).as_deref() == Some(team)
-        })
-        .and_then(|t| t["id"].as_i64())
-        .ok_or_else(|| anyhow!("you are in no team named {team} (see `brokeforge team list`)"))
-}
-
 fn done(client: &Client, v: &Value, text: &str) {
     if client.json {
         print_json(v);
@@ -121,7 +107,7 @@ pub async fn team(c: ClientArgs, cmd: TeamCommand) -> Result<()> {
             );
         }
         TeamCommand::Invite { team, email, role } => {
-            let id = team_id(&client, &team)?;
+            let id = team_id(&client, Some(&team))?;
             let v = client.post(
                 &format!("/teams/{id}/invitations"),
                 json!({"email": email, "role": role}),
@@ -141,7 +127,7 @@ pub async fn team(c: ClientArgs, cmd: TeamCommand) -> Result<()> {
             }
         }
         TeamCommand::Members { team } => {
-            let id = team_id(&client, &team)?;
+            let id = team_id(&client, Some(&team))?;
             let v = client.get(&format!("/teams/{id}/members"))?;
             if client.json {
                 print_json(&v);
@@ -196,7 +182,7 @@ pub async fn team(c: ClientArgs, cmd: TeamCommand) -> Result<()> {
             );
         }
         TeamCommand::Role { team, email, role } => {
-            let id = team_id(&client, &team)?;
+            let id = team_id(&client, Some(&team))?;
             let v = client.put(
                 &format!("/teams/{id}/members"),
                 json!({"email": email, "role": role}),
@@ -204,17 +190,17 @@ pub async fn team(c: ClientArgs, cmd: TeamCommand) -> Result<()> {
             done(&client, &v, &format!("{email} is now {role} in {team}"));
         }
         TeamCommand::Remove { team, email } => {
-            let id = team_id(&client, &team)?;
+            let id = team_id(&client, Some(&team))?;
             let v = client.delete(&format!("/teams/{id}/members/{}", urlencode(&email)))?;
             done(&client, &v, &format!("{email} left {team}"));
         }
         TeamCommand::Leave { team } => {
-            let id = team_id(&client, &team)?;
+            let id = team_id(&client, Some(&team))?;
             let v = client.post(&format!("/teams/{id}/leave"), json!({}))?;
             done(&client, &v, &format!("you left {team}"));
         }
         TeamCommand::RequireTwoFactor { team, state } => {
-            let id = team_id(&client, &team)?;
+            let id = team_id(&client, Some(&team))?;
             let v = client.put(
                 &format!("/teams/{id}/settings"),
                 json!({"require_two_factor": state == "on"}),

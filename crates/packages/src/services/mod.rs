@@ -10,6 +10,7 @@ use crate::base::registry::Registry;
 pub mod backup;
 pub mod cache;
 pub mod database;
+pub mod monitoring;
 pub mod runtime;
 pub mod server;
 pub mod sites;
@@ -27,6 +28,7 @@ pub fn registry() -> &'static Registry {
         backup::register(&mut r);
         cache::register(&mut r);
         runtime::register(&mut r);
+        monitoring::register(&mut r);
         r.job(NoopJob);
         r
     })

@@ -182,12 +182,11 @@ fn settings_text(settings: &BTreeMap<String, Value>) -> BTreeMap<String, String>
 pub async fn install_service(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
+    headers: axum::http::HeaderMap,
     Body(b): Body<InstallBody>,
 ) -> ApiResponse {
-    let job = state
-        .domain
-        .install(&server, &b.package, &settings_text(&b.settings))
-        .await?;
+    let settings = state.install_settings(&headers, &b.package, settings_text(&b.settings))?;
+    let job = state.domain.install(&server, &b.package, &settings).await?;
     Ok(accepted(&job))
 }
 

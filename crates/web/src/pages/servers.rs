@@ -493,12 +493,20 @@ pub async fn delete_server(
 pub async fn install(
     State(state): State<AppState>,
     OwnedServer(u, server): OwnedServer,
+    headers: axum::http::HeaderMap,
     Form(f): Form<BTreeMap<String, String>>,
 ) -> PageResult {
     let package = f.get("package").cloned().unwrap_or_default();
-    let settings = set_fields(&f);
-    let r = state.domain.install(&server, &package, &settings).await;
-    server_result(&state, &u, &server, r.map(|_| ()).map_err(ApiError::from)).await
+    let r = match state.install_settings(&headers, &package, set_fields(&f)) {
+        Ok(settings) => state
+            .domain
+            .install(&server, &package, &settings)
+            .await
+            .map(|_| ())
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    server_result(&state, &u, &server, r).await
 }
 
 pub async fn remove_service(

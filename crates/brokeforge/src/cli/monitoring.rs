@@ -1,0 +1,315 @@
+//! `brokeforge metrics`, `brokeforge channel` and `brokeforge alert`: what the monitoring collector
+//! reports, where notifications go, and the rules that send them.
+
+use anyhow::{Result, bail};
+use brokeforge_core::time::utc_stamp;
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use super::common::*;
+use crate::client::{Client, ClientArgs};
+
+#[derive(Args)]
+pub struct MetricsArgs {
+    #[arg(long)]
+    server: String,
+    /// How far back the series go: 1h, 24h, 7d (with --metric).
+    #[arg(long, default_value = "1h")]
+    since: String,
+    /// Also print this metric's series (repeatable).
+    #[arg(long)]
+    metric: Vec<String>,
+}
+
+pub async fn metrics(c: ClientArgs, a: MetricsArgs) -> Result<()> {
+    let client = Client::new(&c)?;
+    let id = client.server_id(&a.server)?;
+    let mut path = format!("/servers/{id}/metrics?since={}", urlencode(&a.since));
+    if !a.metric.is_empty() {
+        path.push_str(&format!("&metrics={}", urlencode(&a.metric.join(","))));
+    }
+    let v = client.get(&path)?;
+    if client.json {
+        print_json(&v);
+        return Ok(());
+    }
+    if v["installed"] != true {
+        println!(
+            "monitoring is not installed: brokeforge install monitoring --server {} --follow",
+            a.server
+        );
+        return Ok(());
+    }
+    match v["last_report_at"].as_i64() {
+        Some(t) => println!(
+            "last report {} (every {} s)",
+            utc_stamp(t),
+            v["interval_seconds"]
+        ),
+        None => println!("no report yet"),
+    }
+    for s in v["samples"].as_array().into_iter().flatten() {
+        println!("{:<40} {}", s["metric"].as_str().unwrap_or(""), s["value"]);
+    }
+    for series in v["series"].as_array().into_iter().flatten() {
+        println!("\n{}:", series["metric"].as_str().unwrap_or(""));
+        for p in series["points"].as_array().into_iter().flatten() {
+            println!(
+                "  {}  {}",
+                utc_stamp(p["at"].as_i64().unwrap_or(0)),
+                p["value"]
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum ChannelCommand {
+    /// The team's channels.
+    List {
+        /// A team by name (default: your personal team).
+        #[arg(long)]
+        team: Option<String>,
+    },
+    /// Add a channel: webhook (signed), slack, discord or telegram.
+    Add {
+        #[arg(long)]
+        team: Option<String>,
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = ["webhook", "slack", "discord", "telegram"])]
+        kind: String,
+        /// Where to post (webhook, slack, discord).
+        #[arg(long)]
+        url: Option<String>,
+        /// telegram: the chat id.
+        #[arg(long)]
+        chat_id: Option<String>,
+        /// Read the secret from standard input: a webhook's signing key (else one is generated and shown
+        /// once), a telegram bot token.
+        #[arg(long)]
+        secret_stdin: bool,
+    },
+    /// Delete a channel.
+    Remove {
+        #[arg(long)]
+        team: Option<String>,
+        #[arg(long)]
+        name: String,
+    },
+    /// Send a test message now and say how it went.
+    Test {
+        #[arg(long)]
+        team: Option<String>,
+        #[arg(long)]
+        name: String,
+    },
+    /// The channel's newest deliveries.
+    Deliveries {
+        #[arg(long)]
+        team: Option<String>,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn print_delivery(d: &Value) {
+    println!(
+        "{:<6} {:<20} {:<9} {:<8} {:<3} {}",
+        d["id"],
+        utc_stamp(d["created_at"].as_i64().unwrap_or(0)),
+        d["event"].as_str().unwrap_or(""),
+        d["status"].as_str().unwrap_or(""),
+        d["attempts"],
+        d["error"].as_str().unwrap_or("")
+    );
+}
+
+pub async fn channel(c: ClientArgs, cmd: ChannelCommand) -> Result<()> {
+    let client = Client::new(&c)?;
+    match cmd {
+        ChannelCommand::List { team } => {
+            let t = team_id(&client, team.as_deref())?;
+            let v = client.get(&format!("/teams/{t}/channels"))?;
+            if client.json {
+                print_json(&v);
+                return Ok(());
+            }
+            println!("{:<20} {:<10} TARGET", "NAME", "KIND");
+            for ch in v["channels"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<20} {:<10} {}",
+                    ch["name"].as_str().unwrap_or(""),
+                    ch["kind"].as_str().unwrap_or(""),
+                    ch["target"].as_str().unwrap_or("")
+                );
+            }
+        }
+        ChannelCommand::Add {
+            team,
+            name,
+            kind,
+            url,
+            chat_id,
+            secret_stdin,
+        } => {
+            let t = team_id(&client, team.as_deref())?;
+            let mut body = json!({"name": name, "kind": kind, "url": url, "chat_id": chat_id});
+            if secret_stdin {
+                body["secret"] = json!(password_from_stdin()?);
+            } else if kind == "telegram" {
+                bail!(
+                    "give the bot token on standard input with --secret-stdin (never on the command line)"
+                );
+            }
+            let v = client.post(&format!("/teams/{t}/channels"), body)?;
+            if client.json {
+                print_json(&v);
+                return Ok(());
+            }
+            println!(
+                "channel {} added ({})",
+                v["channel"]["name"].as_str().unwrap_or(""),
+                v["channel"]["target"].as_str().unwrap_or("")
+            );
+            if let Some(s) = v["signing_secret"].as_str() {
+                println!("signing key (shown once; check X-BrokeForge-Signature with it): {s}");
+            }
+        }
+        ChannelCommand::Remove { team, name } => {
+            let t = team_id(&client, team.as_deref())?;
+            client.delete(&format!("/teams/{t}/channels/{}", urlencode(&name)))?;
+            if !client.json {
+                println!("channel {name} deleted");
+            }
+        }
+        ChannelCommand::Test { team, name } => {
+            let t = team_id(&client, team.as_deref())?;
+            let v = client.post(
+                &format!("/teams/{t}/channels/{}/test", urlencode(&name)),
+                json!({}),
+            )?;
+            if client.json {
+                print_json(&v);
+            } else {
+                print_delivery(&v["delivery"]);
+            }
+            if v["delivery"]["status"] != "sent" {
+                bail!("the test message was not delivered");
+            }
+        }
+        ChannelCommand::Deliveries { team, name } => {
+            let t = team_id(&client, team.as_deref())?;
+            let v = client.get(&format!(
+                "/teams/{t}/channels/{}/deliveries",
+                urlencode(&name)
+            ))?;
+            if client.json {
+                print_json(&v);
+                return Ok(());
+            }
+            for d in v["deliveries"].as_array().into_iter().flatten() {
+                print_delivery(d);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum AlertCommand {
+    /// A server's rules with their state: ok, pending, firing or resolved.
+    List {
+        #[arg(long)]
+        server: String,
+    },
+    /// Add a rule: a metric above or below a value (for a while), a service down, or no reports.
+    Add {
+        #[arg(long)]
+        server: String,
+        #[arg(long, default_value = "metric", value_parser = ["metric", "service_down", "not_reporting"])]
+        kind: String,
+        /// The metric (disk_used_percent, memory_used_percent, load1, cpu_percent, ...).
+        #[arg(long)]
+        metric: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        above: Option<f64>,
+        #[arg(long, allow_hyphen_values = true)]
+        below: Option<f64>,
+        /// How long it must hold: 90s, 5m, 1h.
+        #[arg(long = "for")]
+        for_duration: Option<String>,
+        /// A channel of the server's team (default: all of them).
+        #[arg(long)]
+        channel: Option<String>,
+    },
+    /// Delete a rule (by the id `list` shows).
+    Remove {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        rule: i64,
+    },
+}
+
+pub async fn alert(c: ClientArgs, cmd: AlertCommand) -> Result<()> {
+    let client = Client::new(&c)?;
+    match cmd {
+        AlertCommand::List { server } => {
+            let id = client.server_id(&server)?;
+            let v = client.get(&format!("/servers/{id}/alerts"))?;
+            if client.json {
+                print_json(&v);
+                return Ok(());
+            }
+            println!(
+                "{:<6} {:<9} {:<45} {:<12} DETAIL",
+                "ID", "STATE", "RULE", "CHANNEL"
+            );
+            for r in v["alerts"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<6} {:<9} {:<45} {:<12} {}",
+                    r["id"],
+                    r["state"].as_str().unwrap_or(""),
+                    r["description"].as_str().unwrap_or(""),
+                    r["channel"].as_str().unwrap_or("(all)"),
+                    r["detail"].as_str().unwrap_or("")
+                );
+            }
+        }
+        AlertCommand::Add {
+            server,
+            kind,
+            metric,
+            above,
+            below,
+            for_duration,
+            channel,
+        } => {
+            let id = client.server_id(&server)?;
+            let v = client.post(
+                &format!("/servers/{id}/alerts"),
+                json!({"kind": kind, "metric": metric, "above": above, "below": below,
+                       "for": for_duration, "channel": channel}),
+            )?;
+            if client.json {
+                print_json(&v);
+            } else {
+                println!(
+                    "alert {} added: {}",
+                    v["alert"]["id"],
+                    v["alert"]["description"].as_str().unwrap_or("")
+                );
+            }
+        }
+        AlertCommand::Remove { server, rule } => {
+            let id = client.server_id(&server)?;
+            client.delete(&format!("/servers/{id}/alerts/{rule}"))?;
+            if !client.json {
+                println!("alert {rule} deleted");
+            }
+        }
+    }
+    Ok(())
+}

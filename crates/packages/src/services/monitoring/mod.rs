@@ -1,0 +1,3 @@
+//! Monitoring: the metrics collector each server pushes its reports with.
+
+crate::packages![agent];

@@ -1,0 +1,61 @@
+-- Monitoring: the collector on each server (its ingest token, hashed), the samples it pushes, notification
+-- channels (per team, their secrets sealed), alert rules (per server) and the delivery log.
+CREATE TABLE monitoring_agents (
+    server_id INTEGER PRIMARY KEY REFERENCES servers(id) ON DELETE CASCADE,
+    token_hash TEXT NOT NULL UNIQUE,
+    interval_secs INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_seen_at INTEGER
+);
+
+CREATE TABLE metric_samples (
+    server_id INTEGER NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+    metric TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    value REAL NOT NULL
+);
+CREATE INDEX metric_samples_series ON metric_samples (server_id, metric, at);
+CREATE INDEX metric_samples_at ON metric_samples (at);
+
+CREATE TABLE notification_channels (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    team_id INTEGER NOT NULL REFERENCES teams(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    secret_enc BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (team_id, name)
+);
+
+CREATE TABLE alert_rules (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    server_id INTEGER NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    metric TEXT,
+    comparison TEXT,
+    threshold REAL,
+    for_secs INTEGER NOT NULL,
+    channel_id INTEGER REFERENCES notification_channels(id) ON DELETE SET NULL,
+    state TEXT NOT NULL,
+    pending_since INTEGER,
+    state_since INTEGER NOT NULL,
+    last_value REAL,
+    detail TEXT,
+    last_notified_at INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX alert_rules_server ON alert_rules (server_id);
+
+CREATE TABLE notification_deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel_id INTEGER NOT NULL REFERENCES notification_channels(id) ON DELETE CASCADE,
+    rule_id INTEGER,
+    event TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    finished_at INTEGER
+);
+CREATE INDEX notification_deliveries_channel ON notification_deliveries (channel_id, id);

@@ -1,0 +1,556 @@
+//! Monitoring: each server's collector (known by the hash of its ingest token), the samples it pushes,
+//! notification channels (per team; what they need to send is sealed), alert rules (per server) and the
+//! log of deliveries.
+
+use brokeforge_core::Secret;
+use brokeforge_core::time::now_ms;
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Result, Store, StoreError, is_unique_violation};
+
+fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MonitoringAgent {
+    pub server_id: i64,
+    pub interval_secs: i64,
+    pub created_at: i64,
+    pub last_seen_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Sample {
+    pub at: i64,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Channel {
+    pub id: i64,
+    pub team_id: i64,
+    pub name: String,
+    pub kind: String,
+    /// Where it sends, with nothing secret in it (a URL's host, an email address).
+    pub target: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertRule {
+    pub id: i64,
+    pub server_id: i64,
+    /// metric | service_down | not_reporting
+    pub kind: String,
+    pub metric: Option<String>,
+    /// above | below
+    pub comparison: Option<String>,
+    pub threshold: Option<f64>,
+    pub for_secs: i64,
+    pub channel_id: Option<i64>,
+    /// ok | pending | firing | resolved
+    pub state: String,
+    pub pending_since: Option<i64>,
+    pub state_since: i64,
+    pub last_value: Option<f64>,
+    /// What the last evaluation saw (the services that are down, the last report).
+    pub detail: Option<String>,
+    pub last_notified_at: Option<i64>,
+    pub created_at: i64,
+}
+
+pub struct NewAlertRule {
+    pub server_id: i64,
+    pub kind: String,
+    pub metric: Option<String>,
+    pub comparison: Option<String>,
+    pub threshold: Option<f64>,
+    pub for_secs: i64,
+    pub channel_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    pub channel_id: i64,
+    pub rule_id: Option<i64>,
+    /// firing | resolved | reminder | test
+    pub event: String,
+    /// sending | sent | failed
+    pub status: String,
+    pub attempts: i64,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+fn agent_from(r: &AnyRow) -> Result<MonitoringAgent> {
+    Ok(MonitoringAgent {
+        server_id: r.try_get("server_id")?,
+        interval_secs: r.try_get("interval_secs")?,
+        created_at: r.try_get("created_at")?,
+        last_seen_at: r.try_get("last_seen_at")?,
+    })
+}
+
+fn channel_from(r: &AnyRow) -> Result<Channel> {
+    Ok(Channel {
+        id: r.try_get("id")?,
+        team_id: r.try_get("team_id")?,
+        name: r.try_get("name")?,
+        kind: r.try_get("kind")?,
+        target: r.try_get("target")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn rule_from(r: &AnyRow) -> Result<AlertRule> {
+    Ok(AlertRule {
+        id: r.try_get("id")?,
+        server_id: r.try_get("server_id")?,
+        kind: r.try_get("kind")?,
+        metric: r.try_get("metric")?,
+        comparison: r.try_get("comparison")?,
+        threshold: r.try_get("threshold")?,
+        for_secs: r.try_get("for_secs")?,
+        channel_id: r.try_get("channel_id")?,
+        state: r.try_get("state")?,
+        pending_since: r.try_get("pending_since")?,
+        state_since: r.try_get("state_since")?,
+        last_value: r.try_get("last_value")?,
+        detail: r.try_get("detail")?,
+        last_notified_at: r.try_get("last_notified_at")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn delivery_from(r: &AnyRow) -> Result<Delivery> {
+    Ok(Delivery {
+        id: r.try_get("id")?,
+        channel_id: r.try_get("channel_id")?,
+        rule_id: r.try_get("rule_id")?,
+        event: r.try_get("event")?,
+        status: r.try_get("status")?,
+        attempts: r.try_get("attempts")?,
+        error: r.try_get("error")?,
+        created_at: r.try_get("created_at")?,
+        finished_at: r.try_get("finished_at")?,
+    })
+}
+
+const AGENT_COLS: &str = "server_id, interval_secs, created_at, last_seen_at";
+const CHANNEL_COLS: &str = "id, team_id, name, kind, target, created_at";
+const RULE_COLS: &str = "id, server_id, kind, metric, comparison, threshold, for_secs, channel_id, state, \
+     pending_since, state_since, last_value, detail, last_notified_at, created_at";
+const DELIVERY_COLS: &str =
+    "id, channel_id, rule_id, event, status, attempts, error, created_at, finished_at";
+
+// Sealed to the team and name (neither changes), so a secret copied to another row does not open.
+fn channel_context(team_id: i64, name: &str) -> String {
+    format!("notification_channels:{team_id}:{name}")
+}
+
+/// How an alert rule's state changes, applied only if the rule is still in the state the evaluator saw (so
+/// two nodes evaluating at once notify once).
+pub struct RuleTransition {
+    pub state: String,
+    pub pending_since: Option<i64>,
+    pub state_since: i64,
+    pub last_value: Option<f64>,
+    pub detail: Option<String>,
+    pub last_notified_at: Option<i64>,
+}
+
+impl Store {
+    /// Register (or replace) a server's collector; only the token's hash is kept.
+    pub async fn put_monitoring_agent(
+        &self,
+        server_id: i64,
+        token: &str,
+        interval_secs: i64,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM monitoring_agents WHERE server_id = $1")
+            .bind(server_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO monitoring_agents (server_id, token_hash, interval_secs, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(server_id)
+        .bind(token_hash(token))
+        .bind(interval_secs)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Revoke a server's collector token (the package's removal).
+    pub async fn delete_monitoring_agent(&self, server_id: i64) -> Result<bool> {
+        Ok(
+            sqlx::query("DELETE FROM monitoring_agents WHERE server_id = $1")
+                .bind(server_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                > 0,
+        )
+    }
+
+    pub async fn monitoring_agent(&self, server_id: i64) -> Result<Option<MonitoringAgent>> {
+        let row = sqlx::query(&format!(
+            "SELECT {AGENT_COLS} FROM monitoring_agents WHERE server_id = $1"
+        ))
+        .bind(server_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(agent_from).transpose()
+    }
+
+    pub async fn monitoring_agents(&self) -> Result<Vec<MonitoringAgent>> {
+        let rows = sqlx::query(&format!("SELECT {AGENT_COLS} FROM monitoring_agents"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(agent_from).collect()
+    }
+
+    /// Store one report of a collector, found by its token: all samples in one statement (a report is
+    /// a few dozen rows, and a thousand servers report every minute). `None`: no collector has the token.
+    pub async fn ingest_samples(
+        &self,
+        token: &str,
+        samples: &[(String, f64)],
+    ) -> Result<Option<i64>> {
+        let at = now_ms();
+        // The write comes first: a SQLite transaction that starts with a read cannot upgrade under load.
+        let row = sqlx::query(
+            "UPDATE monitoring_agents SET last_seen_at = $1 WHERE token_hash = $2 RETURNING server_id",
+        )
+        .bind(at)
+        .bind(token_hash(token))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let server_id: i64 = row.try_get("server_id")?;
+        // Bounded statements: 4 parameters a row, well under SQLite's and PostgreSQL's limits.
+        for chunk in samples.chunks(200) {
+            let mut sql =
+                String::from("INSERT INTO metric_samples (server_id, metric, at, value) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                let b = i * 4;
+                sql.push_str(&format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4));
+            }
+            let mut q = sqlx::query(&sql);
+            for (metric, value) in chunk {
+                q = q
+                    .bind(server_id)
+                    .bind(metric.as_str())
+                    .bind(at)
+                    .bind(*value);
+            }
+            q.execute(&self.pool).await?;
+        }
+        Ok(Some(server_id))
+    }
+
+    /// A series' samples in `[since, until)`, oldest first.
+    pub async fn samples(
+        &self,
+        server_id: i64,
+        metric: &str,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<Sample>> {
+        let rows = sqlx::query(
+            "SELECT at, value FROM metric_samples WHERE server_id = $1 AND metric = $2 AND at >= $3 AND at < $4 ORDER BY at",
+        )
+        .bind(server_id)
+        .bind(metric)
+        .bind(since)
+        .bind(until)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Sample {
+                    at: r.try_get("at")?,
+                    value: r.try_get("value")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The newest report of a server: every metric it held, by name.
+    pub async fn latest_samples(&self, server_id: i64) -> Result<Vec<(String, Sample)>> {
+        let rows = sqlx::query(
+            "SELECT metric, at, value FROM metric_samples WHERE server_id = $1 AND at = \
+             (SELECT MAX(at) FROM metric_samples WHERE server_id = $1) ORDER BY metric",
+        )
+        .bind(server_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("metric")?,
+                    Sample {
+                        at: r.try_get("at")?,
+                        value: r.try_get("value")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Delete up to `batch` samples older than `before_ms`; how many went.
+    pub async fn prune_samples_before(&self, before_ms: i64, batch: i64) -> Result<u64> {
+        // Walk the time index: the oldest rows only, a bounded batch per statement.
+        let row = sqlx::query(
+            "SELECT at FROM metric_samples WHERE at < $1 ORDER BY at LIMIT 1 OFFSET $2",
+        )
+        .bind(before_ms)
+        .bind(batch - 1)
+        .fetch_optional(&self.pool)
+        .await?;
+        let upto = match row {
+            Some(r) => r.try_get::<i64, _>("at")?,
+            None => before_ms - 1,
+        };
+        Ok(
+            sqlx::query("DELETE FROM metric_samples WHERE at <= $1 AND at < $2")
+                .bind(upto)
+                .bind(before_ms)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    pub async fn create_channel(
+        &self,
+        team_id: i64,
+        name: &str,
+        kind: &str,
+        target: &str,
+        secret: &Secret,
+    ) -> Result<Channel> {
+        let sealed = self
+            .cipher
+            .seal(&channel_context(team_id, name), secret.expose().as_bytes())?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO notification_channels (team_id, name, kind, target, secret_enc, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {CHANNEL_COLS}"
+        ))
+        .bind(team_id)
+        .bind(name)
+        .bind(kind)
+        .bind(target)
+        .bind(sealed)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("the team already has a channel {name}"))
+            } else {
+                e.into()
+            }
+        })?;
+        channel_from(&row)
+    }
+
+    pub async fn channels(&self, team_id: i64) -> Result<Vec<Channel>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CHANNEL_COLS} FROM notification_channels WHERE team_id = $1 ORDER BY name"
+        ))
+        .bind(team_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(channel_from).collect()
+    }
+
+    pub async fn channel(&self, id: i64) -> Result<Channel> {
+        let row = sqlx::query(&format!(
+            "SELECT {CHANNEL_COLS} FROM notification_channels WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("channel {id}")))?;
+        channel_from(&row)
+    }
+
+    /// What a channel needs to send (its sealed settings), for the sender only.
+    pub async fn channel_secret(&self, id: i64) -> Result<Secret> {
+        let row = sqlx::query(
+            "SELECT team_id, name, secret_enc FROM notification_channels WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("channel {id}")))?;
+        let team_id: i64 = row.try_get("team_id")?;
+        let name: String = row.try_get("name")?;
+        let sealed: Vec<u8> = row.try_get("secret_enc")?;
+        self.cipher
+            .open_secret(&channel_context(team_id, &name), &sealed)
+    }
+
+    pub async fn delete_channel(&self, team_id: i64, id: i64) -> Result<bool> {
+        Ok(
+            sqlx::query("DELETE FROM notification_channels WHERE id = $1 AND team_id = $2")
+                .bind(id)
+                .bind(team_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                > 0,
+        )
+    }
+
+    pub async fn create_alert_rule(&self, new: &NewAlertRule) -> Result<AlertRule> {
+        let now = now_ms();
+        let row = sqlx::query(&format!(
+            "INSERT INTO alert_rules (server_id, kind, metric, comparison, threshold, for_secs, channel_id, state, \
+             state_since, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'ok', $8, $8) RETURNING {RULE_COLS}"
+        ))
+        .bind(new.server_id)
+        .bind(&new.kind)
+        .bind(new.metric.as_deref())
+        .bind(new.comparison.as_deref())
+        .bind(new.threshold)
+        .bind(new.for_secs)
+        .bind(new.channel_id)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        rule_from(&row)
+    }
+
+    pub async fn alert_rules(&self, server_id: i64) -> Result<Vec<AlertRule>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RULE_COLS} FROM alert_rules WHERE server_id = $1 ORDER BY id"
+        ))
+        .bind(server_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rule_from).collect()
+    }
+
+    /// Every rule of every server that has a collector, for the evaluator.
+    pub async fn monitored_rules(&self) -> Result<Vec<AlertRule>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RULE_COLS} FROM alert_rules WHERE server_id IN (SELECT server_id FROM monitoring_agents) ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rule_from).collect()
+    }
+
+    pub async fn delete_alert_rule(&self, server_id: i64, id: i64) -> Result<bool> {
+        Ok(
+            sqlx::query("DELETE FROM alert_rules WHERE id = $1 AND server_id = $2")
+                .bind(id)
+                .bind(server_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                > 0,
+        )
+    }
+
+    /// Apply a rule's new state if it is still `from` (as the evaluator read it); whether it applied.
+    pub async fn transition_alert_rule(
+        &self,
+        id: i64,
+        from: &AlertRule,
+        to: &RuleTransition,
+    ) -> Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE alert_rules SET state = $1, pending_since = $2, state_since = $3, last_value = $4, detail = $5, \
+             last_notified_at = $6 WHERE id = $7 AND state = $8 AND state_since = $9 \
+             AND COALESCE(last_notified_at, 0) = $10",
+        )
+        .bind(&to.state)
+        .bind(to.pending_since)
+        .bind(to.state_since)
+        .bind(to.last_value)
+        .bind(to.detail.as_deref())
+        .bind(to.last_notified_at)
+        .bind(id)
+        .bind(&from.state)
+        .bind(from.state_since)
+        .bind(from.last_notified_at.unwrap_or(0))
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0)
+    }
+
+    pub async fn start_delivery(
+        &self,
+        channel_id: i64,
+        rule_id: Option<i64>,
+        event: &str,
+    ) -> Result<Delivery> {
+        let row = sqlx::query(&format!(
+            "INSERT INTO notification_deliveries (channel_id, rule_id, event, status, attempts, created_at) \
+             VALUES ($1, $2, $3, 'sending', 0, $4) RETURNING {DELIVERY_COLS}"
+        ))
+        .bind(channel_id)
+        .bind(rule_id)
+        .bind(event)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        delivery_from(&row)
+    }
+
+    /// Record an attempt: `done` with `error` None is sent, with an error failed; not done is still trying.
+    pub async fn record_delivery(
+        &self,
+        id: i64,
+        attempts: i64,
+        done: bool,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let status = match (done, error) {
+            (false, _) => "sending",
+            (true, None) => "sent",
+            (true, Some(_)) => "failed",
+        };
+        sqlx::query(
+            "UPDATE notification_deliveries SET status = $1, attempts = $2, error = $3, finished_at = $4 WHERE id = $5",
+        )
+        .bind(status)
+        .bind(attempts)
+        .bind(error)
+        .bind(done.then(now_ms))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn deliveries(&self, channel_id: i64, limit: i64) -> Result<Vec<Delivery>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLS} FROM notification_deliveries WHERE channel_id = $1 ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(channel_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(delivery_from).collect()
+    }
+}

@@ -1,0 +1,152 @@
+//! Metrics, notification channels (per team) and alert rules (per server).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use brokeforge_core::time::now_ms;
+use brokeforge_domain::monitoring::{AlertSpec, ChannelSpec, describe_rule};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::common::{ApiJson, ApiResponse, Body, created};
+use crate::error::ApiError;
+use crate::extract::{OwnedServer, OwnedTeam};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct MetricsParams {
+    /// Milliseconds since the epoch, or a duration back from now (`1h`, `24h`, `7d`).
+    since: Option<String>,
+    /// Comma-separated metric names whose series to return.
+    metrics: Option<String>,
+}
+
+/// `since` as a time: a number of ms, or `1h` back from now.
+pub fn since_ms(since: Option<&str>) -> Result<i64, ApiError> {
+    match since.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(now_ms() - 3600 * 1000),
+        Some(s) if s.len() > 10 && s.bytes().all(|b| b.is_ascii_digit()) => s
+            .parse()
+            .map_err(|_| ApiError::invalid("since", "not a time")),
+        Some(s) => {
+            let secs = brokeforge_domain::monitoring::parse_duration_secs("since", s)
+                .map_err(brokeforge_domain::DomainError::from)?;
+            Ok(now_ms() - secs * 1000)
+        }
+    }
+}
+
+pub async fn metrics(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Query(p): Query<MetricsParams>,
+) -> ApiJson {
+    let since = since_ms(p.since.as_deref())?;
+    let names: Vec<String> = p
+        .metrics
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(String::from)
+        .collect();
+    let view = state.domain.metrics(&server, since, &names).await?;
+    Ok(Json(json!(view)))
+}
+
+fn rule_json(
+    r: &brokeforge_store::AlertRule,
+    channels: &[brokeforge_store::Channel],
+) -> serde_json::Value {
+    let channel = r
+        .channel_id
+        .and_then(|id| channels.iter().find(|c| c.id == id))
+        .map(|c| c.name.clone());
+    json!({
+        "id": r.id, "kind": r.kind, "metric": r.metric, "comparison": r.comparison, "threshold": r.threshold,
+        "for_seconds": r.for_secs, "channel": channel, "state": r.state, "state_since": r.state_since,
+        "last_value": r.last_value, "detail": r.detail, "last_notified_at": r.last_notified_at,
+        "description": describe_rule(r), "created_at": r.created_at,
+    })
+}
+
+pub async fn list_alerts(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+) -> ApiJson {
+    let rules = state.domain.alerts(&server).await?;
+    let channels = state.domain.channels(server.team_id).await?;
+    Ok(Json(json!({
+        "alerts": rules.iter().map(|r| rule_json(r, &channels)).collect::<Vec<_>>()
+    })))
+}
+
+pub async fn add_alert(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Body(spec): Body<AlertSpec>,
+) -> ApiResponse {
+    let rule = state.domain.add_alert(&server, &spec).await?;
+    let channels = state.domain.channels(server.team_id).await?;
+    Ok(created(json!({"alert": rule_json(&rule, &channels)})))
+}
+
+pub async fn remove_alert(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Path((_, rule)): Path<(i64, i64)>,
+) -> ApiResponse {
+    state.domain.remove_alert(&server, rule).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn list_channels(
+    State(state): State<AppState>,
+    OwnedTeam(_, team, _): OwnedTeam,
+) -> ApiJson {
+    Ok(Json(
+        json!({"channels": state.domain.channels(team.id).await?}),
+    ))
+}
+
+pub async fn add_channel(
+    State(state): State<AppState>,
+    OwnedTeam(_, team, _): OwnedTeam,
+    Body(spec): Body<ChannelSpec>,
+) -> ApiResponse {
+    let new = state.domain.add_channel(team.id, &spec).await?;
+    Ok(created(json!({
+        "channel": new.channel,
+        "signing_secret": new.signing_secret,
+    })))
+}
+
+pub async fn remove_channel(
+    State(state): State<AppState>,
+    OwnedTeam(_, team, _): OwnedTeam,
+    Path((_, name)): Path<(i64, String)>,
+) -> ApiResponse {
+    state.domain.remove_channel(team.id, &name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn test_channel(
+    State(state): State<AppState>,
+    OwnedTeam(_, team, _): OwnedTeam,
+    Path((_, name)): Path<(i64, String)>,
+) -> ApiJson {
+    let delivery = state.domain.test_channel(team.id, &name).await?;
+    Ok(Json(json!({"delivery": delivery})))
+}
+
+pub async fn deliveries(
+    State(state): State<AppState>,
+    OwnedTeam(_, team, _): OwnedTeam,
+    Path((_, name)): Path<(i64, String)>,
+) -> ApiJson {
+    Ok(Json(
+        json!({"deliveries": state.domain.deliveries(team.id, &name).await?}),
+    ))
+}

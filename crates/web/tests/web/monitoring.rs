@@ -1,0 +1,364 @@
+//! Monitoring: a collector's reports are accepted only with its own token; metrics are read back; channels
+//! and alert rules refuse bad input; a rule fires once, signed, to a real local HTTP receiver, stays quiet
+//! while it keeps firing, and sends "resolved" once; a failed delivery is retried and logged.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hmac::{Hmac, Mac};
+use tokio::sync::mpsc;
+
+use super::*;
+
+/// A request the receiver got: its headers (lowercased names) and body.
+#[derive(Debug)]
+struct Received {
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A local HTTP receiver (a real server on loopback): answers 500 to the first `fail_first` requests,
+/// then 200, and hands every request to the test.
+async fn receiver(fail_first: usize) -> (String, mpsc::UnboundedReceiver<Received>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let seen = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let (tx, seen) = (tx.clone(), seen.clone());
+            tokio::spawn(async move {
+                let mut raw = Vec::new();
+                let mut buf = [0u8; 4096];
+                let (head_end, length) = loop {
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    raw.extend_from_slice(&buf[..n]);
+                    if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&raw[..i]).to_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (i + 4, length);
+                    }
+                };
+                while raw.len() < head_end + length {
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    raw.extend_from_slice(&buf[..n]);
+                }
+                let head = String::from_utf8_lossy(&raw[..head_end]).to_string();
+                let headers = head
+                    .lines()
+                    .skip(1)
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
+                    .collect();
+                let body = String::from_utf8_lossy(&raw[head_end..]).to_string();
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                let status = if n < fail_first {
+                    "500 Internal Server Error"
+                } else {
+                    "200 OK"
+                };
+                let _ = s
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+                let _ = tx.send(Received { headers, body });
+            });
+        }
+    });
+    (url, rx)
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<Received>) -> Received {
+    tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
+        .await
+        .expect("no notification within 30 s")
+        .expect("receiver stopped")
+}
+
+fn signed_by(r: &Received, key: &str) -> bool {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(r.body.as_bytes());
+    let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    r.header("x-brokeforge-signature") == Some(want.as_str())
+}
+
+async fn ingest(app: &App, token: &str, body: &str) -> Resp {
+    http(
+        &app.addr,
+        "POST",
+        "/ingest/metrics",
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("Content-Type", "text/plain"),
+        ],
+        body,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_channels_and_alerts() {
+    for app in apps_with(WebConfig {
+        insecure_provisioning: true,
+        allow_http_channels: true,
+        ..WebConfig::default()
+    })
+    .await
+    {
+        let n = app.name;
+        let owner = user(&app, "ops@example.com", false).await;
+        let made = owner
+            .call(
+                &app,
+                "POST",
+                "/servers",
+                Some(json!({"name": "web", "public_ip": "203.0.113.30"})),
+            )
+            .await;
+        assert_eq!(made.status, 201, "{n}: {}", made.body);
+        let server = made.json()["server"]["id"].as_i64().unwrap();
+        let team = made.json()["server"]["team_id"].as_i64().unwrap();
+
+        // Reports: only with the server's own token.
+        let r = http(&app.addr, "POST", "/ingest/metrics", &[], "load1 1").await;
+        assert_eq!(r.status, 401, "{n}: {}", r.body);
+        let token = "bfm_0123456789abcdef0123456789abcdef";
+        assert_eq!(ingest(&app, token, "load1 1").await.status, 401);
+        app.store
+            .put_monitoring_agent(server, token, 10)
+            .await
+            .unwrap();
+        assert_eq!(ingest(&app, "bfm_other", "load1 1").await.status, 401);
+        let r = ingest(&app, token, "nothing useful").await;
+        assert_eq!(r.status, 400, "{n}: {}", r.body);
+        let r = ingest(
+            &app,
+            token,
+            "disk_used_percent 42.5\ndisk_used_percent:/ 42.5\nload1 0.25\nservice_up:nginx 1\n$(reboot) 1\n",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        assert_eq!(
+            (r.json()["accepted"].as_i64(), r.json()["skipped"].as_i64()),
+            (Some(4), Some(1))
+        );
+        // Reports change no setting: they are not in the audit log.
+        let audit = app
+            .store
+            .audit_page(&brokeforge_store::AuditFilter {
+                action: Some("ingest".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(audit.is_empty(), "{n}: {audit:?}");
+        let m = owner
+            .call(
+                &app,
+                "GET",
+                &format!("/servers/{server}/metrics?metrics=disk_used_percent&since=1h"),
+                None,
+            )
+            .await;
+        assert_eq!(m.status, 200, "{n}: {}", m.body);
+        let m = m.json();
+        assert_eq!(m["installed"], true);
+        let disk = m["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["metric"] == "disk_used_percent:/")
+            .unwrap();
+        assert_eq!(disk["value"], 42.5);
+        assert_eq!(m["series"][0]["points"].as_array().unwrap().len(), 1);
+        let r = owner
+            .call(
+                &app,
+                "GET",
+                &format!("/servers/{server}/metrics?metrics=a%20b"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+
+        // Channels: bad input changes nothing.
+        let channels = format!("/teams/{team}/channels");
+        for bad in [
+            json!({"name": "x", "kind": "pager", "url": "https://example.com"}),
+            json!({"name": "x", "kind": "webhook", "url": "ftp://example.com/x"}),
+            json!({"name": "x", "kind": "webhook", "url": "https://user:pw@example.com/x"}),
+            json!({"name": "x", "kind": "webhook", "url": "https://example.com/x", "secret": "short"}),
+            json!({"name": "Bad Name", "kind": "slack", "url": "https://hooks.slack.com/services/x"}),
+            json!({"name": "x", "kind": "telegram", "secret": "123:abc"}),
+        ] {
+            let r = owner.call(&app, "POST", &channels, Some(bad.clone())).await;
+            assert_eq!(r.status, 422, "{n}: {bad} {}", r.body);
+        }
+        let (url, mut rx) = receiver(1).await;
+        let r = owner
+            .call(
+                &app,
+                "POST",
+                &channels,
+                Some(json!({"name": "hook", "kind": "webhook", "url": url})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{n}: {}", r.body);
+        let key = r.json()["signing_secret"].as_str().unwrap().to_string();
+        // The list shows where it sends, never the URL's path or the key.
+        let list = owner.call(&app, "GET", &channels, None).await;
+        assert!(
+            !list.body.contains("/hook") && !list.body.contains(&key),
+            "{}",
+            list.body
+        );
+        let r = owner
+            .call(
+                &app,
+                "POST",
+                &channels,
+                Some(json!({"name": "hook", "kind": "webhook", "url": url})),
+            )
+            .await;
+        assert_eq!(r.status, 409, "{n}: {}", r.body);
+
+        // A test message: the receiver fails the first attempt, the retry is delivered and logged.
+        let r = owner
+            .call(&app, "POST", &format!("{channels}/hook/test"), None)
+            .await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        assert_eq!(r.json()["delivery"]["status"], "sent", "{}", r.body);
+        assert_eq!(r.json()["delivery"]["attempts"], 2, "{}", r.body);
+        let first = next(&mut rx).await;
+        let second = next(&mut rx).await;
+        assert!(signed_by(&first, &key) && signed_by(&second, &key));
+        assert_eq!(second.header("x-brokeforge-event"), Some("test"));
+
+        // Rules: bad input refused.
+        let alerts = format!("/servers/{server}/alerts");
+        for bad in [
+            json!({"metric": "disk_used_percent"}),
+            json!({"metric": "disk_used_percent", "above": 1, "below": 2}),
+            json!({"metric": "disk used", "above": 1}),
+            json!({"metric": "load1", "above": 1, "for": "5 parsecs"}),
+            json!({"metric": "load1", "above": 1, "channel": "nope"}),
+            json!({"kind": "service_down", "metric": "load1"}),
+            json!({"kind": "sometimes"}),
+        ] {
+            let r = owner.call(&app, "POST", &alerts, Some(bad.clone())).await;
+            assert_eq!(r.status, 422, "{n}: {bad} {}", r.body);
+        }
+        let r = owner
+            .call(
+                &app,
+                "POST",
+                &alerts,
+                Some(json!({"metric": "disk_used_percent", "above": 40, "channel": "hook"})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{n}: {}", r.body);
+        let rule = r.json()["alert"]["id"].as_i64().unwrap();
+
+        // The evaluator: fires once, signed; stays quiet while firing; resolves once.
+        let mut domain = brokeforge_domain::Domain::new(app.store.clone());
+        domain.allow_http_channels = true;
+        assert_eq!(domain.evaluate_alerts().await.unwrap(), 1, "{n}");
+        let fired = next(&mut rx).await;
+        assert!(signed_by(&fired, &key), "{n}");
+        let body: Value = serde_json::from_str(&fired.body).unwrap();
+        assert_eq!(body["event"], "firing");
+        assert_eq!(body["rule_id"], rule);
+        assert_eq!(body["server"]["name"], "web");
+        assert_eq!(
+            domain.evaluate_alerts().await.unwrap(),
+            0,
+            "{n}: notified twice"
+        );
+        let state = owner.call(&app, "GET", &alerts, None).await.json();
+        assert_eq!(state["alerts"][0]["state"], "firing", "{state}");
+        assert_eq!(state["alerts"][0]["channel"], "hook", "{state}");
+        assert_eq!(
+            ingest(&app, token, "disk_used_percent 10").await.status,
+            200
+        );
+        assert_eq!(domain.evaluate_alerts().await.unwrap(), 1, "{n}");
+        let resolved = next(&mut rx).await;
+        assert!(signed_by(&resolved, &key));
+        assert_eq!(resolved.header("x-brokeforge-event"), Some("resolved"));
+        assert_eq!(domain.evaluate_alerts().await.unwrap(), 0, "{n}");
+        let state = owner.call(&app, "GET", &alerts, None).await.json();
+        assert_eq!(state["alerts"][0]["state"], "resolved", "{state}");
+
+        // Removing the channel leaves the rule (it then notifies all the team's channels: none).
+        let r = owner
+            .call(&app, "DELETE", &format!("{channels}/hook"), None)
+            .await;
+        assert_eq!(r.status, 204, "{n}: {}", r.body);
+        let r = owner
+            .call(&app, "DELETE", &format!("{alerts}/{rule}"), None)
+            .await;
+        assert_eq!(r.status, 204, "{n}: {}", r.body);
+        let r = owner
+            .call(&app, "DELETE", &format!("{alerts}/{rule}"), None)
+            .await;
+        assert_eq!(r.status, 404, "{n}: {}", r.body);
+        // A revoked collector is refused.
+        app.store.delete_monitoring_agent(server).await.unwrap();
+        assert_eq!(ingest(&app, token, "load1 1").await.status, 401);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_post_over_https_only_unless_the_operator_allows_http() {
+    for app in apps().await {
+        let owner = user(&app, "ops@example.com", false).await;
+        let teams = owner.call(&app, "GET", "/teams", None).await.json();
+        let team = teams["teams"][0]["id"].as_i64().unwrap();
+        let r = owner
+            .call(
+                &app,
+                "POST",
+                &format!("/teams/{team}/channels"),
+                Some(json!({"name": "hook", "kind": "webhook", "url": "http://127.0.0.1:9/hook"})),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{}: {}", app.name, r.body);
+        assert!(r.body.contains("https"), "{}", r.body);
+        assert!(
+            owner
+                .call(&app, "GET", &format!("/teams/{team}/channels"), None)
+                .await
+                .json()["channels"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
