@@ -163,8 +163,31 @@ impl WorkerArgs {
     }
 }
 
+/// The arguments, with `channel add --url` meaning the channel's address (the documented interface), not
+/// BrokeForge's (the global `--url`): that command takes BrokeForge's from BROKEFORGE_URL or the login.
+fn args() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let words: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if let Some(i) = words
+        .windows(2)
+        .position(|w| w[0] == "channel" && w[1] == "add")
+    {
+        for (j, w) in words.iter().enumerate().skip(i + 2) {
+            if w == "--url" {
+                args[j] = "--channel-url".into();
+            } else if let Some(v) = w.strip_prefix("--url=") {
+                args[j] = format!("--channel-url={v}").into();
+            }
+        }
+    }
+    args
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(args());
     // The configuration file first: what it sets, the logger and everything else read from the environment.
     let loaded = match config::load_file(cli.config.as_deref()) {
         Ok(l) => l,
@@ -175,7 +198,7 @@ fn main() {
     };
     // Again: options that default from the environment (`--bind` from BROKEFORGE_BIND) must see what the file
     // set, and the file's path was itself an option.
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(args());
     let filter = tracing_subscriber::EnvFilter::try_from_env("BROKEFORGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

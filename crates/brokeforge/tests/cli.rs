@@ -576,3 +576,6 @@ mod layout;
 
 #[path = "upgrade/mod.rs"]
 mod upgrade;
+
+#[path = "../../test-receiver.rs"]
+mod receiver;

@@ -438,6 +438,29 @@ impl Store {
         rule_from(&row)
     }
 
+    /// Replace a rule's definition, keeping its state; `None`: no such rule on the server.
+    pub async fn update_alert_rule(
+        &self,
+        id: i64,
+        new: &NewAlertRule,
+    ) -> Result<Option<AlertRule>> {
+        let row = sqlx::query(&format!(
+            "UPDATE alert_rules SET kind = $1, metric = $2, comparison = $3, threshold = $4, for_secs = $5, \
+             channel_id = $6 WHERE id = $7 AND server_id = $8 RETURNING {RULE_COLS}"
+        ))
+        .bind(&new.kind)
+        .bind(new.metric.as_deref())
+        .bind(new.comparison.as_deref())
+        .bind(new.threshold)
+        .bind(new.for_secs)
+        .bind(new.channel_id)
+        .bind(id)
+        .bind(new.server_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(rule_from).transpose()
+    }
+
     pub async fn alert_rules(&self, server_id: i64) -> Result<Vec<AlertRule>> {
         let rows = sqlx::query(&format!(
             "SELECT {RULE_COLS} FROM alert_rules WHERE server_id = $1 ORDER BY id"

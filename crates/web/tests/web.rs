@@ -2737,5 +2737,8 @@ mod authz;
 #[path = "web/teams.rs"]
 mod teams;
 
+#[path = "../../test-receiver.rs"]
+mod receiver;
+
 #[path = "web/monitoring.rs"]
 mod monitoring;

@@ -72,7 +72,7 @@ pub enum ChannelCommand {
         #[arg(long)]
         team: Option<String>,
     },
-    /// Add a channel: webhook (signed), slack, discord or telegram.
+    /// Add a channel: webhook (signed), slack, discord or telegram (`--url URL` is where it posts).
     Add {
         #[arg(long)]
         team: Option<String>,
@@ -80,9 +80,10 @@ pub enum ChannelCommand {
         name: String,
         #[arg(long, value_parser = ["webhook", "slack", "discord", "telegram"])]
         kind: String,
-        /// Where to post (webhook, slack, discord).
-        #[arg(long)]
-        url: Option<String>,
+        /// Where to post (webhook, slack, discord), given as --url: in this command --url is the channel's
+        /// address, and BrokeForge's comes from BROKEFORGE_URL or the saved login.
+        #[arg(long, value_name = "URL")]
+        channel_url: Option<String>,
         /// telegram: the chat id.
         #[arg(long)]
         chat_id: Option<String>,
@@ -150,7 +151,7 @@ pub async fn channel(c: ClientArgs, cmd: ChannelCommand) -> Result<()> {
             team,
             name,
             kind,
-            url,
+            channel_url: url,
             chat_id,
             secret_stdin,
         } => {
@@ -244,6 +245,21 @@ pub enum AlertCommand {
         #[arg(long)]
         channel: Option<String>,
     },
+    /// Change a rule: what is given replaces that part (raise a threshold: --above 95).
+    Set {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        rule: i64,
+        #[arg(long, allow_hyphen_values = true)]
+        above: Option<f64>,
+        #[arg(long, allow_hyphen_values = true)]
+        below: Option<f64>,
+        #[arg(long = "for")]
+        for_duration: Option<String>,
+        #[arg(long)]
+        channel: Option<String>,
+    },
     /// Delete a rule (by the id `list` shows).
     Remove {
         #[arg(long)]
@@ -299,6 +315,47 @@ pub async fn alert(c: ClientArgs, cmd: AlertCommand) -> Result<()> {
                 println!(
                     "alert {} added: {}",
                     v["alert"]["id"],
+                    v["alert"]["description"].as_str().unwrap_or("")
+                );
+            }
+        }
+        AlertCommand::Set {
+            server,
+            rule,
+            above,
+            below,
+            for_duration,
+            channel,
+        } => {
+            let id = client.server_id(&server)?;
+            let list = client.get(&format!("/servers/{id}/alerts"))?;
+            let Some(r) = list["alerts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["id"] == rule)
+            else {
+                bail!("{server} has no alert rule {rule} (see `brokeforge alert list`)");
+            };
+            // The current definition, with what was given in its place.
+            let (above, below) = match (above, below) {
+                (None, None) if r["comparison"] == "below" => (None, r["threshold"].as_f64()),
+                (None, None) => (r["threshold"].as_f64(), None),
+                given => given,
+            };
+            let for_duration =
+                for_duration.or_else(|| r["for_seconds"].as_i64().map(|s| format!("{s}s")));
+            let channel = channel.or_else(|| r["channel"].as_str().map(String::from));
+            let v = client.put(
+                &format!("/servers/{id}/alerts/{rule}"),
+                json!({"kind": r["kind"], "metric": r["metric"], "above": above, "below": below,
+                       "for": for_duration, "channel": channel}),
+            )?;
+            if client.json {
+                print_json(&v);
+            } else {
+                println!(
+                    "alert {rule}: {}",
                     v["alert"]["description"].as_str().unwrap_or("")
                 );
             }

@@ -611,3 +611,68 @@ impl Drop for S3 {
             .status();
     }
 }
+
+/// The `brokeforge` CLI against a panel, signed in with an API token of the panel's user.
+pub struct Cli {
+    url: String,
+    token: String,
+    config: tempfile::TempDir,
+}
+
+impl Cli {
+    pub async fn new(panel: &Panel) -> Cli {
+        let token = "bf_e2e_story_token_0123456789";
+        panel
+            .store
+            .create_api_token(
+                panel.user_id,
+                "e2e",
+                &brokeforge_domain::accounts::sha256_hex(token),
+                "bf_e2e",
+            )
+            .await
+            .unwrap();
+        Cli {
+            url: format!("http://{}", panel.addr),
+            token: token.into(),
+            config: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Run it; (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+            .args(args)
+            .env("BROKEFORGE_URL", &self.url)
+            .env("BROKEFORGE_TOKEN", &self.token)
+            .env("XDG_CONFIG_HOME", self.config.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    /// Run it and expect success; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(
+            code,
+            Some(0),
+            "brokeforge {}:\n{out}\n{err}",
+            args.join(" ")
+        );
+        out
+    }
+
+    /// Run it with `--json` and parse the answer.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let out = self.ok(&a);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    }
+}

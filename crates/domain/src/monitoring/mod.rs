@@ -21,8 +21,8 @@ const MAX_REPORT_BYTES: usize = 64 * 1024;
 const MAX_REPORT_LINES: usize = 1000;
 /// How often rules are evaluated.
 pub const EVALUATE_EVERY: Duration = Duration::from_secs(10);
-/// A server is "not reporting" after this long without a report (or three intervals, if longer).
-const SILENCE_MS: i64 = 180_000;
+/// A server is "not reporting" after three intervals without a report (at least this long).
+const SILENCE_MS: i64 = 30_000;
 /// A rule that keeps firing reminds its channels after this long.
 const REMIND_AFTER_MS: i64 = 4 * 3600 * 1000;
 
@@ -211,6 +211,27 @@ impl Domain {
     }
 
     pub async fn add_alert(&self, server: &Server, spec: &AlertSpec) -> DomainResult<AlertRule> {
+        let new = self.alert_rule(server, spec).await?;
+        Ok(self.store.create_alert_rule(&new).await?)
+    }
+
+    /// Change a rule's definition (raise a threshold, another channel); its state stays, so the next
+    /// evaluation resolves it if it no longer holds.
+    pub async fn update_alert(
+        &self,
+        server: &Server,
+        id: i64,
+        spec: &AlertSpec,
+    ) -> DomainResult<AlertRule> {
+        let new = self.alert_rule(server, spec).await?;
+        self.store
+            .update_alert_rule(id, &new)
+            .await?
+            .ok_or(DomainError::NotFound)
+    }
+
+    /// A rule's definition from what the user gave, checked.
+    async fn alert_rule(&self, server: &Server, spec: &AlertSpec) -> DomainResult<NewAlertRule> {
         let kind = spec.kind.as_deref().unwrap_or("metric");
         let for_secs = match &spec.for_duration {
             Some(d) => parse_duration_secs("for", d)?,
@@ -284,7 +305,7 @@ impl Domain {
                 .into());
             }
         };
-        Ok(self.store.create_alert_rule(&new).await?)
+        Ok(new)
     }
 
     pub async fn remove_alert(&self, server: &Server, id: i64) -> DomainResult<()> {

@@ -93,6 +93,17 @@ pub async fn add_alert(
     Ok(created(json!({"alert": rule_json(&rule, &channels)})))
 }
 
+pub async fn update_alert(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Path((_, rule)): Path<(i64, i64)>,
+    Body(spec): Body<AlertSpec>,
+) -> ApiJson {
+    let rule = state.domain.update_alert(&server, rule, &spec).await?;
+    let channels = state.domain.channels(server.team_id).await?;
+    Ok(Json(json!({"alert": rule_json(&rule, &channels)})))
+}
+
 pub async fn remove_alert(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,

@@ -2,111 +2,8 @@
 //! and alert rules refuse bad input; a rule fires once, signed, to a real local HTTP receiver, stays quiet
 //! while it keeps firing, and sends "resolved" once; a failed delivery is retried and logged.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use hmac::{Hmac, Mac};
-use tokio::sync::mpsc;
-
+use super::receiver::{next, receiver, signed_by};
 use super::*;
-
-/// A request the receiver got: its headers (lowercased names) and body.
-#[derive(Debug)]
-struct Received {
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// A local HTTP receiver (a real server on loopback): answers 500 to the first `fail_first` requests,
-/// then 200, and hands every request to the test.
-async fn receiver(fail_first: usize) -> (String, mpsc::UnboundedReceiver<Received>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::unbounded_channel();
-    let seen = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            let (tx, seen) = (tx.clone(), seen.clone());
-            tokio::spawn(async move {
-                let mut raw = Vec::new();
-                let mut buf = [0u8; 4096];
-                let (head_end, length) = loop {
-                    let n = s.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    raw.extend_from_slice(&buf[..n]);
-                    if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&raw[..i]).to_lowercase();
-                        let length = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        break (i + 4, length);
-                    }
-                };
-                while raw.len() < head_end + length {
-                    let n = s.read(&mut buf).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    raw.extend_from_slice(&buf[..n]);
-                }
-                let head = String::from_utf8_lossy(&raw[..head_end]).to_string();
-                let headers = head
-                    .lines()
-                    .skip(1)
-                    .filter_map(|l| l.split_once(':'))
-                    .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
-                    .collect();
-                let body = String::from_utf8_lossy(&raw[head_end..]).to_string();
-                let n = seen.fetch_add(1, Ordering::SeqCst);
-                let status = if n < fail_first {
-                    "500 Internal Server Error"
-                } else {
-                    "200 OK"
-                };
-                let _ = s
-                    .write_all(
-                        format!(
-                            "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                        )
-                        .as_bytes(),
-                    )
-                    .await;
-                let _ = tx.send(Received { headers, body });
-            });
-        }
-    });
-    (url, rx)
-}
-
-async fn next(rx: &mut mpsc::UnboundedReceiver<Received>) -> Received {
-    tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
-        .await
-        .expect("no notification within 30 s")
-        .expect("receiver stopped")
-}
-
-fn signed_by(r: &Received, key: &str) -> bool {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
-    mac.update(r.body.as_bytes());
-    let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-    r.header("x-brokeforge-signature") == Some(want.as_str())
-}
 
 async fn ingest(app: &App, token: &str, body: &str) -> Resp {
     http(
@@ -315,6 +212,48 @@ async fn reports_channels_and_alerts() {
         assert_eq!(domain.evaluate_alerts().await.unwrap(), 0, "{n}");
         let state = owner.call(&app, "GET", &alerts, None).await.json();
         assert_eq!(state["alerts"][0]["state"], "resolved", "{state}");
+        // Changing the rule keeps its state: a lowered threshold fires, a raised one resolves.
+        let rule_path = format!("{alerts}/{rule}");
+        let r = owner
+            .call(
+                &app,
+                "PUT",
+                &rule_path,
+                Some(json!({"metric": "disk_used_percent", "above": 1, "below": 2})),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        let r = owner
+            .call(
+                &app,
+                "PUT",
+                &format!("{alerts}/{}", rule + 1000),
+                Some(json!({"metric": "load1", "above": 1})),
+            )
+            .await;
+        assert_eq!(r.status, 404, "{n}: {}", r.body);
+        let set = |above: f64| {
+            let (owner, path, app) = (owner.clone(), rule_path.clone(), &app);
+            async move {
+                owner
+                    .call(app, "PUT", &path, Some(json!({"metric": "disk_used_percent", "above": above, "channel": "hook"})))
+                    .await
+            }
+        };
+        let r = set(5.0).await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        assert_eq!(r.json()["alert"]["state"], "resolved");
+        assert_eq!(domain.evaluate_alerts().await.unwrap(), 1, "{n}");
+        assert_eq!(
+            next(&mut rx).await.header("x-brokeforge-event"),
+            Some("firing")
+        );
+        assert_eq!(set(50.0).await.status, 200);
+        assert_eq!(domain.evaluate_alerts().await.unwrap(), 1, "{n}");
+        assert_eq!(
+            next(&mut rx).await.header("x-brokeforge-event"),
+            Some("resolved")
+        );
 
         // Removing the channel leaves the rule (it then notifies all the team's channels: none).
         let r = owner
