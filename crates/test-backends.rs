@@ -8,6 +8,7 @@ fn main() {
         ("BROKEFORGE_BROWSER_TESTS", "bf_browser"),
         ("BROKEFORGE_TEST_POSTGRES_URL", "bf_postgres"),
         ("BROKEFORGE_TEST_SSHD", "bf_sshd"),
+        ("BROKEFORGE_TEST_SMTP", "bf_smtp"),
     ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
         println!("cargo::rerun-if-env-changed={var}");

@@ -23,6 +23,20 @@ pub fn web_config(tls: bool) -> WebConfig {
             == Some("1"),
         allow_http_channels: env("BROKEFORGE_ALLOW_HTTP_CHANNELS").as_deref() == Some("1"),
         telegram_api: env("BROKEFORGE_TELEGRAM_API"),
+        smtp: None,
+    }
+}
+
+/// The mail relay for email notifications: `BROKEFORGE_SMTP_URL` (smtp://user:pass@host:587?tls=required,
+/// smtps://...:465) and `BROKEFORGE_SMTP_FROM`; a half or wrong setting stops the start with the reason.
+fn smtp_from_env() -> Result<Option<std::sync::Arc<brokeforge_domain::monitoring::Smtp>>> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (env("BROKEFORGE_SMTP_URL"), env("BROKEFORGE_SMTP_FROM")) {
+        (None, None) => Ok(None),
+        (Some(url), Some(from)) => Ok(Some(std::sync::Arc::new(
+            brokeforge_domain::monitoring::Smtp::new(&url, &from)?,
+        ))),
+        _ => anyhow::bail!("set both BROKEFORGE_SMTP_URL and BROKEFORGE_SMTP_FROM (or neither)"),
     }
 }
 
@@ -55,7 +69,8 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
         store.clone(),
         stop.clone(),
     ));
-    let config = web_config(tls.is_some());
+    let mut config = web_config(tls.is_some());
+    config.smtp = smtp_from_env()?;
     // Also at connect time, whatever a name resolves to then.
     brokeforge_ssh::refuse_internal_addresses(config.refuse_internal_addresses);
     let mut state = AppState::new(store.clone(), config);

@@ -36,6 +36,8 @@ pub struct Domain {
     pub allow_http_channels: bool,
     /// Telegram's Bot API base URL (`BROKEFORGE_TELEGRAM_API`; default https://api.telegram.org).
     pub telegram_api: Option<String>,
+    /// Where email notifications go out (`BROKEFORGE_SMTP_URL`, `BROKEFORGE_SMTP_FROM`); none: no email.
+    pub smtp: Option<std::sync::Arc<monitoring::Smtp>>,
 }
 
 impl Domain {
@@ -46,6 +48,7 @@ impl Domain {
             refuse_internal_addresses: false,
             allow_http_channels: false,
             telegram_api: None,
+            smtp: None,
         }
     }
 }

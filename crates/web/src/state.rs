@@ -9,7 +9,7 @@ use brokeforge_store::Store;
 use crate::{metrics, sse};
 
 /// How the web app is reached and what it may trust.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct WebConfig {
     /// Base URL servers and browsers reach BrokeForge at (`BROKEFORGE_PUBLIC_URL`); else taken from the
     /// request's Host header.
@@ -32,6 +32,8 @@ pub struct WebConfig {
     pub allow_http_channels: bool,
     /// `BROKEFORGE_TELEGRAM_API`: Telegram's Bot API base URL (a stand-in on test networks).
     pub telegram_api: Option<String>,
+    /// The mail relay for email notifications (`BROKEFORGE_SMTP_URL`, `BROKEFORGE_SMTP_FROM`).
+    pub smtp: Option<Arc<brokeforge_domain::monitoring::Smtp>>,
 }
 
 #[derive(Clone)]
@@ -58,6 +60,7 @@ impl AppState {
         domain.refuse_internal_addresses = config.refuse_internal_addresses;
         domain.allow_http_channels = config.allow_http_channels;
         domain.telegram_api = config.telegram_api.clone();
+        domain.smtp = config.smtp.clone();
         AppState {
             domain,
             store,

@@ -78,9 +78,9 @@ pub enum ChannelCommand {
         team: Option<String>,
         #[arg(long)]
         name: String,
-        #[arg(long, value_parser = ["webhook", "slack", "discord", "telegram"])]
+        #[arg(long, value_parser = ["webhook", "slack", "discord", "telegram", "email"])]
         kind: String,
-        /// Where to post (webhook, slack, discord), given as --url: in this command --url is the channel's
+        /// Where to post (webhook, slack, discord) or write (email), given as --url: in this command --url is the channel's
         /// address, and BrokeForge's comes from BROKEFORGE_URL or the saved login.
         #[arg(long, value_name = "URL")]
         channel_url: Option<String>,

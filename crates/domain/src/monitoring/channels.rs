@@ -16,7 +16,45 @@ const BACKOFF: [Duration; 2] = [Duration::from_secs(2), Duration::from_secs(8)];
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The kinds of channel and what each needs.
-pub const CHANNEL_KINDS: [&str; 4] = ["webhook", "slack", "discord", "telegram"];
+pub const CHANNEL_KINDS: [&str; 5] = ["webhook", "slack", "discord", "telegram", "email"];
+
+/// The operator's mail relay for email notifications.
+pub struct Smtp {
+    transport: lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
+    from: lettre::message::Mailbox,
+}
+
+impl Smtp {
+    /// From `smtp://user:pass@host:587?tls=required` (STARTTLS), `smtps://user:pass@host:465` (TLS) or
+    /// `smtp://host:25` (plain, for a relay on the same network), and the sender address.
+    pub fn new(url: &str, from: &str) -> Result<Smtp, ValidationError> {
+        let transport = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
+            .map_err(|e| ValidationError::new("smtp_url", format!("BROKEFORGE_SMTP_URL: {e}")))?
+            .timeout(Some(SEND_TIMEOUT))
+            .build();
+        let from = from
+            .parse()
+            .map_err(|e| ValidationError::new("smtp_from", format!("BROKEFORGE_SMTP_FROM: {e}")))?;
+        Ok(Smtp { transport, from })
+    }
+
+    async fn send(&self, to: &str, subject: &str, body: &str) -> Result<(), String> {
+        use lettre::AsyncTransport;
+        let to: lettre::message::Mailbox = to.parse().map_err(|e| format!("bad recipient: {e}"))?;
+        let message = lettre::Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(subject)
+            .header(lettre::message::header::ContentType::TEXT_PLAIN)
+            .body(body.to_string())
+            .map_err(|e| format!("cannot build the message: {e}"))?;
+        self.transport
+            .send(message)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("the mail relay refused it: {e}"))
+    }
+}
 
 /// A channel as the user defines it.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -114,7 +152,25 @@ impl Domain {
             .into());
         }
         let mut signing_secret = None;
-        let (sealed, target) = if spec.kind == "telegram" {
+        let (sealed, target) = if spec.kind == "email" {
+            if self.smtp.is_none() {
+                return Err(ValidationError::new(
+                    "kind",
+                    "email needs a mail relay: the operator sets BROKEFORGE_SMTP_URL and BROKEFORGE_SMTP_FROM",
+                )
+                .into());
+            }
+            let to = brokeforge_core::validate::email(spec.url.as_deref().unwrap_or(""))
+                .map_err(|_| ValidationError::new("url", "give the email address to write to"))?;
+            (
+                ChannelSecret {
+                    url: format!("mailto:{to}"),
+                    secret: None,
+                    chat_id: None,
+                },
+                to,
+            )
+        } else if spec.kind == "telegram" {
             let token = spec.secret.as_deref().unwrap_or("").trim();
             let chat = spec.chat_id.as_deref().unwrap_or("").trim();
             // Bot tokens are `123456:ABC-...`; chat ids are numbers or @channel names.
@@ -267,11 +323,24 @@ impl Domain {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let url = sealed.url.clone();
-            let (b, h) = (body.clone(), headers.clone());
-            let sent = tokio::task::spawn_blocking(move || post(&url, &b, &h))
-                .await
-                .map_err(|e| DomainError::Internal(e.to_string()))?;
+            let sent = match (sealed.url.strip_prefix("mailto:"), &self.smtp) {
+                (Some(to), Some(smtp)) => {
+                    let subject = format!("[BrokeForge] {}", notice.summary);
+                    let text = format!(
+                        "{}\n\nEvent: {}\nAt: {}\n",
+                        notice.summary, notice.event, notice.at
+                    );
+                    smtp.send(to, &subject, &text).await
+                }
+                (Some(_), None) => Err("no mail relay is configured (BROKEFORGE_SMTP_URL)".into()),
+                (None, _) => {
+                    let url = sealed.url.clone();
+                    let (b, h) = (body.clone(), headers.clone());
+                    tokio::task::spawn_blocking(move || post(&url, &b, &h))
+                        .await
+                        .map_err(|e| DomainError::Internal(e.to_string()))?
+                }
+            };
             match sent {
                 Ok(()) => {
                     self.store

@@ -14,7 +14,7 @@ use crate::{Domain, DomainError, DomainResult};
 
 mod channels;
 use channels::rfc3339;
-pub use channels::{CHANNEL_KINDS, ChannelSpec, NewChannel, Notice};
+pub use channels::{CHANNEL_KINDS, ChannelSpec, NewChannel, Notice, Smtp};
 
 /// A report's limits: a collector sends a few dozen lines.
 const MAX_REPORT_BYTES: usize = 64 * 1024;

@@ -301,3 +301,105 @@ async fn channels_post_over_https_only_unless_the_operator_allows_http() {
         );
     }
 }
+
+/// Email notifications through a real SMTP server (aiosmtpd from Debian, `scripts/test-smtp.sh`): a test
+/// message and an alert arrive in its Maildir with their subject.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(bf_smtp),
+    ignore = "needs an SMTP sink: eval \"$(scripts/test-smtp.sh)\" (as root)"
+)]
+async fn email_channels_send_through_the_mail_relay() {
+    let (Ok(relay), Ok(maildir)) = (
+        std::env::var("BROKEFORGE_TEST_SMTP"),
+        std::env::var("BROKEFORGE_TEST_SMTP_MAILDIR"),
+    ) else {
+        brokeforge_store::testing::backend_missing("BROKEFORGE_TEST_SMTP");
+        return;
+    };
+    // Without a relay, email channels are refused with the reason.
+    for app in apps().await {
+        let owner = user(&app, "ops@example.com", false).await;
+        let team = owner.call(&app, "GET", "/teams", None).await.json()["teams"][0]["id"]
+            .as_i64()
+            .unwrap();
+        let r = owner
+            .call(
+                &app,
+                "POST",
+                &format!("/teams/{team}/channels"),
+                Some(json!({"name": "mail", "kind": "email", "url": "ops@example.com"})),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{}", r.body);
+        assert!(r.body.contains("BROKEFORGE_SMTP_URL"), "{}", r.body);
+    }
+    let smtp = std::sync::Arc::new(
+        brokeforge_domain::monitoring::Smtp::new(
+            &format!("smtp://{relay}"),
+            "BrokeForge <alerts@example.com>",
+        )
+        .unwrap(),
+    );
+    for app in apps_with(WebConfig {
+        insecure_provisioning: true,
+        smtp: Some(smtp.clone()),
+        ..WebConfig::default()
+    })
+    .await
+    {
+        let n = app.name;
+        let owner = user(&app, "ops@example.com", false).await;
+        let team = owner.call(&app, "GET", "/teams", None).await.json()["teams"][0]["id"]
+            .as_i64()
+            .unwrap();
+        let channels = format!("/teams/{team}/channels");
+        let r = owner
+            .call(
+                &app,
+                "POST",
+                &channels,
+                Some(json!({"name": "mail", "kind": "email", "url": "not an address"})),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        // A recipient unique to this run, to find its messages among others'.
+        let to = format!("ops-{}-{}@example.com", n, brokeforge_core::time::now_ms());
+        let r = owner
+            .call(
+                &app,
+                "POST",
+                &channels,
+                Some(json!({"name": "mail", "kind": "email", "url": to})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{n}: {}", r.body);
+        assert_eq!(r.json()["channel"]["target"], to.as_str());
+        let r = owner
+            .call(&app, "POST", &format!("{channels}/mail/test"), None)
+            .await;
+        assert_eq!(r.json()["delivery"]["status"], "sent", "{n}: {}", r.body);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let message = loop {
+            let found = ["new", "cur"].iter().find_map(|sub| {
+                std::fs::read_dir(std::path::Path::new(&maildir).join(sub))
+                    .ok()?
+                    .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                    .find(|m| m.contains(&to))
+            });
+            if let Some(m) = found {
+                break m;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{n}: no message for {to} in {maildir}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(
+            message.contains("Subject: [BrokeForge] Test message"),
+            "{message}"
+        );
+        assert!(message.contains("alerts@example.com"), "{message}");
+    }
+}
