@@ -240,6 +240,17 @@ impl Store {
             return Ok(None);
         };
         let server_id: i64 = row.try_get("server_id")?;
+        self.put_samples(server_id, at, samples).await?;
+        Ok(Some(server_id))
+    }
+
+    /// Store samples of one report taken at `at` (ms): one statement per 200 rows.
+    pub async fn put_samples(
+        &self,
+        server_id: i64,
+        at: i64,
+        samples: &[(String, f64)],
+    ) -> Result<()> {
         // Bounded statements: 4 parameters a row, well under SQLite's and PostgreSQL's limits.
         for chunk in samples.chunks(200) {
             let mut sql =
@@ -261,7 +272,7 @@ impl Store {
             }
             q.execute(&self.pool).await?;
         }
-        Ok(Some(server_id))
+        Ok(())
     }
 
     /// A series' samples in `[since, until)`, oldest first.

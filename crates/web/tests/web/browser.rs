@@ -488,6 +488,45 @@ async fn setup_add_server_install_fail_and_retry() {
     .await;
     b.screenshot("08-site").await;
 
+    // Monitoring: an hour of reports (one a minute, a quiet gap in the middle) drawn as charts.
+    app.store
+        .put_monitoring_agent(server.id, "bfm_browser_0123456789abcdef", 60)
+        .await
+        .unwrap();
+    let now = brokeforge_core::time::now_ms();
+    for i in 0..60i64 {
+        if (30..36).contains(&i) {
+            continue;
+        }
+        let t = i as f64;
+        let samples: Vec<(String, f64)> = [
+            ("cpu_percent", 20.0 + 15.0 * (t / 6.0).sin().abs()),
+            ("memory_used_percent", 40.0 + t / 4.0),
+            ("disk_used_percent", 61.5),
+            ("load1", 0.4 + (t / 9.0).sin().abs()),
+            ("net_rx_bytes_per_second", 12_000.0 + 900.0 * t),
+            ("net_tx_bytes_per_second", 48_000.0 - 300.0 * t),
+            ("service_up:nginx", 1.0),
+            ("service_up:php8.2-fpm", 1.0),
+        ]
+        .iter()
+        .map(|(m, v)| (m.to_string(), *v))
+        .collect();
+        app.store
+            .put_samples(server.id, now - (60 - i) * 60_000, &samples)
+            .await
+            .unwrap();
+    }
+    b.goto(&format!("{base}/servers/{}/monitoring", server.id))
+        .await;
+    b.wait_for(
+        "the monitoring charts",
+        "document.querySelectorAll('svg.chart polyline').length >= 6",
+        Duration::from_secs(10),
+    )
+    .await;
+    b.screenshot("08b-monitoring").await;
+
     // On a phone: nothing wider than the screen.
     b.call(
         "POST",
@@ -498,6 +537,10 @@ async fn setup_add_server_install_fail_and_retry() {
     for (page, name) in [
         (format!("{base}/servers/{}", server.id), "09-server-phone"),
         (format!("{base}/sites/{}", site.id), "10-site-phone"),
+        (
+            format!("{base}/servers/{}/monitoring", server.id),
+            "10b-monitoring-phone",
+        ),
     ] {
         b.goto(&page).await;
         let overflow = b

@@ -403,3 +403,136 @@ async fn email_channels_send_through_the_mail_relay() {
         assert!(message.contains("alerts@example.com"), "{message}");
     }
 }
+
+/// The monitoring page: charts drawn from the reports, rules and channels added through its forms, bad input
+/// shown with its message and stored nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitoring_page_draws_reports_and_takes_rules() {
+    for app in apps().await {
+        let n = app.name;
+        let owner = user(&app, "ops@example.com", false).await;
+        let made = owner
+            .call(
+                &app,
+                "POST",
+                "/servers",
+                Some(json!({"name": "web", "public_ip": "203.0.113.31"})),
+            )
+            .await;
+        let server = made.json()["server"]["id"].as_i64().unwrap();
+        let page = format!("/servers/{server}/monitoring");
+        let Auth::Session { cookie, csrf } =
+            session_of(&login(&app, "ops@example.com", "correct horse battery").await)
+        else {
+            unreachable!()
+        };
+        let get = |path: String| {
+            let (addr, cookie) = (app.addr.clone(), cookie.clone());
+            async move { http(&addr, "GET", &path, &[("Cookie", &cookie)], "").await }
+        };
+        // Not installed yet: the page offers the install.
+        let r = get(page.clone()).await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        assert!(r.body.contains("Install monitoring"), "{n}");
+        // Reports over the last minutes: a line per chart, the newest value, the services.
+        let token = "bfm_page_test_token_0123456789abcdef";
+        app.store
+            .put_monitoring_agent(server, token, 10)
+            .await
+            .unwrap();
+        for v in ["20", "40"] {
+            let r = ingest(&app, token, &format!("cpu_percent {v}\nmemory_used_percent 50\ndisk_used_percent 61.5\nservice_up:nginx 1\nservice_up:mariadb 0")).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+        }
+        let r = get(page.clone()).await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        assert!(r.body.contains("<svg class=\"chart\""), "{n}");
+        assert!(r.body.contains("61.5 %"), "{n}: the newest disk value");
+        assert!(
+            r.body.contains("mariadb down") && r.body.contains("nginx up"),
+            "{n}"
+        );
+        assert!(
+            r.body.contains("no reports in this range"),
+            "{n}: network charts have none yet"
+        );
+        assert_eq!(get(format!("{page}?range=30d")).await.status, 200);
+        // Forms: a bad value changes nothing; a good rule and channel appear.
+        let r = form(
+            &app,
+            &format!("{page}/alerts"),
+            &cookie,
+            &[
+                ("_csrf", &csrf),
+                ("kind", "metric"),
+                ("metric", "disk_used_percent"),
+                ("comparison", "above"),
+                ("value", "lots"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        assert!(
+            owner
+                .call(&app, "GET", &format!("/servers/{server}/alerts"), None)
+                .await
+                .json()["alerts"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        let r = form(
+            &app,
+            &format!("{page}/channels"),
+            &cookie,
+            &[
+                ("_csrf", &csrf),
+                ("name", "hook"),
+                ("kind", "webhook"),
+                ("url", "https://hooks.example.com/x"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        assert!(r.body.contains("shown once"), "{n}: the signing key");
+        let r = form(
+            &app,
+            &format!("{page}/alerts"),
+            &cookie,
+            &[
+                ("_csrf", &csrf),
+                ("kind", "metric"),
+                ("metric", "disk_used_percent"),
+                ("comparison", "above"),
+                ("value", "90"),
+                ("for", "5m"),
+                ("channel", "hook"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 303, "{n}: {}", r.body);
+        let r = get(page.clone()).await;
+        assert!(
+            r.body.contains("disk_used_percent above 90 for 300 s"),
+            "{n}: {}",
+            r.body
+        );
+        assert!(r.body.contains("id=\"channel-hook\""), "{n}");
+        // Another user's server is not found.
+        let other = user(&app, "other@example.com", false).await;
+        let theirs = other
+            .call(
+                &app,
+                "POST",
+                "/servers",
+                Some(json!({"name": "x", "public_ip": "203.0.113.32"})),
+            )
+            .await;
+        let theirs = theirs.json()["server"]["id"].as_i64().unwrap();
+        assert_eq!(
+            get(format!("/servers/{theirs}/monitoring")).await.status,
+            404,
+            "{n}"
+        );
+    }
+}
