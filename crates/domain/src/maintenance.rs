@@ -18,8 +18,10 @@ const LOGIN_ATTEMPTS_MS: i64 = 24 * 3600 * 1000;
 const WEBHOOK_DELIVERIES_MS: i64 = 30 * 24 * 3600 * 1000;
 /// A user's root key for direct onboarding is deleted by its job; one a crashed onboarding left goes after
 /// an hour.
-/// Raw metric samples are kept 48 hours.
+/// Raw metric samples are kept 48 hours, 10-minute rollups 14 days, hourly ones 90 days.
 pub const SAMPLES_MS: i64 = 48 * 3600 * 1000;
+pub const ROLLUPS_10M_MS: i64 = 14 * 24 * 3600 * 1000;
+pub const ROLLUPS_1H_MS: i64 = 90 * 24 * 3600 * 1000;
 const BOOTSTRAP_KEYS_MS: i64 = 3600 * 1000;
 
 /// Servers whose per-server limits one round checks (each an index walk of the kept rows).
@@ -60,8 +62,10 @@ pub struct Pruned {
     pub webhook_deliveries: u64,
     pub bootstrap_keys: u64,
     pub history: brokeforge_store::retention::Removed,
-    /// Raw metric samples past their 48 hours.
+    /// Raw metric samples past their 48 hours, rollups past theirs.
     pub samples: u64,
+    /// Rollup rows written.
+    pub rollups: u64,
 }
 
 impl Domain {
@@ -139,6 +143,36 @@ impl Domain {
             out.samples += n;
             if n < BATCH as u64 || started.elapsed() > ROUND_BUDGET {
                 break;
+            }
+        }
+        // Rollups: 10-minute buckets from the raw samples (a minute after a bucket ends), hourly ones from
+        // those, each pruned at its age.
+        loop {
+            let n = self.store.roll_up(600, now - 60_000, 3_600_000).await?;
+            out.rollups += n;
+            if n == 0 || started.elapsed() > ROUND_BUDGET {
+                break;
+            }
+        }
+        if let Some(upto) = self.store.rolled_up_until(600).await? {
+            loop {
+                let n = self.store.roll_up(3600, upto, 24 * 3_600_000).await?;
+                out.rollups += n;
+                if n == 0 || started.elapsed() > ROUND_BUDGET {
+                    break;
+                }
+            }
+        }
+        for (resolution, keep) in [(600, ROLLUPS_10M_MS), (3600, ROLLUPS_1H_MS)] {
+            loop {
+                let n = self
+                    .store
+                    .prune_rollups_before(resolution, now - keep)
+                    .await?;
+                out.samples += n;
+                if n == 0 || started.elapsed() > ROUND_BUDGET {
+                    break;
+                }
             }
         }
         out.bootstrap_keys = self

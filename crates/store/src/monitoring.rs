@@ -348,6 +348,146 @@ impl Store {
         )
     }
 
+    /// Roll samples up into `resolution` buckets (600: from the raw samples; 3600: from the 600 ones), for
+    /// whole buckets before `upto`, at most `window_ms` per call; the number of rollup rows written. Safe to
+    /// run on several nodes at once (buckets are written once; progress only moves forward).
+    pub async fn roll_up(&self, resolution: i64, upto: i64, window_ms: i64) -> Result<u64> {
+        let step = resolution * 1000;
+        let upto = upto.div_euclid(step) * step;
+        let (source, oldest) = if resolution == 600 {
+            (
+                "metric_samples",
+                "SELECT MIN(at) AS t FROM metric_samples".to_string(),
+            )
+        } else {
+            (
+                "metric_rollups",
+                "SELECT MIN(at) AS t FROM metric_rollups WHERE resolution = 600".to_string(),
+            )
+        };
+        let done: Option<i64> =
+            sqlx::query("SELECT done_until FROM metric_rollup_progress WHERE resolution = $1")
+                .bind(resolution)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get("done_until"))
+                .transpose()?;
+        let from = match done {
+            Some(d) => d,
+            None => match sqlx::query(&oldest)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get::<Option<i64>, _>("t")?
+            {
+                Some(t) => t.div_euclid(step) * step,
+                None => return Ok(0),
+            },
+        };
+        let to = upto.min(from + window_ms.max(step) / step * step);
+        if to <= from {
+            return Ok(0);
+        }
+        let select = if source == "metric_samples" {
+            format!(
+                "SELECT server_id, metric, {resolution}, (at / {step}) * {step}, MIN(value), AVG(value), MAX(value), COUNT(*) \
+                 FROM metric_samples WHERE at >= $1 AND at < $2 GROUP BY server_id, metric, (at / {step}) * {step}"
+            )
+        } else {
+            format!(
+                "SELECT server_id, metric, {resolution}, (at / {step}) * {step}, MIN(min_value), \
+                 SUM(avg_value * samples) / CAST(SUM(samples) AS DOUBLE PRECISION), MAX(max_value), \
+                 CAST(SUM(samples) AS BIGINT) \
+                 FROM metric_rollups WHERE resolution = 600 AND at >= $1 AND at < $2 \
+                 GROUP BY server_id, metric, (at / {step}) * {step}"
+            )
+        };
+        let mut tx = self.pool.begin().await?;
+        let written = sqlx::query(&format!(
+            "INSERT INTO metric_rollups (server_id, metric, resolution, at, min_value, avg_value, max_value, samples) \
+             {select} ON CONFLICT DO NOTHING"
+        ))
+        .bind(from)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "INSERT INTO metric_rollup_progress (resolution, done_until) VALUES ($1, $2) \
+             ON CONFLICT (resolution) DO UPDATE SET done_until = excluded.done_until \
+             WHERE metric_rollup_progress.done_until < excluded.done_until",
+        )
+        .bind(resolution)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        // Nothing in the window but more to do: the caller asks again.
+        Ok(written.max(u64::from(to < upto)))
+    }
+
+    /// Up to when `resolution` is rolled up (ms).
+    pub async fn rolled_up_until(&self, resolution: i64) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query("SELECT done_until FROM metric_rollup_progress WHERE resolution = $1")
+                .bind(resolution)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| r.try_get("done_until"))
+                .transpose()?,
+        )
+    }
+
+    /// A series' rollups at `resolution` in `[since, until)` as (bucket start, average), oldest first.
+    pub async fn rollups(
+        &self,
+        server_id: i64,
+        metric: &str,
+        resolution: i64,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<Sample>> {
+        let rows = sqlx::query(
+            "SELECT at, avg_value FROM metric_rollups WHERE server_id = $1 AND metric = $2 AND resolution = $3 \
+             AND at >= $4 AND at < $5 ORDER BY at",
+        )
+        .bind(server_id)
+        .bind(metric)
+        .bind(resolution)
+        .bind(since)
+        .bind(until)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Sample {
+                    at: r.try_get("at")?,
+                    value: r.try_get("avg_value")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Delete rollups of `resolution` older than `before_ms`, an hour of buckets per statement.
+    pub async fn prune_rollups_before(&self, resolution: i64, before_ms: i64) -> Result<u64> {
+        let oldest: Option<i64> =
+            sqlx::query("SELECT MIN(at) AS t FROM metric_rollups WHERE resolution = $1")
+                .bind(resolution)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("t")?;
+        let Some(oldest) = oldest.filter(|t| *t < before_ms) else {
+            return Ok(0);
+        };
+        Ok(
+            sqlx::query("DELETE FROM metric_rollups WHERE resolution = $1 AND at < $2")
+                .bind(resolution)
+                .bind(before_ms.min(oldest + 3_600_000 * (resolution / 600)))
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
     pub async fn create_channel(
         &self,
         team_id: i64,

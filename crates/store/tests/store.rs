@@ -1348,3 +1348,97 @@ async fn self_backup_settings_claims_and_passphrase() {
         r.close().await;
     }
 }
+
+/// Metric rollups: whole 10-minute buckets with min/avg/max from the raw samples, hourly ones from those
+/// (weighted by sample counts), written once however often they run, progress only forward; pruning by age.
+#[tokio::test]
+async fn metric_rollups_summarize_and_expire() {
+    for t in stores().await {
+        let s = &t.store;
+        let n = t.name;
+        let (_, server) = user_and_server(s, "ops@example.com").await;
+        let hour = 3_600_000i64;
+        let base = 1_800_000_000_000i64 / hour * hour; // an hour boundary
+        // Two hours of one report a minute: load1 is the minute number, cpu is 10 then 30 each 10 minutes.
+        for minute in 0..120i64 {
+            let cpu = if minute % 10 < 5 { 10.0 } else { 30.0 };
+            s.put_samples(
+                server.id,
+                base + minute * 60_000,
+                &[("load1".into(), minute as f64), ("cpu_percent".into(), cpu)],
+            )
+            .await
+            .unwrap();
+        }
+        // Nothing before the first whole bucket ends; then buckets of the first hour only (window 1 h).
+        assert_eq!(
+            s.roll_up(600, base + 300_000, hour).await.unwrap(),
+            0,
+            "{n}"
+        );
+        let written = s
+            .roll_up(600, base + 2 * hour + 60_000, hour)
+            .await
+            .unwrap();
+        assert_eq!(written, 12, "{n}: 6 buckets x 2 metrics");
+        while s
+            .roll_up(600, base + 2 * hour + 60_000, hour)
+            .await
+            .unwrap()
+            > 0
+        {}
+        assert_eq!(
+            s.rolled_up_until(600).await.unwrap(),
+            Some(base + 2 * hour),
+            "{n}"
+        );
+        // Running again writes nothing twice.
+        assert_eq!(
+            s.roll_up(600, base + 2 * hour + 60_000, hour)
+                .await
+                .unwrap(),
+            0,
+            "{n}"
+        );
+        let ten = s
+            .rollups(server.id, "load1", 600, base, base + 2 * hour)
+            .await
+            .unwrap();
+        assert_eq!(ten.len(), 12, "{n}");
+        assert_eq!(
+            (ten[0].at, ten[0].value),
+            (base, 4.5),
+            "{n}: minutes 0..9 average 4.5"
+        );
+        while s.roll_up(3600, base + 2 * hour, 24 * hour).await.unwrap() > 0 {}
+        let hourly = s
+            .rollups(server.id, "cpu_percent", 3600, base, base + 2 * hour)
+            .await
+            .unwrap();
+        assert_eq!(hourly.len(), 2, "{n}");
+        assert!((hourly[0].value - 20.0).abs() < 1e-9, "{n}: {hourly:?}");
+        let hourly_load = s
+            .rollups(server.id, "load1", 3600, base, base + 2 * hour)
+            .await
+            .unwrap();
+        assert!(
+            (hourly_load[1].value - 89.5).abs() < 1e-9,
+            "{n}: {hourly_load:?}"
+        );
+        // Pruning by age removes the old buckets only.
+        while s.prune_rollups_before(600, base + hour).await.unwrap() > 0 {}
+        let left = s
+            .rollups(server.id, "load1", 600, 0, i64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(left.len(), 6, "{n}");
+        assert!(left.iter().all(|r| r.at >= base + hour), "{n}");
+        assert_eq!(
+            s.rollups(server.id, "load1", 3600, 0, i64::MAX)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+}

@@ -190,10 +190,23 @@ impl Domain {
             })
             .collect();
         let mut series = Vec::new();
+        // Raw samples while they are kept; older ranges from the rollups.
+        let span = now_ms() - since;
         for m in metrics {
+            let points = if span <= crate::maintenance::SAMPLES_MS {
+                self.store.samples(server.id, m, since, i64::MAX).await?
+            } else if span <= crate::maintenance::ROLLUPS_10M_MS {
+                self.store
+                    .rollups(server.id, m, 600, since, i64::MAX)
+                    .await?
+            } else {
+                self.store
+                    .rollups(server.id, m, 3600, since, i64::MAX)
+                    .await?
+            };
             series.push(Series {
                 metric: m.clone(),
-                points: self.store.samples(server.id, m, since, i64::MAX).await?,
+                points,
             });
         }
         Ok(MetricsView {

@@ -17,6 +17,26 @@ CREATE TABLE metric_samples (
 CREATE INDEX metric_samples_series ON metric_samples (server_id, metric, at);
 CREATE INDEX metric_samples_at ON metric_samples (at);
 
+-- Rollups of the samples: min/avg/max per 10 minutes (resolution 600) and per hour (3600), kept longer than
+-- the raw samples; `metric_rollup_progress` says up to when each resolution is done.
+CREATE TABLE metric_rollups (
+    server_id INTEGER NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+    metric TEXT NOT NULL,
+    resolution INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    min_value REAL NOT NULL,
+    avg_value REAL NOT NULL,
+    max_value REAL NOT NULL,
+    samples INTEGER NOT NULL,
+    PRIMARY KEY (server_id, metric, resolution, at)
+);
+CREATE INDEX metric_rollups_at ON metric_rollups (resolution, at);
+
+CREATE TABLE metric_rollup_progress (
+    resolution INTEGER PRIMARY KEY,
+    done_until INTEGER NOT NULL
+);
+
 CREATE TABLE notification_channels (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     team_id INTEGER NOT NULL REFERENCES teams(id) ON DELETE CASCADE,
