@@ -41,7 +41,7 @@ pub use crypto::{Cipher, MasterKey};
 pub use jobs::{Heartbeat, Job, JobStatus, JobTarget, NewJob, Outcome, Recovered};
 pub use models::*;
 pub use monitoring::{
-    AlertRule, Channel, Delivery, MonitoringAgent, NewAlertRule, RuleTransition, Sample,
+    AlertRule, Channel, Delivery, MonitoringAgent, NewAlertRule, RuleTransition, Sample, SiteCheck,
 };
 pub use selfbackup::SelfBackup;
 pub use servers::TokenUse;

@@ -29,6 +29,48 @@ pub struct Sample {
     pub value: f64,
 }
 
+/// An HTTP check of a site, run by BrokeForge.
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteCheck {
+    pub id: i64,
+    pub site_id: i64,
+    pub server_id: i64,
+    pub path: String,
+    pub expect_status: i64,
+    pub interval_secs: i64,
+    pub timeout_secs: i64,
+    /// unknown | ok | failing
+    pub state: String,
+    pub next_check_at: i64,
+    pub last_checked_at: Option<i64>,
+    pub last_status: Option<i64>,
+    pub last_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+}
+
+fn check_from(r: &AnyRow) -> Result<SiteCheck> {
+    Ok(SiteCheck {
+        id: r.try_get("id")?,
+        site_id: r.try_get("site_id")?,
+        server_id: r.try_get("server_id")?,
+        path: r.try_get("path")?,
+        expect_status: r.try_get("expect_status")?,
+        interval_secs: r.try_get("interval_secs")?,
+        timeout_secs: r.try_get("timeout_secs")?,
+        state: r.try_get("state")?,
+        next_check_at: r.try_get("next_check_at")?,
+        last_checked_at: r.try_get("last_checked_at")?,
+        last_status: r.try_get("last_status")?,
+        last_ms: r.try_get("last_ms")?,
+        last_error: r.try_get("last_error")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+const CHECK_COLS: &str = "id, site_id, server_id, path, expect_status, interval_secs, timeout_secs, state, \
+     next_check_at, last_checked_at, last_status, last_ms, last_error, created_at";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Channel {
     pub id: i64,
@@ -302,26 +344,50 @@ impl Store {
             .collect()
     }
 
-    /// The newest report of a server: every metric it held, by name.
-    pub async fn latest_samples(&self, server_id: i64) -> Result<Vec<(String, Sample)>> {
-        let rows = sqlx::query(
-            "SELECT metric, at, value FROM metric_samples WHERE server_id = $1 AND at = \
-             (SELECT MAX(at) FROM metric_samples WHERE server_id = $1) ORDER BY metric",
+    /// The newest sample of one series (an index lookup).
+    pub async fn latest_sample(&self, server_id: i64, metric: &str) -> Result<Option<Sample>> {
+        let row = sqlx::query(
+            "SELECT at, value FROM metric_samples WHERE server_id = $1 AND metric = $2 ORDER BY at DESC LIMIT 1",
         )
         .bind(server_id)
+        .bind(metric)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Sample {
+                at: r.try_get("at")?,
+                value: r.try_get("value")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The newest sample of each of a server's metrics reported since `since` (ms), by name.
+    pub async fn latest_samples(
+        &self,
+        server_id: i64,
+        since: i64,
+    ) -> Result<Vec<(String, Sample)>> {
+        let rows = sqlx::query(
+            "SELECT metric, at, value FROM metric_samples WHERE server_id = $1 AND at >= $2 ORDER BY metric, at",
+        )
+        .bind(server_id)
+        .bind(since)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("metric")?,
-                    Sample {
-                        at: r.try_get("at")?,
-                        value: r.try_get("value")?,
-                    },
-                ))
-            })
-            .collect()
+        let mut out: Vec<(String, Sample)> = Vec::new();
+        for r in &rows {
+            let metric: String = r.try_get("metric")?;
+            let sample = Sample {
+                at: r.try_get("at")?,
+                value: r.try_get("value")?,
+            };
+            match out.last_mut() {
+                Some((m, s)) if *m == metric => *s = sample,
+                _ => out.push((metric, sample)),
+            }
+        }
+        Ok(out)
     }
 
     /// Delete up to `batch` samples older than `before_ms`; how many went.
@@ -488,6 +554,113 @@ impl Store {
         )
     }
 
+    /// Create or replace a site's check (its state starts over).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_site_check(
+        &self,
+        site_id: i64,
+        server_id: i64,
+        path: &str,
+        expect_status: i64,
+        interval_secs: i64,
+        timeout_secs: i64,
+    ) -> Result<SiteCheck> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM site_checks WHERE site_id = $1")
+            .bind(site_id)
+            .execute(&mut *tx)
+            .await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO site_checks (site_id, server_id, path, expect_status, interval_secs, timeout_secs, state, \
+             next_check_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'unknown', $7, $7) RETURNING {CHECK_COLS}"
+        ))
+        .bind(site_id)
+        .bind(server_id)
+        .bind(path)
+        .bind(expect_status)
+        .bind(interval_secs)
+        .bind(timeout_secs)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        check_from(&row)
+    }
+
+    pub async fn site_check(&self, site_id: i64) -> Result<Option<SiteCheck>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CHECK_COLS} FROM site_checks WHERE site_id = $1"
+        ))
+        .bind(site_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(check_from).transpose()
+    }
+
+    pub async fn delete_site_check(&self, site_id: i64) -> Result<bool> {
+        Ok(sqlx::query("DELETE FROM site_checks WHERE site_id = $1")
+            .bind(site_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            > 0)
+    }
+
+    /// Claim up to `limit` checks that are due: each moves to its next time here, so another node
+    /// running the same loop does not take it too.
+    pub async fn claim_due_checks(&self, now: i64, limit: i64) -> Result<Vec<SiteCheck>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CHECK_COLS} FROM site_checks WHERE next_check_at <= $1 ORDER BY next_check_at LIMIT $2"
+        ))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let c = check_from(r)?;
+            let claimed = sqlx::query(
+                "UPDATE site_checks SET next_check_at = $1 WHERE id = $2 AND next_check_at = $3",
+            )
+            .bind(now + c.interval_secs * 1000)
+            .bind(c.id)
+            .bind(c.next_check_at)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+                > 0;
+            if claimed {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Record a check's result: its state and last answer.
+    pub async fn record_site_check(
+        &self,
+        id: i64,
+        ok: bool,
+        status: Option<i64>,
+        ms: i64,
+        error: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE site_checks SET state = $1, last_checked_at = $2, last_status = $3, last_ms = $4, last_error = $5 \
+             WHERE id = $6",
+        )
+        .bind(if ok { "ok" } else { "failing" })
+        .bind(now_ms())
+        .bind(status)
+        .bind(ms)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub async fn create_channel(
         &self,
         team_id: i64,
@@ -622,13 +795,11 @@ impl Store {
         rows.iter().map(rule_from).collect()
     }
 
-    /// Every rule of every server that has a collector, for the evaluator.
-    pub async fn monitored_rules(&self) -> Result<Vec<AlertRule>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {RULE_COLS} FROM alert_rules WHERE server_id IN (SELECT server_id FROM monitoring_agents) ORDER BY id"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+    /// Every rule of every server, for the evaluator.
+    pub async fn all_alert_rules(&self) -> Result<Vec<AlertRule>> {
+        let rows = sqlx::query(&format!("SELECT {RULE_COLS} FROM alert_rules ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(rule_from).collect()
     }
 

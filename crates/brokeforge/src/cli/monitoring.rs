@@ -370,3 +370,64 @@ pub async fn alert(c: ClientArgs, cmd: AlertCommand) -> Result<()> {
     }
     Ok(())
 }
+
+/// What `site check` does.
+pub enum CheckAction {
+    Set,
+    Status,
+    Remove,
+}
+
+impl CheckAction {
+    pub fn from_flags(status: bool, remove: bool) -> CheckAction {
+        match (status, remove) {
+            (true, _) => CheckAction::Status,
+            (_, true) => CheckAction::Remove,
+            _ => CheckAction::Set,
+        }
+    }
+}
+
+/// `brokeforge site check`: set, show or remove a site's health check.
+pub fn site_check(
+    client: &Client,
+    site: i64,
+    domain: &str,
+    action: CheckAction,
+    spec: Value,
+) -> Result<()> {
+    let path = format!("/sites/{site}/check");
+    let v = match action {
+        CheckAction::Remove => {
+            client.delete(&path)?;
+            if !client.json {
+                println!("{domain} is no longer checked");
+            }
+            return Ok(());
+        }
+        CheckAction::Status => client.get(&format!("{path}?since=1h"))?,
+        CheckAction::Set => client.put(&path, spec)?,
+    };
+    if client.json {
+        print_json(&v);
+        return Ok(());
+    }
+    let c = &v["check"];
+    println!(
+        "{domain}{} every {} s, expecting {}: {}",
+        c["path"].as_str().unwrap_or(""),
+        c["interval_seconds"],
+        c["expect"],
+        c["state"].as_str().unwrap_or("")
+    );
+    if let Some(at) = c["last_checked_at"].as_i64() {
+        println!(
+            "last check {}: {} in {} ms {}",
+            utc_stamp(at),
+            c["last_status"],
+            c["last_ms"],
+            c["last_error"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}

@@ -99,6 +99,29 @@ pub enum SiteCommand {
         #[arg(long)]
         follow: bool,
     },
+    /// A health check of the site, run by BrokeForge every interval: create or change it, --status to see its
+    /// state and recent answers, --remove to stop it. An alert rule fires when the site stops answering.
+    Check {
+        #[command(flatten)]
+        target: SiteTarget,
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// The HTTP status a healthy answer has.
+        #[arg(long, default_value_t = 200)]
+        expect: i64,
+        /// Seconds between checks.
+        #[arg(long, default_value_t = 60)]
+        interval: i64,
+        #[arg(long, default_value_t = 10)]
+        timeout: i64,
+        /// Check https://DOMAIN as visitors reach it (else the server's address over HTTP, Host: DOMAIN).
+        #[arg(long)]
+        https: bool,
+        #[arg(long, conflicts_with = "remove")]
+        status: bool,
+        #[arg(long)]
+        remove: bool,
+    },
     /// HTTPS: get a certificate (Let's Encrypt unless --acme-directory says otherwise) and serve the site over
     /// HTTPS with plain HTTP redirected; again to renew early or add new aliases; --remove to go back to HTTP.
     Certificate {
@@ -231,6 +254,26 @@ pub(crate) fn site_id(client: &Client, t: &SiteTarget) -> Result<(i64, i64)> {
 pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
     let client = Client::new(&c)?;
     match cmd {
+        SiteCommand::Check {
+            target,
+            path,
+            expect,
+            interval,
+            timeout,
+            https,
+            status,
+            remove,
+        } => {
+            let (_, site) = site_id(&client, &target)?;
+            super::monitoring::site_check(
+                &client,
+                site,
+                &target.domain,
+                super::monitoring::CheckAction::from_flags(status, remove),
+                json!({"path": path, "expect": expect, "interval_seconds": interval,
+                       "timeout_seconds": timeout, "https": https}),
+            )?;
+        }
         SiteCommand::Create {
             target,
             aliases,

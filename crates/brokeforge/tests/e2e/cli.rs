@@ -513,6 +513,7 @@ async fn cli_onboards_deploys_and_rolls_back() {
     })
     .await;
     firewall_rules_open_and_close_ports(&host, &cli).await;
+    site_checks_follow_nginx(&host, &cli).await;
 
     // A team member's own key: the member is invited into a team that holds the server, puts a key on it,
     // logs in with it; removing the member takes the key off the server.
@@ -860,6 +861,72 @@ async fn logs_are_read_and_followed(
     );
     assert_eq!(missing.0, Some(1));
     assert!(missing.2.contains("not a site"), "{}", missing.2);
+}
+
+/// `brokeforge site check`: BrokeForge checks the site every 10 s; it is ok while nginx answers, failing
+/// when nginx is stopped, ok again when it is back.
+async fn site_checks_follow_nginx(host: &DebianHost, cli: &Cli<'_>) {
+    let target = ["--server", "cli-web", "--domain", "cli.test"];
+    let set = [
+        &["site", "check"][..],
+        &target,
+        &[
+            "--path",
+            "/",
+            "--expect",
+            "200",
+            "--interval",
+            "10",
+            "--timeout",
+            "3",
+        ],
+    ]
+    .concat();
+    let r = cli(&set, None);
+    assert_eq!(r.0, Some(0), "{}\n{}", r.1, r.2);
+    let state_becomes = |want: &'static str| async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let status = [&["--json", "site", "check"][..], &target, &["--status"]].concat();
+            let r = cli(&status, None);
+            assert_eq!(r.0, Some(0), "{}\n{}", r.1, r.2);
+            let v: serde_json::Value = serde_json::from_str(&r.1).unwrap();
+            if v["check"]["state"] == want {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the check did not become {want}: {v}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    };
+    let ok = state_becomes("ok").await;
+    assert_eq!(ok["check"]["last_status"], 200, "{ok}");
+    assert!(host.root("systemctl stop nginx").await.success());
+    let failing = state_becomes("failing").await;
+    assert!(
+        failing["check"]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("connection"),
+        "{failing}"
+    );
+    assert!(host.root("systemctl start nginx").await.success());
+    let back = state_becomes("ok").await;
+    // Every answer is in the history: up, down, up.
+    let ups: Vec<f64> = back["history"][0]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["value"].as_f64())
+        .collect();
+    assert!(ups.contains(&0.0) && ups.last() == Some(&1.0), "{back}");
+    let r = cli(
+        &[&["site", "check"][..], &target, &["--remove"]].concat(),
+        None,
+    );
+    assert_eq!(r.0, Some(0), "{}\n{}", r.1, r.2);
 }
 
 /// `brokeforge firewall`: a rule opens a port that this machine then reaches, and its removal closes it; bad

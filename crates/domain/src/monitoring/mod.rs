@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::{Domain, DomainError, DomainResult};
 
 mod channels;
+mod checks;
 use channels::rfc3339;
 pub use channels::{CHANNEL_KINDS, ChannelSpec, NewChannel, Notice, Smtp};
+pub use checks::{CheckSpec, check_metrics};
 
 /// A report's limits: a collector sends a few dozen lines.
 const MAX_REPORT_BYTES: usize = 64 * 1024;
@@ -23,6 +25,8 @@ const MAX_REPORT_LINES: usize = 1000;
 pub const EVALUATE_EVERY: Duration = Duration::from_secs(10);
 /// A server is "not reporting" after three intervals without a report (at least this long).
 const SILENCE_MS: i64 = 30_000;
+/// A site check's result counts this long (three of the longest check interval).
+const CHECK_FRESH_MS: i64 = 3 * 3600 * 1000;
 /// A rule that keeps firing reminds its channels after this long.
 const REMIND_AFTER_MS: i64 = 4 * 3600 * 1000;
 
@@ -178,9 +182,13 @@ impl Domain {
             check_metric_name(m)?;
         }
         let agent = self.store.monitoring_agent(server.id).await?;
+        let fresh = agent
+            .as_ref()
+            .map(|a| 600_000.max(2 * a.interval_secs * 1000))
+            .unwrap_or(600_000);
         let samples = self
             .store
-            .latest_samples(server.id)
+            .latest_samples(server.id, now_ms() - fresh)
             .await?
             .into_iter()
             .map(|(metric, s)| MetricSample {
@@ -338,16 +346,23 @@ impl Domain {
             .into_iter()
             .map(|a| (a.server_id, a))
             .collect();
-        let mut latest: HashMap<i64, Vec<(String, brokeforge_store::Sample)>> = HashMap::new();
         let mut sent = 0;
-        for rule in self.store.monitored_rules().await? {
-            let Some(agent) = agents.get(&rule.server_id) else {
-                continue;
-            };
-            let silence = SILENCE_MS.max(3 * agent.interval_secs * 1000);
-            let last_seen = agent.last_seen_at.unwrap_or(agent.created_at);
-            let quiet = now - last_seen > silence;
+        for rule in self.store.all_alert_rules().await? {
+            let agent = agents.get(&rule.server_id);
+            // The collector's samples count for three report intervals (at least SILENCE_MS).
+            let fresh = agent
+                .map(|a| SILENCE_MS.max(3 * a.interval_secs * 1000))
+                .unwrap_or(SILENCE_MS);
+            let last_seen = agent.map(|a| a.last_seen_at.unwrap_or(a.created_at));
+            let quiet = last_seen.is_some_and(|t| now - t > fresh);
+            let check_metric = rule
+                .metric
+                .as_deref()
+                .is_some_and(|m| m.starts_with("http_"));
             let (breach, value, detail) = if rule.kind == "not_reporting" {
+                let Some(last_seen) = last_seen else {
+                    continue;
+                };
                 let secs = (now - last_seen) / 1000;
                 (
                     quiet,
@@ -355,15 +370,16 @@ impl Domain {
                     Some(format!("no report for {secs} s")),
                 )
             } else {
-                // Without fresh data a rule keeps its state: "not reporting" speaks for that.
-                if quiet {
+                // Without fresh data a rule keeps its state: "not reporting" speaks for the collector's
+                // metrics; site checks run here and have their own.
+                if (quiet || agent.is_none()) && !check_metric {
                     continue;
                 }
-                if let std::collections::hash_map::Entry::Vacant(e) = latest.entry(rule.server_id) {
-                    e.insert(self.store.latest_samples(rule.server_id).await?);
-                }
-                let report = &latest[&rule.server_id];
                 if rule.kind == "service_down" {
+                    let report = self
+                        .store
+                        .latest_samples(rule.server_id, now - fresh)
+                        .await?;
                     let down: Vec<&str> = report
                         .iter()
                         .filter(|(m, s)| m.starts_with("service_up:") && s.value < 0.5)
@@ -376,9 +392,13 @@ impl Domain {
                     )
                 } else {
                     let metric = rule.metric.as_deref().unwrap_or("");
-                    let Some((_, s)) = report.iter().find(|(m, _)| m == metric) else {
+                    let fresh = if check_metric { CHECK_FRESH_MS } else { fresh };
+                    let Some(s) = self.store.latest_sample(rule.server_id, metric).await? else {
                         continue;
                     };
+                    if now - s.at > fresh {
+                        continue;
+                    }
                     let threshold = rule.threshold.unwrap_or(0.0);
                     let breach = match rule.comparison.as_deref() {
                         Some("below") => s.value < threshold,
@@ -464,9 +484,17 @@ impl Domain {
         Ok(channels.len())
     }
 
-    /// Evaluate rules until `stop` is cancelled.
+    /// Run site checks and evaluate rules until `stop` is cancelled.
     pub async fn run_alerts(&self, stop: tokio_util::sync::CancellationToken) {
         loop {
+            // Checks run beside the evaluation (a slow site must not hold the rules up); claims keep a
+            // check from running twice.
+            let checks = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = checks.run_due_checks().await {
+                    tracing::warn!(error = %e, "site checks failed; trying again later");
+                }
+            });
             if let Err(e) = self.evaluate_alerts().await {
                 tracing::warn!(error = %e, "alert evaluation failed; trying again later");
             }

@@ -79,3 +79,22 @@ CREATE TABLE notification_deliveries (
     finished_at INTEGER
 );
 CREATE INDEX notification_deliveries_channel ON notification_deliveries (channel_id, id);
+
+-- HTTP checks of sites, run by BrokeForge; their results go into metric_samples (http_up:DOMAIN, http_ms:DOMAIN).
+CREATE TABLE site_checks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    site_id INTEGER NOT NULL UNIQUE REFERENCES server_sites(id) ON DELETE CASCADE,
+    server_id INTEGER NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    expect_status INTEGER NOT NULL,
+    interval_secs INTEGER NOT NULL,
+    timeout_secs INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    next_check_at INTEGER NOT NULL,
+    last_checked_at INTEGER,
+    last_status INTEGER,
+    last_ms INTEGER,
+    last_error TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX site_checks_due ON site_checks (next_check_at);

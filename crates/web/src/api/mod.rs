@@ -110,6 +110,9 @@ pub fn operations() -> Vec<Op> {
         post "/sites/{id}/certificate" sites::request_certificate, ServerManage, "Get an HTTPS certificate (Let's Encrypt unless another ACME directory is given), then serve HTTPS", r#"{"email":"ops@example.com"}"#;
         post "/sites/{id}/certificate/custom" sites::upload_certificate, ServerManage, "Serve HTTPS with your own certificate: PEM chain (leaf first) and key, checked before anything runs (order, names, dates, the key matches)", r#"{"certificate":"-----BEGIN CERTIFICATE-----...","private_key":"-----BEGIN PRIVATE KEY-----..."}"#;
         delete "/sites/{id}/certificate" sites::remove_certificate, ServerManage, "Remove the site's certificate and serve plain HTTP", "";
+        get "/sites/{id}/check" monitoring::show_check, Read, "The site's health check: its state, last answer, and the history of up (1/0) and response time since ?since=1h|24h|7d|30d", "";
+        put "/sites/{id}/check" monitoring::put_check, ServerManage, "Check the site over HTTP every interval (to the server's address with the site's name as Host; https: to https://DOMAIN); an alert rule fires when it does not answer as expected", r#"{"path":"/","expect":200,"interval_seconds":60,"timeout_seconds":10,"https":false}"#;
+        delete "/sites/{id}/check" monitoring::remove_check, ServerManage, "Stop checking the site (its rule goes too)", "";
         get "/sites/{id}/tasks/output" sites::tasks_output, Read, "The newest output of the site's scheduled commands and daemons (?lines=200)", "";
         put "/sites/{id}/tasks" sites::set_tasks, SiteConfigure, "Replace the site's scheduled commands (cron) and daemons (kept running), then apply them", r#"{"schedules":[{"cron":"* * * * *","command":"php artisan schedule:run"}],"daemons":[{"command":"php artisan queue:work","processes":2}]}"#;
         get "/sites/{id}/deployments" sites::list_deployments, Read, "Deployments, kept releases and the live one", "";

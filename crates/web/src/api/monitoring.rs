@@ -161,3 +161,55 @@ pub async fn deliveries(
         json!({"deliveries": state.domain.deliveries(team.id, &name).await?}),
     ))
 }
+
+fn check_json(c: &brokeforge_store::SiteCheck) -> serde_json::Value {
+    let (https, path) = match c.path.strip_prefix("https:") {
+        Some(p) => (true, p),
+        None => (false, c.path.as_str()),
+    };
+    json!({
+        "path": path, "https": https, "expect": c.expect_status, "interval_seconds": c.interval_secs,
+        "timeout_seconds": c.timeout_secs, "state": c.state, "last_checked_at": c.last_checked_at,
+        "last_status": c.last_status, "last_ms": c.last_ms, "last_error": c.last_error,
+    })
+}
+
+pub async fn show_check(
+    State(state): State<AppState>,
+    crate::extract::OwnedSite(_, site, _): crate::extract::OwnedSite,
+    Query(p): Query<MetricsParams>,
+) -> ApiJson {
+    let check = state
+        .domain
+        .site_check(&site)
+        .await?
+        .ok_or(brokeforge_domain::DomainError::NotFound)?;
+    let since = since_ms(p.since.as_deref())?;
+    let (up, ms) = brokeforge_domain::monitoring::check_metrics(&site.domain);
+    let server = state
+        .store
+        .server(site.server_id)
+        .await
+        .map_err(brokeforge_domain::DomainError::from)?;
+    let view = state.domain.metrics(&server, since, &[up, ms]).await?;
+    Ok(Json(
+        json!({"check": check_json(&check), "history": view.series}),
+    ))
+}
+
+pub async fn put_check(
+    State(state): State<AppState>,
+    crate::extract::OwnedSite(_, site, _): crate::extract::OwnedSite,
+    Body(spec): Body<brokeforge_domain::monitoring::CheckSpec>,
+) -> ApiJson {
+    let check = state.domain.put_site_check(&site, &spec).await?;
+    Ok(Json(json!({"check": check_json(&check)})))
+}
+
+pub async fn remove_check(
+    State(state): State<AppState>,
+    crate::extract::OwnedSite(_, site, _): crate::extract::OwnedSite,
+) -> ApiResponse {
+    state.domain.remove_site_check(&site).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

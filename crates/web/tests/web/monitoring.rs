@@ -536,3 +536,117 @@ async fn the_monitoring_page_draws_reports_and_takes_rules() {
         );
     }
 }
+
+/// Site checks: bad settings are refused; a check comes with its rule; a site that does not answer (nothing
+/// listens on the server's port 80 here) is failing, recorded as samples, and fires the rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_checks_are_validated_recorded_and_alert() {
+    for app in apps().await {
+        let n = app.name;
+        let owner = user(&app, "ops@example.com", false).await;
+        let made = owner
+            .call(
+                &app,
+                "POST",
+                "/servers",
+                Some(json!({"name": "web", "public_ip": "127.0.0.1"})),
+            )
+            .await;
+        assert_eq!(made.status, 201, "{n}: {}", made.body);
+        let server = made.json()["server"]["id"].as_i64().unwrap();
+        let site = app
+            .store
+            .create_site(&brokeforge_store::NewSite {
+                server_id: server,
+                domain: "shop.example.com".into(),
+                document_root: "/home/brokeforge/shop.example.com".into(),
+                php_version: Some("8.2".into()),
+                status: brokeforge_core::ServiceStatus::Active,
+                configuration: json!({}),
+            })
+            .await
+            .unwrap();
+        let path = format!("/sites/{}/check", site.id);
+        assert_eq!(owner.call(&app, "GET", &path, None).await.status, 404);
+        for bad in [
+            json!({"path": "health"}),
+            json!({"path": "/a b"}),
+            json!({"path": "/'$(reboot)'"}),
+            json!({"expect": 42}),
+            json!({"interval_seconds": 5}),
+            json!({"interval_seconds": 10, "timeout_seconds": 10}),
+        ] {
+            let r = owner.call(&app, "PUT", &path, Some(bad.clone())).await;
+            assert_eq!(r.status, 422, "{n}: {bad} {}", r.body);
+        }
+        let r = owner
+            .call(&app, "PUT", &path, Some(json!({"when": "always"})))
+            .await;
+        assert_eq!(r.status, 400, "{n}: {}", r.body);
+        let r = owner
+            .call(
+                &app,
+                "PUT",
+                &path,
+                Some(json!({"path": "/health", "interval_seconds": 10, "timeout_seconds": 2})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        assert_eq!(r.json()["check"]["state"], "unknown");
+        let rules = owner
+            .call(&app, "GET", &format!("/servers/{server}/alerts"), None)
+            .await
+            .json();
+        let rule = rules["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["metric"] == "http_up:shop.example.com")
+            .cloned();
+        let rule = rule.unwrap_or_else(|| panic!("{n}: no rule came with the check: {rules}"));
+        assert_eq!(rule["comparison"], "below");
+
+        let domain = brokeforge_domain::Domain::new(app.store.clone());
+        assert_eq!(domain.run_due_checks().await.unwrap(), 1, "{n}");
+        // Claimed: not due again until its interval passed.
+        assert_eq!(domain.run_due_checks().await.unwrap(), 0, "{n}");
+        let r = owner.call(&app, "GET", &path, None).await;
+        let check = &r.json()["check"];
+        assert_eq!(check["state"], "failing", "{n}: {}", r.body);
+        assert!(
+            check["last_error"].as_str().unwrap().contains("connection"),
+            "{n}: {}",
+            r.body
+        );
+        assert_eq!(
+            r.json()["history"][0]["points"][0]["value"],
+            0.0,
+            "{n}: {}",
+            r.body
+        );
+        domain.evaluate_alerts().await.unwrap();
+        let rules = owner
+            .call(&app, "GET", &format!("/servers/{server}/alerts"), None)
+            .await
+            .json();
+        let fired = rules["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == rule["id"])
+            .unwrap()
+            .clone();
+        assert_eq!(fired["state"], "firing", "{n}: {fired}");
+
+        let r = owner.call(&app, "DELETE", &path, None).await;
+        assert_eq!(r.status, 204, "{n}: {}", r.body);
+        let rules = owner
+            .call(&app, "GET", &format!("/servers/{server}/alerts"), None)
+            .await
+            .json();
+        assert!(
+            rules["alerts"].as_array().unwrap().is_empty(),
+            "{n}: the check's rule stayed: {rules}"
+        );
+    }
+}
