@@ -225,11 +225,11 @@ pub enum AlertCommand {
         #[arg(long)]
         server: String,
     },
-    /// Add a rule: a metric above or below a value (for a while), a service down, or no reports.
+    /// Add a rule: a metric above or below a value (for a while), a service down, no reports, a failed job.
     Add {
         #[arg(long)]
         server: String,
-        #[arg(long, default_value = "metric", value_parser = ["metric", "service_down", "not_reporting"])]
+        #[arg(long, default_value = "metric", value_parser = ["metric", "service_down", "not_reporting", "job_failed"])]
         kind: String,
         /// The metric (disk_used_percent, memory_used_percent, load1, cpu_percent, ...).
         #[arg(long)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use brokeforge_core::ValidationError;
 use brokeforge_core::time::now_ms;
-use brokeforge_store::{AlertRule, NewAlertRule, RuleTransition, Server};
+use brokeforge_store::{AlertRule, JobStatus, NewAlertRule, RuleTransition, Server};
 use serde::{Deserialize, Serialize};
 
 use crate::{Domain, DomainError, DomainResult};
@@ -300,7 +300,7 @@ impl Domain {
                     channel_id,
                 }
             }
-            "service_down" | "not_reporting" => {
+            "service_down" | "not_reporting" | "job_failed" => {
                 if spec.metric.is_some() || spec.above.is_some() || spec.below.is_some() {
                     return Err(ValidationError::new(
                         "metric",
@@ -321,7 +321,7 @@ impl Domain {
             other => {
                 return Err(ValidationError::new(
                     "kind",
-                    format!("`{other}` is not metric, service_down or not_reporting"),
+                    format!("`{other}` is not metric, service_down, not_reporting or job_failed"),
                 )
                 .into());
             }
@@ -359,7 +359,36 @@ impl Domain {
                 .metric
                 .as_deref()
                 .is_some_and(|m| m.starts_with("http_"));
-            let (breach, value, detail) = if rule.kind == "not_reporting" {
+            let (breach, value, detail) = if rule.kind == "job_failed" {
+                // The newest finished job (since the rule exists) decides: failed fires, done resolves.
+                let jobs = self.store.recent_jobs(rule.server_id, 10).await?;
+                let Some(job) = jobs.iter().find(|j| {
+                    matches!(j.status, JobStatus::Done | JobStatus::Failed)
+                        && j.finished_at.is_some_and(|t| t > rule.created_at)
+                }) else {
+                    continue;
+                };
+                let failed = job.status == JobStatus::Failed;
+                let mut why: String = job
+                    .error
+                    .clone()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(200)
+                    .collect();
+                if why.is_empty() {
+                    why = "no reason given".into();
+                }
+                (
+                    failed,
+                    Some(job.id as f64),
+                    Some(if failed {
+                        format!("job {} ({}) failed: {why}", job.id, job.kind)
+                    } else {
+                        format!("job {} ({}) succeeded", job.id, job.kind)
+                    }),
+                )
+            } else if rule.kind == "not_reporting" {
                 let Some(last_seen) = last_seen else {
                     continue;
                 };
@@ -511,6 +540,7 @@ pub fn describe_rule(rule: &AlertRule) -> String {
     match rule.kind.as_str() {
         "service_down" => "a service is down".into(),
         "not_reporting" => "the server is not reporting".into(),
+        "job_failed" => "a job on the server failed".into(),
         _ => format!(
             "{} {} {}{}",
             rule.metric.as_deref().unwrap_or("?"),

@@ -650,3 +650,78 @@ async fn site_checks_are_validated_recorded_and_alert() {
         );
     }
 }
+
+/// A job_failed rule: the newest finished job decides; a failure fires (with the job and its error), a
+/// later success resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_jobs_fire_and_a_success_resolves() {
+    for app in apps().await {
+        let n = app.name;
+        let owner = user(&app, "ops@example.com", false).await;
+        let made = owner
+            .call(
+                &app,
+                "POST",
+                "/servers",
+                Some(json!({"name": "web", "public_ip": "203.0.113.40"})),
+            )
+            .await;
+        let server = made.json()["server"]["id"].as_i64().unwrap();
+        let alerts = format!("/servers/{server}/alerts");
+        let r = owner
+            .call(
+                &app,
+                "POST",
+                &alerts,
+                Some(json!({"kind": "job_failed", "above": 1})),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        let r = owner
+            .call(&app, "POST", &alerts, Some(json!({"kind": "job_failed"})))
+            .await;
+        assert_eq!(r.status, 201, "{n}: {}", r.body);
+        let domain = brokeforge_domain::Domain::new(app.store.clone());
+        let run = |kind: &'static str| {
+            let store = app.store.clone();
+            async move {
+                let job = store
+                    .enqueue(&NewJob::new(kind, Some(server), json!({})))
+                    .await
+                    .unwrap();
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                loop {
+                    let j = store.job(job.id).await.unwrap();
+                    if matches!(j.status, JobStatus::Done | JobStatus::Failed) {
+                        return j;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "job {kind} did not finish"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        let state =
+            || async { owner.call(&app, "GET", &alerts, None).await.json()["alerts"][0].clone() };
+        domain.evaluate_alerts().await.unwrap();
+        assert_eq!(state().await["state"], "ok", "{n}: no job yet");
+        let failed = run("no_such_job_kind").await;
+        assert_eq!(failed.status, JobStatus::Failed, "{n}");
+        domain.evaluate_alerts().await.unwrap();
+        let s = state().await;
+        assert_eq!(s["state"], "firing", "{n}: {s}");
+        assert!(
+            s["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("job {}", failed.id)),
+            "{n}: {s}"
+        );
+        let done = run(brokeforge_packages::services::NoopJob::KIND).await;
+        assert_eq!(done.status, JobStatus::Done, "{n}");
+        domain.evaluate_alerts().await.unwrap();
+        assert_eq!(state().await["state"], "resolved", "{n}");
+    }
+}
