@@ -339,6 +339,12 @@ pub async fn raw_execute(pool: &AnyPool, sql: &str) -> Result<()> {
     Ok(())
 }
 
+/// One number from a query of our own (benchmarks, checks): the first column of the first row.
+pub async fn raw_scalar_i64(pool: &AnyPool, sql: &str) -> Result<i64> {
+    let row = sqlx::query(sql).fetch_one(pool).await?;
+    Ok(row.try_get::<i64, _>(0)?)
+}
+
 /// Whether the database at `url` holds no tables (in its current schema on PostgreSQL): what a restore may
 /// fill.
 pub async fn is_empty_database(url: &str) -> Result<bool> {

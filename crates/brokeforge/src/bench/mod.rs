@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 mod download;
 mod history;
+mod ingest;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -59,6 +60,10 @@ pub struct BenchArgs {
     /// History mode: event and output rows to seed (a tenth on one busy server).
     #[arg(long, default_value_t = 2_000_000)]
     history_rows: i64,
+    /// Ingest mode: this many simulated servers push metrics reports to `/ingest/metrics` against plain
+    /// inserts in the same run; then 24 simulated hours, rollups, database size and chart read times.
+    #[arg(long, conflicts_with_all = ["hosts", "queue_jobs", "sse_watchers", "history_servers"])]
+    ingest_servers: Option<i64>,
     /// With --hosts: afterwards, stream this many MiB off the first host the way a snapshot download goes,
     /// against a bare exec of the same bytes, sampling resident memory (it must stay within 50 MB).
     #[arg(long, requires = "hosts")]
@@ -71,6 +76,12 @@ pub struct BenchArgs {
 
 pub async fn run(args: BenchArgs) -> Result<()> {
     let (store, cleanup) = bench_store(args.database_url.as_deref()).await?;
+    if let Some(n) = args.ingest_servers {
+        let result = ingest::ingest(&store, n.max(1)).await;
+        store.close().await;
+        cleanup.finish().await;
+        return result;
+    }
     let result = match (
         &args.hosts,
         args.queue_jobs,

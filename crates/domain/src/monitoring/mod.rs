@@ -121,8 +121,17 @@ pub struct AlertSpec {
     pub channel: Option<String>,
 }
 
-/// `90`, `90s`, `5m`, `2h`, `1d` as seconds.
+/// `90`, `90s`, `5m`, `2h`, `1d` as seconds, at most 7 days (how long a rule's condition must hold).
 pub fn parse_duration_secs(field: &'static str, text: &str) -> Result<i64, ValidationError> {
+    parse_duration_upto(field, text, 7 * 86400)
+}
+
+/// A duration as [`parse_duration_secs`] reads it, at most `max` seconds.
+pub fn parse_duration_upto(
+    field: &'static str,
+    text: &str,
+    max: i64,
+) -> Result<i64, ValidationError> {
     let t = text.trim();
     let (num, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         Some((i, _)) => t.split_at(i),
@@ -147,8 +156,11 @@ pub fn parse_duration_secs(field: &'static str, text: &str) -> Result<i64, Valid
         }
     };
     let secs = n.saturating_mul(mult);
-    if secs > 7 * 86400 {
-        return Err(ValidationError::new(field, "at most 7 days"));
+    if secs > max {
+        return Err(ValidationError::new(
+            field,
+            format!("at most {} days", max / 86400),
+        ));
     }
     Ok(secs)
 }

@@ -30,7 +30,8 @@ pub fn since_ms(since: Option<&str>) -> Result<i64, ApiError> {
             .parse()
             .map_err(|_| ApiError::invalid("since", "not a time")),
         Some(s) => {
-            let secs = brokeforge_domain::monitoring::parse_duration_secs("since", s)
+            // As far back as the hourly rollups go.
+            let secs = brokeforge_domain::monitoring::parse_duration_upto("since", s, 90 * 86400)
                 .map_err(brokeforge_domain::DomainError::from)?;
             Ok(now_ms() - secs * 1000)
         }
