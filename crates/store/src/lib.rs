@@ -11,6 +11,7 @@ pub mod crypto;
 mod events;
 mod job_recovery;
 pub mod jobs;
+pub mod metrics;
 mod migrate;
 pub mod models;
 pub mod monitoring;
@@ -39,10 +40,9 @@ pub use backups::{
 };
 pub use crypto::{Cipher, MasterKey};
 pub use jobs::{Heartbeat, Job, JobStatus, JobTarget, NewJob, Outcome, Recovered};
+pub use metrics::{MonitoringAgent, Sample};
 pub use models::*;
-pub use monitoring::{
-    AlertRule, Channel, Delivery, MonitoringAgent, NewAlertRule, RuleTransition, Sample, SiteCheck,
-};
+pub use monitoring::{AlertRule, Channel, Delivery, NewAlertRule, RuleTransition, SiteCheck};
 pub use selfbackup::SelfBackup;
 pub use servers::TokenUse;
 pub use teams::{Invitation, Member, Team};

@@ -8,13 +8,15 @@ CREATE TABLE monitoring_agents (
     last_seen_at BIGINT
 );
 
+-- Keyed by series and time (no row id on SQLite: the key is the table), so a sample costs one entry plus
+-- one in the time index that pruning and rollups walk.
 CREATE TABLE metric_samples (
     server_id BIGINT NOT NULL REFERENCES servers(id) ON DELETE CASCADE,
     metric TEXT NOT NULL,
     at BIGINT NOT NULL,
-    value DOUBLE PRECISION NOT NULL
+    value DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (server_id, metric, at)
 );
-CREATE INDEX metric_samples_series ON metric_samples (server_id, metric, at);
 CREATE INDEX metric_samples_at ON metric_samples (at);
 
 -- Rollups of the samples: min/avg/max per 10 minutes (resolution 600) and per hour (3600), kept longer than
