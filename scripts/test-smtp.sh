@@ -16,7 +16,7 @@ if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
   kill "$(cat "$dir/pid")" && sleep 0.5
 fi
 setsid /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$dir/maildir" \
-  >"$dir/log" 2>&1 < /dev/null &
+  >"$dir/log" 2>&1 < /dev/null 3>&- &
 echo $! > "$dir/pid"
 for _ in $(seq 1 100); do
   if (exec 9<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
