@@ -27,6 +27,14 @@ pub struct Sample {
     pub value: f64,
 }
 
+/// A row with `at` and `value` columns.
+fn sample_from(r: &AnyRow) -> Result<Sample> {
+    Ok(Sample {
+        at: r.try_get("at")?,
+        value: r.try_get("value")?,
+    })
+}
+
 fn agent_from(r: &AnyRow) -> Result<MonitoringAgent> {
     Ok(MonitoringAgent {
         server_id: r.try_get("server_id")?,
@@ -167,14 +175,7 @@ impl Store {
         .bind(until)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Sample {
-                    at: r.try_get("at")?,
-                    value: r.try_get("value")?,
-                })
-            })
-            .collect()
+        rows.iter().map(sample_from).collect()
     }
 
     /// The newest sample of one series (an index lookup).
@@ -186,13 +187,7 @@ impl Store {
         .bind(metric)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(Sample {
-                at: r.try_get("at")?,
-                value: r.try_get("value")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(sample_from).transpose()
     }
 
     /// The newest sample of each of a server's metrics reported since `since` (ms), by name.
@@ -346,7 +341,7 @@ impl Store {
         until: i64,
     ) -> Result<Vec<Sample>> {
         let rows = sqlx::query(
-            "SELECT at, avg_value FROM metric_rollups WHERE server_id = $1 AND metric = $2 AND resolution = $3 \
+            "SELECT at, avg_value AS value FROM metric_rollups WHERE server_id = $1 AND metric = $2 AND resolution = $3 \
              AND at >= $4 AND at < $5 ORDER BY at",
         )
         .bind(server_id)
@@ -356,14 +351,7 @@ impl Store {
         .bind(until)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Sample {
-                    at: r.try_get("at")?,
-                    value: r.try_get("avg_value")?,
-                })
-            })
-            .collect()
+        rows.iter().map(sample_from).collect()
     }
 
     /// Delete rollups of `resolution` older than `before_ms`, an hour of buckets per statement.

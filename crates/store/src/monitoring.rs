@@ -512,6 +512,17 @@ impl Store {
         Ok(())
     }
 
+    pub async fn delivery(&self, id: i64) -> Result<Delivery> {
+        let row = sqlx::query(&format!(
+            "SELECT {DELIVERY_COLS} FROM notification_deliveries WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("delivery {id}")))?;
+        delivery_from(&row)
+    }
+
     pub async fn deliveries(&self, channel_id: i64, limit: i64) -> Result<Vec<Delivery>> {
         let rows = sqlx::query(&format!(
             "SELECT {DELIVERY_COLS} FROM notification_deliveries WHERE channel_id = $1 ORDER BY id DESC LIMIT $2"

@@ -117,17 +117,18 @@ impl AppState {
 }
 
 impl AppState {
-    /// A package's settings with `report_to` (where a metrics collector reports) filled in from BrokeForge's
-    /// base URL when the user gave none. The collector sends its token there: plain HTTP needs the same
-    /// opt-in as the one-line script.
+    /// A package's settings with `report_to` (where something on the server reports to, e.g. the metrics
+    /// collector) filled in from BrokeForge's base URL when the package has it and the user gave none. A
+    /// token is sent there: plain HTTP needs the same opt-in as the one-line script.
     pub fn install_settings(
         &self,
         headers: &HeaderMap,
         package: &str,
         mut settings: std::collections::BTreeMap<String, String>,
     ) -> Result<std::collections::BTreeMap<String, String>, crate::error::ApiError> {
-        use brokeforge_packages::services::monitoring::agent::NAME;
-        if package != NAME || settings.get("report_to").is_some_and(|v| !v.is_empty()) {
+        let takes_it = brokeforge_packages::catalogue::entry(package)
+            .is_ok_and(|e| e.parameters.iter().any(|p| p.name == "report_to"));
+        if !takes_it || settings.get("report_to").is_some_and(|v| !v.is_empty()) {
             return Ok(settings);
         }
         let url = self.base_url(headers).ok_or_else(|| {

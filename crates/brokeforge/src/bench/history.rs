@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use brokeforge_store::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
 
 use super::{peak_rss_mb, percentile};
 
@@ -187,21 +186,7 @@ fn routes(busy: i64, quiet: i64, busy_job: i64, session: &str, token: &str) -> V
 }
 
 pub async fn history(store: &Store, servers: i64, rows: i64) -> Result<()> {
-    use brokeforge_web::{AppState, WebConfig};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?.to_string();
-    let stop = CancellationToken::new();
-    let state = AppState::new(store.clone(), WebConfig::default());
-    let s = stop.clone();
-    let server_task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            brokeforge_web::router(state)
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { s.cancelled().await })
-        .await
-    });
+    let (addr, stop, server_task) = super::serve_app(store).await?;
     let user = store.create_user("bench@example.com", "x", false).await?;
     let token = format!("bf_bench_{}", user.id);
     store

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use brokeforge_store::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
 
 use super::{peak_rss_mb, percentile};
 
@@ -104,7 +103,6 @@ async fn database_mb(store: &Store) -> f64 {
 }
 
 pub async fn ingest(store: &Store, servers: i64) -> Result<()> {
-    use brokeforge_web::{AppState, WebConfig};
     let user = store.create_user("bench@example.com", "x", false).await?;
     let team = store.personal_team(user.id).await?;
     let now = brokeforge_core::time::now_ms();
@@ -170,20 +168,7 @@ pub async fn ingest(store: &Store, servers: i64) -> Result<()> {
     brokeforge_store::raw_execute(store.pool(), "DELETE FROM metric_samples").await?;
 
     // The real path: HTTP, the token's hash looked up, the report parsed and written.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?.to_string();
-    let stop = CancellationToken::new();
-    let state = AppState::new(store.clone(), WebConfig::default());
-    let s = stop.clone();
-    let server_task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            brokeforge_web::router(state)
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { s.cancelled().await })
-        .await
-    });
+    let (addr, stop, server_task) = super::serve_app(store).await?;
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let cpu0 = cpu_seconds();
     let t = Instant::now();

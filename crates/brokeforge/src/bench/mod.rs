@@ -195,6 +195,32 @@ fn read_hosts(path: &PathBuf) -> Result<Vec<(String, u16)>> {
     Ok(hosts)
 }
 
+/// The web app in this process on a loopback port: its address, the token that stops it, and its task.
+async fn serve_app(
+    store: &Store,
+) -> Result<(
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)> {
+    use brokeforge_web::{AppState, WebConfig};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    let stop = CancellationToken::new();
+    let state = AppState::new(store.clone(), WebConfig::default());
+    let s = stop.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            brokeforge_web::router(state)
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { s.cancelled().await })
+        .await
+    });
+    Ok((addr, stop, task))
+}
+
 fn peak_rss_mb() -> f64 {
     proc_status_mb("VmHWM:")
 }
@@ -576,21 +602,7 @@ async fn sse_phase(
 }
 
 async fn sse(store: &Store, watchers: usize, events: usize) -> Result<()> {
-    use brokeforge_web::{AppState, WebConfig};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?.to_string();
-    let stop = CancellationToken::new();
-    let state = AppState::new(store.clone(), WebConfig::default());
-    let s = stop.clone();
-    let server_task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            brokeforge_web::router(state)
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { s.cancelled().await })
-        .await
-    });
+    let (addr, stop, server_task) = serve_app(store).await?;
     let user = store.create_user("bench@example.com", "x", false).await?;
     let token = format!("bf_bench_{}", user.id);
     store

@@ -101,7 +101,7 @@ pub struct Notice {
 
 impl Domain {
     /// plain host, and (when servers must not be internal) not a private address.
-    fn check_channel_url(&self, url: &str) -> Result<(), ValidationError> {
+    fn check_channel_url(&self, url: &str) -> Result<ureq::http::Uri, ValidationError> {
         let uri: ureq::http::Uri = url
             .parse()
             .map_err(|_| ValidationError::new("url", format!("`{url}` is not a URL")))?;
@@ -139,7 +139,7 @@ impl Domain {
                 ));
             }
         }
-        Ok(())
+        Ok(uri)
     }
 
     pub async fn add_channel(&self, team_id: i64, spec: &ChannelSpec) -> DomainResult<NewChannel> {
@@ -213,7 +213,7 @@ impl Domain {
                 .map(str::trim)
                 .filter(|u| !u.is_empty())
                 .ok_or_else(|| ValidationError::new("url", "give the URL to post to"))?;
-            self.check_channel_url(url)?;
+            let uri = self.check_channel_url(url)?;
             let secret = if spec.kind == "webhook" {
                 let s = match spec
                     .secret
@@ -240,9 +240,6 @@ impl Domain {
             } else {
                 None
             };
-            let uri: ureq::http::Uri = url
-                .parse()
-                .map_err(|_| ValidationError::new("url", "not a URL"))?;
             // Slack's and Discord's URLs are the secret: show the host only.
             let shown = format!(
                 "{}://{}/…",
@@ -363,13 +360,7 @@ impl Domain {
                 }
             }
         }
-        Ok(self
-            .store
-            .deliveries(channel.id, 100)
-            .await?
-            .into_iter()
-            .find(|d| d.id == delivery.id)
-            .unwrap_or(delivery))
+        Ok(self.store.delivery(delivery.id).await?)
     }
 }
 

@@ -177,7 +177,7 @@ fn check_json(c: &brokeforge_store::SiteCheck) -> serde_json::Value {
 
 pub async fn show_check(
     State(state): State<AppState>,
-    crate::extract::OwnedSite(_, site, _): crate::extract::OwnedSite,
+    crate::extract::OwnedSite(_, site, server): crate::extract::OwnedSite,
     Query(p): Query<MetricsParams>,
 ) -> ApiJson {
     let check = state
@@ -187,11 +187,6 @@ pub async fn show_check(
         .ok_or(brokeforge_domain::DomainError::NotFound)?;
     let since = since_ms(p.since.as_deref())?;
     let (up, ms) = brokeforge_domain::monitoring::check_metrics(&site.domain);
-    let server = state
-        .store
-        .server(site.server_id)
-        .await
-        .map_err(brokeforge_domain::DomainError::from)?;
     let view = state.domain.metrics(&server, since, &[up, ms]).await?;
     Ok(Json(
         json!({"check": check_json(&check), "history": view.series}),

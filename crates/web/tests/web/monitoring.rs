@@ -5,6 +5,26 @@
 use super::receiver::{next, receiver, signed_by};
 use super::*;
 
+/// ops@example.com with a server "web" at `ip`: (the owner, the server's id, its team's id).
+async fn owner_with_server(app: &App, ip: &str) -> (Auth, i64, i64) {
+    let owner = user(app, "ops@example.com", false).await;
+    let made = owner
+        .call(
+            app,
+            "POST",
+            "/servers",
+            Some(json!({"name": "web", "public_ip": ip})),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}: {}", app.name, made.body);
+    let server = &made.json()["server"];
+    (
+        owner,
+        server["id"].as_i64().unwrap(),
+        server["team_id"].as_i64().unwrap(),
+    )
+}
+
 async fn ingest(app: &App, token: &str, body: &str) -> Resp {
     http(
         &app.addr,
@@ -29,18 +49,7 @@ async fn reports_channels_and_alerts() {
     .await
     {
         let n = app.name;
-        let owner = user(&app, "ops@example.com", false).await;
-        let made = owner
-            .call(
-                &app,
-                "POST",
-                "/servers",
-                Some(json!({"name": "web", "public_ip": "203.0.113.30"})),
-            )
-            .await;
-        assert_eq!(made.status, 201, "{n}: {}", made.body);
-        let server = made.json()["server"]["id"].as_i64().unwrap();
-        let team = made.json()["server"]["team_id"].as_i64().unwrap();
+        let (owner, server, team) = owner_with_server(&app, "203.0.113.30").await;
 
         // Reports: only with the server's own token.
         let r = http(&app.addr, "POST", "/ingest/metrics", &[], "load1 1").await;
@@ -410,16 +419,7 @@ async fn email_channels_send_through_the_mail_relay() {
 async fn the_monitoring_page_draws_reports_and_takes_rules() {
     for app in apps().await {
         let n = app.name;
-        let owner = user(&app, "ops@example.com", false).await;
-        let made = owner
-            .call(
-                &app,
-                "POST",
-                "/servers",
-                Some(json!({"name": "web", "public_ip": "203.0.113.31"})),
-            )
-            .await;
-        let server = made.json()["server"]["id"].as_i64().unwrap();
+        let (owner, server, _) = owner_with_server(&app, "203.0.113.31").await;
         let page = format!("/servers/{server}/monitoring");
         let Auth::Session { cookie, csrf } =
             session_of(&login(&app, "ops@example.com", "correct horse battery").await)
@@ -543,17 +543,7 @@ async fn the_monitoring_page_draws_reports_and_takes_rules() {
 async fn site_checks_are_validated_recorded_and_alert() {
     for app in apps().await {
         let n = app.name;
-        let owner = user(&app, "ops@example.com", false).await;
-        let made = owner
-            .call(
-                &app,
-                "POST",
-                "/servers",
-                Some(json!({"name": "web", "public_ip": "127.0.0.1"})),
-            )
-            .await;
-        assert_eq!(made.status, 201, "{n}: {}", made.body);
-        let server = made.json()["server"]["id"].as_i64().unwrap();
+        let (owner, server, _) = owner_with_server(&app, "127.0.0.1").await;
         let site = app
             .store
             .create_site(&brokeforge_store::NewSite {
@@ -657,16 +647,7 @@ async fn site_checks_are_validated_recorded_and_alert() {
 async fn failed_jobs_fire_and_a_success_resolves() {
     for app in apps().await {
         let n = app.name;
-        let owner = user(&app, "ops@example.com", false).await;
-        let made = owner
-            .call(
-                &app,
-                "POST",
-                "/servers",
-                Some(json!({"name": "web", "public_ip": "203.0.113.40"})),
-            )
-            .await;
-        let server = made.json()["server"]["id"].as_i64().unwrap();
+        let (owner, server, _) = owner_with_server(&app, "203.0.113.40").await;
         let alerts = format!("/servers/{server}/alerts");
         let r = owner
             .call(
