@@ -103,6 +103,15 @@ async fn database_mb(store: &Store) -> f64 {
 }
 
 pub async fn ingest(store: &Store, servers: i64) -> Result<()> {
+    // A server's reports are stamped when they arrive, a millisecond apart at least (one per series and
+    // millisecond is kept). Here a server's next report is posted after one from every other server: with
+    // fewer than this many servers two could arrive in the same millisecond, which real ones (a minute
+    // apart) never do.
+    if servers < 200 {
+        bail!(
+            "give at least 200 servers (--ingest-servers), so each server's reports are apart in time as in real use"
+        );
+    }
     let user = store.create_user("bench@example.com", "x", false).await?;
     let team = store.personal_team(user.id).await?;
     let now = brokeforge_core::time::now_ms();
