@@ -38,6 +38,8 @@ pub struct Domain {
     pub telegram_api: Option<String>,
     /// Where email notifications go out (`BROKEFORGE_SMTP_URL`, `BROKEFORGE_SMTP_FROM`); none: no email.
     pub smtp: Option<std::sync::Arc<monitoring::Smtp>>,
+    /// When this node last tried each site's certificate.
+    pub cert_probes: monitoring::ProbeAttempts,
 }
 
 impl Domain {
@@ -49,6 +51,7 @@ impl Domain {
             allow_http_channels: false,
             telegram_api: None,
             smtp: None,
+            cert_probes: Default::default(),
         }
     }
 }

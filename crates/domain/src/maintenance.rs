@@ -16,6 +16,8 @@ const BATCH: i64 = 5_000;
 const LOGIN_ATTEMPTS_MS: i64 = 24 * 3600 * 1000;
 /// Webhook delivery ids are kept long enough to catch a provider's redeliveries.
 const WEBHOOK_DELIVERIES_MS: i64 = 30 * 24 * 3600 * 1000;
+/// The notification delivery log is kept 90 days (or the history's retention, if shorter).
+const NOTIFICATION_DELIVERIES_MS: i64 = 90 * 24 * 3600 * 1000;
 /// A user's root key for direct onboarding is deleted by its job; one a crashed onboarding left goes after
 /// an hour.
 /// Raw metric samples are kept 48 hours, 10-minute rollups 14 days, hourly ones 90 days.
@@ -60,6 +62,7 @@ pub struct Pruned {
     pub audit: u64,
     pub login_attempts: u64,
     pub webhook_deliveries: u64,
+    pub notification_deliveries: u64,
     pub bootstrap_keys: u64,
     pub history: brokeforge_store::retention::Removed,
     /// Raw metric samples past their 48 hours, rollups past theirs.
@@ -131,6 +134,17 @@ impl Domain {
                 .prune_webhook_deliveries(now - WEBHOOK_DELIVERIES_MS, BATCH)
                 .await?;
             out.webhook_deliveries += n;
+            if n < BATCH as u64 {
+                break;
+            }
+        }
+        let deliveries_before = (now - NOTIFICATION_DELIVERIES_MS).max(before);
+        loop {
+            let n = self
+                .store
+                .prune_notification_deliveries(deliveries_before, BATCH)
+                .await?;
+            out.notification_deliveries += n;
             if n < BATCH as u64 {
                 break;
             }

@@ -42,7 +42,9 @@ pub use crypto::{Cipher, MasterKey};
 pub use jobs::{Heartbeat, Job, JobStatus, JobTarget, NewJob, Outcome, Recovered};
 pub use metrics::{MonitoringAgent, Sample};
 pub use models::*;
-pub use monitoring::{AlertRule, Channel, Delivery, NewAlertRule, RuleTransition, SiteCheck};
+pub use monitoring::{
+    AlertRule, Channel, Delivery, NewAlertRule, NewSiteCheck, RuleTransition, SiteCheck,
+};
 pub use selfbackup::SelfBackup;
 pub use servers::TokenUse;
 pub use teams::{Invitation, Member, Team};

@@ -178,6 +178,31 @@ impl Store {
         rows.iter().map(sample_from).collect()
     }
 
+    /// One metric of several servers since `since`, oldest first: (server, sample). For the fleet view: one
+    /// statement for a page of servers, each an index range.
+    pub async fn samples_of(
+        &self,
+        server_ids: &[i64],
+        metric: &str,
+        since: i64,
+    ) -> Result<Vec<(i64, Sample)>> {
+        if server_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT server_id, at, value FROM metric_samples WHERE server_id IN ({}) AND metric = $1 AND at >= $2 \
+             ORDER BY server_id, at",
+            crate::id_list(server_ids)
+        ))
+        .bind(metric)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("server_id")?, sample_from(r)?)))
+            .collect()
+    }
+
     /// The newest sample of one series (an index lookup).
     pub async fn latest_sample(&self, server_id: i64, metric: &str) -> Result<Option<Sample>> {
         let row = sqlx::query(

@@ -19,6 +19,8 @@ pub struct SiteCheck {
     pub expect_status: i64,
     pub interval_secs: i64,
     pub timeout_secs: i64,
+    /// After each deploy: off | fail | rollback.
+    pub after_deploy: String,
     /// unknown | ok | failing
     pub state: String,
     pub next_check_at: i64,
@@ -38,6 +40,7 @@ fn check_from(r: &AnyRow) -> Result<SiteCheck> {
         expect_status: r.try_get("expect_status")?,
         interval_secs: r.try_get("interval_secs")?,
         timeout_secs: r.try_get("timeout_secs")?,
+        after_deploy: r.try_get("after_deploy")?,
         state: r.try_get("state")?,
         next_check_at: r.try_get("next_check_at")?,
         last_checked_at: r.try_get("last_checked_at")?,
@@ -48,8 +51,22 @@ fn check_from(r: &AnyRow) -> Result<SiteCheck> {
     })
 }
 
-const CHECK_COLS: &str = "id, site_id, server_id, path, expect_status, interval_secs, timeout_secs, state, \
+const CHECK_COLS: &str = "id, site_id, server_id, path, expect_status, interval_secs, timeout_secs, after_deploy, state, \
      next_check_at, last_checked_at, last_status, last_ms, last_error, created_at";
+
+/// A site check as it is set.
+#[derive(Debug, Clone)]
+pub struct NewSiteCheck {
+    pub site_id: i64,
+    pub server_id: i64,
+    /// `/path`, or `https:/path` for a check over HTTPS.
+    pub path: String,
+    pub expect_status: i64,
+    pub interval_secs: i64,
+    pub timeout_secs: i64,
+    /// off | fail | rollback
+    pub after_deploy: String,
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Channel {
@@ -180,31 +197,24 @@ pub struct RuleTransition {
 impl Store {
     /// Create or replace a site's check (its state starts over).
     #[allow(clippy::too_many_arguments)]
-    pub async fn put_site_check(
-        &self,
-        site_id: i64,
-        server_id: i64,
-        path: &str,
-        expect_status: i64,
-        interval_secs: i64,
-        timeout_secs: i64,
-    ) -> Result<SiteCheck> {
+    pub async fn put_site_check(&self, new: &NewSiteCheck) -> Result<SiteCheck> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM site_checks WHERE site_id = $1")
-            .bind(site_id)
+            .bind(new.site_id)
             .execute(&mut *tx)
             .await?;
         let row = sqlx::query(&format!(
-            "INSERT INTO site_checks (site_id, server_id, path, expect_status, interval_secs, timeout_secs, state, \
-             next_check_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'unknown', $7, $7) RETURNING {CHECK_COLS}"
+            "INSERT INTO site_checks (site_id, server_id, path, expect_status, interval_secs, timeout_secs, after_deploy, \
+             state, next_check_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'unknown', $8, $8) RETURNING {CHECK_COLS}"
         ))
-        .bind(site_id)
-        .bind(server_id)
-        .bind(path)
-        .bind(expect_status)
-        .bind(interval_secs)
-        .bind(timeout_secs)
+        .bind(new.site_id)
+        .bind(new.server_id)
+        .bind(&new.path)
+        .bind(new.expect_status)
+        .bind(new.interval_secs)
+        .bind(new.timeout_secs)
+        .bind(&new.after_deploy)
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
@@ -532,5 +542,35 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(delivery_from).collect()
+    }
+
+    /// Delete up to `limit` delivery log rows older than `before_ms`; how many went.
+    pub async fn prune_notification_deliveries(&self, before_ms: i64, limit: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM notification_deliveries WHERE id IN \
+             (SELECT id FROM notification_deliveries WHERE created_at < $1 LIMIT $2)",
+        )
+        .bind(before_ms)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// How many rules fire on each of these servers (servers with none are left out).
+    pub async fn firing_counts(&self, server_ids: &[i64]) -> Result<Vec<(i64, i64)>> {
+        if server_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT server_id, COUNT(*) AS n FROM alert_rules WHERE state = 'firing' AND server_id IN ({}) \
+             GROUP BY server_id",
+            crate::id_list(server_ids)
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("server_id")?, r.try_get("n")?)))
+            .collect()
     }
 }

@@ -1442,3 +1442,65 @@ async fn metric_rollups_summarize_and_expire() {
         );
     }
 }
+
+/// The notification delivery log is pruned by age, in batches, newest kept.
+#[tokio::test]
+async fn notification_deliveries_are_pruned_by_age() {
+    for t in stores().await {
+        let s = &t.store;
+        let n = t.name;
+        let (_, server) = user_and_server(s, "ops@example.com").await;
+        let channel = s
+            .create_channel(
+                server.team_id,
+                "ops",
+                "webhook",
+                "https://hooks.example.com/x",
+                &Secret::new("k"),
+            )
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(
+                s.start_delivery(channel.id, None, "firing")
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        // The first two are old.
+        raw_execute(
+            s.pool(),
+            &format!(
+                "UPDATE notification_deliveries SET created_at = 1000 WHERE id IN ({}, {})",
+                ids[0], ids[1]
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            s.prune_notification_deliveries(2000, 1).await.unwrap(),
+            1,
+            "{n}"
+        );
+        assert_eq!(
+            s.prune_notification_deliveries(2000, 10).await.unwrap(),
+            1,
+            "{n}"
+        );
+        assert_eq!(
+            s.prune_notification_deliveries(2000, 10).await.unwrap(),
+            0,
+            "{n}"
+        );
+        let left: Vec<i64> = s
+            .deliveries(channel.id, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(left, vec![ids[2]], "{n}");
+    }
+}

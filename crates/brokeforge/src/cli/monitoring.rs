@@ -229,7 +229,7 @@ pub enum AlertCommand {
     Add {
         #[arg(long)]
         server: String,
-        #[arg(long, default_value = "metric", value_parser = ["metric", "service_down", "not_reporting", "job_failed"])]
+        #[arg(long, default_value = "metric", value_parser = ["metric", "service_down", "not_reporting", "job_failed", "cert_expiring"])]
         kind: String,
         /// The metric (disk_used_percent, memory_used_percent, load1, cpu_percent, ...).
         #[arg(long)]
@@ -244,6 +244,9 @@ pub enum AlertCommand {
         /// A channel of the server's team (default: all of them).
         #[arg(long)]
         channel: Option<String>,
+        /// cert_expiring: fire when a site's certificate expires within this many days (default 14).
+        #[arg(long)]
+        days: Option<i64>,
     },
     /// Change a rule: what is given replaces that part (raise a threshold: --above 95).
     Set {
@@ -259,6 +262,8 @@ pub enum AlertCommand {
         for_duration: Option<String>,
         #[arg(long)]
         channel: Option<String>,
+        #[arg(long)]
+        days: Option<i64>,
     },
     /// Delete a rule (by the id `list` shows).
     Remove {
@@ -302,12 +307,13 @@ pub async fn alert(c: ClientArgs, cmd: AlertCommand) -> Result<()> {
             below,
             for_duration,
             channel,
+            days,
         } => {
             let id = client.server_id(&server)?;
             let v = client.post(
                 &format!("/servers/{id}/alerts"),
                 json!({"kind": kind, "metric": metric, "above": above, "below": below,
-                       "for": for_duration, "channel": channel}),
+                       "for": for_duration, "channel": channel, "days": days}),
             )?;
             if client.json {
                 print_json(&v);
@@ -326,6 +332,7 @@ pub async fn alert(c: ClientArgs, cmd: AlertCommand) -> Result<()> {
             below,
             for_duration,
             channel,
+            days,
         } => {
             let id = client.server_id(&server)?;
             let list = client.get(&format!("/servers/{id}/alerts"))?;
@@ -337,8 +344,16 @@ pub async fn alert(c: ClientArgs, cmd: AlertCommand) -> Result<()> {
             else {
                 bail!("{server} has no alert rule {rule} (see `brokeforge alert list`)");
             };
-            // The current definition, with what was given in its place.
+            // The current definition, with what was given in its place (a certificate rule's threshold
+            // is its days).
+            let certs = r["kind"] == "cert_expiring";
+            let days = if certs {
+                days.or_else(|| r["threshold"].as_f64().map(|d| d as i64))
+            } else {
+                days
+            };
             let (above, below) = match (above, below) {
+                (None, None) if certs => (None, None),
                 (None, None) if r["comparison"] == "below" => (None, r["threshold"].as_f64()),
                 (None, None) => (r["threshold"].as_f64(), None),
                 given => given,
@@ -349,7 +364,7 @@ pub async fn alert(c: ClientArgs, cmd: AlertCommand) -> Result<()> {
             let v = client.put(
                 &format!("/servers/{id}/alerts/{rule}"),
                 json!({"kind": r["kind"], "metric": r["metric"], "above": above, "below": below,
-                       "for": for_duration, "channel": channel}),
+                       "for": for_duration, "channel": channel, "days": days}),
             )?;
             if client.json {
                 print_json(&v);
@@ -420,6 +435,13 @@ pub fn site_check(
         c["expect"],
         c["state"].as_str().unwrap_or("")
     );
+    match c["after_deploy"].as_str() {
+        Some("fail") => println!("after each deploy: a failed check fails the deployment"),
+        Some("rollback") => {
+            println!("after each deploy: a failed check fails the deployment and rolls it back")
+        }
+        _ => {}
+    }
     if let Some(at) = c["last_checked_at"].as_i64() {
         println!(
             "last check {}: {} in {} ms {}",

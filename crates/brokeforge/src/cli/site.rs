@@ -117,6 +117,10 @@ pub enum SiteCommand {
         /// Check https://DOMAIN as visitors reach it (else the server's address over HTTP, Host: DOMAIN).
         #[arg(long)]
         https: bool,
+        /// After each deploy, from the server: fail (the deployment fails when the site does not answer as
+        /// expected) or rollback (and the previous release goes live again).
+        #[arg(long, default_value = "off", value_parser = ["off", "fail", "rollback"])]
+        after_deploy: String,
         #[arg(long, conflicts_with = "remove")]
         status: bool,
         #[arg(long)]
@@ -261,6 +265,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             interval,
             timeout,
             https,
+            after_deploy,
             status,
             remove,
         } => {
@@ -271,7 +276,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                 &target.domain,
                 super::monitoring::CheckAction::from_flags(status, remove),
                 json!({"path": path, "expect": expect, "interval_seconds": interval,
-                       "timeout_seconds": timeout, "https": https}),
+                       "timeout_seconds": timeout, "https": https, "after_deploy": after_deploy}),
             )?;
         }
         SiteCommand::Create {

@@ -418,9 +418,19 @@ async fn cli_onboards_deploys_and_rolls_back() {
 
     // A certificate the user brings: a wrong one is refused before anything runs, the right one is served
     // (its key readable by root only), and removing it serves plain HTTP again.
+    // The served one expires in 10 days, for the expiry alert below.
+    let in_ten_days = host
+        .root("date -u -d '+10 days' '+%Y %m %d'")
+        .await
+        .stdout_text();
+    let ymd: Vec<i32> = in_ten_days
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
     let make_cert = |name: &str| {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(ymd[0], ymd[1] as u8, ymd[2] as u8);
         params
             .distinguished_name
             .push(rcgen::DnType::OrganizationName, "BrokeForge e2e custom");
@@ -476,6 +486,7 @@ async fn cli_onboards_deploys_and_rolls_back() {
         .await
         .stdout_text();
     assert_eq!(mode.trim(), "600 root");
+    certificate_expiry_fires(&cli).await;
     ok(
         cli(
             &[
@@ -514,6 +525,7 @@ async fn cli_onboards_deploys_and_rolls_back() {
     .await;
     firewall_rules_open_and_close_ports(&host, &cli).await;
     site_checks_follow_nginx(&host, &cli).await;
+    deploys_are_checked_and_rolled_back(&host, &cli).await;
 
     // A team member's own key: the member is invited into a team that holds the server, puts a key on it,
     // logs in with it; removing the member takes the key off the server.
@@ -863,6 +875,71 @@ async fn logs_are_read_and_followed(
     assert!(missing.2.contains("not a site"), "{}", missing.2);
 }
 
+/// A `cert_expiring` rule reads the certificate the site serves (10 days left): within 14 days fires, naming
+/// the site; within 5 stays ok.
+async fn certificate_expiry_fires(cli: &Cli<'_>) {
+    let add = |days: &str| {
+        let r = cli(
+            &[
+                "--json",
+                "alert",
+                "add",
+                "--server",
+                "cli-web",
+                "--kind",
+                "cert_expiring",
+                "--days",
+                days,
+            ],
+            None,
+        );
+        assert_eq!(r.0, Some(0), "{}\n{}", r.1, r.2);
+        serde_json::from_str::<serde_json::Value>(&r.1).unwrap()["alert"]["id"].clone()
+    };
+    let (soon, later) = (add("14"), add("5"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let rules = loop {
+        let r = cli(&["--json", "alert", "list", "--server", "cli-web"], None);
+        let v: serde_json::Value = serde_json::from_str(&r.1).unwrap();
+        let state = |id: &serde_json::Value| {
+            v["alerts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| &a["id"] == id)
+                .unwrap()
+                .clone()
+        };
+        if state(&soon)["state"] == "firing" {
+            break (state(&soon), state(&later));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the certificate rule did not fire: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let detail = rules.0["detail"].as_str().unwrap_or("");
+    assert!(detail.starts_with("cli.test expires in"), "{}", rules.0);
+    let left = rules.0["last_value"].as_f64().unwrap();
+    assert!((9.0..=10.1).contains(&left), "{}", rules.0);
+    assert_eq!(rules.1["state"], "ok", "{}", rules.1);
+    for id in [soon, later] {
+        let r = cli(
+            &[
+                "alert",
+                "remove",
+                "--server",
+                "cli-web",
+                "--rule",
+                &id.to_string(),
+            ],
+            None,
+        );
+        assert_eq!(r.0, Some(0), "{}\n{}", r.1, r.2);
+    }
+}
+
 /// `brokeforge site check`: BrokeForge checks the site every 10 s; it is ok while nginx answers, failing
 /// when nginx is stopped, ok again when it is back.
 async fn site_checks_follow_nginx(host: &DebianHost, cli: &Cli<'_>) {
@@ -924,6 +1001,132 @@ async fn site_checks_follow_nginx(host: &DebianHost, cli: &Cli<'_>) {
     assert!(ups.contains(&0.0) && ups.last() == Some(&1.0), "{back}");
     let r = cli(
         &[&["site", "check"][..], &target, &["--remove"]].concat(),
+        None,
+    );
+    assert_eq!(r.0, Some(0), "{}\n{}", r.1, r.2);
+}
+
+/// A site check run after each deploy: with rollback, a release that answers 500 fails its deployment and
+/// the previous release is live again; with fail, the deployment fails and the new release stays live; a
+/// good release passes.
+async fn deploys_are_checked_and_rolled_back(host: &DebianHost, cli: &Cli<'_>) {
+    let push = |php: &str, msg: &str| {
+        format!(
+            "set -e; cd /tmp/work; printf '%s' {} > public/index.php; git commit -qam {msg}; \
+             git push -q /srv/git/app.git main; chown -R git:git /srv/git",
+            brokeforge_core::shell_quote(php)
+        )
+    };
+    let check = |mode: &str| {
+        let r = cli(
+            &[
+                "site",
+                "check",
+                "--server",
+                "cli-web",
+                "--domain",
+                "cli.test",
+                "--timeout",
+                "3",
+                "--after-deploy",
+                mode,
+            ],
+            None,
+        );
+        assert_eq!(r.0, Some(0), "{}\n{}", r.1, r.2);
+    };
+    let deploy = || {
+        cli(
+            &[
+                "site", "deploy", "--server", "cli-web", "--domain", "cli.test", "--follow",
+            ],
+            None,
+        )
+    };
+    let before = site_page(&host.ip, "cli.test").await;
+    assert!(
+        host.root(&push(
+            "<?php http_response_code(500); echo \"commit broken\";",
+            "broken"
+        ))
+        .await
+        .success()
+    );
+    check("rollback");
+    let r = deploy();
+    assert_eq!(
+        r.0,
+        Some(1),
+        "a deploy that answers 500 passed:\n{}\n{}",
+        r.1,
+        r.2
+    );
+    let said = format!("{}{}", r.1, r.2);
+    assert!(
+        said.contains("answered 500") && said.contains("rolled back to"),
+        "{said}"
+    );
+    assert_eq!(site_page(&host.ip, "cli.test").await, before);
+
+    check("fail");
+    let r = deploy();
+    assert_eq!(r.0, Some(1), "{}\n{}", r.1, r.2);
+    let said = format!("{}{}", r.1, r.2);
+    assert!(said.contains("this release stays live"), "{said}");
+    assert_eq!(site_page(&host.ip, "cli.test").await, "commit broken");
+
+    assert!(
+        host.root(&push("<?php echo \"commit good\";", "good"))
+            .await
+            .success()
+    );
+    let r = deploy();
+    assert_eq!(r.0, Some(0), "{}\n{}", r.1, r.2);
+    assert_eq!(site_page(&host.ip, "cli.test").await, "commit good");
+    let r = cli(
+        &[
+            "--json",
+            "site",
+            "deployments",
+            "--server",
+            "cli-web",
+            "--domain",
+            "cli.test",
+        ],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.1).unwrap();
+    let statuses: Vec<&str> = v["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(3)
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["succeeded", "failed", "failed"], "{v}");
+    let errors: Vec<&str> = v["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .take(2)
+        .map(|d| d["error"].as_str().unwrap())
+        .collect();
+    // Said plainly, without the script that asked.
+    assert!(
+        errors[0].starts_with("the site answered 500 at /, expected 200")
+            && errors[0].contains("this release stays live"),
+        "{v}"
+    );
+    assert!(
+        errors[1].starts_with("the site answered 500 at /, expected 200")
+            && errors[1].contains("; rolled back to "),
+        "{v}"
+    );
+    let r = cli(
+        &[
+            "site", "check", "--server", "cli-web", "--domain", "cli.test", "--remove",
+        ],
         None,
     );
     assert_eq!(r.0, Some(0), "{}\n{}", r.1, r.2);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use brokeforge_core::ValidationError;
 use brokeforge_core::time::now_ms;
-use brokeforge_store::{NewAlertRule, ServerSite, SiteCheck};
+use brokeforge_store::{NewAlertRule, NewSiteCheck, ServerSite, SiteCheck};
 use serde::Deserialize;
 
 use crate::{Domain, DomainError, DomainResult};
@@ -25,6 +25,9 @@ pub struct CheckSpec {
     pub timeout_seconds: i64,
     /// Check `https://DOMAIN` (resolved by DNS) instead of the server's address over HTTP.
     pub https: bool,
+    /// After each deploy, from the server itself: `off`, `fail` (the deployment fails when the site does not
+    /// answer as expected) or `rollback` (and the previous release goes live again).
+    pub after_deploy: String,
 }
 
 impl Default for CheckSpec {
@@ -35,6 +38,7 @@ impl Default for CheckSpec {
             interval_seconds: 60,
             timeout_seconds: 10,
             https: false,
+            after_deploy: "off".into(),
         }
     }
 }
@@ -79,6 +83,13 @@ impl Domain {
             )
             .into());
         }
+        if !["off", "fail", "rollback"].contains(&spec.after_deploy.as_str()) {
+            return Err(ValidationError::new(
+                "after_deploy",
+                "give off, fail (a deployment fails when the check does) or rollback (and goes back)",
+            )
+            .into());
+        }
         let path = if spec.https {
             format!("https:{path}")
         } else {
@@ -86,14 +97,15 @@ impl Domain {
         };
         let check = self
             .store
-            .put_site_check(
-                site.id,
-                site.server_id,
-                &path,
-                spec.expect,
-                spec.interval_seconds,
-                spec.timeout_seconds,
-            )
+            .put_site_check(&NewSiteCheck {
+                site_id: site.id,
+                server_id: site.server_id,
+                path,
+                expect_status: spec.expect,
+                interval_secs: spec.interval_seconds,
+                timeout_secs: spec.timeout_seconds,
+                after_deploy: spec.after_deploy.clone(),
+            })
             .await?;
         let (up, _) = check_metrics(&site.domain);
         let rules = self.store.alert_rules(site.server_id).await?;

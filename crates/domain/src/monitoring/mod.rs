@@ -12,11 +12,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Domain, DomainError, DomainResult};
 
+mod certs;
 mod channels;
 mod checks;
+mod fleet;
+pub use certs::{ProbeAttempts, cert_metric};
 use channels::rfc3339;
 pub use channels::{CHANNEL_KINDS, ChannelSpec, NewChannel, Notice, Smtp};
 pub use checks::{CheckSpec, check_metrics};
+pub use fleet::{FLEET_SPAN_MS, FleetHealth};
 
 /// A report's limits: a collector sends a few dozen lines.
 const MAX_REPORT_BYTES: usize = 64 * 1024;
@@ -109,7 +113,7 @@ pub struct Series {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertSpec {
-    /// metric (default), service_down, not_reporting
+    /// metric (default), service_down, not_reporting, job_failed, cert_expiring
     pub kind: Option<String>,
     pub metric: Option<String>,
     pub above: Option<f64>,
@@ -119,6 +123,8 @@ pub struct AlertSpec {
     pub for_duration: Option<String>,
     /// A channel of the server's team, by name; none: every channel of the team.
     pub channel: Option<String>,
+    /// cert_expiring: fire when a site's certificate expires within this many days (default 14).
+    pub days: Option<i64>,
 }
 
 /// `90`, `90s`, `5m`, `2h`, `1d` as seconds, at most 7 days (how long a rule's condition must hold).
@@ -286,6 +292,13 @@ impl Domain {
         };
         let new = match kind {
             "metric" => {
+                if spec.days.is_some() {
+                    return Err(ValidationError::new(
+                        "days",
+                        "a metric rule has no days (that is for cert_expiring)",
+                    )
+                    .into());
+                }
                 let metric = spec.metric.as_deref().ok_or_else(|| {
                     ValidationError::new("metric", "give the metric, e.g. disk_used_percent")
                 })?;
@@ -312,7 +325,36 @@ impl Domain {
                     channel_id,
                 }
             }
+            "cert_expiring" => {
+                if spec.metric.is_some() || spec.above.is_some() || spec.below.is_some() {
+                    return Err(ValidationError::new(
+                        "metric",
+                        "a cert_expiring rule has no metric or threshold: give days",
+                    )
+                    .into());
+                }
+                let days = spec.days.unwrap_or(14);
+                if !(1..=365).contains(&days) {
+                    return Err(ValidationError::new("days", "give 1 to 365 days").into());
+                }
+                NewAlertRule {
+                    server_id: server.id,
+                    kind: kind.into(),
+                    metric: None,
+                    comparison: Some("below".into()),
+                    threshold: Some(days as f64),
+                    for_secs,
+                    channel_id,
+                }
+            }
             "service_down" | "not_reporting" | "job_failed" => {
+                if spec.days.is_some() {
+                    return Err(ValidationError::new(
+                        "days",
+                        format!("a {kind} rule has no days (that is for cert_expiring)"),
+                    )
+                    .into());
+                }
                 if spec.metric.is_some() || spec.above.is_some() || spec.below.is_some() {
                     return Err(ValidationError::new(
                         "metric",
@@ -333,7 +375,9 @@ impl Domain {
             other => {
                 return Err(ValidationError::new(
                     "kind",
-                    format!("`{other}` is not metric, service_down, not_reporting or job_failed"),
+                    format!(
+                        "`{other}` is not metric, service_down, not_reporting, job_failed or cert_expiring"
+                    ),
                 )
                 .into());
             }
@@ -409,6 +453,39 @@ impl Domain {
                     quiet,
                     Some(secs as f64),
                     Some(format!("no report for {secs} s")),
+                )
+            } else if rule.kind == "cert_expiring" {
+                // Read by BrokeForge (not the collector): the soonest expiry among fresh readings.
+                let days = rule.threshold.unwrap_or(14.0);
+                let mut soon: Vec<(String, f64)> = self
+                    .store
+                    .latest_samples(rule.server_id, now - certs::CERT_FRESH_MS)
+                    .await?
+                    .into_iter()
+                    .filter_map(|(m, s)| {
+                        m.strip_prefix("cert_days:")
+                            .map(|d| (d.to_string(), s.value))
+                    })
+                    .collect();
+                if soon.is_empty() {
+                    continue;
+                }
+                soon.sort_by(|a, b| a.1.total_cmp(&b.1));
+                let expiring: Vec<String> = soon
+                    .iter()
+                    .filter(|(_, left)| *left < days)
+                    .map(|(d, left)| {
+                        if *left <= 0.0 {
+                            format!("{d} has expired")
+                        } else {
+                            format!("{d} expires in {left:.1} days")
+                        }
+                    })
+                    .collect();
+                (
+                    !expiring.is_empty(),
+                    Some(soon[0].1),
+                    (!expiring.is_empty()).then(|| expiring.join(", ")),
                 )
             } else {
                 // Without fresh data a rule keeps its state: "not reporting" speaks for the collector's
@@ -535,6 +612,9 @@ impl Domain {
                 if let Err(e) = checks.run_due_checks().await {
                     tracing::warn!(error = %e, "site checks failed; trying again later");
                 }
+                if let Err(e) = checks.probe_due_certificates().await {
+                    tracing::warn!(error = %e, "certificate readings failed; trying again later");
+                }
             });
             if let Err(e) = self.evaluate_alerts().await {
                 tracing::warn!(error = %e, "alert evaluation failed; trying again later");
@@ -553,6 +633,10 @@ pub fn describe_rule(rule: &AlertRule) -> String {
         "service_down" => "a service is down".into(),
         "not_reporting" => "the server is not reporting".into(),
         "job_failed" => "a job on the server failed".into(),
+        "cert_expiring" => format!(
+            "a site's certificate expires within {} days",
+            rule.threshold.unwrap_or(14.0)
+        ),
         _ => format!(
             "{} {} {}{}",
             rule.metric.as_deref().unwrap_or("?"),

@@ -81,6 +81,8 @@ CREATE TABLE notification_deliveries (
     finished_at INTEGER
 );
 CREATE INDEX notification_deliveries_channel ON notification_deliveries (channel_id, id);
+-- Housekeeping prunes the log by age.
+CREATE INDEX notification_deliveries_created ON notification_deliveries (created_at);
 
 -- HTTP checks of sites, run by BrokeForge; their results go into metric_samples (http_up:DOMAIN, http_ms:DOMAIN).
 CREATE TABLE site_checks (
@@ -91,6 +93,8 @@ CREATE TABLE site_checks (
     expect_status INTEGER NOT NULL,
     interval_secs INTEGER NOT NULL,
     timeout_secs INTEGER NOT NULL,
+    -- After each deploy: off | fail (the deployment fails when the check does) | rollback (and goes back).
+    after_deploy TEXT NOT NULL DEFAULT 'off',
     state TEXT NOT NULL,
     next_check_at INTEGER NOT NULL,
     last_checked_at INTEGER,

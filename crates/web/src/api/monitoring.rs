@@ -170,7 +170,7 @@ fn check_json(c: &brokeforge_store::SiteCheck) -> serde_json::Value {
     };
     json!({
         "path": path, "https": https, "expect": c.expect_status, "interval_seconds": c.interval_secs,
-        "timeout_seconds": c.timeout_secs, "state": c.state, "last_checked_at": c.last_checked_at,
+        "timeout_seconds": c.timeout_secs, "after_deploy": c.after_deploy, "state": c.state, "last_checked_at": c.last_checked_at,
         "last_status": c.last_status, "last_ms": c.last_ms, "last_error": c.last_error,
     })
 }

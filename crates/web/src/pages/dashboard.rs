@@ -21,6 +21,18 @@ pub struct ServerRow {
     pub services: String,
     pub last_activity: String,
     pub team: String,
+    /// Monitoring, when the server reports or has firing rules.
+    pub health: Option<HealthCell>,
+}
+
+/// The fleet view of one server: CPU over the last hour, newest memory and disk use, and its state.
+pub struct HealthCell {
+    /// Server-built SVG (numbers and our own words only).
+    pub spark: String,
+    pub figures: String,
+    /// ok | firing | silent (a badge class)
+    pub state: &'static str,
+    pub label: String,
 }
 
 #[derive(Template)]
@@ -52,6 +64,40 @@ pub struct TeamChip {
     pub id: i64,
     pub name: String,
     pub current: bool,
+}
+
+fn health_cell(h: &brokeforge_domain::monitoring::FleetHealth, now: i64) -> HealthCell {
+    let pct = |v: Option<f64>| v.map(|v| format!("{v:.0} %")).unwrap_or_else(|| "–".into());
+    let cpu_now = h.cpu.last().map(|s| s.value);
+    let (state, label) = if h.firing > 0 {
+        (
+            "firing",
+            format!(
+                "{} alert{} firing",
+                h.firing,
+                if h.firing == 1 { "" } else { "s" }
+            ),
+        )
+    } else if h.silent {
+        ("silent", "not reporting".to_string())
+    } else {
+        ("ok", "ok".to_string())
+    };
+    HealthCell {
+        spark: super::monitoring::sparkline_svg(
+            &h.cpu,
+            (now - brokeforge_domain::monitoring::FLEET_SPAN_MS, now),
+            &format!("CPU over the last hour, now {}", pct(cpu_now)),
+        ),
+        figures: format!(
+            "CPU {} · memory {} · disk {}",
+            pct(cpu_now),
+            pct(h.memory_percent),
+            pct(h.disk_percent)
+        ),
+        state,
+        label,
+    }
 }
 
 pub async fn dashboard(
@@ -92,6 +138,8 @@ pub async fn dashboard(
         .into_iter()
         .map(|e| (e.server_id, e))
         .collect();
+    let mut health = state.domain.fleet_health(&ids).await?;
+    let now = brokeforge_core::time::now_ms();
     let next = (page.len() as i64 == PAGE).then(|| ids.last().copied().unwrap_or_default());
     let mut rows = Vec::new();
     for (s, services) in page {
@@ -113,6 +161,7 @@ pub async fn dashboard(
                 .join(", "),
             last_activity: last,
             team: team_name(s.team_id),
+            health: health.remove(&s.id).map(|h| health_cell(&h, now)),
         });
     }
     Ok(render(

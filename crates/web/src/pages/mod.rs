@@ -91,6 +91,8 @@ pub fn operations() -> Vec<PageOp> {
         post "/sites/{id}/tasks" sites::save_tasks, SiteConfigure;
         post "/sites/{id}/certificate" sites::request_certificate, ServerManage;
         post "/sites/{id}/certificate/delete" sites::remove_certificate, ServerManage;
+        post "/sites/{id}/check" sites::save_check, ServerManage;
+        post "/sites/{id}/check/delete" sites::remove_check, ServerManage;
         post "/sites/{id}/rollback" sites::rollback, Deploy;
         post "/sites/{id}/deploy-script" sites::save_script, SiteConfigure;
         post "/sites/{id}/settings" sites::save_settings, SiteConfigure;

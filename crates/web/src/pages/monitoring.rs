@@ -78,6 +78,21 @@ fn human(v: f64, unit: &str) -> String {
     format!("{text}{prefix}{unit}").trim_end().to_string()
 }
 
+/// The mean of the points in each of `n` equal buckets of `[since, until)`; `None` where none fell.
+fn bucket_means(points: &[Sample], (since, until): (i64, i64), n: usize) -> Vec<Option<f64>> {
+    let span = (until - since).max(1) as f64;
+    let mut sums = vec![(0.0f64, 0u32); n];
+    for p in points.iter().filter(|p| p.at >= since && p.at < until) {
+        let i = (((p.at - since) as f64 / span) * n as f64) as usize;
+        let b = &mut sums[i.min(n - 1)];
+        b.0 += p.value;
+        b.1 += 1;
+    }
+    sums.iter()
+        .map(|(s, c)| (*c > 0).then(|| s / *c as f64))
+        .collect()
+}
+
 /// A line chart as SVG: points averaged into at most 240 buckets over `[since, until)`, broken where no
 /// report came for longer than `max_gap_ms` (three report intervals). Only numbers and our own labels go in.
 pub fn chart_svg(
@@ -93,17 +108,7 @@ pub fn chart_svg(
     const BOTTOM: f64 = 18.0;
     const BUCKETS: usize = 240;
     let span = (until - since).max(1) as f64;
-    let mut sums = vec![(0.0f64, 0u32); BUCKETS];
-    for p in points.iter().filter(|p| p.at >= since && p.at < until) {
-        let i = (((p.at - since) as f64 / span) * BUCKETS as f64) as usize;
-        let b = &mut sums[i.min(BUCKETS - 1)];
-        b.0 += p.value;
-        b.1 += 1;
-    }
-    let values: Vec<Option<f64>> = sums
-        .iter()
-        .map(|(s, n)| (*n > 0).then(|| s / *n as f64))
-        .collect();
+    let values = bucket_means(points, (since, until), BUCKETS);
     let max_seen = values.iter().flatten().cloned().fold(0.0f64, f64::max);
     let top = top.unwrap_or(if max_seen > 0.0 { max_seen * 1.15 } else { 1.0 });
     let x = |i: usize| LEFT + (i as f64 + 0.5) * (W - LEFT) / BUCKETS as f64;
@@ -163,6 +168,55 @@ pub fn chart_svg(
     format!(
         r##"<svg class="chart" viewBox="0 0 {W} {H}" role="img" xmlns="http://www.w3.org/2000/svg">{grid}{lines}{empty}<text x="{LEFT}" y="{H}" font-size="10" fill="#667085">{from}</text><text x="{W}" y="{H}" font-size="10" text-anchor="end" fill="#667085">now</text></svg>"##,
         from = askama_escape(from_label),
+    )
+}
+
+/// A small line for a table row: percentages over `[since, until)` in 60 buckets, 0 to 100, gaps broken.
+/// `label` says in words what it shows (for screen readers).
+pub fn sparkline_svg(points: &[Sample], (since, until): (i64, i64), label: &str) -> String {
+    const W: f64 = 120.0;
+    const H: f64 = 28.0;
+    const BUCKETS: usize = 60;
+    let values = bucket_means(points, (since, until), BUCKETS);
+    let mut lines = String::new();
+    let mut run: Vec<String> = Vec::new();
+    let mut flush = |run: &mut Vec<String>| {
+        match run.len() {
+            0 => {}
+            1 => {
+                let (x, y) = run[0].split_once(',').unwrap_or(("0", "0"));
+                lines.push_str(&format!(
+                    r#"<circle cx="{x}" cy="{y}" r="1.5" fill="currentColor"/>"#
+                ));
+            }
+            _ => lines.push_str(&format!(
+                r#"<polyline fill="none" stroke="currentColor" stroke-width="1.2" points="{}"/>"#,
+                run.join(" ")
+            )),
+        }
+        run.clear();
+    };
+    // A line goes on over a few empty buckets (collectors that report less often) and breaks at a gap
+    // of ten minutes.
+    let mut last: Option<usize> = None;
+    for (i, v) in values.iter().enumerate() {
+        let Some(v) = v else { continue };
+        if last.is_some_and(|l| i - l > 10) {
+            flush(&mut run);
+        }
+        last = Some(i);
+        let v = v.clamp(0.0, 100.0);
+        run.push(format!(
+            "{:.1},{:.1}",
+            (i as f64 + 0.5) * W / BUCKETS as f64,
+            H - 1.0 - v / 100.0 * (H - 2.0)
+        ));
+    }
+    flush(&mut run);
+    format!(
+        r##"<svg class="spark" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{label}" xmlns="http://www.w3.org/2000/svg"><line x1="0" x2="{W}" y1="{base}" y2="{base}" stroke="#e3e6eb"/>{lines}</svg>"##,
+        base = H - 1.0,
+        label = askama_escape(label),
     )
 }
 
@@ -300,6 +354,9 @@ pub async fn add_alert(
     let kind = opt(&f, "kind").unwrap_or_else(|| "metric".into());
     let metric_rule = kind == "metric";
     let below = opt(&f, "comparison").as_deref() == Some("below");
+    let days = value
+        .filter(|_| kind == "cert_expiring")
+        .map(|d| d.round() as i64);
     let spec = AlertSpec {
         kind: Some(kind),
         metric: opt(&f, "metric").filter(|_| metric_rule),
@@ -307,6 +364,7 @@ pub async fn add_alert(
         below: value.filter(|_| metric_rule && below),
         for_duration: opt(&f, "for"),
         channel: opt(&f, "channel"),
+        days,
     };
     match state.domain.add_alert(&server, &spec).await {
         Ok(_) => Ok(see_other(format!("/servers/{}/monitoring", server.id))),

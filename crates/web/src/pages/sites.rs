@@ -82,6 +82,68 @@ pub struct SitePage {
     /// The certificate's names and expiry; empty when the site serves plain HTTP.
     pub certificate: String,
     pub certificate_milestones: String,
+    /// The health check, as set (or the defaults to offer).
+    pub check: CheckView,
+}
+
+/// The site's health check in the page: its settings (for the form) and, once set, its state.
+pub struct CheckView {
+    pub set: bool,
+    pub path: String,
+    pub https: bool,
+    pub expect: i64,
+    pub interval: i64,
+    pub timeout: i64,
+    pub after_deploy: String,
+    pub state: String,
+    /// The last answer in words.
+    pub last: String,
+}
+
+impl CheckView {
+    fn of(check: Option<&brokeforge_store::SiteCheck>) -> CheckView {
+        let spec = brokeforge_domain::monitoring::CheckSpec::default();
+        match check {
+            None => CheckView {
+                set: false,
+                path: spec.path,
+                https: false,
+                expect: spec.expect,
+                interval: spec.interval_seconds,
+                timeout: spec.timeout_seconds,
+                after_deploy: spec.after_deploy,
+                state: String::new(),
+                last: String::new(),
+            },
+            Some(c) => {
+                let (https, path) = match c.path.strip_prefix("https:") {
+                    Some(p) => (true, p.to_string()),
+                    None => (false, c.path.clone()),
+                };
+                let last = match (c.last_checked_at, c.last_status, &c.last_error) {
+                    (None, ..) => "not checked yet".to_string(),
+                    (Some(at), _, Some(e)) => format!("{} {e}", ago(at)),
+                    (Some(at), Some(status), None) => format!(
+                        "{}: answered {status} in {} ms",
+                        ago(at),
+                        c.last_ms.unwrap_or(0)
+                    ),
+                    (Some(at), None, None) => ago(at),
+                };
+                CheckView {
+                    set: true,
+                    path,
+                    https,
+                    expect: c.expect_status,
+                    interval: c.interval_secs,
+                    timeout: c.timeout_secs,
+                    after_deploy: c.after_deploy.clone(),
+                    state: c.state.clone(),
+                    last,
+                }
+            }
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -232,6 +294,7 @@ pub async fn site_view(
     };
     env_error.take();
     let repo = config.repository.clone();
+    let check = CheckView::of(state.domain.site_check(&site).await?.as_ref());
     Ok(render(
         &SitePage {
             nav,
@@ -306,6 +369,7 @@ pub async fn site_view(
             keep_releases: config.keep_releases,
             deploy_timeout: config.deploy_timeout_secs,
             shared_paths: config.shared_paths.join(", "),
+            check,
             server,
             site,
         },
@@ -642,6 +706,60 @@ pub async fn save_webhook(
         .set_webhook_provider(&site, &f.provider)
         .await
         .map(|_| ())
+        .map_err(ApiError::from);
+    site_result(&state, &u, &headers, (&site, &server), r).await
+}
+
+/// Set the site's health check from the page's form.
+pub async fn save_check(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedSite(u, site, server): OwnedSite,
+    Form(f): Form<std::collections::BTreeMap<String, String>>,
+) -> PageResult {
+    let number = |field: &'static str| -> Result<Option<i64>, ApiError> {
+        match f.get(field).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::invalid(field, "give a whole number")),
+        }
+    };
+    let r = async {
+        let defaults = brokeforge_domain::monitoring::CheckSpec::default();
+        let spec = brokeforge_domain::monitoring::CheckSpec {
+            path: f.get("path").cloned().unwrap_or(defaults.path),
+            expect: number("expect")?.unwrap_or(defaults.expect),
+            interval_seconds: number("interval_seconds")?.unwrap_or(defaults.interval_seconds),
+            timeout_seconds: number("timeout_seconds")?.unwrap_or(defaults.timeout_seconds),
+            https: f.get("https").is_some_and(|v| v == "true"),
+            after_deploy: f
+                .get("after_deploy")
+                .cloned()
+                .unwrap_or(defaults.after_deploy),
+        };
+        state
+            .domain
+            .put_site_check(&site, &spec)
+            .await
+            .map(|_| ())
+            .map_err(ApiError::from)
+    }
+    .await;
+    site_result(&state, &u, &headers, (&site, &server), r).await
+}
+
+/// Stop checking the site.
+pub async fn remove_check(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedSite(u, site, server): OwnedSite,
+) -> PageResult {
+    let r = state
+        .domain
+        .remove_site_check(&site)
+        .await
         .map_err(ApiError::from);
     site_result(&state, &u, &headers, (&site, &server), r).await
 }

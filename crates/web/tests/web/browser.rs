@@ -535,6 +535,7 @@ async fn setup_add_server_install_fail_and_retry() {
     )
     .await;
     for (page, name) in [
+        (base.clone(), "06b-dashboard-phone"),
         (format!("{base}/servers/{}", server.id), "09-server-phone"),
         (format!("{base}/sites/{}", site.id), "10-site-phone"),
         (

@@ -457,6 +457,44 @@ async fn the_monitoring_page_draws_reports_and_takes_rules() {
             "{n}: network charts have none yet"
         );
         assert_eq!(get(format!("{page}?range=30d")).await.status, 200);
+        // The dashboard: the server's CPU line, newest figures, ok; then a firing rule shows.
+        let r = get("/".into()).await;
+        assert!(r.body.contains("<svg class=\"spark\""), "{n}: {}", r.body);
+        assert!(
+            r.body.contains("CPU 40 % · memory 50 %")
+                && r.body
+                    .contains("aria-label=\"CPU over the last hour, now 40 %\""),
+            "{n}: {}",
+            r.body
+        );
+        assert!(r.body.contains("<span class=\"badge ok\">ok</span>"), "{n}");
+        let alerts = format!("/servers/{server}/alerts");
+        let rule = owner
+            .call(
+                &app,
+                "POST",
+                &alerts,
+                Some(json!({"metric": "memory_used_percent", "above": 10})),
+            )
+            .await
+            .json()["alert"]["id"]
+            .as_i64()
+            .unwrap();
+        brokeforge_domain::Domain::new(app.store.clone())
+            .evaluate_alerts()
+            .await
+            .unwrap();
+        let r = get("/".into()).await;
+        assert!(
+            r.body
+                .contains("<span class=\"badge firing\">1 alert firing</span>"),
+            "{n}: {}",
+            r.body
+        );
+        let gone = owner
+            .call(&app, "DELETE", &format!("{alerts}/{rule}"), None)
+            .await;
+        assert_eq!(gone.status, 204, "{n}: {}", gone.body);
         // Forms: a bad value changes nothing; a good rule and channel appear.
         let r = form(
             &app,
@@ -628,6 +666,80 @@ async fn site_checks_are_validated_recorded_and_alert() {
             .clone();
         assert_eq!(fired["state"], "firing", "{n}: {fired}");
 
+        // After deploys: only off, fail or rollback; shown and changed on the site's page too.
+        let r = owner
+            .call(
+                &app,
+                "PUT",
+                &path,
+                Some(json!({"after_deploy": "sometimes"})),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        let r = owner
+            .call(
+                &app,
+                "PUT",
+                &path,
+                Some(json!({"path": "/health", "after_deploy": "rollback"})),
+            )
+            .await;
+        assert_eq!(
+            r.json()["check"]["after_deploy"],
+            "rollback",
+            "{n}: {}",
+            r.body
+        );
+        let Auth::Session { cookie, csrf } =
+            session_of(&login(&app, "ops@example.com", "correct horse battery").await)
+        else {
+            unreachable!()
+        };
+        let page = format!("/sites/{}", site.id);
+        let r = http(&app.addr, "GET", &page, &[("Cookie", &cookie)], "").await;
+        assert!(
+            r.body.contains("<h2>Health check</h2>")
+                && r.body.contains("<option value=\"rollback\" selected>"),
+            "{n}: {}",
+            r.body
+        );
+        let r = form(
+            &app,
+            &format!("{page}/check"),
+            &cookie,
+            &[
+                ("_csrf", &csrf),
+                ("path", "/up"),
+                ("interval_seconds", "often"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        assert_eq!(
+            owner.call(&app, "GET", &path, None).await.json()["check"]["path"],
+            "/health",
+            "{n}: a bad form changed the check"
+        );
+        let r = form(
+            &app,
+            &format!("{page}/check"),
+            &cookie,
+            &[
+                ("_csrf", &csrf),
+                ("path", "/up"),
+                ("interval_seconds", "30"),
+                ("after_deploy", "fail"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 303, "{n}: {}", r.body);
+        let c = owner.call(&app, "GET", &path, None).await.json();
+        assert_eq!(
+            (&c["check"]["path"], &c["check"]["after_deploy"]),
+            (&json!("/up"), &json!("fail")),
+            "{n}: {c}"
+        );
+
         let r = owner.call(&app, "DELETE", &path, None).await;
         assert_eq!(r.status, 204, "{n}: {}", r.body);
         let rules = owner
@@ -702,6 +814,70 @@ async fn failed_jobs_fire_and_a_success_resolves() {
         );
         let done = run(brokeforge_packages::services::NoopJob::KIND).await;
         assert_eq!(done.status, JobStatus::Done, "{n}");
+        domain.evaluate_alerts().await.unwrap();
+        assert_eq!(state().await["state"], "resolved", "{n}");
+    }
+}
+
+/// A cert_expiring rule: checked as given; fires on the soonest expiry among the sites' readings (naming the
+/// site) and resolves when the certificate is renewed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiring_certificates_fire_and_renewals_resolve() {
+    for app in apps().await {
+        let n = app.name;
+        let (owner, server, _) = owner_with_server(&app, "203.0.113.41").await;
+        let alerts = format!("/servers/{server}/alerts");
+        for bad in [
+            json!({"kind": "cert_expiring", "days": 0}),
+            json!({"kind": "cert_expiring", "metric": "load1"}),
+            json!({"kind": "metric", "metric": "load1", "above": 1, "days": 3}),
+            json!({"kind": "service_down", "days": 3}),
+        ] {
+            let r = owner.call(&app, "POST", &alerts, Some(bad.clone())).await;
+            assert_eq!(r.status, 422, "{n}: {bad} {}", r.body);
+        }
+        let r = owner
+            .call(
+                &app,
+                "POST",
+                &alerts,
+                Some(json!({"kind": "cert_expiring"})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{n}: {}", r.body);
+        assert!(
+            r.json()["alert"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("within 14 days"),
+            "{n}: {}",
+            r.body
+        );
+        let domain = brokeforge_domain::Domain::new(app.store.clone());
+        let state =
+            || async { owner.call(&app, "GET", &alerts, None).await.json()["alerts"][0].clone() };
+        domain.evaluate_alerts().await.unwrap();
+        assert_eq!(state().await["state"], "ok", "{n}: no reading yet");
+        let now = brokeforge_core::time::now_ms();
+        app.store
+            .put_samples(
+                server,
+                now,
+                &[
+                    ("cert_days:a.test".into(), 30.0),
+                    ("cert_days:b.test".into(), 3.5),
+                ],
+            )
+            .await
+            .unwrap();
+        domain.evaluate_alerts().await.unwrap();
+        let s = state().await;
+        assert_eq!(s["state"], "firing", "{n}: {s}");
+        assert_eq!(s["detail"], "b.test expires in 3.5 days", "{n}: {s}");
+        app.store
+            .put_samples(server, now + 1, &[("cert_days:b.test".into(), 89.0)])
+            .await
+            .unwrap();
         domain.evaluate_alerts().await.unwrap();
         assert_eq!(state().await["state"], "resolved", "{n}");
     }

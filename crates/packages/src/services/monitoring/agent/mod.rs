@@ -228,7 +228,7 @@ impl Package for MonitoringInstaller {
 impl PackageInstaller for MonitoringInstaller {}
 
 /// The rules a server starts with (once: a reinstall keeps the user's): disk and memory above 90 % for 5
-/// minutes, a service down, no report. Without a channel they notify every channel of the server's team.
+/// minutes, a service down, no report, a site's certificate expiring within 14 days. Without a channel they notify every channel of the server's team.
 async fn default_rules(cx: &Gather<'_>) -> Result<usize, PackageError> {
     use brokeforge_store::NewAlertRule;
     if !cx.store.alert_rules(cx.server.id).await?.is_empty() {
@@ -248,6 +248,10 @@ async fn default_rules(cx: &Gather<'_>) -> Result<usize, PackageError> {
         rule("metric", Some("memory_used_percent"), Some(90.0), 300),
         rule("service_down", None, None, 0),
         rule("not_reporting", None, None, 0),
+        NewAlertRule {
+            comparison: Some("below".into()),
+            ..rule("cert_expiring", None, Some(14.0), 0)
+        },
     ];
     for r in &rules {
         cx.store.create_alert_rule(r).await?;

@@ -53,9 +53,27 @@ milestones! {
         LinkShared => ("link_shared", "Linking shared files"),
         RunScript => ("run_script", "Running the deploy script"),
         Activate => ("activate", "Activating the release"),
+        Verify => ("verify", "Checking that the site answers"),
         CleanUp => ("clean_up", "Removing old releases"),
     }
 }
+
+/// The site's health check, run from the server right after the release went live.
+#[derive(Debug, Clone)]
+pub struct AfterDeployCheck {
+    /// `/path`, or `https:/path` for HTTPS.
+    pub path: String,
+    pub expect: i64,
+    pub timeout_secs: i64,
+    /// Put the previous release back when the check fails.
+    pub rollback: bool,
+}
+
+/// What the verify step prints on stdout when the check failed, and when it rolled back (`rolled_back=R`).
+const VERIFY_FAILED: &str = "verify=failed";
+const ROLLED_BACK: &str = "rolled_back=";
+/// Tries of the check after activation, two seconds apart.
+const VERIFY_TRIES: u32 = 5;
 
 /// Queue a deployment of the site's repository (of `branch`, or the configured one).
 pub async fn deploy(
@@ -120,6 +138,8 @@ pub struct DeployPlan {
     /// The deploy key, written again on every deploy (ssh repositories) so a deploy converges even when the
     /// key file went missing on the server.
     pub deploy_key: Option<brokeforge_core::Secret>,
+    /// The site's check, when the user asked for it after deploys.
+    pub verify: Option<AfterDeployCheck>,
 }
 
 pub struct DeploymentInstaller;
@@ -173,6 +193,17 @@ impl Package for DeploymentInstaller {
                 deploy_key(cx.store, &site).await?.1
             });
         }
+        plan.verify = cx
+            .store
+            .site_check(site.id)
+            .await?
+            .filter(|c| c.after_deploy != "off")
+            .map(|c| AfterDeployCheck {
+                path: c.path,
+                expect: c.expect_status,
+                timeout_secs: c.timeout_secs,
+                rollback: c.after_deploy == "rollback",
+            });
         Ok(DeployInput {
             site,
             deployment,
@@ -205,14 +236,33 @@ impl PackageInstaller for DeploymentInstaller {
         let report = match self.install(executor, ctx, plan).await {
             Ok(r) => r,
             Err(e) => {
+                let e = check_failure(e);
                 store
                     .set_deployment_details(deployment.id, None, None, None, exit_code(&e))
                     .await?;
+                // The check after activation failed and nothing was rolled back: the new release is live,
+                // and the site's record says so (the deployment still failed).
+                if let PackageError::CommandFailed { stdout, .. } = &e
+                    && stdout.lines().any(|l| l == VERIFY_FAILED)
+                    && !stdout.lines().any(|l| l.starts_with(ROLLED_BACK))
+                {
+                    let commit = stdout
+                        .lines()
+                        .find_map(|l| l.strip_prefix("commit=").map(str::to_string));
+                    store
+                        .set_deployment_details(deployment.id, None, commit.as_deref(), None, None)
+                        .await?;
+                    self.went_live(store, site, deployment, p, commit, None).await?;
+                    return Err(e);
+                }
                 if !matches!(e, PackageError::Validation(_)) {
+                    // Never the live release (a failed check may have left it live).
                     let root = site_root(&p.domain);
+                    let rel = format!("releases/{}", p.release);
                     let cleanup = self.plan().run(format!(
-                        "rm -rf -- {}",
-                        shell_quote(&format!("{root}/releases/{}", p.release))
+                        "cd {root} && if [ \"$(readlink current)\" != {rel} ]; then rm -rf -- {rel}; fi",
+                        root = shell_quote(&root),
+                        rel = shell_quote(&rel),
                     ));
                     if let Err(c) = executor
                         .run(ctx, &cleanup, brokeforge_core::ProvisionType::Install)
@@ -240,23 +290,43 @@ impl PackageInstaller for DeploymentInstaller {
             .last()
             .map(|o| o.stdout_text().lines().map(str::to_string).collect())
             .unwrap_or_default();
-        let info = ReleaseInfo {
-            name: p.release.clone(),
-            commit: commit.clone(),
-            deployment_id: Some(deployment.id),
-            deployed_at: now_ms(),
-        };
         store
             .set_deployment_details(deployment.id, None, commit.as_deref(), None, Some(0))
             .await?;
+        let info = self
+            .went_live(store, site, deployment, p, commit, Some(kept))
+            .await?;
+        Ok(json!({"deployment_id": deployment.id, "release": info.name, "commit": info.commit}))
+    }
+}
+
+impl DeploymentInstaller {
+    /// Record that the release is live (`kept`: the releases left on the server, when the clean-up ran).
+    async fn went_live(
+        &self,
+        store: &Store,
+        site: &ServerSite,
+        deployment: &Deployment,
+        p: &DeployPlan,
+        commit: Option<String>,
+        kept: Option<Vec<String>>,
+    ) -> Result<ReleaseInfo, PackageError> {
+        let info = ReleaseInfo {
+            name: p.release.clone(),
+            commit,
+            deployment_id: Some(deployment.id),
+            deployed_at: now_ms(),
+        };
         let stored = info.clone();
         SiteConfig::update(store, site.id, |c| {
-            c.releases.retain(|r| kept.contains(&r.name));
+            if let Some(kept) = &kept {
+                c.releases.retain(|r| kept.contains(&r.name));
+            }
             c.releases.push(stored.clone());
             c.current_release = Some(p.release.clone());
         })
         .await?;
-        Ok(json!({"deployment_id": deployment.id, "release": info.name, "commit": info.commit}))
+        Ok(info)
     }
 }
 
@@ -293,6 +363,7 @@ impl DeploymentInstaller {
             branch,
             config,
             deploy_key: None,
+            verify: None,
         })
     }
 
@@ -403,6 +474,17 @@ impl DeploymentInstaller {
             })
             .track(M::Activate)
             .run(activate(&root, &p.release, &p.php_version));
+        if let Some(check) = &p.verify {
+            plan = plan.track(M::Verify).run_step(RunStep {
+                command: verify_command(p, check),
+                timeout: Duration::from_secs(
+                    (check.timeout_secs.clamp(1, 60) as u64 + 2) * u64::from(VERIFY_TRIES) + 60,
+                ),
+                stdin: None,
+                credential: None,
+                private_output: false,
+            });
+        }
         plan = restart_daemons(plan, p.site_id, &p.config)
             .track(M::CleanUp)
             .run(format!(
@@ -413,6 +495,88 @@ impl DeploymentInstaller {
             ));
         Ok(plan)
     }
+}
+
+/// A failed check after activation says what the site answered and what became of the release, not the
+/// whole script that asked.
+fn check_failure(e: PackageError) -> PackageError {
+    match e {
+        PackageError::CommandFailed {
+            message,
+            exit_code,
+            timed_out,
+            stdout,
+            stderr,
+            duration,
+        } if stdout.lines().any(|l| l == VERIFY_FAILED) => PackageError::CommandFailed {
+            message: stderr
+                .lines()
+                .rev()
+                .find(|l| l.starts_with("the site "))
+                .map(str::to_string)
+                .unwrap_or(message),
+            exit_code,
+            timed_out,
+            stdout,
+            stderr,
+            duration,
+        },
+        other => other,
+    }
+}
+
+/// Ask the site from the server itself (through nginx, with the site's name) until it answers as expected,
+/// a few times; when it does not, say so on stdout ([`VERIFY_FAILED`]) and, when asked to and there is a
+/// previous release, put that one back ([`ROLLED_BACK`]) before failing.
+fn verify_command(p: &DeployPlan, check: &AfterDeployCheck) -> String {
+    let q = shell_quote;
+    let (https, path) = match check.path.strip_prefix("https:") {
+        Some(path) => (true, path),
+        None => (false, check.path.as_str()),
+    };
+    let request = if https {
+        format!(
+            "-k --resolve {resolve} {url}",
+            resolve = q(&format!("{}:443:127.0.0.1", p.domain)),
+            url = q(&format!("https://{}{path}", p.domain)),
+        )
+    } else {
+        format!(
+            "-H {host} {url}",
+            host = q(&format!("Host: {}", p.domain)),
+            url = q(&format!("http://127.0.0.1{path}")),
+        )
+    };
+    let shown = q(&format!("{}{path}", if https { "https:" } else { "" }));
+    let back = match (&p.config.current_release, check.rollback) {
+        (Some(previous), true) => format!(
+            "if ( {activate} ) >/dev/null; then echo {rolled}; echo \"$why; rolled back to {previous}\" >&2; \
+             else echo \"$why; putting {previous} back failed too\" >&2; fi",
+            activate = activate(&site_root(&p.domain), previous, &p.php_version),
+            rolled = q(&format!("{ROLLED_BACK}{previous}")),
+        ),
+        (None, true) => {
+            "echo \"$why; there is no earlier release to go back to, this one stays live\" >&2".into()
+        }
+        (_, false) => {
+            "echo \"$why; this release stays live (brokeforge site rollback goes back)\" >&2".into()
+        }
+    };
+    format!(
+        "code=000; for i in $(seq {tries}); do \
+         code=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time {timeout} {request}) || true; \
+         if [ \"$code\" = {expect} ]; then echo \"the site answered $code\"; exit 0; fi; \
+         [ \"$i\" = {tries} ] || sleep 2; done; \
+         echo {failed}; cat {rel}/.revision 2>/dev/null | sed 's/^/commit=/'; where={shown}; \
+         if [ \"$code\" = 000 ]; then why=\"the site did not answer at $where\"; \
+         else why=\"the site answered $code at $where, expected {expect}\"; fi; \
+         why=\"$why after the deploy ({tries} tries)\"; {back}; exit 1",
+        tries = VERIFY_TRIES,
+        timeout = check.timeout_secs.clamp(1, 60),
+        expect = check.expect,
+        failed = VERIFY_FAILED,
+        rel = q(&format!("{}/releases/{}", site_root(&p.domain), p.release)),
+    )
 }
 
 /// Daemons keep running in the release they started in: restart them in the live one (as root, who owns
@@ -487,6 +651,35 @@ mod tests {
         assert!(!text.contains("PRIVATE KEY MATERIAL"));
         insta::assert_snapshot!(text);
         assert!(DeploymentInstaller::prepare(&site, &deployment(), Some("main;id")).is_err());
+    }
+
+    /// With a check after deploys: a verify step after activation that puts the live release back.
+    #[test]
+    fn deploy_plan_with_check() {
+        let mut site = super::super::site::tests::site();
+        let mut c = SiteConfig::of(&site);
+        c.repository = Some(RepositoryConfig {
+            url: "https://git.example.com/acme/app.git".into(),
+            branch: "main".into(),
+            transport: "https".into(),
+            host: "git.example.com".into(),
+            port: 443,
+            deploy_key_public: None,
+            host_key_fingerprints: vec![],
+            known_hosts: String::new(),
+        });
+        c.current_release = Some("20261101000000-41".into());
+        site.configuration = c.to_value();
+        let mut p = DeploymentInstaller::prepare(&site, &deployment(), None).unwrap();
+        p.release = "20261125120000-42".into();
+        p.verify = Some(AfterDeployCheck {
+            path: "/health?x=$HOME".into(),
+            expect: 204,
+            timeout_secs: 5,
+            rollback: true,
+        });
+        let text = DeploymentInstaller.deploy_plan(&p).unwrap().to_string();
+        insta::assert_snapshot!(text);
     }
 
 
