@@ -9,9 +9,10 @@ use hmac::{Hmac, Mac};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-/// A request the receiver got: its headers (lowercased names) and body.
+/// A request the receiver got: its target (`/bot.../sendMessage`), headers (lowercased names) and body.
 #[derive(Debug)]
 pub struct Received {
+    pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: String,
 }
@@ -73,6 +74,11 @@ pub async fn receiver_on(
                     raw.extend_from_slice(&buf[..n]);
                 }
                 let head = String::from_utf8_lossy(&raw[..head_end]).to_string();
+                let path = head
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
                 let headers = head
                     .lines()
                     .skip(1)
@@ -94,7 +100,11 @@ pub async fn receiver_on(
                         .as_bytes(),
                     )
                     .await;
-                let _ = tx.send(Received { headers, body });
+                let _ = tx.send(Received {
+                    path,
+                    headers,
+                    body,
+                });
             });
         }
     });

@@ -882,3 +882,85 @@ async fn expiring_certificates_fire_and_renewals_resolve() {
         assert_eq!(state().await["state"], "resolved", "{n}");
     }
 }
+
+/// Slack, Discord and Telegram channels post what each service expects (a local HTTP server stands in for
+/// each: a Slack or Discord incoming webhook, Telegram's Bot API at `BROKEFORGE_TELEGRAM_API`); the bot token
+/// goes only into Telegram's URL path, never into the body or the channel's shown target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_channels_post_what_each_service_expects() {
+    let (url, mut rx) = receiver(0).await;
+    let api = url.trim_end_matches("/hook").to_string();
+    for app in apps_with(WebConfig {
+        insecure_provisioning: true,
+        allow_http_channels: true,
+        telegram_api: Some(api.clone()),
+        ..WebConfig::default()
+    })
+    .await
+    {
+        let n = app.name;
+        let (owner, _, team) = owner_with_server(&app, "203.0.113.42").await;
+        let channels = format!("/teams/{team}/channels");
+        let token = "123456:AAbbCC_dd-ee";
+        for spec in [
+            json!({"name": "sl", "kind": "slack", "url": url}),
+            json!({"name": "dc", "kind": "discord", "url": url}),
+            json!({"name": "tg", "kind": "telegram", "secret": token, "chat_id": "-100123"}),
+        ] {
+            let r = owner
+                .call(&app, "POST", &channels, Some(spec.clone()))
+                .await;
+            assert_eq!(r.status, 201, "{n}: {spec} {}", r.body);
+            assert!(
+                !r.body.contains(token),
+                "{n}: the bot token is shown: {}",
+                r.body
+            );
+        }
+        for bad in [
+            json!({"name": "tg2", "kind": "telegram", "secret": "tok en", "chat_id": "1"}),
+            json!({"name": "tg3", "kind": "telegram", "secret": token, "chat_id": "1; rm"}),
+        ] {
+            let r = owner.call(&app, "POST", &channels, Some(bad.clone())).await;
+            assert_eq!(r.status, 422, "{n}: {bad} {}", r.body);
+        }
+        let send = |name: &'static str| {
+            let (owner, app, channels) = (&owner, &app, channels.clone());
+            async move {
+                let r = owner
+                    .call(app, "POST", &format!("{channels}/{name}/test"), None)
+                    .await;
+                assert_eq!(r.status, 200, "{}", r.body);
+                assert_eq!(r.json()["delivery"]["status"], "sent", "{}", r.body);
+            }
+        };
+        send("sl").await;
+        let got = next(&mut rx).await;
+        let body: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+        assert_eq!(got.path, "/hook", "{n}");
+        assert!(
+            body["text"].as_str().unwrap().contains("Test message"),
+            "{n}: {body}"
+        );
+        assert_eq!(body.as_object().unwrap().len(), 1, "{n}: {body}");
+        send("dc").await;
+        let got = next(&mut rx).await;
+        let body: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+        assert!(body["content"].is_string(), "{n}: {body}");
+        send("tg").await;
+        let got = next(&mut rx).await;
+        assert_eq!(got.path, format!("/bot{token}/sendMessage"), "{n}");
+        let body: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+        assert_eq!(body["chat_id"], "-100123", "{n}: {body}");
+        assert!(
+            body["text"].is_string() && !got.body.contains(token),
+            "{n}: {body}"
+        );
+        let listed = owner.call(&app, "GET", &channels, None).await;
+        assert!(
+            listed.body.contains("telegram chat -100123") && !listed.body.contains(token),
+            "{n}: {}",
+            listed.body
+        );
+    }
+}
