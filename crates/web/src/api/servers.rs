@@ -205,16 +205,14 @@ pub async fn plan_service(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
     Path((_, package)): Path<(i64, String)>,
+    headers: axum::http::HeaderMap,
     Body(b): Body<BTreeMap<String, Value>>,
 ) -> ApiJson {
+    // The same settings an install would get (report_to filled), so the preview is what would run.
+    let settings = state.install_settings(&headers, &package, settings_text(&b))?;
     let plan = state
         .domain
-        .plan(
-            &server,
-            &package,
-            &settings_text(&b),
-            ProvisionType::Install,
-        )
+        .plan(&server, &package, &settings, ProvisionType::Install)
         .await?;
     Ok(Json(json!({"package": package, "plan": plan})))
 }

@@ -964,3 +964,36 @@ async fn chat_channels_post_what_each_service_expects() {
         );
     }
 }
+
+/// The plan preview of the collector is what an install would run: it reports to this BrokeForge, and the
+/// token it would get is masked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collector_plan_reports_here_with_the_token_masked() {
+    for app in apps_with(WebConfig {
+        insecure_provisioning: true,
+        ..WebConfig::default()
+    })
+    .await
+    {
+        let n = app.name;
+        let (owner, server, _) = owner_with_server(&app, "203.0.113.43").await;
+        let r = owner
+            .call(
+                &app,
+                "POST",
+                &format!("/servers/{server}/plan/monitoring"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        let plan = r.json()["plan"].to_string();
+        assert!(
+            plan.contains(&format!("http://{}/ingest/metrics", app.addr)),
+            "{n}: {plan}"
+        );
+        assert!(
+            !plan.contains("bfm_"),
+            "{n}: a token in the preview: {plan}"
+        );
+    }
+}
