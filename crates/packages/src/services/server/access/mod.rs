@@ -211,19 +211,20 @@ impl ServerAccessInstaller {
                 "install -d -m 700 /root/.ssh && touch /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys && \
                  (grep -qxF {root} /root/.ssh/authorized_keys || printf '%s\\n' {root} >> /root/.ssh/authorized_keys)"
             ));
+        // BrokeForge's key replaces whatever else is there (an old key after a rotation), except the keys
+        // members put on the server themselves (marked `brokeforge-user-key:ID`): a re-run keeps those.
         for (name, key) in [("brokeforge", user), ("worker", worker)] {
-            plan = plan
-                .run(format!(
-                    "install -d -m 700 -o {name} -g {name} /home/{name}/.ssh"
-                ))
-                .put_file(
-                    FileStep::new(
-                        format!("/home/{name}/.ssh/authorized_keys"),
-                        FileContents::Text(format!("{key}\n")),
-                        0o600,
-                    )
-                    .owner(format!("{name}:{name}")),
-                );
+            // As root in a directory the user owns: refuse one that leads elsewhere (a link to /root/.ssh),
+            // and write a fresh temporary file (never a name the user could have planted); in a subshell,
+            // as the one-line script runs the steps in one shell.
+            plan = plan.run(format!(
+                "(set -e; dir=/home/{name}/.ssh; install -d -m 700 -o {name} -g {name} \"$dir\"; \
+                 if [ \"$(readlink -f -- \"$dir\")\" != \"$dir\" ]; then echo \"refusing to write into $dir: it leads elsewhere through a symbolic link\" >&2; exit 1; fi; \
+                 f=\"$dir/authorized_keys\"; tmp=$(mktemp \"$dir/.brokeforge.XXXXXX\"); trap 'rm -f \"$tmp\"' EXIT; \
+                 {{ printf '%s\\n' {key}; if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then grep -E ' brokeforge-user-key:[0-9]+$' \"$f\" || true; fi; }} > \"$tmp\"; \
+                 chown {name}:{name} \"$tmp\"; chmod 600 \"$tmp\"; mv -f \"$tmp\" \"$f\"; trap - EXIT)",
+                key = shell_quote(&key),
+            ));
         }
         Ok(plan
             .track(M::ConfigureSudo)
@@ -354,6 +355,62 @@ mod tests {
             .unwrap();
         insta::assert_snapshot!("script", script);
         assert!(!script.contains("PRIVATE KEY"));
+    }
+
+    /// The app user's keys are rewritten with BrokeForge's key first, members' marked keys kept, anything
+    /// else (an old key of BrokeForge's) gone. The step's own shell runs here on a copy of the file.
+    #[test]
+    fn a_rerun_keeps_members_keys() {
+        let plan = ServerAccessInstaller
+            .access_plan(&keys(), CredentialKind::Root)
+            .unwrap();
+        let step = plan
+            .steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Run(r) if r.command.contains("dir=/home/brokeforge/.ssh;") => {
+                    Some(r.command.clone())
+                }
+                _ => None,
+            })
+            .expect("a step writes the app user's keys");
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_str().unwrap();
+        let file = dir.path().join(".ssh/authorized_keys");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(
+            &file,
+            "ssh-ed25519 AAAAOld brokeforge-user@old\nssh-ed25519 AAAAAnn ann@laptop brokeforge-user-key:7\n",
+        )
+        .unwrap();
+        let me = format!(
+            "{}:{}",
+            String::from_utf8(std::process::Command::new("id").arg("-u").output().unwrap().stdout)
+                .unwrap()
+                .trim(),
+            String::from_utf8(std::process::Command::new("id").arg("-g").output().unwrap().stdout)
+                .unwrap()
+                .trim()
+        );
+        // The directory is the temporary one, as it really is (no link in its path).
+        let home = std::fs::canonicalize(home).unwrap();
+        let home = home.to_str().unwrap();
+        let local = step
+            .replace("/home/brokeforge", home)
+            .replace("-o brokeforge -g brokeforge ", "")
+            .replace("chown brokeforge:brokeforge", &format!("chown {me}"));
+        let out = std::process::Command::new("bash")
+            .args(["-c", &local])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            format!("{}\nssh-ed25519 AAAAAnn ann@laptop brokeforge-user-key:7\n", keys().user)
+        );
+        // Run again: the same file.
+        assert!(std::process::Command::new("bash").args(["-c", &local]).status().unwrap().success());
+        assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 2);
     }
 
     #[test]
