@@ -198,8 +198,47 @@ impl Domain {
         member_email: &str,
         role: &str,
     ) -> DomainResult<()> {
+        self.set_member(user, team, member_email, role, None).await
+    }
+
+    /// Change a member's role and, when `servers` is given, the team's servers (by name) they are narrowed
+    /// to: none listed gives them all of the team's again. Owners manage the team and are never narrowed.
+    pub async fn set_member(
+        &self,
+        user: &User,
+        team: &str,
+        member_email: &str,
+        role: &str,
+        servers: Option<&[String]>,
+    ) -> DomainResult<()> {
         let (team, _) = self.team_for(user, team, Action::Members).await?;
         let role = parse_role(role)?;
+        let narrowed = match servers {
+            None => None,
+            Some(names) => {
+                if role == TeamRole::Owner && !names.is_empty() {
+                    return Err(DomainError::invalid(
+                        "servers",
+                        "an owner manages the whole team and is not narrowed to servers",
+                    ));
+                }
+                let team_servers = self.store.team_servers(team.id).await?;
+                let mut ids = Vec::new();
+                for name in names {
+                    let s = team_servers
+                        .iter()
+                        .find(|s| s.name == name.trim())
+                        .ok_or_else(|| {
+                            DomainError::invalid(
+                                "servers",
+                                format!("{} has no server named `{name}`", team.name),
+                            )
+                        })?;
+                    ids.push(s.id);
+                }
+                Some(ids)
+            }
+        };
         let members = self.store.team_members(team.id).await?;
         let m = members
             .iter()
@@ -217,8 +256,13 @@ impl Domain {
                 "a team keeps at least one owner: make someone else owner first",
             ));
         }
+        // An owner made from a narrowed member sees the whole team again.
+        let narrowed = match (role, narrowed) {
+            (TeamRole::Owner, _) => Some(Vec::new()),
+            (_, n) => n,
+        };
         self.store
-            .put_member(team.id, m.user_id, role, None)
+            .put_member(team.id, m.user_id, role, narrowed.as_deref())
             .await?;
         Ok(())
     }

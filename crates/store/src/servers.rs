@@ -138,6 +138,17 @@ impl Store {
         rows.iter().map(server_from).collect()
     }
 
+    /// Every server of a team, by id (whoever may see which).
+    pub async fn team_servers(&self, team_id: i64) -> Result<Vec<Server>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SERVER_COLS_S} FROM servers s WHERE s.team_id = $1 ORDER BY s.id"
+        ))
+        .bind(team_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(server_from).collect()
+    }
+
     /// A page of a user's servers after `after_id`, by id; `name` narrows it to that one.
     pub async fn servers_page(
         &self,

@@ -40,6 +40,12 @@ pub enum TeamCommand {
         email: String,
         #[arg(long, value_parser = ["owner", "admin", "developer", "viewer"])]
         role: String,
+        /// Narrow the member to these servers of the team (comma-separated names).
+        #[arg(long, value_delimiter = ',', conflicts_with = "all_servers")]
+        servers: Vec<String>,
+        /// Give a narrowed member all of the team's servers again.
+        #[arg(long)]
+        all_servers: bool,
     },
     /// Take a member out of the team.
     Remove {
@@ -181,13 +187,29 @@ pub async fn team(c: ClientArgs, cmd: TeamCommand) -> Result<()> {
                 ),
             );
         }
-        TeamCommand::Role { team, email, role } => {
+        TeamCommand::Role {
+            team,
+            email,
+            role,
+            servers,
+            all_servers,
+        } => {
             let id = team_id(&client, Some(&team))?;
-            let v = client.put(
-                &format!("/teams/{id}/members"),
-                json!({"email": email, "role": role}),
-            )?;
-            done(&client, &v, &format!("{email} is now {role} in {team}"));
+            let mut body = json!({"email": email, "role": role});
+            let said = if all_servers {
+                body["servers"] = json!([]);
+                format!("{email} is now {role} in {team}, on all of its servers")
+            } else if !servers.is_empty() {
+                body["servers"] = json!(servers);
+                format!(
+                    "{email} is now {role} in {team}, on {} only",
+                    servers.join(", ")
+                )
+            } else {
+                format!("{email} is now {role} in {team}")
+            };
+            let v = client.put(&format!("/teams/{id}/members"), body)?;
+            done(&client, &v, &said);
         }
         TeamCommand::Remove { team, email } => {
             let id = team_id(&client, Some(&team))?;

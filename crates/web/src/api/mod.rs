@@ -138,7 +138,7 @@ pub fn operations() -> Vec<Op> {
         post "/teams" teams::create, Account, "Create a team (you are its owner)", r#"{"name":"agency"}"#;
         get "/teams/{id}/members" teams::members, Read, "A team's members with their roles (and, for owners, its invitations)", "";
         post "/teams/{id}/invitations" teams::invite, Members, "Invite someone by email (owners): answers with the single-use link path, valid 7 days; never a role above yours", r#"{"email":"dev@example.com","role":"developer"}"#;
-        put "/teams/{id}/members" teams::set_role, Members, "Change a member's role (owners; a team keeps one owner)", r#"{"email":"dev@example.com","role":"viewer"}"#;
+        put "/teams/{id}/members" teams::set_role, Members, "Change a member's role (owners; a team keeps one owner); servers: narrow the member to these of the team's servers (by name; [] for all of them again)", r#"{"email":"dev@example.com","role":"developer","servers":["web-1"]}"#;
         delete "/teams/{id}/members/{email}" teams::remove_member, Members, "Take a member out of the team (owners; a team keeps one owner)", "";
         post "/teams/{id}/leave" teams::leave, Read, "Leave the team (a team keeps one owner)", "";
         put "/teams/{id}/settings" teams::settings, Members, "Team settings: require two-factor sign-in of members", r#"{"require_two_factor":true}"#;

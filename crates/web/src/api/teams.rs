@@ -85,6 +85,9 @@ pub async fn invite(
 pub struct SetRole {
     pub email: String,
     pub role: String,
+    /// The team's servers (by name) the member is narrowed to; `[]`: all of them; absent: unchanged.
+    #[serde(default)]
+    pub servers: Option<Vec<String>>,
 }
 
 pub async fn set_role(
@@ -94,7 +97,13 @@ pub async fn set_role(
 ) -> ApiJson {
     state
         .domain
-        .set_member_role(&authed.user, &team.id.to_string(), &b.email, &b.role)
+        .set_member(
+            &authed.user,
+            &team.id.to_string(),
+            &b.email,
+            &b.role,
+            b.servers.as_deref(),
+        )
         .await?;
     Ok(Json(json!({"ok": true})))
 }

@@ -21,6 +21,19 @@ pub struct TeamView {
     pub manage: bool,
     pub members: Vec<Member>,
     pub invitations: Vec<Invitation>,
+    /// The team's servers by id, to name the ones a member is narrowed to.
+    pub server_names: BTreeMap<i64, String>,
+}
+
+impl TeamView {
+    /// The servers a member is narrowed to, by name (empty: all of the team's).
+    pub fn narrowed_to(&self, m: &Member) -> String {
+        m.servers
+            .iter()
+            .filter_map(|id| self.server_names.get(id).cloned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 #[derive(Template)]
@@ -56,7 +69,20 @@ async fn view(
         } else {
             Vec::new()
         };
+        let server_names = if manage {
+            state
+                .store
+                .team_servers(team.id)
+                .await
+                .map_err(brokeforge_domain::DomainError::from)?
+                .into_iter()
+                .map(|s| (s.id, s.name))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
         teams.push(TeamView {
+            server_names,
             team,
             role,
             manage,
@@ -117,8 +143,20 @@ pub async fn team_action(
                 )
             }
             "role" => {
-                d.set_member_role(&u.user, &team, &field(&f, "email"), &field(&f, "role"))
-                    .await?;
+                // The servers field: names, comma-separated; empty gives all of the team's servers.
+                let servers: Vec<String> = field(&f, "servers")
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                d.set_member(
+                    &u.user,
+                    &team,
+                    &field(&f, "email"),
+                    &field(&f, "role"),
+                    Some(&servers),
+                )
+                .await?;
                 (String::new(), "Role changed".into())
             }
             "remove" => {

@@ -656,3 +656,146 @@ async fn ssh_keys_on_the_account_page() {
         assert!(r.body.contains("Key deleted"), "{}", r.body);
     }
 }
+
+/// A member narrowed to some of the team's servers sees and acts on those only (the others are not
+/// found); bad narrowing changes nothing; owners are never narrowed; `[]` gives back all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_narrowed_to_servers_see_only_those() {
+    for app in apps().await {
+        let n = app.name;
+        let owner = user(&app, "owner@example.com", false).await;
+        let dev = user(&app, "dev@example.com", false).await;
+        let team = owner
+            .call(&app, "POST", "/teams", Some(json!({"name": "agency"})))
+            .await
+            .json()["team"]["id"]
+            .as_i64()
+            .unwrap();
+        let mut ids = Vec::new();
+        for (name, ip) in [("shop", "203.0.113.50"), ("blog", "203.0.113.51")] {
+            let r = owner
+                .call(
+                    &app,
+                    "POST",
+                    "/servers",
+                    Some(json!({"name": name, "public_ip": ip, "team": "agency"})),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{n}: {}", r.body);
+            ids.push(r.json()["server"]["id"].as_i64().unwrap());
+        }
+        let r = owner
+            .call(
+                &app,
+                "POST",
+                &format!("/teams/{team}/invitations"),
+                Some(json!({"email": "dev@example.com", "role": "developer"})),
+            )
+            .await;
+        let token = r.json()["path"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("/invitations/")
+            .to_string();
+        let r = dev
+            .call(&app, "POST", &format!("/invitations/{token}/accept"), None)
+            .await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        let visible = || async {
+            let mut v: Vec<i64> = dev.call(&app, "GET", "/servers", None).await.json()["servers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["server"]["id"].as_i64().unwrap())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(visible().await, ids, "{n}");
+        let members = format!("/teams/{team}/members");
+        let set = |body: serde_json::Value| {
+            let (owner, app, members) = (&owner, &app, members.clone());
+            async move { owner.call(app, "PUT", &members, Some(body)).await }
+        };
+        // Bad narrowing: another team's server name, an owner narrowed.
+        let r = set(json!({"email": "dev@example.com", "role": "developer", "servers": ["nope"]}))
+            .await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        let r =
+            set(json!({"email": "owner@example.com", "role": "owner", "servers": ["shop"]})).await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        assert_eq!(
+            visible().await,
+            ids,
+            "{n}: a refused change narrowed anyway"
+        );
+        let r = set(json!({"email": "dev@example.com", "role": "developer", "servers": ["shop"]}))
+            .await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        assert_eq!(visible().await, vec![ids[0]], "{n}");
+        let r = dev
+            .call(&app, "GET", &format!("/servers/{}", ids[1]), None)
+            .await;
+        assert_eq!(r.status, 404, "{n}: {}", r.body);
+        let r = dev
+            .call(&app, "GET", &format!("/servers/{}/jobs", ids[1]), None)
+            .await;
+        assert_eq!(r.status, 404, "{n}: {}", r.body);
+        assert_eq!(
+            dev.call(&app, "GET", &format!("/servers/{}", ids[0]), None)
+                .await
+                .status,
+            200
+        );
+        let listed = owner.call(&app, "GET", &members, None).await.json();
+        let m = listed["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["email"] == "dev@example.com")
+            .unwrap()
+            .clone();
+        assert_eq!(m["servers"], json!([ids[0]]), "{n}: {listed}");
+        // A role change alone keeps the narrowing; [] lifts it.
+        let r = set(json!({"email": "dev@example.com", "role": "viewer"})).await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        assert_eq!(visible().await, vec![ids[0]], "{n}");
+        let r = set(json!({"email": "dev@example.com", "role": "viewer", "servers": []})).await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        assert_eq!(visible().await, ids, "{n}");
+        // The teams page: the member's servers by name, changed by the form (empty: all).
+        let Auth::Session { cookie, csrf } =
+            session_of(&login(&app, "owner@example.com", "correct horse battery").await)
+        else {
+            unreachable!()
+        };
+        let page_set = |servers: &'static str| {
+            let (app, cookie, csrf) = (&app, cookie.clone(), csrf.clone());
+            let team = team.to_string();
+            async move {
+                form(
+                    app,
+                    "/teams",
+                    &cookie,
+                    &[
+                        ("_csrf", csrf.as_str()),
+                        ("op", "role"),
+                        ("team", team.as_str()),
+                        ("email", "dev@example.com"),
+                        ("role", "developer"),
+                        ("servers", servers),
+                    ],
+                )
+                .await
+            }
+        };
+        let r = page_set("blog").await;
+        assert!(r.status < 400, "{n}: {} {}", r.status, r.body);
+        assert_eq!(visible().await, vec![ids[1]], "{n}");
+        let page = http(&app.addr, "GET", "/teams", &[("Cookie", &cookie)], "").await;
+        assert!(page.body.contains("value=\"blog\""), "{n}: {}", page.body);
+        let r = page_set("").await;
+        assert!(r.status < 400, "{n}: {} {}", r.status, r.body);
+        assert_eq!(visible().await, ids, "{n}");
+    }
+}
