@@ -132,6 +132,42 @@ impl Domain {
         })
     }
 
+    /// Send an invitation's link to the invited address when the operator configured a mail relay
+    /// (`BROKEFORGE_SMTP_URL`). `None`: no relay (the inviter passes the link on); else whether it went.
+    pub async fn email_invitation(
+        &self,
+        inviter: &User,
+        inv: &NewInvitation,
+        link: &str,
+    ) -> Option<Result<(), String>> {
+        let smtp = self.smtp.as_ref()?;
+        let team = match self.store.team(inv.invitation.team_id).await {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        let body = format!(
+            "{inviter} invites you to the team {team} on BrokeForge, as {role}.\n\n\
+             Open this link, signed in as {to} (an administrator makes the account if you have none), to accept:\n{link}\n\n\
+             It works once, for this address only, for {days} days. If you did not expect it, ignore this mail.\n",
+            inviter = inviter.email,
+            team = team.name,
+            role = inv.invitation.role,
+            to = inv.invitation.email,
+            days = INVITATION_DAYS,
+        );
+        Some(
+            smtp.send(
+                &inv.invitation.email,
+                &format!(
+                    "[BrokeForge] {} invites you to {}",
+                    inviter.email, team.name
+                ),
+                &body,
+            )
+            .await,
+        )
+    }
+
     /// What invitation `token` offers (for the page that asks to accept it).
     pub async fn invitation(&self, token: &str) -> DomainResult<(Invitation, Team)> {
         let inv = self

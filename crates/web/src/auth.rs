@@ -76,6 +76,8 @@ pub struct Authed {
     /// The session's CSRF token (empty for bearer tokens).
     pub csrf: String,
     pub session_hash: Option<String>,
+    /// The user's teams (id, name; "personal" for their own), for the header's team switch; sessions only.
+    pub teams: Vec<(i64, String)>,
 }
 
 pub async fn authenticate(domain: &Domain, parts: &Parts) -> Result<Option<Authed>, ApiError> {
@@ -99,12 +101,27 @@ pub async fn authenticate(domain: &Domain, parts: &Parts) -> Result<Option<Authe
             scope,
             csrf: String::new(),
             session_hash: None,
+            teams: Vec::new(),
         }));
     }
     if let Some(token) = cookie(parts, SESSION_COOKIE)
         && let Some(s) = domain.session(token).await?
     {
+        let teams = domain
+            .teams(&s.user)
+            .await?
+            .into_iter()
+            .map(|(t, _)| {
+                let name = if t.personal_of.is_some() {
+                    "personal".to_string()
+                } else {
+                    t.name
+                };
+                (t.id, name)
+            })
+            .collect();
         return Ok(Some(Authed {
+            teams,
             user: s.user,
             via: Via::Session,
             scope: brokeforge_store::TokenScope::Full,

@@ -124,12 +124,21 @@ pub async fn team(c: ClientArgs, cmd: TeamCommand) -> Result<()> {
                 v["path"].as_str().unwrap_or_default()
             );
             if client.json {
-                print_json(&json!({"invitation": v["invitation"], "link": link}));
+                print_json(
+                    &json!({"invitation": v["invitation"], "link": link, "emailed": v["emailed"]}),
+                );
             } else {
                 println!("{link}");
-                eprintln!(
-                    "send this link to {email}: it works once, for that email only, for 7 days"
-                );
+                if v["emailed"] == true {
+                    eprintln!("emailed to {email}: it works once, for that email only, for 7 days");
+                } else {
+                    if let Some(e) = v["email_error"].as_str() {
+                        eprintln!("the email did not go out: {e}");
+                    }
+                    eprintln!(
+                        "send this link to {email}: it works once, for that email only, for 7 days"
+                    );
+                }
             }
         }
         TeamCommand::Members { team } => {

@@ -38,7 +38,7 @@ impl Smtp {
         Ok(Smtp { transport, from })
     }
 
-    async fn send(&self, to: &str, subject: &str, body: &str) -> Result<(), String> {
+    pub(crate) async fn send(&self, to: &str, subject: &str, body: &str) -> Result<(), String> {
         use lettre::AsyncTransport;
         let to: lettre::message::Mailbox = to.parse().map_err(|e| format!("bad recipient: {e}"))?;
         let message = lettre::Message::builder()

@@ -69,15 +69,31 @@ pub struct Invite {
 pub async fn invite(
     State(state): State<AppState>,
     OwnedTeam(authed, team, _): OwnedTeam,
+    headers: axum::http::HeaderMap,
     Body(b): Body<Invite>,
 ) -> ApiResponse {
     let inv = state
         .domain
         .invite(&authed.user, &team.id.to_string(), &b.email, &b.role)
         .await?;
+    // Mailed when a relay is configured; the link is answered either way (the caller may pass it on).
+    let (emailed, email_error) = match state.base_url(&headers) {
+        Some(base) => match state
+            .domain
+            .email_invitation(&authed.user, &inv, &format!("{base}{}", inv.path))
+            .await
+        {
+            Some(Ok(())) => (true, None),
+            Some(Err(e)) => (false, Some(e)),
+            None => (false, None),
+        },
+        None => (false, None),
+    };
     Ok(created(json!({
         "invitation": inv.invitation,
         "path": inv.path,
+        "emailed": emailed,
+        "email_error": email_error,
     })))
 }
 

@@ -24,6 +24,8 @@ pub struct Nav {
     pub csrf: String,
     pub error: String,
     pub notice: String,
+    /// The user's teams, for the header's switch (shown with two or more).
+    pub teams: Vec<(i64, String)>,
 }
 
 impl Nav {
@@ -34,6 +36,7 @@ impl Nav {
             email: u.user.email.clone(),
             is_admin: u.user.is_admin,
             csrf: u.csrf.clone(),
+            teams: u.teams.clone(),
             ..Nav::default()
         }
     }

@@ -137,10 +137,20 @@ pub async fn team_action(
                 let inv = d
                     .invite(&u.user, &team, &field(&f, "email"), &field(&f, "role"))
                     .await?;
-                (
-                    inv.path,
-                    format!("Invited {}: send them the link below", inv.invitation.email),
-                )
+                let link = format!(
+                    "{}{}",
+                    state.base_url(&headers).unwrap_or_default(),
+                    inv.path
+                );
+                let to = &inv.invitation.email;
+                let notice = match d.email_invitation(&u.user, &inv, &link).await {
+                    Some(Ok(())) => format!("Invited {to}: the link below went to them by email"),
+                    Some(Err(e)) => format!(
+                        "Invited {to}, but the email did not go out ({e}): send them the link below"
+                    ),
+                    None => format!("Invited {to}: send them the link below"),
+                };
+                (inv.path, notice)
             }
             "role" => {
                 // The servers field: names, comma-separated; empty gives all of the team's servers.

@@ -410,6 +410,47 @@ async fn email_channels_send_through_the_mail_relay() {
             "{message}"
         );
         assert!(message.contains("alerts@example.com"), "{message}");
+
+        // With the relay, an invitation's link goes to the invited address too.
+        let r = owner
+            .call(&app, "POST", "/teams", Some(json!({"name": "agency"})))
+            .await;
+        let agency = r.json()["team"]["id"].as_i64().unwrap();
+        let invited = format!("dev-{}-{}@example.com", n, brokeforge_core::time::now_ms());
+        let r = owner
+            .call(
+                &app,
+                "POST",
+                &format!("/teams/{agency}/invitations"),
+                Some(json!({"email": invited, "role": "developer"})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{n}: {}", r.body);
+        assert_eq!(r.json()["emailed"], true, "{n}: {}", r.body);
+        let path = r.json()["path"].as_str().unwrap().to_string();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mail = loop {
+            let found = ["new", "cur"].iter().find_map(|sub| {
+                std::fs::read_dir(std::path::Path::new(&maildir).join(sub))
+                    .ok()?
+                    .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                    .find(|m| m.contains(&invited))
+            });
+            if let Some(m) = found {
+                break m;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{n}: no invitation for {invited} in {maildir}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        // The body is quoted-printable: soft line breaks end in `=`.
+        let text = mail.replace("=\r\n", "").replace("=\n", "");
+        assert!(
+            text.contains(&format!("http://{}{path}", app.addr)) && text.contains("agency"),
+            "{n}: {mail}"
+        );
     }
 }
 

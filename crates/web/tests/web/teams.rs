@@ -794,6 +794,16 @@ async fn members_narrowed_to_servers_see_only_those() {
         assert_eq!(visible().await, vec![ids[1]], "{n}");
         let page = http(&app.addr, "GET", "/teams", &[("Cookie", &cookie)], "").await;
         assert!(page.body.contains("value=\"blog\""), "{n}: {}", page.body);
+        // The header switches between the owner's teams (personal and agency).
+        assert!(
+            page.body
+                .contains("<details class=\"menu\"><summary>Teams</summary>")
+                && page
+                    .body
+                    .contains(&format!("<a href=\"/?team={team}\">agency</a>")),
+            "{n}: {}",
+            page.body
+        );
         let r = page_set("").await;
         assert!(r.status < 400, "{n}: {} {}", r.status, r.body);
         assert_eq!(visible().await, ids, "{n}");
