@@ -300,6 +300,33 @@ impl Domain {
         self.store
             .put_member(team.id, m.user_id, role, narrowed.as_deref())
             .await?;
+        // Keys the member may no longer have there leave: on servers they were narrowed away from, and
+        // root's keys when the role no longer allows root-level changes.
+        let keep_on: Option<Vec<i64>> = match &narrowed {
+            Some(ids) if !ids.is_empty() => Some(ids.clone()),
+            Some(_) => None,
+            None => {
+                let now = self.store.team_members(team.id).await?;
+                now.iter()
+                    .find(|x| x.user_id == m.user_id)
+                    .map(|x| x.servers.clone())
+                    .filter(|s| !s.is_empty())
+            }
+        };
+        let root_ok = crate::policy::allows(role, Action::ServerManage);
+        let mut off = Vec::new();
+        for d in self.store.key_deployments(None, Some(m.user_id)).await? {
+            if d.status == "removing" || self.store.server(d.server_id).await?.team_id != team.id {
+                continue;
+            }
+            let narrowed_away = keep_on
+                .as_ref()
+                .is_some_and(|ids| !ids.contains(&d.server_id));
+            if narrowed_away || (d.unix_user == "root" && !root_ok) {
+                off.push(d);
+            }
+        }
+        self.queue_key_removals(&off).await?;
         Ok(())
     }
 

@@ -729,10 +729,53 @@ async fn members_narrowed_to_servers_see_only_those() {
             ids,
             "{n}: a refused change narrowed anyway"
         );
+        // The member's key is on both servers (as the app user) and on shop as root (as an admin).
+        let dev_id = id_of(&app, "dev@example.com").await;
+        let key = app
+            .store
+            .add_user_key(
+                dev_id,
+                "laptop",
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDevLaptop dev",
+                "SHA256:dev",
+            )
+            .await
+            .unwrap();
+        for (server, unix) in [
+            (ids[0], "brokeforge"),
+            (ids[1], "brokeforge"),
+            (ids[0], "root"),
+        ] {
+            app.store
+                .put_key_deployment(server, key.id, dev_id, unix, "active")
+                .await
+                .unwrap();
+        }
+        let removals = || async {
+            let mut out = Vec::new();
+            for s in &ids {
+                for j in app.store.recent_jobs(*s, 20).await.unwrap() {
+                    if j.kind == "user_key_remover" {
+                        out.push((*s, j.payload["unix_user"].as_str().unwrap().to_string()));
+                    }
+                }
+            }
+            out.sort();
+            out
+        };
         let r = set(json!({"email": "dev@example.com", "role": "developer", "servers": ["shop"]}))
             .await;
         assert_eq!(r.status, 200, "{n}: {}", r.body);
         assert_eq!(visible().await, vec![ids[0]], "{n}");
+        // Narrowed away from blog, and a developer has no root: those two keys are taken off.
+        assert_eq!(
+            removals().await,
+            vec![
+                (ids[0], "root".to_string()),
+                (ids[1], "brokeforge".to_string())
+            ],
+            "{n}"
+        );
         let r = dev
             .call(&app, "GET", &format!("/servers/{}", ids[1]), None)
             .await;
