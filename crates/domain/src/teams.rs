@@ -4,7 +4,7 @@
 
 use brokeforge_core::time::now_ms;
 use brokeforge_core::{TeamRole, ValidationError, validate};
-use brokeforge_store::{Invitation, Member, Team, User};
+use brokeforge_store::{Invitation, Member, Server, Team, User};
 
 use crate::policy::{Action, allows};
 use crate::{Domain, DomainError, DomainResult};
@@ -376,6 +376,51 @@ impl Domain {
         }
         self.queue_key_removals(&on).await?;
         Ok(())
+    }
+
+    /// Move `server` into `team` (the caller may remove it where it is, checked by the route, and make
+    /// root-level changes in the target team). Personal SSH keys of people the new team does not give that
+    /// reach (not members, narrowed to other servers, or root keys without the role for them) leave it.
+    pub async fn move_server(
+        &self,
+        user: &User,
+        server: &Server,
+        team: &str,
+    ) -> DomainResult<Server> {
+        let (target, _) = self.team_for(user, team, Action::ServerManage).await?;
+        if target.id == server.team_id {
+            return Err(DomainError::invalid(
+                "team",
+                format!("{} is in {} already", server.name, target.name),
+            ));
+        }
+        if !self
+            .store
+            .move_server(server.id, server.team_id, target.id)
+            .await?
+        {
+            return Err(DomainError::conflict(
+                "moved",
+                "the server changed teams meanwhile: reload and try again",
+            ));
+        }
+        let members = self.store.team_members(target.id).await?;
+        let mut off = Vec::new();
+        for d in self.store.key_deployments(Some(server.id), None).await? {
+            if d.status == "removing" {
+                continue;
+            }
+            let keeps = members.iter().any(|m| {
+                m.user_id == d.user_id
+                    && (m.servers.is_empty() || m.servers.contains(&server.id))
+                    && (d.unix_user != "root" || allows(m.role, Action::ServerManage))
+            });
+            if !keeps {
+                off.push(d);
+            }
+        }
+        self.queue_key_removals(&off).await?;
+        Ok(self.store.server(server.id).await?)
     }
 
     /// Require (or stop requiring) two-factor sign-in of the team's members.

@@ -173,6 +173,38 @@ impl Store {
         rows.iter().map(server_from).collect()
     }
 
+    /// Move a server from team `from` to team `to`, in one transaction: what tied it to the old team goes
+    /// (members narrowed to it there, alert rules' old-team channels: they then tell all of the new team's
+    /// channels). False when the server was no longer in `from`.
+    pub async fn move_server(&self, id: i64, from: i64, to: i64) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query("UPDATE servers SET team_id = $1 WHERE id = $2 AND team_id = $3")
+            .bind(to)
+            .bind(id)
+            .bind(from)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if moved == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM team_member_servers WHERE server_id = $1 AND team_id = $2")
+            .bind(id)
+            .bind(from)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE alert_rules SET channel_id = NULL WHERE server_id = $1 AND channel_id IN \
+             (SELECT id FROM notification_channels WHERE team_id = $2)",
+        )
+        .bind(id)
+        .bind(from)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Move a just-added server into team `team_id`.
     pub async fn set_server_team(&self, id: i64, team_id: i64) -> Result<()> {
         sqlx::query("UPDATE servers SET team_id = $1 WHERE id = $2")

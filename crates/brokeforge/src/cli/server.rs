@@ -59,6 +59,13 @@ pub enum ServerCommand {
         #[arg(long)]
         fingerprint: String,
     },
+    /// Move a server into another of your teams (members' SSH keys the new team does not allow leave it).
+    Move {
+        server: String,
+        /// The team (name or id).
+        #[arg(long)]
+        team: String,
+    },
 }
 
 pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
@@ -271,6 +278,15 @@ pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
                 print_json(&v);
             } else {
                 println!("forgot server {server}; nothing on it was changed");
+            }
+        }
+        ServerCommand::Move { server, team } => {
+            let id = client.server_id(&server)?;
+            let v = client.put(&format!("/servers/{id}/team"), json!({"team": team}))?;
+            if client.json {
+                print_json(&v);
+            } else {
+                println!("{server} is now in team {team}");
             }
         }
         ServerCommand::PinHostKey {

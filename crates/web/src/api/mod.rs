@@ -58,6 +58,7 @@ pub fn operations() -> Vec<Op> {
         delete "/servers/{id}" servers::delete_server, ServerRemove, "Forget a server (nothing on it changes); ?remove_access=true first takes BrokeForge's keys and sudo rights off it (queued job)", "";
         post "/servers/{id}/script" servers::server_script, ServerManage, "A fresh one-line provisioning command", "";
         post "/servers/{id}/host-key" servers::pin_host_key, ServerManage, "Pin the server's SSH host key", r#"{"fingerprint":"SHA256:..."}"#;
+        put "/servers/{id}/team" servers::move_server, ServerRemove, "Move the server into another of your teams (where you may make root-level changes); members' SSH keys the new team does not allow leave it", r#"{"team":"agency"}"#;
         get "/servers/{id}/services" servers::list_services, Read, "Installed services", "";
         post "/servers/{id}/services" servers::install_service, ServerManage, "Install a catalogue package (queued job)", r#"{"package":"webserver","settings":{"php_version":"8.3"}}"#;
         delete "/servers/{id}/services/{name}" servers::remove_service, ServerManage, "Remove a package (settings as query parameters)", "";

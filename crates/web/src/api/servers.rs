@@ -149,6 +149,26 @@ pub async fn pin_host_key(
     Ok(Json(json!({"server": server})))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveBody {
+    /// The team (id or name) to move the server into.
+    pub team: String,
+}
+
+/// Move a server into another of the caller's teams.
+pub async fn move_server(
+    State(state): State<AppState>,
+    OwnedServer(authed, server): OwnedServer,
+    Body(b): Body<MoveBody>,
+) -> ApiJson {
+    let server = state
+        .domain
+        .move_server(&authed.user, &server, &b.team)
+        .await?;
+    Ok(Json(json!({"server": server})))
+}
+
 pub async fn list_services(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,

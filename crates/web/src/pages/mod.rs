@@ -58,6 +58,7 @@ pub fn operations() -> Vec<PageOp> {
         post "/servers/{id}/script" servers::server_script, ServerManage;
         post "/servers/{id}/host-key" servers::pin_host_key, ServerManage;
         post "/servers/{id}/delete" servers::delete_server, ServerRemove;
+        post "/servers/{id}/team" servers::move_server, ServerRemove;
         post "/servers/{id}/install" servers::install, ServerManage;
         post "/servers/{id}/services/{name}/remove" servers::remove_service, ServerManage;
         post "/servers/{id}/sites" servers::create_site, ServerManage;

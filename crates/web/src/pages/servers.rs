@@ -489,6 +489,17 @@ pub async fn delete_server(
     Ok(see_other("/"))
 }
 
+/// Move the server into another of the caller's teams.
+pub async fn move_server(
+    State(state): State<AppState>,
+    OwnedServer(u, server): OwnedServer,
+    Form(f): Form<BTreeMap<String, String>>,
+) -> PageResult {
+    let team = f.get("team").cloned().unwrap_or_default();
+    let server = state.domain.move_server(&u.user, &server, &team).await?;
+    Ok(see_other(format!("/servers/{}", server.id)))
+}
+
 /// The install form without JavaScript: `package` plus `set.NAME` fields.
 pub async fn install(
     State(state): State<AppState>,

@@ -852,3 +852,151 @@ async fn members_narrowed_to_servers_see_only_those() {
         assert_eq!(visible().await, ids, "{n}");
     }
 }
+
+/// Moving a server between teams: only into a team where the caller may make root-level changes; the new
+/// team's members see it, the old team's channels and narrowing let go of it, and personal keys the new team
+/// does not allow are taken off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_move_between_teams() {
+    for app in apps().await {
+        let n = app.name;
+        let owner = user(&app, "owner@example.com", false).await;
+        let dev = user(&app, "dev@example.com", false).await;
+        let other = user(&app, "other@example.com", false).await;
+        let agency = owner
+            .call(&app, "POST", "/teams", Some(json!({"name": "agency"})))
+            .await
+            .json()["team"]["id"]
+            .as_i64()
+            .unwrap();
+        let theirs = other
+            .call(&app, "POST", "/teams", Some(json!({"name": "elsewhere"})))
+            .await
+            .json()["team"]["id"]
+            .as_i64()
+            .unwrap();
+        // The server starts in the owner's personal team, with a rule telling a personal-team channel.
+        let r = owner
+            .call(
+                &app,
+                "POST",
+                "/servers",
+                Some(json!({"name": "shop", "public_ip": "203.0.113.60"})),
+            )
+            .await;
+        let server = r.json()["server"]["id"].as_i64().unwrap();
+        let personal = r.json()["server"]["team_id"].as_i64().unwrap();
+        let r = owner
+            .call(
+                &app,
+                "POST",
+                &format!("/teams/{personal}/channels"),
+                Some(json!({"name": "mine", "kind": "webhook", "url": "https://hooks.example.com/x"})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{n}: {}", r.body);
+        let r = owner
+            .call(
+                &app,
+                "POST",
+                &format!("/servers/{server}/alerts"),
+                Some(json!({"metric": "load1", "above": 5, "channel": "mine"})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{n}: {}", r.body);
+        // The developer joins agency; their key is on the server as root (say, from before).
+        let token = owner
+            .call(
+                &app,
+                "POST",
+                &format!("/teams/{agency}/invitations"),
+                Some(json!({"email": "dev@example.com", "role": "developer"})),
+            )
+            .await
+            .json()["path"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("/invitations/")
+            .to_string();
+        dev.call(&app, "POST", &format!("/invitations/{token}/accept"), None)
+            .await;
+        let dev_id = id_of(&app, "dev@example.com").await;
+        let key = app
+            .store
+            .add_user_key(
+                dev_id,
+                "laptop",
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDevLaptop dev",
+                "SHA256:dev",
+            )
+            .await
+            .unwrap();
+        for unix in ["brokeforge", "root"] {
+            app.store
+                .put_key_deployment(server, key.id, dev_id, unix, "active")
+                .await
+                .unwrap();
+        }
+        let path = format!("/servers/{server}/team");
+        // Refused: a team of someone else's (not found), the team it is in, an unknown field.
+        let r = owner
+            .call(
+                &app,
+                "PUT",
+                &path,
+                Some(json!({"team": theirs.to_string()})),
+            )
+            .await;
+        assert_eq!(r.status, 404, "{n}: {}", r.body);
+        let r = owner
+            .call(
+                &app,
+                "PUT",
+                &path,
+                Some(json!({"team": personal.to_string()})),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        assert_eq!(
+            dev.call(&app, "GET", &format!("/servers/{server}"), None)
+                .await
+                .status,
+            404,
+            "{n}"
+        );
+        let r = owner
+            .call(&app, "PUT", &path, Some(json!({"team": "agency"})))
+            .await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        assert_eq!(r.json()["server"]["team_id"], agency, "{n}");
+        // The developer sees it now, and may not move it back.
+        assert_eq!(
+            dev.call(&app, "GET", &format!("/servers/{server}"), None)
+                .await
+                .status,
+            200,
+            "{n}"
+        );
+        let r = dev
+            .call(&app, "PUT", &path, Some(json!({"team": "agency"})))
+            .await;
+        assert_eq!(r.status, 403, "{n}: {}", r.body);
+        // The rule tells the new team's channels (all of them) instead of the old team's.
+        let rules = owner
+            .call(&app, "GET", &format!("/servers/{server}/alerts"), None)
+            .await
+            .json();
+        assert_eq!(rules["alerts"][0]["channel"], Value::Null, "{n}: {rules}");
+        // A developer has no root: that key goes; the app user's stays.
+        let jobs: Vec<String> = app
+            .store
+            .recent_jobs(server, 20)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|j| j.kind == "user_key_remover")
+            .map(|j| j.payload["unix_user"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(jobs, vec!["root".to_string()], "{n}");
+    }
+}
