@@ -289,7 +289,20 @@ impl Client {
     /// A server by name or id.
     pub fn server(&self, name_or_id: &str) -> Result<Value> {
         let by_name = self.get(&format!("/servers?name={}", query_value(name_or_id)))?;
-        if let Some(s) = by_name["servers"].as_array().and_then(|l| l.first()) {
+        let named = by_name["servers"].as_array().cloned().unwrap_or_default();
+        if named.len() > 1 {
+            // Two teams may each have a `web`: never guess which one a command is for.
+            let ids: Vec<String> = named
+                .iter()
+                .map(|s| format!("{} (team {})", s["server"]["id"], s["server"]["team_id"]))
+                .collect();
+            bail!(
+                "{} servers you can see are named `{name_or_id}`: give the id of the one you mean ({})",
+                named.len(),
+                ids.join(", ")
+            );
+        }
+        if let Some(s) = named.first() {
             return Ok(s["server"].clone());
         }
         if let Ok(id) = name_or_id.parse::<i64>() {

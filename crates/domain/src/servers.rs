@@ -168,6 +168,24 @@ impl Domain {
             ),
             None => None,
         };
+        // Names are unique in a team: commands find servers by name.
+        let into = match team_id {
+            Some(t) => t,
+            None => self.store.personal_team(user.id).await?,
+        };
+        let name = new.name.trim();
+        if self
+            .store
+            .team_servers(into)
+            .await?
+            .iter()
+            .any(|s| s.name == name)
+        {
+            return Err(DomainError::conflict(
+                "name_taken",
+                format!("the team has a server named `{name}` already: choose another name"),
+            ));
+        }
         if let Some(k) = &root_key {
             // Checked before anything is stored.
             brokeforge_ssh::keys::parse_private(k).map_err(|e| {

@@ -394,6 +394,21 @@ impl Domain {
                 format!("{} is in {} already", server.name, target.name),
             ));
         }
+        if self
+            .store
+            .team_servers(target.id)
+            .await?
+            .iter()
+            .any(|s| s.name == server.name)
+        {
+            return Err(DomainError::conflict(
+                "name_taken",
+                format!(
+                    "{} has a server named `{}` already: rename one first",
+                    target.name, server.name
+                ),
+            ));
+        }
         if !self
             .store
             .move_server(server.id, server.team_id, target.id)

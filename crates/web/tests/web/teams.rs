@@ -938,7 +938,42 @@ async fn servers_move_between_teams() {
                 .unwrap();
         }
         let path = format!("/servers/{server}/team");
-        // Refused: a team of someone else's (not found), the team it is in, an unknown field.
+        // Names are unique in a team: a second `shop` in the personal team is refused; with one in agency,
+        // the first cannot move there.
+        let r = owner
+            .call(
+                &app,
+                "POST",
+                "/servers",
+                Some(json!({"name": "shop", "public_ip": "203.0.113.61"})),
+            )
+            .await;
+        assert_eq!(r.status, 409, "{n}: {}", r.body);
+        // (The store keeps names unique per creator too: the twin is the developer's.)
+        let twin = app
+            .store
+            .create_server_in(
+                agency,
+                &brokeforge_store::NewServer {
+                    user_id: dev_id,
+                    name: "shop".into(),
+                    public_ip: "203.0.113.61".into(),
+                    ssh_port: 22,
+                    host_key_fingerprint: None,
+                },
+            )
+            .await
+            .unwrap()
+            .id;
+        let r = owner
+            .call(&app, "PUT", &path, Some(json!({"team": "agency"})))
+            .await;
+        assert_eq!(r.status, 409, "{n}: {}", r.body);
+        let r = owner
+            .call(&app, "DELETE", &format!("/servers/{twin}"), None)
+            .await;
+        assert!(r.status < 300, "{n}: {}", r.body);
+        // Refused: a team of someone else's (not found), the team it is in.
         let r = owner
             .call(
                 &app,
