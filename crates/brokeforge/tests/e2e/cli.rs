@@ -597,10 +597,24 @@ async fn personal_keys_follow_membership(
         .find(|(t, _)| t.name == "ops")
         .unwrap()
         .0;
-    // (No command moves a server between teams yet: the story puts it there directly.)
+    let personal = panel.store.personal_team(panel.user_id).await.unwrap();
+    ok(
+        cli(&["server", "move", "cli-web", "--team", "ops"], None),
+        "server move into ops",
+    );
+    // A second server of the team, only a record, to narrow the member to.
     panel
         .store
-        .set_server_team(server.id, team.id)
+        .create_server_in(
+            team.id,
+            &brokeforge_store::NewServer {
+                user_id: panel.user_id,
+                name: "spare".into(),
+                public_ip: "192.0.2.10".into(),
+                ssh_port: 22,
+                host_key_fingerprint: None,
+            },
+        )
         .await
         .unwrap();
     let (_, link, _) = ok(
@@ -640,12 +654,16 @@ async fn personal_keys_follow_membership(
         "account", "ssh-key", "deploy", "--key", "laptop", "--server", "cli-web", "--user", "root",
     ]);
     assert_eq!(root.0, Some(1), "a developer put a key on root: {root:?}");
-    ok(
-        as_member(&[
-            "account", "ssh-key", "deploy", "--key", "laptop", "--server", "cli-web", "--follow",
-        ]),
-        "ssh-key deploy",
-    );
+    let deploy = || {
+        ok(
+            as_member(&[
+                "account", "ssh-key", "deploy", "--key", "laptop", "--server", "cli-web",
+                "--follow",
+            ]),
+            "ssh-key deploy",
+        )
+    };
+    deploy();
     let target = brokeforge_ssh::SshTarget {
         host: host.ip.clone(),
         port: 22,
@@ -654,13 +672,88 @@ async fn personal_keys_follow_membership(
         host_key: brokeforge_ssh::HostKeyPolicy::Pinned(host.fingerprint.clone()),
         connect_timeout: std::time::Duration::from_secs(20),
     };
-    let login = || brokeforge_ssh::SshSession::connect(&target);
-    let session = login().await.expect("the member's key logs in");
-    assert_eq!(run(&session, "id -un").await.trim(), "brokeforge");
-    session.close().await;
+    let logs_in = || async {
+        match brokeforge_ssh::SshSession::connect(&target).await {
+            Ok(session) => {
+                assert_eq!(run(&session, "id -un").await.trim(), "brokeforge");
+                session.close().await;
+                true
+            }
+            Err(_) => false,
+        }
+    };
+    assert!(logs_in().await, "the member's key logs in");
     let listed = as_member(&["account", "ssh-key", "list"]).1;
     assert!(listed.contains("as brokeforge (active)"), "{listed}");
 
+    // Each change below must queue a removal on cli-web that takes the key off the host.
+    let mut seen = newest_job(panel, server.id, "user_key_remover").await;
+    // Narrowed to the other server: the key leaves cli-web.
+    ok(
+        cli(
+            &[
+                "team",
+                "role",
+                "--team",
+                "ops",
+                "--email",
+                "member@example.com",
+                "--role",
+                "developer",
+                "--servers",
+                "spare",
+            ],
+            None,
+        ),
+        "team role --servers spare",
+    );
+    seen = Some(key_leaves(panel, host, server.id, seen, "narrowing the member").await);
+    assert!(
+        !logs_in().await,
+        "a narrowed-away member's key still logs in"
+    );
+    ok(
+        cli(
+            &[
+                "team",
+                "role",
+                "--team",
+                "ops",
+                "--email",
+                "member@example.com",
+                "--role",
+                "developer",
+                "--all-servers",
+            ],
+            None,
+        ),
+        "team role --all-servers",
+    );
+    deploy();
+    assert!(
+        logs_in().await,
+        "the key logs in again once the member has all servers"
+    );
+
+    // The server moves to a team the member is not in: the key leaves it.
+    let personal_id = personal.to_string();
+    ok(
+        cli(&["server", "move", "cli-web", "--team", &personal_id], None),
+        "server move out of ops",
+    );
+    seen = Some(key_leaves(panel, host, server.id, seen, "moving the server out").await);
+    assert!(
+        !logs_in().await,
+        "the key still logs in after the server left the team"
+    );
+    ok(
+        cli(&["server", "move", "cli-web", "--team", "ops"], None),
+        "server move back",
+    );
+    deploy();
+    assert!(logs_in().await, "the key logs in once the server is back");
+
+    // Removing the member takes the key off every server.
     ok(
         cli(
             &[
@@ -675,29 +768,51 @@ async fn personal_keys_follow_membership(
         ),
         "team remove",
     );
+    key_leaves(panel, host, server.id, seen, "removing the member").await;
+    assert!(!logs_in().await, "the removed member's key still logs in");
+}
+
+/// A key removal newer than `after` was queued on the server and took the member's key off the host, leaving
+/// BrokeForge's own; returns the removal's job id.
+async fn key_leaves(
+    panel: &Panel,
+    host: &DebianHost,
+    server_id: i64,
+    after: Option<i64>,
+    what: &str,
+) -> i64 {
     let removal = panel
         .store
-        .recent_jobs(server.id, 20)
+        .recent_jobs(server_id, 20)
         .await
         .unwrap()
         .into_iter()
-        .find(|j| j.kind == "user_key_remover")
-        .expect("removing the member queued the key's removal");
-    wait_ok(&panel.store, &removal, "key removal").await;
-    assert!(
-        login().await.is_err(),
-        "the removed member's key still logs in"
-    );
+        .find(|j| j.kind == "user_key_remover" && Some(j.id) > after)
+        .unwrap_or_else(|| panic!("{what} queued no key removal"));
+    wait_ok(&panel.store, &removal, what).await;
     let keys = host
         .root("cat /home/brokeforge/.ssh/authorized_keys")
         .await
         .stdout_text();
-    assert!(!keys.contains("brokeforge-user-key"), "{keys}");
+    assert!(!keys.contains("brokeforge-user-key"), "{what}: {keys}");
     assert_eq!(
         keys.lines().count(),
         1,
         "BrokeForge's own key stays: {keys}"
     );
+    removal.id
+}
+
+/// The id of the newest job of `kind` on the server, if any.
+async fn newest_job(panel: &Panel, server_id: i64, kind: &str) -> Option<i64> {
+    panel
+        .store
+        .recent_jobs(server_id, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.kind == kind)
+        .map(|j| j.id)
 }
 
 type Cli<'a> = dyn Fn(&[&str], Option<&str>) -> (Option<i32>, String, String) + 'a;
