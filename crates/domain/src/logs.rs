@@ -60,7 +60,13 @@ impl Domain {
             }
         }
         for site in self.store.sites(server.id).await? {
-            for i in 0..SiteConfig::of(&site).tasks.daemons.len() {
+            let config = SiteConfig::of(&site);
+            if config.kind == brokeforge_packages::services::sites::config::SiteKind::Node {
+                units.push(brokeforge_packages::services::sites::common::app_unit(
+                    site.id,
+                ));
+            }
+            for i in 0..config.tasks.daemons.len() {
                 units.push(format!("brokeforge-site-{}-daemon-{i}", site.id));
             }
         }

@@ -2742,3 +2742,6 @@ mod receiver;
 
 #[path = "web/monitoring.rs"]
 mod monitoring;
+
+#[path = "web/sites.rs"]
+mod sites;

@@ -26,12 +26,22 @@ pub enum SiteCommand {
         /// Another name the site answers to (repeatable).
         #[arg(long = "alias")]
         aliases: Vec<String>,
+        /// What the site runs.
+        #[arg(long = "type", value_parser = ["php", "laravel", "static", "node", "proxy"])]
+        kind: Option<String>,
+        /// Where a proxy site sends requests (required), or a Node.js site's port (default: one is chosen).
+        #[arg(long)]
+        proxy_port: Option<u16>,
+        /// A static site answers unknown paths with /index.html (single-page applications).
+        #[arg(long)]
+        spa: bool,
         /// PHP version (default: the server's command-line PHP).
         #[arg(long)]
         php: Option<String>,
-        /// Served directory inside a release.
-        #[arg(long, default_value = "public")]
-        web_dir: String,
+        /// Served directory inside a release (default: public; a static site's release itself; `/` for the
+        /// release).
+        #[arg(long)]
+        web_dir: Option<String>,
         /// Make it the server's default site.
         #[arg(long)]
         default: bool,
@@ -281,6 +291,9 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
         }
         SiteCommand::Create {
             target,
+            kind,
+            proxy_port,
+            spa,
             aliases,
             php,
             web_dir,
@@ -293,7 +306,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             let server = client.server_id(&target.server)?;
             let v = client.post(
                 &format!("/servers/{server}/sites"),
-                json!({"domain": target.domain, "aliases": aliases, "php_version": php, "web_directory": web_dir, "default_site": default}),
+                json!({"domain": target.domain, "type": kind, "proxy_port": proxy_port, "spa_fallback": spa, "aliases": aliases, "php_version": php, "web_directory": web_dir, "default_site": default}),
             )?;
             let site_id = v["site"]["id"].as_i64().unwrap_or_default();
             let Some(repo) = repository else {
@@ -327,11 +340,25 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                 return Ok(());
             }
             for s in v["sites"].as_array().into_iter().flatten() {
+                let cfg = &s["configuration"];
+                let runs = match cfg["type"].as_str().unwrap_or("php") {
+                    "php" | "laravel" => format!(
+                        "{} {}",
+                        cfg["type"].as_str().unwrap_or("php"),
+                        s["php_version"].as_str().unwrap_or("-")
+                    ),
+                    "node" | "proxy" => format!(
+                        "{} :{}",
+                        cfg["type"].as_str().unwrap_or_default(),
+                        cfg["proxy_port"]
+                    ),
+                    other => other.to_string(),
+                };
                 println!(
-                    "{:<6} {:<36} PHP {:<5} {}",
+                    "{:<6} {:<36} {:<14} {}",
                     s["id"],
                     s["domain"].as_str().unwrap_or_default(),
-                    s["php_version"].as_str().unwrap_or("-"),
+                    runs,
                     s["status"].as_str().unwrap_or_default()
                 );
             }
@@ -350,10 +377,15 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                     s["id"],
                     s["status"].as_str().unwrap_or_default()
                 );
-                println!(
-                    "  php          {}",
-                    s["php_version"].as_str().unwrap_or("-")
-                );
+                println!("  type         {}", cfg["type"].as_str().unwrap_or("php"));
+                match cfg["type"].as_str().unwrap_or("php") {
+                    "php" | "laravel" => println!(
+                        "  php          {}",
+                        s["php_version"].as_str().unwrap_or("-")
+                    ),
+                    "node" | "proxy" => println!("  port         {}", cfg["proxy_port"]),
+                    _ => {}
+                }
                 println!(
                     "  root         {}",
                     s["document_root"].as_str().unwrap_or_default()

@@ -127,14 +127,15 @@ async fn webserver_serves_php_and_is_removed_cleanly() {
 }
 
 /// Memcached answers on 127.0.0.1:11211 over TCP only (no UDP, nothing on other addresses) with the memory
-/// asked for, and is gone after removal; Node.js runs a script and is gone after removal. Shares the
+/// asked for, and is gone after removal; Node.js runs a script, serves a Node.js site (with static and proxy
+/// sites beside it, see `site_types_serve`) and is gone after removal. Shares the
 /// webserver story's kind of host but not its packages: its own host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     not(bf_e2e),
     ignore = "end-to-end on real Debian hosts: set BROKEFORGE_E2E=1 (as root; scripts/e2e-hosts.sh setup)"
 )]
-async fn memcached_and_nodejs_install_and_remove() {
+async fn memcached_nodejs_and_site_types() {
     if !enabled() {
         return;
     }
@@ -187,6 +188,8 @@ async fn memcached_and_nodejs_install_and_remove() {
     );
     assert!(host.root("npm --version").await.success());
 
+    site_types_serve(&host, &panel).await;
+
     remove(store, id, "memcached").await;
     remove(store, id, "nodejs").await;
     assert!(
@@ -207,4 +210,188 @@ async fn memcached_and_nodejs_install_and_remove() {
             .all(|s| s.service_name != "memcached" && s.service_name != "nodejs"),
         "{services:?}"
     );
+}
+
+/// `site create --type`: bad type input is refused before anything runs; a static site serves its files (an
+/// SPA fallback, PHP not run); a Node.js app deployed from git answers through nginx, runs as the app user on
+/// loopback and restarts in the next release; a proxy site passes requests to a port; removing the Node.js
+/// site takes its unit away.
+async fn site_types_serve(host: &DebianHost, panel: &Panel) {
+    install(&panel.store, panel_server(panel).await, "webserver", &[]).await;
+    let cli = Cli::new(panel).await;
+    let create = |domain: &str, extra: &[&str]| {
+        let mut a = vec!["site", "create", "--server", "cache", "--domain", domain];
+        a.extend_from_slice(extra);
+        a.push("--follow");
+        cli.run(&a)
+    };
+    for (extra, why) in [
+        (&["--type", "proxy"][..], "port"),
+        (&["--type", "proxy", "--proxy-port", "80"][..], "privileged"),
+        (
+            &["--type", "static", "--proxy-port", "8080"][..],
+            "takes no port",
+        ),
+        (&["--type", "php", "--spa"][..], "static"),
+    ] {
+        let (code, out, err) = create("bad.test", extra);
+        assert_ne!(code, Some(0), "{extra:?} accepted: {out}");
+        assert!(err.contains(why), "{extra:?}: {err}");
+    }
+    assert!(
+        !cli.ok(&["site", "list", "--server", "cache"])
+            .contains("bad.test"),
+        "a refused site was stored"
+    );
+
+    // Static files: the placeholder answers every path (SPA fallback); a PHP file is a file, never run.
+    let (code, out, err) = create("static.test", &["--type", "static", "--spa"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    for path in ["/", "/some/client/route"] {
+        let (status, body) = http_request(&host.ip, "GET", "static.test", path, &[], b"").await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(
+            body.contains("ready for its first deployment"),
+            "{path}: {body}"
+        );
+    }
+    assert!(
+        host.root("printf '<?php echo 6 * 7;' > /home/brokeforge/static.test/current/x.php")
+            .await
+            .success()
+    );
+    let (_, body) = http_request(&host.ip, "GET", "static.test", "/x.php", &[], b"").await;
+    assert!(body.contains("<?php echo"), "a static site ran PHP: {body}");
+
+    // A Node.js application from git.
+    git_server(host).await;
+    let app = |msg: &str| {
+        format!(
+            "require('http').createServer((q, r) => r.end('{msg}')).listen(process.env.PORT, '127.0.0.1', () => console.log('listening on ' + process.env.PORT));"
+        )
+    };
+    let repo = host
+        .root(&format!(
+            "set -e; rm -rf /srv/git/node.git /tmp/node; git init -q --bare -b main /srv/git/node.git; \
+             git init -q -b main /tmp/node; cd /tmp/node; git config user.email t@e; git config user.name t; \
+             printf '%s' '{{\"name\":\"t\",\"version\":\"1.0.0\",\"scripts\":{{\"start\":\"node server.js\"}}}}' > package.json; \
+             printf '%s' '{{\"name\":\"t\",\"version\":\"1.0.0\",\"lockfileVersion\":3,\"requires\":true,\"packages\":{{\"\":{{\"name\":\"t\",\"version\":\"1.0.0\"}}}}}}' > package-lock.json; \
+             printf '%s' {} > server.js; git add .; git commit -qm one; git push -q /srv/git/node.git main; chown -R git:git /srv/git",
+            brokeforge_core::shell_quote(&app("node one"))
+        ))
+        .await;
+    assert!(repo.success(), "{}", repo.stderr_text());
+    let (code, out, err) = create("node.test", &["--type", "node"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let key = cli.ok(&[
+        "site",
+        "deploy-key",
+        "--server",
+        "cache",
+        "--domain",
+        "node.test",
+    ]);
+    assert!(
+        host.root(&format!(
+            "printf '%s\\n' '{}' > /srv/git/.ssh/authorized_keys && chown git:git /srv/git/.ssh/authorized_keys && chmod 600 /srv/git/.ssh/authorized_keys",
+            key.trim()
+        ))
+        .await
+        .success()
+    );
+    cli.ok(&[
+        "site",
+        "repository",
+        "--server",
+        "cache",
+        "--domain",
+        "node.test",
+        "--repository",
+        "git@127.0.0.1:/srv/git/node.git",
+        "--branch",
+        "main",
+        "--host-key-fingerprint",
+        &host.fingerprint,
+        "--follow",
+    ]);
+    let shown = cli.json(&["site", "show", "--server", "cache", "--domain", "node.test"]);
+    let port = shown["site"]["configuration"]["proxy_port"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        port, 3000,
+        "the first Node.js site gets the first port: {shown}"
+    );
+    let answers = |domain: &'static str, want: &'static str| async move {
+        let mut last = String::new();
+        for _ in 0..100 {
+            last = site_page(&host.ip, domain).await;
+            if last == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("{domain} answers {last:?}, not {want:?}");
+    };
+    answers("node.test", "node one").await;
+    let owner = host
+        .root("ss -H -lntp 'sport = :3000' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 | xargs -r ps -o user= -p; ss -H -lnt 'sport = :3000' | awk '{print $4}'")
+        .await
+        .stdout_text();
+    assert_eq!(owner, "brokeforge\n127.0.0.1:3000\n", "who listens on 3000");
+
+    let two = host
+        .root(&format!(
+            "set -e; cd /tmp/node; printf '%s' {} > server.js; git commit -qam two; git push -q /srv/git/node.git main; chown -R git:git /srv/git",
+            brokeforge_core::shell_quote(&app("node two"))
+        ))
+        .await;
+    assert!(two.success(), "{}", two.stderr_text());
+    cli.ok(&[
+        "site",
+        "deploy",
+        "--server",
+        "cache",
+        "--domain",
+        "node.test",
+        "--follow",
+    ]);
+    answers("node.test", "node two").await;
+    let site_id = shown["site"]["id"].as_i64().unwrap();
+    let unit = format!("brokeforge-site-{site_id}-app");
+    let log = cli.ok(&[
+        "logs", "--server", "cache", "--kind", "unit", "--unit", &unit, "--lines", "50",
+    ]);
+    assert!(log.contains("listening on 3000"), "{log}");
+
+    // A proxy site in front of a port: here the Node.js app's.
+    let (code, out, err) = create("proxy.test", &["--type", "proxy", "--proxy-port", "3000"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    answers("proxy.test", "node two").await;
+
+    cli.ok(&[
+        "site",
+        "remove",
+        "--server",
+        "cache",
+        "--domain",
+        "node.test",
+        "--follow",
+    ]);
+    let gone = host
+        .root(&format!(
+            "systemctl cat {unit} >/dev/null 2>&1 && echo unit-left; ss -H -lnt 'sport = :3000' | grep -q . && echo still-listening; true"
+        ))
+        .await
+        .stdout_text();
+    assert_eq!(gone, "", "the Node.js site's unit or app is left");
+    for domain in ["static.test", "proxy.test"] {
+        cli.ok(&[
+            "site", "remove", "--server", "cache", "--domain", domain, "--follow",
+        ]);
+    }
+}
+
+async fn panel_server(panel: &Panel) -> i64 {
+    panel.store.servers_for_user(panel.user_id).await.unwrap()[0].id
 }

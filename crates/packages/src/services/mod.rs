@@ -67,7 +67,8 @@ mod tests {
                 json!({"root": "/home/brokeforge/default/public", "fpm_socket": "/run/php/php8.2-fpm-brokeforge.sock"})
             }
             "nginx/site.conf" => {
-                json!({"domain": "example.com", "server_names": ["example.com", "www.example.com"], "default_server": false,
+                json!({"domain": "example.com", "site_id": 7, "php": true, "proxy_port": null, "spa_fallback": false,
+                   "server_names": ["example.com", "www.example.com"], "default_server": false,
                    "root": "/home/brokeforge/example.com/current/public", "client_max_body_size": "64M",
                    "fpm_socket": "/run/php/php8.2-fpm-brokeforge.sock", "acme_root": "/var/lib/brokeforge/acme",
                    "certificate": null})

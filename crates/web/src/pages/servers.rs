@@ -192,8 +192,26 @@ pub struct CatalogueView {
 pub struct SiteRow {
     pub id: i64,
     pub domain: String,
-    pub php: String,
+    /// What it runs: "PHP 8.2", "Laravel · PHP 8.2", "Node.js application · port 3000".
+    pub runs: String,
     pub status: String,
+}
+
+/// What a site runs, for lists.
+pub fn site_runs(site: &brokeforge_store::ServerSite) -> String {
+    use brokeforge_packages::services::sites::config::{SiteConfig, SiteKind};
+    let c = SiteConfig::of(site);
+    let php = format!("PHP {}", site.php_version.as_deref().unwrap_or_default());
+    match c.kind {
+        SiteKind::Php => php,
+        SiteKind::Laravel => format!("Laravel · {php}"),
+        SiteKind::Static => c.kind.label().to_string(),
+        SiteKind::Node | SiteKind::Proxy => format!(
+            "{} · port {}",
+            c.kind.label(),
+            c.proxy_port.map(|p| p.to_string()).unwrap_or_default()
+        ),
+    }
 }
 
 pub struct EventRow {
@@ -214,6 +232,10 @@ pub struct DbView {
 #[serde(default)]
 pub struct SiteForm {
     pub domain: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub proxy_port: String,
+    pub spa_fallback: Option<String>,
     pub aliases: String,
     pub php_version: String,
     pub web_directory: String,
@@ -236,6 +258,8 @@ pub struct ServerPage {
     pub sites: Vec<SiteRow>,
     pub site_form: SiteForm,
     pub php_versions: Vec<String>,
+    /// (value, label) of each site type.
+    pub site_types: Vec<(&'static str, &'static str)>,
     pub db_engines: Vec<String>,
     pub databases: Vec<DbView>,
     pub events: Vec<EventRow>,
@@ -357,8 +381,8 @@ pub async fn server_view(
         .into_iter()
         .map(|s| SiteRow {
             id: s.id,
+            runs: site_runs(&s),
             domain: s.domain,
-            php: s.php_version.unwrap_or_default(),
             status: s.status.as_str().into(),
         })
         .collect();
@@ -389,14 +413,6 @@ pub async fn server_view(
     } else {
         StatusCode::OK
     };
-    let site_form = SiteForm {
-        web_directory: if site_form.web_directory.is_empty() && site_form.domain.is_empty() {
-            "public".into()
-        } else {
-            site_form.web_directory
-        },
-        ..site_form
-    };
     Ok(render(
         &ServerPage {
             nav,
@@ -418,6 +434,10 @@ pub async fn server_view(
             sites,
             site_form,
             php_versions,
+            site_types: brokeforge_packages::services::sites::config::SiteKind::ALL
+                .iter()
+                .map(|k| (k.as_str(), k.label()))
+                .collect(),
             db_engines,
             databases,
             events,
@@ -536,8 +556,25 @@ pub async fn create_site(
     OwnedServer(u, server): OwnedServer,
     Form(f): Form<SiteForm>,
 ) -> PageResult {
+    let proxy_port = match f.proxy_port.trim() {
+        "" => None,
+        p => match p.parse::<u16>() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                let e = brokeforge_core::ValidationError::new(
+                    "proxy_port",
+                    format!("`{p}` is not a port number"),
+                );
+                let e = ApiError::from(brokeforge_domain::DomainError::from(e));
+                return server_view(&state, &u, &server, String::new(), Some(&e), f).await;
+            }
+        },
+    };
     let req = SiteRequest {
         domain: f.domain.clone(),
+        kind: Some(f.kind.clone()).filter(|k| !k.is_empty()),
+        proxy_port,
+        spa_fallback: f.spa_fallback.is_some(),
         aliases: f
             .aliases
             .split(',')
@@ -546,7 +583,8 @@ pub async fn create_site(
             .map(str::to_string)
             .collect(),
         php_version: Some(f.php_version.clone()).filter(|v| !v.is_empty()),
-        web_directory: Some(f.web_directory.clone()),
+        // Empty: the type's default (`public`, or the release itself for static files); `/`: the release.
+        web_directory: Some(f.web_directory.clone()).filter(|d| !d.trim().is_empty()),
         default_site: f.default_site.is_some(),
     };
     match state.domain.create_site(&server, &req).await {

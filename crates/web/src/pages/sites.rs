@@ -351,7 +351,7 @@ pub async fn site_view(
             deploy_script: config
                 .deploy_script
                 .clone()
-                .unwrap_or_else(|| deployment::DEFAULT_DEPLOY_SCRIPT.to_string()),
+                .unwrap_or_else(|| deployment::default_deploy_script(config.kind).to_string()),
             env_loaded,
             env,
             commands,

@@ -120,7 +120,10 @@ pub fn units_of(unit: &str, managed: &[String]) -> Result<Vec<String>, Validatio
     Ok(match unit.as_str() {
         // The cluster's own unit logs; `postgresql` itself is only a wrapper.
         "postgresql" => vec!["postgresql".into(), "postgresql@*".into()],
-        u if !u.contains('@') && u.starts_with("brokeforge-site-") => vec![format!("{u}@*")],
+        // Daemons are templates (one instance per process); a Node.js application is a plain unit.
+        u if !u.contains('@') && u.starts_with("brokeforge-site-") && !u.ends_with("-app") => {
+            vec![format!("{u}@*")]
+        }
         u => vec![u.to_string()],
     })
 }

@@ -154,6 +154,37 @@ pub fn restart_daemons_command(site_id: i64) -> String {
     )
 }
 
+/// The systemd unit that runs a Node.js site's application.
+pub fn app_unit(site_id: i64) -> String {
+    format!("brokeforge-site-{site_id}-app")
+}
+
+/// A Node.js site's unit: `npm start` in the live release as the app user, on the port nginx sends requests
+/// to, with the site's `.env` as its environment. `current` is resolved when the unit starts, so a restart
+/// runs the new release.
+pub fn app_unit_file(site_id: i64, domain: &str, port: u16) -> String {
+    let root = site_root(domain);
+    let name = app_unit(site_id);
+    format!(
+        "# Managed by BrokeForge: the Node.js application of {domain}. Edit the site in BrokeForge.\n\
+         [Unit]\nDescription=BrokeForge Node.js application of {domain}\nAfter=network.target\n\n\
+         [Service]\nUser=brokeforge\nGroup=brokeforge\nWorkingDirectory={root}/current\n\
+         Environment=NODE_ENV=production\nEnvironmentFile=-{root}/shared/.env\nEnvironment=PORT={port}\n\
+         ExecStart=/bin/sh -c 'exec npm start'\nRestart=always\nRestartSec=3\nSyslogIdentifier={name}\n\n\
+         [Install]\nWantedBy=multi-user.target\n"
+    )
+}
+
+/// Restart a Node.js site's application in the release that is now live (as root). Like the daemons, one that
+/// will not start is reported; the site check after deploys is what fails a deployment on it.
+pub fn restart_app_command(site_id: i64) -> String {
+    let unit = app_unit(site_id);
+    format!(
+        "systemctl restart {unit} && sleep 1 && if systemctl is-active --quiet {unit}; then echo 'application restarted'; \
+         else echo 'warning: the application is not running; see its log' >&2; journalctl -u {unit} -n 20 --no-pager >&2; fi"
+    )
+}
+
 /// Stop and remove all of a site's scheduled commands and daemons (before applying a new set, and when the
 /// site is removed).
 pub fn tasks_remove_command(site_id: i64) -> String {

@@ -42,6 +42,13 @@ pub struct RepositoryConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct SiteConfig {
+    /// What the site runs, and so its vhost and default deploy script.
+    #[serde(rename = "type")]
+    pub kind: SiteKind,
+    /// Where nginx sends requests of a Node.js or proxy site (on 127.0.0.1).
+    pub proxy_port: Option<u16>,
+    /// A static site answers unknown paths with `/index.html` (single-page applications).
+    pub spa_fallback: bool,
     pub aliases: Vec<String>,
     /// Served directory inside a release (e.g. `public`); empty for the release root.
     pub web_directory: String,
@@ -69,6 +76,9 @@ pub struct SiteConfig {
 impl Default for SiteConfig {
     fn default() -> Self {
         SiteConfig {
+            kind: SiteKind::Php,
+            proxy_port: None,
+            spa_fallback: false,
             aliases: Vec::new(),
             web_directory: "public".into(),
             default_site: false,
@@ -160,6 +170,76 @@ impl CertificateConfig {
     }
     pub fn key_path(&self) -> String {
         format!("{}/privkey.pem", self.dir())
+    }
+}
+
+/// What a site runs. Stored sites from before types existed are PHP sites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SiteKind {
+    #[default]
+    Php,
+    /// PHP with Laravel's layout; its queue worker and scheduler are offered as presets.
+    Laravel,
+    /// Files served as they are; no PHP.
+    Static,
+    /// A Node.js application run by a systemd unit on `proxy_port`, nginx in front.
+    Node,
+    /// nginx in front of something already listening on `proxy_port`.
+    Proxy,
+}
+
+impl SiteKind {
+    pub const ALL: [SiteKind; 5] = [
+        SiteKind::Php,
+        SiteKind::Laravel,
+        SiteKind::Static,
+        SiteKind::Node,
+        SiteKind::Proxy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SiteKind::Php => "php",
+            SiteKind::Laravel => "laravel",
+            SiteKind::Static => "static",
+            SiteKind::Node => "node",
+            SiteKind::Proxy => "proxy",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SiteKind::Php => "PHP",
+            SiteKind::Laravel => "Laravel",
+            SiteKind::Static => "Static files",
+            SiteKind::Node => "Node.js application",
+            SiteKind::Proxy => "Reverse proxy to a port",
+        }
+    }
+
+    pub fn parse(value: &str) -> Result<SiteKind, ValidationError> {
+        SiteKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == value)
+            .ok_or_else(|| {
+                ValidationError::new(
+                    "type",
+                    format!(
+                        "`{value}` is not a site type: use php, laravel, static, node or proxy"
+                    ),
+                )
+            })
+    }
+
+    /// nginx hands PHP files to PHP-FPM.
+    pub fn runs_php(self) -> bool {
+        matches!(self, SiteKind::Php | SiteKind::Laravel)
+    }
+
+    /// nginx passes every request to `proxy_port`.
+    pub fn proxies(self) -> bool {
+        matches!(self, SiteKind::Node | SiteKind::Proxy)
     }
 }
 

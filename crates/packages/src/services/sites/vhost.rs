@@ -31,11 +31,22 @@ pub fn server_names(site: &ServerSite, config: &SiteConfig) -> Result<Vec<String
 
 pub fn render_vhost(site: &ServerSite, config: &SiteConfig) -> Result<String, PackageError> {
     let domain = validate::domain(&site.domain)?;
-    let php = site
-        .php_version
-        .as_deref()
-        .ok_or_else(|| ValidationError::new("php_version", "the site has no PHP version"))?;
-    let php = validate::php_version(php)?;
+    let fpm = if config.kind.runs_php() {
+        let php = site
+            .php_version
+            .as_deref()
+            .ok_or_else(|| ValidationError::new("php_version", "the site has no PHP version"))?;
+        Some(fpm_socket(&validate::php_version(php)?))
+    } else {
+        None
+    };
+    let proxy_port = if config.kind.proxies() {
+        Some(config.proxy_port.ok_or_else(|| {
+            ValidationError::new("proxy_port", "the site has no port to send requests to")
+        })?)
+    } else {
+        None
+    };
     let web = validate::relative_dir("web_directory", &config.web_directory)?;
     let names = server_names(site, config)?;
     let root = if web.is_empty() {
@@ -47,11 +58,15 @@ pub fn render_vhost(site: &ServerSite, config: &SiteConfig) -> Result<String, Pa
         &SITE_CONF,
         json!({
             "domain": domain,
+            "site_id": site.id,
+            "php": fpm.is_some(),
+            "proxy_port": proxy_port,
+            "spa_fallback": config.spa_fallback,
             "server_names": names,
             "default_server": config.default_site,
             "root": root,
             "client_max_body_size": config.client_max_body_size,
-            "fpm_socket": fpm_socket(&php),
+            "fpm_socket": fpm,
             "acme_root": ACME_ROOT,
             "certificate": config.certificate.as_ref().map(|c| json!({
                 "fullchain": c.fullchain_path(),

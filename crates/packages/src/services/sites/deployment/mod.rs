@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::common::{
-    deploy_key_path, on_server, restart_daemons_command, shared_path, site_root,
+    deploy_key_path, on_server, restart_app_command, restart_daemons_command, shared_path,
+    site_root,
 };
-use super::config::{ReleaseInfo, SiteConfig};
+use super::config::{ReleaseInfo, SiteConfig, SiteKind};
 use super::git::{deploy_key, git_env};
 use crate::base::executor::{Executor, RunContext};
 use crate::base::package::{Gather, Package, PackageInstaller, job};
@@ -45,6 +46,37 @@ if [ -f artisan ]; then
   $PHP artisan view:cache
 fi
 "#;
+
+/// A static site's: its files are served as they are; a `package.json` with a build script is built.
+pub const STATIC_DEPLOY_SCRIPT: &str = r#"# Runs in the new release directory as the app user, before the release goes live.
+# A failing command stops the deployment; the current release stays live.
+# Available: $RELEASE_DIR $SITE_ROOT $BRANCH $COMMIT
+# The files are served as they are. To build them first (npm, for example), write the build here.
+true
+"#;
+
+/// A Node.js site's: install the dependencies and build when there is a build script; the application is
+/// restarted in the new release once it is live.
+pub const NODE_DEPLOY_SCRIPT: &str = r#"# Runs in the new release directory as the app user, before the release goes live.
+# A failing command stops the deployment; the current release stays live.
+# Available: $RELEASE_DIR $SITE_ROOT $BRANCH $COMMIT $PORT
+# After this script, the application restarts in the new release with `npm start`.
+if [ -f package-lock.json ]; then
+  npm ci --no-audit --no-fund
+elif [ -f package.json ]; then
+  npm install --no-audit --no-fund
+fi
+npm run build --if-present
+"#;
+
+/// The deploy script a new site of `kind` starts with.
+pub fn default_deploy_script(kind: SiteKind) -> &'static str {
+    match kind {
+        SiteKind::Php | SiteKind::Laravel => DEFAULT_DEPLOY_SCRIPT,
+        SiteKind::Static | SiteKind::Proxy => STATIC_DEPLOY_SCRIPT,
+        SiteKind::Node => NODE_DEPLOY_SCRIPT,
+    }
+}
 
 milestones! {
     pub enum DeploymentInstallerMilestones {
@@ -401,7 +433,7 @@ impl DeploymentInstaller {
             .config
             .deploy_script
             .clone()
-            .unwrap_or_else(|| DEFAULT_DEPLOY_SCRIPT.to_string());
+            .unwrap_or_else(|| default_deploy_script(p.config.kind).to_string());
         let keep = p.config.keep_releases.clamp(1, 50);
         let plan = self
             .plan()
@@ -460,12 +492,13 @@ impl DeploymentInstaller {
             .track(M::RunScript)
             .run_step(RunStep {
                 command: format!(
-                    "cd {rel} && RELEASE_DIR={rel} SITE_ROOT={root} BRANCH={branch} COMMIT=$(cat .revision) PHP=php{php} \
+                    "cd {rel} && RELEASE_DIR={rel} SITE_ROOT={root} BRANCH={branch} COMMIT=$(cat .revision) PHP=php{php}{port} \
                      bash -e {root}/.brokeforge/deploy.sh",
                     rel = q(&release_dir),
                     root = q(&root),
                     branch = q(&p.branch),
                     php = p.php_version,
+                    port = p.config.proxy_port.map(|p| format!(" PORT={p}")).unwrap_or_default(),
                 ),
                 timeout: Duration::from_secs(p.config.deploy_timeout_secs.clamp(10, 7200)),
                 stdin: None,
@@ -474,6 +507,7 @@ impl DeploymentInstaller {
             })
             .track(M::Activate)
             .run(activate(&root, &p.release, &p.php_version));
+        plan = restart_app(plan, p.site_id, &p.config);
         if let Some(check) = &p.verify {
             plan = plan.track(M::Verify).run_step(RunStep {
                 command: verify_command(p, check),
@@ -577,6 +611,20 @@ fn verify_command(p: &DeployPlan, check: &AfterDeployCheck) -> String {
         failed = VERIFY_FAILED,
         rel = q(&format!("{}/releases/{}", site_root(&p.domain), p.release)),
     )
+}
+
+/// A Node.js site's application runs the release it started in: restart it in the live one (as root).
+pub fn restart_app(plan: Plan, site_id: i64, config: &SiteConfig) -> Plan {
+    if config.kind != SiteKind::Node {
+        return plan;
+    }
+    plan.run_step(RunStep {
+        command: restart_app_command(site_id),
+        timeout: Duration::from_secs(120),
+        stdin: None,
+        credential: Some(CredentialKind::Root),
+        private_output: false,
+    })
 }
 
 /// Daemons keep running in the release they started in: restart them in the live one (as root, who owns

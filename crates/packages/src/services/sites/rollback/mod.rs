@@ -195,7 +195,9 @@ impl RollbackInstaller {
             ))
             .track(M::Activate)
             .run(activate(&root, release, &php));
-        Ok(restart_daemons(plan, site.id, &SiteConfig::of(site)).track(M::Complete))
+        let config = SiteConfig::of(site);
+        let plan = super::deployment::restart_app(plan, site.id, &config);
+        Ok(restart_daemons(plan, site.id, &config).track(M::Complete))
     }
 }
 

@@ -9,15 +9,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::common::{
-    APP_HOME, SiteRef, certificate_delete_command, deploy_key_path, deploy_key_secret, on_server,
+    APP_HOME, SiteRef, app_unit, app_unit_file, certificate_delete_command, deploy_key_path, deploy_key_secret, on_server,
     site_root, tasks_remove_command, vhost_path, webhook_secret,
 };
-use super::config::SiteConfig;
+use super::config::{SiteConfig, SiteKind};
 use super::vhost::{SITE_CONF, write_vhosts};
 use crate::base::executor::RunReport;
 use crate::base::package::{Gather, Package, PackageInstaller, PackageRemover, job};
 use crate::base::registry::Registry;
-use crate::base::{PackageError, Plan};
+use crate::base::{FileContents, FileStep, PackageError, Plan};
 use crate::milestones;
 use crate::services::webserver::nginx::{NGINX_RELOAD, SERVICE_NAME as WEBSERVER, WebServerConfig};
 
@@ -51,10 +51,17 @@ milestones! {
 #[serde(default)]
 pub struct SiteRequest {
     pub domain: String,
+    /// `php` (the default), `laravel`, `static`, `node` or `proxy`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Where a proxy site sends requests (required), or a Node.js site's port (chosen when empty).
+    pub proxy_port: Option<u16>,
+    /// A static site answers unknown paths with `/index.html`.
+    pub spa_fallback: bool,
     pub aliases: Vec<String>,
     /// Empty: the server's command-line PHP version.
     pub php_version: Option<String>,
-    /// `None`: `public`.
+    /// `None`: `public` for PHP sites, the release itself for static ones.
     pub web_directory: Option<String>,
     pub default_site: bool,
 }
@@ -74,10 +81,22 @@ pub async fn create_site(
             aliases.push(a);
         }
     }
+    let kind = match req.kind.as_deref().filter(|k| !k.is_empty()) {
+        Some(k) => SiteKind::parse(k)?,
+        None => SiteKind::Php,
+    };
     let web_directory = match &req.web_directory {
         Some(d) => validate::relative_dir("web_directory", d)?,
+        None if kind == SiteKind::Static => String::new(),
         None => "public".into(),
     };
+    if req.spa_fallback && kind != SiteKind::Static {
+        return Err(ValidationError::new(
+            "spa_fallback",
+            "only a static site answers unknown paths with /index.html",
+        )
+        .into());
+    }
     if !store
         .services(server_id)
         .await?
@@ -128,11 +147,22 @@ pub async fn create_site(
             .into());
         }
     }
+    let proxy_port = site_port(store, server_id, kind, req.proxy_port).await?;
+    let defaults = SiteConfig::default();
     let config = SiteConfig {
+        kind,
+        proxy_port,
+        spa_fallback: req.spa_fallback,
         aliases,
         web_directory,
         default_site: req.default_site,
-        ..SiteConfig::default()
+        // Only PHP applications keep `storage/` across releases; a Node.js app reads its `.env`.
+        shared_paths: match kind {
+            SiteKind::Php | SiteKind::Laravel => defaults.shared_paths.clone(),
+            SiteKind::Node => vec![".env".into()],
+            SiteKind::Static | SiteKind::Proxy => Vec::new(),
+        },
+        ..defaults
     };
     let site = store
         .create_site(&NewSite {
@@ -158,6 +188,67 @@ pub async fn create_site(
         })
         .await?;
     Ok((site, job))
+}
+
+/// Lowest port a Node.js site is given when it does not name one.
+pub const FIRST_APP_PORT: u16 = 3000;
+
+/// The port a proxying site sends requests to: a proxy site's is required; a Node.js site gets the one asked
+/// for or the lowest from [`FIRST_APP_PORT`] no other site of the server uses. Other kinds take none.
+async fn site_port(
+    store: &Store,
+    server_id: i64,
+    kind: SiteKind,
+    asked: Option<u16>,
+) -> Result<Option<u16>, PackageError> {
+    if !kind.proxies() {
+        if asked.is_some() {
+            return Err(ValidationError::new(
+                "proxy_port",
+                format!("a {} site takes no port", kind.as_str()),
+            )
+            .into());
+        }
+        return Ok(None);
+    }
+    if kind == SiteKind::Node
+        && !store
+            .services(server_id)
+            .await?
+            .iter()
+            .any(|s| s.service_name == "nodejs" && s.status == ServiceStatus::Active)
+    {
+        return Err(ValidationError::new(
+            "type",
+            "Node.js is not installed on this server: install the `nodejs` package first",
+        )
+        .into());
+    }
+    let used: Vec<u16> = store
+        .sites(server_id)
+        .await?
+        .iter()
+        .filter_map(|s| SiteConfig::of(s).proxy_port)
+        .collect();
+    match asked {
+        Some(p) if p < 1024 => Err(ValidationError::new(
+            "proxy_port",
+            format!("{p} is a privileged port: give one from 1024 to 65535"),
+        )
+        .into()),
+        Some(p) if kind == SiteKind::Node && used.contains(&p) => Err(ValidationError::new(
+            "proxy_port",
+            format!("another site of this server already runs on port {p}"),
+        )
+        .into()),
+        Some(p) => Ok(Some(p)),
+        None if kind == SiteKind::Proxy => Err(ValidationError::new(
+            "proxy_port",
+            "a proxy site needs the port to send requests to",
+        )
+        .into()),
+        None => Ok((FIRST_APP_PORT..u16::MAX).find(|p| !used.contains(p))),
+    }
 }
 
 /// Queue a site's removal; `keep_files` leaves its directory on the server.
@@ -291,6 +382,20 @@ impl SiteInstaller {
                 private_output: false,
             })
             .track(M::ConfigureNginx);
+        if config.kind == SiteKind::Node {
+            // Enabled, not started: the placeholder release has no application; the first deploy starts it.
+            let port = config.proxy_port.ok_or_else(|| {
+                ValidationError::new("proxy_port", "the Node.js site has no port")
+            })?;
+            let unit = app_unit(site.id);
+            plan = plan
+                .put_file(FileStep::new(
+                    format!("/etc/systemd/system/{unit}.service"),
+                    FileContents::Text(app_unit_file(site.id, &domain, port)),
+                    0o644,
+                ))
+                .run(format!("systemctl daemon-reload && systemctl enable {unit}"));
+        }
         plan = write_vhosts(plan, site, config, others)?;
         plan = plan
             .track(M::ReloadNginx)
@@ -383,6 +488,13 @@ impl SiteRemover {
         if config.tasks != Default::default() {
             plan = plan.run(tasks_remove_command(site.id));
         }
+        if config.kind == SiteKind::Node {
+            let unit = app_unit(site.id);
+            plan = plan.run(format!(
+                "systemctl disable --now {unit} 2>/dev/null; rm -f /etc/systemd/system/{unit}.service; \
+                 systemctl daemon-reload; systemctl reset-failed {unit} 2>/dev/null; true"
+            ));
+        }
         let key = q(&deploy_key_path(site.id));
         plan = if keep_files {
             plan.run(format!(
@@ -437,6 +549,44 @@ pub(crate) mod tests {
                 .unwrap()
                 .to_string()
         );
+    }
+
+    /// Each type's vhost: a static site has no PHP handler (and an SPA fallback when asked), a proxy site
+    /// passes everything (WebSocket upgrades too) to its port; a Node.js site's install writes its unit.
+    #[test]
+    fn site_types() {
+        use crate::services::sites::vhost::render_vhost;
+        let s = site();
+        let with = |kind, port, spa| SiteConfig {
+            kind,
+            proxy_port: port,
+            spa_fallback: spa,
+            ..SiteConfig::of(&s)
+        };
+        let static_site = render_vhost(&s, &with(SiteKind::Static, None, true)).unwrap();
+        assert!(!static_site.contains("fastcgi"), "{static_site}");
+        assert!(static_site.contains("try_files $uri $uri/ /index.html;"));
+        let plain = render_vhost(&s, &with(SiteKind::Static, None, false)).unwrap();
+        assert!(plain.contains("try_files $uri $uri/ =404;"), "{plain}");
+        insta::assert_snapshot!("proxy_vhost", render_vhost(&s, &with(SiteKind::Proxy, Some(8080), false)).unwrap());
+        assert!(
+            render_vhost(&s, &with(SiteKind::Proxy, None, false)).is_err(),
+            "a proxy site without a port rendered"
+        );
+        let php = render_vhost(&s, &with(SiteKind::Laravel, None, false)).unwrap();
+        assert!(php.contains("fastcgi_pass unix:/run/php/php8.2-fpm-brokeforge.sock;"));
+        insta::assert_snapshot!(
+            "node_install_plan",
+            SiteInstaller
+                .site_plan(&s, &with(SiteKind::Node, Some(3001), false), &[])
+                .unwrap()
+                .to_string()
+        );
+        let removal = SiteRemover
+            .removal_plan(&s, &with(SiteKind::Node, Some(3001), false), false)
+            .unwrap()
+            .to_string();
+        assert!(removal.contains("systemctl disable --now brokeforge-site-7-app"), "{removal}");
     }
 
     #[test]

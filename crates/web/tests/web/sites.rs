@@ -1,0 +1,172 @@
+//! Site types: a type's input is checked before anything is stored or queued (the type, its port, the
+//! packages it needs); a Node.js site is given a free port; the page's form takes a type and shows it.
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_types_are_checked_and_given_ports() {
+    for app in apps().await {
+        let n = app.name;
+        let owner = user(&app, "types@example.com", false).await;
+        let made = owner
+            .call(
+                &app,
+                "POST",
+                "/servers",
+                Some(json!({"name": "web", "public_ip": "203.0.113.40"})),
+            )
+            .await;
+        assert_eq!(made.status, 201, "{n}: {}", made.body);
+        let server = made.json()["server"]["id"].as_i64().unwrap();
+        let service = |name: &'static str, config: Value| {
+            let store = app.store.clone();
+            async move {
+                store
+                    .upsert_service(
+                        server,
+                        name,
+                        brokeforge_core::ServiceType::Webserver,
+                        &config,
+                        brokeforge_core::ServiceStatus::Active,
+                    )
+                    .await
+                    .unwrap();
+            }
+        };
+        service(
+            "webserver",
+            json!({"php_versions": ["8.2"], "cli_default": "8.2"}),
+        )
+        .await;
+        let path = format!("/servers/{server}/sites");
+        let create = |body: Value| owner.call(&app, "POST", &path, Some(body));
+        for (body, says) in [
+            (
+                json!({"domain": "a.test", "type": "wordpress2"}),
+                "is not a site type",
+            ),
+            (
+                json!({"domain": "a.test", "type": "proxy"}),
+                "needs the port",
+            ),
+            (
+                json!({"domain": "a.test", "type": "proxy", "proxy_port": 443}),
+                "privileged",
+            ),
+            (
+                json!({"domain": "a.test", "type": "static", "proxy_port": 8080}),
+                "takes no port",
+            ),
+            (
+                json!({"domain": "a.test", "type": "php", "spa_fallback": true}),
+                "only a static site",
+            ),
+            (
+                json!({"domain": "a.test", "type": "node"}),
+                "install the `nodejs` package",
+            ),
+        ] {
+            let r = create(body.clone()).await;
+            assert_eq!(r.status, 422, "{n}: {body} {}", r.body);
+            assert!(r.body.contains(says), "{n}: {body} {}", r.body);
+        }
+        let r = create(json!({"domain": "a.test", "type": "proxy", "proxy_port": 70000})).await;
+        assert_eq!(r.status, 400, "{n}: {}", r.body);
+        assert!(app.store.sites(server).await.unwrap().is_empty(), "{n}");
+        assert!(
+            app.store.jobs_for_server(server).await.unwrap().is_empty(),
+            "{n}"
+        );
+
+        service("nodejs", json!({})).await;
+        let config = |r: &Resp| r.json()["site"]["configuration"].clone();
+        let first = create(json!({"domain": "one.test", "type": "node"})).await;
+        assert_eq!(first.status, 202, "{n}: {}", first.body);
+        assert_eq!(config(&first)["type"], "node", "{n}");
+        assert_eq!(config(&first)["proxy_port"], 3000, "{n}");
+        assert_eq!(config(&first)["shared_paths"], json!([".env"]), "{n}");
+        let second = create(json!({"domain": "two.test", "type": "node"})).await;
+        assert_eq!(config(&second)["proxy_port"], 3001, "{n}: {}", second.body);
+        let taken =
+            create(json!({"domain": "three.test", "type": "node", "proxy_port": 3000})).await;
+        assert_eq!(taken.status, 422, "{n}: {}", taken.body);
+        assert!(taken.body.contains("already runs on port 3000"), "{n}");
+        let proxy = create(json!({"domain": "p.test", "type": "proxy", "proxy_port": 3000})).await;
+        assert_eq!(proxy.status, 202, "{n}: {}", proxy.body);
+        let plain = create(json!({"domain": "php.test"})).await;
+        assert_eq!(config(&plain)["type"], "php", "{n}");
+        assert_eq!(config(&plain)["web_directory"], "public", "{n}");
+
+        // The page: a static single-page site through the form, a bad port refused and shown again.
+        let session = session_of(&login(&app, "types@example.com", "correct horse battery").await);
+        let Auth::Session { cookie, csrf } = session else {
+            unreachable!()
+        };
+        let r = form(
+            &app,
+            &path,
+            &cookie,
+            &[
+                ("_csrf", &csrf),
+                ("domain", "spa.test"),
+                ("type", "proxy"),
+                ("proxy_port", "abc"),
+                ("php_version", "8.2"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 422, "{n}");
+        assert!(
+            r.body.contains("is not a port number") && r.body.contains("spa.test"),
+            "{n}"
+        );
+        let r = form(
+            &app,
+            &path,
+            &cookie,
+            &[
+                ("_csrf", &csrf),
+                ("domain", "spa.test"),
+                ("type", "static"),
+                ("spa_fallback", "true"),
+                ("web_directory", ""),
+                ("php_version", "8.2"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 303, "{n}: {}", r.body);
+        let spa = app
+            .store
+            .sites(server)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.domain == "spa.test")
+            .unwrap();
+        let c = brokeforge_packages::services::sites::config::SiteConfig::of(&spa);
+        assert_eq!(
+            (c.kind.as_str(), c.spa_fallback, c.web_directory.as_str()),
+            ("static", true, ""),
+            "{n}"
+        );
+        let page = http(
+            &app.addr,
+            "GET",
+            &format!("/servers/{server}"),
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .await;
+        for shown in [
+            "Node.js application · port 3001",
+            "Reverse proxy to a port · port 3000",
+            "Static files",
+            "PHP 8.2",
+        ] {
+            assert!(
+                page.body.contains(shown),
+                "{n}: {shown} not on the server page"
+            );
+        }
+    }
+}
