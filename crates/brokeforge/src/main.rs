@@ -104,6 +104,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::monitoring::AlertCommand,
     },
+    /// A PHP version's php.ini settings and extensions.
+    Php {
+        #[command(subcommand)]
+        command: cli::php::PhpCommand,
+    },
     /// Firewall rules (ufw on the server is the truth): list, add, remove.
     Firewall {
         #[command(subcommand)]
@@ -282,6 +287,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Plan(a) => cli::package::plan(cli.client, a).await,
         Command::Db { command } => cli::db::db(cli.client, command).await,
         Command::Team { command } => cli::team::team(cli.client, command).await,
+        Command::Php { command } => cli::php::php(cli.client, command).await,
         Command::Firewall { command } => cli::firewall::firewall(cli.client, command).await,
         Command::Metrics(a) => cli::monitoring::metrics(cli.client, a).await,
         Command::Channel { command } => cli::monitoring::channel(cli.client, command).await,

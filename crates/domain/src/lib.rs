@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod logs;
 pub mod maintenance;
 pub mod monitoring;
+pub mod php;
 pub mod policy;
 pub mod servers;
 pub mod sites;

@@ -12,6 +12,7 @@ pub mod login;
 pub mod logs;
 pub mod monitoring;
 pub mod package;
+pub mod php;
 pub mod server;
 pub mod site;
 pub mod team;

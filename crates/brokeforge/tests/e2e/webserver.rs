@@ -188,7 +188,9 @@ async fn memcached_nodejs_and_site_types() {
     );
     assert!(host.root("npm --version").await.success());
 
-    site_types_serve(&host, &panel).await;
+    let cli = Cli::new(&panel).await;
+    site_types_serve(&host, &panel, &cli).await;
+    php_settings_and_extensions(&host, &cli).await;
 
     remove(store, id, "memcached").await;
     remove(store, id, "nodejs").await;
@@ -216,9 +218,8 @@ async fn memcached_nodejs_and_site_types() {
 /// SPA fallback, PHP not run); a Node.js app deployed from git answers through nginx, runs as the app user on
 /// loopback and restarts in the next release; a proxy site passes requests to a port; removing the Node.js
 /// site takes its unit away.
-async fn site_types_serve(host: &DebianHost, panel: &Panel) {
+async fn site_types_serve(host: &DebianHost, panel: &Panel, cli: &Cli) {
     install(&panel.store, panel_server(panel).await, "webserver", &[]).await;
-    let cli = Cli::new(panel).await;
     let create = |domain: &str, extra: &[&str]| {
         let mut a = vec!["site", "create", "--server", "cache", "--domain", domain];
         a.extend_from_slice(extra);
@@ -394,4 +395,61 @@ async fn site_types_serve(host: &DebianHost, panel: &Panel) {
 
 async fn panel_server(panel: &Panel) -> i64 {
     panel.store.servers_for_user(panel.user_id).await.unwrap()[0].id
+}
+
+/// `brokeforge php`: a setting changed shows in what PHP-FPM runs (a page of the default site asks
+/// `ini_get`), a bad one is refused; an extension added is loaded by PHP-FPM and listed, removed is gone; a
+/// package the sources lack fails the job before anything changes.
+async fn php_settings_and_extensions(host: &DebianHost, cli: &Cli) {
+    let php = |args: &[&str]| {
+        let mut a = vec!["php", args[0], "--server", "cache", "--version", "8.2"];
+        a.extend_from_slice(&args[1..]);
+        cli.run(&a)
+    };
+    assert!(
+        host.root(
+            "printf '%s' \"<?php echo ini_get('memory_limit'), ' ', extension_loaded('bz2') ? 'bz2' : 'no-bz2';\" \
+             > /home/brokeforge/default/public/php-state.php"
+        )
+        .await
+        .success()
+    );
+    let state = || async { http_body(&format!("http://{}/php-state.php", host.ip)).await };
+    assert_eq!(state().await, "256M no-bz2");
+
+    let (code, out, err) = php(&["settings", "--set", "memory_limit=512M", "--follow"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(
+        state().await,
+        "512M no-bz2",
+        "PHP-FPM does not run the new memory_limit"
+    );
+    let shown = php(&["settings"]).1;
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with('*') && l.contains("memory_limit") && l.ends_with("512M")),
+        "{shown}"
+    );
+    let (code, _, err) = php(&["settings", "--set", "disable_functions=", "--follow"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("is not a setting BrokeForge sets"), "{err}");
+
+    let (code, out, err) = php(&["extensions", "--add", "bz2", "--follow"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(state().await, "512M bz2", "PHP-FPM did not load bz2");
+    assert!(php(&["extensions"]).1.lines().any(|l| l == "bz2"));
+    let (code, out, err) = php(&["extensions", "--add", "nosuchextension", "--follow"]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(
+        format!("{out}{err}").contains("no such package for PHP 8.2"),
+        "{out}\n{err}"
+    );
+    let (code, out, err) = php(&["extensions", "--remove", "bz2", "--follow"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(!php(&["extensions"]).1.lines().any(|l| l == "bz2"));
+    assert_eq!(state().await, "512M no-bz2");
+    let (code, out, err) = php(&["settings", "--unset", "memory_limit", "--follow"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(state().await, "256M no-bz2");
 }

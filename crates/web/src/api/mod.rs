@@ -15,6 +15,7 @@ mod jobs;
 mod logs;
 mod monitoring;
 pub mod openapi;
+mod php;
 mod servers;
 mod sites;
 mod ssh_keys;
@@ -72,6 +73,10 @@ pub fn operations() -> Vec<Op> {
         delete "/servers/{id}/databases/users/{engine}/{name}" databases::drop_db_user, Databases, "Drop a database user", "";
         get "/servers/{id}/firewall" firewall::list, Read, "The firewall as ufw has it now, read from the server: each rule with its origin (brokeforge, baseline, other) and whether BrokeForge will remove it", "";
         post "/servers/{id}/firewall" firewall::add, ServerManage, "Add a firewall rule (queued job): a port or range, tcp/udp/any, a source address or network (empty: anywhere), allow or deny", r#"{"name":"app","port":"8080","protocol":"tcp","source":"10.0.0.0/8","action":"allow"}"#;
+        get "/servers/{id}/php/{version}/settings" php::settings, Read, "A PHP version's php.ini settings: those set in BrokeForge and, for every setting it can set, the value PHP reports on the server now", "";
+        put "/servers/{id}/php/{version}/settings" php::change_settings, ServerManage, "Set or unset php.ini settings of a PHP version (queued job; names from an allow-list, values checked; php-fpm -t must accept them)", r#"{"set":{"memory_limit":"512M"},"unset":["max_input_vars"]}"#;
+        get "/servers/{id}/php/{version}/extensions" php::extensions, Read, "The modules a PHP version loads now (php -m on the server)", "";
+        post "/servers/{id}/php/{version}/extensions" php::change_extensions, ServerManage, "Install or remove extensions of a PHP version from the package sources (queued job)", r#"{"add":["bz2"],"remove":["xdebug"]}"#;
         delete "/servers/{id}/firewall/{rule}" firewall::remove, ServerManage, "Remove a firewall rule BrokeForge added (queued job); others and the SSH rule are refused", "";
         get "/servers/{id}/logs" logs::read, Read, "A log as plain text, streamed from the server (?kind=nginx-access|nginx-error|php-fpm|unit&site=DOMAIN&unit=NAME&lines=200&since=MS&until=MS&follow=true&download=true); nothing is stored", "";
         get "/servers/{id}/metrics" monitoring::metrics, Read, "The newest metrics report and, for ?metrics=a,b, their series since ?since=1h|24h|7d|MS (oldest first)", "";

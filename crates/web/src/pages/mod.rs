@@ -10,6 +10,7 @@ mod firewall;
 mod jobs;
 mod logs;
 mod monitoring;
+mod php;
 mod servers;
 mod sites;
 mod teams;
@@ -64,6 +65,9 @@ pub fn operations() -> Vec<PageOp> {
         post "/servers/{id}/sites" servers::create_site, ServerManage;
         get "/servers/{id}/backups" backups::backups_page, Read;
         post "/servers/{id}/backups" backups::create_plan, ServerManage;
+        get "/servers/{id}/php" php::php_page, Read;
+        post "/servers/{id}/php/{version}/settings" php::set_setting, ServerManage;
+        post "/servers/{id}/php/{version}/extensions" php::change_extensions, ServerManage;
         get "/servers/{id}/firewall" firewall::firewall_page, Read;
         post "/servers/{id}/firewall" firewall::add_rule, ServerManage;
         post "/servers/{id}/firewall/{rule}/remove" firewall::remove_rule, ServerManage;

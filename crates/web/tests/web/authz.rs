@@ -108,7 +108,8 @@ fn concrete(path: &str, o: &Objects, team: i64) -> Option<String> {
             .replace("{package}", "redis")
             .replace("{rule}", "abcd1234")
             .replace("{email}", "nobody%40example.com")
-            .replace("{key}", "nokey"),
+            .replace("{key}", "nokey")
+            .replace("{version}", "8.2"),
     )
 }
 

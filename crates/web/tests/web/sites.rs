@@ -170,3 +170,141 @@ async fn site_types_are_checked_and_given_ports() {
         }
     }
 }
+
+/// PHP settings and extensions: names, values and versions are checked before a job is queued; good changes
+/// queue one job each and say what they will do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn php_changes_are_checked_before_they_queue() {
+    for app in apps().await {
+        let n = app.name;
+        let owner = user(&app, "php@example.com", false).await;
+        let made = owner
+            .call(
+                &app,
+                "POST",
+                "/servers",
+                Some(json!({"name": "web", "public_ip": "203.0.113.41"})),
+            )
+            .await;
+        let server = made.json()["server"]["id"].as_i64().unwrap();
+        let settings = format!("/servers/{server}/php/8.2/settings");
+        let extensions = format!("/servers/{server}/php/8.2/extensions");
+        // No web server yet: nothing to change.
+        let r = owner
+            .call(
+                &app,
+                "PUT",
+                &settings,
+                Some(json!({"set": {"memory_limit": "512M"}})),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        assert!(
+            r.body.contains("install the `webserver` package"),
+            "{n}: {}",
+            r.body
+        );
+        app.store
+            .upsert_service(
+                server,
+                "webserver",
+                brokeforge_core::ServiceType::Webserver,
+                &json!({"php_versions": ["8.2"], "cli_default": "8.2"}),
+                brokeforge_core::ServiceStatus::Active,
+            )
+            .await
+            .unwrap();
+        for (path, method, body, says) in [
+            (
+                &settings,
+                "PUT",
+                json!({"set": {"extension": "evil.so"}}),
+                "is not a setting BrokeForge sets",
+            ),
+            (
+                &settings,
+                "PUT",
+                json!({"set": {"memory_limit": "512M\nextension=evil.so"}}),
+                "is not a size",
+            ),
+            (
+                &settings,
+                "PUT",
+                json!({"set": {"date.timezone": "$(reboot)"}}),
+                "time zone",
+            ),
+            (&settings, "PUT", json!({}), "nothing to change"),
+            (
+                &extensions,
+                "POST",
+                json!({"add": ["intl;reboot"]}),
+                "is not an extension name",
+            ),
+            (
+                &extensions,
+                "POST",
+                json!({"remove": ["fpm"]}),
+                "comes with the web server",
+            ),
+        ] {
+            let r = owner.call(&app, method, path, Some(body.clone())).await;
+            assert_eq!(r.status, 422, "{n}: {body} {}", r.body);
+            assert!(r.body.contains(says), "{n}: {body} {}", r.body);
+        }
+        let r = owner
+            .call(
+                &app,
+                "PUT",
+                &format!("/servers/{server}/php/8.3/settings"),
+                Some(json!({"set": {"memory_limit": "512M"}})),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        assert!(
+            r.body.contains("PHP 8.3 is not installed"),
+            "{n}: {}",
+            r.body
+        );
+        let r = owner
+            .call(
+                &app,
+                "PUT",
+                &settings,
+                Some(json!({"set": {"memory_limit": "1G"}, "bogus": 1})),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{n}: {}", r.body);
+        assert!(
+            app.store.jobs_for_server(server).await.unwrap().is_empty(),
+            "{n}"
+        );
+
+        let r = owner
+            .call(
+                &app,
+                "PUT",
+                &settings,
+                Some(json!({"set": {"memory_limit": "512m"}})),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{n}: {}", r.body);
+        let r = owner
+            .call(&app, "POST", &extensions, Some(json!({"add": ["bz2"]})))
+            .await;
+        assert_eq!(r.status, 202, "{n}: {}", r.body);
+        let kinds: Vec<String> = app
+            .store
+            .jobs_for_server(server)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|j| j.kind)
+            .collect();
+        assert_eq!(kinds.len(), 2, "{n}: {kinds:?}");
+        assert!(
+            kinds.contains(&"php_settings_installer".to_string())
+                && kinds.contains(&"php_extension_installer".to_string()),
+            "{n}: {kinds:?}"
+        );
+    }
+}

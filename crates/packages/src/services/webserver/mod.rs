@@ -1,3 +1,3 @@
 //! The spec's `Services/WebServer` category: nginx + PHP-FPM.
 
-crate::packages![nginx];
+crate::packages![nginx, php];

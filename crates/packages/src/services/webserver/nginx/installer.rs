@@ -151,6 +151,8 @@ pub struct WebServicePlan {
     /// Versions installed before plus this one; the first is the CLI default.
     pub php_versions: Vec<String>,
     pub cli_default: String,
+    /// Kept as they are: the settings file is the `php` package's.
+    pub php_settings: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
 
 impl WebServiceInstaller {
@@ -218,6 +220,7 @@ impl WebServiceInstaller {
             server_name: server_name.to_string(),
             php_versions: versions,
             cli_default,
+            php_settings: current.php_settings.clone(),
         })
     }
 
@@ -332,6 +335,7 @@ impl WebServiceInstaller {
                 configuration: WebServerConfig {
                     php_versions: p.php_versions.clone(),
                     cli_default: Some(p.cli_default.clone()),
+                    php_settings: p.php_settings.clone(),
                 }
                 .to_value(),
                 status: ServiceStatus::Active,
@@ -366,6 +370,7 @@ mod tests {
         let current = WebServerConfig {
             php_versions: vec!["8.2".into()],
             cli_default: Some("8.2".into()),
+            ..Default::default()
         };
         let p = WebServiceInstaller
             .prepare(Some("debian 12"), "web-1", &current, &o)

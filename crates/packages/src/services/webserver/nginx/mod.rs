@@ -48,6 +48,8 @@ pub struct WebServerConfig {
     pub php_versions: Vec<String>,
     /// The version `php` runs on the command line (and BrokeForge's default page uses).
     pub cli_default: Option<String>,
+    /// php.ini settings set in BrokeForge, per version (see the `php` package).
+    pub php_settings: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
 
 impl Configuration for WebServerConfig {

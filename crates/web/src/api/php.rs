@@ -1,0 +1,79 @@
+//! PHP settings and extensions per installed version: read live from the server, changed through queued jobs.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use brokeforge_packages::services::webserver::php::{PhpExtensionsRequest, PhpSettingsRequest};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::common::{ApiJson, ApiResponse, Body, accepted};
+use crate::extract::OwnedServer;
+use crate::state::AppState;
+
+pub async fn settings(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Path((_, version)): Path<(i64, String)>,
+) -> ApiJson {
+    let s = state.domain.php_settings(&server, &version).await?;
+    Ok(Json(
+        json!({"version": s.version, "set": s.set, "effective": s.effective}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsBody {
+    #[serde(default)]
+    set: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    unset: Vec<String>,
+}
+
+pub async fn change_settings(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Path((_, version)): Path<(i64, String)>,
+    Body(b): Body<SettingsBody>,
+) -> ApiResponse {
+    let r = PhpSettingsRequest {
+        version,
+        set: b.set,
+        unset: b.unset,
+    };
+    Ok(accepted(&state.domain.set_php_settings(&server, &r).await?))
+}
+
+pub async fn extensions(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Path((_, version)): Path<(i64, String)>,
+) -> ApiJson {
+    let (version, modules) = state.domain.php_extensions(&server, &version).await?;
+    Ok(Json(json!({"version": version, "modules": modules})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionsBody {
+    #[serde(default)]
+    add: Vec<String>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+pub async fn change_extensions(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+    Path((_, version)): Path<(i64, String)>,
+    Body(b): Body<ExtensionsBody>,
+) -> ApiResponse {
+    let r = PhpExtensionsRequest {
+        version,
+        add: b.add,
+        remove: b.remove,
+    };
+    Ok(accepted(
+        &state.domain.change_php_extensions(&server, &r).await?,
+    ))
+}
