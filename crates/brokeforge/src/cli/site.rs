@@ -27,7 +27,7 @@ pub enum SiteCommand {
         #[arg(long = "alias")]
         aliases: Vec<String>,
         /// What the site runs.
-        #[arg(long = "type", value_parser = ["php", "laravel", "static", "node", "proxy"])]
+        #[arg(long = "type", value_parser = ["php", "laravel", "wordpress", "static", "node", "proxy"])]
         kind: Option<String>,
         /// Where a proxy site sends requests (required), or a Node.js site's port (default: one is chosen).
         #[arg(long)]
@@ -342,7 +342,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             for s in v["sites"].as_array().into_iter().flatten() {
                 let cfg = &s["configuration"];
                 let runs = match cfg["type"].as_str().unwrap_or("php") {
-                    "php" | "laravel" => format!(
+                    "php" | "laravel" | "wordpress" => format!(
                         "{} {}",
                         cfg["type"].as_str().unwrap_or("php"),
                         s["php_version"].as_str().unwrap_or("-")
@@ -379,7 +379,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                 );
                 println!("  type         {}", cfg["type"].as_str().unwrap_or("php"));
                 match cfg["type"].as_str().unwrap_or("php") {
-                    "php" | "laravel" => println!(
+                    "php" | "laravel" | "wordpress" => println!(
                         "  php          {}",
                         s["php_version"].as_str().unwrap_or("-")
                     ),

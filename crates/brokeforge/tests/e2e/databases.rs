@@ -276,6 +276,8 @@ async fn databases_install_bound_to_localhost_and_remove_independently() {
     .await;
     assert_eq!(out.stdout_text().trim(), "1", "{}", out.stderr_text());
 
+    wordpress_site(&host, store, id).await;
+
     // Remove Redis with a dump first: the others keep working.
     let settings = [("dump_first".to_string(), "true".to_string())]
         .into_iter()
@@ -345,4 +347,73 @@ async fn databases_install_bound_to_localhost_and_remove_independently() {
             == Some(1)
     );
     root.close().await;
+}
+
+/// A WordPress site (`--type wordpress`) on the MariaDB above: its database and user exist, its install page
+/// answers through nginx and PHP-FPM, and neither the database password nor wp-config.php is in any log.
+async fn wordpress_site(host: &DebianHost, store: &brokeforge_store::Store, id: i64) {
+    use brokeforge_packages::services::sites::site::{SiteRequest, create_site};
+    install(store, id, "webserver", &[]).await;
+    let (site, job) = create_site(
+        store,
+        id,
+        &SiteRequest {
+            domain: "wp.test".into(),
+            kind: Some("wordpress".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(job.kind, "wordpress_installer");
+    wait_ok(store, &job, "wordpress").await;
+    let db = format!("wp_{}", site.id);
+    let found = host
+        .root(&format!(
+            "mysql -N -e \"SELECT schema_name FROM information_schema.schemata WHERE schema_name = '{db}'; SELECT user FROM mysql.user WHERE user = '{db}'\""
+        ))
+        .await
+        .stdout_text();
+    assert_eq!(found, format!("{db}\n{db}\n"), "the database and its user");
+    let (status, body) = http_request(
+        &host.ip,
+        "GET",
+        "wp.test",
+        "/wp-admin/install.php",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("WordPress") && body.contains("language"),
+        "not the install page: {body}"
+    );
+    let (_, body) = http_request(&host.ip, "GET", "wp.test", "/wp-config.php", &[], b"").await;
+    assert!(
+        !body.contains("DB_PASSWORD"),
+        "wp-config.php is served as text: {body}"
+    );
+    let perms = host
+        .root("stat -c '%a %U' /home/brokeforge/wp.test/shared/wp-config.php")
+        .await
+        .stdout_text();
+    assert_eq!(perms, "640 brokeforge\n");
+    let password = store
+        .service_secret(id, &format!("mariadb_user_{db}"))
+        .await
+        .unwrap()
+        .expect("the database password is sealed in the store");
+    let logs: String = store
+        .logs(id, 0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.chunk.clone())
+        .collect();
+    assert!(
+        !logs.contains(password.expose()),
+        "the database password is in a log"
+    );
+    assert!(!logs.contains("AUTH_KEY"), "wp-config.php is in a log");
 }

@@ -204,7 +204,7 @@ pub fn site_runs(site: &brokeforge_store::ServerSite) -> String {
     let php = format!("PHP {}", site.php_version.as_deref().unwrap_or_default());
     match c.kind {
         SiteKind::Php => php,
-        SiteKind::Laravel => format!("Laravel · {php}"),
+        SiteKind::Laravel | SiteKind::Wordpress => format!("{} · {php}", c.kind.label()),
         SiteKind::Static => c.kind.label().to_string(),
         SiteKind::Node | SiteKind::Proxy => format!(
             "{} · port {}",

@@ -79,6 +79,8 @@ pub struct SitePage {
     pub tasks_output: Option<String>,
     pub schedules: String,
     pub daemons: String,
+    /// A Laravel site's presets not yet in place: (button label, schedules, daemons) as they would be saved.
+    pub presets: Vec<(&'static str, String, String)>,
     /// The certificate's names and expiry; empty when the site serves plain HTTP.
     pub certificate: String,
     pub certificate_milestones: String,
@@ -282,6 +284,7 @@ pub async fn site_view(
         Some(d) => (d.schedules.clone(), d.daemons.clone()),
         None => config.tasks.to_text(),
     };
+    let presets = laravel_presets(&config, &schedules, &daemons);
     let mut nav = Nav::of(u, site.domain.clone());
     if let Some(e) = error.or(env_error.as_ref()).or(output_error.as_ref()) {
         nav = nav.with_error(e);
@@ -331,6 +334,7 @@ pub async fn site_view(
             tasks_output,
             schedules,
             daemons,
+            presets,
             certificate_milestones: milestones_json(
                 certificate::CertificateInstallerMilestones::all(),
             ),
@@ -501,6 +505,35 @@ pub struct TasksForm {
     pub schedules: String,
     #[serde(default)]
     pub daemons: String,
+}
+
+/// Laravel's scheduler and queue worker, offered on a Laravel site until they are among its tasks: each the
+/// whole set the tasks form would save with it added.
+fn laravel_presets(
+    config: &SiteConfig,
+    schedules: &str,
+    daemons: &str,
+) -> Vec<(&'static str, String, String)> {
+    use brokeforge_packages::services::sites::config::SiteKind;
+    if config.kind != SiteKind::Laravel {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    if !schedules.contains("artisan schedule:run") {
+        out.push((
+            "Add Laravel's scheduler",
+            format!("{schedules}* * * * * php artisan schedule:run\n"),
+            daemons.to_string(),
+        ));
+    }
+    if !daemons.contains("artisan queue:work") {
+        out.push((
+            "Add a queue worker",
+            schedules.to_string(),
+            format!("{daemons}php artisan queue:work --sleep=3 --tries=3 --max-time=3600\n"),
+        ));
+    }
+    out
 }
 
 pub async fn save_tasks(

@@ -65,6 +65,10 @@ async fn site_types_are_checked_and_given_ports() {
                 json!({"domain": "a.test", "type": "node"}),
                 "install the `nodejs` package",
             ),
+            (
+                json!({"domain": "a.test", "type": "wordpress"}),
+                "install the `mariadb` package",
+            ),
         ] {
             let r = create(body.clone()).await;
             assert_eq!(r.status, 422, "{n}: {body} {}", r.body);
@@ -93,6 +97,9 @@ async fn site_types_are_checked_and_given_ports() {
         assert!(taken.body.contains("already runs on port 3000"), "{n}");
         let proxy = create(json!({"domain": "p.test", "type": "proxy", "proxy_port": 3000})).await;
         assert_eq!(proxy.status, 202, "{n}: {}", proxy.body);
+        let laravel = create(json!({"domain": "lara.test", "type": "laravel"})).await;
+        assert_eq!(laravel.status, 202, "{n}: {}", laravel.body);
+        let laravel_id = laravel.json()["site"]["id"].as_i64().unwrap();
         let plain = create(json!({"domain": "php.test"})).await;
         assert_eq!(config(&plain)["type"], "php", "{n}");
         assert_eq!(config(&plain)["web_directory"], "public", "{n}");
@@ -157,6 +164,34 @@ async fn site_types_are_checked_and_given_ports() {
             "",
         )
         .await;
+        // A Laravel site is offered its scheduler and queue worker as presets; a plain PHP site is not.
+        let site_page = |id: i64| {
+            let cookie = cookie.clone();
+            let addr = app.addr.clone();
+            async move {
+                http(
+                    &addr,
+                    "GET",
+                    &format!("/sites/{id}"),
+                    &[("Cookie", &cookie)],
+                    "",
+                )
+                .await
+                .body
+            }
+        };
+        let lara = site_page(laravel_id).await;
+        assert!(
+            lara.contains("value=\"* * * * * php artisan schedule:run\n\"")
+                && lara.contains("scheduler</button>")
+                && lara.contains("php artisan queue:work --sleep=3"),
+            "{n}: no presets on the Laravel site's page"
+        );
+        let plain_id = plain.json()["site"]["id"].as_i64().unwrap();
+        assert!(
+            !site_page(plain_id).await.contains("scheduler</button>"),
+            "{n}"
+        );
         for shown in [
             "Node.js application · port 3001",
             "Reverse proxy to a port · port 3000",

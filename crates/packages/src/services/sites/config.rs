@@ -181,6 +181,8 @@ pub enum SiteKind {
     Php,
     /// PHP with Laravel's layout; its queue worker and scheduler are offered as presets.
     Laravel,
+    /// WordPress from the distribution's package, with its own database and user.
+    Wordpress,
     /// Files served as they are; no PHP.
     Static,
     /// A Node.js application run by a systemd unit on `proxy_port`, nginx in front.
@@ -190,9 +192,10 @@ pub enum SiteKind {
 }
 
 impl SiteKind {
-    pub const ALL: [SiteKind; 5] = [
+    pub const ALL: [SiteKind; 6] = [
         SiteKind::Php,
         SiteKind::Laravel,
+        SiteKind::Wordpress,
         SiteKind::Static,
         SiteKind::Node,
         SiteKind::Proxy,
@@ -202,6 +205,7 @@ impl SiteKind {
         match self {
             SiteKind::Php => "php",
             SiteKind::Laravel => "laravel",
+            SiteKind::Wordpress => "wordpress",
             SiteKind::Static => "static",
             SiteKind::Node => "node",
             SiteKind::Proxy => "proxy",
@@ -212,6 +216,7 @@ impl SiteKind {
         match self {
             SiteKind::Php => "PHP",
             SiteKind::Laravel => "Laravel",
+            SiteKind::Wordpress => "WordPress",
             SiteKind::Static => "Static files",
             SiteKind::Node => "Node.js application",
             SiteKind::Proxy => "Reverse proxy to a port",
@@ -226,7 +231,7 @@ impl SiteKind {
                 ValidationError::new(
                     "type",
                     format!(
-                        "`{value}` is not a site type: use php, laravel, static, node or proxy"
+                        "`{value}` is not a site type: use php, laravel, wordpress, static, node or proxy"
                     ),
                 )
             })
@@ -234,7 +239,10 @@ impl SiteKind {
 
     /// nginx hands PHP files to PHP-FPM.
     pub fn runs_php(self) -> bool {
-        matches!(self, SiteKind::Php | SiteKind::Laravel)
+        matches!(
+            self,
+            SiteKind::Php | SiteKind::Laravel | SiteKind::Wordpress
+        )
     }
 
     /// nginx passes every request to `proxy_port`.

@@ -18,5 +18,6 @@ crate::packages![
     certificate,
     tasks,
     command,
-    environment
+    environment,
+    wordpress
 ];

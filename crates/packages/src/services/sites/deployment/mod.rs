@@ -72,7 +72,7 @@ npm run build --if-present
 /// The deploy script a new site of `kind` starts with.
 pub fn default_deploy_script(kind: SiteKind) -> &'static str {
     match kind {
-        SiteKind::Php | SiteKind::Laravel => DEFAULT_DEPLOY_SCRIPT,
+        SiteKind::Php | SiteKind::Laravel | SiteKind::Wordpress => DEFAULT_DEPLOY_SCRIPT,
         SiteKind::Static | SiteKind::Proxy => STATIC_DEPLOY_SCRIPT,
         SiteKind::Node => NODE_DEPLOY_SCRIPT,
     }

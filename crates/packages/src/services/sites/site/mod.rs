@@ -67,7 +67,8 @@ pub struct SiteRequest {
 }
 
 /// Validate a site request against the server (the web server must be installed with that PHP version),
-/// store the site as `installing` and queue its installer.
+/// store the site as `installing` and queue its installer (a WordPress site also its WordPress installer,
+/// whose job is returned).
 pub async fn create_site(
     store: &Store,
     server_id: i64,
@@ -87,7 +88,7 @@ pub async fn create_site(
     };
     let web_directory = match &req.web_directory {
         Some(d) => validate::relative_dir("web_directory", d)?,
-        None if kind == SiteKind::Static => String::new(),
+        None if matches!(kind, SiteKind::Static | SiteKind::Wordpress) => String::new(),
         None => "public".into(),
     };
     if req.spa_fallback && kind != SiteKind::Static {
@@ -148,6 +149,9 @@ pub async fn create_site(
         }
     }
     let proxy_port = site_port(store, server_id, kind, req.proxy_port).await?;
+    if kind == SiteKind::Wordpress {
+        super::wordpress::wordpress_engine(store, server_id).await?;
+    }
     let defaults = SiteConfig::default();
     let config = SiteConfig {
         kind,
@@ -160,6 +164,7 @@ pub async fn create_site(
         shared_paths: match kind {
             SiteKind::Php | SiteKind::Laravel => defaults.shared_paths.clone(),
             SiteKind::Node => vec![".env".into()],
+            SiteKind::Wordpress => vec!["wp-config.php".into(), "wp-content/uploads/".into()],
             SiteKind::Static | SiteKind::Proxy => Vec::new(),
         },
         ..defaults
@@ -187,6 +192,12 @@ pub async fn create_site(
             ..job::<SiteInstaller>(server_id, &SiteRef { site_id: site.id })?
         })
         .await?;
+    // WordPress follows (jobs of a server run one at a time, in order); its job is the one to follow.
+    let job = if kind == SiteKind::Wordpress {
+        super::wordpress::queue_wordpress(store, &site).await?
+    } else {
+        job
+    };
     Ok((site, job))
 }
 
