@@ -44,6 +44,7 @@ pub use metrics::{MonitoringAgent, Sample};
 pub use models::*;
 pub use monitoring::{
     AlertRule, Channel, Delivery, NewAlertRule, NewSiteCheck, RuleTransition, SiteCheck,
+    check_path, check_target,
 };
 pub use selfbackup::SelfBackup;
 pub use servers::TokenUse;

@@ -31,6 +31,33 @@ pub struct SiteCheck {
     pub created_at: i64,
 }
 
+/// How a check's stored path says it goes to `https://DOMAIN` rather than to the server's address.
+const HTTPS_PREFIX: &str = "https:";
+
+/// Where a check's stored path sends it: (to `https://DOMAIN`, the path). Read through this only.
+pub fn check_target(stored: &str) -> (bool, &str) {
+    match stored.strip_prefix(HTTPS_PREFIX) {
+        Some(path) => (true, path),
+        None => (false, stored),
+    }
+}
+
+/// The stored form of a check's path ([`check_target`] reads it back).
+pub fn check_path(https: bool, path: &str) -> String {
+    if https {
+        format!("{HTTPS_PREFIX}{path}")
+    } else {
+        path.to_string()
+    }
+}
+
+impl SiteCheck {
+    /// (to `https://DOMAIN`, the path).
+    pub fn target(&self) -> (bool, &str) {
+        check_target(&self.path)
+    }
+}
+
 fn check_from(r: &AnyRow) -> Result<SiteCheck> {
     Ok(SiteCheck {
         id: r.try_get("id")?,

@@ -90,11 +90,7 @@ impl Domain {
             )
             .into());
         }
-        let path = if spec.https {
-            format!("https:{path}")
-        } else {
-            path.to_string()
-        };
+        let path = brokeforge_store::check_path(spec.https, path);
         let check = self
             .store
             .put_site_check(&NewSiteCheck {
@@ -166,19 +162,16 @@ impl Domain {
     async fn run_check(&self, check: &SiteCheck) -> DomainResult<()> {
         let site = self.store.site(check.site_id).await?;
         let server = self.store.server(check.server_id).await?;
-        let (url, host) = match check.path.strip_prefix("https:") {
-            Some(path) => (format!("https://{}{path}", site.domain), None),
-            None => {
+        let (url, host) = match check.target() {
+            (true, path) => (format!("https://{}{path}", site.domain), None),
+            (false, path) => {
                 let ip = &server.public_ip;
                 let ip = if ip.contains(':') {
                     format!("[{ip}]")
                 } else {
                     ip.clone()
                 };
-                (
-                    format!("http://{ip}{}", check.path),
-                    Some(site.domain.clone()),
-                )
+                (format!("http://{ip}{path}"), Some(site.domain.clone()))
             }
         };
         let timeout = Duration::from_secs(check.timeout_secs as u64);

@@ -164,10 +164,7 @@ pub async fn deliveries(
 }
 
 fn check_json(c: &brokeforge_store::SiteCheck) -> serde_json::Value {
-    let (https, path) = match c.path.strip_prefix("https:") {
-        Some(p) => (true, p),
-        None => (false, c.path.as_str()),
-    };
+    let (https, path) = c.target();
     json!({
         "path": path, "https": https, "expect": c.expect_status, "interval_seconds": c.interval_secs,
         "timeout_seconds": c.timeout_secs, "after_deploy": c.after_deploy, "state": c.state, "last_checked_at": c.last_checked_at,

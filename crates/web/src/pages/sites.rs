@@ -118,10 +118,8 @@ impl CheckView {
                 last: String::new(),
             },
             Some(c) => {
-                let (https, path) = match c.path.strip_prefix("https:") {
-                    Some(p) => (true, p.to_string()),
-                    None => (false, c.path.clone()),
-                };
+                let (https, path) = c.target();
+                let path = path.to_string();
                 let last = match (c.last_checked_at, c.last_status, &c.last_error) {
                     (None, ..) => "not checked yet".to_string(),
                     (Some(at), _, Some(e)) => format!("{} {e}", ago(at)),

@@ -564,10 +564,7 @@ fn check_failure(e: PackageError) -> PackageError {
 /// previous release, put that one back ([`ROLLED_BACK`]) before failing.
 fn verify_command(p: &DeployPlan, check: &AfterDeployCheck) -> String {
     let q = shell_quote;
-    let (https, path) = match check.path.strip_prefix("https:") {
-        Some(path) => (true, path),
-        None => (false, check.path.as_str()),
-    };
+    let (https, path) = brokeforge_store::check_target(&check.path);
     let request = if https {
         format!(
             "-k --resolve {resolve} {url}",
