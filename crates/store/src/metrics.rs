@@ -101,6 +101,20 @@ impl Store {
         rows.iter().map(agent_from).collect()
     }
 
+    /// The collectors of these servers (one statement; the dashboard asks for a page of servers).
+    pub async fn monitoring_agents_of(&self, server_ids: &[i64]) -> Result<Vec<MonitoringAgent>> {
+        if server_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {AGENT_COLS} FROM monitoring_agents WHERE server_id IN ({})",
+            crate::id_list(server_ids)
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(agent_from).collect()
+    }
+
     /// Store one report of a collector, found by its token: all samples in one statement (a report is
     /// a few dozen rows, and a thousand servers report every minute). `None`: no collector has the token.
     pub async fn ingest_samples(

@@ -33,10 +33,7 @@ impl Domain {
     ) -> DomainResult<HashMap<i64, FleetHealth>> {
         let now = now_ms();
         let mut out: HashMap<i64, FleetHealth> = HashMap::new();
-        for agent in self.store.monitoring_agents().await? {
-            if !server_ids.contains(&agent.server_id) {
-                continue;
-            }
+        for agent in self.store.monitoring_agents_of(server_ids).await? {
             let fresh = SILENCE_MS.max(3 * agent.interval_secs * 1000);
             let last = agent.last_seen_at.unwrap_or(agent.created_at);
             out.insert(

@@ -604,7 +604,15 @@ impl Domain {
 
     /// Run site checks and evaluate rules until `stop` is cancelled.
     pub async fn run_alerts(&self, stop: tokio_util::sync::CancellationToken) {
+        // Certificates are read every 6 h each: looking for due ones every 30 s is plenty (each look reads
+        // the rules, sites and readings), and a new rule still gets its first reading within a minute.
+        const CERTS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+        let mut certs_next = std::time::Instant::now();
         loop {
+            let certs = std::time::Instant::now() >= certs_next;
+            if certs {
+                certs_next = std::time::Instant::now() + CERTS_EVERY;
+            }
             // Checks run beside the evaluation (a slow site must not hold the rules up); claims keep a
             // check from running twice.
             let checks = self.clone();
@@ -612,7 +620,7 @@ impl Domain {
                 if let Err(e) = checks.run_due_checks().await {
                     tracing::warn!(error = %e, "site checks failed; trying again later");
                 }
-                if let Err(e) = checks.probe_due_certificates().await {
+                if certs && let Err(e) = checks.probe_due_certificates().await {
                     tracing::warn!(error = %e, "certificate readings failed; trying again later");
                 }
             });
