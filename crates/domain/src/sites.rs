@@ -115,6 +115,22 @@ impl Domain {
         Ok(certificate::remove_certificate(&self.store, site).await?)
     }
 
+    /// Move a PHP site to another installed PHP version (queued; refused first when it cannot).
+    pub async fn set_site_php_version(
+        &self,
+        site: &ServerSite,
+        version: &str,
+    ) -> DomainResult<Job> {
+        Ok(
+            brokeforge_packages::services::sites::php_version::change_php_version(
+                &self.store,
+                site,
+                version,
+            )
+            .await?,
+        )
+    }
+
     pub async fn set_tasks(&self, site: &ServerSite, wanted: &SiteTasks) -> DomainResult<Job> {
         Ok(tasks::set_tasks(&self.store, site, wanted).await?)
     }

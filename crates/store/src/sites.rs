@@ -103,6 +103,16 @@ impl Store {
         Ok(())
     }
 
+    pub async fn set_site_php_version(&self, id: i64, version: &str) -> Result<()> {
+        sqlx::query("UPDATE server_sites SET php_version = $1, updated_at = $2 WHERE id = $3")
+            .bind(version)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn set_site_configuration(
         &self,
         id: i64,

@@ -56,6 +56,15 @@ pub enum SiteCommand {
         #[arg(long)]
         follow: bool,
     },
+    /// Move a PHP site to another installed PHP version.
+    Php {
+        #[command(flatten)]
+        target: SiteTarget,
+        #[arg(long)]
+        version: String,
+        #[arg(long)]
+        follow: bool,
+    },
     /// Sites of a server.
     List {
         #[arg(long)]
@@ -331,6 +340,15 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                 let job = client.get(&format!("/jobs/{dj}"))?;
                 job_result(&client, server, &job["job"], true).await?;
             }
+        }
+        SiteCommand::Php {
+            target,
+            version,
+            follow,
+        } => {
+            let (server, id) = site_id(&client, &target)?;
+            let v = client.put(&format!("/sites/{id}/php"), json!({"version": version}))?;
+            job_result(&client, server, &v["job"], follow).await?;
         }
         SiteCommand::List { server } => {
             let id = client.server_id(&server)?;

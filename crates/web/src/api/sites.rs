@@ -245,6 +245,22 @@ pub async fn set_site_settings(
     ))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhpVersionBody {
+    version: String,
+}
+
+pub async fn set_php_version(
+    State(state): State<AppState>,
+    OwnedSite(_, site, _): OwnedSite,
+    Body(b): Body<PhpVersionBody>,
+) -> ApiResponse {
+    Ok(accepted(
+        &state.domain.set_site_php_version(&site, &b.version).await?,
+    ))
+}
+
 pub async fn list_commands(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,

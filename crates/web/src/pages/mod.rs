@@ -101,6 +101,7 @@ pub fn operations() -> Vec<PageOp> {
         post "/sites/{id}/rollback" sites::rollback, Deploy;
         post "/sites/{id}/deploy-script" sites::save_script, SiteConfigure;
         post "/sites/{id}/settings" sites::save_settings, SiteConfigure;
+        post "/sites/{id}/php" sites::change_php, SiteConfigure;
         post "/sites/{id}/env" sites::save_env, SiteConfigure;
         post "/sites/{id}/webhook" sites::save_webhook, SiteConfigure;
         post "/sites/{id}/commands" sites::run_command, SiteCommand;

@@ -54,6 +54,9 @@ pub struct SitePage {
     pub site: ServerSite,
     pub aliases: String,
     pub php: String,
+    /// What the site is ("PHP", "Node.js application", ...); the PHP versions it may move to (PHP sites).
+    pub kind: &'static str,
+    pub other_php_versions: Vec<String>,
     pub web_directory: String,
     pub current_release: String,
     pub deploy_key: String,
@@ -283,6 +286,17 @@ pub async fn site_view(
         None => config.tasks.to_text(),
     };
     let presets = laravel_presets(&config, &schedules, &daemons);
+    let other_php_versions: Vec<String> = if config.kind.runs_php() {
+        state
+            .domain
+            .php_versions(&server)
+            .await?
+            .into_iter()
+            .filter(|v| Some(v) != site.php_version.as_ref())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut nav = Nav::of(u, site.domain.clone());
     if let Some(e) = error.or(env_error.as_ref()).or(output_error.as_ref()) {
         nav = nav.with_error(e);
@@ -304,7 +318,13 @@ pub async fn site_view(
             } else {
                 config.aliases.join(", ")
             },
-            php: site.php_version.clone().unwrap_or_default(),
+            php: if config.kind.runs_php() {
+                site.php_version.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
+            kind: config.kind.label(),
+            other_php_versions,
             web_directory: if config.web_directory.is_empty() {
                 "/".into()
             } else {
@@ -652,6 +672,26 @@ pub async fn save_settings(
             .map_err(ApiError::from),
         Err(e) => Err(e),
     };
+    site_result(&state, &u, &headers, (&site, &server), r).await
+}
+
+#[derive(Deserialize)]
+pub struct PhpForm {
+    pub version: String,
+}
+
+pub async fn change_php(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedSite(u, site, server): OwnedSite,
+    Form(f): Form<PhpForm>,
+) -> PageResult {
+    let r = state
+        .domain
+        .set_site_php_version(&site, &f.version)
+        .await
+        .map(|_| ())
+        .map_err(ApiError::from);
     site_result(&state, &u, &headers, (&site, &server), r).await
 }
 

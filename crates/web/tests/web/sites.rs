@@ -314,6 +314,67 @@ async fn php_changes_are_checked_before_they_queue() {
             "{n}"
         );
 
+        // A site moves between installed versions only.
+        app.store
+            .upsert_service(
+                server,
+                "webserver",
+                brokeforge_core::ServiceType::Webserver,
+                &json!({"php_versions": ["8.2", "8.3"], "cli_default": "8.2"}),
+                brokeforge_core::ServiceStatus::Active,
+            )
+            .await
+            .unwrap();
+        let site = |domain: &'static str, kind: &'static str| {
+            let store = app.store.clone();
+            async move {
+                store
+                    .create_site(&brokeforge_store::NewSite {
+                        server_id: server,
+                        domain: domain.into(),
+                        document_root: format!("/home/brokeforge/{domain}"),
+                        php_version: Some("8.2".into()),
+                        status: brokeforge_core::ServiceStatus::Active,
+                        configuration: json!({"type": kind}),
+                    })
+                    .await
+                    .unwrap()
+                    .id
+            }
+        };
+        let (php_site, static_site) = (site("p.test", "php").await, site("s.test", "static").await);
+        for (id, version, says) in [
+            (php_site, "8.2", "runs PHP 8.2 already"),
+            (php_site, "8.4", "PHP 8.4 is not installed"),
+            (php_site, "8.3;id", "PHP version"),
+            (static_site, "8.3", "runs no PHP"),
+        ] {
+            let r = owner
+                .call(
+                    &app,
+                    "PUT",
+                    &format!("/sites/{id}/php"),
+                    Some(json!({"version": version})),
+                )
+                .await;
+            assert_eq!(r.status, 422, "{n}: {version} {}", r.body);
+            assert!(r.body.contains(says), "{n}: {version} {}", r.body);
+        }
+        assert!(
+            app.store.jobs_for_server(server).await.unwrap().is_empty(),
+            "{n}"
+        );
+        let r = owner
+            .call(
+                &app,
+                "PUT",
+                &format!("/sites/{php_site}/php"),
+                Some(json!({"version": "8.3"})),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{n}: {}", r.body);
+        assert_eq!(r.json()["job"]["kind"], "site_php_version_installer", "{n}");
+
         let r = owner
             .call(
                 &app,
@@ -335,7 +396,7 @@ async fn php_changes_are_checked_before_they_queue() {
             .into_iter()
             .map(|j| j.kind)
             .collect();
-        assert_eq!(kinds.len(), 2, "{n}: {kinds:?}");
+        assert_eq!(kinds.len(), 3, "{n}: {kinds:?}");
         assert!(
             kinds.contains(&"php_settings_installer".to_string())
                 && kinds.contains(&"php_extension_installer".to_string()),

@@ -19,5 +19,6 @@ crate::packages![
     tasks,
     command,
     environment,
-    wordpress
+    wordpress,
+    php_version
 ];
