@@ -265,7 +265,7 @@ impl Domain {
         req: &PlanRequest,
     ) -> DomainResult<BackupPlan> {
         let plan_name = name("name", &req.name)?;
-        let source = match (req.database.trim(), req.site.trim()) {
+        let mut source = match (req.database.trim(), req.site.trim()) {
             (d, "") if !d.is_empty() => Source::parse(d)?,
             ("", site) if !site.is_empty() => Source::site(site)?,
             _ => {
@@ -276,17 +276,20 @@ impl Domain {
                 .into());
             }
         };
-        if let Source::Site { domain } = &source
-            && !self
+        if let Source::Site { domain, root } = &mut source {
+            let site = self
                 .store
                 .sites(server.id)
                 .await?
-                .iter()
-                .any(|s| &s.domain == domain)
-        {
-            return Err(
-                ValidationError::new("site", format!("the server has no site {domain}")).into(),
-            );
+                .into_iter()
+                .find(|s| &s.domain == domain)
+                .ok_or_else(|| {
+                    ValidationError::new("site", format!("the server has no site {domain}"))
+                })?;
+            // An isolated site lives in its own user's home.
+            if brokeforge_packages::services::sites::config::SiteConfig::of(&site).isolated {
+                *root = Some(site.document_root.clone());
+            }
         }
         let storage = self
             .store

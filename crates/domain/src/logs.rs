@@ -117,9 +117,14 @@ impl Domain {
                     Some(v) => Some(v),
                     None => self.php_versions(server).await?.into_iter().next(),
                 };
+                let user = site
+                    .as_ref()
+                    .map(brokeforge_packages::services::sites::common::SiteUser::of);
                 let file = file_of(
                     kind,
-                    site.as_ref().map(|s| s.domain.as_str()),
+                    site.as_ref()
+                        .zip(user.as_ref())
+                        .map(|(s, u)| (s.domain.as_str(), u.pool())),
                     php.as_deref(),
                 )?;
                 let name = file

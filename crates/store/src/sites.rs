@@ -47,8 +47,11 @@ fn deployment_from(row: &AnyRow) -> Result<Deployment> {
 }
 
 impl Store {
+    /// Store a new site. `{id}` in its document root becomes the site's id (an isolated site lives in its own
+    /// user's home, named after the id).
     pub async fn create_site(&self, new: &NewSite) -> Result<ServerSite> {
         let now = now_ms();
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(&format!(
             "INSERT INTO server_sites (server_id, domain, document_root, php_version, status, configuration, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {SITE_COLS}"
@@ -60,7 +63,7 @@ impl Store {
         .bind(new.status.as_str())
         .bind(new.configuration.to_string())
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -69,7 +72,17 @@ impl Store {
                 e.into()
             }
         })?;
-        site_from(&row)
+        let mut site = site_from(&row)?;
+        if site.document_root.contains("{id}") {
+            site.document_root = site.document_root.replace("{id}", &site.id.to_string());
+            sqlx::query("UPDATE server_sites SET document_root = $1 WHERE id = $2")
+                .bind(&site.document_root)
+                .bind(site.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(site)
     }
 
     pub async fn site(&self, id: i64) -> Result<ServerSite> {

@@ -45,6 +45,18 @@ pub enum SiteCommand {
         /// Make it the server's default site.
         #[arg(long)]
         default: bool,
+        /// Run the site as its own Linux user with its own PHP-FPM pool (the default).
+        #[arg(long, conflicts_with = "shared_user")]
+        isolated: bool,
+        /// Run the site as the shared app user `brokeforge`, like sites from before isolation.
+        #[arg(long)]
+        shared_user: bool,
+        /// How the site's PHP-FPM pool starts workers: ondemand (default), dynamic or static.
+        #[arg(long, value_parser = ["ondemand", "dynamic", "static"])]
+        pm: Option<String>,
+        /// Most PHP workers of the site's pool (default 5).
+        #[arg(long)]
+        max_children: Option<u32>,
         /// Git repository (ssh or https); add the site's deploy key to the git host first.
         #[arg(long, requires = "branch")]
         repository: Option<String>,
@@ -307,6 +319,10 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             php,
             web_dir,
             default,
+            isolated: _,
+            shared_user,
+            pm,
+            max_children,
             repository,
             branch,
             git_host_key_fingerprint,
@@ -315,7 +331,9 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             let server = client.server_id(&target.server)?;
             let v = client.post(
                 &format!("/servers/{server}/sites"),
-                json!({"domain": target.domain, "type": kind, "proxy_port": proxy_port, "spa_fallback": spa, "aliases": aliases, "php_version": php, "web_directory": web_dir, "default_site": default}),
+                json!({"domain": target.domain, "type": kind, "proxy_port": proxy_port, "spa_fallback": spa, "aliases": aliases,
+                       "php_version": php, "web_directory": web_dir, "default_site": default, "isolated": !shared_user,
+                       "pm": pm, "max_children": max_children}),
             )?;
             let site_id = v["site"]["id"].as_i64().unwrap_or_default();
             let Some(repo) = repository else {
@@ -407,6 +425,14 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                 println!(
                     "  root         {}",
                     s["document_root"].as_str().unwrap_or_default()
+                );
+                println!(
+                    "  runs as      {}",
+                    if cfg["isolated"].as_bool().unwrap_or(false) {
+                        format!("site{} (isolated)", s["id"])
+                    } else {
+                        "brokeforge (shared)".to_string()
+                    }
                 );
                 println!(
                     "  repository   {}",

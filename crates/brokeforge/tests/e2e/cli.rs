@@ -108,7 +108,14 @@ async fn cli_onboards_deploys_and_rolls_back() {
     ok(
         cli(
             &[
-                "site", "create", "--server", "cli-web", "--domain", "cli.test", "--follow",
+                "site",
+                "create",
+                "--server",
+                "cli-web",
+                "--domain",
+                "cli.test",
+                "--shared-user",
+                "--follow",
             ],
             None,
         ),

@@ -360,6 +360,8 @@ async fn wordpress_site(host: &DebianHost, store: &brokeforge_store::Store, id: 
         &SiteRequest {
             domain: "wp.test".into(),
             kind: Some("wordpress".into()),
+            // Sites from before isolation (the shared app user) keep working.
+            isolated: Some(false),
             ..Default::default()
         },
     )

@@ -52,6 +52,8 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
             id,
             &SiteRequest {
                 domain: bad.into(),
+                // Sites from before isolation (the shared app user) keep working.
+                isolated: Some(false),
                 ..Default::default()
             },
         )
@@ -70,6 +72,8 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
         &SiteRequest {
             domain: "app.test".into(),
             aliases: vec!["www.app.test".into()],
+            // Sites from before isolation (the shared app user) keep working.
+            isolated: Some(false),
             ..Default::default()
         },
     )
@@ -640,6 +644,8 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
         &SiteRequest {
             domain: "second.test".into(),
             default_site: true,
+            // Sites from before isolation (the shared app user) keep working.
+            isolated: Some(false),
             ..Default::default()
         },
     )
@@ -666,6 +672,8 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
         &SiteRequest {
             domain: "third.test".into(),
             default_site: true,
+            // Sites from before isolation (the shared app user) keep working.
+            isolated: Some(false),
             ..Default::default()
         },
     )

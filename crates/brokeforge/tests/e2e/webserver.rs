@@ -191,6 +191,7 @@ async fn memcached_nodejs_and_site_types() {
     let cli = Cli::new(&panel).await;
     site_types_serve(&host, &panel, &cli).await;
     php_settings_and_extensions(&host, &cli).await;
+    isolated_sites(&host, &cli).await;
 
     remove(store, id, "memcached").await;
     remove(store, id, "nodejs").await;
@@ -221,7 +222,15 @@ async fn memcached_nodejs_and_site_types() {
 async fn site_types_serve(host: &DebianHost, panel: &Panel, cli: &Cli) {
     install(&panel.store, panel_server(panel).await, "webserver", &[]).await;
     let create = |domain: &str, extra: &[&str]| {
-        let mut a = vec!["site", "create", "--server", "cache", "--domain", domain];
+        let mut a = vec![
+            "site",
+            "create",
+            "--server",
+            "cache",
+            "--domain",
+            domain,
+            "--shared-user",
+        ];
         a.extend_from_slice(extra);
         a.push("--follow");
         cli.run(&a)
@@ -452,4 +461,179 @@ async fn php_settings_and_extensions(host: &DebianHost, cli: &Cli) {
     let (code, out, err) = php(&["settings", "--unset", "memory_limit", "--follow"]);
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert_eq!(state().await, "256M no-bz2");
+}
+
+/// Site isolation: two isolated sites each run as their own user (their PHP-FPM workers, `site run`, the
+/// deploy from git); one site's PHP cannot read the other's `.env`, nginx cannot read either, and removing a
+/// site takes its user, home and pool away while the other keeps answering.
+async fn isolated_sites(host: &DebianHost, cli: &Cli) {
+    let create = |domain: &str, extra: &[&str]| {
+        let mut a = vec!["site", "create", "--server", "cache", "--domain", domain];
+        a.extend_from_slice(extra);
+        a.push("--follow");
+        cli.ok(&a)
+    };
+    create("iso-a.test", &["--isolated"]);
+    create("iso-b.test", &["--max-children", "3"]);
+    let id_of = |domain: &str| {
+        cli.json(&["site", "show", "--server", "cache", "--domain", domain])["site"]["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let (a, b) = (
+        format!("site{}", id_of("iso-a.test")),
+        format!("site{}", id_of("iso-b.test")),
+    );
+    let shown = cli.ok(&[
+        "site",
+        "show",
+        "--server",
+        "cache",
+        "--domain",
+        "iso-a.test",
+    ]);
+    assert!(
+        shown.contains(&format!("runs as      {a} (isolated)")),
+        "{shown}"
+    );
+
+    // Site A deploys from git as its own user (its deploy key in its own home).
+    git_server(host).await;
+    let key = cli.ok(&[
+        "site",
+        "deploy-key",
+        "--server",
+        "cache",
+        "--domain",
+        "iso-a.test",
+    ]);
+    assert!(
+        host.root(&format!(
+            "printf '%s\\n' '{}' > /srv/git/.ssh/authorized_keys && chown git:git /srv/git/.ssh/authorized_keys && chmod 600 /srv/git/.ssh/authorized_keys",
+            key.trim()
+        ))
+        .await
+        .success()
+    );
+    cli.ok(&[
+        "site",
+        "repository",
+        "--server",
+        "cache",
+        "--domain",
+        "iso-a.test",
+        "--repository",
+        "git@127.0.0.1:/srv/git/app.git",
+        "--branch",
+        "main",
+        "--host-key-fingerprint",
+        &host.fingerprint,
+        "--follow",
+    ]);
+    cli.ok(&[
+        "site",
+        "deploy",
+        "--server",
+        "cache",
+        "--domain",
+        "iso-a.test",
+        "--follow",
+    ]);
+    assert_eq!(site_page(&host.ip, "iso-a.test").await, "commit one");
+
+    // A page that says who runs it and whether it can read a file; put in place by `site run`, which runs
+    // as the site's user in the live release.
+    let page = "<?php echo posix_getpwuid(posix_geteuid())['name'], ' ', @file_get_contents($_GET['f'] ?? '/none') === false ? 'denied' : 'read';";
+    let page = brokeforge_core::shell_quote(page);
+    for (domain, user) in [("iso-a.test", &a), ("iso-b.test", &b)] {
+        let out = cli.ok(&[
+            "site", "run", "--server", "cache", "--domain", domain, "--",
+            &format!("printf '%s' {page} > public/who.php && whoami && echo $HOME && umask 077 && printf 'SECRET={domain}-only\\n' > ../../shared/.env"),
+        ]);
+        assert_eq!(out, format!("{user}\n/home/{user}\n"), "{domain}");
+    }
+    let who = |domain: &'static str, file: String| async move {
+        http_request(
+            &host.ip,
+            "GET",
+            domain,
+            &format!("/who.php?f={file}"),
+            &[],
+            b"",
+        )
+        .await
+        .1
+    };
+    let env_of = |user: &str, domain: &str| format!("/home/{user}/{domain}/shared/.env");
+    assert_eq!(
+        who("iso-a.test", env_of(&a, "iso-a.test")).await,
+        format!("{a} read")
+    );
+    assert_eq!(
+        who("iso-b.test", env_of(&b, "iso-b.test")).await,
+        format!("{b} read")
+    );
+    assert_eq!(
+        who("iso-a.test", env_of(&b, "iso-b.test")).await,
+        format!("{a} denied"),
+        "site A's PHP read site B's .env"
+    );
+    assert_eq!(
+        who("iso-b.test", env_of(&a, "iso-a.test")).await,
+        format!("{b} denied"),
+        "site B's PHP read site A's .env"
+    );
+    // PHP-FPM's workers run as each site's user (ondemand: alive for a while after those requests).
+    let workers = host
+        .root("ps -o user= -C php-fpm8.2 | sort -u")
+        .await
+        .stdout_text();
+    assert!(
+        workers.lines().any(|l| l == a) && workers.lines().any(|l| l == b),
+        "{workers}"
+    );
+    let checks = host
+        .root(&format!(
+            "runuser -u {a} -- cat {benv} >/dev/null 2>&1 && echo a-reads-b; \
+             runuser -u www-data -- cat {aenv} >/dev/null 2>&1 && echo nginx-reads-env; \
+             runuser -u www-data -- test -r /home/{a}/iso-a.test/current/public/index.php || echo nginx-cannot-serve; \
+             stat -c '%a %U' {aenv} /home/{a}",
+            benv = env_of(&b, "iso-b.test"),
+            aenv = env_of(&a, "iso-a.test"),
+        ))
+        .await
+        .stdout_text();
+    assert_eq!(checks, format!("600 {a}\n750 {a}\n"), "who reads what");
+
+    // Removing site A takes its user, home and pool; B still answers.
+    cli.ok(&[
+        "site",
+        "remove",
+        "--server",
+        "cache",
+        "--domain",
+        "iso-a.test",
+        "--follow",
+    ]);
+    let left = host
+        .root(&format!(
+            "id {a} >/dev/null 2>&1 && echo user-left; test -e /home/{a} && echo home-left; \
+             test -e /etc/php/8.2/fpm/pool.d/{a}.conf && echo pool-left; true"
+        ))
+        .await
+        .stdout_text();
+    assert_eq!(left, "", "site A left things behind");
+    assert_eq!(
+        who("iso-b.test", env_of(&b, "iso-b.test")).await,
+        format!("{b} read")
+    );
+    cli.ok(&[
+        "site",
+        "remove",
+        "--server",
+        "cache",
+        "--domain",
+        "iso-b.test",
+        "--follow",
+    ]);
 }

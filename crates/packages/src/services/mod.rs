@@ -74,7 +74,9 @@ mod tests {
                    "certificate": null})
             }
             "php/fpm-pool.conf" => {
-                json!({"version": "8.2", "user": "brokeforge", "socket": "/run/php/php8.2-fpm-brokeforge.sock", "max_children": 10})
+                json!({"version": "8.2", "purpose": "sites as the app user", "pool": "brokeforge", "user": "brokeforge",
+                   "socket": "/run/php/php8.2-fpm-brokeforge.sock", "pm": "dynamic", "max_children": 10, "start_servers": 2,
+                   "max_spare_servers": 3, "error_log": "/var/log/php8.2-fpm-brokeforge.log"})
             }
             "php/php.ini" => {
                 json!({"version": "8.2", "memory_limit": "256M", "upload_max_filesize": "64M", "post_max_size": "64M", "max_execution_time": 60, "timezone": "UTC"})

@@ -12,6 +12,7 @@ mod logs;
 mod monitoring;
 mod php;
 mod servers;
+mod site_work;
 mod sites;
 mod teams;
 
@@ -93,7 +94,7 @@ pub fn operations() -> Vec<PageOp> {
         post "/sites/{id}/delete" sites::remove_site, ServerManage;
         post "/sites/{id}/repository" sites::connect_repository, SiteConfigure;
         post "/sites/{id}/deploy" sites::deploy, Deploy;
-        post "/sites/{id}/tasks" sites::save_tasks, SiteConfigure;
+        post "/sites/{id}/tasks" site_work::save_tasks, SiteConfigure;
         post "/sites/{id}/certificate" sites::request_certificate, ServerManage;
         post "/sites/{id}/certificate/delete" sites::remove_certificate, ServerManage;
         post "/sites/{id}/check" sites::save_check, ServerManage;
@@ -102,9 +103,9 @@ pub fn operations() -> Vec<PageOp> {
         post "/sites/{id}/deploy-script" sites::save_script, SiteConfigure;
         post "/sites/{id}/settings" sites::save_settings, SiteConfigure;
         post "/sites/{id}/php" sites::change_php, SiteConfigure;
-        post "/sites/{id}/env" sites::save_env, SiteConfigure;
-        post "/sites/{id}/webhook" sites::save_webhook, SiteConfigure;
-        post "/sites/{id}/commands" sites::run_command, SiteCommand;
+        post "/sites/{id}/env" site_work::save_env, SiteConfigure;
+        post "/sites/{id}/webhook" site_work::save_webhook, SiteConfigure;
+        post "/sites/{id}/commands" site_work::run_command, SiteCommand;
         get "/deployments/{id}" jobs::deployment_page, Read;
         get "/jobs/{id}" jobs::job_page, Read;
         get "/account" account::account, Account;

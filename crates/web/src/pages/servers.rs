@@ -240,6 +240,8 @@ pub struct SiteForm {
     pub php_version: String,
     pub web_directory: String,
     pub default_site: Option<String>,
+    /// Unchecked (the default): the site gets its own Linux user and PHP-FPM pool.
+    pub shared_user: Option<String>,
 }
 
 #[derive(Template)]
@@ -586,6 +588,9 @@ pub async fn create_site(
         // Empty: the type's default (`public`, or the release itself for static files); `/`: the release.
         web_directory: Some(f.web_directory.clone()).filter(|d| !d.trim().is_empty()),
         default_site: f.default_site.is_some(),
+        isolated: Some(f.shared_user.is_none()),
+        pm: None,
+        max_children: None,
     };
     match state.domain.create_site(&server, &req).await {
         Ok((site, _)) => Ok(see_other(format!("/sites/{}", site.id))),

@@ -3,13 +3,11 @@
 use askama::Template;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use brokeforge_core::Secret;
 use brokeforge_domain::policy::Action;
 use brokeforge_packages::Milestones;
 use brokeforge_packages::services::sites::config::SiteConfig;
 use brokeforge_packages::services::sites::deployment::DeploymentInstallerMilestones;
 use brokeforge_packages::services::sites::repository::RepositoryRequest;
-use brokeforge_packages::services::sites::schedule::SiteTasks;
 use brokeforge_packages::services::sites::{certificate, deployment, tasks};
 use brokeforge_store::{Server, ServerSite};
 use serde::Deserialize;
@@ -56,6 +54,8 @@ pub struct SitePage {
     pub php: String,
     /// What the site is ("PHP", "Node.js application", ...); the PHP versions it may move to (PHP sites).
     pub kind: &'static str,
+    /// The Linux user the site's code runs as, and whether it is the site's own.
+    pub runs_as: String,
     pub other_php_versions: Vec<String>,
     pub web_directory: String,
     pub current_release: String,
@@ -324,6 +324,17 @@ pub async fn site_view(
                 String::new()
             },
             kind: config.kind.label(),
+            runs_as: {
+                let u = brokeforge_packages::services::sites::common::SiteUser::new(
+                    site.id,
+                    config.isolated,
+                );
+                if u.isolated {
+                    format!("{} (its own user and PHP-FPM pool)", u.name)
+                } else {
+                    format!("{} (shared with the server's other shared sites)", u.name)
+                }
+            },
             other_php_versions,
             web_directory: if config.web_directory.is_empty() {
                 "/".into()
@@ -554,30 +565,6 @@ fn laravel_presets(
     out
 }
 
-pub async fn save_tasks(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    OwnedSite(u, site, server): OwnedSite,
-    Form(f): Form<TasksForm>,
-) -> PageResult {
-    let r = match SiteTasks::parse(&f.schedules, &f.daemons) {
-        Ok(t) => state.domain.set_tasks(&site, &t).await,
-        Err(e) => Err(e.into()),
-    };
-    match r {
-        Ok(_) => Ok(see_other(format!("/sites/{}", site.id))),
-        Err(e) => {
-            let e = ApiError::from(e);
-            let view = SiteView {
-                error: Some(&e),
-                tasks_draft: Some(&f),
-                ..Default::default()
-            };
-            site_view(&state, &u, &headers, (&site, &server), view).await
-        }
-    }
-}
-
 pub async fn deploy(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -689,92 +676,6 @@ pub async fn change_php(
     let r = state
         .domain
         .set_site_php_version(&site, &f.version)
-        .await
-        .map(|_| ())
-        .map_err(ApiError::from);
-    site_result(&state, &u, &headers, (&site, &server), r).await
-}
-
-#[derive(Deserialize)]
-pub struct EnvForm {
-    pub env: String,
-}
-
-pub async fn save_env(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    OwnedSite(u, site, server): OwnedSite,
-    Form(f): Form<EnvForm>,
-) -> PageResult {
-    let r = state
-        .domain
-        .write_env(&site, &Secret::new(f.env.replace("\r\n", "\n")))
-        .await;
-    match r {
-        Ok(_) => {
-            site_view(
-                &state,
-                &u,
-                &headers,
-                (&site, &server),
-                SiteView {
-                    notice: "Saved the .env",
-                    ..Default::default()
-                },
-            )
-            .await
-        }
-        Err(e) => {
-            let e = e.into();
-            site_view(
-                &state,
-                &u,
-                &headers,
-                (&site, &server),
-                SiteView {
-                    error: Some(&e),
-                    ..Default::default()
-                },
-            )
-            .await
-        }
-    }
-}
-
-#[derive(Deserialize)]
-pub struct CommandForm {
-    pub command: String,
-}
-
-pub async fn run_command(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    OwnedSite(u, site, server): OwnedSite,
-    Form(f): Form<CommandForm>,
-) -> PageResult {
-    let r = state
-        .domain
-        .queue_command(&site, &f.command, None)
-        .await
-        .map(|_| ())
-        .map_err(ApiError::from);
-    site_result(&state, &u, &headers, (&site, &server), r).await
-}
-
-#[derive(Deserialize)]
-pub struct WebhookForm {
-    pub provider: String,
-}
-
-pub async fn save_webhook(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    OwnedSite(u, site, server): OwnedSite,
-    Form(f): Form<WebhookForm>,
-) -> PageResult {
-    let r = state
-        .domain
-        .set_webhook_provider(&site, &f.provider)
         .await
         .map(|_| ())
         .map_err(ApiError::from);

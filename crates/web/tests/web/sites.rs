@@ -69,6 +69,22 @@ async fn site_types_are_checked_and_given_ports() {
                 json!({"domain": "a.test", "type": "wordpress"}),
                 "install the `mariadb` package",
             ),
+            (
+                json!({"domain": "a.test", "isolated": false, "pm": "ondemand"}),
+                "only an isolated PHP site",
+            ),
+            (
+                json!({"domain": "a.test", "type": "static", "max_children": 4}),
+                "only an isolated PHP site",
+            ),
+            (
+                json!({"domain": "a.test", "pm": "forking"}),
+                "not a process manager mode",
+            ),
+            (
+                json!({"domain": "a.test", "max_children": 0}),
+                "give 1 to 200",
+            ),
         ] {
             let r = create(body.clone()).await;
             assert_eq!(r.status, 422, "{n}: {body} {}", r.body);
@@ -103,6 +119,29 @@ async fn site_types_are_checked_and_given_ports() {
         let plain = create(json!({"domain": "php.test"})).await;
         assert_eq!(config(&plain)["type"], "php", "{n}");
         assert_eq!(config(&plain)["web_directory"], "public", "{n}");
+        // New sites are isolated: their own user's home (named after the id), their own pool.
+        let plain_id = plain.json()["site"]["id"].as_i64().unwrap();
+        assert_eq!(config(&plain)["isolated"], true, "{n}");
+        assert_eq!(
+            plain.json()["site"]["document_root"],
+            format!("/home/site{plain_id}/php.test"),
+            "{n}"
+        );
+        let tuned =
+            create(json!({"domain": "tuned.test", "pm": "static", "max_children": 12})).await;
+        assert_eq!(
+            config(&tuned)["pool"],
+            json!({"pm": "static", "max_children": 12}),
+            "{n}: {}",
+            tuned.body
+        );
+        let shared = create(json!({"domain": "shared.test", "isolated": false})).await;
+        assert_eq!(config(&shared)["isolated"], false, "{n}");
+        assert_eq!(
+            shared.json()["site"]["document_root"],
+            "/home/brokeforge/shared.test",
+            "{n}"
+        );
 
         // The page: a static single-page site through the form, a bad port refused and shown again.
         let session = session_of(&login(&app, "types@example.com", "correct horse battery").await);

@@ -19,7 +19,7 @@ pub fn file_name(source: &Source, snapshot: &str) -> String {
         }
         Source::Database { schema, .. } => format!("{schema}-{short}.sql"),
         Source::Redis {} => format!("redis-{short}.rdb"),
-        Source::Site { domain } => format!("{domain}-shared-{short}.tar"),
+        Source::Site { domain, .. } => format!("{domain}-shared-{short}.tar"),
     }
 }
 

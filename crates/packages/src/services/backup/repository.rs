@@ -137,7 +137,7 @@ impl Repository {
                     .into());
                 }
             }
-            Source::Site { domain } => {
+            Source::Site { domain, .. } => {
                 if !cx
                     .store
                     .sites(cx.server.id)

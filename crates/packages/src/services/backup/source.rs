@@ -16,7 +16,12 @@ pub enum Source {
     /// One schema of a SQL engine on the plan's server.
     Database { engine: String, schema: String },
     /// A site's `shared/` directory (its `.env` and what survives deploys: uploads, storage).
-    Site { domain: String },
+    Site {
+        domain: String,
+        /// Where an isolated site lives (in its own user's home); `None`: the app user's home.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        root: Option<String>,
+    },
     /// The server's Redis instance: all its data (an RDB snapshot).
     Redis {},
 }
@@ -41,6 +46,7 @@ impl Source {
     pub fn site(domain: &str) -> Result<Source, ValidationError> {
         Source::Site {
             domain: domain.trim().to_string(),
+            root: None,
         }
         .validated()
     }
@@ -65,9 +71,12 @@ impl Source {
                     schema: validate_name("schema", &schema)?,
                 })
             }
-            Source::Site { domain } => Ok(Source::Site {
+            Source::Site { domain, root } => Ok(Source::Site {
                 domain: validate::domain(&domain)
                     .map_err(|e| ValidationError::new("site", e.message))?,
+                root: root
+                    .map(|r| validate::absolute_path("site", &r))
+                    .transpose()?,
             }),
             Source::Redis {} => Ok(Source::Redis {}),
         }
@@ -96,15 +105,26 @@ impl Source {
     pub fn target(&self) -> &str {
         match self {
             Source::Database { schema, .. } => schema,
-            Source::Site { domain } => domain,
+            Source::Site { domain, .. } => domain,
             Source::Redis {} => "redis",
+        }
+    }
+
+    /// The directory a site lives in (empty for other sources).
+    fn site_dir(&self) -> String {
+        match self {
+            Source::Site {
+                root: Some(root), ..
+            } => root.clone(),
+            Source::Site { domain, .. } => site_root(domain),
+            _ => String::new(),
         }
     }
 
     /// The directory a site source backs up.
     pub fn path(&self) -> Option<String> {
         match self {
-            Source::Site { domain } => Some(format!("{}/shared", site_root(domain))),
+            Source::Site { .. } => Some(format!("{}/shared", self.site_dir())),
             Source::Database { .. } | Source::Redis {} => None,
         }
     }
@@ -112,7 +132,7 @@ impl Source {
     pub fn describe(&self) -> String {
         match self {
             Source::Database { engine, schema } => format!("{engine} schema {schema}"),
-            Source::Site { domain } => format!("files of site {domain} (shared/, .env)"),
+            Source::Site { domain, .. } => format!("files of site {domain} (shared/, .env)"),
             Source::Redis {} => "the data of Redis".to_string(),
         }
     }
@@ -140,12 +160,12 @@ impl Source {
                     if into.is_some() { "new" } else { "same" }.into(),
                 ],
             ),
-            Source::Site { domain } => (
+            Source::Site { .. } => (
                 "restore-files",
                 vec![
                     snapshot.into(),
                     self.path().unwrap_or_default(),
-                    into.map(|i| format!("{}/restored-{i}", site_root(domain)))
+                    into.map(|i| format!("{}/restored-{i}", self.site_dir()))
                         .unwrap_or_else(|| "/".into()),
                 ],
             ),

@@ -52,11 +52,13 @@ pub enum LogSource {
 
 /// The file of a log kind: of site `domain` when given, else the server's. `php_version` is the site's (or
 /// the server's first) PHP version.
+/// `site`: the site's domain and its PHP-FPM pool (see `SiteUser::pool`).
 pub fn file_of(
     kind: LogKind,
-    domain: Option<&str>,
+    site: Option<(&str, &str)>,
     php_version: Option<&str>,
 ) -> Result<String, ValidationError> {
+    let (domain, pool) = site.unzip();
     let domain = domain.map(brokeforge_core::validate::domain).transpose()?;
     let php = || {
         php_version
@@ -72,7 +74,11 @@ pub fn file_of(
         (LogKind::NginxError, Some(d)) => format!("/var/log/nginx/{d}-error.log"),
         (LogKind::NginxError, None) => "/var/log/nginx/error.log".into(),
         // A site's PHP errors go to its pool's log; the server's is PHP-FPM's own.
-        (LogKind::PhpFpm, Some(_)) => format!("/var/log/php{}-fpm-brokeforge.log", php()?),
+        (LogKind::PhpFpm, Some(_)) => crate::services::webserver::nginx::pool_log(
+            &php()?,
+            // Named by BrokeForge (`brokeforge` or `site<ID>`), never by the user.
+            pool.unwrap_or("brokeforge"),
+        ),
         (LogKind::PhpFpm, None) => format!("/var/log/php{}-fpm.log", php()?),
         (LogKind::Unit, _) => {
             return Err(ValidationError::new(
@@ -301,14 +307,26 @@ mod tests {
     #[test]
     fn files_and_units_are_chosen_safely() {
         assert_eq!(
-            file_of(LogKind::NginxAccess, Some("example.com"), None).unwrap(),
+            file_of(
+                LogKind::NginxAccess,
+                Some(("example.com", "brokeforge")),
+                None
+            )
+            .unwrap(),
             "/var/log/nginx/example.com-access.log"
         );
         assert_eq!(
             file_of(LogKind::PhpFpm, None, Some("8.2")).unwrap(),
             "/var/log/php8.2-fpm.log"
         );
-        assert!(file_of(LogKind::NginxError, Some("../../etc/shadow"), None).is_err());
+        assert!(
+            file_of(
+                LogKind::NginxError,
+                Some(("../../etc/shadow", "brokeforge")),
+                None
+            )
+            .is_err()
+        );
         assert!(file_of(LogKind::PhpFpm, None, None).is_err());
         assert!(LogKind::parse("auth").is_err());
         let managed = vec![

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use brokeforge_core::{ValidationError, shell_quote};
+use brokeforge_core::{CredentialKind, ValidationError, shell_quote};
 use brokeforge_store::ServerSite;
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +28,99 @@ pub fn vhost_path(domain: &str) -> (String, String) {
 
 pub fn fpm_socket(php_version: &str) -> String {
     format!("/run/php/php{php_version}-fpm-brokeforge.sock")
+}
+
+/// The Linux user a site's code runs as, and the home the site lives in. A site created with isolation has
+/// its own (`site<ID>`, home `/home/site<ID>`, its own PHP-FPM pool); older sites, and those created with
+/// `--shared-user`, share the app user `brokeforge`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteUser {
+    pub name: String,
+    pub home: String,
+    pub isolated: bool,
+}
+
+impl SiteUser {
+    pub fn new(site_id: i64, isolated: bool) -> SiteUser {
+        if isolated {
+            let name = format!("site{site_id}");
+            SiteUser {
+                home: format!("/home/{name}"),
+                name,
+                isolated,
+            }
+        } else {
+            SiteUser {
+                name: "brokeforge".into(),
+                home: APP_HOME.into(),
+                isolated,
+            }
+        }
+    }
+
+    /// Where the site lives: `releases/`, `shared/`, `current`.
+    pub fn site_root(&self, domain: &str) -> String {
+        format!("{}/{domain}", self.home)
+    }
+
+    /// Where the site's deploy key lives on the server.
+    pub fn deploy_key_path(&self, site_id: i64) -> String {
+        format!("{}/.ssh/brokeforge-site-{site_id}", self.home)
+    }
+
+    /// The PHP-FPM pool name: the shared `brokeforge` pool, or the site's own.
+    pub fn pool(&self) -> &str {
+        &self.name
+    }
+
+    /// The socket nginx hands the site's PHP requests to.
+    pub fn fpm_socket(&self, php_version: &str) -> String {
+        format!("/run/php/php{php_version}-fpm-{}.sock", self.pool())
+    }
+
+    /// The site's own pool file (`None` for the shared pool, which the web server package owns).
+    pub fn pool_file(&self, php_version: &str) -> Option<String> {
+        self.isolated
+            .then(|| format!("/etc/php/{php_version}/fpm/pool.d/{}.conf", self.name))
+    }
+
+    /// `command` run as this user. The app user has its own SSH credential; a site user has none (one key per
+    /// site would be one more secret per site to keep and rotate), so root drops to it with `runuser`, with
+    /// the environment a login would give and the home as working directory.
+    pub fn step(&self, command: impl Into<String>, timeout: Duration) -> crate::base::RunStep {
+        let command = command.into();
+        let (credential, command) = if self.isolated {
+            (
+                CredentialKind::Root,
+                format!(
+                    "cd {home} && runuser -u {user} -- env HOME={home} USER={user} LOGNAME={user} SHELL=/bin/bash bash -c {cmd}",
+                    home = shell_quote(&self.home),
+                    user = shell_quote(&self.name),
+                    cmd = shell_quote(&command),
+                ),
+            )
+        } else {
+            (CredentialKind::User, command)
+        };
+        crate::base::RunStep {
+            command,
+            timeout,
+            stdin: None,
+            credential: Some(credential),
+            private_output: false,
+        }
+    }
+
+    /// A file of the site's, written as this user (the app user's credential, or root giving it to the site
+    /// user; root refuses to write through a symbolic link the user planted).
+    pub fn file(&self, file: crate::base::FileStep) -> crate::base::FileStep {
+        if self.isolated {
+            file.as_credential(CredentialKind::Root)
+                .owner(format!("{0}:{0}", self.name))
+        } else {
+            file.as_credential(CredentialKind::User)
+        }
+    }
 }
 
 /// Validate a shared path (`.env`, `storage/`): relative, no `..`, simple characters.
@@ -104,12 +197,26 @@ pub async fn read_live(
     plan: Plan,
     command: String,
 ) -> Result<String, crate::PackageError> {
-    let plan = plan.run_step(crate::base::RunStep {
+    let step = crate::base::RunStep {
         command,
         timeout: Duration::from_secs(30),
         stdin: None,
         credential: None,
         private_output: true,
+    };
+    read_live_step(executor, ctx, plan, step).await
+}
+
+/// [`read_live`] of a prepared step (e.g. one run as a site's user); its output is kept private.
+pub async fn read_live_step(
+    executor: &Executor,
+    ctx: &RunContext,
+    plan: Plan,
+    step: crate::base::RunStep,
+) -> Result<String, crate::PackageError> {
+    let plan = plan.run_step(crate::base::RunStep {
+        private_output: true,
+        ..step
     });
     let report = executor
         .run(ctx, &plan, brokeforge_core::ProvisionType::Install)
@@ -162,16 +269,17 @@ pub fn app_unit(site_id: i64) -> String {
 /// A Node.js site's unit: `npm start` in the live release as the app user, on the port nginx sends requests
 /// to, with the site's `.env` as its environment. `current` is resolved when the unit starts, so a restart
 /// runs the new release.
-pub fn app_unit_file(site_id: i64, domain: &str, port: u16) -> String {
-    let root = site_root(domain);
+pub fn app_unit_file(site_id: i64, user: &SiteUser, domain: &str, port: u16) -> String {
+    let root = user.site_root(domain);
     let name = app_unit(site_id);
     format!(
         "# Managed by BrokeForge: the Node.js application of {domain}. Edit the site in BrokeForge.\n\
          [Unit]\nDescription=BrokeForge Node.js application of {domain}\nAfter=network.target\n\n\
-         [Service]\nUser=brokeforge\nGroup=brokeforge\nWorkingDirectory={root}/current\n\
+         [Service]\nUser={user}\nGroup={user}\nWorkingDirectory={root}/current\n\
          Environment=NODE_ENV=production\nEnvironmentFile=-{root}/shared/.env\nEnvironment=PORT={port}\n\
          ExecStart=/bin/sh -c 'exec npm start'\nRestart=always\nRestartSec=3\nSyslogIdentifier={name}\n\n\
-         [Install]\nWantedBy=multi-user.target\n"
+         [Install]\nWantedBy=multi-user.target\n",
+        user = user.name
     )
 }
 

@@ -5,7 +5,7 @@ use brokeforge_core::ValidationError;
 use brokeforge_store::Store;
 use serde::{Deserialize, Serialize};
 
-use super::common::DEFAULT_KEEP_RELEASES;
+use super::common::{DEFAULT_KEEP_RELEASES, SiteUser};
 use super::schedule::SiteTasks;
 use crate::base::PackageError;
 use crate::base::config::Configuration;
@@ -49,6 +49,11 @@ pub struct SiteConfig {
     pub proxy_port: Option<u16>,
     /// A static site answers unknown paths with `/index.html` (single-page applications).
     pub spa_fallback: bool,
+    /// The site runs as its own Linux user with its own PHP-FPM pool (see `SiteUser`). Stored sites from before
+    /// isolation existed share the app user.
+    pub isolated: bool,
+    /// The site's own PHP-FPM pool (isolated PHP sites).
+    pub pool: PoolSettings,
     pub aliases: Vec<String>,
     /// Served directory inside a release (e.g. `public`); empty for the release root.
     pub web_directory: String,
@@ -79,6 +84,8 @@ impl Default for SiteConfig {
             kind: SiteKind::Php,
             proxy_port: None,
             spa_fallback: false,
+            isolated: false,
+            pool: PoolSettings::default(),
             aliases: Vec::new(),
             web_directory: "public".into(),
             default_site: false,
@@ -137,6 +144,52 @@ impl SiteConfig {
             "the configuration of site {site_id} keeps changing; try again"
         ))
         .into())
+    }
+}
+
+impl SiteUser {
+    /// The user a stored site runs as.
+    pub fn of(site: &brokeforge_store::ServerSite) -> SiteUser {
+        SiteUser::new(site.id, SiteConfig::of(site).isolated)
+    }
+}
+
+/// How an isolated site's PHP-FPM pool starts workers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PoolSettings {
+    /// `ondemand` (workers only while requests come: many quiet sites), `dynamic` or `static`.
+    pub pm: String,
+    pub max_children: u32,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            pm: "ondemand".into(),
+            max_children: 5,
+        }
+    }
+}
+
+impl PoolSettings {
+    pub fn check(pm: &str, max_children: u32) -> Result<PoolSettings, ValidationError> {
+        if !["ondemand", "dynamic", "static"].contains(&pm) {
+            return Err(ValidationError::new(
+                "pm",
+                format!("`{pm}` is not a process manager mode: use ondemand, dynamic or static"),
+            ));
+        }
+        if !(1..=200).contains(&max_children) {
+            return Err(ValidationError::new(
+                "max_children",
+                format!("{max_children} workers: give 1 to 200"),
+            ));
+        }
+        Ok(PoolSettings {
+            pm: pm.into(),
+            max_children,
+        })
     }
 }
 

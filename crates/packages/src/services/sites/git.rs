@@ -4,18 +4,18 @@
 use brokeforge_core::{Secret, shell_quote};
 use brokeforge_store::{ServerSite, Store};
 
-use super::common::{deploy_key_path, deploy_key_secret, site_root};
+use super::common::{SiteUser, deploy_key_secret};
 use super::config::{RepositoryConfig, SiteConfig};
 use crate::base::PackageError;
 
 /// The shell environment git runs with for a site: its deploy key, its pinned known_hosts, never a prompt.
-pub fn git_env(site_id: i64, domain: &str, remote: &RepositoryConfig) -> String {
+pub fn git_env(user: &SiteUser, site_id: i64, domain: &str, remote: &RepositoryConfig) -> String {
     let mut env = String::from("export GIT_TERMINAL_PROMPT=0; ");
     if remote.transport == "ssh" {
         let ssh = format!(
             "ssh -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={}/.brokeforge/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=20",
-            deploy_key_path(site_id),
-            site_root(domain)
+            user.deploy_key_path(site_id),
+            user.site_root(domain)
         );
         env.push_str(&format!("export GIT_SSH_COMMAND={}; ", shell_quote(&ssh)));
     }

@@ -6,6 +6,7 @@
 pub mod common;
 pub mod config;
 pub mod git;
+pub mod pool;
 pub mod schedule;
 pub mod vhost;
 pub mod webhook;

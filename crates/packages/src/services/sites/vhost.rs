@@ -5,7 +5,7 @@ use brokeforge_core::{ValidationError, shell_quote, validate};
 use brokeforge_store::ServerSite;
 use serde_json::json;
 
-use super::common::{ACME_ROOT, fpm_socket, site_root, vhost_path};
+use super::common::{ACME_ROOT, SiteUser, vhost_path};
 use super::config::SiteConfig;
 use crate::base::{FileContents, FileStep, PackageError, Plan};
 use crate::templates::{self, Template};
@@ -31,12 +31,13 @@ pub fn server_names(site: &ServerSite, config: &SiteConfig) -> Result<Vec<String
 
 pub fn render_vhost(site: &ServerSite, config: &SiteConfig) -> Result<String, PackageError> {
     let domain = validate::domain(&site.domain)?;
+    let user = SiteUser::new(site.id, config.isolated);
     let fpm = if config.kind.runs_php() {
         let php = site
             .php_version
             .as_deref()
             .ok_or_else(|| ValidationError::new("php_version", "the site has no PHP version"))?;
-        Some(fpm_socket(&validate::php_version(php)?))
+        Some(user.fpm_socket(&validate::php_version(php)?))
     } else {
         None
     };
@@ -50,9 +51,9 @@ pub fn render_vhost(site: &ServerSite, config: &SiteConfig) -> Result<String, Pa
     let web = validate::relative_dir("web_directory", &config.web_directory)?;
     let names = server_names(site, config)?;
     let root = if web.is_empty() {
-        format!("{}/current", site_root(&domain))
+        format!("{}/current", user.site_root(&domain))
     } else {
-        format!("{}/current/{web}", site_root(&domain))
+        format!("{}/current/{web}", user.site_root(&domain))
     };
     templates::render(
         &SITE_CONF,

@@ -8,11 +8,11 @@ use brokeforge_core::{CredentialKind, ServiceType, ValidationError, shell_quote,
 use brokeforge_store::{ServerSite, SiteCommandRecord};
 use serde::{Deserialize, Serialize};
 
-use super::common::{DEFAULT_COMMAND_TIMEOUT, on_server};
+use super::common::{DEFAULT_COMMAND_TIMEOUT, SiteUser, on_server};
 use crate::base::executor::{Executor, RunContext};
 use crate::base::package::{Gather, Package, PackageInstaller};
 use crate::base::registry::Registry;
-use crate::base::{PackageError, Plan, RunStep};
+use crate::base::{PackageError, Plan};
 use crate::milestones;
 
 pub fn register(r: &mut Registry) {
@@ -60,6 +60,7 @@ pub struct CommandInput {
     pub command: String,
     pub timeout: Duration,
     pub working_directory: String,
+    pub user: SiteUser,
 }
 
 impl Package for SiteCommandInstaller {
@@ -99,6 +100,7 @@ impl Package for SiteCommandInstaller {
             validate::absolute_path("document_root", &site.document_root)?
         );
         Ok(CommandInput {
+            user: SiteUser::of(&site),
             site,
             command: command.to_string(),
             timeout,
@@ -107,7 +109,7 @@ impl Package for SiteCommandInstaller {
     }
 
     fn commands(&self, i: &CommandInput) -> Result<Plan, PackageError> {
-        Ok(self.command_plan(&i.command, i.timeout, &i.working_directory))
+        Ok(self.command_plan(&i.user, &i.command, i.timeout, &i.working_directory))
     }
 }
 
@@ -175,16 +177,20 @@ impl PackageInstaller for SiteCommandInstaller {
 
 impl SiteCommandInstaller {
     /// The plan: change into the site's directory and run the command as given (the user's own shell syntax).
-    pub fn command_plan(&self, command: &str, timeout: Duration, working_directory: &str) -> Plan {
+    /// It runs as the site's user.
+    pub fn command_plan(
+        &self,
+        user: &SiteUser,
+        command: &str,
+        timeout: Duration,
+        working_directory: &str,
+    ) -> Plan {
         self.plan()
             .track(SiteCommandInstallerMilestones::PrepareExecution)
-            .run_step(RunStep {
-                command: format!("cd {} && {command}", shell_quote(working_directory)),
+            .run_step(user.step(
+                format!("cd {} && {command}", shell_quote(working_directory)),
                 timeout,
-                stdin: None,
-                credential: None,
-                private_output: false,
-            })
+            ))
             .track(SiteCommandInstallerMilestones::CommandComplete)
     }
 }
@@ -206,6 +212,7 @@ mod tests {
     #[test]
     fn plan_snapshot() {
         let p = SiteCommandInstaller.command_plan(
+            &SiteUser::new(7, false),
             "php artisan migrate --force && echo \"done $HOME\"",
             Duration::from_secs(90),
             "/home/brokeforge/it's here",

@@ -13,8 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::common::{
-    deploy_key_path, on_server, restart_app_command, restart_daemons_command, shared_path,
-    site_root,
+    SiteUser, on_server, restart_app_command, restart_daemons_command, shared_path,
 };
 use super::config::{ReleaseInfo, SiteConfig, SiteKind};
 use super::git::{deploy_key, git_env};
@@ -289,12 +288,16 @@ impl PackageInstaller for DeploymentInstaller {
                 }
                 if !matches!(e, PackageError::Validation(_)) {
                     // Never the live release (a failed check may have left it live).
-                    let root = site_root(&p.domain);
+                    let user = SiteUser::new(p.site_id, p.config.isolated);
+                    let root = user.site_root(&p.domain);
                     let rel = format!("releases/{}", p.release);
-                    let cleanup = self.plan().run(format!(
-                        "cd {root} && if [ \"$(readlink current)\" != {rel} ]; then rm -rf -- {rel}; fi",
-                        root = shell_quote(&root),
-                        rel = shell_quote(&rel),
+                    let cleanup = self.plan().run_step(user.step(
+                        format!(
+                            "cd {root} && if [ \"$(readlink current)\" != {rel} ]; then rm -rf -- {rel}; fi",
+                            root = shell_quote(&root),
+                            rel = shell_quote(&rel),
+                        ),
+                        crate::base::DEFAULT_TIMEOUT,
                     ));
                     if let Err(c) = executor
                         .run(ctx, &cleanup, brokeforge_core::ProvisionType::Install)
@@ -402,13 +405,15 @@ impl DeploymentInstaller {
     pub fn deploy_plan(&self, p: &DeployPlan) -> Result<Plan, PackageError> {
         use DeploymentInstallerMilestones as M;
         let q = shell_quote;
-        let root = site_root(&p.domain);
+        let user = SiteUser::new(p.site_id, p.config.isolated);
+        let t = crate::base::DEFAULT_TIMEOUT;
+        let root = user.site_root(&p.domain);
         let release_dir = format!("{root}/releases/{}", p.release);
         let repo =
             p.config.repository.as_ref().ok_or_else(|| {
                 ValidationError::new("repository", "the site has no git repository")
             })?;
-        let env = git_env(p.site_id, &p.domain, repo);
+        let env = git_env(&user, p.site_id, &p.domain, repo);
         let mut link = String::from("set -e; ");
         for path in &p.config.shared_paths {
             let path = shared_path(path)?;
@@ -438,40 +443,43 @@ impl DeploymentInstaller {
         let plan = self
             .plan()
             .track(M::PrepareRelease)
-            .run(format!(
-                "set -e; cd {root}; install -d releases shared .brokeforge; \
-                 if [ -e {rel} ]; then echo 'release {release} exists already' >&2; exit 1; fi",
-                root = q(&root),
-                rel = q(&release_dir),
-                release = p.release,
+            .run_step(user.step(
+                format!(
+                    "set -e; cd {root}; install -d releases shared .brokeforge; \
+                     if [ -e {rel} ]; then echo 'release {release} exists already' >&2; exit 1; fi",
+                    root = q(&root),
+                    rel = q(&release_dir),
+                    release = p.release,
+                ),
+                t,
             ))
-            .put_file(FileStep::new(
+            .put_file(user.file(FileStep::new(
                 format!("{root}/.brokeforge/deploy.sh"),
                 FileContents::Text(script),
                 0o700,
-            ))
+            )))
             .track(M::FetchCode);
         let plan = match (&p.deploy_key, repo.transport.as_str()) {
             (Some(key), "ssh") => {
-                let plan = plan.put_file(FileStep::new(
-                    deploy_key_path(p.site_id),
+                let plan = plan.put_file(user.file(FileStep::new(
+                    user.deploy_key_path(p.site_id),
                     FileContents::Secret(key.clone()),
                     0o600,
-                ));
+                )));
                 if repo.known_hosts.is_empty() {
                     plan
                 } else {
-                    plan.put_file(FileStep::new(
+                    plan.put_file(user.file(FileStep::new(
                         format!("{root}/.brokeforge/known_hosts"),
                         FileContents::Text(repo.known_hosts.clone()),
                         0o600,
-                    ))
+                    )))
                 }
             }
             _ => plan,
         };
         let mut plan = plan
-            .run_with_timeout(
+            .run_step(user.step(
                 format!(
                     "set -e; {env}cd {root}; if [ ! -d repo.git ]; then rm -rf repo.git.tmp; git clone --mirror --quiet {url} repo.git.tmp; mv repo.git.tmp repo.git; fi; \
                      git -C repo.git remote set-url origin {url}; git -C repo.git fetch --prune --quiet origin; \
@@ -486,12 +494,12 @@ impl DeploymentInstaller {
                     rel = q(&release_dir),
                 ),
                 Duration::from_secs(900),
-            )
+            ))
             .track(M::LinkShared)
-            .run(link)
+            .run_step(user.step(link, t))
             .track(M::RunScript)
-            .run_step(RunStep {
-                command: format!(
+            .run_step(user.step(
+                format!(
                     "cd {rel} && RELEASE_DIR={rel} SITE_ROOT={root} BRANCH={branch} COMMIT=$(cat .revision) PHP=php{php}{port} \
                      bash -e {root}/.brokeforge/deploy.sh",
                     rel = q(&release_dir),
@@ -500,32 +508,29 @@ impl DeploymentInstaller {
                     php = p.php_version,
                     port = p.config.proxy_port.map(|p| format!(" PORT={p}")).unwrap_or_default(),
                 ),
-                timeout: Duration::from_secs(p.config.deploy_timeout_secs.clamp(10, 7200)),
-                stdin: None,
-                credential: None,
-                private_output: false,
-            })
-            .track(M::Activate)
-            .run(activate(&root, &p.release, &p.php_version));
+                Duration::from_secs(p.config.deploy_timeout_secs.clamp(10, 7200)),
+            ))
+            .track(M::Activate);
+        plan = activate_steps(plan, &user, &p.config, &root, &p.release, &p.php_version);
         plan = restart_app(plan, p.site_id, &p.config);
         if let Some(check) = &p.verify {
-            plan = plan.track(M::Verify).run_step(RunStep {
-                command: verify_command(p, check),
-                timeout: Duration::from_secs(
+            plan = plan.track(M::Verify).run_step(user.step(
+                verify_command(p, &user, check),
+                Duration::from_secs(
                     (check.timeout_secs.clamp(1, 60) as u64 + 2) * u64::from(VERIFY_TRIES) + 60,
                 ),
-                stdin: None,
-                credential: None,
-                private_output: false,
-            });
+            ));
         }
         plan = restart_daemons(plan, p.site_id, &p.config)
             .track(M::CleanUp)
-            .run(format!(
-                "cd {root}/releases && ls -1 | sort -r | tail -n +{from} | while read -r r; do [ \"$r\" = {rel} ] || rm -rf -- \"$r\"; done; ls -1 | sort",
-                root = q(&root),
-                from = keep + 1,
-                rel = q(&p.release),
+            .run_step(user.step(
+                format!(
+                    "cd {root}/releases && ls -1 | sort -r | tail -n +{from} | while read -r r; do [ \"$r\" = {rel} ] || rm -rf -- \"$r\"; done; ls -1 | sort",
+                    root = q(&root),
+                    from = keep + 1,
+                    rel = q(&p.release),
+                ),
+                t,
             ));
         Ok(plan)
     }
@@ -562,7 +567,7 @@ fn check_failure(e: PackageError) -> PackageError {
 /// Ask the site from the server itself (through nginx, with the site's name) until it answers as expected,
 /// a few times; when it does not, say so on stdout ([`VERIFY_FAILED`]) and, when asked to and there is a
 /// previous release, put that one back ([`ROLLED_BACK`]) before failing.
-fn verify_command(p: &DeployPlan, check: &AfterDeployCheck) -> String {
+fn verify_command(p: &DeployPlan, user: &SiteUser, check: &AfterDeployCheck) -> String {
     let q = shell_quote;
     let (https, path) = brokeforge_store::check_target(&check.path);
     let request = if https {
@@ -583,7 +588,9 @@ fn verify_command(p: &DeployPlan, check: &AfterDeployCheck) -> String {
         (Some(previous), true) => format!(
             "if ( {activate} ) >/dev/null; then echo {rolled}; echo \"$why; rolled back to {previous}\" >&2; \
              else echo \"$why; putting {previous} back failed too\" >&2; fi",
-            activate = activate(&site_root(&p.domain), previous, &p.php_version),
+            // A site user cannot reload PHP-FPM; its releases have their own paths, so OPcache serves the
+            // right files without.
+            activate = activate(&user.site_root(&p.domain), previous, (!user.isolated).then_some(p.php_version.as_str())),
             rolled = q(&format!("{ROLLED_BACK}{previous}")),
         ),
         (None, true) => {
@@ -606,7 +613,7 @@ fn verify_command(p: &DeployPlan, check: &AfterDeployCheck) -> String {
         timeout = check.timeout_secs.clamp(1, 60),
         expect = check.expect,
         failed = VERIFY_FAILED,
-        rel = q(&format!("{}/releases/{}", site_root(&p.domain), p.release)),
+        rel = q(&format!("{}/releases/{}", user.site_root(&p.domain), p.release)),
     )
 }
 
@@ -641,13 +648,45 @@ pub fn restart_daemons(plan: Plan, site_id: i64, config: &SiteConfig) -> Plan {
 
 /// Point `current` at `release` atomically (a new symlink renamed over the old one), then reload PHP-FPM
 /// gracefully so workers pick up the new code paths.
-pub fn activate(root: &str, release: &str, php_version: &str) -> String {
+/// Point `current` at `release` atomically; with `reload_php`, reload that PHP-FPM gracefully through the app
+/// user's sudoers entry.
+pub fn activate(root: &str, release: &str, reload_php: Option<&str>) -> String {
+    let reload = reload_php
+        .map(|v| format!("sudo -n /usr/bin/systemctl reload php{v}-fpm; "))
+        .unwrap_or_default();
     format!(
         "set -e; cd {root}; test -d {rel}; ln -sfn {rel} current.new; mv -Tf current.new current; \
-         sudo -n /usr/bin/systemctl reload php{php_version}-fpm; echo \"live: $(readlink current)\"",
+         {reload}echo \"live: $(readlink current)\"",
         root = shell_quote(root),
         rel = shell_quote(&format!("releases/{release}")),
     )
+}
+
+/// Activate `release` as the site's user. The app user reloads PHP-FPM itself; a site user has no sudo, so
+/// root reloads it in a step of its own (for sites that run PHP).
+pub fn activate_steps(
+    plan: Plan,
+    user: &SiteUser,
+    config: &SiteConfig,
+    root: &str,
+    release: &str,
+    php_version: &str,
+) -> Plan {
+    let t = crate::base::DEFAULT_TIMEOUT;
+    if !user.isolated {
+        return plan.run_step(user.step(activate(root, release, Some(php_version)), t));
+    }
+    let plan = plan.run_step(user.step(activate(root, release, None), t));
+    if !config.kind.runs_php() {
+        return plan;
+    }
+    plan.run_step(RunStep {
+        command: format!("systemctl reload php{php_version}-fpm"),
+        timeout: t,
+        stdin: None,
+        credential: Some(CredentialKind::Root),
+        private_output: false,
+    })
 }
 
 #[cfg(test)]

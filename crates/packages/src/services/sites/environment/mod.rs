@@ -5,7 +5,7 @@
 use brokeforge_core::{CredentialKind, Secret, ServiceType, ValidationError, validate};
 use brokeforge_store::{Job, ServerSite, Store};
 
-use super::common::{SiteRef, on_server, read_live, site_root};
+use super::common::{SiteRef, SiteUser, on_server, read_live_step};
 use crate::base::executor::{Executor, RunContext, RunReport};
 use crate::base::package::{Gather, Package, PackageInstaller, job};
 use crate::base::registry::Registry;
@@ -139,7 +139,7 @@ impl PackageInstaller for EnvironmentInstaller {}
 fn env_path(site: &ServerSite) -> Result<String, PackageError> {
     Ok(format!(
         "{}/shared/.env",
-        site_root(&validate::domain(&site.domain)?)
+        SiteUser::of(site).site_root(&validate::domain(&site.domain)?)
     ))
 }
 
@@ -156,8 +156,10 @@ impl EnvironmentInstaller {
             "cat {} 2>/dev/null || true",
             brokeforge_core::shell_quote(&env_path(site)?)
         );
+        // As the site's user: a link it planted in place of `.env` leads nowhere it could not read itself.
+        let step = SiteUser::of(site).step(command, std::time::Duration::from_secs(30));
         Ok(Secret::new(
-            read_live(executor, ctx, self.plan(), command).await?,
+            read_live_step(executor, ctx, self.plan(), step).await?,
         ))
     }
 
@@ -167,10 +169,10 @@ impl EnvironmentInstaller {
         Ok(self
             .plan()
             .track(EnvironmentInstallerMilestones::WriteEnvironment)
-            .put_file(FileStep::new(
+            .put_file(SiteUser::of(site).file(FileStep::new(
                 env_path(site)?,
                 FileContents::Secret(contents.clone()),
                 0o600,
-            )))
+            ))))
     }
 }

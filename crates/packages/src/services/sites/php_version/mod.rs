@@ -7,7 +7,8 @@ use brokeforge_store::{JobTarget, NewJob, ServerSite, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::common::on_server;
+use super::common::{SiteUser, on_server};
+use super::pool::{remove_pool_command, write_pool};
 use super::config::SiteConfig;
 use super::vhost::write_vhosts;
 use crate::base::executor::RunReport;
@@ -88,8 +89,8 @@ pub struct SitePhpVersionInstaller;
 impl Package for SitePhpVersionInstaller {
     type Milestones = SitePhpVersionInstallerMilestones;
     type Request = PhpVersionRequest;
-    /// The site as it will be (with the new version) and its configuration.
-    type Input = (ServerSite, SiteConfig);
+    /// The site as it will be (with the new version), its configuration and the version it leaves.
+    type Input = (ServerSite, SiteConfig, Option<String>);
     const JOB: &'static str = "site_php_version_installer";
 
     fn service_type(&self) -> ServiceType {
@@ -103,29 +104,45 @@ impl Package for SitePhpVersionInstaller {
         &self,
         cx: &Gather<'_>,
         r: &PhpVersionRequest,
-    ) -> Result<(ServerSite, SiteConfig), PackageError> {
+    ) -> Result<(ServerSite, SiteConfig, Option<String>), PackageError> {
         let mut site = cx.store.site(r.site_id).await?;
         on_server(cx.server.id, &site)?;
+        let old = site.php_version.clone();
         let webserver = WebServerConfig::current(cx.store, cx.server.id).await?;
         site.php_version = Some(check_version(&site, &webserver, &r.version)?);
         let config = SiteConfig::of(&site);
-        Ok((site, config))
+        Ok((site, config, old))
     }
 
-    fn commands(&self, (site, config): &(ServerSite, SiteConfig)) -> Result<Plan, PackageError> {
+    /// An isolated site's pool moves with it: the new version's pool first, then nginx to it, then the old
+    /// pool away (requests in flight on the old one finish: PHP-FPM reloads gracefully).
+    fn commands(
+        &self,
+        (site, config, old): &(ServerSite, SiteConfig, Option<String>),
+    ) -> Result<Plan, PackageError> {
         use SitePhpVersionInstallerMilestones as M;
         validate::domain(&site.domain)?;
-        let plan = self.plan().track(M::ConfigureNginx);
-        Ok(write_vhosts(plan, site, config, &[])?
+        let user = SiteUser::new(site.id, config.isolated);
+        let version = validate::php_version(site.php_version.as_deref().unwrap_or_default())?;
+        let plan = write_pool(self.plan().track(M::ConfigureNginx), &user, &version, &config.pool)?;
+        let mut plan = write_vhosts(plan, site, config, &[])?
             .track(M::ReloadNginx)
-            .run(NGINX_RELOAD)
-            .track(M::Complete))
+            .run(NGINX_RELOAD);
+        if let Some(remove) = old
+            .as_deref()
+            .filter(|o| *o != version)
+            .and_then(|o| validate::php_version(o).ok())
+            .and_then(|o| remove_pool_command(&user, &o))
+        {
+            plan = plan.run(remove);
+        }
+        Ok(plan.track(M::Complete))
     }
 
     async fn finish(
         &self,
         cx: &Gather<'_>,
-        (site, _): (ServerSite, SiteConfig),
+        (site, _, _): (ServerSite, SiteConfig, Option<String>),
         _report: RunReport,
     ) -> Result<serde_json::Value, PackageError> {
         let version = site.php_version.clone().unwrap_or_default();
@@ -159,7 +176,7 @@ mod tests {
         let mut moved = site.clone();
         moved.php_version = Some(check_version(&site, &webserver, "8.3").unwrap());
         let plan = SitePhpVersionInstaller
-            .commands(&(moved.clone(), SiteConfig::of(&moved)))
+            .commands(&(moved.clone(), SiteConfig::of(&moved), Some("8.2".into())))
             .unwrap()
             .to_string();
         assert!(

@@ -12,13 +12,13 @@ use brokeforge_store::{ServerSite, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::common::{deploy_key_path, deploy_key_secret, on_server, require_active, site_root};
+use super::common::{SiteUser, deploy_key_secret, on_server, require_active};
 use super::config::{RepositoryConfig, SiteConfig};
 use super::git::{deploy_key, git_env};
 use crate::base::executor::RunReport;
 use crate::base::package::{Gather, Package, PackageInstaller, job};
 use crate::base::registry::Registry;
-use crate::base::{FileContents, FileStep, PackageError, Plan, RunStep};
+use crate::base::{FileContents, FileStep, PackageError, Plan};
 use crate::milestones;
 use crate::services::sites::deployment;
 
@@ -230,14 +230,15 @@ impl GitRepositoryInstaller {
     ) -> Result<Plan, PackageError> {
         use GitRepositoryInstallerMilestones as M;
         let domain = validate::domain(&site.domain)?;
-        let root = site_root(&domain);
+        let user = SiteUser::of(site);
+        let root = user.site_root(&domain);
         let q = shell_quote;
         let mut plan = self.plan().track(M::InstallDeployKey);
-        plan = plan.put_file(FileStep::new(
-            deploy_key_path(site.id),
+        plan = plan.put_file(user.file(FileStep::new(
+            user.deploy_key_path(site.id),
             FileContents::Secret(private_key.clone()),
             0o600,
-        ));
+        )));
         plan = plan.track(M::LearnHostKey);
         if repo.transport == "ssh" {
             let target = if repo.port == 22 {
@@ -253,8 +254,8 @@ impl GitRepositoryInstaller {
                 ),
                 None => String::new(),
             };
-            plan = plan.run_step(RunStep {
-                command: format!(
+            plan = plan.run_step(user.step(
+                format!(
                     "set -e; install -d -m 700 {root}/.brokeforge; tmp=$(mktemp); trap 'rm -f \"$tmp\"' EXIT; \
                      ssh-keyscan -T 15 -t ed25519,ecdsa,rsa {target} > \"$tmp\" 2>/dev/null || true; \
                      if [ ! -s \"$tmp\" ]; then echo 'the git server {host} did not answer on SSH port {port}' >&2; exit 1; fi{check}; \
@@ -263,18 +264,15 @@ impl GitRepositoryInstaller {
                     host = repo.host,
                     port = repo.port,
                 ),
-                timeout: Duration::from_secs(60),
-                stdin: None,
-                credential: None,
-                private_output: false,
-            });
+                Duration::from_secs(60),
+            ));
         } else {
             plan = plan.run("echo 'https repository: no SSH host key to learn'");
         }
-        let env = git_env(site.id, &domain, repo);
+        let env = git_env(&user, site.id, &domain, repo);
         plan = plan
             .track(M::CloneRepository)
-            .run_with_timeout(
+            .run_step(user.step(
                 format!(
                     "set -e; {env}cd {root}; if [ -d repo.git ]; then git -C repo.git remote set-url origin {url}; \
                      git -C repo.git fetch --prune --quiet origin; else rm -rf repo.git.tmp; \
@@ -287,7 +285,7 @@ impl GitRepositoryInstaller {
                     branch = repo.branch,
                 ),
                 Duration::from_secs(900),
-            )
+            ))
             .track(M::Complete);
         Ok(plan)
     }

@@ -5,9 +5,9 @@ use brokeforge_store::{Deployment, Job, ServerSite, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::common::{on_server, site_root};
+use super::common::{SiteUser, on_server};
 use super::config::{ReleaseInfo, SiteConfig};
-use super::deployment::{activate, exit_code, ready, restart_daemons};
+use super::deployment::{activate_steps, exit_code, ready, restart_daemons};
 use crate::base::executor::{Executor, RunContext};
 use crate::base::package::{Gather, Package, PackageInstaller, job};
 use crate::base::registry::Registry;
@@ -185,17 +185,21 @@ impl RollbackInstaller {
             )
             .into());
         }
-        let root = site_root(&domain);
+        let config = SiteConfig::of(site);
+        let user = SiteUser::new(site.id, config.isolated);
+        let root = user.site_root(&domain);
         let plan = self
             .plan()
             .track(M::CheckRelease)
-            .run(format!(
-                "test -d {} || {{ echo 'release {release} is no longer on the server' >&2; exit 1; }}",
-                shell_quote(&format!("{root}/releases/{release}"))
+            .run_step(user.step(
+                format!(
+                    "test -d {} || {{ echo 'release {release} is no longer on the server' >&2; exit 1; }}",
+                    shell_quote(&format!("{root}/releases/{release}"))
+                ),
+                crate::base::DEFAULT_TIMEOUT,
             ))
-            .track(M::Activate)
-            .run(activate(&root, release, &php));
-        let config = SiteConfig::of(site);
+            .track(M::Activate);
+        let plan = activate_steps(plan, &user, &config, &root, release, &php);
         let plan = super::deployment::restart_app(plan, site.id, &config);
         Ok(restart_daemons(plan, site.id, &config).track(M::Complete))
     }

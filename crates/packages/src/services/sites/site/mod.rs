@@ -9,10 +9,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::common::{
-    APP_HOME, SiteRef, app_unit, app_unit_file, certificate_delete_command, deploy_key_path, deploy_key_secret, on_server,
+    SiteRef, SiteUser, app_unit, app_unit_file, certificate_delete_command, deploy_key_secret, on_server,
     site_root, tasks_remove_command, vhost_path, webhook_secret,
 };
-use super::config::{SiteConfig, SiteKind};
+use super::pool::{create_user_command, remove_pool_command, remove_user_command, write_pool};
+use super::config::{PoolSettings, SiteConfig, SiteKind};
 use super::vhost::{SITE_CONF, write_vhosts};
 use crate::base::executor::RunReport;
 use crate::base::package::{Gather, Package, PackageInstaller, PackageRemover, job};
@@ -64,6 +65,13 @@ pub struct SiteRequest {
     /// `None`: `public` for PHP sites, the release itself for static ones.
     pub web_directory: Option<String>,
     pub default_site: bool,
+    /// The site runs as its own Linux user with its own PHP-FPM pool (the default); `false` shares the app
+    /// user with the server's other shared sites.
+    pub isolated: Option<bool>,
+    /// The site's pool (isolated PHP sites): `ondemand` (the default), `dynamic` or `static`.
+    pub pm: Option<String>,
+    /// Most PHP workers of the site's pool (5 unless given).
+    pub max_children: Option<u32>,
 }
 
 /// Validate a site request against the server (the web server must be installed with that PHP version),
@@ -148,6 +156,23 @@ pub async fn create_site(
             .into());
         }
     }
+    let isolated = req.isolated.unwrap_or(true);
+    let pool = if req.pm.is_some() || req.max_children.is_some() {
+        if !(isolated && kind.runs_php()) {
+            return Err(ValidationError::new(
+                "pm",
+                "only an isolated PHP site has a pool of its own to set",
+            )
+            .into());
+        }
+        let d = PoolSettings::default();
+        PoolSettings::check(
+            req.pm.as_deref().unwrap_or(&d.pm),
+            req.max_children.unwrap_or(d.max_children),
+        )?
+    } else {
+        PoolSettings::default()
+    };
     let proxy_port = site_port(store, server_id, kind, req.proxy_port).await?;
     if kind == SiteKind::Wordpress {
         super::wordpress::wordpress_engine(store, server_id).await?;
@@ -157,6 +182,8 @@ pub async fn create_site(
         kind,
         proxy_port,
         spa_fallback: req.spa_fallback,
+        isolated,
+        pool,
         aliases,
         web_directory,
         default_site: req.default_site,
@@ -173,7 +200,12 @@ pub async fn create_site(
         .create_site(&NewSite {
             server_id,
             domain: domain.clone(),
-            document_root: site_root(&domain),
+            document_root: if isolated {
+                // As `SiteUser::new(id, true)` has it; the store puts the new site's id in.
+                format!("/home/site{{id}}/{domain}")
+            } else {
+                site_root(&domain)
+            },
             php_version: Some(php_version),
             status: ServiceStatus::Installing,
             configuration: config.to_value(),
@@ -359,7 +391,8 @@ impl SiteInstaller {
     ) -> Result<Plan, PackageError> {
         use SiteInstallerMilestones as M;
         let domain = validate::domain(&site.domain)?;
-        let root = site_root(&domain);
+        let user = SiteUser::new(site.id, config.isolated);
+        let root = user.site_root(&domain);
         let web = validate::relative_dir("web_directory", &config.web_directory)?;
         let initial = format!("{root}/releases/{INITIAL_RELEASE}");
         let initial_web = if web.is_empty() {
@@ -372,27 +405,31 @@ impl SiteInstaller {
              <h1>{domain}</h1><p>This site is ready for its first deployment.</p>\n"
         );
         let q = shell_quote;
-        let mut plan = self
-            .plan()
-            .track(M::PrepareSite)
-            .run_step(crate::base::RunStep {
+        let mut plan = self.plan().track(M::PrepareSite);
+        if user.isolated {
+            plan = plan.run(create_user_command(&user));
+        }
+        let mut plan = plan
+            .run_step(user.step(
                 // A placeholder release keeps `current` valid until the first deployment; an existing
                 // `current` (a re-run) is left alone.
-                command: format!(
+                format!(
                     "set -e; cd {home}; install -d -m 750 {root}; cd {root}; install -d releases shared .brokeforge; \
                      if [ ! -e current ]; then install -d {iw}; [ -e {iw}/index.html ] || printf '%s' {page} > {iw}/index.html; \
                      ln -sfn releases/{INITIAL_RELEASE} current; fi",
-                    home = q(APP_HOME),
+                    home = q(&user.home),
                     root = q(&root),
                     iw = q(&initial_web),
                     page = q(&page),
                 ),
-                timeout: std::time::Duration::from_secs(60),
-                stdin: None,
-                credential: Some(CredentialKind::User),
-                private_output: false,
-            })
+                std::time::Duration::from_secs(60),
+            ))
             .track(M::ConfigureNginx);
+        if config.kind.runs_php()
+            && let Some(v) = &site.php_version
+        {
+            plan = write_pool(plan, &user, &validate::php_version(v)?, &config.pool)?;
+        }
         if config.kind == SiteKind::Node {
             // Enabled, not started: the placeholder release has no application; the first deploy starts it.
             let port = config.proxy_port.ok_or_else(|| {
@@ -402,7 +439,7 @@ impl SiteInstaller {
             plan = plan
                 .put_file(FileStep::new(
                     format!("/etc/systemd/system/{unit}.service"),
-                    FileContents::Text(app_unit_file(site.id, &domain, port)),
+                    FileContents::Text(app_unit_file(site.id, &user, &domain, port)),
                     0o644,
                 ))
                 .run(format!("systemctl daemon-reload && systemctl enable {unit}"));
@@ -506,14 +543,26 @@ impl SiteRemover {
                  systemctl daemon-reload; systemctl reset-failed {unit} 2>/dev/null; true"
             ));
         }
-        let key = q(&deploy_key_path(site.id));
+        let user = SiteUser::new(site.id, config.isolated);
+        if let Some(remove) = site
+            .php_version
+            .as_deref()
+            .and_then(|v| validate::php_version(v).ok())
+            .and_then(|v| remove_pool_command(&user, &v))
+        {
+            plan = plan.run(remove);
+        }
+        let key = q(&user.deploy_key_path(site.id));
+        let root = user.site_root(&domain);
         plan = if keep_files {
             plan.run(format!(
-                "rm -f {key} && echo 'the site files are kept in {}'",
-                site_root(&domain)
+                "rm -f {key} && echo 'the site files are kept in {root}{}'",
+                if user.isolated { format!(", owned by {}", user.name) } else { String::new() }
             ))
+        } else if user.isolated {
+            plan.run(remove_user_command(&user))
         } else {
-            plan.run(format!("rm -rf -- {} {key}", q(&site_root(&domain))))
+            plan.run(format!("rm -rf -- {} {key}", q(&root)))
         };
         Ok(plan.track(M::Complete))
     }
@@ -598,6 +647,43 @@ pub(crate) mod tests {
             .unwrap()
             .to_string();
         assert!(removal.contains("systemctl disable --now brokeforge-site-7-app"), "{removal}");
+    }
+
+    /// An isolated site gets its user, home and pool; every step of its own runs as that user (root drops to
+    /// it), nginx hands PHP to its pool; removing it takes user, home and pool away.
+    #[test]
+    fn isolated_site() {
+        let mut s = site();
+        let mut c = SiteConfig::of(&s);
+        c.isolated = true;
+        s.configuration = c.to_value();
+        let plan = SiteInstaller.site_plan(&s, &c, &[]).unwrap().to_string();
+        assert!(plan.contains("useradd --create-home --home-dir \"$h\" --user-group"), "{plan}");
+        assert!(plan.contains("runuser -u site7 -- env HOME=/home/site7"), "{plan}");
+        assert!(plan.contains("put /etc/php/8.2/fpm/pool.d/site7.conf"), "{plan}");
+        assert!(plan.contains("| user = site7"), "{plan}");
+        assert!(plan.contains("| listen = /run/php/php8.2-fpm-site7.sock"), "{plan}");
+        assert!(plan.contains("fastcgi_pass unix:/run/php/php8.2-fpm-site7.sock;"), "{plan}");
+        assert!(plan.contains("root /home/site7/example.com/current/public;"), "{plan}");
+        assert!(!plan.contains("as brokeforge]"), "a step ran as the shared user: {plan}");
+        insta::assert_snapshot!("isolated_install_plan", plan);
+        let removal = SiteRemover.removal_plan(&s, &c, false).unwrap().to_string();
+        assert!(removal.contains("rm -f /etc/php/8.2/fpm/pool.d/site7.conf"), "{removal}");
+        assert!(removal.contains("userdel --remove \"$u\""), "{removal}");
+        let kept = SiteRemover.removal_plan(&s, &c, true).unwrap().to_string();
+        assert!(!kept.contains("userdel"), "{kept}");
+        // Its scheduled commands and daemons run as its user too.
+        let mut tasks = crate::services::sites::schedule::SiteTasks::default();
+        tasks.schedules.push(crate::services::sites::schedule::Schedule {
+            cron: "* * * * *".into(),
+            command: "php artisan schedule:run".into(),
+        });
+        let t = crate::services::sites::tasks::SiteTasksInstaller
+            .tasks_plan(&s, &tasks)
+            .unwrap()
+            .to_string();
+        assert!(t.contains("* * * * * site7 /etc/brokeforge/sites/7/schedule-0.sh"), "{t}");
+        assert!(t.contains("cd /home/site7/example.com/current"), "{t}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use brokeforge_store::{ServerSite, Store};
 use serde_json::json;
 
 use super::common::{
-    APP_HOME, SiteRef, on_server, read_live, require_active, tasks_remove_command,
+    SiteRef, SiteUser, on_server, read_live, require_active, tasks_remove_command,
 };
 use super::config::SiteConfig;
 use super::schedule::SiteTasks;
@@ -127,7 +127,8 @@ impl SiteTasksInstaller {
         let domain = validate::domain(&site.domain)?;
         let id = site.id;
         let dir = format!("/etc/brokeforge/sites/{id}");
-        let current = format!("{APP_HOME}/{domain}/current");
+        let user = SiteUser::of(site);
+        let current = format!("{}/current", user.site_root(&domain));
         let cron_file = format!("/etc/cron.d/brokeforge-site-{id}");
         let script = |body: &str| {
             // The command runs as the user typed it, in the live release; the file keeps it away from cron's
@@ -155,8 +156,8 @@ impl SiteTasksInstaller {
                 0o755,
             ));
             crontab.push_str(&format!(
-                "{} brokeforge {file} 2>&1 | logger -t brokeforge-site-{id}-schedule-{i}\n",
-                s.cron
+                "{} {} {file} 2>&1 | logger -t brokeforge-site-{id}-schedule-{i}\n",
+                s.cron, user.name
             ));
         }
         if !tasks.schedules.is_empty() {
@@ -178,8 +179,9 @@ impl SiteTasksInstaller {
                     FileContents::Text(format!(
                         "# Managed by BrokeForge: a daemon of {domain}. Edit it in BrokeForge.\n\
                          [Unit]\nDescription=BrokeForge daemon {i} of {domain} (process %i)\nAfter=network.target\n\n\
-                         [Service]\nUser=brokeforge\nGroup=brokeforge\nExecStart={file}\nRestart=always\nRestartSec=3\n\
-                         SyslogIdentifier={name}\n\n[Install]\nWantedBy=multi-user.target\n"
+                         [Service]\nUser={u}\nGroup={u}\nExecStart={file}\nRestart=always\nRestartSec=3\n\
+                         SyslogIdentifier={name}\n\n[Install]\nWantedBy=multi-user.target\n",
+                        u = user.name
                     )),
                     0o644,
                 ));

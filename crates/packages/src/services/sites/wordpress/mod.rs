@@ -10,7 +10,7 @@ use brokeforge_core::{CredentialKind, Secret, ServiceType, ValidationError, shel
 use brokeforge_store::{JobTarget, NewJob, ServerSite, Store};
 use serde_json::json;
 
-use super::common::{SiteRef, on_server, site_root};
+use super::common::{SiteRef, SiteUser, on_server};
 use super::config::{ReleaseInfo, SiteConfig, SiteKind};
 use crate::base::executor::RunReport;
 use crate::base::package::{Gather, Package, PackageInstaller, job};
@@ -171,7 +171,8 @@ impl Package for WordpressInstaller {
         use WordpressInstallerMilestones as M;
         let q = shell_quote;
         let domain = validate::domain(&i.site.domain)?;
-        let root = site_root(&domain);
+        let user = SiteUser::of(&i.site);
+        let root = user.site_root(&domain);
         let rel = format!("{root}/releases/{}", i.release);
         let sql = create_schema_sql(i.engine, &i.database, "utf8mb4", "utf8mb4_unicode_ci")
             + &user_sql(
@@ -181,13 +182,7 @@ impl Package for WordpressInstaller {
                 Privileges::ReadWrite,
                 std::slice::from_ref(&i.database),
             );
-        let as_user = |command: String| RunStep {
-            command,
-            timeout: std::time::Duration::from_secs(300),
-            stdin: None,
-            credential: Some(CredentialKind::User),
-            private_output: false,
-        };
+        let as_user = |command: String| user.step(command, std::time::Duration::from_secs(300));
         Ok(self
             .plan()
             .secret(i.password.clone())
@@ -213,14 +208,12 @@ impl Package for WordpressInstaller {
                 root = q(&root),
             )))
             .track(M::Configure)
-            .put_file(
-                FileStep::new(
-                    format!("{root}/shared/wp-config.php"),
-                    FileContents::Secret(i.config.clone()),
-                    0o640,
-                )
-                .as_credential(CredentialKind::User),
-            )
+            .put_file(user.file(FileStep::new(
+                format!("{root}/shared/wp-config.php"),
+                FileContents::Secret(i.config.clone()),
+                // PHP runs as a site user itself; the shared pool's files are the app user's group's.
+                if user.isolated { 0o600 } else { 0o640 },
+            )))
             .track(M::Activate)
             .run_step(as_user(format!(
                 "set -e; cd {rel}; ln -sfn {root}/shared/wp-config.php wp-config.php; \

@@ -4,7 +4,7 @@ use brokeforge_core::{CredentialKind, ServiceStatus, ServiceType, ValidationErro
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{DEFAULT_CONF, DEFAULT_SITE_PAGE, FPM_POOL, PHP_INI, SERVICE_NAME, WebServerConfig};
+use super::{DEFAULT_CONF, DEFAULT_SITE_PAGE, PHP_INI, SERVICE_NAME, WebServerConfig};
 use crate::base::config::Configuration;
 use crate::base::package::{Gather, Package, PackageInstaller};
 use crate::base::{FileContents, FileStep, PackageError, Plan, RunStep, StoreChange};
@@ -227,7 +227,6 @@ impl WebServiceInstaller {
     fn webserver_plan(&self, p: &WebServicePlan) -> Result<Plan, PackageError> {
         use WebServiceInstallerMilestones as M;
         let v = &p.php_version;
-        let socket = format!("/run/php/php{v}-fpm-brokeforge.sock");
         let mut packages: Vec<String> = std::iter::once("nginx".to_string())
             .chain(PHP_EXTENSIONS.iter().map(|e| format!("php{v}-{e}")))
             .collect();
@@ -248,9 +247,13 @@ impl WebServiceInstaller {
                 "timezone": "UTC",
             }),
         )?;
-        let pool = templates::render(
-            &FPM_POOL,
-            json!({"version": v, "user": "brokeforge", "socket": socket, "max_children": 10}),
+        let pool = super::render_pool(
+            v,
+            &crate::services::sites::common::SiteUser::new(0, false),
+            &crate::services::sites::config::PoolSettings {
+                pm: "dynamic".into(),
+                max_children: 10,
+            },
         )?;
         let default_site = templates::render(
             &DEFAULT_CONF,

@@ -40,6 +40,35 @@ pub static DEFAULT_SITE_PAGE: Template = Template {
     source: include_str!("default-site.html.j2"),
 };
 
+/// A PHP-FPM pool file: the shared `brokeforge` pool the web server package writes, or an isolated site's.
+pub fn render_pool(
+    version: &str,
+    user: &crate::services::sites::common::SiteUser,
+    settings: &crate::services::sites::config::PoolSettings,
+) -> Result<String, PackageError> {
+    let max = settings.max_children.max(1);
+    crate::templates::render(
+        &FPM_POOL,
+        json!({
+            "version": version,
+            "purpose": if user.isolated { "one site as its own user" } else { "sites as the app user" },
+            "pool": user.pool(),
+            "user": user.name,
+            "socket": user.fpm_socket(version),
+            "pm": settings.pm,
+            "max_children": max,
+            "start_servers": max.min(2),
+            "max_spare_servers": max.min(3),
+            "error_log": pool_log(version, user.pool()),
+        }),
+    )
+}
+
+/// Where a pool's PHP errors go.
+pub fn pool_log(version: &str, pool: &str) -> String {
+    format!("/var/log/php{version}-fpm-{pool}.log")
+}
+
 /// What the web server's service record holds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
