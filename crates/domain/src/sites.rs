@@ -131,6 +131,22 @@ impl Domain {
         )
     }
 
+    /// New process-manager settings for an isolated PHP site's pool (queued; refused first when it cannot).
+    pub async fn set_site_pool(
+        &self,
+        site: &ServerSite,
+        pm: Option<&str>,
+        max_children: Option<u32>,
+    ) -> DomainResult<Job> {
+        Ok(brokeforge_packages::services::sites::php_pool::change_pool(
+            &self.store,
+            site,
+            pm,
+            max_children,
+        )
+        .await?)
+    }
+
     pub async fn set_tasks(&self, site: &ServerSite, wanted: &SiteTasks) -> DomainResult<Job> {
         Ok(tasks::set_tasks(&self.store, site, wanted).await?)
     }

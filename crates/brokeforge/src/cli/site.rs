@@ -77,6 +77,19 @@ pub enum SiteCommand {
         #[arg(long)]
         follow: bool,
     },
+    /// Change an isolated PHP site's PHP-FPM pool (omitted settings keep their value).
+    Pool {
+        #[command(flatten)]
+        target: SiteTarget,
+        /// How the pool starts workers.
+        #[arg(long, value_parser = ["ondemand", "dynamic", "static"])]
+        pm: Option<String>,
+        /// Most PHP workers (1-200).
+        #[arg(long)]
+        max_children: Option<u32>,
+        #[arg(long)]
+        follow: bool,
+    },
     /// Sites of a server.
     List {
         #[arg(long)]
@@ -368,6 +381,19 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             let v = client.put(&format!("/sites/{id}/php"), json!({"version": version}))?;
             job_result(&client, server, &v["job"], follow).await?;
         }
+        SiteCommand::Pool {
+            target,
+            pm,
+            max_children,
+            follow,
+        } => {
+            let (server, id) = site_id(&client, &target)?;
+            let v = client.put(
+                &format!("/sites/{id}/pool"),
+                json!({"pm": pm, "max_children": max_children}),
+            )?;
+            job_result(&client, server, &v["job"], follow).await?;
+        }
         SiteCommand::List { server } => {
             let id = client.server_id(&server)?;
             let v = client.get(&format!("/servers/{id}/sites"))?;
@@ -434,6 +460,18 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                         "brokeforge (shared)".to_string()
                     }
                 );
+                if cfg["isolated"].as_bool().unwrap_or(false)
+                    && matches!(
+                        cfg["type"].as_str().unwrap_or("php"),
+                        "php" | "laravel" | "wordpress"
+                    )
+                {
+                    println!(
+                        "  php pool     pm {}, at most {} workers",
+                        cfg["pool"]["pm"].as_str().unwrap_or("ondemand"),
+                        cfg["pool"]["max_children"]
+                    );
+                }
                 println!(
                     "  repository   {}",
                     cfg["repository"]["url"].as_str().unwrap_or("none")

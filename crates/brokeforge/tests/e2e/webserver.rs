@@ -605,6 +605,27 @@ async fn isolated_sites(host: &DebianHost, cli: &Cli) {
         .stdout_text();
     assert_eq!(checks, format!("600 {a}\n750 {a}\n"), "who reads what");
 
+    // B's pool gets other settings: `static` keeps exactly that many workers running as B.
+    cli.ok(&[
+        "site",
+        "pool",
+        "--server",
+        "cache",
+        "--domain",
+        "iso-b.test",
+        "--pm",
+        "static",
+        "--max-children",
+        "2",
+        "--follow",
+    ]);
+    let count = host
+        .root(&format!(
+            "for i in $(seq 1 50); do n=$(ps -o user= -C php-fpm8.2 | grep -cx {b}); [ \"$n\" = 2 ] && break; sleep 0.2; done; echo $n"
+        ))
+        .await
+        .stdout_text();
+    assert_eq!(count.trim(), "2", "site B's static pool workers");
     // Removing site A takes its user, home and pool; B still answers.
     cli.ok(&[
         "site",

@@ -126,6 +126,7 @@ pub fn operations() -> Vec<Op> {
         post "/sites/{id}/rollback" sites::rollback, Deploy, "Make a kept release live again", r#"{"release":"20261125120000-42"}"#;
         put "/sites/{id}/deploy-script" sites::set_deploy_script, SiteConfigure, "Replace the deploy script (empty: the default)", r#"{"script":"composer install --no-dev"}"#;
         put "/sites/{id}/php" sites::set_php_version, SiteConfigure, "Move a PHP site to another installed PHP version (queued job; nginx switches to that version's pool gracefully)", r#"{"version":"8.3"}"#;
+        put "/sites/{id}/pool" sites::set_pool, SiteConfigure, "Change an isolated PHP site's PHP-FPM pool: pm (ondemand, dynamic, static) and max_children (1-200); omitted fields keep their value (queued job)", r#"{"pm":"dynamic","max_children":8}"#;
         put "/sites/{id}/settings" sites::set_site_settings, SiteConfigure, "Deployment settings: releases kept, deploy timeout, shared paths", r#"{"keep_releases":5,"deploy_timeout_secs":900,"shared_paths":[".env","storage/"]}"#;
         get "/sites/{id}/commands" sites::list_commands, Read, "Site command history", "";
         post "/sites/{id}/commands" sites::run_command, SiteCommand, "Run a command in the live release (queued job)", r#"{"command":"php artisan migrate --force","timeout_secs":120}"#;

@@ -261,6 +261,26 @@ pub async fn set_php_version(
     ))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolBody {
+    pm: Option<String>,
+    max_children: Option<u32>,
+}
+
+pub async fn set_pool(
+    State(state): State<AppState>,
+    OwnedSite(_, site, _): OwnedSite,
+    Body(b): Body<PoolBody>,
+) -> ApiResponse {
+    Ok(accepted(
+        &state
+            .domain
+            .set_site_pool(&site, b.pm.as_deref(), b.max_children)
+            .await?,
+    ))
+}
+
 pub async fn list_commands(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,

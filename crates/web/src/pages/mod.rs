@@ -103,6 +103,7 @@ pub fn operations() -> Vec<PageOp> {
         post "/sites/{id}/deploy-script" sites::save_script, SiteConfigure;
         post "/sites/{id}/settings" sites::save_settings, SiteConfigure;
         post "/sites/{id}/php" sites::change_php, SiteConfigure;
+        post "/sites/{id}/pool" sites::change_pool, SiteConfigure;
         post "/sites/{id}/env" site_work::save_env, SiteConfigure;
         post "/sites/{id}/webhook" site_work::save_webhook, SiteConfigure;
         post "/sites/{id}/commands" site_work::run_command, SiteCommand;

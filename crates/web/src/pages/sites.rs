@@ -56,6 +56,8 @@ pub struct SitePage {
     pub kind: &'static str,
     /// The Linux user the site's code runs as, and whether it is the site's own.
     pub runs_as: String,
+    /// The site's own pool (isolated PHP sites).
+    pub pool: Option<brokeforge_packages::services::sites::config::PoolSettings>,
     pub other_php_versions: Vec<String>,
     pub web_directory: String,
     pub current_release: String,
@@ -335,6 +337,7 @@ pub async fn site_view(
                     format!("{} (shared with the server's other shared sites)", u.name)
                 }
             },
+            pool: (config.isolated && config.kind.runs_php()).then(|| config.pool.clone()),
             other_php_versions,
             web_directory: if config.web_directory.is_empty() {
                 "/".into()
@@ -679,6 +682,35 @@ pub async fn change_php(
         .await
         .map(|_| ())
         .map_err(ApiError::from);
+    site_result(&state, &u, &headers, (&site, &server), r).await
+}
+
+#[derive(Deserialize)]
+pub struct PoolForm {
+    pub pm: String,
+    pub max_children: String,
+}
+
+pub async fn change_pool(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    OwnedSite(u, site, server): OwnedSite,
+    Form(f): Form<PoolForm>,
+) -> PageResult {
+    let r = match f.max_children.trim().parse::<u32>() {
+        Ok(n) => state
+            .domain
+            .set_site_pool(&site, Some(&f.pm), Some(n))
+            .await
+            .map(|_| ())
+            .map_err(ApiError::from),
+        Err(_) => Err(ApiError::from(brokeforge_domain::DomainError::from(
+            brokeforge_core::ValidationError::new(
+                "max_children",
+                format!("`{}` is not a number of workers", f.max_children.trim()),
+            ),
+        ))),
+    };
     site_result(&state, &u, &headers, (&site, &server), r).await
 }
 

@@ -142,6 +142,39 @@ async fn site_types_are_checked_and_given_ports() {
             "/home/brokeforge/shared.test",
             "{n}"
         );
+        // The pool of an isolated PHP site changes once the site is installed; a shared site has none.
+        let pool = |id: i64, body: Value| {
+            let (owner, app) = (&owner, &app);
+            async move {
+                owner
+                    .call(app, "PUT", &format!("/sites/{id}/pool"), Some(body))
+                    .await
+            }
+        };
+        let r = pool(plain_id, json!({"pm": "static"})).await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        assert!(r.body.contains("not active"), "{n}: {}", r.body);
+        let shared_id = shared.json()["site"]["id"].as_i64().unwrap();
+        for id in [plain_id, shared_id] {
+            app.store
+                .set_site_status(id, brokeforge_core::ServiceStatus::Active)
+                .await
+                .unwrap();
+        }
+        let r = pool(shared_id, json!({"pm": "static"})).await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        assert!(
+            r.body.contains("only an isolated PHP site"),
+            "{n}: {}",
+            r.body
+        );
+        let r = pool(plain_id, json!({"pm": "ondemand", "max_children": 5})).await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        assert!(r.body.contains("already"), "{n}: {}", r.body);
+        let r = pool(plain_id, json!({"pm": "static", "workers": 3})).await;
+        assert_eq!(r.status, 400, "{n}: unknown field {}", r.body);
+        let r = pool(plain_id, json!({"pm": "static", "max_children": 3})).await;
+        assert_eq!(r.status, 202, "{n}: {}", r.body);
 
         // The page: a static single-page site through the form, a bad port refused and shown again.
         let session = session_of(&login(&app, "types@example.com", "correct horse battery").await);

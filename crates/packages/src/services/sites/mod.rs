@@ -21,5 +21,6 @@ crate::packages![
     command,
     environment,
     wordpress,
-    php_version
+    php_version,
+    php_pool
 ];
