@@ -104,6 +104,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::monitoring::AlertCommand,
     },
+    /// Recipes: named scripts run on many servers in waves (a canary first), with a plan and per-server results.
+    Recipe {
+        #[command(subcommand)]
+        command: cli::recipe::RecipeCommand,
+    },
     /// A PHP version's php.ini settings and extensions.
     Php {
         #[command(subcommand)]
@@ -288,6 +293,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Db { command } => cli::db::db(cli.client, command).await,
         Command::Team { command } => cli::team::team(cli.client, command).await,
         Command::Php { command } => cli::php::php(cli.client, command).await,
+        Command::Recipe { command } => cli::recipe::recipe(cli.client, command).await,
         Command::Firewall { command } => cli::firewall::firewall(cli.client, command).await,
         Command::Metrics(a) => cli::monitoring::metrics(cli.client, a).await,
         Command::Channel { command } => cli::monitoring::channel(cli.client, command).await,

@@ -65,6 +65,11 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
         let stop = stop.clone();
         tokio::spawn(async move { domain.run_backup_schedule(stop).await })
     };
+    let recipe_runs = {
+        let domain = brokeforge_domain::Domain::new(store.clone());
+        let stop = stop.clone();
+        tokio::spawn(async move { domain.run_recipe_runs(stop).await })
+    };
     let self_backup = tokio::spawn(crate::selfbackup::scheduled::run_schedule(
         store.clone(),
         stop.clone(),
@@ -121,6 +126,7 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
     let _ = backup_schedule.await;
     let _ = alerts.await;
     let _ = self_backup.await;
+    let _ = recipe_runs.await;
     if let Some(a) = activity {
         a.abort();
     }

@@ -15,6 +15,7 @@ pub mod maintenance;
 pub mod monitoring;
 pub mod php;
 pub mod policy;
+pub mod recipes;
 pub mod servers;
 pub mod sites;
 pub mod teams;

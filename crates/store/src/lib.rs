@@ -15,6 +15,7 @@ pub mod metrics;
 mod migrate;
 pub mod models;
 pub mod monitoring;
+pub mod recipes;
 pub mod retention;
 mod rotation;
 pub mod selfbackup;
@@ -46,6 +47,7 @@ pub use monitoring::{
     AlertRule, Channel, Delivery, NewAlertRule, NewSiteCheck, RuleTransition, SiteCheck,
     check_path, check_target,
 };
+pub use recipes::{NewRecipeRun, Recipe, RecipeRun, RunServer};
 pub use selfbackup::SelfBackup;
 pub use servers::TokenUse;
 pub use teams::{Invitation, Member, Team};

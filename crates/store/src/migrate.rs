@@ -114,6 +114,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0017_monitoring.sql"),
         postgres: include_str!("../migrations/postgres/0017_monitoring.sql"),
     },
+    Migration {
+        version: 18,
+        name: "recipes",
+        sqlite: include_str!("../migrations/sqlite/0018_recipes.sql"),
+        postgres: include_str!("../migrations/postgres/0018_recipes.sql"),
+    },
 ];
 
 /// The newest schema this binary knows.

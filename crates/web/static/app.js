@@ -197,3 +197,44 @@
     }).catch(function () {}).finally(function () { stop = null; follow.textContent = "Follow live"; });
   });
 })();
+
+// A recipe run's page follows the run: its grid is read from the API every second until nothing moves.
+(function () {
+  const box = document.querySelector("[data-recipe-run]");
+  if (!box) return;
+  const first = box.querySelector("[data-run-status]").textContent;
+  function set(el, text, badge) {
+    if (!el) return;
+    el.textContent = text;
+    if (badge) el.className = "badge " + text;
+  }
+  function tick() {
+    fetch("/api/v1/recipe-runs/" + box.dataset.recipeRun, { credentials: "same-origin" }).then(function (r) {
+      return r.ok ? r.json() : null;
+    }).then(function (v) {
+      if (!v) return;
+      set(box.querySelector("[data-run-status]"), v.run.status, true);
+      set(box.querySelector("[data-run-summary]"), Object.keys(v.summary).map(function (k) { return v.summary[k] + " " + k; }).join(", "));
+      let busy = false;
+      v.servers.forEach(function (s) {
+        const row = box.querySelector('tr[data-run-server="' + s.server_id + '"]');
+        if (!row) return;
+        set(row.querySelector('[data-cell="state"]'), s.shown_state, true);
+        set(row.querySelector('[data-cell="exit"]'), s.exit_code == null ? "" : String(s.exit_code));
+        set(row.querySelector('[data-cell="took"]'), s.duration_ms == null ? "" : s.duration_ms + " ms");
+        const job = row.querySelector('[data-cell="job"]');
+        if (job && s.job_id != null && !job.querySelector("a")) {
+          const a = document.createElement("a");
+          a.href = "/jobs/" + s.job_id;
+          a.textContent = "job " + s.job_id;
+          job.appendChild(a);
+        }
+        if (s.state === "queued" || s.state === "running") busy = true;
+      });
+      // A run that stopped gets its resume button from the server.
+      if (v.run.status === "stopped" && first !== "stopped" && !busy) { location.reload(); return; }
+      if (v.run.status === "running" || busy) setTimeout(tick, 1000);
+    }).catch(function () { setTimeout(tick, 3000); });
+  }
+  if (first === "running" || box.querySelector('[data-cell="state"].queued, [data-cell="state"].running')) setTimeout(tick, 1000);
+})();

@@ -47,6 +47,12 @@ async fn apps_with(config: WebConfig) -> Vec<App> {
         let stop = CancellationToken::new();
         store.spawn_activity_listener();
         let state = AppState::new(store.clone(), config.clone());
+        // As `serve` does: recipe runs move on by themselves.
+        let recipes = state.domain.clone();
+        tokio::spawn({
+            let stop = stop.clone();
+            async move { recipes.run_recipe_runs(stop).await }
+        });
         let s = stop.clone();
         tokio::spawn(async move {
             axum::serve(
@@ -2745,3 +2751,6 @@ mod monitoring;
 
 #[path = "web/sites.rs"]
 mod sites;
+
+#[path = "web/recipes.rs"]
+mod recipes;

@@ -13,6 +13,7 @@ pub mod logs;
 pub mod monitoring;
 pub mod package;
 pub mod php;
+pub mod recipe;
 pub mod server;
 pub mod site;
 pub mod team;

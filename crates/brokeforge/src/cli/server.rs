@@ -60,6 +60,15 @@ pub enum ServerCommand {
         fingerprint: String,
     },
     /// Move a server into another of your teams (members' SSH keys the new team does not allow leave it).
+    /// Add and remove tags (sets of servers for `recipe run --tag`).
+    Tag {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        add: Vec<String>,
+        #[arg(long)]
+        remove: Vec<String>,
+    },
     Move {
         server: String,
         /// The team (name or id).
@@ -278,6 +287,35 @@ pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
                 print_json(&v);
             } else {
                 println!("forgot server {server}; nothing on it was changed");
+            }
+        }
+        ServerCommand::Tag {
+            server,
+            add,
+            remove,
+        } => {
+            let id = client.server_id(&server)?;
+            let v = client.put(
+                &format!("/servers/{id}/tags"),
+                json!({"add": add, "remove": remove}),
+            )?;
+            if client.json {
+                print_json(&v);
+            } else {
+                let tags: Vec<&str> = v["tags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                println!(
+                    "{server}: {}",
+                    if tags.is_empty() {
+                        "no tags".to_string()
+                    } else {
+                        tags.join(", ")
+                    }
+                );
             }
         }
         ServerCommand::Move { server, team } => {

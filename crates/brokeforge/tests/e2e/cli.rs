@@ -1,6 +1,6 @@
 //! Story: the CLI onboards a host, deploys and rolls back, through a real `serve`.
 
-use brokeforge_core::ProvisionStatus;
+use brokeforge_core::{CredentialKind, ProvisionStatus};
 
 use super::harness::*;
 
@@ -568,6 +568,166 @@ async fn cli_onboards_deploys_and_rolls_back() {
         )
     };
     personal_keys_follow_membership(&host, &panel, &cli, &as_member, keys.path()).await;
+    recipes_run_in_waves(&host, &panel, &cli).await;
+}
+
+/// `brokeforge recipe`: a recipe on three servers of the team (the story's host under three names), one at a
+/// time after a canary: the second fails, the run stops before the third and says which; resume runs the
+/// third. Each part ran on the host as the app user, with its server's name.
+async fn recipes_run_in_waves(host: &DebianHost, panel: &Panel, cli: &Cli<'_>) {
+    let web = panel
+        .store
+        .servers_for_user(panel.user_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "cli-web")
+        .unwrap();
+    let creds = panel
+        .store
+        .credential(web.id, CredentialKind::User)
+        .await
+        .unwrap();
+    for name in ["cli-web-b", "cli-web-c"] {
+        let s = panel
+            .store
+            .create_server_in(
+                web.team_id,
+                &brokeforge_store::NewServer {
+                    user_id: panel.user_id,
+                    name: name.into(),
+                    public_ip: web.public_ip.clone(),
+                    ssh_port: web.ssh_port,
+                    host_key_fingerprint: web.host_key_fingerprint.clone(),
+                },
+            )
+            .await
+            .unwrap();
+        panel
+            .store
+            .put_credential(
+                s.id,
+                CredentialKind::User,
+                &creds.public_key,
+                &creds.private_key,
+            )
+            .await
+            .unwrap();
+    }
+    for name in ["cli-web", "cli-web-b", "cli-web-c"] {
+        let r = cli(&["server", "tag", "--server", name, "--add", "fleet"], None);
+        assert_eq!(r.0, Some(0), "{}", r.2);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("recipe.sh");
+    std::fs::write(
+        &script,
+        r#"rm -f /tmp/recipe-$BROKEFORGE_SERVER
+echo "$(id -un) on $BROKEFORGE_SERVER" > /tmp/recipe-$BROKEFORGE_SERVER
+if [ "$BROKEFORGE_SERVER" = cli-web-b ]; then echo 'b says no' >&2; exit 4; fi
+"#,
+    )
+    .unwrap();
+    let r = cli(
+        &[
+            "recipe",
+            "create",
+            "--name",
+            "stamp",
+            "--file",
+            script.to_str().unwrap(),
+            "--team",
+            "ops",
+        ],
+        None,
+    );
+    assert_eq!(r.0, Some(0), "{}\n{}", r.1, r.2);
+    let r = cli(
+        &[
+            "recipe",
+            "run",
+            "stamp",
+            "--tag",
+            "fleet",
+            "--parallel",
+            "1",
+            "--plan",
+        ],
+        None,
+    );
+    assert_eq!(r.0, Some(0), "{}", r.2);
+    assert!(
+        r.1.contains("cli-web-b") && r.1.contains("canary"),
+        "{}",
+        r.1
+    );
+    let found = host
+        .root("ls /tmp | grep -c '^recipe-' || true")
+        .await
+        .stdout_text();
+    assert_eq!(found.trim(), "0", "the plan ran something");
+
+    let r = cli(
+        &[
+            "recipe",
+            "run",
+            "stamp",
+            "--tag",
+            "fleet",
+            "--parallel",
+            "1",
+            "--canary",
+            "1",
+            "--follow",
+        ],
+        None,
+    );
+    assert_ne!(r.0, Some(0), "a stopped run exited 0: {}", r.1);
+    assert!(r.2.contains("the run stopped"), "{}", r.2);
+    let runs = cli(&["--json", "recipe", "runs"], None);
+    let run = serde_json::from_str::<serde_json::Value>(&runs.1).unwrap()["runs"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let show = |run: i64| {
+        let r = cli(&["--json", "recipe", "show", &run.to_string()], None);
+        let v: serde_json::Value = serde_json::from_str(&r.1).unwrap();
+        v["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {} {}",
+                    s["name"].as_str().unwrap(),
+                    s["shown_state"].as_str().unwrap(),
+                    s["exit_code"]
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        show(run),
+        [
+            "cli-web done 0",
+            "cli-web-b failed 4",
+            "cli-web-c skipped null"
+        ]
+    );
+    let stamped = host
+        .root("cat /tmp/recipe-cli-web /tmp/recipe-cli-web-b; test -e /tmp/recipe-cli-web-c && echo c-ran; true")
+        .await
+        .stdout_text();
+    assert_eq!(stamped, "brokeforge on cli-web\nbrokeforge on cli-web-b\n");
+
+    let r = cli(&["recipe", "resume", &run.to_string(), "--follow"], None);
+    assert_ne!(r.0, Some(0), "a run with a failed server exited 0");
+    assert!(r.2.contains("ended failed"), "{}", r.2);
+    assert_eq!(
+        show(run),
+        ["cli-web done 0", "cli-web-b failed 4", "cli-web-c done 0"]
+    );
+    let c = host.root("cat /tmp/recipe-cli-web-c").await.stdout_text();
+    assert_eq!(c, "brokeforge on cli-web-c\n");
 }
 
 /// `brokeforge account ssh-key`: a member's key reaches the chosen server for the app user and logs in;

@@ -8,7 +8,8 @@ crate::packages![
     demo,
     synthetic,
     firewall,
-    user_keys
+    user_keys,
+    recipe
 ];
 
 pub mod logs;

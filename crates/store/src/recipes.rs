@@ -1,0 +1,388 @@
+//! Fleet operations: server tags, recipes (a named script of a team) and their runs over many servers. A run
+//! keeps one row per server (its place in the waves, its job, how it ended); what moves a run on is in the
+//! domain layer.
+
+use std::collections::BTreeMap;
+
+use brokeforge_core::time::now_ms;
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{Result, Store, StoreError, is_unique_violation};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Recipe {
+    pub id: i64,
+    pub team_id: i64,
+    pub name: String,
+    pub script: String,
+    /// `root` or `brokeforge`.
+    pub run_as: String,
+    pub created_by: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecipeRun {
+    pub id: i64,
+    pub recipe_id: i64,
+    pub user_id: Option<i64>,
+    /// The script as it was when the run started (the recipe may change later).
+    pub script: String,
+    pub run_as: String,
+    pub parallel: i64,
+    pub canary: i64,
+    /// New servers stop once more than this many failed.
+    pub max_failures: i64,
+    /// running | stopped | done | failed
+    pub status: String,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// One server's part of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunServer {
+    pub run_id: i64,
+    pub server_id: i64,
+    pub position: i64,
+    /// pending | queued | running | done | failed
+    pub state: String,
+    pub job_id: Option<i64>,
+    pub exit_code: Option<i64>,
+    pub duration_ms: Option<i64>,
+}
+
+pub struct NewRecipeRun {
+    pub recipe_id: i64,
+    pub user_id: i64,
+    pub script: String,
+    pub run_as: String,
+    pub parallel: i64,
+    pub canary: i64,
+    pub max_failures: i64,
+}
+
+const RECIPE_COLS: &str = "id, team_id, name, script, run_as, created_by, created_at, updated_at";
+const RUN_COLS: &str = "id, recipe_id, user_id, script, run_as, parallel, canary, max_failures, status, created_at, finished_at";
+const RUN_SERVER_COLS: &str = "run_id, server_id, position, state, job_id, exit_code, duration_ms";
+
+fn recipe_from(r: &AnyRow) -> Result<Recipe> {
+    Ok(Recipe {
+        id: r.try_get("id")?,
+        team_id: r.try_get("team_id")?,
+        name: r.try_get("name")?,
+        script: r.try_get("script")?,
+        run_as: r.try_get("run_as")?,
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn run_from(r: &AnyRow) -> Result<RecipeRun> {
+    Ok(RecipeRun {
+        id: r.try_get("id")?,
+        recipe_id: r.try_get("recipe_id")?,
+        user_id: r.try_get("user_id")?,
+        script: r.try_get("script")?,
+        run_as: r.try_get("run_as")?,
+        parallel: r.try_get("parallel")?,
+        canary: r.try_get("canary")?,
+        max_failures: r.try_get("max_failures")?,
+        status: r.try_get("status")?,
+        created_at: r.try_get("created_at")?,
+        finished_at: r.try_get("finished_at")?,
+    })
+}
+
+fn run_server_from(r: &AnyRow) -> Result<RunServer> {
+    Ok(RunServer {
+        run_id: r.try_get("run_id")?,
+        server_id: r.try_get("server_id")?,
+        position: r.try_get("position")?,
+        state: r.try_get("state")?,
+        job_id: r.try_get("job_id")?,
+        exit_code: r.try_get("exit_code")?,
+        duration_ms: r.try_get("duration_ms")?,
+    })
+}
+
+impl Store {
+    /// Add and remove tags of a server; returns its tags after.
+    pub async fn change_server_tags(
+        &self,
+        server_id: i64,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<Vec<String>> {
+        for tag in remove {
+            sqlx::query("DELETE FROM server_tags WHERE server_id = $1 AND tag = $2")
+                .bind(server_id)
+                .bind(tag)
+                .execute(&self.pool)
+                .await?;
+        }
+        for tag in add {
+            sqlx::query(
+                "INSERT INTO server_tags (server_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(server_id)
+            .bind(tag)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(self
+            .tags_of(&[server_id])
+            .await?
+            .remove(&server_id)
+            .unwrap_or_default())
+    }
+
+    /// The tags of these servers (servers without tags are absent).
+    pub async fn tags_of(&self, server_ids: &[i64]) -> Result<BTreeMap<i64, Vec<String>>> {
+        let mut out: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+        if server_ids.is_empty() {
+            return Ok(out);
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT server_id, tag FROM server_tags WHERE server_id IN ({}) ORDER BY server_id, tag",
+            crate::id_list(server_ids)
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        for r in rows {
+            out.entry(r.try_get("server_id")?)
+                .or_default()
+                .push(r.try_get("tag")?);
+        }
+        Ok(out)
+    }
+
+    pub async fn create_recipe(
+        &self,
+        team_id: i64,
+        name: &str,
+        script: &str,
+        run_as: &str,
+        created_by: i64,
+    ) -> Result<Recipe> {
+        let now = now_ms();
+        let row = sqlx::query(&format!(
+            "INSERT INTO recipes (team_id, name, script, run_as, created_by, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {RECIPE_COLS}"
+        ))
+        .bind(team_id)
+        .bind(name)
+        .bind(script)
+        .bind(run_as)
+        .bind(created_by)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("the team has a recipe {name} already"))
+            } else {
+                e.into()
+            }
+        })?;
+        recipe_from(&row)
+    }
+
+    pub async fn update_recipe(&self, id: i64, script: &str, run_as: &str) -> Result<Recipe> {
+        let row = sqlx::query(&format!(
+            "UPDATE recipes SET script = $1, run_as = $2, updated_at = $3 WHERE id = $4 RETURNING {RECIPE_COLS}"
+        ))
+        .bind(script)
+        .bind(run_as)
+        .bind(now_ms())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("recipe {id}")))?;
+        recipe_from(&row)
+    }
+
+    pub async fn delete_recipe(&self, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM recipes WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn recipe(&self, id: i64) -> Result<Recipe> {
+        let row = sqlx::query(&format!("SELECT {RECIPE_COLS} FROM recipes WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("recipe {id}")))?;
+        recipe_from(&row)
+    }
+
+    /// The recipes of these teams, by name.
+    pub async fn recipes_of_teams(&self, team_ids: &[i64]) -> Result<Vec<Recipe>> {
+        if team_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {RECIPE_COLS} FROM recipes WHERE team_id IN ({}) ORDER BY name, id",
+            crate::id_list(team_ids)
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(recipe_from).collect()
+    }
+
+    /// Store a run and its servers (in the order given: the first `canary` go first), all pending.
+    pub async fn create_recipe_run(
+        &self,
+        new: &NewRecipeRun,
+        server_ids: &[i64],
+    ) -> Result<RecipeRun> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO recipe_runs (recipe_id, user_id, script, run_as, parallel, canary, max_failures, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8) RETURNING {RUN_COLS}"
+        ))
+        .bind(new.recipe_id)
+        .bind(new.user_id)
+        .bind(&new.script)
+        .bind(&new.run_as)
+        .bind(new.parallel)
+        .bind(new.canary)
+        .bind(new.max_failures)
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await?;
+        let run = run_from(&row)?;
+        for (i, id) in server_ids.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO recipe_run_servers (run_id, server_id, position, state) VALUES ($1, $2, $3, 'pending')",
+            )
+            .bind(run.id)
+            .bind(*id)
+            .bind(i as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(run)
+    }
+
+    pub async fn recipe_run(&self, id: i64) -> Result<RecipeRun> {
+        let row = sqlx::query(&format!("SELECT {RUN_COLS} FROM recipe_runs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("recipe run {id}")))?;
+        run_from(&row)
+    }
+
+    /// Runs of these recipes, newest first.
+    pub async fn recipe_runs_of(&self, recipe_ids: &[i64], limit: i64) -> Result<Vec<RecipeRun>> {
+        if recipe_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLS} FROM recipe_runs WHERE recipe_id IN ({}) ORDER BY id DESC LIMIT $1",
+            crate::id_list(recipe_ids)
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_from).collect()
+    }
+
+    /// Runs that may have servers to start or jobs to follow.
+    pub async fn running_recipe_runs(&self) -> Result<Vec<RecipeRun>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLS} FROM recipe_runs WHERE status = 'running' ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_from).collect()
+    }
+
+    pub async fn recipe_run_servers(&self, run_id: i64) -> Result<Vec<RunServer>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_SERVER_COLS} FROM recipe_run_servers WHERE run_id = $1 ORDER BY position"
+        ))
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_server_from).collect()
+    }
+
+    /// Take a pending server of a run to start it; `false` when another node took it first.
+    pub async fn claim_run_server(&self, run_id: i64, server_id: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE recipe_run_servers SET state = 'queued' WHERE run_id = $1 AND server_id = $2 AND state = 'pending'",
+        )
+        .bind(run_id)
+        .bind(server_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn set_run_server_job(&self, run_id: i64, server_id: i64, job_id: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE recipe_run_servers SET job_id = $1 WHERE run_id = $2 AND server_id = $3",
+        )
+        .bind(job_id)
+        .bind(run_id)
+        .bind(server_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_run_server_state(
+        &self,
+        run_id: i64,
+        server_id: i64,
+        state: &str,
+        exit_code: Option<i64>,
+        duration_ms: Option<i64>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE recipe_run_servers SET state = $1, exit_code = COALESCE($2, exit_code), \
+             duration_ms = COALESCE($3, duration_ms) WHERE run_id = $4 AND server_id = $5",
+        )
+        .bind(state)
+        .bind(exit_code)
+        .bind(duration_ms)
+        .bind(run_id)
+        .bind(server_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Change a run's status from `from` (another node may have changed it); `true` when this call did.
+    pub async fn set_recipe_run_status(
+        &self,
+        id: i64,
+        from: &str,
+        to: &str,
+        max_failures: Option<i64>,
+    ) -> Result<bool> {
+        let finished = matches!(to, "done" | "failed" | "stopped").then(now_ms);
+        let done = sqlx::query(
+            "UPDATE recipe_runs SET status = $1, finished_at = $2, max_failures = COALESCE($3, max_failures) \
+             WHERE id = $4 AND status = $5",
+        )
+        .bind(to)
+        .bind(finished)
+        .bind(max_failures)
+        .bind(id)
+        .bind(from)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
