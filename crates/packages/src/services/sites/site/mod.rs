@@ -119,26 +119,13 @@ pub async fn create_site(
         .into());
     }
     let webserver = WebServerConfig::current(store, server_id).await?;
-    let installed = webserver.php_versions.clone();
     let php_version = match req.php_version.as_deref().filter(|v| !v.is_empty()) {
-        Some(v) => {
-            let v = validate::php_version(v)?;
-            if !installed.contains(&v) {
-                return Err(ValidationError::new(
-                    "php_version",
-                    format!(
-                        "PHP {v} is not installed on this server (installed: {}); install it with the web server package first",
-                        installed.join(", ")
-                    ),
-                )
-                .into());
-            }
-            v
-        }
+        Some(v) => crate::services::webserver::php::installed_version(&webserver, v)
+            .map_err(|e| ValidationError::new("php_version", e.message))?,
         None => webserver
             .cli_default
             .clone()
-            .or_else(|| installed.first().cloned())
+            .or_else(|| webserver.php_versions.first().cloned())
             .ok_or_else(|| ValidationError::new("php_version", "no PHP version is installed"))?,
     };
     for other in store.sites(server_id).await? {
