@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod jobs;
 pub mod services;
 pub mod templates;
+pub mod titles;
 
 pub use base::executor::{Executor, RunContext, RunReport};
 pub use base::package::{Gather, Package, PackageInstaller, PackageRemover};

@@ -1324,7 +1324,7 @@ async fn pages_render_and_forms_reject_bad_input() {
         .await;
         assert_eq!(page.status, 200);
         assert!(
-            page.body.contains("Install webserver") && page.body.contains("data-stream="),
+            page.body.contains("Install nginx and PHP") && page.body.contains("data-stream="),
             "{n}"
         );
         // A step the one-line script reported shows on the server page.

@@ -74,7 +74,7 @@ pub async fn job_view(state: &AppState, job: &Job) -> Result<JobView, ApiError> 
     }
     Ok(JobView {
         id: job.id,
-        label: job_label(job),
+        label: job_label(state, job).await,
         when: ago(job.created_at),
         status: job.status.as_str().into(),
         error: job.error.clone().unwrap_or_default(),
@@ -87,20 +87,28 @@ pub async fn job_view(state: &AppState, job: &Job) -> Result<JobView, ApiError> 
     })
 }
 
-pub fn job_label(job: &Job) -> String {
-    if let Some(brokeforge_store::JobTarget::Service {
-        name,
-        provision_type,
-        ..
-    }) = &job.target
-    {
-        let verb = match provision_type {
-            brokeforge_core::ProvisionType::Install => "Install",
-            brokeforge_core::ProvisionType::Uninstall => "Remove",
-        };
-        return format!("{verb} {name}");
-    }
-    job.kind.replace('_', " ")
+/// A job's title ([`brokeforge_packages::titles`]), with the site it is about by name.
+pub async fn job_label(state: &AppState, job: &Job) -> String {
+    let service = match &job.target {
+        Some(brokeforge_store::JobTarget::Service {
+            name,
+            provision_type,
+            ..
+        }) => Some((
+            name.as_str(),
+            *provision_type == brokeforge_core::ProvisionType::Install,
+        )),
+        _ => None,
+    };
+    let site_id = match &job.target {
+        Some(brokeforge_store::JobTarget::Site { id, .. }) => Some(*id),
+        _ => job.payload["site_id"].as_i64(),
+    };
+    let subject = match site_id {
+        Some(id) => state.store.site(id).await.ok().map(|s| s.domain),
+        None => None,
+    };
+    brokeforge_packages::titles::job_title(&job.kind, service, subject.as_deref())
 }
 
 pub fn known_milestones(kind: &str) -> Vec<(&'static str, &'static str)> {
@@ -234,7 +242,7 @@ pub async fn job_page(State(state): State<AppState>, OwnedJob(u, job): OwnedJob)
             id,
             server_id: server.id,
             server_name: server.name.clone(),
-            label: job_label(&job),
+            label: job_label(&state, &job).await,
             status: job.status.as_str().into(),
             error: job.error.clone().unwrap_or_default(),
             cursor,

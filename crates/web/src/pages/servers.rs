@@ -184,6 +184,8 @@ pub fn param_view(p: &catalogue::Parameter) -> ParamView {
 
 pub struct CatalogueView {
     pub name: String,
+    /// "Install MariaDB": the install job's title.
+    pub title: String,
     pub description: String,
     pub parameters: Vec<ParamView>,
     pub milestones_json: String,
@@ -371,6 +373,7 @@ pub async fn server_view(
         .into_iter()
         .map(|e| CatalogueView {
             name: e.name.to_string(),
+            title: brokeforge_packages::titles::job_title("", Some((e.name, true)), None),
             description: e.description.to_string(),
             milestones_json: serde_json::to_string(&e.install_milestones).unwrap_or_default(),
             parameters: e.parameters.iter().map(param_view).collect(),
