@@ -16,4 +16,5 @@ pub mod php;
 pub mod recipe;
 pub mod server;
 pub mod site;
+mod site_view;
 pub mod team;
