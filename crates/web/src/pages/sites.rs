@@ -337,7 +337,12 @@ pub async fn site_view(
                     format!("{} (shared with the server's other shared sites)", u.name)
                 }
             },
-            pool: (config.isolated && config.kind.runs_php()).then(|| config.pool.clone()),
+            pool: brokeforge_packages::services::sites::config::PoolSettings::own_pool(
+                config.isolated,
+                config.kind,
+            )
+            .is_ok()
+            .then(|| config.pool.clone()),
             other_php_versions,
             web_directory: if config.web_directory.is_empty() {
                 "/".into()

@@ -173,6 +173,18 @@ impl Default for PoolSettings {
 }
 
 impl PoolSettings {
+    /// Only an isolated site that runs PHP has a pool of its own (others share the app user's).
+    pub fn own_pool(isolated: bool, kind: SiteKind) -> Result<(), ValidationError> {
+        if isolated && kind.runs_php() {
+            Ok(())
+        } else {
+            Err(ValidationError::new(
+                "pm",
+                "only an isolated PHP site has a pool of its own to set",
+            ))
+        }
+    }
+
     pub fn check(pm: &str, max_children: u32) -> Result<PoolSettings, ValidationError> {
         if !["ondemand", "dynamic", "static"].contains(&pm) {
             return Err(ValidationError::new(

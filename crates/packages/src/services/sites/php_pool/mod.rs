@@ -41,12 +41,7 @@ pub fn check_pool(
     max_children: Option<u32>,
 ) -> Result<PoolSettings, ValidationError> {
     let config = SiteConfig::of(site);
-    if !(config.isolated && config.kind.runs_php()) {
-        return Err(ValidationError::new(
-            "pm",
-            "only an isolated PHP site has a pool of its own to set",
-        ));
-    }
+    PoolSettings::own_pool(config.isolated, config.kind)?;
     let wanted = PoolSettings::check(
         pm.unwrap_or(&config.pool.pm),
         max_children.unwrap_or(config.pool.max_children),
@@ -114,13 +109,7 @@ impl Package for SitePhpPoolInstaller {
         let site = cx.store.site(r.site_id).await?;
         on_server(cx.server.id, &site)?;
         let config = SiteConfig::of(&site);
-        if !(config.isolated && config.kind.runs_php()) {
-            return Err(ValidationError::new(
-                "pm",
-                "only an isolated PHP site has a pool of its own to set",
-            )
-            .into());
-        }
+        PoolSettings::own_pool(config.isolated, config.kind)?;
         Ok((site, PoolSettings::check(&r.pm, r.max_children)?))
     }
 

@@ -145,13 +145,7 @@ pub async fn create_site(
     }
     let isolated = req.isolated.unwrap_or(true);
     let pool = if req.pm.is_some() || req.max_children.is_some() {
-        if !(isolated && kind.runs_php()) {
-            return Err(ValidationError::new(
-                "pm",
-                "only an isolated PHP site has a pool of its own to set",
-            )
-            .into());
-        }
+        PoolSettings::own_pool(isolated, kind)?;
         let d = PoolSettings::default();
         PoolSettings::check(
             req.pm.as_deref().unwrap_or(&d.pm),
