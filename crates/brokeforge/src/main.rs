@@ -224,6 +224,10 @@ fn main() {
     if let Some(path) = loaded {
         tracing::debug!(path = %path.display(), "configuration file loaded");
     }
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(open_files = n, "open-file limit"),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -478,6 +478,7 @@ async fn sse_watcher(
     path: String,
     expect: usize,
     ready: tokio::sync::mpsc::Sender<()>,
+    deadline: tokio::time::Instant,
 ) -> Result<Vec<f64>> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let mut s = tokio::net::TcpStream::connect(&addr).await?;
@@ -491,7 +492,10 @@ async fn sse_watcher(
     let mut rows = std::collections::HashSet::with_capacity(expect);
     let mut announced = false;
     while latencies.len() < expect {
-        let Some(line) = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await??
+        // One deadline for the whole stream, not per line: keep-alive comments would renew a per-line one.
+        let Some(line) = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .map_err(|_| anyhow::anyhow!("deadline passed after {} rows", latencies.len()))??
         else {
             bail!("stream closed after {} rows", latencies.len());
         };
@@ -542,6 +546,7 @@ async fn sse_phase(
     let head = store.activity_head(server_id).await?;
     let path = format!("/api/v1/servers/{server_id}/stream?after={head}");
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(watchers);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let mut tasks = Vec::new();
     for _ in 0..watchers {
         tasks.push(tokio::spawn(sse_watcher(
@@ -550,10 +555,20 @@ async fn sse_phase(
             path.clone(),
             events,
             ready_tx.clone(),
+            deadline,
         )));
     }
+    // Only the watchers hold senders now: a watcher that fails before its stream opens ends the wait with
+    // its error instead of leaving the benchmark waiting for a readiness that never comes.
+    drop(ready_tx);
     for _ in 0..watchers {
-        ready_rx.recv().await;
+        let opened = tokio::time::timeout_at(deadline, ready_rx.recv()).await;
+        if !matches!(opened, Ok(Some(()))) {
+            for t in tasks {
+                t.await??;
+            }
+            bail!("a watcher's stream did not open");
+        }
     }
     // A job's writes: a milestone every 10 rows, output lines between, ~200 rows/s.
     let mut previous = None;
