@@ -79,6 +79,23 @@ pub fn retention() -> Result<brokeforge_domain::maintenance::Retention> {
     Ok(r)
 }
 
+/// How often each server is checked for drift (`BROKEFORGE_DRIFT_CHECK_HOURS`, default 24; 0: never).
+pub fn drift_check_every() -> Result<std::time::Duration> {
+    let key = "BROKEFORGE_DRIFT_CHECK_HOURS";
+    let hours = match std::env::var(key) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|h| *h <= 24 * 365)
+            .with_context(|| {
+                format!("{key}={v}: give a whole number of hours (0 turns checks off)")
+            })?,
+        _ => 24,
+    };
+    Ok(std::time::Duration::from_secs(hours * 3600))
+}
+
 pub async fn open_store() -> Result<brokeforge_store::Store> {
     refuse_foreign_data_dir()?;
     let url = database_url();

@@ -114,6 +114,9 @@ enum Command {
         #[command(subcommand)]
         command: cli::php::PhpCommand,
     },
+    /// Drift: compare what BrokeForge put on a server with what is there now (--follow prints the report);
+    /// --repair puts back what drifted; --by-hand ITEM leaves an item to you.
+    Check(cli::check::CheckArgs),
     /// Firewall rules (ufw on the server is the truth): list, add, remove.
     Firewall {
         #[command(subcommand)]
@@ -298,6 +301,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Team { command } => cli::team::team(cli.client, command).await,
         Command::Php { command } => cli::php::php(cli.client, command).await,
         Command::Recipe { command } => cli::recipe::recipe(cli.client, command).await,
+        Command::Check(a) => cli::check::check(cli.client, a).await,
         Command::Firewall { command } => cli::firewall::firewall(cli.client, command).await,
         Command::Metrics(a) => cli::monitoring::metrics(cli.client, a).await,
         Command::Channel { command } => cli::monitoring::channel(cli.client, command).await,

@@ -70,6 +70,12 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
         let stop = stop.clone();
         tokio::spawn(async move { domain.run_recipe_runs(stop).await })
     };
+    let drift_schedule = {
+        let domain = brokeforge_domain::Domain::new(store.clone());
+        let stop = stop.clone();
+        let every = crate::config::drift_check_every()?;
+        tokio::spawn(async move { domain.run_drift_schedule(every, stop).await })
+    };
     let self_backup = tokio::spawn(crate::selfbackup::scheduled::run_schedule(
         store.clone(),
         stop.clone(),
@@ -127,6 +133,7 @@ pub async fn serve(bind: &str, worker: WorkerConfig) -> Result<()> {
     let _ = alerts.await;
     let _ = self_backup.await;
     let _ = recipe_runs.await;
+    let _ = drift_schedule.await;
     if let Some(a) = activity {
         a.abort();
     }

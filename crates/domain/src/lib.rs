@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod audit;
 pub mod backups;
 pub mod databases;
+pub mod drift;
 pub mod error;
 pub mod firewall;
 pub mod jobs;

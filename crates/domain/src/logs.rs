@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use brokeforge_core::{ServiceStatus, ValidationError};
+use brokeforge_packages::services::server::drift::service_parts;
 use brokeforge_packages::services::server::logs::{
     DEFAULT_LINES, FOLLOW_SECS, LogKind, LogQuery, LogSource, TimeFilter, check_unit, file_of,
     units_of,
@@ -40,23 +41,10 @@ impl Domain {
     /// The units BrokeForge manages on `server`, by the services and sites it put there.
     pub async fn managed_units(&self, server: &Server) -> DomainResult<Vec<String>> {
         let mut units: Vec<String> = vec!["ssh".into(), "cron".into()];
+        let php = self.php_versions(server).await?;
         for s in self.store.services(server.id).await? {
-            if s.status != ServiceStatus::Active {
-                continue;
-            }
-            match s.service_name.as_str() {
-                "webserver" => {
-                    units.push("nginx".into());
-                    for v in self.php_versions(server).await? {
-                        units.push(format!("php{v}-fpm"));
-                    }
-                }
-                "mariadb" => units.push("mariadb".into()),
-                "mysql" => units.push("mysql".into()),
-                "postgresql" => units.push("postgresql".into()),
-                "redis" => units.push("redis-server".into()),
-                "memcached" => units.push("memcached".into()),
-                _ => {}
+            if s.status == ServiceStatus::Active {
+                units.extend(service_parts(&s.service_name, &php).1);
             }
         }
         for site in self.store.sites(server.id).await? {

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod audit;
 pub mod backups;
 pub mod crypto;
+mod drift;
 mod events;
 mod job_recovery;
 pub mod jobs;

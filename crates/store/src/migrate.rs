@@ -120,6 +120,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0018_recipes.sql"),
         postgres: include_str!("../migrations/postgres/0018_recipes.sql"),
     },
+    Migration {
+        version: 19,
+        name: "drift",
+        sqlite: include_str!("../migrations/sqlite/0019_drift.sql"),
+        postgres: include_str!("../migrations/postgres/0019_drift.sql"),
+    },
 ];
 
 /// The newest schema this binary knows.

@@ -2754,3 +2754,6 @@ mod sites;
 
 #[path = "web/recipes.rs"]
 mod recipes;
+
+#[path = "web/drift.rs"]
+mod drift;

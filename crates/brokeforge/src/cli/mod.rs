@@ -4,6 +4,7 @@
 pub mod account;
 pub mod audit;
 pub mod backup;
+pub mod check;
 pub mod common;
 pub mod db;
 pub mod firewall;

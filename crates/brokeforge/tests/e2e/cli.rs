@@ -569,6 +569,8 @@ async fn cli_onboards_deploys_and_rolls_back() {
     };
     personal_keys_follow_membership(&host, &panel, &cli, &as_member, keys.path()).await;
     recipes_run_in_waves(&host, &panel, &cli).await;
+    super::drift::drift_is_found_and_repaired(&host, "cli-web", "cli.test", &|a| cli(a, None))
+        .await;
 }
 
 /// `brokeforge recipe`: a recipe on three servers of the team (the story's host under three names), one at a

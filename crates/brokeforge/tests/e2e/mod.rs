@@ -7,6 +7,7 @@ pub mod harness;
 mod backups;
 mod cli;
 mod databases;
+mod drift;
 mod monitoring;
 mod onboarding;
 mod package;

@@ -10,6 +10,7 @@ pub use backups::download as backups_download;
 pub use backups::recovery_kit as backups_recovery_kit;
 pub mod common;
 mod databases;
+mod drift;
 mod firewall;
 mod jobs;
 mod logs;
@@ -73,6 +74,10 @@ pub fn operations() -> Vec<Op> {
         delete "/servers/{id}/databases/schemas/{engine}/{name}" databases::drop_schema, Databases, "Drop a database schema", "";
         post "/servers/{id}/databases/users" databases::create_db_user, Databases, "Create or update a database user", r#"{"engine":"mariadb","name":"app","password":"...","schemas":["app"],"privileges":"read-write"}"#;
         delete "/servers/{id}/databases/users/{engine}/{name}" databases::drop_db_user, Databases, "Drop a database user", "";
+        post "/servers/{id}/drift" drift::check, ServerManage, "Check the server for drift (queued job): what BrokeForge put there (vhosts, schedules and daemons, service packages and units, the firewall's baseline) compared with what is there, in one SSH connection", "";
+        get "/servers/{id}/drift" drift::report, Read, "The newest drift report: items (file, link, package, unit, firewall) with state ok, missing, changed or unexpected, a diff for edited files BrokeForge rendered (secrets masked), the package that repairs each, and whether the user manages it by hand", "";
+        post "/servers/{id}/drift/repair" drift::repair, ServerManage, "Repair the newest report's drift: queue again the packages whose items drifted (plan:true shows them and queues nothing); items managed by hand and things BrokeForge did not make are left alone", r#"{"plan":true}"#;
+        put "/servers/{id}/drift/by-hand" drift::by_hand, ServerManage, "Mark an item of the drift report as managed by hand (reported, never repaired), or take the mark away", r#"{"item":"file:/etc/cron.d/brokeforge-site-4","by_hand":true}"#;
         get "/servers/{id}/firewall" firewall::list, Read, "The firewall as ufw has it now, read from the server: each rule with its origin (brokeforge, baseline, other) and whether BrokeForge will remove it", "";
         post "/servers/{id}/firewall" firewall::add, ServerManage, "Add a firewall rule (queued job): a port or range, tcp/udp/any, a source address or network (empty: anywhere), allow or deny", r#"{"name":"app","port":"8080","protocol":"tcp","source":"10.0.0.0/8","action":"allow"}"#;
         get "/servers/{id}/php/{version}/settings" php::settings, Read, "A PHP version's php.ini settings: those set in BrokeForge and, for every setting it can set, the value PHP reports on the server now", "";

@@ -9,7 +9,8 @@ crate::packages![
     synthetic,
     firewall,
     user_keys,
-    recipe
+    recipe,
+    drift
 ];
 
 pub mod logs;

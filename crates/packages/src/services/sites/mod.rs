@@ -22,5 +22,6 @@ crate::packages![
     environment,
     wordpress,
     php_version,
-    php_pool
+    php_pool,
+    vhost_repair
 ];

@@ -1,0 +1,147 @@
+use super::*;
+
+fn wanted(item: &str, value: &str, repair: Option<Repair>) -> Wanted {
+    Wanted {
+        item: item.into(),
+        what: item.into(),
+        value: value.into(),
+        repair,
+    }
+}
+
+fn run(script: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("bash")
+        .arg("-s")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The script runs in a real bash against real files: same, edited, removed; links right, wrong, gone.
+#[test]
+fn files_and_links_are_compared_by_the_real_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let repair = Repair::SiteVhost {
+        site_id: 4,
+        domain: "a.test".into(),
+    };
+    std::fs::write(p("same"), "server {\n  listen 80;\n}\n").unwrap();
+    std::fs::write(
+        p("edited"),
+        "server {\n  listen 8080;\n  # db_password=hunter2\n}\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(p("same"), p("link-ok")).unwrap();
+    std::os::unix::fs::symlink(p("elsewhere"), p("link-wrong")).unwrap();
+    let mut e = Expected::default();
+    e.file(p("same"), "same".into(), "server {\n  listen 80;\n}\n".into(), Some(repair.clone()));
+    e.file(p("edited"), "edited".into(), "server {\n  listen 80;\n}\n".into(), Some(repair.clone()));
+    e.file(p("gone"), "gone".into(), "x\n".into(), None);
+    e.links.push((p("link-ok"), wanted("link-ok", &p("same"), None)));
+    e.links.push((p("link-wrong"), wanted("link-wrong", &p("same"), None)));
+    e.links.push((p("link-gone"), wanted("link-gone", &p("same"), None)));
+    e.by_hand.insert(format!("file:{}", p("gone")));
+    let report = e.compare(&run(&e.script()));
+    let states: Vec<(&str, DriftState, bool)> = report
+        .items
+        .iter()
+        .map(|i| (i.what.as_str(), i.state, i.by_hand))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("same", DriftState::Ok, false),
+            ("edited", DriftState::Changed, false),
+            ("gone", DriftState::Missing, true),
+            ("link-ok", DriftState::Ok, false),
+            ("link-wrong", DriftState::Changed, false),
+            ("link-gone", DriftState::Missing, false),
+        ]
+    );
+    let diff = report.items[1].diff.as_deref().unwrap();
+    assert!(diff.contains("-  listen 80;") && diff.contains("+  listen 8080;"), "{diff}");
+    assert!(!diff.contains("hunter2") && diff.contains("db_password= ********"), "{diff}");
+    assert_eq!(report.items[1].repair, Some(repair));
+    assert!(report.items[4].detail.contains("elsewhere"), "{}", report.items[4].detail);
+    assert_eq!(
+        (report.summary.ok, report.summary.changed, report.summary.missing),
+        (2, 2, 2)
+    );
+    // By hand: reported, not counted as drift to repair.
+    assert_eq!(report.drifted().count(), 3);
+}
+
+/// Packages, units, strays in sites-enabled and cron.d, and ufw's rules, from what the server printed.
+#[test]
+fn packages_units_strays_and_firewall_rules() {
+    let mut e = Expected {
+        ssh_port: 22,
+        firewall: true,
+        ..Expected::default()
+    };
+    e.packages.push(wanted("package:nginx", "nginx", None));
+    e.packages.push(wanted("package:redis-server", "redis-server", None));
+    e.packages.push(wanted("package:memcached", "memcached", None));
+    e.units.push(wanted("unit:nginx", "nginx", None));
+    e.units.push(wanted("unit:redis-server", "redis-server", None));
+    e.units.push(wanted("unit:gone", "gone", None));
+    e.enabled_vhosts.insert("a.test".into());
+    e.cron_files.insert("brokeforge-site-4".into());
+    e.service_ports.insert("6379".into());
+    let hexed = |s: &str| hex::encode(s.as_bytes());
+    let output = format!(
+        "#BF# packages\nnginx ii \nredis-server rc \n#BF# units\nnginx enabled active\n\
+         redis-server disabled inactive\ngone  inactive\n#BF# sites-enabled\na.test\nold.test\n\
+         #BF# cron.d\nbrokeforge-site-4\nbrokeforge-site-9\n#BF# firewall\nStatus: active\n\
+         ### file /etc/ufw/user.rules\n\
+         ### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in\n\
+         ### tuple ### allow tcp 443 0.0.0.0/0 any 0.0.0.0/0 in\n\
+         ### tuple ### allow tcp 6379 0.0.0.0/0 any 10.0.0.0/8 in\n\
+         ### tuple ### allow tcp 9999 0.0.0.0/0 any 0.0.0.0/0 in\n\
+         ### tuple ### allow tcp 8080 0.0.0.0/0 any 0.0.0.0/0 in comment={}\n",
+        hexed("brokeforge:ab12 app")
+    );
+    let r = e.compare(&output);
+    let got: Vec<(&str, DriftState)> = r.items.iter().map(|i| (i.item.as_str(), i.state)).collect();
+    assert_eq!(
+        got,
+        [
+            ("package:nginx", DriftState::Ok),
+            ("package:redis-server", DriftState::Missing),
+            ("package:memcached", DriftState::Missing),
+            ("unit:nginx", DriftState::Ok),
+            ("unit:redis-server", DriftState::Changed),
+            ("unit:gone", DriftState::Missing),
+            ("vhost-enabled:old.test", DriftState::Unexpected),
+            ("file:/etc/cron.d/brokeforge-site-9", DriftState::Unexpected),
+            ("firewall:active", DriftState::Ok),
+            ("firewall:baseline:22", DriftState::Ok),
+            ("firewall:baseline:80", DriftState::Missing),
+            ("firewall:baseline:443", DriftState::Ok),
+            (r.items[12].item.as_str(), DriftState::Unexpected),
+        ]
+    );
+    assert!(r.items[12].detail.contains("9999"), "{:?}", r.items[12]);
+}
+
+#[test]
+fn service_parts_cover_the_catalogue() {
+    let (p, u, port) = service_parts("webserver", &["8.2".to_string()]);
+    assert_eq!(p, ["nginx", "php8.2-fpm"]);
+    assert_eq!(u, ["nginx", "php8.2-fpm"]);
+    assert_eq!(port, None);
+    assert_eq!(service_parts("postgresql", &[]).2, Some(5432));
+    assert!(service_parts("unknown", &[]).0.is_empty());
+}

@@ -1,0 +1,216 @@
+//! Drift through the API (an in-process SSH server stands for the host; the real comparison is proven on a
+//! Debian host by the cli e2e story): no report before a check; a check reports the site's vhost missing with
+//! the package that repairs it; the plan queues nothing, the repair queues that package; by-hand marks are
+//! checked and change the plan; outsiders see nothing.
+
+use brokeforge_core::CredentialKind;
+use brokeforge_ssh::testkit::TestSshServer;
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_reported_planned_and_repaired_by_its_package() {
+    for app in apps().await {
+        let n = app.name;
+        let alice = user(&app, "drift@example.com", false).await;
+        let bob = user(&app, "drift-outsider@example.com", false).await;
+        let u = app
+            .store
+            .user_by_email("drift@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        let kp = brokeforge_ssh::keys::generate_ed25519("t").unwrap();
+        let ssh = TestSshServer::start().await;
+        ssh.authorize("root", &kp.public_openssh);
+        let server = app
+            .store
+            .create_server(&brokeforge_store::NewServer {
+                user_id: u.id,
+                name: "drifty".into(),
+                public_ip: "127.0.0.1".into(),
+                ssh_port: ssh.port(),
+                host_key_fingerprint: Some(ssh.host_key_fingerprint.clone()),
+            })
+            .await
+            .unwrap();
+        app.store
+            .put_credential(
+                server.id,
+                CredentialKind::Root,
+                &kp.public_openssh,
+                &kp.private_openssh,
+            )
+            .await
+            .unwrap();
+        let site = app
+            .store
+            .create_site(&brokeforge_store::NewSite {
+                server_id: server.id,
+                domain: "drift.test".into(),
+                document_root: "/home/brokeforge/drift.test".into(),
+                php_version: None,
+                status: brokeforge_core::ServiceStatus::Active,
+                configuration: json!({"type": "static"}),
+            })
+            .await
+            .unwrap();
+        let base = format!("/servers/{}/drift", server.id);
+
+        let r = alice.call(&app, "GET", &base, None).await;
+        assert_eq!(
+            (r.status, r.json()["job_id"].clone()),
+            (200, Value::Null),
+            "{n}: {}",
+            r.body
+        );
+        let r = alice
+            .call(
+                &app,
+                "POST",
+                &format!("{base}/repair"),
+                Some(json!({"plan": true})),
+            )
+            .await;
+        assert_eq!(r.status, 409, "{n}: no report yet: {}", r.body);
+        for who in [&bob] {
+            for (m, p, b) in [("GET", base.clone(), None), ("POST", base.clone(), None)] {
+                assert_eq!(
+                    who.call(&app, m, &p, b).await.status,
+                    404,
+                    "{n}: outsider {m} {p}"
+                );
+            }
+        }
+
+        let r = alice.call(&app, "POST", &base, None).await;
+        assert_eq!(r.status, 202, "{n}: {}", r.body);
+        let job = r.json()["job"]["id"].as_i64().unwrap();
+        let done = app
+            .store
+            .wait_for_job(job, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            done.status,
+            brokeforge_store::JobStatus::Done,
+            "{n}: {done:?}"
+        );
+        let report = alice.call(&app, "GET", &base, None).await.json();
+        assert_eq!(report["job_id"], job, "{n}");
+        let vhost = report["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["item"] == "file:/etc/nginx/sites-available/drift.test.conf")
+            .unwrap_or_else(|| panic!("{n}: {report:#}"))
+            .clone();
+        assert_eq!(vhost["state"], "missing", "{n}");
+        assert_eq!(
+            vhost["repair"],
+            json!({"package": "site_vhost", "site_id": site.id, "domain": "drift.test"}),
+            "{n}"
+        );
+        assert_eq!(
+            report["summary"]["missing"], 2,
+            "{n}: the vhost and its link: {report:#}"
+        );
+
+        // Bad bodies and unknown items change nothing.
+        let r = alice
+            .call(
+                &app,
+                "POST",
+                &format!("{base}/repair"),
+                Some(json!({"plan": true, "x": 1})),
+            )
+            .await;
+        assert_eq!(r.status, 400, "{n}: {}", r.body);
+        let r = alice
+            .call(
+                &app,
+                "PUT",
+                &format!("{base}/by-hand"),
+                Some(json!({"item": "file:/etc/shadow", "by_hand": true})),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+
+        let r = alice
+            .call(
+                &app,
+                "POST",
+                &format!("{base}/repair"),
+                Some(json!({"plan": true})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        let plan = r.json();
+        assert_eq!(plan["steps"].as_array().unwrap().len(), 1, "{n}: {plan:#}");
+        assert_eq!(
+            plan["steps"][0]["items"].as_array().unwrap().len(),
+            2,
+            "{n}: {plan:#}"
+        );
+        assert!(plan["steps"][0]["job_id"].is_null(), "{n}");
+        let before = app.store.jobs_for_server(server.id).await.unwrap().len();
+
+        // Both items managed by hand: the repair has nothing to queue and says why.
+        for item in [
+            "file:/etc/nginx/sites-available/drift.test.conf",
+            "vhost-enabled:drift.test",
+        ] {
+            let r = alice
+                .call(
+                    &app,
+                    "PUT",
+                    &format!("{base}/by-hand"),
+                    Some(json!({"item": item, "by_hand": true})),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{n}: {}", r.body);
+        }
+        let r = alice
+            .call(&app, "POST", &format!("{base}/repair"), Some(json!({})))
+            .await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        let plan = r.json();
+        assert!(
+            plan["steps"].as_array().unwrap().is_empty(),
+            "{n}: {plan:#}"
+        );
+        assert_eq!(plan["left"][0]["why"], "managed by hand", "{n}: {plan:#}");
+        assert_eq!(
+            app.store.jobs_for_server(server.id).await.unwrap().len(),
+            before,
+            "{n}: nothing queued"
+        );
+
+        // Mine again: the repair queues the site's vhost package.
+        let r = alice
+            .call(
+                &app,
+                "PUT",
+                &format!("{base}/by-hand"),
+                Some(json!({"item": "vhost-enabled:drift.test", "by_hand": false})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        let r = alice
+            .call(&app, "POST", &format!("{base}/repair"), Some(json!({})))
+            .await;
+        assert_eq!(r.status, 202, "{n}: {}", r.body);
+        let plan = r.json();
+        let queued = plan["steps"][0]["job_id"].as_i64().unwrap();
+        assert_eq!(
+            app.store.job(queued).await.unwrap().kind,
+            "site_vhost_installer",
+            "{n}"
+        );
+        assert_eq!(
+            plan["steps"][0]["items"],
+            json!(["vhost-enabled:drift.test"]),
+            "{n}: {plan:#}"
+        );
+    }
+}
