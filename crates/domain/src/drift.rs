@@ -71,6 +71,15 @@ impl Domain {
 
     /// The newest report, with today's "managed by hand" marks; `None` before the first check.
     pub async fn drift_report(&self, server: &Server) -> DomainResult<Option<DriftView>> {
+        let by_hand = self.store.drift_by_hand(server.id).await?;
+        self.drift_report_marked(server, &by_hand).await
+    }
+
+    async fn drift_report_marked(
+        &self,
+        server: &Server,
+        by_hand: &[String],
+    ) -> DomainResult<Option<DriftView>> {
         let Some(job) = self
             .store
             .latest_done_job(server.id, DriftCheckInstaller::JOB)
@@ -82,7 +91,6 @@ impl Domain {
             serde_json::from_value(job.result.clone().unwrap_or_default()).map_err(|e| {
                 DomainError::Internal(format!("drift report of job {}: {e}", job.id))
             })?;
-        let by_hand = self.store.drift_by_hand(server.id).await?;
         for i in &mut report.items {
             i.by_hand = by_hand.contains(&i.item);
         }
@@ -101,16 +109,12 @@ impl Domain {
         by_hand: bool,
     ) -> DomainResult<()> {
         let item = item.trim();
-        let known = self
-            .drift_report(server)
-            .await?
-            .is_some_and(|v| v.report.items.iter().any(|i| i.item == item))
+        let marks = self.store.drift_by_hand(server.id).await?;
+        let known = marks.iter().any(|i| i == item)
             || self
-                .store
-                .drift_by_hand(server.id)
+                .drift_report_marked(server, &marks)
                 .await?
-                .iter()
-                .any(|i| i == item);
+                .is_some_and(|v| v.report.items.iter().any(|i| i.item == item));
         if !known {
             return Err(DomainError::invalid(
                 "item",
@@ -176,25 +180,19 @@ impl Domain {
     }
 
     async fn queue_repair(&self, server: &Server, repair: &Repair) -> DomainResult<Job> {
+        let site_id = match repair {
+            Repair::SiteVhost { site_id, .. } | Repair::SiteTasks { site_id, .. } => *site_id,
+        };
+        let site = self.store.site(site_id).await?;
+        if site.server_id != server.id {
+            return Err(DomainError::invalid(
+                "site",
+                "the site is on another server",
+            ));
+        }
         match repair {
-            Repair::SiteVhost { site_id, .. } => {
-                let site = self.store.site(*site_id).await?;
-                if site.server_id != server.id {
-                    return Err(DomainError::invalid(
-                        "site",
-                        "the site is on another server",
-                    ));
-                }
-                Ok(rewrite_vhost(&self.store, &site).await?)
-            }
-            Repair::SiteTasks { site_id, .. } => {
-                let site = self.store.site(*site_id).await?;
-                if site.server_id != server.id {
-                    return Err(DomainError::invalid(
-                        "site",
-                        "the site is on another server",
-                    ));
-                }
+            Repair::SiteVhost { .. } => Ok(rewrite_vhost(&self.store, &site).await?),
+            Repair::SiteTasks { .. } => {
                 let payload = SiteRef { site_id: site.id };
                 Ok(self
                     .store

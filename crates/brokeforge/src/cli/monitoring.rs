@@ -229,7 +229,7 @@ pub enum AlertCommand {
     Add {
         #[arg(long)]
         server: String,
-        #[arg(long, default_value = "metric", value_parser = ["metric", "service_down", "not_reporting", "job_failed", "cert_expiring"])]
+        #[arg(long, default_value = "metric", value_parser = ["metric", "service_down", "not_reporting", "job_failed", "drift", "cert_expiring"])]
         kind: String,
         /// The metric (disk_used_percent, memory_used_percent, load1, cpu_percent, ...).
         #[arg(long)]

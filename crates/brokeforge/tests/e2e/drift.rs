@@ -1,7 +1,8 @@
 //! Drift on a real host (part of the cli story, host 16): a clean check, then a vhost edited by hand, a
 //! schedule's cron file removed and a ufw rule added by hand are reported as changed (with a diff), missing
 //! and unexpected; repair writes the vhost and the cron file again and leaves the hand-made rule alone; the
-//! rule marked "managed by hand" says so.
+//! rule marked "managed by hand" says so. A drift alert rule (evaluated by `serve` every 10 s) fires on the
+//! drifted check and resolves once what is left is all managed by hand.
 
 use serde_json::Value;
 
@@ -121,6 +122,21 @@ pub async fn drift_is_found_and_repaired(
         "{text}"
     );
 
+    // A drift alert rule fires on that report, naming what drifted.
+    let added = json(
+        cli(&[
+            "--json", "alert", "add", "--server", server, "--kind", "drift",
+        ]),
+        "alert add --kind drift",
+    );
+    let alert_id = added["alert"]["id"].clone();
+    let firing = alert_state(cli, server, &alert_id, "firing").await;
+    let detail = firing["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains(&format!("file:{vhost} changed")) && detail.contains("missing"),
+        "{firing:#}"
+    );
+
     // The plan first: two packages again, the rule left alone; nothing changed on the host yet.
     let plan = json(
         cli(&["--json", "check", "--server", server, "--repair", "--plan"]),
@@ -217,5 +233,54 @@ pub async fn drift_is_found_and_repaired(
     );
     let bad = cli(&["check", "--server", server, "--by-hand", "file:/etc/passwd"]);
     assert!(bad.0 != Some(0) && bad.2.contains("no item"), "{bad:?}");
+    // What is left (the earlier hand-made rules) all managed by hand: the drift alert resolves.
+    for i in last["items"].as_array().unwrap() {
+        if i["state"] != "ok" && i["by_hand"] != true {
+            let r = cli(&[
+                "check",
+                "--server",
+                server,
+                "--by-hand",
+                i["item"].as_str().unwrap(),
+            ]);
+            assert_eq!(r.0, Some(0), "{}\n{}", r.1, r.2);
+        }
+    }
+    alert_state(cli, server, &alert_id, "resolved").await;
+    let r = cli(&[
+        "alert",
+        "remove",
+        "--server",
+        server,
+        "--rule",
+        &alert_id.to_string(),
+    ]);
+    assert_eq!(r.0, Some(0), "{}\n{}", r.1, r.2);
     host.root("ufw delete allow 9998/tcp >/dev/null").await;
+}
+
+/// Wait (up to 60 s; `serve` evaluates rules every 10 s) until the alert rule is in `state`; the rule.
+async fn alert_state(cli: &Run<'_>, server: &str, id: &Value, state: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let list = json(
+            cli(&["--json", "alert", "list", "--server", server]),
+            "alert list",
+        );
+        let rule = list["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| &a["id"] == id)
+            .unwrap_or_else(|| panic!("no rule {id}: {list:#}"))
+            .clone();
+        if rule["state"] == state {
+            return rule;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the drift rule is not {state}: {rule:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }

@@ -113,7 +113,7 @@ pub struct Series {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertSpec {
-    /// metric (default), service_down, not_reporting, job_failed, cert_expiring
+    /// metric (default), service_down, not_reporting, job_failed, drift, cert_expiring
     pub kind: Option<String>,
     pub metric: Option<String>,
     pub above: Option<f64>,
@@ -347,7 +347,7 @@ impl Domain {
                     channel_id,
                 }
             }
-            "service_down" | "not_reporting" | "job_failed" => {
+            "service_down" | "not_reporting" | "job_failed" | "drift" => {
                 if spec.days.is_some() {
                     return Err(ValidationError::new(
                         "days",
@@ -376,7 +376,7 @@ impl Domain {
                 return Err(ValidationError::new(
                     "kind",
                     format!(
-                        "`{other}` is not metric, service_down, not_reporting, job_failed or cert_expiring"
+                        "`{other}` is not metric, service_down, not_reporting, job_failed, drift or cert_expiring"
                     ),
                 )
                 .into());
@@ -443,6 +443,40 @@ impl Domain {
                     } else {
                         format!("job {} ({}) succeeded", job.id, job.kind)
                     }),
+                )
+            } else if rule.kind == "drift" {
+                // The newest drift report decides (read by BrokeForge's checks, not the collector): items
+                // that are not ok and not managed by hand fire; a clean check resolves.
+                let server = self.store.server(rule.server_id).await?;
+                let Some(view) = self.drift_report(&server).await? else {
+                    continue;
+                };
+                let drifted: Vec<String> = view
+                    .report
+                    .items
+                    .iter()
+                    .filter(|i| i.state.as_str() != "ok" && !i.by_hand)
+                    .map(|i| format!("{} {}", i.item, i.state.as_str()))
+                    .collect();
+                let detail = if drifted.is_empty() {
+                    format!("check {} found no drift", view.job_id)
+                } else {
+                    let more = drifted.len().saturating_sub(5);
+                    let mut text = format!(
+                        "check {} found {} drifted: {}",
+                        view.job_id,
+                        drifted.len(),
+                        drifted[..drifted.len().min(5)].join(", ")
+                    );
+                    if more > 0 {
+                        text.push_str(&format!(" and {more} more"));
+                    }
+                    text
+                };
+                (
+                    !drifted.is_empty(),
+                    Some(drifted.len() as f64),
+                    Some(detail),
                 )
             } else if rule.kind == "not_reporting" {
                 let Some(last_seen) = last_seen else {
@@ -641,6 +675,7 @@ pub fn describe_rule(rule: &AlertRule) -> String {
         "service_down" => "a service is down".into(),
         "not_reporting" => "the server is not reporting".into(),
         "job_failed" => "a job on the server failed".into(),
+        "drift" => "the server drifted from what BrokeForge put on it".into(),
         "cert_expiring" => format!(
             "a site's certificate expires within {} days",
             rule.threshold.unwrap_or(14.0)

@@ -6,6 +6,7 @@ mod auth;
 mod backups;
 pub mod common;
 mod dashboard;
+mod drift;
 mod firewall;
 mod jobs;
 mod logs;
@@ -78,6 +79,10 @@ pub fn operations() -> Vec<PageOp> {
         get "/servers/{id}/firewall" firewall::firewall_page, Read;
         post "/servers/{id}/firewall" firewall::add_rule, ServerManage;
         post "/servers/{id}/firewall/{rule}/remove" firewall::remove_rule, ServerManage;
+        get "/servers/{id}/drift" drift::drift_page, Read;
+        post "/servers/{id}/drift/check" drift::check, ServerManage;
+        post "/servers/{id}/drift/repair" drift::repair, ServerManage;
+        post "/servers/{id}/drift/by-hand" drift::by_hand, ServerManage;
         get "/servers/{id}/logs" logs::logs_page, Read;
         get "/servers/{id}/monitoring" monitoring::monitoring_page, Read;
         post "/servers/{id}/monitoring/alerts" monitoring::add_alert, ServerManage;

@@ -1,7 +1,8 @@
 //! Drift through the API (an in-process SSH server stands for the host; the real comparison is proven on a
 //! Debian host by the cli e2e story): no report before a check; a check reports the site's vhost missing with
 //! the package that repairs it; the plan queues nothing, the repair queues that package; by-hand marks are
-//! checked and change the plan; outsiders see nothing.
+//! checked and change the plan; outsiders see nothing. The page shows the same and takes the same marks; a
+//! drift alert rule fires on items not managed by hand and resolves when none are left.
 
 use brokeforge_core::CredentialKind;
 use brokeforge_ssh::testkit::TestSshServer;
@@ -212,5 +213,144 @@ async fn drift_is_reported_planned_and_repaired_by_its_package() {
             json!(["vhost-enabled:drift.test"]),
             "{n}: {plan:#}"
         );
+        // The page: the report's drifted items, the repair plan before anything is queued, by-hand marks.
+        let session = session_of(&login(&app, "drift@example.com", "correct horse battery").await);
+        let Auth::Session { cookie, csrf } = session else {
+            unreachable!()
+        };
+        let page = |cookie: String| {
+            let (addr, base) = (app.addr.clone(), base.clone());
+            async move { http(&addr, "GET", &base, &[("Cookie", &cookie)], "").await }
+        };
+        let p = page(cookie.clone()).await;
+        assert_eq!(p.status, 200, "{n}: {}", p.body);
+        assert!(
+            p.body.contains("data-item=\"vhost-enabled:drift.test\"")
+                && p.body.contains("Write the vhost of drift.test again")
+                && p.body.contains("By hand: yes")
+                && p.body.contains(&format!("action=\"{base}/repair\"")),
+            "{n}: {}",
+            p.body
+        );
+        let r = form(
+            &app,
+            &format!("{base}/by-hand"),
+            &cookie,
+            &[
+                ("_csrf", &csrf),
+                ("item", "file:/etc/passwd"),
+                ("by_hand", "1"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        assert!(r.body.contains("has no item"), "{n}: {}", r.body);
+        let r = form(
+            &app,
+            &format!("{base}/by-hand"),
+            &cookie,
+            &[
+                ("_csrf", &csrf),
+                ("item", "vhost-enabled:drift.test"),
+                ("by_hand", "1"),
+            ],
+        )
+        .await;
+        assert_eq!(r.status, 303, "{n}: {}", r.body);
+        assert_eq!(
+            app.store.drift_by_hand(server.id).await.unwrap(),
+            vec![
+                "file:/etc/nginx/sites-available/drift.test.conf".to_string(),
+                "vhost-enabled:drift.test".to_string()
+            ],
+            "{n}"
+        );
+        let p = page(cookie.clone()).await;
+        assert!(
+            !p.body.contains(&format!("action=\"{base}/repair\""))
+                && p.body.contains("managed by hand"),
+            "{n}: nothing to repair, both left alone: {}",
+            p.body
+        );
+        let before = app.store.jobs_for_server(server.id).await.unwrap().len();
+        let r = form(
+            &app,
+            &format!("{base}/repair"),
+            &cookie,
+            &[("_csrf", &csrf)],
+        )
+        .await;
+        assert!(
+            r.status == 200 && r.body.contains("Nothing to repair"),
+            "{n}: {}",
+            r.body
+        );
+        assert_eq!(
+            app.store.jobs_for_server(server.id).await.unwrap().len(),
+            before,
+            "{n}: nothing queued"
+        );
+
+        // A drift alert rule: quiet while every drifted item is managed by hand, fires naming the item once
+        // one is not, resolves when it is marked again.
+        let alerts = format!("/servers/{}/alerts", server.id);
+        let r = alice
+            .call(
+                &app,
+                "POST",
+                &alerts,
+                Some(json!({"kind": "drift", "above": 1})),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{n}: {}", r.body);
+        let r = alice
+            .call(&app, "POST", &alerts, Some(json!({"kind": "drift"})))
+            .await;
+        assert_eq!(r.status, 201, "{n}: {}", r.body);
+        let domain = brokeforge_domain::Domain::new(app.store.clone());
+        let rule =
+            || async { alice.call(&app, "GET", &alerts, None).await.json()["alerts"][0].clone() };
+        domain.evaluate_alerts().await.unwrap();
+        assert_eq!(rule().await["state"], "ok", "{n}");
+        let (app_ref, alice_ref, server_id) = (&app, &alice, server.id);
+        let mark = |on: bool| async move {
+            let r = alice_ref
+                .call(
+                    app_ref,
+                    "PUT",
+                    &format!("/servers/{server_id}/drift/by-hand"),
+                    Some(json!({"item": "vhost-enabled:drift.test", "by_hand": on})),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.body);
+        };
+        mark(false).await;
+        domain.evaluate_alerts().await.unwrap();
+        let s = rule().await;
+        assert_eq!(s["state"], "firing", "{n}: {s}");
+        assert!(
+            s["detail"]
+                .as_str()
+                .unwrap()
+                .contains("1 drifted: vhost-enabled:drift.test missing"),
+            "{n}: {s}"
+        );
+        mark(true).await;
+        domain.evaluate_alerts().await.unwrap();
+        assert_eq!(rule().await["state"], "resolved", "{n}");
+
+        // Check now: queues a check and goes to its job.
+        let r = form(&app, &format!("{base}/check"), &cookie, &[("_csrf", &csrf)]).await;
+        assert_eq!(r.status, 303, "{n}: {}", r.body);
+        let to = r.header("location").unwrap_or_default().to_string();
+        let job: i64 = to
+            .trim_start_matches("/jobs/")
+            .parse()
+            .unwrap_or_else(|_| panic!("{n}: {to}"));
+        assert_eq!(app.store.job(job).await.unwrap().kind, "drift_check", "{n}");
+        app.store
+            .wait_for_job(job, Duration::from_secs(60))
+            .await
+            .unwrap();
     }
 }
