@@ -8,7 +8,7 @@ use std::time::Duration;
 use brokeforge_core::ValidationError;
 use brokeforge_packages::base::package::job;
 use brokeforge_packages::services::server::recipe::{RecipeInstaller, RecipeRequest, run_as};
-use brokeforge_store::{JobStatus, NewRecipeRun, Recipe, RecipeRun, RunServer, Server, User};
+use brokeforge_store::{NewRecipeRun, Recipe, RecipeRun, RunServer, Server, User};
 use serde::{Deserialize, Serialize};
 
 use crate::Domain;
@@ -473,24 +473,16 @@ impl Domain {
     /// One run: take in what its jobs did, stop it past the threshold, start servers into free slots (the
     /// canary wave first, alone), finish it when nothing is left.
     async fn advance_run(&self, run: &RecipeRun) -> DomainResult<usize> {
+        // The job writes its own ending; this covers one that ended before it could (cancelled while
+        // queued, a server it never reached).
+        let ended = self.store.run_servers_ended(run.id).await?;
         let mut rows = self.store.recipe_run_servers(run.id).await?;
-        for row in rows.iter_mut() {
-            if !matches!(row.state.as_str(), "queued" | "running") {
-                continue;
-            }
-            let Some(job_id) = row.job_id else { continue };
-            let job = self.store.job(job_id).await?;
-            let ended = match job.status {
-                JobStatus::Done => Some("done"),
-                JobStatus::Failed | JobStatus::Cancelled => Some("failed"),
-                _ => None,
-            };
-            if let Some(state) = ended {
-                // The job writes its own ending; this covers one that ended before it could (cancelled
-                // while queued, a server it never reached).
-                self.store
-                    .set_run_server_state(run.id, row.server_id, state, None, None)
-                    .await?;
+        for (server_id, status) in ended {
+            let state = if status == "done" { "done" } else { "failed" };
+            self.store
+                .set_run_server_state(run.id, server_id, state, None, None)
+                .await?;
+            if let Some(row) = rows.iter_mut().find(|r| r.server_id == server_id) {
                 row.state = state.into();
             }
         }
@@ -517,44 +509,55 @@ impl Domain {
             .take(canary)
             .all(|r| matches!(r.state.as_str(), "done" | "failed"));
         let window = if canary_done { rows.len() } else { canary };
-        let mut slots = (run.parallel - active).max(0);
-        let mut started = 0;
-        for row in rows.iter().take(window) {
-            if slots == 0 {
-                break;
-            }
-            if row.state != "pending" || !self.store.claim_run_server(run.id, row.server_id).await?
-            {
-                continue;
-            }
-            let new = job::<RecipeInstaller>(
-                row.server_id,
-                &RecipeRequest {
-                    run_id: run.id,
-                    script: run.script.clone(),
-                    run_as: run.run_as.clone(),
-                    server: self.store.server(row.server_id).await?.name,
-                },
-            )?;
-            let job = self.store.enqueue(&new).await?;
-            self.store
-                .set_run_server_job(run.id, row.server_id, job.id)
-                .await?;
-            slots -= 1;
-            started += 1;
+        let slots = (run.parallel - active).max(0) as usize;
+        if slots == 0 || pending == 0 {
+            return Ok(0);
         }
+        // The servers' names from one read; the wave's jobs queued in one transaction.
+        let names = self.store.run_pending_names(run.id).await?;
+        let mut starts = Vec::new();
+        for row in rows
+            .iter()
+            .take(window)
+            .filter(|r| r.state == "pending")
+            .take(slots)
+        {
+            let server = match names.get(&row.server_id) {
+                Some(name) => name.clone(),
+                None => continue, // started by another node since the rows were read
+            };
+            starts.push((
+                row.server_id,
+                job::<RecipeInstaller>(
+                    row.server_id,
+                    &RecipeRequest {
+                        run_id: run.id,
+                        script: run.script.clone(),
+                        run_as: run.run_as.clone(),
+                        server,
+                    },
+                )?,
+            ));
+        }
+        let started = self.store.start_run_servers(run.id, &starts).await?.len();
         Ok(started)
     }
 
-    /// The ticker `serve` runs.
+    /// The ticker `serve` runs: every second, and at once when a job of this node finishes, so a wave
+    /// starts when the canary is done rather than up to a tick later (other nodes' jobs wait for the tick).
     pub async fn run_recipe_runs(&self, stop: tokio_util::sync::CancellationToken) {
         loop {
+            // Listening before the pass: a job that finishes during it wakes the next one.
+            let finished = self.store.job_finished_notify().notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
             if let Err(e) = self.advance_recipe_runs().await {
                 tracing::warn!(error = %e, "moving recipe runs on failed; trying again");
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(ADVANCE_EVERY) => {}
+                _ = finished => {}
             }
         }
     }

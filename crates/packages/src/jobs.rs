@@ -19,6 +19,9 @@ use crate::base::executor::Executor;
 pub use crate::base::job::{BoxFuture, JobContext, JobHandler};
 pub use crate::base::registry::Registry;
 
+/// Jobs claimed per round trip to the pool (each still its own statement and commit).
+const CLAIM_CHUNK: usize = 8;
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// Shown in leases; unique per worker process.
@@ -96,22 +99,32 @@ impl Worker {
             }
             let mut claim_error = None;
             let mut idle = false;
+            // In chunks on one connection: a wave of a hundred jobs starts without a pool wait per claim,
+            // and the first of a chunk does not wait long for the last.
             while tasks.len() < self.config.concurrency {
-                match self.store.claim(&self.config.id, self.config.lease).await {
-                    Ok(Some(job)) => {
-                        let (store, executor, registry) = (
-                            self.store.clone(),
-                            self.executor.clone(),
-                            self.registry.clone(),
-                        );
-                        let (lease, stop) = (self.config.lease, hard_stop.clone());
-                        tasks.spawn(async move {
-                            run_job(store, executor, registry, job, lease, stop).await
-                        });
-                    }
-                    Ok(None) => {
-                        idle = true;
-                        break;
+                let room = (self.config.concurrency - tasks.len()).min(CLAIM_CHUNK);
+                match self
+                    .store
+                    .claim_up_to(&self.config.id, self.config.lease, room)
+                    .await
+                {
+                    Ok(jobs) => {
+                        let got = jobs.len();
+                        for job in jobs {
+                            let (store, executor, registry) = (
+                                self.store.clone(),
+                                self.executor.clone(),
+                                self.registry.clone(),
+                            );
+                            let (lease, stop) = (self.config.lease, hard_stop.clone());
+                            tasks.spawn(async move {
+                                run_job(store, executor, registry, job, lease, stop).await
+                            });
+                        }
+                        if got < room {
+                            idle = true;
+                            break;
+                        }
                     }
                     Err(e) => {
                         claim_error = Some(e);
@@ -139,6 +152,9 @@ impl Worker {
                 _ = tokio::time::sleep(wake) => {}
                 _ = shutdown.cancelled() => {}
             }
+            // Every job that has ended frees its slot now, not one per turn: when a wave ends together, the
+            // next claims fill all of the room at once.
+            while tasks.try_join_next().is_some() {}
         };
         if !tasks.is_empty() {
             tracing::info!(running = tasks.len(), grace = ?self.config.grace, "waiting for running jobs");

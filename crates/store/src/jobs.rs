@@ -268,6 +268,32 @@ pub(crate) async fn settle_target(
     Ok(())
 }
 
+/// Insert a queued job (on the pool, or inside a transaction that queues several); workers are not woken.
+pub(crate) async fn insert_job<'c, E>(ex: E, new: &NewJob) -> Result<Job>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let now = now_ms();
+    let (tt, tn, ts, pt) = target_columns(&new.target);
+    let row = sqlx::query(&format!(
+        "INSERT INTO jobs (kind, server_id, payload, target_type, target_name, target_service_type, provision_type, status, attempt, max_attempts, run_at, cancel_requested, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $9, 0, $10, $10) RETURNING {JOB_COLS}"
+    ))
+    .bind(&new.kind)
+    .bind(new.server_id)
+    .bind(new.payload.to_string())
+    .bind(tt)
+    .bind(tn)
+    .bind(ts)
+    .bind(pt)
+    .bind(new.max_attempts.max(1))
+    .bind(now + new.delay.as_millis() as i64)
+    .bind(now)
+    .fetch_one(ex)
+    .await?;
+    job_from(&row)
+}
+
 pub(crate) fn job_from(row: &AnyRow) -> Result<Job> {
     let target = target_from(row)?;
     let result: Option<String> = row.try_get("result")?;
@@ -333,26 +359,9 @@ fn target_columns(
 
 impl Store {
     pub async fn enqueue(&self, new: &NewJob) -> Result<Job> {
-        let now = now_ms();
-        let (tt, tn, ts, pt) = target_columns(&new.target);
-        let row = sqlx::query(&format!(
-            "INSERT INTO jobs (kind, server_id, payload, target_type, target_name, target_service_type, provision_type, status, attempt, max_attempts, run_at, cancel_requested, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $9, 0, $10, $10) RETURNING {JOB_COLS}"
-        ))
-        .bind(&new.kind)
-        .bind(new.server_id)
-        .bind(new.payload.to_string())
-        .bind(tt)
-        .bind(tn)
-        .bind(ts)
-        .bind(pt)
-        .bind(new.max_attempts.max(1))
-        .bind(now + new.delay.as_millis() as i64)
-        .bind(now)
-        .fetch_one(&self.pool)
-        .await?;
+        let job = insert_job(&self.pool, new).await?;
         self.wake_workers().await?;
-        job_from(&row)
+        Ok(job)
     }
 
     /// Wake workers: in this process at once, in other processes through NOTIFY (PostgreSQL).
@@ -398,6 +407,29 @@ impl Store {
 
     /// Claim the oldest due job whose server has nothing running, for `lease`.
     pub async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Job>> {
+        let mut conn = self.claims.acquire().await?;
+        self.claim_on(&mut conn, worker, lease).await
+    }
+
+    /// Claim up to `n` jobs one after another on the claims connection (each claim commits on its own).
+    pub async fn claim_up_to(&self, worker: &str, lease: Duration, n: usize) -> Result<Vec<Job>> {
+        let mut conn = self.claims.acquire().await?;
+        let mut out = Vec::new();
+        while out.len() < n {
+            match self.claim_on(&mut conn, worker, lease).await? {
+                Some(job) => out.push(job),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn claim_on(
+        &self,
+        conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<Job>> {
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
@@ -420,7 +452,7 @@ impl Store {
                 .bind(worker)
                 .bind(now + lease.as_millis() as i64)
                 .bind(now)
-                .fetch_optional(&self.telemetry)
+                .fetch_optional(&mut **conn)
                 .await
             {
                 Ok(row) => return row.as_ref().map(job_from).transpose(),

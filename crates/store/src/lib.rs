@@ -105,6 +105,9 @@ pub struct Store {
     /// Progress writes (events, command output). On PostgreSQL a pool with `synchronous_commit=off`: a crash
     /// of the database may lose the last moments of progress, never job state, and the job path stays fast.
     telemetry: AnyPool,
+    /// Job claims. On PostgreSQL a connection of their own (committing like `telemetry`): when a hundred
+    /// running jobs keep the progress pool busy, starting the next job does not queue behind them.
+    claims: AnyPool,
     backend: Backend,
     cipher: Cipher,
     url: std::sync::Arc<str>,
@@ -174,18 +177,24 @@ impl Store {
             Backend::Postgres => opts.max_connections(16),
         };
         let pool = opts.clone().connect(&url).await?;
-        let telemetry = match backend {
-            Backend::Sqlite => pool.clone(),
+        let (telemetry, claims) = match backend {
+            Backend::Sqlite => (pool.clone(), pool.clone()),
             Backend::Postgres => {
                 let sep = if url.contains('?') { '&' } else { '?' };
-                opts.max_connections(8)
-                    .connect(&format!("{url}{sep}options=-c%20synchronous_commit%3Doff"))
-                    .await?
+                let async_commit = format!("{url}{sep}options=-c%20synchronous_commit%3Doff");
+                (
+                    opts.clone()
+                        .max_connections(8)
+                        .connect(&async_commit)
+                        .await?,
+                    opts.max_connections(1).connect(&async_commit).await?,
+                )
             }
         };
         Ok(Store {
             pool,
             telemetry,
+            claims,
             backend,
             cipher: Cipher::new(key),
             url: url.into(),
@@ -320,6 +329,7 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
         self.telemetry.close().await;
+        self.claims.close().await;
     }
 }
 

@@ -317,28 +317,81 @@ impl Store {
         rows.iter().map(run_server_from).collect()
     }
 
-    /// Take a pending server of a run to start it; `false` when another node took it first.
-    pub async fn claim_run_server(&self, run_id: i64, server_id: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE recipe_run_servers SET state = 'queued' WHERE run_id = $1 AND server_id = $2 AND state = 'pending'",
+    /// Servers of a run still `queued` or `running` whose job has ended, with the job's status (`done`,
+    /// `failed`, `cancelled`): one read for the whole run instead of one per job.
+    pub async fn run_servers_ended(&self, run_id: i64) -> Result<Vec<(i64, String)>> {
+        let rows = sqlx::query(
+            "SELECT rs.server_id AS server_id, j.status AS status FROM recipe_run_servers rs \
+             JOIN jobs j ON j.id = rs.job_id \
+             WHERE rs.run_id = $1 AND rs.state IN ('queued', 'running') \
+             AND j.status IN ('done', 'failed', 'cancelled')",
         )
         .bind(run_id)
-        .bind(server_id)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        rows.iter()
+            .map(|r| Ok((r.try_get("server_id")?, r.try_get("status")?)))
+            .collect()
     }
 
-    pub async fn set_run_server_job(&self, run_id: i64, server_id: i64, job_id: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE recipe_run_servers SET job_id = $1 WHERE run_id = $2 AND server_id = $3",
+    /// The names of a run's servers that have not started, by id.
+    pub async fn run_pending_names(
+        &self,
+        run_id: i64,
+    ) -> Result<std::collections::HashMap<i64, String>> {
+        let rows = sqlx::query(
+            "SELECT s.id AS id, s.name AS name FROM recipe_run_servers rs \
+             JOIN servers s ON s.id = rs.server_id WHERE rs.run_id = $1 AND rs.state = 'pending'",
         )
-        .bind(job_id)
         .bind(run_id)
-        .bind(server_id)
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(())
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("name")?)))
+            .collect()
+    }
+
+    /// Start servers of a run, in one transaction (one commit for a whole wave, and never a server taken
+    /// without its job): each still pending is taken, its job queued and recorded. Servers another node
+    /// took first are left out. Returns the started servers with their jobs; workers are woken once.
+    pub async fn start_run_servers(
+        &self,
+        run_id: i64,
+        starts: &[(i64, crate::NewJob)],
+    ) -> Result<Vec<(i64, crate::Job)>> {
+        if starts.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The first statement writes, so a SQLite transaction takes the write lock at once.
+        let mut tx = self.pool.begin().await?;
+        let mut out = Vec::new();
+        for (server_id, new) in starts {
+            let taken = sqlx::query(
+                "UPDATE recipe_run_servers SET state = 'queued' WHERE run_id = $1 AND server_id = $2 AND state = 'pending'",
+            )
+            .bind(run_id)
+            .bind(*server_id)
+            .execute(&mut *tx)
+            .await?;
+            if taken.rows_affected() != 1 {
+                continue;
+            }
+            let job = crate::jobs::insert_job(&mut *tx, new).await?;
+            sqlx::query(
+                "UPDATE recipe_run_servers SET job_id = $1 WHERE run_id = $2 AND server_id = $3",
+            )
+            .bind(job.id)
+            .bind(run_id)
+            .bind(*server_id)
+            .execute(&mut *tx)
+            .await?;
+            out.push((*server_id, job));
+        }
+        tx.commit().await?;
+        if !out.is_empty() {
+            self.wake_workers().await?;
+        }
+        Ok(out)
     }
 
     pub async fn set_run_server_state(

@@ -52,7 +52,7 @@ fn report(server: i64, minute: i64) -> Vec<(String, f64)> {
     lines
 }
 
-fn cpu_seconds() -> f64 {
+pub(super) fn cpu_seconds() -> f64 {
     // utime + stime of this process, in clock ticks (100 per second on Linux).
     std::fs::read_to_string("/proc/self/stat")
         .ok()

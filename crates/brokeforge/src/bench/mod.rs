@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 mod download;
 mod history;
 mod ingest;
+mod recipe;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -64,6 +65,17 @@ pub struct BenchArgs {
     /// inserts in the same run; then 24 simulated hours, rollups, database size and chart read times.
     #[arg(long, conflicts_with_all = ["hosts", "queue_jobs", "sse_watchers", "history_servers"])]
     ingest_servers: Option<i64>,
+    /// With --hosts: instead of the synthetic plan, one recipe run on every host through the API (`--steps`
+    /// output lines each), timed from the request to the run's end with its live page polled, against the
+    /// same script over bare SSH in the same waves.
+    #[arg(long, requires = "hosts")]
+    recipe: bool,
+    /// Recipe mode: servers at a time after the canary (at most 100, as for any run).
+    #[arg(long, default_value_t = 100, requires = "recipe")]
+    parallel: usize,
+    /// Recipe mode: servers that run first, alone.
+    #[arg(long, default_value_t = 1, requires = "recipe")]
+    canary: usize,
     /// With --hosts: afterwards, stream this many MiB off the first host the way a snapshot download goes,
     /// against a bare exec of the same bytes, sampling resident memory (it must stay within 50 MB).
     #[arg(long, requires = "hosts")]
@@ -277,6 +289,30 @@ async fn fleet(args: &BenchArgs, hosts_file: &PathBuf, store: &Store) -> Result<
         }
     }
 
+    if args.recipe {
+        let (owner, _) = add_servers(store, &hosts, &fingerprints, &user, &key).await?;
+        let targets = hosts
+            .iter()
+            .zip(&fingerprints)
+            .enumerate()
+            .map(|(i, ((h, p), fp))| {
+                (
+                    target(h, *p, HostKeyPolicy::Pinned(fp.clone())),
+                    format!("bench-{i}"),
+                )
+            })
+            .collect();
+        return recipe::recipe(recipe::RecipeBench {
+            store,
+            targets,
+            owner,
+            lines: steps,
+            parallel: args.parallel.max(1),
+            canary: args.canary,
+        })
+        .await;
+    }
+
     // Baseline: one connection per host, the same commands, nothing stored.
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let started = Instant::now();
@@ -311,25 +347,7 @@ async fn fleet(args: &BenchArgs, hosts_file: &PathBuf, store: &Store) -> Result<
     let baseline = started.elapsed().as_secs_f64();
 
     // Full path: servers in a real store, one job per host, workers claim and run them.
-    let owner = store
-        .create_user("bench@brokeforge.invalid", "!", false)
-        .await?;
-    let mut server_ids = Vec::new();
-    for (i, ((h, p), fp)) in hosts.iter().zip(&fingerprints).enumerate() {
-        let server = store
-            .create_server(&NewServer {
-                user_id: owner.id,
-                name: format!("bench-{i}"),
-                public_ip: h.clone(),
-                ssh_port: *p,
-                host_key_fingerprint: Some(fp.clone()),
-            })
-            .await?;
-        store
-            .put_credential_as(server.id, CredentialKind::User, Some(&user), "bench", &key)
-            .await?;
-        server_ids.push(server.id);
-    }
+    let (_, server_ids) = add_servers(store, &hosts, &fingerprints, &user, &key).await?;
     let stop = CancellationToken::new();
     let worker = Worker::new(
         store.clone(),
@@ -388,6 +406,37 @@ async fn fleet(args: &BenchArgs, hosts_file: &PathBuf, store: &Store) -> Result<
         .await?;
     }
     Ok(())
+}
+
+/// The hosts as servers of one user (`bench-0`, `bench-1`, ...) with their pinned keys and the fleet
+/// user's key as their `brokeforge` credential; the user and the servers' ids.
+async fn add_servers(
+    store: &Store,
+    hosts: &[(String, u16)],
+    fingerprints: &[String],
+    user: &str,
+    key: &Secret,
+) -> Result<(brokeforge_store::User, Vec<i64>)> {
+    let owner = store
+        .create_user("bench@brokeforge.invalid", "!", false)
+        .await?;
+    let mut server_ids = Vec::new();
+    for (i, ((h, p), fp)) in hosts.iter().zip(fingerprints).enumerate() {
+        let server = store
+            .create_server(&NewServer {
+                user_id: owner.id,
+                name: format!("bench-{i}"),
+                public_ip: h.clone(),
+                ssh_port: *p,
+                host_key_fingerprint: Some(fp.clone()),
+            })
+            .await?;
+        store
+            .put_credential_as(server.id, CredentialKind::User, Some(user), "bench", key)
+            .await?;
+        server_ids.push(server.id);
+    }
+    Ok((owner, server_ids))
 }
 
 /// Wait until `total` jobs are finished, woken as each finishes. Counting is throttled to one query per 5 ms,
