@@ -14,6 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::known_hosts::{HostKeyPolicy, Verdict};
 use crate::{MAX_CHANNELS, SshError, keys};
 
+mod shell;
+pub use shell::Shell;
+
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
 pub struct SshTarget {

@@ -322,3 +322,56 @@ async fn openssh_is_in_the_suite() {
     let names: Vec<_> = test_hosts().await.iter().map(|h| h.name).collect();
     assert_eq!(names, ["in-process", "openssh"]);
 }
+
+/// The long-lived shell of the persistent-shell experiment keeps what `exec` gives each command: its exit
+/// code, stdout and stderr apart (with or without a final newline), stdin that is never on a command line,
+/// and a timeout; a command reading stdin cannot eat the next one.
+#[tokio::test]
+async fn a_long_lived_shell_keeps_each_command_apart() {
+    for h in test_hosts().await {
+        let s = SshSession::connect(&h.pinned()).await.unwrap();
+        let mut sh = s.open_shell().await.unwrap();
+        let t = Duration::from_secs(10);
+        let out = sh
+            .run("echo partial; echo 'bad thing' >&2; exit 3", None, t)
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                out.exit_code,
+                out.stdout_text().as_str(),
+                out.stderr_text().as_str()
+            ),
+            (Some(3), "partial\n", "bad thing\n"),
+            "{}",
+            h.name
+        );
+        let out = sh.run("printf 'no newline'", None, t).await.unwrap();
+        assert_eq!(
+            (out.exit_code, out.stdout_text().as_str()),
+            (Some(0), "no newline")
+        );
+        let out = sh.run("cat; echo after", None, t).await.unwrap();
+        assert_eq!(
+            out.stdout_text(),
+            "after\n",
+            "{}: stdin is /dev/null",
+            h.name
+        );
+        let secret = "p@ss 'w\"o$rd;\n\\x\u{e9}";
+        let out = sh.run("cat", Some(secret.as_bytes()), t).await.unwrap();
+        assert_eq!(out.stdout_text(), secret, "{}", h.name);
+        if let Some(server) = &h.server {
+            assert!(server.commands().iter().all(|c| !c.contains("p@ss")));
+        }
+        let out = sh
+            .run("sleep 30", None, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert!(out.timed_out, "{}: {out:?}", h.name);
+        let out = sh.run("echo still here", None, t).await.unwrap();
+        assert_eq!(out.stdout_text(), "still here\n", "{}", h.name);
+        sh.close().await;
+        s.close().await;
+    }
+}

@@ -23,6 +23,7 @@ mod download;
 mod history;
 mod ingest;
 mod recipe;
+mod shell;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -76,6 +77,10 @@ pub struct BenchArgs {
     /// Recipe mode: servers that run first, alone.
     #[arg(long, default_value_t = 1, requires = "recipe")]
     canary: usize,
+    /// With --hosts: the persistent-shell experiment: `--steps` steps per host by one exec each, then through
+    /// one long-lived shell per connection; per-step cost of both and whether the results match.
+    #[arg(long, requires = "hosts", conflicts_with = "recipe")]
+    shell_experiment: bool,
     /// With --hosts: afterwards, stream this many MiB off the first host the way a snapshot download goes,
     /// against a bare exec of the same bytes, sampling resident memory (it must stay within 50 MB).
     #[arg(long, requires = "hosts")]
@@ -289,6 +294,14 @@ async fn fleet(args: &BenchArgs, hosts_file: &PathBuf, store: &Store) -> Result<
         }
     }
 
+    if args.shell_experiment {
+        let targets = hosts
+            .iter()
+            .zip(&fingerprints)
+            .map(|((h, p), fp)| target(h, *p, HostKeyPolicy::Pinned(fp.clone())))
+            .collect();
+        return shell::shell_experiment(targets, steps).await;
+    }
     if args.recipe {
         let (owner, _) = add_servers(store, &hosts, &fingerprints, &user, &key).await?;
         let targets = hosts
