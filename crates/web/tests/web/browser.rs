@@ -542,6 +542,10 @@ async fn setup_add_server_install_fail_and_retry() {
             format!("{base}/servers/{}/monitoring", server.id),
             "10b-monitoring-phone",
         ),
+        (
+            format!("{base}/servers/{}/drift", server.id),
+            "10c-drift-phone",
+        ),
     ] {
         b.goto(&page).await;
         let overflow = b

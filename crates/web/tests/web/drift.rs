@@ -354,3 +354,84 @@ async fn drift_is_reported_planned_and_repaired_by_its_package() {
             .unwrap();
     }
 }
+
+/// The daily schedule: only provisioned servers older than the period and without a check in it are queued
+/// (at most the batch), and a check in the period keeps a server out.
+#[tokio::test]
+async fn the_schedule_checks_provisioned_servers_without_a_recent_check() {
+    for app in apps().await {
+        let n = app.name;
+        user(&app, "drift-schedule@example.com", false).await;
+        let u = app
+            .store
+            .user_by_email("drift-schedule@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        let mut ids = Vec::new();
+        for (i, name) in ["ready", "also-ready", "new"].iter().enumerate() {
+            let s = app
+                .store
+                .create_server(&brokeforge_store::NewServer {
+                    user_id: u.id,
+                    name: (*name).into(),
+                    public_ip: format!("203.0.113.{}", 60 + i),
+                    ssh_port: 22,
+                    host_key_fingerprint: None,
+                })
+                .await
+                .unwrap();
+            ids.push(s.id);
+        }
+        for id in &ids[..2] {
+            app.store
+                .set_provision_status(*id, brokeforge_core::ProvisionStatus::Provisioned)
+                .await
+                .unwrap();
+        }
+        let newest = app.store.server(ids[2]).await.unwrap().created_at;
+        // "Older than the period" is strict: wait for the clock to pass the servers' creation.
+        while brokeforge_core::time::now_ms() <= newest {
+            tokio::task::yield_now().await;
+        }
+        let domain = brokeforge_domain::Domain::new(app.store.clone());
+        // A batch of one: the first provisioned server only; the pending one never.
+        assert_eq!(domain.queue_due_drift_checks(0, 1).await.unwrap(), 1, "{n}");
+        let kinds = |id: i64| {
+            let store = app.store.clone();
+            async move {
+                store
+                    .jobs_for_server(id)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|j| j.kind == "drift_check")
+                    .collect::<Vec<_>>()
+            }
+        };
+        let first = kinds(ids[0]).await;
+        assert_eq!(first.len(), 1, "{n}");
+        assert!(kinds(ids[1]).await.is_empty(), "{n}: past the batch");
+        assert!(kinds(ids[2]).await.is_empty(), "{n}: not provisioned");
+        // A check inside the period keeps the server out; one before it does not.
+        let at = first[0].created_at;
+        let due = |since: i64| {
+            let store = app.store.clone();
+            async move {
+                store
+                    .servers_without_recent_job("drift_check", since, 100)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(due(at).await, vec![ids[1]], "{n}");
+        assert_eq!(due(at + 1).await, vec![ids[0], ids[1]], "{n}");
+        // A server created inside the period waits for the next one.
+        app.store
+            .set_provision_status(ids[2], brokeforge_core::ProvisionStatus::Provisioned)
+            .await
+            .unwrap();
+        assert!(!due(newest).await.contains(&ids[2]), "{n}");
+        assert!(due(newest + 1).await.contains(&ids[2]), "{n}");
+    }
+}
