@@ -184,6 +184,40 @@ async fn user(app: &App, email: &str, admin: bool) -> Auth {
     Auth::Token(token)
 }
 
+/// A server of the user `email` on a new in-process SSH server, with a `kind` credential (root or brokeforge)
+/// whose key that server accepts. Keep the SSH server alive as long as the server is used.
+async fn server_on_test_ssh(
+    app: &App,
+    email: &str,
+    name: &str,
+    kind: CredentialKind,
+) -> (TestSshServer, brokeforge_store::Server) {
+    let u = app.store.user_by_email(email).await.unwrap().unwrap();
+    let kp = brokeforge_ssh::keys::generate_ed25519("t").unwrap();
+    let ssh = TestSshServer::start().await;
+    let unix_user = match kind {
+        CredentialKind::Root => "root",
+        _ => "brokeforge",
+    };
+    ssh.authorize(unix_user, &kp.public_openssh);
+    let server = app
+        .store
+        .create_server(&brokeforge_store::NewServer {
+            user_id: u.id,
+            name: name.into(),
+            public_ip: "127.0.0.1".into(),
+            ssh_port: ssh.port(),
+            host_key_fingerprint: Some(ssh.host_key_fingerprint.clone()),
+        })
+        .await
+        .unwrap();
+    app.store
+        .put_credential(server.id, kind, &kp.public_openssh, &kp.private_openssh)
+        .await
+        .unwrap();
+    (ssh, server)
+}
+
 async fn login(app: &App, email: &str, password: &str) -> Resp {
     http(
         &app.addr,
@@ -872,35 +906,8 @@ async fn sse_resumes_without_gaps_or_duplicates() {
     for app in apps().await {
         let n = app.name;
         let alice = user(&app, "alice@example.com", false).await;
-        let ssh = TestSshServer::start().await;
-        let kp = brokeforge_ssh::keys::generate_ed25519("t").unwrap();
-        ssh.authorize("brokeforge", &kp.public_openssh);
-        let u = app
-            .store
-            .user_by_email("alice@example.com")
-            .await
-            .unwrap()
-            .unwrap();
-        let server = app
-            .store
-            .create_server(&brokeforge_store::NewServer {
-                user_id: u.id,
-                name: "sse".into(),
-                public_ip: "127.0.0.1".into(),
-                ssh_port: ssh.port(),
-                host_key_fingerprint: Some(ssh.host_key_fingerprint.clone()),
-            })
-            .await
-            .unwrap();
-        app.store
-            .put_credential(
-                server.id,
-                CredentialKind::User,
-                &kp.public_openssh,
-                &kp.private_openssh,
-            )
-            .await
-            .unwrap();
+        let (_ssh, server) =
+            server_on_test_ssh(&app, "alice@example.com", "sse", CredentialKind::User).await;
         let start = app.store.activity_head(server.id).await.unwrap();
         let job = app
             .store

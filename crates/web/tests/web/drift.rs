@@ -5,7 +5,6 @@
 //! drift alert rule fires on items not managed by hand and resolves when none are left.
 
 use brokeforge_core::CredentialKind;
-use brokeforge_ssh::testkit::TestSshServer;
 
 use super::*;
 
@@ -15,35 +14,8 @@ async fn drift_is_reported_planned_and_repaired_by_its_package() {
         let n = app.name;
         let alice = user(&app, "drift@example.com", false).await;
         let bob = user(&app, "drift-outsider@example.com", false).await;
-        let u = app
-            .store
-            .user_by_email("drift@example.com")
-            .await
-            .unwrap()
-            .unwrap();
-        let kp = brokeforge_ssh::keys::generate_ed25519("t").unwrap();
-        let ssh = TestSshServer::start().await;
-        ssh.authorize("root", &kp.public_openssh);
-        let server = app
-            .store
-            .create_server(&brokeforge_store::NewServer {
-                user_id: u.id,
-                name: "drifty".into(),
-                public_ip: "127.0.0.1".into(),
-                ssh_port: ssh.port(),
-                host_key_fingerprint: Some(ssh.host_key_fingerprint.clone()),
-            })
-            .await
-            .unwrap();
-        app.store
-            .put_credential(
-                server.id,
-                CredentialKind::Root,
-                &kp.public_openssh,
-                &kp.private_openssh,
-            )
-            .await
-            .unwrap();
+        let (_ssh, server) =
+            server_on_test_ssh(&app, "drift@example.com", "drifty", CredentialKind::Root).await;
         let site = app
             .store
             .create_site(&brokeforge_store::NewSite {

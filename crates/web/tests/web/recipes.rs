@@ -3,7 +3,6 @@
 //! nothing.
 
 use brokeforge_core::CredentialKind;
-use brokeforge_ssh::testkit::TestSshServer;
 
 use super::*;
 
@@ -36,38 +35,16 @@ async fn a_recipe_runs_in_waves_stops_at_the_threshold_and_resumes() {
         let n = app.name;
         let alice = user(&app, "chef@example.com", false).await;
         let bob = user(&app, "outsider@example.com", false).await;
-        let u = app
-            .store
-            .user_by_email("chef@example.com")
-            .await
-            .unwrap()
-            .unwrap();
-        let kp = brokeforge_ssh::keys::generate_ed25519("t").unwrap();
         let mut hosts = Vec::new();
         let mut ids = Vec::new();
         for i in 1..=3 {
-            let ssh = TestSshServer::start().await;
-            ssh.authorize("brokeforge", &kp.public_openssh);
-            let server = app
-                .store
-                .create_server(&brokeforge_store::NewServer {
-                    user_id: u.id,
-                    name: format!("r{i}"),
-                    public_ip: "127.0.0.1".into(),
-                    ssh_port: ssh.port(),
-                    host_key_fingerprint: Some(ssh.host_key_fingerprint.clone()),
-                })
-                .await
-                .unwrap();
-            app.store
-                .put_credential(
-                    server.id,
-                    CredentialKind::User,
-                    &kp.public_openssh,
-                    &kp.private_openssh,
-                )
-                .await
-                .unwrap();
+            let (ssh, server) = server_on_test_ssh(
+                &app,
+                "chef@example.com",
+                &format!("r{i}"),
+                CredentialKind::User,
+            )
+            .await;
             let r = alice
                 .call(
                     &app,
