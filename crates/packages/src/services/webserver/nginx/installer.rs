@@ -305,8 +305,11 @@ impl WebServiceInstaller {
         }
         plan = plan
             .put_file(FileStep::new(format!("/etc/php/{v}/fpm/pool.d/brokeforge.conf"), FileContents::Text(pool), 0o644))
+            // A reload (each deploy's) lets workers finish the request they serve: with Debian's 0 they are
+            // killed at once and that request gets a 502 from nginx.
             .run(format!(
                 "if [ -f /etc/php/{v}/fpm/pool.d/www.conf ]; then mv /etc/php/{v}/fpm/pool.d/www.conf /etc/php/{v}/fpm/pool.d/www.conf.disabled; fi; \
+                 sed -i -E 's/^;?[[:space:]]*process_control_timeout[[:space:]]*=.*/process_control_timeout = 10s/' /etc/php/{v}/fpm/php-fpm.conf; \
                  php-fpm{v} -t"
             ));
         if p.cli_default == *v {
