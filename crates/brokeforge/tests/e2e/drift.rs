@@ -1,4 +1,5 @@
-//! Drift on a real host (part of the cli story, host 16): a clean check, then a vhost edited by hand, a
+//! Drift on a real host (part of the cli story, host 16): a clean check (provisioning's users, sudo rules and
+//! SSH hardening as rendered), then a vhost edited by hand, a
 //! schedule's cron file removed and a ufw rule added by hand are reported as changed (with a diff), missing
 //! and unexpected; repair writes the vhost and the cron file again and leaves the hand-made rule alone; the
 //! rule marked "managed by hand" says so. A drift alert rule (evaluated by `serve` every 10 s) fires on the
@@ -67,6 +68,15 @@ pub async fn drift_is_found_and_repaired(
             .all(|i| i["kind"] == "firewall" && i["state"] == "unexpected"),
         "{clean:#}"
     );
+    // What provisioning wrote and made is there as rendered (the assertion above: nothing else differs).
+    for name in [
+        "user:brokeforge",
+        "user:worker",
+        "file:/etc/sudoers.d/brokeforge",
+        "file:/etc/ssh/sshd_config.d/01-brokeforge.conf",
+    ] {
+        assert_eq!(item(&clean, name)["state"], "ok", "{name}");
+    }
     let vhost = format!("/etc/nginx/sites-available/{domain}.conf");
     let cron = item(&clean, &format!("file:{vhost}"));
     assert_eq!(cron["state"], "ok");

@@ -22,7 +22,8 @@ use crate::base::package::{Gather, Package, PackageInstaller};
 use crate::base::registry::Registry;
 use crate::base::{FileContents, PackageError, Plan, RunStep, Step};
 use crate::milestones;
-use crate::services::sites::common::{app_unit, vhost_path};
+use crate::services::server::access::{SSHD_HARDENING, sudoers};
+use crate::services::sites::common::{SiteUser, app_unit, vhost_path};
 use crate::services::sites::config::{SiteConfig, SiteKind};
 use crate::services::sites::tasks::SiteTasksInstaller;
 use crate::services::sites::vhost::render_vhost;
@@ -90,7 +91,7 @@ pub struct DriftItem {
     /// Stable name of the item (`file:/etc/...`, `package:nginx`, `unit:nginx`, `firewall:...`): what
     /// "managed by hand" marks.
     pub item: String,
-    /// `file`, `link`, `package`, `unit` or `firewall`.
+    /// `file`, `link`, `package`, `unit`, `user` or `firewall`.
     pub kind: String,
     /// What it is, for people.
     pub what: String,
@@ -162,6 +163,8 @@ pub struct Expected {
     links: Vec<(String, Wanted)>,
     packages: Vec<Wanted>,
     units: Vec<Wanted>,
+    /// Unix users BrokeForge made (provisioning's, isolated sites').
+    users: Vec<Wanted>,
     /// Names in `/etc/nginx/sites-enabled` and `brokeforge-*` names in `/etc/cron.d` BrokeForge made.
     enabled_vhosts: BTreeSet<String>,
     cron_files: BTreeSet<String>,
@@ -214,6 +217,15 @@ impl Expected {
         ));
     }
 
+    fn user(&mut self, name: &str, what: String) {
+        self.users.push(Wanted {
+            item: format!("user:{name}"),
+            what,
+            value: name.into(),
+            repair: None,
+        });
+    }
+
     /// What BrokeForge's records say is on the server.
     pub async fn gather(cx: &Gather<'_>) -> Result<Expected, PackageError> {
         let server = cx.server;
@@ -223,6 +235,24 @@ impl Expected {
             by_hand: cx.store.drift_by_hand(server.id).await?.into_iter().collect(),
             ..Expected::default()
         };
+        if e.firewall {
+            // What provisioning wrote and made (re-run provisioning to put it back).
+            e.file(
+                "/etc/sudoers.d/brokeforge".into(),
+                "sudo rules of the brokeforge user".into(),
+                sudoers(),
+                None,
+            );
+            e.file(
+                "/etc/ssh/sshd_config.d/01-brokeforge.conf".into(),
+                "SSH hardening (keys only)".into(),
+                SSHD_HARDENING.into(),
+                None,
+            );
+            for u in ["brokeforge", "worker"] {
+                e.user(u, format!("user {u} (provisioning)"));
+            }
+        }
         let php = WebServerConfig::current(cx.store, server.id)
             .await?
             .php_versions;
@@ -261,6 +291,10 @@ impl Expected {
             }
             let config = SiteConfig::of(&site);
             let domain = validate::domain(&site.domain)?;
+            let owner = SiteUser::of(&site);
+            if owner.isolated {
+                e.user(&owner.name, format!("user {} of {domain}", owner.name));
+            }
             let vhost = Repair::SiteVhost {
                 site_id: site.id,
                 domain: domain.clone(),
@@ -361,6 +395,13 @@ impl Expected {
         for u in &self.units {
             s.push_str(&format!(
                 "echo \"{u} $(systemctl is-enabled {u} 2>/dev/null | head -n 1) $(systemctl is-active {u} 2>/dev/null | head -n 1)\"\n",
+                u = q(&u.value)
+            ));
+        }
+        s.push_str("echo '#BF# users'\n");
+        for u in &self.users {
+            s.push_str(&format!(
+                "id -u {u} >/dev/null 2>&1 && echo {u}\n",
                 u = q(&u.value)
             ));
         }
@@ -505,6 +546,24 @@ impl Expected {
                         u.value,
                         if active.is_empty() { "unknown" } else { active }
                     ),
+                )
+            });
+        }
+        let users: BTreeSet<&str> = sections
+            .get("users")
+            .into_iter()
+            .flatten()
+            .map(|l| l.trim())
+            .collect();
+        for u in &self.users {
+            items.push(if users.contains(u.value.as_str()) {
+                item(u, "user", DriftState::Ok, String::new())
+            } else {
+                item(
+                    u,
+                    "user",
+                    DriftState::Missing,
+                    format!("there is no user {}", u.value),
                 )
             });
         }

@@ -145,3 +145,22 @@ fn service_parts_cover_the_catalogue() {
     assert_eq!(service_parts("postgresql", &[]).2, Some(5432));
     assert!(service_parts("unknown", &[]).0.is_empty());
 }
+
+/// Users are looked up by the real script: one that exists here (root) is ok, a made-up one is missing.
+#[test]
+fn users_are_looked_up_by_the_real_script() {
+    let mut e = Expected::default();
+    e.user("root", "user root".into());
+    e.user("bf-no-such-user-4711", "user of a.test".into());
+    let r = e.compare(&run(&e.script()));
+    let got: Vec<(&str, DriftState)> = r.items.iter().map(|i| (i.item.as_str(), i.state)).collect();
+    assert_eq!(
+        got,
+        [
+            ("user:root", DriftState::Ok),
+            ("user:bf-no-such-user-4711", DriftState::Missing),
+        ]
+    );
+    assert_eq!(r.items[1].detail, "there is no user bf-no-such-user-4711");
+    assert!(r.items[1].repair.is_none());
+}
