@@ -1330,8 +1330,55 @@ async fn pages_render_and_forms_reject_bad_input() {
         )
         .await;
         assert_eq!(page.status, 200);
+        assert!(page.body.contains("data-stream="), "{n}");
+        // The workspace: each area is a page of its own, its tab marked current and the others linked.
+        for (area, path, _) in brokeforge_web::pages::common::SERVER_AREAS {
+            let url = format!("/servers/{}{path}", server.id);
+            let r = http(&app.addr, "GET", &url, &[("Cookie", &cookie)], "").await;
+            assert_eq!(r.status, 200, "{n}: {area}: {}", r.body);
+            assert!(
+                r.body
+                    .contains(&format!("<a href=\"{url}\" aria-current=\"page\">"))
+                    && r.body.matches("aria-current=").count() == 1
+                    && r.body
+                        .contains(&format!("href=\"/servers/{}/settings\"", server.id)),
+                "{n}: {area}: {}",
+                r.body
+            );
+        }
+        let services = http(
+            &app.addr,
+            "GET",
+            &format!("/servers/{}/services", server.id),
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .await;
+        assert!(services.body.contains("Install nginx and PHP"), "{n}");
+        // A package the server's OS cannot take is shown with the reason, without an install button.
+        app.store
+            .set_server_os(server.id, "debian 12")
+            .await
+            .unwrap();
+        let services = http(
+            &app.addr,
+            "GET",
+            &format!("/servers/{}/services", server.id),
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .await;
+        let mysql = services.body.split("id=\"install-mysql\"").nth(1).unwrap();
+        let mysql = &mysql[..mysql.find("</div>").unwrap()];
         assert!(
-            page.body.contains("Install nginx and PHP") && page.body.contains("data-stream="),
+            mysql.contains("data-unavailable=\"mysql\"")
+                && mysql.contains("package archive. Install MariaDB instead")
+                && !mysql.contains("<button")
+                && !mysql.contains("<form"),
+            "{n}: {mysql}"
+        );
+        assert!(
+            !services.body.contains("data-unavailable=\"mariadb\""),
             "{n}"
         );
         // A step the one-line script reported shows on the server page.
@@ -1405,10 +1452,32 @@ async fn pages_render_and_forms_reject_bad_input() {
         )
         .await;
         assert_eq!(r.status, 200, "{}", r.body);
-        assert!(
-            r.body.contains("ssh-ed25519 ") && r.body.contains("/hooks/sites/"),
-            "{n}"
-        );
+        assert!(r.body.contains("ssh-ed25519 "), "{n}");
+        for (area, path, label) in brokeforge_web::pages::common::SITE_AREAS {
+            let url = match *label {
+                "Logs" => format!("/servers/{}/logs?site=app.example.com", server.id),
+                _ => format!("/sites/{}{path}", site.id),
+            };
+            let r = http(&app.addr, "GET", &url, &[("Cookie", &cookie)], "").await;
+            assert_eq!(r.status, 200, "{n}: {area}: {}", r.body);
+            if *label != "Logs" {
+                assert!(
+                    r.body
+                        .contains(&format!("<a href=\"{url}\" aria-current=\"page\">")),
+                    "{n}: {area}: {}",
+                    r.body
+                );
+            }
+        }
+        let r = http(
+            &app.addr,
+            "GET",
+            &format!("/sites/{}/deployments", site.id),
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .await;
+        assert!(r.body.contains("/hooks/sites/"), "{n}");
         let r = form(
             &app,
             &format!("/sites/{}/rollback", site.id),
@@ -1419,6 +1488,14 @@ async fn pages_render_and_forms_reject_bad_input() {
         assert_eq!(r.status, 422);
         assert!(r.body.contains("not a kept release"));
         // HTTPS: a bad email or ACME directory is refused on the page; nothing is queued.
+        let r = http(
+            &app.addr,
+            "GET",
+            &format!("/sites/{}/https", site.id),
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .await;
         assert!(r.body.contains("Get a certificate"), "{n}");
         let jobs_before = app.store.jobs_for_server(server.id).await.unwrap().len();
         for (field, value, msg) in [
@@ -1452,7 +1529,7 @@ async fn pages_render_and_forms_reject_bad_input() {
         let r = http(
             &app.addr,
             "GET",
-            &format!("/sites/{}?output=1", site.id),
+            &format!("/sites/{}/tasks?output=1", site.id),
             &[("Cookie", &cookie)],
             "",
         )
@@ -1565,7 +1642,7 @@ async fn pages_render_and_forms_reject_bad_input() {
         let page = http(
             &app.addr,
             "GET",
-            &format!("/servers/{}", server.id),
+            &format!("/servers/{}/databases", server.id),
             &[("Cookie", &cookie)],
             "",
         )
@@ -1609,6 +1686,14 @@ async fn pages_render_and_forms_reject_bad_input() {
         );
 
         // Removal options from the catalogue: a database can be dumped first.
+        let page = http(
+            &app.addr,
+            "GET",
+            &format!("/servers/{}/services", server.id),
+            &[("Cookie", &cookie)],
+            "",
+        )
+        .await;
         assert!(page.body.contains("name=\"set.dump_first\""), "{n}");
         let r = form(
             &app,

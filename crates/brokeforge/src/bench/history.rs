@@ -158,6 +158,12 @@ fn routes(busy: i64, quiet: i64, busy_job: i64, session: &str, token: &str) -> V
         r("dashboard", "/".into(), &page),
         r("busy_server_page", format!("/servers/{busy}"), &page),
         r("quiet_server_page", format!("/servers/{quiet}"), &page),
+        // The workspace area with the most in it: 30 jobs and the event timeline.
+        r(
+            "busy_server_activity",
+            format!("/servers/{busy}/activity"),
+            &page,
+        ),
         r("job_page", format!("/jobs/{busy_job}"), &page),
         r("api_servers", "/api/v1/servers".into(), &api),
         r(

@@ -192,7 +192,7 @@ async fn backups_view(
             .into_iter()
             .map(|s| format!("site:{}", s.domain)),
     );
-    let mut nav = Nav::of(u, format!("Backups of {}", server.name));
+    let mut nav = Nav::server(u, server, "backups");
     let status = match error {
         Some(e) => {
             nav = nav.with_error(e);

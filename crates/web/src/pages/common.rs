@@ -26,6 +26,55 @@ pub struct Nav {
     pub notice: String,
     /// The user's teams, for the header's switch (shown with two or more).
     pub teams: Vec<(i64, String)>,
+    /// The workspace area shown ("" outside a server's or a site's workspace), and its tabs.
+    pub area: &'static str,
+    pub tabs: Vec<Tab>,
+}
+
+/// One tab of a workspace's navigation.
+pub struct Tab {
+    pub href: String,
+    pub label: &'static str,
+    pub current: bool,
+}
+
+/// A server's workspace areas: (area, path under /servers/{id}, tab label). Each is a page of its own.
+pub const SERVER_AREAS: &[(&str, &str, &str)] = &[
+    ("overview", "", "Overview"),
+    ("sites", "/sites", "Sites"),
+    ("databases", "/databases", "Databases"),
+    ("services", "/services", "Services"),
+    ("php", "/php", "PHP"),
+    ("backups", "/backups", "Backups"),
+    ("monitoring", "/monitoring", "Monitoring"),
+    ("firewall", "/firewall", "Firewall"),
+    ("logs", "/logs", "Logs"),
+    ("drift", "/drift", "Drift"),
+    ("activity", "/activity", "Activity"),
+    ("settings", "/settings", "Settings"),
+];
+
+/// A site's workspace areas: (area, path under /sites/{id}, tab label); its logs are the server's, filtered.
+pub const SITE_AREAS: &[(&str, &str, &str)] = &[
+    ("overview", "", "Overview"),
+    ("deployments", "/deployments", "Deployments"),
+    ("environment", "/environment", "Environment"),
+    ("commands", "/commands", "Commands"),
+    ("tasks", "/tasks", "Scheduled and daemons"),
+    ("https", "/https", "HTTPS"),
+    ("health", "/health", "Health"),
+    ("logs", "", "Logs"),
+];
+
+fn tabs(areas: &[(&'static str, &str, &'static str)], base: &str, area: &str) -> Vec<Tab> {
+    areas
+        .iter()
+        .map(|(a, path, label)| Tab {
+            href: format!("{base}{path}"),
+            label,
+            current: *a == area,
+        })
+        .collect()
 }
 
 impl Nav {
@@ -40,6 +89,37 @@ impl Nav {
             ..Nav::default()
         }
     }
+    /// A page of a server's workspace: its area's tab is the current one.
+    pub fn server(u: &Authed, server: &Server, area: &'static str) -> Nav {
+        let label = SERVER_AREAS
+            .iter()
+            .find(|(a, ..)| *a == area)
+            .map_or("", |(.., l)| *l);
+        Nav {
+            area,
+            tabs: tabs(SERVER_AREAS, &format!("/servers/{}", server.id), area),
+            ..Nav::of(u, format!("{label} · {}", server.name))
+        }
+    }
+
+    /// A page of a site's workspace.
+    pub fn site(u: &Authed, site: &ServerSite, area: &'static str) -> Nav {
+        let label = SITE_AREAS
+            .iter()
+            .find(|(a, ..)| *a == area)
+            .map_or("", |(.., l)| *l);
+        let mut tabs = tabs(SITE_AREAS, &format!("/sites/{}", site.id), area);
+        if let Some(logs) = tabs.iter_mut().find(|t| t.label == "Logs") {
+            // Domains are validated host names: nothing in them needs escaping in a query.
+            logs.href = format!("/servers/{}/logs?site={}", site.server_id, site.domain);
+        }
+        Nav {
+            area,
+            tabs,
+            ..Nav::of(u, format!("{label} · {}", site.domain))
+        }
+    }
+
     pub fn with_error(mut self, e: &ApiError) -> Nav {
         self.error = match e.field {
             Some(f) => format!("{f}: {}", e.message),

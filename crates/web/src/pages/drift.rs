@@ -66,7 +66,7 @@ async fn view(
         Some(_) => Some(state.domain.repair_drift(server, false).await?),
         None => None,
     };
-    let mut nav = Nav::of(u, format!("Drift of {}", server.name));
+    let mut nav = Nav::server(u, server, "drift");
     nav.notice = notice;
     let status = match error {
         Some(e) => {

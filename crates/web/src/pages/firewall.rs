@@ -45,7 +45,7 @@ async fn view(
         Ok(fw) => (Some(fw.active), fw.rules, String::new()),
         Err(e) => (None, Vec::new(), ApiError::from(e).message),
     };
-    let mut nav = Nav::of(u, format!("Firewall of {}", server.name));
+    let mut nav = Nav::server(u, server, "firewall");
     let status = match error {
         Some(e) => {
             nav = nav.with_error(e);

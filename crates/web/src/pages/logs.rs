@@ -53,7 +53,7 @@ pub async fn logs_page(
         .map(|s| s.domain)
         .collect();
     let units = state.domain.managed_units(&server).await?;
-    let mut nav = Nav::of(&u, format!("Logs of {}", server.name));
+    let mut nav = Nav::server(&u, &server, "logs");
     let mut status = StatusCode::OK;
     let lines = q.lines.trim().parse().unwrap_or(200);
     let mut text = None;

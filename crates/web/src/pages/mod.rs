@@ -64,6 +64,11 @@ pub fn operations() -> Vec<PageOp> {
         post "/recipe-runs/{id}/resume" recipes::resume_run, Account;
         post "/servers" servers::create_server, Account;
         get "/servers/{id}" servers::server_page, Read;
+        get "/servers/{id}/sites" servers::sites_page, Read;
+        get "/servers/{id}/databases" servers::databases_page, Read;
+        get "/servers/{id}/services" servers::services_page, Read;
+        get "/servers/{id}/activity" servers::activity_page, Read;
+        get "/servers/{id}/settings" servers::settings_page, Read;
         post "/servers/{id}/script" servers::server_script, ServerManage;
         post "/servers/{id}/host-key" servers::pin_host_key, ServerManage;
         post "/servers/{id}/delete" servers::delete_server, ServerRemove;
@@ -102,6 +107,12 @@ pub fn operations() -> Vec<PageOp> {
         post "/servers/{id}/databases/users" servers::create_db_user, Databases;
         post "/servers/{id}/databases/{kind}/{engine}/{name}/drop" servers::drop_db_item, Databases;
         get "/sites/{id}" sites::site_page, Read;
+        get "/sites/{id}/deployments" sites::deployments_page, Read;
+        get "/sites/{id}/environment" sites::environment_page, Read;
+        get "/sites/{id}/commands" sites::commands_page, Read;
+        get "/sites/{id}/tasks" sites::tasks_page, Read;
+        get "/sites/{id}/https" sites::https_page, Read;
+        get "/sites/{id}/health" sites::health_page, Read;
         post "/sites/{id}/delete" sites::remove_site, ServerManage;
         post "/sites/{id}/repository" sites::connect_repository, SiteConfigure;
         post "/sites/{id}/deploy" sites::deploy, Deploy;

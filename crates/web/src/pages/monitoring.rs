@@ -165,9 +165,19 @@ pub fn chart_svg(
     } else {
         String::new()
     };
+    // What a screen reader says for the picture (the figure's caption names the metric).
+    let summary = if values.iter().all(Option::is_none) {
+        format!("no reports from {from_label} until now")
+    } else {
+        format!(
+            "from {from_label} until now, highest {}",
+            human(max_seen, unit)
+        )
+    };
     format!(
-        r##"<svg class="chart" viewBox="0 0 {W} {H}" role="img" xmlns="http://www.w3.org/2000/svg">{grid}{lines}{empty}<text x="{LEFT}" y="{H}" font-size="10" fill="#667085">{from}</text><text x="{W}" y="{H}" font-size="10" text-anchor="end" fill="#667085">now</text></svg>"##,
+        r##"<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{summary}" xmlns="http://www.w3.org/2000/svg">{grid}{lines}{empty}<text x="{LEFT}" y="{H}" font-size="10" fill="#667085">{from}</text><text x="{W}" y="{H}" font-size="10" text-anchor="end" fill="#667085">now</text></svg>"##,
         from = askama_escape(from_label),
+        summary = askama_escape(&summary),
     )
 }
 
@@ -297,7 +307,7 @@ async fn view(
             .and_then(|mut d| d.pop());
         channels.push((c, last));
     }
-    let mut nav = Nav::of(u, format!("Monitoring of {}", server.name));
+    let mut nav = Nav::server(u, server, "monitoring");
     let status = match error {
         Some(e) => {
             nav = nav.with_error(e);

@@ -80,7 +80,7 @@ async fn view(
             Err(e) => read_error = ApiError::from(e).message,
         }
     }
-    let mut nav = Nav::of(u, format!("PHP on {}", server.name));
+    let mut nav = Nav::server(u, server, "php");
     let status = match error {
         Some(e) => {
             nav = nav.with_error(e);

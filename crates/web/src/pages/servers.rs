@@ -111,7 +111,16 @@ pub async fn create_server(
             } else {
                 added.script
             };
-            server_view(&state, &u, &added.server, script, None, SiteForm::default()).await
+            server_view(
+                &state,
+                &u,
+                &added.server,
+                "overview",
+                script,
+                None,
+                SiteForm::default(),
+            )
+            .await
         }
         Err(e) => Ok(render(
             &NewServerPage {
@@ -126,10 +135,12 @@ pub async fn create_server(
     }
 }
 
+/// After a server form: to the overview, where the job it queued shows live; or its area again with the error.
 pub async fn server_result(
     state: &AppState,
     u: &Authed,
     server: &Server,
+    area: &'static str,
     result: Result<(), ApiError>,
 ) -> PageResult {
     match result {
@@ -139,6 +150,7 @@ pub async fn server_result(
                 state,
                 u,
                 server,
+                area,
                 String::new(),
                 Some(&e),
                 SiteForm::default(),
@@ -189,6 +201,8 @@ pub struct CatalogueView {
     pub description: String,
     pub parameters: Vec<ParamView>,
     pub milestones_json: String,
+    /// Why it cannot go on this server's OS (shown instead of the install button).
+    pub unavailable: Option<String>,
 }
 
 pub struct SiteRow {
@@ -269,24 +283,42 @@ pub struct ServerPage {
     pub events: Vec<EventRow>,
 }
 
+/// One area of a server's workspace (`SERVER_AREAS`); each reads only what it shows.
 pub async fn server_view(
     state: &AppState,
     u: &Authed,
     server: &Server,
+    area: &'static str,
     script: String,
     error: Option<&ApiError>,
     site_form: SiteForm,
 ) -> PageResult {
     let id = server.id;
+    let shows = |areas: &[&str]| areas.contains(&area);
     // The cursor first: anything after it arrives live.
     let cursor = state.store.activity_head(id).await?;
-    let services = state.store.services(id).await?;
+    let services = if shows(&["overview", "services"]) {
+        state.store.services(id).await?
+    } else {
+        Vec::new()
+    };
     let mut jobs = Vec::new();
-    for job in state.store.recent_jobs(id, 8).await? {
-        jobs.push(job_view(state, &job).await?);
+    let recent = match area {
+        "overview" | "services" | "databases" => 8,
+        "activity" => 30,
+        _ => 0,
+    };
+    if recent > 0 {
+        for job in state.store.recent_jobs(id, recent).await? {
+            jobs.push(job_view(state, &job).await?);
+        }
     }
     // Steps reported by the one-line script (no job): one box, after the jobs it started.
-    let script_events = state.store.script_events(id).await?;
+    let script_events = if recent > 0 {
+        state.store.script_events(id).await?
+    } else {
+        Vec::new()
+    };
     if !script_events.is_empty() {
         let failed = script_events
             .iter()
@@ -335,18 +367,23 @@ pub async fn server_view(
             retryable: false,
         });
     }
-    let php_versions = state.domain.php_versions(server).await?;
-    let databases: Vec<DbView> = state
-        .domain
-        .database_engines(server)
-        .await?
-        .into_iter()
-        .map(|d| DbView {
-            engine: d.engine,
-            schemas: d.schemas,
-            users: d.users,
-        })
-        .collect();
+    let php_versions = if shows(&["overview", "services", "sites"]) {
+        state.domain.php_versions(server).await?
+    } else {
+        Vec::new()
+    };
+    let databases: Vec<DbView> = if shows(&["databases"]) {
+        state.domain.database_engines(server).await?
+    } else {
+        Vec::new()
+    }
+    .into_iter()
+    .map(|d| DbView {
+        engine: d.engine,
+        schemas: d.schemas,
+        users: d.users,
+    })
+    .collect();
     let db_engines: Vec<String> = databases.iter().map(|d| d.engine.clone()).collect();
     let services = services
         .into_iter()
@@ -377,39 +414,42 @@ pub async fn server_view(
             description: e.description.to_string(),
             milestones_json: serde_json::to_string(&e.install_milestones).unwrap_or_default(),
             parameters: e.parameters.iter().map(param_view).collect(),
+            unavailable: server.os.as_deref().and_then(|os| (e.unavailable)(os)),
         })
         .collect();
-    let sites = state
-        .store
-        .sites(id)
-        .await?
-        .into_iter()
-        .map(|s| SiteRow {
-            id: s.id,
-            runs: site_runs(&s),
-            domain: s.domain,
-            status: s.status.as_str().into(),
-        })
-        .collect();
-    let events = state
-        .store
-        .recent_events(id, 30)
-        .await?
-        .into_iter()
-        .map(|e| EventRow {
-            when: ago(e.updated_at),
-            what: format!(
-                "{} {}: {}",
-                e.provision_type.as_str(),
-                e.service_type.as_str(),
-                e.label
-            ),
-            step: format!("{}/{}", e.current_step, e.total_steps),
-            status: e.status.as_str().into(),
-            error: e.error.unwrap_or_default(),
-        })
-        .collect();
-    let mut nav = Nav::of(u, server.name.clone());
+    let sites = if shows(&["overview", "sites"]) {
+        state.store.sites(id).await?
+    } else {
+        Vec::new()
+    }
+    .into_iter()
+    .map(|s| SiteRow {
+        id: s.id,
+        runs: site_runs(&s),
+        domain: s.domain,
+        status: s.status.as_str().into(),
+    })
+    .collect();
+    let events = if shows(&["activity"]) {
+        state.store.recent_events(id, 30).await?
+    } else {
+        Vec::new()
+    }
+    .into_iter()
+    .map(|e| EventRow {
+        when: ago(e.updated_at),
+        what: format!(
+            "{} {}: {}",
+            e.provision_type.as_str(),
+            e.service_type.as_str(),
+            e.label
+        ),
+        step: format!("{}/{}", e.current_step, e.total_steps),
+        status: e.status.as_str().into(),
+        error: e.error.unwrap_or_default(),
+    })
+    .collect();
+    let mut nav = Nav::server(u, server, area);
     if let Some(e) = error {
         nav = nav.with_error(e);
     }
@@ -459,11 +499,31 @@ pub async fn server_page(
         &state,
         &u,
         &server,
+        "overview",
         String::new(),
         None,
         SiteForm::default(),
     )
     .await
+}
+
+macro_rules! area_pages {
+    ($($name:ident $area:literal;)+) => {$(
+        pub async fn $name(
+            State(state): State<AppState>,
+            OwnedServer(u, server): OwnedServer,
+        ) -> PageResult {
+            server_view(&state, &u, &server, $area, String::new(), None, SiteForm::default()).await
+        }
+    )+};
+}
+
+area_pages! {
+    sites_page "sites";
+    databases_page "databases";
+    services_page "services";
+    activity_page "activity";
+    settings_page "settings";
 }
 
 pub async fn server_script(
@@ -473,7 +533,16 @@ pub async fn server_script(
 ) -> PageResult {
     let base = state.script_base_url(&headers)?.url;
     let script = state.domain.new_script(&server, &base).await?;
-    server_view(&state, &u, &server, script, None, SiteForm::default()).await
+    server_view(
+        &state,
+        &u,
+        &server,
+        "overview",
+        script,
+        None,
+        SiteForm::default(),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -492,7 +561,7 @@ pub async fn pin_host_key(
         .await
         .map(|_| ())
         .map_err(ApiError::from);
-    server_result(&state, &u, &server, r).await
+    server_result(&state, &u, &server, "settings", r).await
 }
 
 #[derive(Deserialize)]
@@ -542,7 +611,7 @@ pub async fn install(
             .map_err(ApiError::from),
         Err(e) => Err(e),
     };
-    server_result(&state, &u, &server, r).await
+    server_result(&state, &u, &server, "services", r).await
 }
 
 pub async fn remove_service(
@@ -553,7 +622,14 @@ pub async fn remove_service(
 ) -> PageResult {
     let settings = set_fields(&f);
     let r = state.domain.remove(&server, &name, &settings).await;
-    server_result(&state, &u, &server, r.map(|_| ()).map_err(ApiError::from)).await
+    server_result(
+        &state,
+        &u,
+        &server,
+        "services",
+        r.map(|_| ()).map_err(ApiError::from),
+    )
+    .await
 }
 
 pub async fn create_site(
@@ -571,7 +647,7 @@ pub async fn create_site(
                     format!("`{p}` is not a port number"),
                 );
                 let e = ApiError::from(brokeforge_domain::DomainError::from(e));
-                return server_view(&state, &u, &server, String::new(), Some(&e), f).await;
+                return server_view(&state, &u, &server, "sites", String::new(), Some(&e), f).await;
             }
         },
     };
@@ -597,7 +673,10 @@ pub async fn create_site(
     };
     match state.domain.create_site(&server, &req).await {
         Ok((site, _)) => Ok(see_other(format!("/sites/{}", site.id))),
-        Err(e) => server_view(&state, &u, &server, String::new(), Some(&e.into()), f).await,
+        Err(e) => {
+            let e = e.into();
+            server_view(&state, &u, &server, "sites", String::new(), Some(&e), f).await
+        }
     }
 }
 
@@ -616,7 +695,7 @@ pub async fn create_schema(
             .map_err(ApiError::from),
         Err(e) => Err(ApiError::invalid("name", e.to_string())),
     };
-    server_result(&state, &u, &server, result.map(|_| ())).await
+    server_result(&state, &u, &server, "databases", result.map(|_| ())).await
 }
 
 pub async fn create_db_user(
@@ -649,7 +728,7 @@ pub async fn create_db_user(
             .map_err(ApiError::from),
         Err(e) => Err(ApiError::invalid("user", e.to_string())),
     };
-    server_result(&state, &u, &server, result.map(|_| ())).await
+    server_result(&state, &u, &server, "databases", result.map(|_| ())).await
 }
 
 /// Drop a schema or a user (`kind` is `schemas` or `users`).
@@ -668,5 +747,12 @@ pub async fn drop_db_item(
         }
         _ => return Err(PageError(ApiError::not_found(), Some(Box::new(u)))),
     };
-    server_result(&state, &u, &server, r.map(|_| ()).map_err(ApiError::from)).await
+    server_result(
+        &state,
+        &u,
+        &server,
+        "databases",
+        r.map(|_| ()).map_err(ApiError::from),
+    )
+    .await
 }

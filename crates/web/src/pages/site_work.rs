@@ -8,7 +8,7 @@ use brokeforge_packages::services::sites::schedule::SiteTasks;
 use serde::Deserialize;
 
 use super::common::*;
-use super::sites::{SiteView, TasksForm, site_result, site_view};
+use super::sites::{SiteView, TasksForm, site_area_url, site_result, site_view};
 use crate::error::ApiError;
 use crate::extract::OwnedSite;
 use crate::state::AppState;
@@ -24,10 +24,11 @@ pub async fn save_tasks(
         Err(e) => Err(e.into()),
     };
     match r {
-        Ok(_) => Ok(see_other(format!("/sites/{}", site.id))),
+        Ok(_) => Ok(see_other(site_area_url(&site, "tasks"))),
         Err(e) => {
             let e = ApiError::from(e);
             let view = SiteView {
+                area: "tasks",
                 error: Some(&e),
                 tasks_draft: Some(&f),
                 ..Default::default()
@@ -60,6 +61,7 @@ pub async fn save_env(
                 &headers,
                 (&site, &server),
                 SiteView {
+                    area: "environment",
                     notice: "Saved the .env",
                     ..Default::default()
                 },
@@ -74,6 +76,7 @@ pub async fn save_env(
                 &headers,
                 (&site, &server),
                 SiteView {
+                    area: "environment",
                     error: Some(&e),
                     ..Default::default()
                 },
@@ -100,7 +103,7 @@ pub async fn run_command(
         .await
         .map(|_| ())
         .map_err(ApiError::from);
-    site_result(&state, &u, &headers, (&site, &server), r).await
+    site_result(&state, &u, &headers, (&site, &server), "commands", r).await
 }
 
 #[derive(Deserialize)]
@@ -120,5 +123,5 @@ pub async fn save_webhook(
         .await
         .map(|_| ())
         .map_err(ApiError::from);
-    site_result(&state, &u, &headers, (&site, &server), r).await
+    site_result(&state, &u, &headers, (&site, &server), "deployments", r).await
 }

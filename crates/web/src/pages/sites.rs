@@ -168,6 +168,17 @@ pub struct SiteView<'a> {
     pub notice: &'a str,
     /// What the user typed into the background-work form, shown again with its error.
     pub tasks_draft: Option<&'a TasksForm>,
+    /// The workspace area shown (`SITE_AREAS`; empty: the overview).
+    pub area: &'static str,
+}
+
+/// The page of one of a site's areas.
+pub fn site_area_url(site: &ServerSite, area: &str) -> String {
+    let path = SITE_AREAS
+        .iter()
+        .find(|(a, ..)| *a == area)
+        .map_or("", |(_, p, _)| *p);
+    format!("/sites/{}{path}", site.id)
 }
 
 pub async fn site_view(
@@ -183,7 +194,9 @@ pub async fn site_view(
         error,
         notice,
         tasks_draft,
+        area,
     } = view;
+    let area = if area.is_empty() { "overview" } else { area };
     let (site, server) = (site.clone(), server.clone());
     let cursor = state.store.activity_head(server.id).await?;
     let config = SiteConfig::of(&site);
@@ -299,7 +312,7 @@ pub async fn site_view(
     } else {
         Vec::new()
     };
-    let mut nav = Nav::of(u, site.domain.clone());
+    let mut nav = Nav::site(u, &site, area);
     if let Some(e) = error.or(env_error.as_ref()).or(output_error.as_ref()) {
         nav = nav.with_error(e);
     }
@@ -428,35 +441,47 @@ pub fn milestones_json<M: Milestones>(all: &[M]) -> String {
     .unwrap_or_default()
 }
 
-pub async fn site_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    OwnedSite(u, site, server): OwnedSite,
-    Query(q): Query<SiteQuery>,
-) -> PageResult {
-    site_view(
-        &state,
-        &u,
-        &headers,
-        (&site, &server),
-        SiteView {
-            load_env: q.env.is_some(),
-            load_output: q.output.is_some(),
-            ..Default::default()
-        },
-    )
-    .await
+macro_rules! site_area_pages {
+    ($($name:ident $area:literal;)+) => {$(
+        pub async fn $name(
+            State(state): State<AppState>,
+            headers: HeaderMap,
+            OwnedSite(u, site, server): OwnedSite,
+            Query(q): Query<SiteQuery>,
+        ) -> PageResult {
+            let view = SiteView {
+                // What is read from the server only when asked for, in its own area.
+                load_env: $area == "environment" && q.env.is_some(),
+                load_output: $area == "tasks" && q.output.is_some(),
+                area: $area,
+                ..Default::default()
+            };
+            site_view(&state, &u, &headers, (&site, &server), view).await
+        }
+    )+};
 }
 
+site_area_pages! {
+    site_page "overview";
+    deployments_page "deployments";
+    environment_page "environment";
+    commands_page "commands";
+    tasks_page "tasks";
+    https_page "https";
+    health_page "health";
+}
+
+/// After a site form: to its area's page (the job it queued shows live there), or the area again with the error.
 pub async fn site_result(
     state: &AppState,
     u: &Authed,
     headers: &HeaderMap,
     (site, server): (&ServerSite, &Server),
+    area: &'static str,
     result: Result<(), ApiError>,
 ) -> PageResult {
     match result {
-        Ok(()) => Ok(see_other(format!("/sites/{}", site.id))),
+        Ok(()) => Ok(see_other(site_area_url(site, area))),
         Err(e) => {
             site_view(
                 state,
@@ -464,6 +489,7 @@ pub async fn site_result(
                 headers,
                 (site, server),
                 SiteView {
+                    area,
                     error: Some(&e),
                     ..Default::default()
                 },
@@ -504,7 +530,7 @@ pub async fn connect_repository(
         .await
         .map(|_| ())
         .map_err(ApiError::from);
-    site_result(&state, &u, &headers, (&site, &server), r).await
+    site_result(&state, &u, &headers, (&site, &server), "overview", r).await
 }
 
 pub async fn request_certificate(
@@ -519,7 +545,7 @@ pub async fn request_certificate(
         .await
         .map(|_| ())
         .map_err(ApiError::from);
-    site_result(&state, &u, &headers, (&site, &server), r).await
+    site_result(&state, &u, &headers, (&site, &server), "https", r).await
 }
 
 pub async fn remove_certificate(
@@ -533,7 +559,7 @@ pub async fn remove_certificate(
         .await
         .map(|_| ())
         .map_err(ApiError::from);
-    site_result(&state, &u, &headers, (&site, &server), r).await
+    site_result(&state, &u, &headers, (&site, &server), "https", r).await
 }
 
 #[derive(Deserialize)]
@@ -584,7 +610,7 @@ pub async fn deploy(
         .await
         .map(|_| ())
         .map_err(ApiError::from);
-    site_result(&state, &u, &headers, (&site, &server), r).await
+    site_result(&state, &u, &headers, (&site, &server), "deployments", r).await
 }
 
 #[derive(Deserialize)]
@@ -604,7 +630,7 @@ pub async fn rollback(
         .await
         .map(|_| ())
         .map_err(ApiError::from);
-    site_result(&state, &u, &headers, (&site, &server), r).await
+    site_result(&state, &u, &headers, (&site, &server), "deployments", r).await
 }
 
 #[derive(Deserialize)]
@@ -623,7 +649,7 @@ pub async fn save_script(
         .save_deploy_script(&site, &f.script)
         .await
         .map_err(ApiError::from);
-    site_result(&state, &u, &headers, (&site, &server), r).await
+    site_result(&state, &u, &headers, (&site, &server), "deployments", r).await
 }
 
 #[derive(Deserialize)]
@@ -667,7 +693,7 @@ pub async fn save_settings(
             .map_err(ApiError::from),
         Err(e) => Err(e),
     };
-    site_result(&state, &u, &headers, (&site, &server), r).await
+    site_result(&state, &u, &headers, (&site, &server), "deployments", r).await
 }
 
 #[derive(Deserialize)]
@@ -687,7 +713,7 @@ pub async fn change_php(
         .await
         .map(|_| ())
         .map_err(ApiError::from);
-    site_result(&state, &u, &headers, (&site, &server), r).await
+    site_result(&state, &u, &headers, (&site, &server), "environment", r).await
 }
 
 #[derive(Deserialize)]
@@ -716,7 +742,7 @@ pub async fn change_pool(
             ),
         ))),
     };
-    site_result(&state, &u, &headers, (&site, &server), r).await
+    site_result(&state, &u, &headers, (&site, &server), "environment", r).await
 }
 
 /// Set the site's health check from the page's form.
@@ -756,7 +782,7 @@ pub async fn save_check(
             .map_err(ApiError::from)
     }
     .await;
-    site_result(&state, &u, &headers, (&site, &server), r).await
+    site_result(&state, &u, &headers, (&site, &server), "health", r).await
 }
 
 /// Stop checking the site.
@@ -770,5 +796,5 @@ pub async fn remove_check(
         .remove_site_check(&site)
         .await
         .map_err(ApiError::from);
-    site_result(&state, &u, &headers, (&site, &server), r).await
+    site_result(&state, &u, &headers, (&site, &server), "health", r).await
 }

@@ -238,6 +238,59 @@ impl Browser {
         .await
     }
 
+    /// Run an asynchronous script: it ends by calling its last argument with the result.
+    pub async fn js_async(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            &self.s("/execute/async"),
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
+    /// axe-core's WCAG 2 A and AA rules on the page as it is: each violation as "rule (impact): help at
+    /// targets". axe-core comes from the npm registry (`scripts/test-axe.sh`); it is injected through WebDriver,
+    /// which the pages' Content-Security-Policy does not govern.
+    pub async fn axe(&self) -> Vec<String> {
+        let path = std::env::var("BROKEFORGE_AXE_JS").expect(
+            "BROKEFORGE_AXE_JS: the browser tests check every page with axe-core; run `eval \"$(scripts/test-axe.sh)\"`",
+        );
+        let source = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        self.js(&format!("{source}\n;return typeof axe;")).await;
+        let found = self
+            .js_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})
+                   .then(r => done(r.violations.map(v => v.id + ' (' + v.impact + '): ' + v.help + ' at '
+                     + v.nodes.map(n => n.target.join(' ')).join(', '))))
+                   .catch(e => done(['axe did not run: ' + e]));",
+            )
+            .await;
+        found
+            .as_array()
+            .expect("axe's violations")
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// How far the page is wider than the window, in pixels.
+    pub async fn overflow(&self) -> i64 {
+        self.js("return document.documentElement.scrollWidth - window.innerWidth;")
+            .await
+            .as_i64()
+            .unwrap_or(0)
+    }
+
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            &self.s("/window/rect"),
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
     /// Wait until `script` (an expression) is truthy.
     pub async fn wait_for(&self, what: &str, script: &str, limit: Duration) {
         let started = Instant::now();
@@ -297,6 +350,8 @@ async fn setup_add_server_install_fail_and_retry() {
     b.goto(&base).await;
     assert!(b.url().await.ends_with("/setup"));
     b.screenshot("01-setup").await;
+    let setup_violations = b.axe().await;
+    assert!(setup_violations.is_empty(), "setup: {setup_violations:#?}");
     b.type_into("#email", "admin@example.com").await;
     b.type_into("#password", "short").await;
     b.click("#submit").await;
@@ -382,7 +437,7 @@ async fn setup_add_server_install_fail_and_retry() {
         .await
         .unwrap();
     ssh.authorize("brokeforge", &cred.public_key);
-    b.js("document.querySelector('details').open = true; return 1;")
+    b.goto(&format!("{base}/servers/{}/settings", server.id))
         .await;
     b.type_into("#fingerprint", &ssh.host_key_fingerprint).await;
     b.click("form[action$='/host-key'] button").await;
@@ -396,7 +451,9 @@ async fn setup_add_server_install_fail_and_retry() {
     )
     .await;
 
-    // Install the demo package, failing once at "configure"; no reloads from here on.
+    // Install the demo package from the Services area, failing once at "configure"; no reloads from here on.
+    b.goto(&format!("{base}/servers/{}/services", server.id))
+        .await;
     b.js("window.__noReload = 1; return 1;").await;
     b.js("document.querySelector('#install-demo details').open = true; document.querySelector('#install-demo select[name=\"set.fail_once_at\"]').value = 'configure'; return 1;").await;
     b.type_into("#install-demo input[name='set.step_ms']", "300")
@@ -527,36 +584,67 @@ async fn setup_add_server_install_fail_and_retry() {
     .await;
     b.screenshot("08b-monitoring").await;
 
-    // On a phone: nothing wider than the screen.
-    b.call(
-        "POST",
-        &b.s("/window/rect"),
-        Some(json!({"width": 390, "height": 844})),
-    )
-    .await;
-    for (page, name) in [
-        (base.clone(), "06b-dashboard-phone"),
-        (format!("{base}/servers/{}", server.id), "09-server-phone"),
-        (format!("{base}/sites/{}", site.id), "10-site-phone"),
-        (
-            format!("{base}/servers/{}/monitoring", server.id),
-            "10b-monitoring-phone",
-        ),
-        (
-            format!("{base}/servers/{}/drift", server.id),
-            "10c-drift-phone",
-        ),
-    ] {
-        b.goto(&page).await;
-        let overflow = b
-            .js("return document.documentElement.scrollWidth - window.innerWidth;")
-            .await;
-        b.screenshot(name).await;
-        assert!(
-            overflow.as_i64().unwrap_or(0) <= 1,
-            "{name} is wider than a phone by {overflow}px"
-        );
+    // Every page of the server's and the site's workspaces, and the others a user reaches, with data in them:
+    // no WCAG 2 A/AA violation (axe-core), nothing wider than a laptop's or a phone's screen, a screenshot each.
+    app.store
+        .upsert_service(
+            server.id,
+            "mariadb",
+            brokeforge_core::ServiceType::Database,
+            &json!({"schemas": [{"name": "shop"}], "users": [{"name": "shop_rw", "schemas": ["shop"]}]}),
+            brokeforge_core::ServiceStatus::Active,
+        )
+        .await
+        .unwrap();
+    let job = app.store.recent_jobs(server.id, 1).await.unwrap().remove(0);
+    let mut pages: Vec<(String, String)> = vec![
+        (base.clone(), "dashboard".into()),
+        (format!("{base}/servers/new"), "server-new".into()),
+        (format!("{base}/account"), "account".into()),
+        (format!("{base}/teams"), "teams".into()),
+        (format!("{base}/recipes"), "recipes".into()),
+        (format!("{base}/audit"), "audit".into()),
+        (format!("{base}/users"), "users".into()),
+        (format!("{base}/jobs/{}", job.id), "job".into()),
+    ];
+    for (area, path, _) in brokeforge_web::pages::common::SERVER_AREAS {
+        pages.push((
+            format!("{base}/servers/{}{path}", server.id),
+            format!("server-{area}"),
+        ));
     }
+    for (area, path, _) in brokeforge_web::pages::common::SITE_AREAS {
+        if *area != "logs" {
+            pages.push((
+                format!("{base}/sites/{}{path}", site.id),
+                format!("site-{area}"),
+            ));
+        }
+    }
+    let mut problems = Vec::new();
+    for (width, height, screen) in [(1280, 1000, "laptop"), (390, 844, "phone")] {
+        b.resize(width, height).await;
+        for (i, (page, name)) in pages.iter().enumerate() {
+            b.goto(page).await;
+            b.wait_for(
+                "the page",
+                "document.readyState === 'complete' && document.querySelector('main')",
+                Duration::from_secs(10),
+            )
+            .await;
+            b.screenshot(&format!("20-{screen}-{i:02}-{name}")).await;
+            let overflow = b.overflow().await;
+            if overflow > 1 {
+                problems.push(format!(
+                    "{name} is wider than a {width} px {screen} by {overflow} px"
+                ));
+            }
+            if screen == "laptop" {
+                problems.extend(b.axe().await.into_iter().map(|v| format!("{name}: {v}")));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
 }
 
 /// Two-factor sign-in in the browser: set up from the account page by scanning (here: reading) the secret and

@@ -736,7 +736,7 @@ async fn site_checks_are_validated_recorded_and_alert() {
         else {
             unreachable!()
         };
-        let page = format!("/sites/{}", site.id);
+        let page = format!("/sites/{}/health", site.id);
         let r = http(&app.addr, "GET", &page, &[("Cookie", &cookie)], "").await;
         assert!(
             r.body.contains("<h2>Health check</h2>")
@@ -746,7 +746,7 @@ async fn site_checks_are_validated_recorded_and_alert() {
         );
         let r = form(
             &app,
-            &format!("{page}/check"),
+            &format!("/sites/{}/check", site.id),
             &cookie,
             &[
                 ("_csrf", &csrf),
@@ -763,7 +763,7 @@ async fn site_checks_are_validated_recorded_and_alert() {
         );
         let r = form(
             &app,
-            &format!("{page}/check"),
+            &format!("/sites/{}/check", site.id),
             &cookie,
             &[
                 ("_csrf", &csrf),

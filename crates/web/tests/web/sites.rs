@@ -244,7 +244,7 @@ async fn site_types_are_checked_and_given_ports() {
                 http(
                     &addr,
                     "GET",
-                    &format!("/sites/{id}"),
+                    &format!("/sites/{id}/tasks"),
                     &[("Cookie", &cookie)],
                     "",
                 )
