@@ -86,12 +86,11 @@ impl Domain {
         user: &User,
         after: i64,
         limit: i64,
-        name: Option<&str>,
-        team: Option<i64>,
+        filter: &brokeforge_store::ServerFilter<'_>,
     ) -> DomainResult<Vec<(Server, Vec<ServerService>)>> {
         let servers = self
             .store
-            .servers_page(user.id, after, limit, name, team)
+            .servers_page(user.id, after, limit, filter)
             .await?;
         let ids: Vec<i64> = servers.iter().map(|s| s.id).collect();
         let mut by_server: std::collections::HashMap<i64, Vec<ServerService>> = Default::default();

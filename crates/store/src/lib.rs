@@ -50,7 +50,7 @@ pub use monitoring::{
 };
 pub use recipes::{NewRecipeRun, Recipe, RecipeRun, RunServer};
 pub use selfbackup::SelfBackup;
-pub use servers::TokenUse;
+pub use servers::{ServerFilter, SiteSummary, TokenUse};
 pub use teams::{Invitation, Member, Team};
 pub use user_keys::{KeyDeployment, UserSshKey};
 

@@ -155,22 +155,56 @@ impl Store {
         user_id: i64,
         after_id: i64,
         limit: i64,
-        name: Option<&str>,
-        team_id: Option<i64>,
+        filter: &ServerFilter<'_>,
     ) -> Result<Vec<Server>> {
+        // A search matches part of the name or the address (case-insensitive), or a whole tag.
+        let search = filter.search.map(str::trim).filter(|s| !s.is_empty());
+        let pattern = search.map(|s| format!("%{}%", like_escape(&s.to_lowercase())));
         let rows = sqlx::query(&format!(
             "SELECT {SERVER_COLS_S} FROM servers s JOIN team_members m ON m.team_id = s.team_id AND m.user_id = $1 \
              WHERE {VISIBLE} AND s.id > $2 AND ($3 IS NULL OR s.name = $3) AND ($5 IS NULL OR s.team_id = $5) \
+             AND ($6 IS NULL OR LOWER(s.name) LIKE $6 ESCAPE '\\' OR LOWER(s.public_ip) LIKE $6 ESCAPE '\\' \
+                  OR EXISTS (SELECT 1 FROM server_tags t WHERE t.server_id = s.id AND t.tag = $7)) \
              ORDER BY s.id LIMIT $4"
         ))
         .bind(user_id)
         .bind(after_id)
-        .bind(name)
+        .bind(filter.name)
         .bind(limit)
-        .bind(team_id)
+        .bind(filter.team)
+        .bind(pattern)
+        .bind(search.map(str::to_lowercase))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(server_from).collect()
+    }
+
+    /// The sites of these servers, each with its newest deployment's status and time (for the fleet overview).
+    pub async fn sites_with_last_deployment(&self, server_ids: &[i64]) -> Result<Vec<SiteSummary>> {
+        if server_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = crate::id_list(server_ids);
+        let rows = sqlx::query(&format!(
+            "SELECT st.id, st.server_id, st.domain, d.status, d.created_at FROM server_sites st \
+             LEFT JOIN site_deployments d ON d.id = (SELECT MAX(id) FROM site_deployments WHERE site_id = st.id) \
+             WHERE st.server_id IN ({ids}) ORDER BY st.server_id, st.domain"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SiteSummary {
+                    id: r.try_get("id")?,
+                    server_id: r.try_get("server_id")?,
+                    domain: r.try_get("domain")?,
+                    last_deployment: match r.try_get::<Option<String>, _>("status")? {
+                        Some(status) => Some((status, r.try_get("created_at")?)),
+                        None => None,
+                    },
+                })
+            })
+            .collect()
     }
 
     /// Move a server from team `from` to team `to`, in one transaction: what tied it to the old team goes
@@ -447,4 +481,31 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// Which servers a list shows (all that the user may see when empty).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ServerFilter<'a> {
+    /// Exactly this name.
+    pub name: Option<&'a str>,
+    /// Part of the name or address, or a whole tag.
+    pub search: Option<&'a str>,
+    /// One team's servers.
+    pub team: Option<i64>,
+}
+
+/// A site in the fleet overview: its newest deployment's (status, created_at), if it has one.
+#[derive(Debug, Clone)]
+pub struct SiteSummary {
+    pub id: i64,
+    pub server_id: i64,
+    pub domain: String,
+    pub last_deployment: Option<(String, i64)>,
+}
+
+/// `s` for a LIKE pattern with `\` as the escape: its `%` and `_` match only themselves.
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }

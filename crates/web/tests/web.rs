@@ -2849,3 +2849,6 @@ mod recipes;
 
 #[path = "web/drift.rs"]
 mod drift;
+
+#[path = "web/dashboard.rs"]
+mod dashboard;

@@ -239,7 +239,7 @@ async fn check(store: &Store, url: &str, what: &str) {
     assert_eq!(user.email, OWNER, "{what}");
     assert!(user.is_admin, "{what}");
     let servers = domain
-        .servers_page(&user, 0, 100, None, None)
+        .servers_page(&user, 0, 100, &Default::default())
         .await
         .unwrap();
     assert_eq!(servers.len(), 1, "{what}");

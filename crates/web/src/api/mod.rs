@@ -55,7 +55,7 @@ pub fn operations() -> Vec<Op> {
         post "/account/2fa/confirm" account::two_factor_confirm, Account, "Turn two-factor sign-in on with the app's first code; answers with 10 recovery codes (shown once)", r#"{"code":"123456"}"#;
         post "/account/2fa/disable" account::two_factor_disable, Account, "Turn two-factor sign-in off (password and a code)", r#"{"password":"...","code":"123456"}"#;
         get "/catalogue" servers::list_catalogue, Account, "Installable packages with their parameters and milestones", "";
-        get "/servers" servers::list_servers, Account, "Your teams' servers with their services (paged: limit, after, next; name=NAME finds one, team=ID one team's)", "";
+        get "/servers" servers::list_servers, Account, "Your teams' servers with their services (paged: limit, after, next; name=NAME finds one, team=ID one team's, search=TEXT part of a name or address, or a tag)", "";
         post "/servers" servers::create_server, Account, "Add a server (with root_key: onboard it directly; else use the one-line script)", r#"{"name":"web-1","public_ip":"203.0.113.10","ssh_port":22}"#;
         get "/servers/{id}" servers::show_server, Read, "A server with its services and sites", "";
         delete "/servers/{id}" servers::delete_server, ServerRemove, "Forget a server (nothing on it changes); ?remove_access=true first takes BrokeForge's keys and sudo rights off it (queued job)", "";

@@ -38,6 +38,8 @@ pub struct ServersQuery {
     name: Option<String>,
     /// Only the servers of this team (its id).
     team: Option<i64>,
+    /// Only servers whose name or address contains this (case-insensitive), or with this tag.
+    search: Option<String>,
 }
 
 pub async fn list_servers(
@@ -57,8 +59,11 @@ pub async fn list_servers(
             &authed.user,
             q.after.unwrap_or(0),
             limit,
-            q.name.as_deref(),
-            q.team,
+            &brokeforge_store::ServerFilter {
+                name: q.name.as_deref(),
+                search: q.search.as_deref(),
+                team: q.team,
+            },
         )
         .await?;
     let next = paging.next_after(page.len(), page.last().map(|(s, _)| s.id), limit);

@@ -23,7 +23,22 @@ pub struct ServerRow {
     pub team: String,
     /// Monitoring, when the server reports or has firing rules.
     pub health: Option<HealthCell>,
+    /// The first sites with their newest deployment, and how many more there are.
+    pub sites: Vec<SiteCell>,
+    pub more_sites: usize,
 }
+
+/// A site in the fleet overview.
+pub struct SiteCell {
+    pub id: i64,
+    pub domain: String,
+    /// The newest deployment's status (a badge class) and when; empty when it was never deployed.
+    pub status: String,
+    pub when: String,
+}
+
+/// Sites shown per server on the dashboard.
+const SITES_SHOWN: usize = 3;
 
 /// The fleet view of one server: CPU over the last hour, newest memory and disk use, and its state.
 pub struct HealthCell {
@@ -46,6 +61,8 @@ pub struct Dashboard {
     pub first_page: bool,
     /// The cursor of the next page, when there is one.
     pub next: Option<i64>,
+    /// The filter as typed.
+    pub search: String,
 }
 
 /// Servers per dashboard page.
@@ -57,6 +74,8 @@ pub struct DashboardQuery {
     after: Option<i64>,
     /// Show one team's servers.
     team: Option<i64>,
+    /// Part of a name or an address, or a tag.
+    q: Option<String>,
 }
 
 /// A team in the switcher.
@@ -112,9 +131,15 @@ pub async fn dashboard(
         return Ok(see_other("/login"));
     };
     // A page of servers in three statements: the servers, their services, each one's newest event.
+    let search = q.q.clone().unwrap_or_default();
+    let filter = brokeforge_store::ServerFilter {
+        search: Some(search.as_str()),
+        team: q.team,
+        ..Default::default()
+    };
     let page = state
         .domain
-        .servers_page(&u.user, q.after.unwrap_or(0), PAGE, None, q.team)
+        .servers_page(&u.user, q.after.unwrap_or(0), PAGE, &filter)
         .await?;
     let teams = state.domain.teams(&u.user).await?;
     let team_name = |id: i64| {
@@ -139,6 +164,19 @@ pub async fn dashboard(
         .map(|e| (e.server_id, e))
         .collect();
     let mut health = state.domain.fleet_health(&ids).await?;
+    let mut sites: std::collections::HashMap<i64, Vec<SiteCell>> = Default::default();
+    for site in state.store.sites_with_last_deployment(&ids).await? {
+        let (status, when) = match site.last_deployment {
+            Some((status, at)) => (status, ago(at)),
+            None => (String::new(), "never deployed".into()),
+        };
+        sites.entry(site.server_id).or_default().push(SiteCell {
+            id: site.id,
+            domain: site.domain,
+            status,
+            when,
+        });
+    }
     let now = brokeforge_core::time::now_ms();
     let next = (page.len() as i64 == PAGE).then(|| ids.last().copied().unwrap_or_default());
     let mut rows = Vec::new();
@@ -162,6 +200,15 @@ pub async fn dashboard(
             last_activity: last,
             team: team_name(s.team_id),
             health: health.remove(&s.id).map(|h| health_cell(&h, now)),
+            more_sites: sites
+                .get(&s.id)
+                .map_or(0, |v| v.len().saturating_sub(SITES_SHOWN)),
+            sites: sites
+                .remove(&s.id)
+                .unwrap_or_default()
+                .into_iter()
+                .take(SITES_SHOWN)
+                .collect(),
         });
     }
     Ok(render(
@@ -183,6 +230,7 @@ pub async fn dashboard(
             team: q.team,
             first_page: q.after.is_none(),
             next,
+            search,
         },
         StatusCode::OK,
     ))
