@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::{Domain, DomainError, DomainResult};
 
 /// What a user gives to add a server.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct NewServer {
     pub name: String,

@@ -18,7 +18,7 @@ use crate::{Backend, Result, Store, StoreError, is_unique_violation, json};
 
 pub const NOTIFY_CHANNEL: &str = "brokeforge_jobs";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
@@ -61,7 +61,7 @@ impl std::str::FromStr for JobStatus {
 }
 
 /// The record a job provisions, whose status the job lifecycle keeps truthful.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JobTarget {
     Service {
@@ -79,7 +79,7 @@ pub enum JobTarget {
     Deployment { id: i64 },
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Job {
     pub id: i64,
     pub kind: String,

@@ -1042,7 +1042,63 @@ async fn openapi_metrics_and_health() {
                 op.method,
                 op.path
             );
+            assert!(
+                doc["paths"][format!("/api/v1{}", op.path)][op.method]["tags"][0].is_string(),
+                "{} {} has no tag",
+                op.method,
+                op.path
+            );
         }
+        // Typed operations: each names a route of the table, its answer and body are references to
+        // components that exist, and every error is the one error schema.
+        let schemas = &doc["components"]["schemas"];
+        let resolve = |v: &Value| -> Value {
+            let name = v["$ref"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                .unwrap_or_else(|| panic!("not a component reference: {v}"));
+            schemas[name].clone()
+        };
+        for t in brokeforge_web::api::types::contract() {
+            assert!(
+                ops.iter().any(|o| o.method == t.method && o.path == t.path),
+                "{} {} is typed but not a route",
+                t.method,
+                t.path
+            );
+            let op = &doc["paths"][format!("/api/v1{}", t.path)][t.method];
+            let answer = resolve(
+                &op["responses"][t.status.to_string()]["content"]["application/json"]["schema"],
+            );
+            assert!(
+                answer["properties"].is_object(),
+                "{} {}: {answer}",
+                t.method,
+                t.path
+            );
+            if t.request.is_some() {
+                let body = resolve(&op["requestBody"]["content"]["application/json"]["schema"]);
+                assert!(body["properties"].is_object(), "{} {}", t.method, t.path);
+            }
+        }
+        assert_eq!(
+            resolve(
+                &doc["paths"]["/api/v1/servers"]["get"]["responses"]["default"]["content"]["application/json"]
+                    ["schema"]
+            )["properties"]["error"]["$ref"],
+            "#/components/schemas/ErrorDetail"
+        );
+        let params: Vec<&str> = doc["paths"]["/api/v1/servers"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert_eq!(params, ["after", "limit", "name", "search", "team"]);
+        assert_eq!(
+            schemas["JobStatus"]["enum"],
+            json!(["queued", "running", "done", "failed", "cancelled"])
+        );
         let job = app
             .store
             .enqueue(&NewJob::new("noop", None, json!({})))

@@ -1,5 +1,7 @@
 //! The caller's account: sessions for API clients, API tokens, users (administrators), passwords.
 
+use super::common::Typed;
+use super::types::{LoginRequest, LoginResponse, UserResponse};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header::SET_COOKIE;
@@ -13,24 +15,15 @@ use super::common::{ApiJson, ApiResponse, Body, created};
 use crate::auth::{self, Authed};
 use crate::state::AppState;
 
-pub async fn me(authed: Authed) -> ApiJson {
-    Ok(Json(json!({"user": authed.user})))
-}
-
-#[derive(Deserialize)]
-pub struct LoginBody {
-    email: String,
-    password: String,
-    /// For accounts with two-factor sign-in: a code from the app, or a recovery code.
-    #[serde(default)]
-    code: Option<String>,
+pub async fn me(authed: Authed) -> Typed<UserResponse> {
+    Ok(Json(UserResponse { user: authed.user }))
 }
 
 /// Sign in for an API session (browsers use the login page); answers with the cookie and the CSRF token.
 pub async fn login(
     State(state): State<AppState>,
     parts: Parts,
-    Body(b): Body<LoginBody>,
+    Body(b): Body<LoginRequest>,
 ) -> ApiResponse {
     let origin = crate::audit::origin(&parts, state.config.trust_proxy);
     let user = state
@@ -43,7 +36,10 @@ pub async fn login(
             SET_COOKIE,
             auth::session_cookie(&session.token, state.config.secure_cookies),
         )],
-        Json(json!({"user": user, "csrf_token": session.csrf})),
+        Json(LoginResponse {
+            user,
+            csrf_token: session.csrf,
+        }),
     )
         .into_response())
 }

@@ -6,8 +6,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use brokeforge_store::Job;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use super::types::NextPage;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -51,7 +52,8 @@ pub fn created(v: Value) -> Response {
 
 /// A queued job: `202` with the job.
 pub fn accepted(job: &Job) -> Response {
-    (StatusCode::ACCEPTED, Json(json!({"job": job}))).into_response()
+    let body = super::types::JobResponse { job: job.clone() };
+    (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
 /// Something queued with its job (a site, a deployment): `202`.
@@ -60,6 +62,8 @@ pub fn accepted_with(v: Value) -> Response {
 }
 
 pub type ApiJson = Result<Json<Value>, ApiError>;
+/// An answer of one of the API's types (`super::types`), the type its schema in the document comes from.
+pub type Typed<T> = Result<Json<T>, ApiError>;
 pub type ApiResponse = Result<Response, ApiError>;
 
 /// How lists are paged: `?limit=N` (1 to 1000, 100 by default) and a cursor, `after=ID` for lists read
@@ -88,18 +92,26 @@ impl PageQuery {
     }
 
     /// The next page of an oldest-first list whose last id is `last` (none when this page was not full).
-    pub fn next_after(&self, len: usize, last: Option<i64>, limit: i64) -> Value {
+    pub fn next_after(&self, len: usize, last: Option<i64>, limit: i64) -> Option<NextPage> {
         match last {
-            Some(id) if len as i64 == limit => json!({"after": id, "limit": limit}),
-            _ => Value::Null,
+            Some(id) if len as i64 == limit => Some(NextPage {
+                after: Some(id),
+                before: None,
+                limit,
+            }),
+            _ => None,
         }
     }
 
     /// The next page of a newest-first list whose last (oldest) id is `last`.
-    pub fn next_before(&self, len: usize, last: Option<i64>, limit: i64) -> Value {
+    pub fn next_before(&self, len: usize, last: Option<i64>, limit: i64) -> Option<NextPage> {
         match last {
-            Some(id) if len as i64 == limit => json!({"before": id, "limit": limit}),
-            _ => Value::Null,
+            Some(id) if len as i64 == limit => Some(NextPage {
+                after: None,
+                before: Some(id),
+                limit,
+            }),
+            _ => None,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Jobs and deployments: how they ended, their output, cancel and retry.
 
+use super::common::Typed;
+use super::types::JobResponse;
 use axum::Json;
 use axum::extract::{Query, State};
 use serde_json::json;
@@ -8,8 +10,8 @@ use super::common::{ApiJson, ApiResponse, PageQuery, accepted};
 use crate::extract::{OwnedDeployment, OwnedJob};
 use crate::state::AppState;
 
-pub async fn show_job(OwnedJob(_, job): OwnedJob) -> ApiJson {
-    Ok(Json(json!({"job": job})))
+pub async fn show_job(OwnedJob(_, job): OwnedJob) -> Typed<JobResponse> {
+    Ok(Json(JobResponse { job }))
 }
 
 pub async fn job_logs(
@@ -26,8 +28,13 @@ pub async fn job_logs(
     Ok(Json(json!({"logs": logs, "next": next})))
 }
 
-pub async fn cancel_job(State(state): State<AppState>, OwnedJob(_, job): OwnedJob) -> ApiJson {
-    Ok(Json(json!({"job": state.domain.cancel_job(&job).await?})))
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    OwnedJob(_, job): OwnedJob,
+) -> Typed<JobResponse> {
+    Ok(Json(JobResponse {
+        job: state.domain.cancel_job(&job).await?,
+    }))
 }
 
 pub async fn retry_job(State(state): State<AppState>, OwnedJob(_, job): OwnedJob) -> ApiResponse {

@@ -23,6 +23,7 @@ mod sites;
 mod ssh_keys;
 mod stream;
 mod teams;
+pub mod types;
 
 use axum::routing::MethodRouter;
 use axum::{Json, Router};

@@ -3,8 +3,12 @@
 use serde_json::{Map, Value, json};
 
 use super::common::Op;
+use super::types::{Schemas, contract};
 
 pub fn spec(operations: &[Op]) -> Value {
+    let mut schemas = Schemas::new();
+    let error = schemas.error();
+    let contract = contract();
     let mut paths = Map::new();
     for op in operations {
         let params: Vec<Value> = op
@@ -16,17 +20,36 @@ pub fn spec(operations: &[Op]) -> Value {
                        "schema": {"type": if name == "id" { "integer" } else { "string" }}})
             })
             .collect();
+        let typed = contract
+            .iter()
+            .find(|t| t.method == op.method && t.path == op.path);
+        let (status, answer) = match typed {
+            Some(t) => (t.status.to_string(), schemas.response(t.response)),
+            None => ("200".to_string(), json!({"type": "object"})),
+        };
+        let mut params = params;
+        if let Some(query) = typed.and_then(|t| t.query) {
+            params.extend(schemas.query(query));
+        }
         let mut operation = json!({
             "summary": op.summary,
+            "tags": [tag(op.path)],
             "operationId": format!("{}{}", op.method, op.path.replace(['/', '{', '}', '-', '.'], "_")),
             "parameters": params,
             "responses": {
-                "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
-                "default": {"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+                status: {"description": "OK", "content": {"application/json": {"schema": answer}}},
+                "default": {"description": "An error", "content": {"application/json": {"schema": error.clone()}}}
             },
             "security": [{"bearer": []}, {"session": []}],
         });
-        if !op.body.is_empty() {
+        if let Some(request) = typed.and_then(|t| t.request) {
+            let mut content = json!({"schema": schemas.request(request)});
+            if let Ok(example) = serde_json::from_str::<Value>(op.body) {
+                content["example"] = example;
+            }
+            operation["requestBody"] =
+                json!({"required": true, "content": {"application/json": content}});
+        } else if !op.body.is_empty() {
             let example: Value = serde_json::from_str(op.body).unwrap_or(Value::Null);
             operation["requestBody"] = json!({
                 "content": {"application/json": {"schema": {"type": "object"}, "example": example}}
@@ -48,13 +71,21 @@ pub fn spec(operations: &[Op]) -> Value {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "session": {"type": "apiKey", "in": "cookie", "name": crate::auth::SESSION_COOKIE}
             },
-            "schemas": {
-                "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
-                    "code": {"type": "string", "description": "stable, for programs"},
-                    "message": {"type": "string", "description": "for people"},
-                    "field": {"type": ["string", "null"]}
-                }}}}
-            }
+            "schemas": schemas.components(),
         }
     })
+}
+
+/// The area an operation belongs to, for grouping: a server's areas by name (`/servers/{id}/backups/...` is
+/// `backups`), everything else by its first segment; sign-in and the account are `account`.
+fn tag(path: &str) -> String {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let area = match segments.as_slice() {
+        ["login" | "logout" | "me" | "account", ..] => "account",
+        ["openapi.json"] => "meta",
+        ["servers", id, area, ..] if id.starts_with('{') => area,
+        [first, ..] => first,
+        [] => "meta",
+    };
+    area.replace('-', "_")
 }

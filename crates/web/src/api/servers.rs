@@ -1,5 +1,9 @@
 //! Servers: adding and forgetting them, their script and host key, the catalogue and its packages, events.
 
+use super::common::Typed;
+use super::types::{AddedServer, ServerDetail, ServerEntry, ServerList, ServersQuery};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -11,7 +15,7 @@ use brokeforge_packages::catalogue;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::common::{ApiJson, ApiResponse, Body, PageQuery, accepted, created};
+use super::common::{ApiJson, ApiResponse, Body, PageQuery, accepted};
 use crate::auth::Authed;
 use crate::error::ApiError;
 use crate::extract::OwnedServer;
@@ -28,25 +32,11 @@ pub async fn list_catalogue() -> ApiJson {
     Ok(Json(json!({"packages": catalogue::catalogue()})))
 }
 
-// Not `#[serde(flatten)]` over PageQuery: flattened query strings lose their numbers.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct ServersQuery {
-    after: Option<i64>,
-    limit: Option<i64>,
-    /// Only the server of this name.
-    name: Option<String>,
-    /// Only the servers of this team (its id).
-    team: Option<i64>,
-    /// Only servers whose name or address contains this (case-insensitive), or with this tag.
-    search: Option<String>,
-}
-
 pub async fn list_servers(
     State(state): State<AppState>,
     authed: Authed,
     Query(q): Query<ServersQuery>,
-) -> ApiJson {
+) -> Typed<ServerList> {
     let paging = PageQuery {
         after: q.after,
         before: None,
@@ -67,11 +57,11 @@ pub async fn list_servers(
         )
         .await?;
     let next = paging.next_after(page.len(), page.last().map(|(s, _)| s.id), limit);
-    let servers: Vec<Value> = page
+    let servers = page
         .into_iter()
-        .map(|(server, services)| json!({"server": server, "services": services}))
+        .map(|(server, services)| ServerEntry { server, services })
         .collect();
-    Ok(Json(json!({"servers": servers, "next": next})))
+    Ok(Json(ServerList { servers, next }))
 }
 
 pub async fn create_server(
@@ -87,22 +77,28 @@ pub async fn create_server(
         state.script_base_url(&headers)?.url
     };
     let added = state.domain.add_server(&authed.user, &base, &b).await?;
-    let mut out = json!({"server": added.server, "script": added.script});
-    if let Some(job) = added.job {
-        out["job"] = json!(job);
-    }
-    Ok(created(out))
+    Ok((
+        StatusCode::CREATED,
+        Json(AddedServer {
+            server: added.server,
+            script: added.script,
+            job: added.job,
+        }),
+    )
+        .into_response())
 }
 
 pub async fn show_server(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
-) -> ApiJson {
+) -> Typed<ServerDetail> {
     let services = state.domain.services(&server).await?;
     let sites = state.domain.sites(&server).await?;
-    Ok(Json(
-        json!({"server": server, "services": services, "sites": sites}),
-    ))
+    Ok(Json(ServerDetail {
+        server,
+        services,
+        sites,
+    }))
 }
 
 #[derive(Deserialize, Default)]
