@@ -1059,7 +1059,7 @@ async fn openapi_metrics_and_health() {
                 .unwrap_or_else(|| panic!("not a component reference: {v}"));
             schemas[name].clone()
         };
-        for t in brokeforge_web::api::types::contract() {
+        for t in brokeforge_web::api::contract::contract() {
             assert!(
                 ops.iter().any(|o| o.method == t.method && o.path == t.path),
                 "{} {} is typed but not a route",

@@ -8,7 +8,7 @@ use brokeforge_domain::backups::{PlanRequest, StorageRequest};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::common::{ApiJson, ApiResponse, Body, accepted, created};
+use super::common::{Accepted, ApiJson, ApiResponse, Body, Queued, created};
 use crate::auth::Authed;
 use crate::extract::OwnedServer;
 use crate::state::AppState;
@@ -44,9 +44,9 @@ pub async fn check_storage(
     State(state): State<AppState>,
     OwnedServer(authed, server): OwnedServer,
     Path((_, name)): Path<(i64, String)>,
-) -> ApiResponse {
-    Ok(accepted(
-        &state
+) -> Queued {
+    Ok(Accepted(
+        state
             .domain
             .check_backup_storage(&authed.user, &server, &name)
             .await?,
@@ -97,10 +97,8 @@ pub async fn run_plan(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
     Path((_, plan)): Path<(i64, String)>,
-) -> ApiResponse {
-    Ok(accepted(
-        &state.domain.run_backup_now(&server, &plan).await?,
-    ))
+) -> Queued {
+    Ok(Accepted(state.domain.run_backup_now(&server, &plan).await?))
 }
 
 pub async fn list_snapshots(
@@ -113,7 +111,7 @@ pub async fn list_snapshots(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct RestoreBody {
     snapshot: String,
     /// A new schema to restore into; left out, the plan's own schema is overwritten.
@@ -129,7 +127,7 @@ pub async fn restore(
     OwnedServer(_, server): OwnedServer,
     Path((_, plan)): Path<(i64, String)>,
     Body(b): Body<RestoreBody>,
-) -> ApiResponse {
+) -> Queued {
     let job = state
         .domain
         .restore_backup(
@@ -140,16 +138,16 @@ pub async fn restore(
             b.confirm.as_deref(),
         )
         .await?;
-    Ok(accepted(&job))
+    Ok(Accepted(job))
 }
 
 pub async fn verify(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
     Path((_, plan)): Path<(i64, String)>,
-) -> ApiResponse {
-    Ok(accepted(
-        &state.domain.verify_backup_now(&server, &plan).await?,
+) -> Queued {
+    Ok(Accepted(
+        state.domain.verify_backup_now(&server, &plan).await?,
     ))
 }
 

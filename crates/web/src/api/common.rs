@@ -50,6 +50,18 @@ pub fn created(v: Value) -> Response {
     (StatusCode::CREATED, Json(v)).into_response()
 }
 
+/// A queued job, as its handler's answer type: `202` with `{"job": ...}` (`JobResponse` in the document).
+pub struct Accepted(pub Job);
+
+impl IntoResponse for Accepted {
+    fn into_response(self) -> Response {
+        accepted(&self.0)
+    }
+}
+
+/// The answer of a route that queues one job.
+pub type Queued = Result<Accepted, ApiError>;
+
 /// A queued job: `202` with the job.
 pub fn accepted(job: &Job) -> Response {
     let body = super::types::JobResponse { job: job.clone() };

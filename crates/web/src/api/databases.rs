@@ -5,7 +5,7 @@ use brokeforge_core::Secret;
 use brokeforge_packages::services::database::sql::{SchemaRequest, UserRequest};
 use serde::Deserialize;
 
-use super::common::{ApiResponse, Body, accepted};
+use super::common::{Accepted, Body, Queued};
 use crate::extract::OwnedServer;
 use crate::state::AppState;
 
@@ -13,21 +13,21 @@ pub async fn create_schema(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
     Body(b): Body<SchemaRequest>,
-) -> ApiResponse {
-    Ok(accepted(&state.domain.create_schema(&server, &b).await?))
+) -> Queued {
+    Ok(Accepted(state.domain.create_schema(&server, &b).await?))
 }
 
 pub async fn drop_schema(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
     Path((_, engine, name)): Path<(i64, String, String)>,
-) -> ApiResponse {
-    Ok(accepted(
-        &state.domain.drop_schema(&server, &engine, &name).await?,
+) -> Queued {
+    Ok(Accepted(
+        state.domain.drop_schema(&server, &engine, &name).await?,
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct DbUserBody {
     #[serde(flatten)]
     request: UserRequest,
@@ -38,21 +38,21 @@ pub async fn create_db_user(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
     Body(b): Body<DbUserBody>,
-) -> ApiResponse {
+) -> Queued {
     let job = state
         .domain
         .create_database_user(&server, &b.request, &Secret::new(b.password))
         .await?;
-    Ok(accepted(&job))
+    Ok(Accepted(job))
 }
 
 pub async fn drop_db_user(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
     Path((_, engine, name)): Path<(i64, String, String)>,
-) -> ApiResponse {
-    Ok(accepted(
-        &state
+) -> Queued {
+    Ok(Accepted(
+        state
             .domain
             .drop_database_user(&server, &engine, &name)
             .await?,

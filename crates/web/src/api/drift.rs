@@ -6,15 +6,12 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::common::{ApiJson, ApiResponse, Body, accepted};
+use super::common::{Accepted, ApiJson, ApiResponse, Body, Queued};
 use crate::extract::OwnedServer;
 use crate::state::AppState;
 
-pub async fn check(
-    State(state): State<AppState>,
-    OwnedServer(_, server): OwnedServer,
-) -> ApiResponse {
-    Ok(accepted(&state.domain.check_drift(&server).await?))
+pub async fn check(State(state): State<AppState>, OwnedServer(_, server): OwnedServer) -> Queued {
+    Ok(Accepted(state.domain.check_drift(&server).await?))
 }
 
 pub async fn report(State(state): State<AppState>, OwnedServer(_, server): OwnedServer) -> ApiJson {

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use brokeforge_packages::services::server::firewall::RuleSpec;
 use serde_json::json;
 
-use super::common::{ApiJson, ApiResponse, Body, accepted};
+use super::common::{Accepted, ApiJson, Body, Queued};
 use crate::extract::OwnedServer;
 use crate::state::AppState;
 
@@ -18,9 +18,9 @@ pub async fn add(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
     Body(spec): Body<RuleSpec>,
-) -> ApiResponse {
-    Ok(accepted(
-        &state.domain.add_firewall_rule(&server, &spec).await?,
+) -> Queued {
+    Ok(Accepted(
+        state.domain.add_firewall_rule(&server, &spec).await?,
     ))
 }
 
@@ -28,8 +28,8 @@ pub async fn remove(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
     Path((_, rule)): Path<(i64, String)>,
-) -> ApiResponse {
-    Ok(accepted(
-        &state.domain.remove_firewall_rule(&server, &rule).await?,
+) -> Queued {
+    Ok(Accepted(
+        state.domain.remove_firewall_rule(&server, &rule).await?,
     ))
 }

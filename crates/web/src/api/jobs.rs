@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use serde_json::json;
 
-use super::common::{ApiJson, ApiResponse, PageQuery, accepted};
+use super::common::{Accepted, ApiJson, PageQuery, Queued};
 use crate::extract::{OwnedDeployment, OwnedJob};
 use crate::state::AppState;
 
@@ -37,8 +37,8 @@ pub async fn cancel_job(
     }))
 }
 
-pub async fn retry_job(State(state): State<AppState>, OwnedJob(_, job): OwnedJob) -> ApiResponse {
-    Ok(accepted(&state.domain.retry_job(&job).await?))
+pub async fn retry_job(State(state): State<AppState>, OwnedJob(_, job): OwnedJob) -> Queued {
+    Ok(Accepted(state.domain.retry_job(&job).await?))
 }
 
 pub async fn show_deployment(

@@ -3,7 +3,7 @@
 use serde_json::{Map, Value, json};
 
 use super::common::Op;
-use super::types::{Schemas, contract};
+use super::contract::{Schemas, contract};
 
 pub fn spec(operations: &[Op]) -> Value {
     let mut schemas = Schemas::new();

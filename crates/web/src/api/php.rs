@@ -6,7 +6,7 @@ use brokeforge_packages::services::webserver::php::{PhpExtensionsRequest, PhpSet
 use serde::Deserialize;
 use serde_json::json;
 
-use super::common::{ApiJson, ApiResponse, Body, accepted};
+use super::common::{Accepted, ApiJson, Body, Queued};
 use crate::extract::OwnedServer;
 use crate::state::AppState;
 
@@ -21,7 +21,7 @@ pub async fn settings(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsBody {
     #[serde(default)]
@@ -35,13 +35,13 @@ pub async fn change_settings(
     OwnedServer(_, server): OwnedServer,
     Path((_, version)): Path<(i64, String)>,
     Body(b): Body<SettingsBody>,
-) -> ApiResponse {
+) -> Queued {
     let r = PhpSettingsRequest {
         version,
         set: b.set,
         unset: b.unset,
     };
-    Ok(accepted(&state.domain.set_php_settings(&server, &r).await?))
+    Ok(Accepted(state.domain.set_php_settings(&server, &r).await?))
 }
 
 pub async fn extensions(
@@ -53,7 +53,7 @@ pub async fn extensions(
     Ok(Json(json!({"version": version, "modules": modules})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtensionsBody {
     #[serde(default)]
@@ -67,13 +67,13 @@ pub async fn change_extensions(
     OwnedServer(_, server): OwnedServer,
     Path((_, version)): Path<(i64, String)>,
     Body(b): Body<ExtensionsBody>,
-) -> ApiResponse {
+) -> Queued {
     let r = PhpExtensionsRequest {
         version,
         add: b.add,
         remove: b.remove,
     };
-    Ok(accepted(
-        &state.domain.change_php_extensions(&server, &r).await?,
+    Ok(Accepted(
+        state.domain.change_php_extensions(&server, &r).await?,
     ))
 }

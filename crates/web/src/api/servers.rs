@@ -15,7 +15,7 @@ use brokeforge_packages::catalogue;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::common::{ApiJson, ApiResponse, Body, PageQuery, accepted};
+use super::common::{Accepted, ApiJson, ApiResponse, Body, PageQuery, Queued, accepted};
 use crate::auth::Authed;
 use crate::error::ApiError;
 use crate::extract::OwnedServer;
@@ -179,7 +179,7 @@ pub async fn list_services(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct InstallBody {
     pub package: String,
     #[serde(default)]
@@ -205,10 +205,10 @@ pub async fn install_service(
     OwnedServer(_, server): OwnedServer,
     headers: axum::http::HeaderMap,
     Body(b): Body<InstallBody>,
-) -> ApiResponse {
+) -> Queued {
     let settings = state.install_settings(&headers, &b.package, settings_text(&b.settings))?;
     let job = state.domain.install(&server, &b.package, &settings).await?;
-    Ok(accepted(&job))
+    Ok(Accepted(job))
 }
 
 pub async fn remove_service(
@@ -216,9 +216,9 @@ pub async fn remove_service(
     OwnedServer(_, server): OwnedServer,
     Path((_, name)): Path<(i64, String)>,
     Query(settings): Query<BTreeMap<String, String>>,
-) -> ApiResponse {
+) -> Queued {
     let job = state.domain.remove(&server, &name, &settings).await?;
-    Ok(accepted(&job))
+    Ok(Accepted(job))
 }
 
 /// What a package would run, without running it (secrets masked).

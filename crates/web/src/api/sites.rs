@@ -14,7 +14,7 @@ use brokeforge_packages::services::sites::site::SiteRequest;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::common::{ApiJson, ApiResponse, Body, PageQuery, accepted, accepted_with};
+use super::common::{Accepted, ApiJson, ApiResponse, Body, PageQuery, Queued, accepted_with};
 use crate::error::ApiError;
 use crate::extract::{OwnedServer, OwnedSite};
 use crate::state::AppState;
@@ -44,7 +44,7 @@ pub async fn show_site(OwnedSite(_, site, _): OwnedSite) -> ApiJson {
     Ok(Json(json!({"site": site})))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 pub struct RemoveSiteQuery {
     #[serde(default)]
     keep_files: bool,
@@ -54,9 +54,9 @@ pub async fn remove_site(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,
     Query(q): Query<RemoveSiteQuery>,
-) -> ApiResponse {
-    Ok(accepted(
-        &state.domain.remove_site(&site, q.keep_files).await?,
+) -> Queued {
+    Ok(Accepted(
+        state.domain.remove_site(&site, q.keep_files).await?,
     ))
 }
 
@@ -69,7 +69,7 @@ pub async fn deploy_key(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct RepositoryBody {
     #[serde(flatten)]
     request: RepositoryRequest,
@@ -85,26 +85,24 @@ pub async fn connect_repository(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,
     Body(b): Body<RepositoryBody>,
-) -> ApiResponse {
+) -> Queued {
     let job = state
         .domain
         .connect_repository(&site, &b.request, b.deploy)
         .await?;
-    Ok(accepted(&job))
+    Ok(Accepted(job))
 }
 
 pub async fn request_certificate(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,
     Body(b): Body<CertificateRequest>,
-) -> ApiResponse {
-    Ok(accepted(
-        &state.domain.request_certificate(&site, &b).await?,
-    ))
+) -> Queued {
+    Ok(Accepted(state.domain.request_certificate(&site, &b).await?))
 }
 
 /// A certificate the user brings.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct CustomCertificate {
     /// PEM, leaf first, then its intermediates.
     pub certificate: String,
@@ -118,10 +116,10 @@ pub async fn upload_certificate(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,
     Body(b): Body<CustomCertificate>,
-) -> ApiResponse {
+) -> Queued {
     let key = brokeforge_core::Secret::new(b.private_key);
-    Ok(accepted(
-        &state
+    Ok(Accepted(
+        state
             .domain
             .upload_certificate(&site, &b.certificate, &key, b.hsts)
             .await?,
@@ -131,8 +129,8 @@ pub async fn upload_certificate(
 pub async fn remove_certificate(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,
-) -> ApiResponse {
-    Ok(accepted(&state.domain.remove_certificate(&site).await?))
+) -> Queued {
+    Ok(Accepted(state.domain.remove_certificate(&site).await?))
 }
 
 #[derive(Deserialize)]
@@ -156,8 +154,8 @@ pub async fn set_tasks(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,
     Body(b): Body<SiteTasks>,
-) -> ApiResponse {
-    Ok(accepted(&state.domain.set_tasks(&site, &b).await?))
+) -> Queued {
+    Ok(Accepted(state.domain.set_tasks(&site, &b).await?))
 }
 
 pub async fn list_deployments(
@@ -245,7 +243,7 @@ pub async fn set_site_settings(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PhpVersionBody {
     version: String,
@@ -255,13 +253,13 @@ pub async fn set_php_version(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,
     Body(b): Body<PhpVersionBody>,
-) -> ApiResponse {
-    Ok(accepted(
-        &state.domain.set_site_php_version(&site, &b.version).await?,
+) -> Queued {
+    Ok(Accepted(
+        state.domain.set_site_php_version(&site, &b.version).await?,
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolBody {
     pm: Option<String>,
@@ -272,9 +270,9 @@ pub async fn set_pool(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,
     Body(b): Body<PoolBody>,
-) -> ApiResponse {
-    Ok(accepted(
-        &state
+) -> Queued {
+    Ok(Accepted(
+        state
             .domain
             .set_site_pool(&site, b.pm.as_deref(), b.max_children)
             .await?,
@@ -292,7 +290,7 @@ pub async fn list_commands(
     Ok(Json(json!({"commands": commands, "next": next})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct CommandBody {
     command: String,
     #[serde(default)]
@@ -304,9 +302,9 @@ pub async fn run_command(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,
     Body(b): Body<CommandBody>,
-) -> ApiResponse {
-    Ok(accepted(
-        &state
+) -> Queued {
+    Ok(Accepted(
+        state
             .domain
             .queue_command(&site, &b.command, b.timeout_secs)
             .await?,

@@ -233,7 +233,7 @@ pub fn parse_engine(name: &str) -> Result<Engine, ValidationError> {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 pub struct SchemaRequest {
     pub engine: String,
     pub name: String,
@@ -249,7 +249,7 @@ fn default_collation() -> String {
     "utf8mb4_unicode_ci".into()
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 pub struct UserRequest {
     pub engine: String,
     pub name: String,

@@ -8,14 +8,14 @@ use serde::{Deserialize, Serialize};
 pub const MAX_TASKS: usize = 20;
 pub const MAX_PROCESSES: u32 = 20;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Schedule {
     /// Five cron fields (`* * * * *`) or `@hourly`, `@daily`, `@weekly`, `@monthly`.
     pub cron: String,
     pub command: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Daemon {
     pub command: String,
     #[serde(default = "one")]
@@ -27,7 +27,7 @@ fn one() -> u32 {
 }
 
 /// What a user asks for: the whole wanted set (it replaces the current one).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(default)]
 pub struct SiteTasks {
     pub schedules: Vec<Schedule>,

@@ -43,7 +43,7 @@ pub const READ_COMMAND: &str = "LC_ALL=C ufw status | head -n 1; \
      grep '^### tuple ###' \"$f\" || true; done";
 
 /// A rule as the user asks for it (and as a removal names it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RuleSpec {
     /// What the rule is for; shown in lists and kept in ufw's comment.
     #[serde(default)]

@@ -56,7 +56,7 @@ milestones! {
 }
 
 /// What a user asks for.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct CertificateRequest {
     /// Expiry notices from the certificate authority; none when empty.
