@@ -1,6 +1,7 @@
 //! The client side of the CLI: talks to a BrokeForge server through its JSON API, follows jobs over SSE
 //! with a progress bar per job (plain lines when the output is not a terminal).
 
+use brokeforge_web::api::types::{ServerEntry, ServerList};
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -200,6 +201,20 @@ impl Client {
         self.finish(self.auth(self.agent.get(&self.url(path))).call())
     }
 
+    /// A GET read into one of the API's types (`brokeforge_web::api::types`).
+    pub fn get_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        typed(path, self.get(path)?)
+    }
+
+    /// A POST of one of the API's request types, its answer read into one of its answer types.
+    pub fn post_as<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        typed(path, self.post(path, serde_json::to_value(body)?)?)
+    }
+
     /// A GET whose answer is copied to `to` as it arrives (a download); the byte count.
     pub fn download(&self, path: &str, to: &mut dyn std::io::Write) -> Result<u64> {
         let resp = self
@@ -333,13 +348,13 @@ impl Client {
     }
 
     /// Every server of the user, page by page.
-    pub fn all_servers(&self) -> Result<Vec<Value>> {
+    pub fn all_servers(&self) -> Result<Vec<ServerEntry>> {
         let mut out = Vec::new();
         let mut after = 0;
         loop {
-            let page = self.get(&format!("/servers?after={after}&limit=1000"))?;
-            out.extend(page["servers"].as_array().cloned().unwrap_or_default());
-            match page["next"]["after"].as_i64() {
+            let page: ServerList = self.get_as(&format!("/servers?after={after}&limit=1000"))?;
+            out.extend(page.servers);
+            match page.next.and_then(|n| n.after) {
                 Some(next) => after = next,
                 None => return Ok(out),
             }
@@ -635,4 +650,10 @@ fn query_value(v: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// An answer read into the type its route documents; a mismatch says where.
+fn typed<T: serde::de::DeserializeOwned>(path: &str, v: Value) -> Result<T> {
+    serde_json::from_value(v)
+        .with_context(|| format!("the answer of {path} is not what the API documents"))
 }

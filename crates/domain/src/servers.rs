@@ -9,12 +9,12 @@ use brokeforge_packages::services::server::access::onboarding::{
     AddServer, TOKEN_LIFETIME, add_server, start_direct_onboarding,
 };
 use brokeforge_store::{Job, ProvisionEvent, Server, ServerService, ServerSite, User};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Domain, DomainError, DomainResult};
 
 /// What a user gives to add a server.
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct NewServer {
     pub name: String,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use brokeforge_core::time::now_ms;
 use brokeforge_core::{ProvisionType, ServiceType};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -18,7 +18,7 @@ use crate::{Backend, Result, Store, StoreError, is_unique_violation, json};
 
 pub const NOTIFY_CHANNEL: &str = "brokeforge_jobs";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
@@ -61,7 +61,7 @@ impl std::str::FromStr for JobStatus {
 }
 
 /// The record a job provisions, whose status the job lifecycle keeps truthful.
-#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JobTarget {
     Service {
@@ -79,7 +79,7 @@ pub enum JobTarget {
     Deployment { id: i64 },
 }
 
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Job {
     pub id: i64,
     pub kind: String,

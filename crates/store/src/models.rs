@@ -4,9 +4,9 @@ use brokeforge_core::{
     ConnectionStatus, CredentialKind, EventStatus, ProvisionStatus, ProvisionType, ServiceStatus,
     ServiceType,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct User {
     pub id: i64,
     pub email: String,
@@ -18,7 +18,7 @@ pub struct User {
     pub two_factor: bool,
 }
 
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Server {
     pub id: i64,
     /// Who added it.
@@ -64,7 +64,7 @@ impl ServerCredential {
     }
 }
 
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServerService {
     pub id: i64,
     pub server_id: i64,
@@ -77,7 +77,7 @@ pub struct ServerService {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServerSite {
     pub id: i64,
     pub server_id: i64,

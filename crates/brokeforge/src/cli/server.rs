@@ -1,5 +1,7 @@
 //! `brokeforge server`: add (by script or directly), list, show, script, remove, pin-host-key.
 
+use brokeforge_domain::servers::NewServer;
+use brokeforge_web::api::types::{AddedServer, ServerDetail, ServerEntry};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -97,18 +99,25 @@ pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
                 ),
                 None => None,
             };
-            let made = client.post(
-                "/servers",
-                json!({"name": name, "public_ip": ip, "ssh_port": port, "host_key_fingerprint": host_key_fingerprint,
-                       "root_key": key, "trust_on_first_use": trust_on_first_use, "team": team}),
-            )?;
-            let id = made["server"]["id"].as_i64().unwrap_or_default();
+            let new = NewServer {
+                name: name.clone(),
+                public_ip: ip,
+                ssh_port: Some(port),
+                host_key_fingerprint,
+                root_key: key,
+                trust_on_first_use,
+                team,
+            };
+            let made: AddedServer = client.post_as("/servers", &new)?;
+            let id = made.server.id;
             if client.json && !do_follow {
-                print_json(&made);
+                print_json(&serde_json::to_value(&made)?);
                 return Ok(());
             }
-            match made.get("job") {
+            match &made.job {
                 Some(job) => {
+                    let job = serde_json::to_value(job)?;
+                    let job = &job;
                     if !client.json {
                         println!("added server {name} (id {id}); connecting to it");
                     }
@@ -122,12 +131,12 @@ pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
                 }
                 None => {
                     if client.json {
-                        print_json(&made);
+                        print_json(&serde_json::to_value(&made)?);
                     } else {
                         println!(
                             "added server {name} (id {id}). Run this as root on it (valid for an hour, once):\n"
                         );
-                        println!("  {}\n", made["script"].as_str().unwrap_or_default());
+                        println!("  {}\n", made.script);
                     }
                     if do_follow {
                         follow_script(&client, id).await?;
@@ -150,78 +159,63 @@ pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
                 "{:<6} {:<20} {:<22} {:<12} {:<12} SERVICES",
                 "ID", "NAME", "ADDRESS", "STATUS", "OS"
             );
-            for s in list {
-                let sv = &s["server"];
-                let services: Vec<&str> = s["services"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x["service_name"].as_str())
-                            .collect()
-                    })
-                    .unwrap_or_default();
+            for ServerEntry {
+                server: sv,
+                services,
+            } in list
+            {
+                let services: Vec<&str> =
+                    services.iter().map(|x| x.service_name.as_str()).collect();
                 println!(
                     "{:<6} {:<20} {:<22} {:<12} {:<12} {}",
-                    sv["id"],
-                    sv["name"].as_str().unwrap_or_default(),
-                    format!(
-                        "{}:{}",
-                        sv["public_ip"].as_str().unwrap_or_default(),
-                        sv["ssh_port"]
-                    ),
-                    sv["provision_status"].as_str().unwrap_or_default(),
-                    sv["os"].as_str().unwrap_or("-"),
+                    sv.id,
+                    sv.name,
+                    format!("{}:{}", sv.public_ip, sv.ssh_port),
+                    sv.provision_status.as_str(),
+                    sv.os.as_deref().unwrap_or("-"),
                     services.join(",")
                 );
             }
         }
         ServerCommand::Show { server } => {
             let id = client.server_id(&server)?;
-            let v = client.get(&format!("/servers/{id}"))?;
+            let v: ServerDetail = client.get_as(&format!("/servers/{id}"))?;
             if client.json {
-                print_json(&v);
+                print_json(&serde_json::to_value(&v)?);
                 return Ok(());
             }
-            let s = &v["server"];
-            println!(
-                "{} (id {})",
-                s["name"].as_str().unwrap_or_default(),
-                s["id"]
-            );
-            println!(
-                "  address      {}:{}",
-                s["public_ip"].as_str().unwrap_or_default(),
-                s["ssh_port"]
-            );
+            let s = &v.server;
+            println!("{} (id {})", s.name, s.id);
+            println!("  address      {}:{}", s.public_ip, s.ssh_port);
             println!(
                 "  status       {} / {}",
-                s["provision_status"].as_str().unwrap_or_default(),
-                s["connection_status"].as_str().unwrap_or_default()
+                s.provision_status.as_str(),
+                s.connection_status.as_str()
             );
             println!(
                 "  os           {}",
-                s["os"].as_str().unwrap_or("not detected yet")
+                s.os.as_deref().unwrap_or("not detected yet")
             );
             println!(
                 "  host key     {}",
-                s["host_key_fingerprint"].as_str().unwrap_or("not pinned")
+                s.host_key_fingerprint.as_deref().unwrap_or("not pinned")
             );
-            for svc in v["services"].as_array().into_iter().flatten() {
+            for svc in &v.services {
                 println!(
                     "  service      {:<12} {}{}",
-                    svc["service_name"].as_str().unwrap_or_default(),
-                    svc["status"].as_str().unwrap_or_default(),
-                    svc["error"]
-                        .as_str()
+                    svc.service_name,
+                    svc.status.as_str(),
+                    svc.error
+                        .as_deref()
                         .map(|e| format!(" ({e})"))
                         .unwrap_or_default()
                 );
             }
-            for site in v["sites"].as_array().into_iter().flatten() {
+            for site in &v.sites {
                 println!(
                     "  site         {:<30} {}",
-                    site["domain"].as_str().unwrap_or_default(),
-                    site["status"].as_str().unwrap_or_default()
+                    site.domain,
+                    site.status.as_str()
                 );
             }
         }

@@ -36,19 +36,19 @@ pub struct LoginRequest {
 }
 
 /// A session: send the cookie back, and the CSRF token in `X-CSRF-Token` with every change.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct LoginResponse {
     pub user: User,
     pub csrf_token: String,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct UserResponse {
     pub user: User,
 }
 
 /// A server with its installed services.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ServerEntry {
     pub server: Server,
     pub services: Vec<ServerService>,
@@ -83,7 +83,7 @@ pub struct ServersQuery {
 }
 
 /// A page of servers; `next` is the query of the following page, null at the end.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ServerList {
     pub servers: Vec<ServerEntry>,
     pub next: Option<NextPage>,
@@ -91,7 +91,7 @@ pub struct ServerList {
 
 /// A server just added: its one-line provisioning command (empty when BrokeForge onboards it with the
 /// root key given), and then the onboarding job.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AddedServer {
     pub server: Server,
     pub script: String,
@@ -99,7 +99,7 @@ pub struct AddedServer {
     pub job: Option<Job>,
 }
 
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ServerDetail {
     pub server: Server,
     pub services: Vec<ServerService>,
@@ -107,7 +107,7 @@ pub struct ServerDetail {
 }
 
 /// A job (a queued one answers `202`).
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct JobResponse {
     pub job: Job,
 }
