@@ -1,6 +1,6 @@
 """A short flow through BrokeForge's API with a client generated from its OpenAPI document by
-openapi-python-client (a generator no one here wrote): sign in with a token, read who we are, add a server,
-list servers, read the server, read its onboarding job until it ends, and get a typed error for another's
+openapi-python-client (a generator no one here wrote): sign in with a token, read who we are, add a server
+(and retry it with its Idempotency-Key), list servers, read the server, read its onboarding job until it ends, and get a typed error for another's
 server. Every answer is parsed into the generated models, so a document that does not match what the
 server sends fails here.
 
@@ -48,11 +48,12 @@ check("password sign-in", isinstance(session, LoginResponse) and len(session.csr
 with open(key_file) as f:
     root_key = f.read()
 # Port 1 on loopback refuses: the onboarding job is queued, runs and fails with a clear error.
-added = post_servers.sync(
-    client=api,
-    body=NewServer(name="api-flow", public_ip="127.0.0.1", ssh_port=1, root_key=root_key, trust_on_first_use=True),
-)
+new = NewServer(name="api-flow", public_ip="127.0.0.1", ssh_port=1, root_key=root_key, trust_on_first_use=True)
+added = post_servers.sync(client=api, body=new, idempotency_key="api-flow-1")
 check("add a server", isinstance(added, AddedServer) and added.server.name == "api-flow" and added.job, repr(added))
+# The same request again with its key (a retry after a lost answer): the first answer, nothing added twice.
+again = post_servers.sync(client=api, body=new, idempotency_key="api-flow-1")
+check("retry with the key", isinstance(again, AddedServer) and again.server.id == added.server.id and again.job.id == added.job.id, repr(again))
 
 listed = get_servers.sync(client=api, search="api-flow")
 check("list servers", isinstance(listed, ServerList) and [e.server.id for e in listed.servers] == [added.server.id], repr(listed))

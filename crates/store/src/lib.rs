@@ -10,6 +10,7 @@ pub mod backups;
 pub mod crypto;
 mod drift;
 mod events;
+mod idempotency;
 mod job_recovery;
 pub mod jobs;
 pub mod metrics;
@@ -41,6 +42,7 @@ pub use backups::{
     BackupPlan, BackupSnapshot, BackupStorage, NewBackupPlan, NewBackupStorage, SeenSnapshot,
 };
 pub use crypto::{Cipher, MasterKey};
+pub use idempotency::{IDEMPOTENCY_TTL_MS, Idempotent};
 pub use jobs::{Heartbeat, Job, JobStatus, JobTarget, NewJob, Outcome, Recovered};
 pub use metrics::{MonitoringAgent, Sample};
 pub use models::*;

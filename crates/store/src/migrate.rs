@@ -126,6 +126,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0019_drift.sql"),
         postgres: include_str!("../migrations/postgres/0019_drift.sql"),
     },
+    Migration {
+        version: 20,
+        name: "idempotency",
+        sqlite: include_str!("../migrations/sqlite/0020_idempotency.sql"),
+        postgres: include_str!("../migrations/postgres/0020_idempotency.sql"),
+    },
 ];
 
 /// The newest schema this binary knows.

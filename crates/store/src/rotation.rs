@@ -143,6 +143,25 @@ impl Store {
                 count += 1;
             }
         }
+        let rows = sqlx::query(
+            "SELECT user_id, key, body_enc FROM idempotency_keys WHERE body_enc IS NOT NULL",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in rows {
+            let (user_id, key): (i64, String) = (row.try_get("user_id")?, row.try_get("key")?);
+            let context = format!("idempotency_keys:{user_id}:{key}");
+            let sealed = self.reseal(&next, &context, &row.try_get::<Vec<u8>, _>("body_enc")?)?;
+            sqlx::query(
+                "UPDATE idempotency_keys SET body_enc = $1 WHERE user_id = $2 AND key = $3",
+            )
+            .bind(sealed)
+            .bind(user_id)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+            count += 1;
+        }
         tx.commit().await?;
         Ok(count)
     }

@@ -29,7 +29,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(public::routes())
         .merge(pages::routes())
-        .nest("/api/v1", api::routes())
+        .nest(
+            "/api/v1",
+            // Inside authentication: a key is the caller's own.
+            api::routes().layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                api::idempotency::idempotent,
+            )),
+        )
         // Inside authentication (it needs the caller), after routing (it needs the route).
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -2908,3 +2908,6 @@ mod drift;
 
 #[path = "web/dashboard.rs"]
 mod dashboard;
+
+#[path = "web/idempotency.rs"]
+mod idempotency;

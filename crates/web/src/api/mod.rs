@@ -6,6 +6,7 @@ mod account;
 mod audit;
 mod backups;
 pub mod contract;
+pub mod idempotency;
 /// The page links to the same download.
 pub use backups::download as backups_download;
 pub use backups::recovery_kit as backups_recovery_kit;

@@ -31,6 +31,13 @@ pub fn spec(operations: &[Op]) -> Value {
         if let Some(query) = typed.and_then(|t| t.query) {
             params.extend(schemas.query(query));
         }
+        if op.method == "post" && !matches!(op.path, "/login" | "/logout") {
+            params.push(json!({
+                "name": "Idempotency-Key", "in": "header", "required": false,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "description": "Send the request again with the same key (a UUID) after a lost answer: the first answer comes back (Idempotent-Replayed: true) instead of the work running twice; kept a day"
+            }));
+        }
         let mut operation = json!({
             "summary": op.summary,
             "tags": [tag(op.path)],
