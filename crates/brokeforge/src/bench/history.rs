@@ -4,13 +4,12 @@
 //! the peak RSS while serving are printed. Seeding is done by the database itself (a recursive CTE), so the
 //! process memory measured is the web app's.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use brokeforge_store::Store;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{peak_rss_mb, percentile};
+use super::{http_request, peak_rss_mb, percentile};
 
 /// Jobs per server in the seeded history.
 const JOBS_PER_SERVER: i64 = 20;
@@ -95,21 +94,11 @@ async fn seed(store: &Store, user_id: i64, servers: i64, rows: i64, tag: &str) -
 }
 
 /// One HTTP/1.0 GET; status and body size.
+/// A GET with one header (`Name: value`, or none when empty): the status and the body's size.
 async fn get(addr: &str, path: &str, header: &str) -> Result<(u16, usize)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n{header}\r\n\r\n").as_bytes())
-        .await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut raw))
-        .await
-        .with_context(|| format!("GET {path} took over a minute"))??;
-    let text = String::from_utf8_lossy(&raw);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((status, raw.len()))
+    let headers: Vec<(&str, &str)> = header.split_once(": ").into_iter().collect();
+    let (status, body) = http_request(addr, ("GET", path), &headers, "").await?;
+    Ok((status, body.len()))
 }
 
 struct Route {

@@ -6,13 +6,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use brokeforge_store::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{peak_rss_mb, percentile};
+use super::{http_request, peak_rss_mb, percentile};
 
 /// Simulated minutes posted over HTTP (and written by the baseline).
 const MINUTES: i64 = 5;
@@ -64,24 +64,13 @@ pub(super) fn cpu_seconds() -> f64 {
 }
 
 async fn post(addr: &str, token: &str, body: &str) -> Result<u16> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(
-        format!(
-            "POST /ingest/metrics HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut raw))
-        .await
-        .context("an ingest request took over a minute")??;
-    Ok(String::from_utf8_lossy(&raw)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0))
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "text/plain"),
+    ];
+    let (status, _) = http_request(addr, ("POST", "/ingest/metrics"), &headers, body).await?;
+    Ok(status)
 }
 
 async fn database_mb(store: &Store) -> f64 {

@@ -12,10 +12,9 @@ use brokeforge_packages::jobs::{Worker, WorkerConfig};
 use brokeforge_ssh::{ExecRequest, SshSession, SshTarget};
 use brokeforge_store::{JobStatus, Store};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use super::{peak_rss_mb, serve_app};
+use super::{http_request, peak_rss_mb, serve_app};
 
 /// The script every server runs: a few lines of output, the server's name among them.
 fn script(lines: usize) -> String {
@@ -31,28 +30,21 @@ async fn api(
     body: Option<Value>,
 ) -> Result<(u16, Value)> {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(
-        format!(
-            "{method} /api/v1{path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
+    let auth = format!("Bearer {token}");
+    let (status, answer) = http_request(
+        addr,
+        (method, &format!("/api/v1{path}")),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        &body,
     )
     .await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut raw))
-        .await
-        .with_context(|| format!("{method} {path} took over a minute"))??;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+    Ok((
+        status,
+        serde_json::from_slice(&answer).unwrap_or(Value::Null),
+    ))
 }
 
 /// The baseline: the script on each host (one connection, one exec with the script on stdin), the canary

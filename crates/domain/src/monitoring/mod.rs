@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use brokeforge_core::ValidationError;
 use brokeforge_core::time::now_ms;
-use brokeforge_store::{AlertRule, JobStatus, NewAlertRule, RuleTransition, Server};
+use brokeforge_store::{AlertRule, NewAlertRule, RuleTransition, Server};
 use serde::{Deserialize, Serialize};
 
 use crate::{Domain, DomainError, DomainResult};
@@ -16,6 +16,7 @@ mod certs;
 mod channels;
 mod checks;
 mod fleet;
+mod rules;
 pub use certs::{ProbeAttempts, cert_metric};
 use channels::rfc3339;
 pub use channels::{CHANNEL_KINDS, ChannelSpec, NewChannel, Notice, Smtp};
@@ -410,162 +411,20 @@ impl Domain {
                 .map(|a| SILENCE_MS.max(3 * a.interval_secs * 1000))
                 .unwrap_or(SILENCE_MS);
             let last_seen = agent.map(|a| a.last_seen_at.unwrap_or(a.created_at));
-            let quiet = last_seen.is_some_and(|t| now - t > fresh);
-            let check_metric = rule
-                .metric
-                .as_deref()
-                .is_some_and(|m| m.starts_with("http_"));
-            let (breach, value, detail) = if rule.kind == "job_failed" {
-                // The newest finished job (since the rule exists) decides: failed fires, done resolves.
-                let jobs = self.store.recent_jobs(rule.server_id, 10).await?;
-                let Some(job) = jobs.iter().find(|j| {
-                    matches!(j.status, JobStatus::Done | JobStatus::Failed)
-                        && j.finished_at.is_some_and(|t| t > rule.created_at)
-                }) else {
-                    continue;
-                };
-                let failed = job.status == JobStatus::Failed;
-                let mut why: String = job
-                    .error
-                    .clone()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(200)
-                    .collect();
-                if why.is_empty() {
-                    why = "no reason given".into();
-                }
-                (
-                    failed,
-                    Some(job.id as f64),
-                    Some(if failed {
-                        format!("job {} ({}) failed: {why}", job.id, job.kind)
-                    } else {
-                        format!("job {} ({}) succeeded", job.id, job.kind)
-                    }),
-                )
-            } else if rule.kind == "drift" {
-                // The newest drift report decides (read by BrokeForge's checks, not the collector): items
-                // that are not ok and not managed by hand fire; a clean check resolves.
-                let server = self.store.server(rule.server_id).await?;
-                let Some(view) = self.drift_report(&server).await? else {
-                    continue;
-                };
-                let drifted: Vec<String> = view
-                    .report
-                    .items
-                    .iter()
-                    .filter(|i| i.state.as_str() != "ok" && !i.by_hand)
-                    .map(|i| format!("{} {}", i.item, i.state.as_str()))
-                    .collect();
-                let detail = if drifted.is_empty() {
-                    format!("check {} found no drift", view.job_id)
-                } else {
-                    let more = drifted.len().saturating_sub(5);
-                    let mut text = format!(
-                        "check {} found {} drifted: {}",
-                        view.job_id,
-                        drifted.len(),
-                        drifted[..drifted.len().min(5)].join(", ")
-                    );
-                    if more > 0 {
-                        text.push_str(&format!(" and {more} more"));
-                    }
-                    text
-                };
-                (
-                    !drifted.is_empty(),
-                    Some(drifted.len() as f64),
-                    Some(detail),
-                )
-            } else if rule.kind == "not_reporting" {
-                let Some(last_seen) = last_seen else {
-                    continue;
-                };
-                let secs = (now - last_seen) / 1000;
-                (
-                    quiet,
-                    Some(secs as f64),
-                    Some(format!("no report for {secs} s")),
-                )
-            } else if rule.kind == "cert_expiring" {
-                // Read by BrokeForge (not the collector): the soonest expiry among fresh readings.
-                let days = rule.threshold.unwrap_or(14.0);
-                let mut soon: Vec<(String, f64)> = self
-                    .store
-                    .latest_samples(rule.server_id, now - certs::CERT_FRESH_MS)
-                    .await?
-                    .into_iter()
-                    .filter_map(|(m, s)| {
-                        m.strip_prefix("cert_days:")
-                            .map(|d| (d.to_string(), s.value))
-                    })
-                    .collect();
-                if soon.is_empty() {
-                    continue;
-                }
-                soon.sort_by(|a, b| a.1.total_cmp(&b.1));
-                let expiring: Vec<String> = soon
-                    .iter()
-                    .filter(|(_, left)| *left < days)
-                    .map(|(d, left)| {
-                        if *left <= 0.0 {
-                            format!("{d} has expired")
-                        } else {
-                            format!("{d} expires in {left:.1} days")
-                        }
-                    })
-                    .collect();
-                (
-                    !expiring.is_empty(),
-                    Some(soon[0].1),
-                    (!expiring.is_empty()).then(|| expiring.join(", ")),
-                )
-            } else {
-                // Without fresh data a rule keeps its state: "not reporting" speaks for the collector's
-                // metrics; site checks run here and have their own.
-                if (quiet || agent.is_none()) && !check_metric {
-                    continue;
-                }
-                if rule.kind == "service_down" {
-                    let report = self
-                        .store
-                        .latest_samples(rule.server_id, now - fresh)
-                        .await?;
-                    let down: Vec<&str> = report
-                        .iter()
-                        .filter(|(m, s)| m.starts_with("service_up:") && s.value < 0.5)
-                        .map(|(m, _)| &m["service_up:".len()..])
-                        .collect();
-                    (
-                        !down.is_empty(),
-                        Some(down.len() as f64),
-                        (!down.is_empty()).then(|| format!("down: {}", down.join(", "))),
-                    )
-                } else {
-                    let metric = rule.metric.as_deref().unwrap_or("");
-                    let fresh = if check_metric { CHECK_FRESH_MS } else { fresh };
-                    let Some(s) = self.store.latest_sample(rule.server_id, metric).await? else {
-                        continue;
-                    };
-                    if now - s.at > fresh {
-                        continue;
-                    }
-                    let threshold = rule.threshold.unwrap_or(0.0);
-                    let breach = match rule.comparison.as_deref() {
-                        Some("below") => s.value < threshold,
-                        _ => s.value > threshold,
-                    };
-                    (
-                        breach,
-                        Some(s.value),
-                        Some(format!(
-                            "{metric} is {:.2} ({} {threshold})",
-                            s.value,
-                            rule.comparison.as_deref().unwrap_or("above")
-                        )),
-                    )
-                }
+            let collector = rules::Collector {
+                now,
+                fresh_ms: fresh,
+                last_seen,
+                quiet: last_seen.is_some_and(|t| now - t > fresh),
+                installed: agent.is_some(),
+            };
+            let Some(rules::Reading {
+                breach,
+                value,
+                detail,
+            }) = self.read_rule(&rule, &collector).await?
+            else {
+                continue;
             };
             let Some((to, event)) = next_state(&rule, breach, now) else {
                 continue;

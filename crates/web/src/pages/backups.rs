@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::extract::{Form, Path, State};
-use axum::http::StatusCode;
 use brokeforge_domain::backups::{PlanRequest, PlanView, StorageRequest};
 use brokeforge_packages::services::backup::repository::{Retention, Source};
 use brokeforge_store::{Job, Server};
@@ -192,14 +191,7 @@ async fn backups_view(
             .into_iter()
             .map(|s| format!("site:{}", s.domain)),
     );
-    let mut nav = Nav::server(u, server, "backups");
-    let status = match error {
-        Some(e) => {
-            nav = nav.with_error(e);
-            e.status
-        }
-        None => StatusCode::OK,
-    };
+    let (nav, status) = Nav::server(u, server, "backups").with_result(error);
     Ok(render(
         &BackupsPage {
             nav,

@@ -120,6 +120,14 @@ impl Nav {
         }
     }
 
+    /// The page after a form: its error shown, and the status to answer with (the error's, or 200).
+    pub fn with_result(self, error: Option<&ApiError>) -> (Nav, axum::http::StatusCode) {
+        match error {
+            Some(e) => (self.with_error(e), e.status),
+            None => (self, axum::http::StatusCode::OK),
+        }
+    }
+
     pub fn with_error(mut self, e: &ApiError) -> Nav {
         self.error = match e.field {
             Some(f) => format!("{f}: {}", e.message),

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::extract::{Form, State};
-use axum::http::StatusCode;
 use brokeforge_domain::drift::{DriftView, RepairPlan};
 use brokeforge_store::Server;
 
@@ -66,15 +65,8 @@ async fn view(
         Some(_) => Some(state.domain.repair_drift(server, false).await?),
         None => None,
     };
-    let mut nav = Nav::server(u, server, "drift");
+    let (mut nav, status) = Nav::server(u, server, "drift").with_result(error);
     nav.notice = notice;
-    let status = match error {
-        Some(e) => {
-            nav = nav.with_error(e);
-            e.status
-        }
-        None => StatusCode::OK,
-    };
     Ok(render(
         &DriftPage {
             nav,

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::extract::{Form, Path, State};
-use axum::http::StatusCode;
 use brokeforge_packages::services::server::firewall::{FirewallRule, RuleSpec};
 use brokeforge_store::Server;
 
@@ -45,14 +44,7 @@ async fn view(
         Ok(fw) => (Some(fw.active), fw.rules, String::new()),
         Err(e) => (None, Vec::new(), ApiError::from(e).message),
     };
-    let mut nav = Nav::server(u, server, "firewall");
-    let status = match error {
-        Some(e) => {
-            nav = nav.with_error(e);
-            e.status
-        }
-        None => StatusCode::OK,
-    };
+    let (nav, status) = Nav::server(u, server, "firewall").with_result(error);
     Ok(render(
         &FirewallPage {
             nav,

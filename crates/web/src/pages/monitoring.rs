@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::StatusCode;
 use brokeforge_core::time::now_ms;
 use brokeforge_domain::monitoring::{AlertSpec, ChannelSpec, MetricSample, describe_rule};
 use brokeforge_store::{AlertRule, Channel, Delivery, Sample, Server};
@@ -307,14 +306,7 @@ async fn view(
             .and_then(|mut d| d.pop());
         channels.push((c, last));
     }
-    let mut nav = Nav::server(u, server, "monitoring");
-    let status = match error {
-        Some(e) => {
-            nav = nav.with_error(e);
-            e.status
-        }
-        None => StatusCode::OK,
-    };
+    let (nav, status) = Nav::server(u, server, "monitoring").with_result(error);
     Ok(render(
         &MonitoringPage {
             nav,

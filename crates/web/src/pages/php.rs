@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::StatusCode;
 use brokeforge_packages::services::webserver::nginx::WebServerConfig;
 use brokeforge_packages::services::webserver::php::{
     PhpExtensionsRequest, PhpSettingsRequest, setting_names,
@@ -80,14 +79,7 @@ async fn view(
             Err(e) => read_error = ApiError::from(e).message,
         }
     }
-    let mut nav = Nav::server(u, server, "php");
-    let status = match error {
-        Some(e) => {
-            nav = nav.with_error(e);
-            e.status
-        }
-        None => StatusCode::OK,
-    };
+    let (nav, status) = Nav::server(u, server, "php").with_result(error);
     Ok(render(
         &PhpPage {
             nav,

@@ -63,14 +63,7 @@ async fn view(
             (r, name)
         })
         .collect();
-    let mut nav = Nav::of(u, "Recipes");
-    let status = match error {
-        Some(e) => {
-            nav = nav.with_error(e);
-            e.status
-        }
-        None => StatusCode::OK,
-    };
+    let (nav, status) = Nav::of(u, "Recipes").with_result(error);
     Ok(render(
         &RecipesPage {
             nav,
