@@ -1246,6 +1246,11 @@ async fn pages_render_and_forms_reject_bad_input() {
         .await;
         assert_eq!(r.status, 303, "{}", r.body);
         let cookie = cookie_of(&r);
+        // A page as the signed-in administrator.
+        let get_page = |path: String| {
+            let (addr, cookie) = (app.addr.clone(), cookie.clone());
+            async move { http(&addr, "GET", &path, &[("Cookie", &cookie)], "").await }
+        };
         assert_eq!(app.store.count_users().await.unwrap(), 1);
         assert!(
             app.store
@@ -1377,14 +1382,7 @@ async fn pages_render_and_forms_reject_bad_input() {
             .await
             .unwrap()
             .remove(0);
-        let page = http(
-            &app.addr,
-            "GET",
-            &format!("/servers/{}", server.id),
-            &[("Cookie", &cookie)],
-            "",
-        )
-        .await;
+        let page = get_page(format!("/servers/{}", server.id)).await;
         assert_eq!(page.status, 200);
         assert!(page.body.contains("data-stream="), "{n}");
         // The workspace: each area is a page of its own, its tab marked current and the others linked.
@@ -1402,28 +1400,14 @@ async fn pages_render_and_forms_reject_bad_input() {
                 r.body
             );
         }
-        let services = http(
-            &app.addr,
-            "GET",
-            &format!("/servers/{}/services", server.id),
-            &[("Cookie", &cookie)],
-            "",
-        )
-        .await;
+        let services = get_page(format!("/servers/{}/services", server.id)).await;
         assert!(services.body.contains("Install nginx and PHP"), "{n}");
         // A package the server's OS cannot take is shown with the reason, without an install button.
         app.store
             .set_server_os(server.id, "debian 12")
             .await
             .unwrap();
-        let services = http(
-            &app.addr,
-            "GET",
-            &format!("/servers/{}/services", server.id),
-            &[("Cookie", &cookie)],
-            "",
-        )
-        .await;
+        let services = get_page(format!("/servers/{}/services", server.id)).await;
         let mysql = services.body.split("id=\"install-mysql\"").nth(1).unwrap();
         let mysql = &mysql[..mysql.find("</div>").unwrap()];
         assert!(
@@ -1453,14 +1437,7 @@ async fn pages_render_and_forms_reject_bad_input() {
             })
             .await
             .unwrap();
-        let page = http(
-            &app.addr,
-            "GET",
-            &format!("/servers/{}", server.id),
-            &[("Cookie", &cookie)],
-            "",
-        )
-        .await;
+        let page = get_page(format!("/servers/{}", server.id)).await;
         assert!(
             page.body.contains("Provisioning script") && page.body.contains("Creating users"),
             "{n}"
@@ -1499,14 +1476,7 @@ async fn pages_render_and_forms_reject_bad_input() {
             })
             .await
             .unwrap();
-        let r = http(
-            &app.addr,
-            "GET",
-            &format!("/sites/{}", site.id),
-            &[("Cookie", &cookie)],
-            "",
-        )
-        .await;
+        let r = get_page(format!("/sites/{}", site.id)).await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert!(r.body.contains("ssh-ed25519 "), "{n}");
         for (area, path, label) in brokeforge_web::pages::common::SITE_AREAS {
@@ -1525,14 +1495,7 @@ async fn pages_render_and_forms_reject_bad_input() {
                 );
             }
         }
-        let r = http(
-            &app.addr,
-            "GET",
-            &format!("/sites/{}/deployments", site.id),
-            &[("Cookie", &cookie)],
-            "",
-        )
-        .await;
+        let r = get_page(format!("/sites/{}/deployments", site.id)).await;
         assert!(r.body.contains("/hooks/sites/"), "{n}");
         let r = form(
             &app,
@@ -1544,14 +1507,7 @@ async fn pages_render_and_forms_reject_bad_input() {
         assert_eq!(r.status, 422);
         assert!(r.body.contains("not a kept release"));
         // HTTPS: a bad email or ACME directory is refused on the page; nothing is queued.
-        let r = http(
-            &app.addr,
-            "GET",
-            &format!("/sites/{}/https", site.id),
-            &[("Cookie", &cookie)],
-            "",
-        )
-        .await;
+        let r = get_page(format!("/sites/{}/https", site.id)).await;
         assert!(r.body.contains("Get a certificate"), "{n}");
         let jobs_before = app.store.jobs_for_server(server.id).await.unwrap().len();
         for (field, value, msg) in [
@@ -1582,14 +1538,7 @@ async fn pages_render_and_forms_reject_bad_input() {
         assert_eq!(r.status, 422, "{n}");
         assert!(r.body.contains("has no certificate"), "{}", r.body);
         // Background work: no output before there is any work (nothing is read from the server).
-        let r = http(
-            &app.addr,
-            "GET",
-            &format!("/sites/{}/tasks?output=1", site.id),
-            &[("Cookie", &cookie)],
-            "",
-        )
-        .await;
+        let r = get_page(format!("/sites/{}/tasks?output=1", site.id)).await;
         assert!(
             r.status == 200 && r.body.contains("(no output yet)"),
             "{n}: {}",
@@ -1674,14 +1623,7 @@ async fn pages_render_and_forms_reject_bad_input() {
             )
             .await
             .unwrap();
-        let r = http(
-            &app.addr,
-            "GET",
-            &format!("/deployments/{}", d.id),
-            &[("Cookie", &cookie)],
-            "",
-        )
-        .await;
+        let r = get_page(format!("/deployments/{}", d.id)).await;
         assert_eq!(r.status, 200);
 
         // Databases: what is there, and drop buttons that queue the removal.
@@ -1695,14 +1637,7 @@ async fn pages_render_and_forms_reject_bad_input() {
             )
             .await
             .unwrap();
-        let page = http(
-            &app.addr,
-            "GET",
-            &format!("/servers/{}/databases", server.id),
-            &[("Cookie", &cookie)],
-            "",
-        )
-        .await;
+        let page = get_page(format!("/servers/{}/databases", server.id)).await;
         assert!(
             page.body.contains("schema <strong>app</strong>")
                 && page.body.contains("user <strong>app_rw</strong>"),
@@ -1742,14 +1677,7 @@ async fn pages_render_and_forms_reject_bad_input() {
         );
 
         // Removal options from the catalogue: a database can be dumped first.
-        let page = http(
-            &app.addr,
-            "GET",
-            &format!("/servers/{}/services", server.id),
-            &[("Cookie", &cookie)],
-            "",
-        )
-        .await;
+        let page = get_page(format!("/servers/{}/services", server.id)).await;
         assert!(page.body.contains("name=\"set.dump_first\""), "{n}");
         let r = form(
             &app,
@@ -1837,14 +1765,7 @@ async fn pages_render_and_forms_reject_bad_input() {
             )
             .await
             .unwrap();
-        let r = http(
-            &app.addr,
-            "GET",
-            &format!("/jobs/{job_id}"),
-            &[("Cookie", &cookie)],
-            "",
-        )
-        .await;
+        let r = get_page(format!("/jobs/{job_id}")).await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert!(
             r.body.contains("hello from the job")
