@@ -207,7 +207,7 @@ pub struct SiteCommandRecord {
 }
 
 /// How a deployment stands (a rollback is a deployment of a kept release).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeploymentStatus {
     Queued,
@@ -243,7 +243,7 @@ impl std::str::FromStr for DeploymentStatus {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Deployment {
     pub id: i64,
     pub site_id: i64,

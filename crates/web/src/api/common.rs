@@ -62,6 +62,15 @@ impl IntoResponse for Accepted {
 /// The answer of a route that queues one job.
 pub type Queued = Result<Accepted, ApiError>;
 
+/// Something queued with its job, as the handler's answer type: `202` with the body.
+pub struct AcceptedWith<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for AcceptedWith<T> {
+    fn into_response(self) -> Response {
+        (StatusCode::ACCEPTED, Json(self.0)).into_response()
+    }
+}
+
 /// A queued job: `202` with the job.
 pub fn accepted(job: &Job) -> Response {
     let body = super::types::JobResponse { job: job.clone() };

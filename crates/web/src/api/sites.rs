@@ -1,6 +1,7 @@
 //! Sites: create, remove, repository, deployments, rollback, HTTPS, background work, settings, commands,
 //! the `.env` and the deploy webhook.
 
+use super::types::{DeploymentQueued, SiteList, SiteQueued, SiteResponse};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -14,7 +15,7 @@ use brokeforge_packages::services::sites::site::SiteRequest;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::common::{Accepted, ApiJson, ApiResponse, Body, PageQuery, Queued, accepted_with};
+use super::common::{Accepted, AcceptedWith, ApiJson, Body, PageQuery, Queued, Typed};
 use crate::error::ApiError;
 use crate::extract::{OwnedServer, OwnedSite};
 use crate::state::AppState;
@@ -27,21 +28,23 @@ fn triggered_by(authed: &crate::auth::Authed) -> String {
 pub async fn list_sites(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
-) -> ApiJson {
-    Ok(Json(json!({"sites": state.domain.sites(&server).await?})))
+) -> Typed<SiteList> {
+    Ok(Json(SiteList {
+        sites: state.domain.sites(&server).await?,
+    }))
 }
 
 pub async fn create_site(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
     Body(b): Body<SiteRequest>,
-) -> ApiResponse {
+) -> Result<AcceptedWith<SiteQueued>, ApiError> {
     let (site, job) = state.domain.create_site(&server, &b).await?;
-    Ok(accepted_with(json!({"site": site, "job": job})))
+    Ok(AcceptedWith(SiteQueued { site, job }))
 }
 
-pub async fn show_site(OwnedSite(_, site, _): OwnedSite) -> ApiJson {
-    Ok(Json(json!({"site": site})))
+pub async fn show_site(OwnedSite(_, site, _): OwnedSite) -> Typed<SiteResponse> {
+    Ok(Json(SiteResponse { site }))
 }
 
 #[derive(Deserialize, Default, schemars::JsonSchema)]
@@ -175,7 +178,7 @@ pub async fn list_deployments(
     })))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(default)]
 pub struct DeployBody {
     branch: Option<String>,
@@ -185,7 +188,7 @@ pub async fn deploy(
     State(state): State<AppState>,
     OwnedSite(authed, site, _): OwnedSite,
     body: axum::body::Bytes,
-) -> ApiResponse {
+) -> Result<AcceptedWith<DeploymentQueued>, ApiError> {
     // The body is optional: an empty one deploys the configured branch.
     let branch = if body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -198,10 +201,10 @@ pub async fn deploy(
         .domain
         .deploy(&site, branch.as_deref(), &triggered_by(&authed))
         .await?;
-    Ok(accepted_with(json!({"deployment": d, "job": job})))
+    Ok(AcceptedWith(DeploymentQueued { deployment: d, job }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct RollbackBody {
     release: String,
 }
@@ -210,12 +213,12 @@ pub async fn rollback(
     State(state): State<AppState>,
     OwnedSite(authed, site, _): OwnedSite,
     Body(b): Body<RollbackBody>,
-) -> ApiResponse {
+) -> Result<AcceptedWith<DeploymentQueued>, ApiError> {
     let (d, job) = state
         .domain
         .rollback(&site, &b.release, &triggered_by(&authed))
         .await?;
-    Ok(accepted_with(json!({"deployment": d, "job": job})))
+    Ok(AcceptedWith(DeploymentQueued { deployment: d, job }))
 }
 
 #[derive(Deserialize)]

@@ -2,7 +2,7 @@
 //! document's schemas are generated from them (`super::contract`: schemars, from the same serde attributes that
 //! make the wire format).
 
-use brokeforge_store::{Job, Server, ServerService, ServerSite, User};
+use brokeforge_store::{Deployment, Job, Server, ServerService, ServerSite, User};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -109,5 +109,29 @@ pub struct ServerDetail {
 /// A job (a queued one answers `202`).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct JobResponse {
+    pub job: Job,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SiteList {
+    pub sites: Vec<ServerSite>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SiteResponse {
+    pub site: ServerSite,
+}
+
+/// A site being created (`202`): the record, and the job that sets it up on the server.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SiteQueued {
+    pub site: ServerSite,
+    pub job: Job,
+}
+
+/// A deployment or rollback queued (`202`): its record, and the job that runs it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DeploymentQueued {
+    pub deployment: Deployment,
     pub job: Job,
 }

@@ -48,7 +48,7 @@ milestones! {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct SiteRequest {
     pub domain: String,
