@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use brokeforge_core::CredentialKind;
 use brokeforge_core::time::now_ms;
+use brokeforge_store::IDEMPOTENCY_TTL_MS;
 
 use crate::{Domain, DomainResult};
 
@@ -61,6 +62,8 @@ impl Default for Retention {
 pub struct Pruned {
     pub audit: u64,
     pub login_attempts: u64,
+    /// API idempotency keys past their day.
+    pub idempotency_keys: u64,
     pub webhook_deliveries: u64,
     pub notification_deliveries: u64,
     pub bootstrap_keys: u64,
@@ -124,6 +127,16 @@ impl Domain {
                 .prune_login_attempts(now - LOGIN_ATTEMPTS_MS, BATCH)
                 .await?;
             out.login_attempts += n;
+            if n < BATCH as u64 {
+                break;
+            }
+        }
+        loop {
+            let n = self
+                .store
+                .prune_idempotency_keys(now - IDEMPOTENCY_TTL_MS, BATCH)
+                .await?;
+            out.idempotency_keys += n;
             if n < BATCH as u64 {
                 break;
             }

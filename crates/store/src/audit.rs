@@ -4,7 +4,7 @@ use brokeforge_core::time::now_ms;
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::{Result, Store};
+use crate::{Result, Store, like_escape};
 
 #[derive(Debug, Clone, Default)]
 pub struct NewAuditEntry {
@@ -78,14 +78,14 @@ impl Store {
             "SELECT id, at, user_id, actor, ip, user_agent, action, target, server_id, status, summary FROM audit_log a \
              WHERE ($1 IS NULL OR a.user_id = $1 OR a.server_id IN (SELECT s.id FROM servers s JOIN team_members m ON m.team_id = s.team_id WHERE m.user_id = $1)) \
                AND ($2 IS NULL OR a.user_id = $2) AND ($3 IS NULL OR a.server_id = $3) \
-               AND ($4 IS NULL OR a.action LIKE $4) AND ($5 IS NULL OR a.at >= $5) AND ($6 IS NULL OR a.id < $6) \
+               AND ($4 IS NULL OR a.action LIKE $4 ESCAPE '\\') AND ($5 IS NULL OR a.at >= $5) AND ($6 IS NULL OR a.id < $6) \
                AND ($8 IS NULL OR a.server_id IN (SELECT t.id FROM servers t WHERE t.team_id = $8)) \
              ORDER BY a.id DESC LIMIT $7",
         )
         .bind(f.visible_to)
         .bind(f.user_id)
         .bind(f.server_id)
-        .bind(f.action.as_ref().map(|a| format!("%{a}%")))
+        .bind(f.action.as_ref().map(|a| format!("%{}%", like_escape(a))))
         .bind(f.since)
         .bind(f.before)
         .bind(f.limit)

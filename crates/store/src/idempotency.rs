@@ -9,6 +9,11 @@ use crate::{Result, Store};
 /// How long a key's answer is kept.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 
+/// A claim still without an answer after this long belongs to a request that died (a node crashed mid-way;
+/// the API's POSTs answer in well under a second): the same request may take it over instead of being told
+/// "in progress" until the key expires.
+pub const IDEMPOTENCY_STALE_MS: i64 = 5 * 60 * 1000;
+
 /// What a request with a key should do.
 #[derive(Debug, PartialEq)]
 pub enum Idempotent {
@@ -35,10 +40,6 @@ impl Store {
         (method, path, request_hash): (&str, &str, &str),
     ) -> Result<Idempotent> {
         let now = now_ms();
-        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-            .bind(now - IDEMPOTENCY_TTL_MS)
-            .execute(&self.pool)
-            .await?;
         let inserted = sqlx::query(
             "INSERT INTO idempotency_keys (user_id, key, method, path, request_hash, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, key) DO NOTHING",
@@ -56,7 +57,7 @@ impl Store {
             return Ok(Idempotent::Run);
         }
         let Some(row) = sqlx::query(
-            "SELECT method, path, request_hash, status, body_enc FROM idempotency_keys \
+            "SELECT method, path, request_hash, status, body_enc, created_at FROM idempotency_keys \
              WHERE user_id = $1 AND key = $2",
         )
         .bind(user_id)
@@ -67,6 +68,13 @@ impl Store {
             // Released between the two statements: the caller may try again.
             return Ok(Idempotent::InProgress);
         };
+        let created: i64 = row.try_get("created_at")?;
+        // An expired key (the pruner has not reached it yet) is free for any request.
+        if created < now - IDEMPOTENCY_TTL_MS {
+            return self
+                .take_over(user_id, key, created, (method, path, request_hash), now)
+                .await;
+        }
         let same = row.try_get::<String, _>("method")? == method
             && row.try_get::<String, _>("path")? == path
             && row.try_get::<String, _>("request_hash")? == request_hash;
@@ -81,8 +89,56 @@ impl Store {
                 status: status as u16,
                 body: self.cipher.open(&context(user_id, key), &sealed)?.to_vec(),
             }),
+            _ if created < now - IDEMPOTENCY_STALE_MS => {
+                self.take_over(user_id, key, created, (method, path, request_hash), now)
+                    .await
+            }
             _ => Ok(Idempotent::InProgress),
         }
+    }
+
+    /// Claim a key whose row (created at `created`) is expired or abandoned. Only one of several
+    /// concurrent retries wins: the update matches the row as it was read.
+    async fn take_over(
+        &self,
+        user_id: i64,
+        key: &str,
+        created: i64,
+        (method, path, request_hash): (&str, &str, &str),
+        now: i64,
+    ) -> Result<Idempotent> {
+        let won = sqlx::query(
+            "UPDATE idempotency_keys SET method = $1, path = $2, request_hash = $3, status = NULL, \
+             body_enc = NULL, created_at = $4 WHERE user_id = $5 AND key = $6 AND created_at = $7",
+        )
+        .bind(method)
+        .bind(path)
+        .bind(request_hash)
+        .bind(now)
+        .bind(user_id)
+        .bind(key)
+        .bind(created)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(if won == 1 {
+            Idempotent::Run
+        } else {
+            Idempotent::InProgress
+        })
+    }
+
+    /// Delete up to `limit` keys created before `before_ms`; how many went.
+    pub async fn prune_idempotency_keys(&self, before_ms: i64, limit: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE (user_id, key) IN \
+             (SELECT user_id, key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
+        )
+        .bind(before_ms)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Keep the answer of the request that claimed `key`.

@@ -42,7 +42,7 @@ pub use backups::{
     BackupPlan, BackupSnapshot, BackupStorage, NewBackupPlan, NewBackupStorage, SeenSnapshot,
 };
 pub use crypto::{Cipher, MasterKey};
-pub use idempotency::{IDEMPOTENCY_TTL_MS, Idempotent};
+pub use idempotency::{IDEMPOTENCY_STALE_MS, IDEMPOTENCY_TTL_MS, Idempotent};
 pub use jobs::{Heartbeat, Job, JobStatus, JobTarget, NewJob, Outcome, Recovered};
 pub use metrics::{MonitoringAgent, Sample};
 pub use models::*;
@@ -531,4 +531,11 @@ pub mod testing {
             }
         }
     }
+}
+
+/// `s` for a LIKE pattern with `\` as the escape: its `%` and `_` match only themselves.
+pub(crate) fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }

@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::models::*;
-use crate::{Result, Store, StoreError, is_unique_violation, parse};
+use crate::{Result, Store, StoreError, is_unique_violation, like_escape, parse};
 
 pub(crate) const SERVER_COLS: &str = "id, user_id, team_id, name, public_ip, ssh_port, os, provision_status, connection_status, host_key_fingerprint, created_at, updated_at";
 
@@ -501,11 +501,4 @@ pub struct SiteSummary {
     pub server_id: i64,
     pub domain: String,
     pub last_deployment: Option<(String, i64)>,
-}
-
-/// `s` for a LIKE pattern with `\` as the escape: its `%` and `_` match only themselves.
-fn like_escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
 }

@@ -1504,3 +1504,136 @@ async fn notification_deliveries_are_pruned_by_age() {
         assert_eq!(left, vec![ids[2]], "{n}");
     }
 }
+
+#[tokio::test]
+async fn idempotency_keys_expire_are_taken_over_and_pruned() {
+    for t in stores().await {
+        let s = &t.store;
+        let n = t.name;
+        let (user, _) = user_and_server(s, "keys@example.com").await;
+        let req = ("POST", "/api/v1/servers", "hash-a");
+        let age = |key: &'static str, by: i64| async move {
+            sqlx::query("UPDATE idempotency_keys SET created_at = created_at - $1 WHERE key = $2")
+                .bind(by)
+                .bind(key)
+                .execute(s.pool())
+                .await
+                .unwrap();
+        };
+        // A claim without an answer is "in progress" until it is abandoned, then the same request runs.
+        assert_eq!(
+            s.claim_idempotent(user.id, "k1", req).await.unwrap(),
+            Idempotent::Run,
+            "{n}"
+        );
+        assert_eq!(
+            s.claim_idempotent(user.id, "k1", req).await.unwrap(),
+            Idempotent::InProgress,
+            "{n}"
+        );
+        age("k1", IDEMPOTENCY_STALE_MS + 1000).await;
+        // ... but not another request: the key still names the first one.
+        let other = ("POST", "/api/v1/servers", "hash-b");
+        assert_eq!(
+            s.claim_idempotent(user.id, "k1", other).await.unwrap(),
+            Idempotent::Mismatch,
+            "{n}"
+        );
+        assert_eq!(
+            s.claim_idempotent(user.id, "k1", req).await.unwrap(),
+            Idempotent::Run,
+            "{n}"
+        );
+        // Taken over: it is fresh again, so a second retry waits.
+        assert_eq!(
+            s.claim_idempotent(user.id, "k1", req).await.unwrap(),
+            Idempotent::InProgress,
+            "{n}"
+        );
+
+        // An answered key replays until it expires; an expired one is free for any request.
+        assert_eq!(
+            s.claim_idempotent(user.id, "k2", req).await.unwrap(),
+            Idempotent::Run,
+            "{n}"
+        );
+        s.finish_idempotent(user.id, "k2", 202, b"{\"job\":1}")
+            .await
+            .unwrap();
+        age("k2", IDEMPOTENCY_STALE_MS + 1000).await;
+        assert_eq!(
+            s.claim_idempotent(user.id, "k2", req).await.unwrap(),
+            Idempotent::Replay {
+                status: 202,
+                body: b"{\"job\":1}".to_vec()
+            },
+            "{n}"
+        );
+        age("k2", IDEMPOTENCY_TTL_MS).await;
+        assert_eq!(
+            s.claim_idempotent(user.id, "k2", other).await.unwrap(),
+            Idempotent::Run,
+            "{n}"
+        );
+
+        // The pruner removes expired keys only.
+        assert_eq!(
+            s.claim_idempotent(user.id, "k3", req).await.unwrap(),
+            Idempotent::Run,
+            "{n}"
+        );
+        age("k3", IDEMPOTENCY_TTL_MS + 1000).await;
+        let cutoff = brokeforge_core::time::now_ms() - IDEMPOTENCY_TTL_MS;
+        assert_eq!(
+            s.prune_idempotency_keys(cutoff, 100).await.unwrap(),
+            1,
+            "{n}"
+        );
+        assert_eq!(
+            s.prune_idempotency_keys(cutoff, 100).await.unwrap(),
+            0,
+            "{n}"
+        );
+        assert_eq!(
+            s.claim_idempotent(user.id, "k2", other).await.unwrap(),
+            Idempotent::InProgress,
+            "{n}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn audit_action_filter_matches_its_text_literally() {
+    for t in stores().await {
+        let s = &t.store;
+        let n = t.name;
+        for action in ["POST /a_b", "POST /axb", "POST /100%", "POST /1000"] {
+            s.append_audit(&NewAuditEntry {
+                actor: "ops@example.com".into(),
+                action: action.into(),
+                status: 200,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        }
+        let found = |text: &'static str| async move {
+            let mut v: Vec<String> = s
+                .audit_page(&AuditFilter {
+                    action: Some(text.into()),
+                    limit: 10,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.action)
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(found("a_b").await, ["POST /a_b"], "{n}");
+        assert_eq!(found("100%").await, ["POST /100%"], "{n}");
+        assert_eq!(found("/a").await, ["POST /a_b", "POST /axb"], "{n}");
+    }
+}
