@@ -1059,16 +1059,11 @@ async fn openapi_metrics_and_health() {
                 .unwrap_or_else(|| panic!("not a component reference: {v}"));
             schemas[name].clone()
         };
-        for t in brokeforge_web::api::contract::contract() {
-            assert!(
-                ops.iter().any(|o| o.method == t.method && o.path == t.path),
-                "{} {} is typed but not a route",
-                t.method,
-                t.path
-            );
+        for t in ops.iter().filter(|o| o.answer.is_some()) {
+            let (status, _) = t.answer.unwrap();
             let op = &doc["paths"][format!("/api/v1{}", t.path)][t.method];
             let answer = resolve(
-                &op["responses"][t.status.to_string()]["content"]["application/json"]["schema"],
+                &op["responses"][status.to_string()]["content"]["application/json"]["schema"],
             );
             assert!(
                 answer["properties"].is_object(),

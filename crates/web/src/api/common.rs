@@ -8,6 +8,7 @@ use axum::routing::MethodRouter;
 use brokeforge_store::Job;
 use serde_json::Value;
 
+use super::contract::SchemaFn;
 use super::types::NextPage;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -22,6 +23,10 @@ pub struct Op {
     pub action: brokeforge_domain::policy::Action,
     /// An example request body (JSON), empty when there is none.
     pub body: &'static str,
+    /// A typed operation's request body, query parameters, and success status with its answer.
+    pub request: Option<SchemaFn>,
+    pub query: Option<SchemaFn>,
+    pub answer: Option<(u16, SchemaFn)>,
     pub route: fn() -> MethodRouter<AppState>,
 }
 

@@ -1,5 +1,5 @@
-//! Which operations are typed, and the schema generators that turn their Rust types into the OpenAPI
-//! document's schemas. Routes not listed here yet are documented as objects with an example body.
+//! The schema generators that turn the route table's request and answer types (`super::operations`) into
+//! the OpenAPI document's schemas. Routes without types yet are documented as objects with an example body.
 
 use schemars::generate::{Contract as Direction, SchemaSettings};
 use schemars::transform::ReplaceBoolSchemas;
@@ -8,194 +8,17 @@ use serde_json::{Map, Value};
 
 use super::types::*;
 
-type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+/// Makes a type's schema in a generator: one per typed request body, query or answer of the route table.
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
 
-/// One typed operation: its request body's schema (if it takes one), its success status and answer's schema.
-pub struct TypedOp {
-    pub method: &'static str,
-    pub path: &'static str,
-    pub request: Option<SchemaFn>,
-    /// The query string's parameters, as one object's properties.
-    pub query: Option<SchemaFn>,
-    pub status: u16,
-    pub response: SchemaFn,
-}
-
-fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+/// A reference to the type's schema (which goes into `components.schemas`).
+pub fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
     g.subschema_for::<T>()
 }
 
 /// The schema itself, not a reference to it (a query's properties become parameters).
-fn inline<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+pub fn inline<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
     T::json_schema(g)
-}
-
-/// The operations whose bodies are typed, by (method, path) of the route table.
-pub fn contract() -> Vec<TypedOp> {
-    let t = |method, path, request, status, response| TypedOp {
-        method,
-        path,
-        request,
-        query: None,
-        status,
-        response,
-    };
-    vec![
-        t(
-            "post",
-            "/login",
-            Some(schema::<LoginRequest> as SchemaFn),
-            200,
-            schema::<LoginResponse>,
-        ),
-        t("get", "/me", None, 200, schema::<UserResponse>),
-        TypedOp {
-            query: Some(inline::<ServersQuery>),
-            ..t("get", "/servers", None, 200, schema::<ServerList>)
-        },
-        t(
-            "post",
-            "/servers",
-            Some(schema::<brokeforge_domain::servers::NewServer>),
-            201,
-            schema::<AddedServer>,
-        ),
-        t("get", "/servers/{id}", None, 200, schema::<ServerDetail>),
-        t("get", "/jobs/{id}", None, 200, schema::<JobResponse>),
-        t("get", "/servers/{id}/sites", None, 200, schema::<SiteList>),
-        t(
-            "post",
-            "/servers/{id}/sites",
-            Some(schema::<brokeforge_packages::services::sites::site::SiteRequest>),
-            202,
-            schema::<SiteQueued>,
-        ),
-        t("get", "/sites/{id}", None, 200, schema::<SiteResponse>),
-        t(
-            "post",
-            "/sites/{id}/deployments",
-            Some(schema::<super::sites::DeployBody>),
-            202,
-            schema::<DeploymentQueued>,
-        ),
-        t(
-            "post",
-            "/sites/{id}/rollback",
-            Some(schema::<super::sites::RollbackBody>),
-            202,
-            schema::<DeploymentQueued>,
-        ),
-        t(
-            "post",
-            "/jobs/{id}/cancel",
-            None,
-            200,
-            schema::<JobResponse>,
-        ),
-    ]
-    .into_iter()
-    .chain(queued().into_iter().map(|(method, path, request)| TypedOp {
-        method,
-        path,
-        request,
-        query: None,
-        status: 202,
-        response: schema::<JobResponse>,
-    }))
-    .collect()
-}
-
-/// The operations that queue one job and answer `202` with it (their handlers answer `Queued`), with the
-/// body each takes.
-fn queued() -> Vec<(&'static str, &'static str, Option<SchemaFn>)> {
-    use brokeforge_packages::services::database::sql::SchemaRequest;
-    use brokeforge_packages::services::server::firewall::RuleSpec;
-    use brokeforge_packages::services::sites::certificate::CertificateRequest;
-    use brokeforge_packages::services::sites::schedule::SiteTasks;
-    let body = |f: SchemaFn| Some(f);
-    vec![
-        ("post", "/jobs/{id}/retry", None),
-        (
-            "post",
-            "/servers/{id}/services",
-            body(schema::<super::servers::InstallBody>),
-        ),
-        ("delete", "/servers/{id}/services/{name}", None),
-        (
-            "post",
-            "/servers/{id}/databases/schemas",
-            body(schema::<SchemaRequest>),
-        ),
-        (
-            "delete",
-            "/servers/{id}/databases/schemas/{engine}/{name}",
-            None,
-        ),
-        (
-            "post",
-            "/servers/{id}/databases/users",
-            body(schema::<super::databases::DbUserBody>),
-        ),
-        (
-            "delete",
-            "/servers/{id}/databases/users/{engine}/{name}",
-            None,
-        ),
-        ("post", "/servers/{id}/drift", None),
-        ("post", "/servers/{id}/firewall", body(schema::<RuleSpec>)),
-        ("delete", "/servers/{id}/firewall/{rule}", None),
-        (
-            "put",
-            "/servers/{id}/php/{version}/settings",
-            body(schema::<super::php::SettingsBody>),
-        ),
-        (
-            "post",
-            "/servers/{id}/php/{version}/extensions",
-            body(schema::<super::php::ExtensionsBody>),
-        ),
-        ("post", "/servers/{id}/backup-storages/{name}/check", None),
-        ("post", "/servers/{id}/backups/{plan}/run", None),
-        (
-            "post",
-            "/servers/{id}/backups/{plan}/restore",
-            body(schema::<super::backups::RestoreBody>),
-        ),
-        ("post", "/servers/{id}/backups/{plan}/verify", None),
-        ("delete", "/sites/{id}", None),
-        (
-            "post",
-            "/sites/{id}/repository",
-            body(schema::<super::sites::RepositoryBody>),
-        ),
-        (
-            "post",
-            "/sites/{id}/certificate",
-            body(schema::<CertificateRequest>),
-        ),
-        (
-            "post",
-            "/sites/{id}/certificate/custom",
-            body(schema::<super::sites::CustomCertificate>),
-        ),
-        ("delete", "/sites/{id}/certificate", None),
-        ("put", "/sites/{id}/tasks", body(schema::<SiteTasks>)),
-        (
-            "put",
-            "/sites/{id}/php",
-            body(schema::<super::sites::PhpVersionBody>),
-        ),
-        (
-            "put",
-            "/sites/{id}/pool",
-            body(schema::<super::sites::PoolBody>),
-        ),
-        (
-            "post",
-            "/sites/{id}/commands",
-            body(schema::<super::sites::CommandBody>),
-        ),
-    ]
 }
 
 /// Schema generators for the document: requests as they are read, answers as they are written.

@@ -32,62 +32,79 @@ use axum::{Json, Router};
 use serde_json::Value;
 
 use common::Op;
+use types::*;
 
 use crate::state::AppState;
 
+/// A row: `METHOD "PATH" HANDLER, POLICY_ACTION, "summary", "example body"`, then for a typed operation its
+/// request body's type (`, in T`), its query's (`, query T`) and its success status and answer's type
+/// (`=> 200 T`). The types are the ones the handler reads and answers; the document's schemas come from them.
 macro_rules! ops {
-    ($($method:ident $path:literal $handler:path, $action:ident, $summary:literal, $body:literal;)+) => {
+    ($($method:ident $path:literal $handler:path, $action:ident, $summary:literal, $body:literal
+       $(, in $request:ty)? $(, query $query:ty)? $(=> $status:literal $answer:ty)?;)+) => {
         vec![$(Op {
             method: stringify!($method),
             path: $path,
             action: brokeforge_domain::policy::Action::$action,
             summary: $summary,
             body: $body,
+            request: opt!($(contract::schema::<$request> as contract::SchemaFn)?),
+            query: opt!($(contract::inline::<$query> as contract::SchemaFn)?),
+            answer: opt!($(($status, contract::schema::<$answer> as contract::SchemaFn))?),
             route: || axum::routing::$method($handler),
         }),+]
+    };
+}
+
+macro_rules! opt {
+    () => {
+        None
+    };
+    ($e:expr) => {
+        Some($e)
     };
 }
 
 pub fn operations() -> Vec<Op> {
     ops! {
         get "/openapi.json" document, Account, "This document", "";
-        post "/login" account::login, Account, "Start a session (answers with the CSRF token for later requests)", r#"{"email":"you@example.com","password":"...","code":"123456 (with two-factor sign-in)"}"#;
+        post "/login" account::login, Account, "Start a session (answers with the CSRF token for later requests)", r#"{"email":"you@example.com","password":"...","code":"123456 (with two-factor sign-in)"}"#, in LoginRequest => 200 LoginResponse;
         post "/logout" account::logout, Account, "End the session", "";
-        get "/me" account::me, Account, "The signed-in user", "";
+        get "/me" account::me, Account, "The signed-in user", "" => 200 UserResponse;
         post "/account/2fa" account::two_factor_setup, Account, "Start setting up two-factor sign-in: the secret and its otpauth:// URI", "";
         post "/account/2fa/confirm" account::two_factor_confirm, Account, "Turn two-factor sign-in on with the app's first code; answers with 10 recovery codes (shown once)", r#"{"code":"123456"}"#;
         post "/account/2fa/disable" account::two_factor_disable, Account, "Turn two-factor sign-in off (password and a code)", r#"{"password":"...","code":"123456"}"#;
         get "/catalogue" servers::list_catalogue, Account, "Installable packages with their parameters and milestones", "";
-        get "/servers" servers::list_servers, Account, "Your teams' servers with their services (paged: limit, after, next; name=NAME finds one, team=ID one team's, search=TEXT part of a name or address, or a tag)", "";
-        post "/servers" servers::create_server, Account, "Add a server (with root_key: onboard it directly; else use the one-line script)", r#"{"name":"web-1","public_ip":"203.0.113.10","ssh_port":22}"#;
-        get "/servers/{id}" servers::show_server, Read, "A server with its services and sites", "";
+        get "/servers" servers::list_servers, Account, "Your teams' servers with their services (paged: limit, after, next; name=NAME finds one, team=ID one team's, search=TEXT part of a name or address, or a tag)", "", query ServersQuery => 200 ServerList;
+        post "/servers" servers::create_server, Account, "Add a server (with root_key: onboard it directly; else use the one-line script)", r#"{"name":"web-1","public_ip":"203.0.113.10","ssh_port":22}"#, in brokeforge_domain::servers::NewServer => 201 AddedServer;
+        get "/servers/{id}" servers::show_server, Read, "A server with its services and sites", "" => 200 ServerDetail;
         delete "/servers/{id}" servers::delete_server, ServerRemove, "Forget a server (nothing on it changes); ?remove_access=true first takes BrokeForge's keys and sudo rights off it (queued job)", "";
         post "/servers/{id}/script" servers::server_script, ServerManage, "A fresh one-line provisioning command", "";
         post "/servers/{id}/host-key" servers::pin_host_key, ServerManage, "Pin the server's SSH host key", r#"{"fingerprint":"SHA256:..."}"#;
         put "/servers/{id}/team" servers::move_server, ServerRemove, "Move the server into another of your teams (where you may make root-level changes); members' SSH keys the new team does not allow leave it", r#"{"team":"agency"}"#;
         get "/servers/{id}/services" servers::list_services, Read, "Installed services", "";
         put "/servers/{id}/tags" recipes::tag_server, ServerManage, "Add and remove the server's tags (lowercase letters, digits, - and _): sets of servers for recipes", r#"{"add":["web"],"remove":["old"]}"#;
-        post "/servers/{id}/services" servers::install_service, ServerManage, "Install a catalogue package (queued job)", r#"{"package":"webserver","settings":{"php_version":"8.3"}}"#;
-        delete "/servers/{id}/services/{name}" servers::remove_service, ServerManage, "Remove a package (settings as query parameters)", "";
+        post "/servers/{id}/services" servers::install_service, ServerManage, "Install a catalogue package (queued job)", r#"{"package":"webserver","settings":{"php_version":"8.3"}}"#, in servers::InstallBody => 202 JobResponse;
+        delete "/servers/{id}/services/{name}" servers::remove_service, ServerManage, "Remove a package (settings as query parameters)", "" => 202 JobResponse;
         post "/servers/{id}/plan/{package}" servers::plan_service, Read, "The exact steps a package would run, secrets masked; runs nothing", r#"{"php_version":"8.3"}"#;
         get "/servers/{id}/events" servers::list_events, Read, "Provision events (after=ID for newer ones)", "";
         get "/servers/{id}/stream" stream::server_stream, Read, "Live activity (SSE): milestone, output and job events; resumes from Last-Event-ID", "";
         get "/servers/{id}/jobs" servers::list_jobs, Read, "Recent jobs of the server", "";
-        post "/servers/{id}/databases/schemas" databases::create_schema, Databases, "Create a database schema", r#"{"engine":"mariadb","name":"app"}"#;
-        delete "/servers/{id}/databases/schemas/{engine}/{name}" databases::drop_schema, Databases, "Drop a database schema", "";
-        post "/servers/{id}/databases/users" databases::create_db_user, Databases, "Create or update a database user", r#"{"engine":"mariadb","name":"app","password":"...","schemas":["app"],"privileges":"read-write"}"#;
-        delete "/servers/{id}/databases/users/{engine}/{name}" databases::drop_db_user, Databases, "Drop a database user", "";
-        post "/servers/{id}/drift" drift::check, ServerManage, "Check the server for drift (queued job): what BrokeForge put there (vhosts, schedules and daemons, service packages and units, the firewall's baseline) compared with what is there, in one SSH connection", "";
+        post "/servers/{id}/databases/schemas" databases::create_schema, Databases, "Create a database schema", r#"{"engine":"mariadb","name":"app"}"#, in brokeforge_packages::services::database::sql::SchemaRequest => 202 JobResponse;
+        delete "/servers/{id}/databases/schemas/{engine}/{name}" databases::drop_schema, Databases, "Drop a database schema", "" => 202 JobResponse;
+        post "/servers/{id}/databases/users" databases::create_db_user, Databases, "Create or update a database user", r#"{"engine":"mariadb","name":"app","password":"...","schemas":["app"],"privileges":"read-write"}"#, in databases::DbUserBody => 202 JobResponse;
+        delete "/servers/{id}/databases/users/{engine}/{name}" databases::drop_db_user, Databases, "Drop a database user", "" => 202 JobResponse;
+        post "/servers/{id}/drift" drift::check, ServerManage, "Check the server for drift (queued job): what BrokeForge put there (vhosts, schedules and daemons, service packages and units, the firewall's baseline) compared with what is there, in one SSH connection", "" => 202 JobResponse;
         get "/servers/{id}/drift" drift::report, Read, "The newest drift report: items (file, link, package, unit, firewall) with state ok, missing, changed or unexpected, a diff for edited files BrokeForge rendered (secrets masked), the package that repairs each, and whether the user manages it by hand", "";
         post "/servers/{id}/drift/repair" drift::repair, ServerManage, "Repair the newest report's drift: queue again the packages whose items drifted (plan:true shows them and queues nothing); items managed by hand and things BrokeForge did not make are left alone", r#"{"plan":true}"#;
         put "/servers/{id}/drift/by-hand" drift::by_hand, ServerManage, "Mark an item of the drift report as managed by hand (reported, never repaired), or take the mark away", r#"{"item":"file:/etc/cron.d/brokeforge-site-4","by_hand":true}"#;
         get "/servers/{id}/firewall" firewall::list, Read, "The firewall as ufw has it now, read from the server: each rule with its origin (brokeforge, baseline, other) and whether BrokeForge will remove it", "";
-        post "/servers/{id}/firewall" firewall::add, ServerManage, "Add a firewall rule (queued job): a port or range, tcp/udp/any, a source address or network (empty: anywhere), allow or deny", r#"{"name":"app","port":"8080","protocol":"tcp","source":"10.0.0.0/8","action":"allow"}"#;
+        post "/servers/{id}/firewall" firewall::add, ServerManage, "Add a firewall rule (queued job): a port or range, tcp/udp/any, a source address or network (empty: anywhere), allow or deny", r#"{"name":"app","port":"8080","protocol":"tcp","source":"10.0.0.0/8","action":"allow"}"#, in brokeforge_packages::services::server::firewall::RuleSpec => 202 JobResponse;
         get "/servers/{id}/php/{version}/settings" php::settings, Read, "A PHP version's php.ini settings: those set in BrokeForge and, for every setting it can set, the value PHP reports on the server now", "";
-        put "/servers/{id}/php/{version}/settings" php::change_settings, ServerManage, "Set or unset php.ini settings of a PHP version (queued job; names from an allow-list, values checked; php-fpm -t must accept them)", r#"{"set":{"memory_limit":"512M"},"unset":["max_input_vars"]}"#;
+        put "/servers/{id}/php/{version}/settings" php::change_settings, ServerManage, "Set or unset php.ini settings of a PHP version (queued job; names from an allow-list, values checked; php-fpm -t must accept them)", r#"{"set":{"memory_limit":"512M"},"unset":["max_input_vars"]}"#, in php::SettingsBody => 202 JobResponse;
         get "/servers/{id}/php/{version}/extensions" php::extensions, Read, "The modules a PHP version loads now (php -m on the server)", "";
-        post "/servers/{id}/php/{version}/extensions" php::change_extensions, ServerManage, "Install or remove extensions of a PHP version from the package sources (queued job)", r#"{"add":["bz2"],"remove":["xdebug"]}"#;
-        delete "/servers/{id}/firewall/{rule}" firewall::remove, ServerManage, "Remove a firewall rule BrokeForge added (queued job); others and the SSH rule are refused", "";
+        post "/servers/{id}/php/{version}/extensions" php::change_extensions, ServerManage, "Install or remove extensions of a PHP version from the package sources (queued job)", r#"{"add":["bz2"],"remove":["xdebug"]}"#, in php::ExtensionsBody => 202 JobResponse;
+        delete "/servers/{id}/firewall/{rule}" firewall::remove, ServerManage, "Remove a firewall rule BrokeForge added (queued job); others and the SSH rule are refused", "" => 202 JobResponse;
         get "/servers/{id}/logs" logs::read, Read, "A log as plain text, streamed from the server (?kind=nginx-access|nginx-error|php-fpm|unit&site=DOMAIN&unit=NAME&lines=200&since=MS&until=MS&follow=true&download=true); nothing is stored", "";
         get "/servers/{id}/metrics" monitoring::metrics, Read, "The newest metrics report and, for ?metrics=a,b, their series since ?since=1h|24h|7d|MS (oldest first)", "";
         get "/servers/{id}/alerts" monitoring::list_alerts, Read, "Alert rules with their state (ok, pending, firing, resolved)", "";
@@ -102,44 +119,44 @@ pub fn operations() -> Vec<Op> {
         get "/backup-storages" backups::list_storages, Account, "Your backup storages (S3-compatible, SFTP with its public key, or a directory on a server)", "";
         post "/backup-storages" backups::add_storage, Account, "Define a backup storage; an SFTP one answers with the public key to authorize", r#"{"name":"offsite","kind":"s3","endpoint":"https://s3.example.com","bucket":"backups","region":"eu-1","path_style":true,"access_key_id":"AKIA...","secret_access_key":"..."}"#;
         delete "/backup-storages/{name}" backups::delete_storage, Account, "Delete a backup storage no plan uses", "";
-        post "/servers/{id}/backup-storages/{name}/check" backups::check_storage, ServerManage, "Test a backup storage from this server: write, read back and delete a small object (queued job)", "";
+        post "/servers/{id}/backup-storages/{name}/check" backups::check_storage, ServerManage, "Test a backup storage from this server: write, read back and delete a small object (queued job)", "" => 202 JobResponse;
         get "/servers/{id}/backups" backups::list_plans, Read, "The server's backup plans with their newest snapshot", "";
         post "/servers/{id}/backups" backups::create_plan, ServerManage, "Create a backup plan (schedule and verify_schedule are cron in UTC)", r#"{"name":"shop","database":"mariadb:shop","storage":"offsite","schedule":"0 3 * * *","verify_schedule":"@weekly","retention":{"keep_last":7,"keep_daily":7,"keep_weekly":4,"keep_monthly":6}}"#;
         get "/servers/{id}/backups/{plan}" backups::show_plan, Read, "A backup plan, its last restore drill and its snapshots", "";
         delete "/servers/{id}/backups/{plan}" backups::delete_plan, ServerManage, "Delete a backup plan (its repository and snapshots stay on the storage)", "";
-        post "/servers/{id}/backups/{plan}/run" backups::run_plan, ServerManage, "Back up now (queued job)", "";
+        post "/servers/{id}/backups/{plan}/run" backups::run_plan, ServerManage, "Back up now (queued job)", "" => 202 JobResponse;
         get "/servers/{id}/backups/{plan}/snapshots" backups::list_snapshots, Read, "The plan's snapshots, newest first", "";
         get "/servers/{id}/backups/{plan}/snapshots/{snapshot}/download" backups::download, ReadCredentials, "Download a snapshot, streamed from the server (a dump, an RDB file, or a tar of a site's files)", "";
-        post "/servers/{id}/backups/{plan}/restore" backups::restore, ServerManage, "Restore a snapshot into a new schema (into) or over the plan's own (confirm: its name); queued job", r#"{"snapshot":"1a2b3c4d","into":"shop_restored"}"#;
-        post "/servers/{id}/backups/{plan}/verify" backups::verify, ServerManage, "A restore drill now: restore the newest snapshot into a scratch schema, count rows, drop it (queued job)", "";
+        post "/servers/{id}/backups/{plan}/restore" backups::restore, ServerManage, "Restore a snapshot into a new schema (into) or over the plan's own (confirm: its name); queued job", r#"{"snapshot":"1a2b3c4d","into":"shop_restored"}"#, in backups::RestoreBody => 202 JobResponse;
+        post "/servers/{id}/backups/{plan}/verify" backups::verify, ServerManage, "A restore drill now: restore the newest snapshot into a scratch schema, count rows, drop it (queued job)", "" => 202 JobResponse;
         get "/servers/{id}/backups/{plan}/recovery-kit" backups::recovery_kit, ReadCredentials, "The repository and its password, to restore without BrokeForge (text; keep it offline)", "";
-        get "/servers/{id}/sites" sites::list_sites, Read, "Sites of the server", "";
-        post "/servers/{id}/sites" sites::create_site, ServerManage, "Create a site (queued job)", r#"{"domain":"example.com","aliases":["www.example.com"],"php_version":"8.2","web_directory":"public"}"#;
-        get "/jobs/{id}" jobs::show_job, Read, "A job and how it ended", "";
+        get "/servers/{id}/sites" sites::list_sites, Read, "Sites of the server", "" => 200 SiteList;
+        post "/servers/{id}/sites" sites::create_site, ServerManage, "Create a site (queued job)", r#"{"domain":"example.com","aliases":["www.example.com"],"php_version":"8.2","web_directory":"public"}"#, in brokeforge_packages::services::sites::site::SiteRequest => 202 SiteQueued;
+        get "/jobs/{id}" jobs::show_job, Read, "A job and how it ended", "" => 200 JobResponse;
         get "/jobs/{id}/logs" jobs::job_logs, Read, "A job's command output", "";
-        post "/jobs/{id}/cancel" jobs::cancel_job, Deploy, "Cancel a queued or running job", "";
-        post "/jobs/{id}/retry" jobs::retry_job, Deploy, "Run a failed or cancelled job again (a new job)", "";
-        get "/sites/{id}" sites::show_site, Read, "A site", "";
-        delete "/sites/{id}" sites::remove_site, ServerManage, "Remove a site (?keep_files=true keeps its files)", "";
+        post "/jobs/{id}/cancel" jobs::cancel_job, Deploy, "Cancel a queued or running job", "" => 200 JobResponse;
+        post "/jobs/{id}/retry" jobs::retry_job, Deploy, "Run a failed or cancelled job again (a new job)", "" => 202 JobResponse;
+        get "/sites/{id}" sites::show_site, Read, "A site", "" => 200 SiteResponse;
+        delete "/sites/{id}" sites::remove_site, ServerManage, "Remove a site (?keep_files=true keeps its files)", "" => 202 JobResponse;
         get "/sites/{id}/deploy-key" sites::deploy_key, Read, "The site's deploy key (add it to your git host)", "";
-        post "/sites/{id}/repository" sites::connect_repository, SiteConfigure, "Connect a git repository, then deploy", r#"{"url":"git@github.com:acme/app.git","branch":"main","host_key_fingerprint":"SHA256:..."}"#;
-        post "/sites/{id}/certificate" sites::request_certificate, ServerManage, "Get an HTTPS certificate (Let's Encrypt unless another ACME directory is given), then serve HTTPS", r#"{"email":"ops@example.com"}"#;
-        post "/sites/{id}/certificate/custom" sites::upload_certificate, ServerManage, "Serve HTTPS with your own certificate: PEM chain (leaf first) and key, checked before anything runs (order, names, dates, the key matches)", r#"{"certificate":"-----BEGIN CERTIFICATE-----...","private_key":"-----BEGIN PRIVATE KEY-----..."}"#;
-        delete "/sites/{id}/certificate" sites::remove_certificate, ServerManage, "Remove the site's certificate and serve plain HTTP", "";
+        post "/sites/{id}/repository" sites::connect_repository, SiteConfigure, "Connect a git repository, then deploy", r#"{"url":"git@github.com:acme/app.git","branch":"main","host_key_fingerprint":"SHA256:..."}"#, in sites::RepositoryBody => 202 JobResponse;
+        post "/sites/{id}/certificate" sites::request_certificate, ServerManage, "Get an HTTPS certificate (Let's Encrypt unless another ACME directory is given), then serve HTTPS", r#"{"email":"ops@example.com"}"#, in brokeforge_packages::services::sites::certificate::CertificateRequest => 202 JobResponse;
+        post "/sites/{id}/certificate/custom" sites::upload_certificate, ServerManage, "Serve HTTPS with your own certificate: PEM chain (leaf first) and key, checked before anything runs (order, names, dates, the key matches)", r#"{"certificate":"-----BEGIN CERTIFICATE-----...","private_key":"-----BEGIN PRIVATE KEY-----..."}"#, in sites::CustomCertificate => 202 JobResponse;
+        delete "/sites/{id}/certificate" sites::remove_certificate, ServerManage, "Remove the site's certificate and serve plain HTTP", "" => 202 JobResponse;
         get "/sites/{id}/check" monitoring::show_check, Read, "The site's health check: its state, last answer, and the history of up (1/0) and response time since ?since=1h|24h|7d|30d", "";
         put "/sites/{id}/check" monitoring::put_check, ServerManage, "Check the site over HTTP every interval (to the server's address with the site's name as Host; https: to https://DOMAIN); an alert rule fires when it does not answer as expected; after_deploy: off, fail (checked from the server after each deploy, the deployment fails when the site does not answer) or rollback (and the previous release goes live again)", r#"{"path":"/","expect":200,"interval_seconds":60,"timeout_seconds":10,"https":false,"after_deploy":"rollback"}"#;
         delete "/sites/{id}/check" monitoring::remove_check, ServerManage, "Stop checking the site (its rule goes too)", "";
         get "/sites/{id}/tasks/output" sites::tasks_output, Read, "The newest output of the site's scheduled commands and daemons (?lines=200)", "";
-        put "/sites/{id}/tasks" sites::set_tasks, SiteConfigure, "Replace the site's scheduled commands (cron) and daemons (kept running), then apply them", r#"{"schedules":[{"cron":"* * * * *","command":"php artisan schedule:run"}],"daemons":[{"command":"php artisan queue:work","processes":2}]}"#;
+        put "/sites/{id}/tasks" sites::set_tasks, SiteConfigure, "Replace the site's scheduled commands (cron) and daemons (kept running), then apply them", r#"{"schedules":[{"cron":"* * * * *","command":"php artisan schedule:run"}],"daemons":[{"command":"php artisan queue:work","processes":2}]}"#, in brokeforge_packages::services::sites::schedule::SiteTasks => 202 JobResponse;
         get "/sites/{id}/deployments" sites::list_deployments, Read, "Deployments, kept releases and the live one", "";
-        post "/sites/{id}/deployments" sites::deploy, Deploy, "Deploy (queued; deploys of a server run one at a time)", r#"{"branch":"main"}"#;
-        post "/sites/{id}/rollback" sites::rollback, Deploy, "Make a kept release live again", r#"{"release":"20261125120000-42"}"#;
+        post "/sites/{id}/deployments" sites::deploy, Deploy, "Deploy (queued; deploys of a server run one at a time)", r#"{"branch":"main"}"#, in sites::DeployBody => 202 DeploymentQueued;
+        post "/sites/{id}/rollback" sites::rollback, Deploy, "Make a kept release live again", r#"{"release":"20261125120000-42"}"#, in sites::RollbackBody => 202 DeploymentQueued;
         put "/sites/{id}/deploy-script" sites::set_deploy_script, SiteConfigure, "Replace the deploy script (empty: the default)", r#"{"script":"composer install --no-dev"}"#;
-        put "/sites/{id}/php" sites::set_php_version, SiteConfigure, "Move a PHP site to another installed PHP version (queued job; nginx switches to that version's pool gracefully)", r#"{"version":"8.3"}"#;
-        put "/sites/{id}/pool" sites::set_pool, SiteConfigure, "Change an isolated PHP site's PHP-FPM pool: pm (ondemand, dynamic, static) and max_children (1-200); omitted fields keep their value (queued job)", r#"{"pm":"dynamic","max_children":8}"#;
+        put "/sites/{id}/php" sites::set_php_version, SiteConfigure, "Move a PHP site to another installed PHP version (queued job; nginx switches to that version's pool gracefully)", r#"{"version":"8.3"}"#, in sites::PhpVersionBody => 202 JobResponse;
+        put "/sites/{id}/pool" sites::set_pool, SiteConfigure, "Change an isolated PHP site's PHP-FPM pool: pm (ondemand, dynamic, static) and max_children (1-200); omitted fields keep their value (queued job)", r#"{"pm":"dynamic","max_children":8}"#, in sites::PoolBody => 202 JobResponse;
         put "/sites/{id}/settings" sites::set_site_settings, SiteConfigure, "Deployment settings: releases kept, deploy timeout, shared paths", r#"{"keep_releases":5,"deploy_timeout_secs":900,"shared_paths":[".env","storage/"]}"#;
         get "/sites/{id}/commands" sites::list_commands, Read, "Site command history", "";
-        post "/sites/{id}/commands" sites::run_command, SiteCommand, "Run a command in the live release (queued job)", r#"{"command":"php artisan migrate --force","timeout_secs":120}"#;
+        post "/sites/{id}/commands" sites::run_command, SiteCommand, "Run a command in the live release (queued job)", r#"{"command":"php artisan migrate --force","timeout_secs":120}"#, in sites::CommandBody => 202 JobResponse;
         get "/sites/{id}/env" sites::read_env, ReadEnv, "Read the site's .env", "";
         put "/sites/{id}/env" sites::write_env, SiteConfigure, "Replace the site's .env", r#"{"env":"APP_ENV=production\n"}"#;
         get "/sites/{id}/webhook" sites::site_webhook, ReadCredentials, "The deploy webhook: URL, secret, and the provider it expects", "";

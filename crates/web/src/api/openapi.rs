@@ -3,12 +3,11 @@
 use serde_json::{Map, Value, json};
 
 use super::common::Op;
-use super::contract::{Schemas, contract};
+use super::contract::Schemas;
 
 pub fn spec(operations: &[Op]) -> Value {
     let mut schemas = Schemas::new();
     let error = schemas.error();
-    let contract = contract();
     let mut paths = Map::new();
     for op in operations {
         let params: Vec<Value> = op
@@ -20,15 +19,12 @@ pub fn spec(operations: &[Op]) -> Value {
                        "schema": {"type": if name == "id" { "integer" } else { "string" }}})
             })
             .collect();
-        let typed = contract
-            .iter()
-            .find(|t| t.method == op.method && t.path == op.path);
-        let (status, answer) = match typed {
-            Some(t) => (t.status.to_string(), schemas.response(t.response)),
+        let (status, answer) = match op.answer {
+            Some((status, answer)) => (status.to_string(), schemas.response(answer)),
             None => ("200".to_string(), json!({"type": "object"})),
         };
         let mut params = params;
-        if let Some(query) = typed.and_then(|t| t.query) {
+        if let Some(query) = op.query {
             params.extend(schemas.query(query));
         }
         if op.method == "post" && !matches!(op.path, "/login" | "/logout") {
@@ -49,7 +45,7 @@ pub fn spec(operations: &[Op]) -> Value {
             },
             "security": [{"bearer": []}, {"session": []}],
         });
-        if let Some(request) = typed.and_then(|t| t.request) {
+        if let Some(request) = op.request {
             let mut content = json!({"schema": schemas.request(request)});
             if let Ok(example) = serde_json::from_str::<Value>(op.body) {
                 content["example"] = example;
