@@ -1,6 +1,8 @@
 //! The client side of the CLI: talks to a BrokeForge server through its JSON API, follows jobs over SSE
 //! with a progress bar per job (plain lines when the output is not a terminal).
 
+use brokeforge_core::ProvisionType;
+use brokeforge_store::{Job, JobTarget};
 use brokeforge_web::api::types::{ServerEntry, ServerList};
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::PathBuf;
@@ -213,6 +215,20 @@ impl Client {
         body: &B,
     ) -> Result<T> {
         typed(path, self.post(path, serde_json::to_value(body)?)?)
+    }
+
+    /// A PUT of one of the API's request types, its answer read into one of its answer types.
+    pub fn put_as<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        typed(path, self.put(path, serde_json::to_value(body)?)?)
+    }
+
+    /// A DELETE, its answer read into one of the API's answer types.
+    pub fn delete_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        typed(path, self.delete(path)?)
     }
 
     /// A GET whose answer is copied to `to` as it arrives (a download); the byte count.
@@ -627,16 +643,27 @@ fn done(
 }
 
 pub fn job_label(job: &Value) -> String {
-    match (&job["target"]["type"], job["target"]["name"].as_str()) {
-        (Value::String(t), Some(name)) if t == "service" => {
-            let verb = if job["target"]["provision_type"] == "uninstall" {
-                "remove"
-            } else {
-                "install"
+    match serde_json::from_value::<Job>(job.clone()) {
+        Ok(job) => job_title(&job),
+        Err(_) => "job".into(),
+    }
+}
+
+/// A job in a few words: `install mariadb`, `remove redis`, `deploy`.
+pub fn job_title(job: &Job) -> String {
+    match &job.target {
+        Some(JobTarget::Service {
+            name,
+            provision_type,
+            ..
+        }) => {
+            let verb = match provision_type {
+                ProvisionType::Uninstall => "remove",
+                _ => "install",
             };
             format!("{verb} {name}")
         }
-        _ => job["kind"].as_str().unwrap_or("job").replace('_', " "),
+        _ => job.kind.replace('_', " "),
     }
 }
 

@@ -95,7 +95,7 @@ pub async fn verify_password(password: &str, hash: &str) -> bool {
 }
 
 /// A new account.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
 pub struct NewUser {
     pub email: String,
     pub password: String,

@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use crate::models::User;
 use crate::{Result, Store, StoreError, is_unique_violation};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ApiToken {
     pub id: i64,
     pub user_id: i64,
@@ -24,7 +24,9 @@ pub struct ApiToken {
 }
 
 /// What a token may do, besides reading what its user can see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenScope {
     /// Safe requests only, and no secrets (.env contents, recovery kits, snapshots).
@@ -62,7 +64,7 @@ impl std::str::FromStr for TokenScope {
 /// share it).
 pub const SESSION_ID_LEN: usize = 16;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct SessionInfo {
     pub id: String,
     pub created_at: i64,

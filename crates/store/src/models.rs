@@ -104,7 +104,7 @@ pub struct NewSite {
 }
 
 /// One milestone of one provision run (spec: `ProvisionEvent`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProvisionEvent {
     pub id: i64,
     pub server_id: i64,
@@ -146,7 +146,7 @@ pub struct NewEvent {
     pub details: serde_json::Value,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogStream {
     Stdout,
@@ -180,7 +180,8 @@ impl LogStream {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A chunk of a job's output.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CommandLog {
     pub id: i64,
     pub server_id: i64,
@@ -192,7 +193,7 @@ pub struct CommandLog {
 }
 
 /// A finished site command (spec: the array `SiteCommandInstaller::execute` returns).
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct SiteCommandRecord {
     pub id: i64,
     pub site_id: i64,

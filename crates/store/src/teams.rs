@@ -19,7 +19,7 @@ pub struct Team {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Member {
     pub user_id: i64,
     pub email: String,
@@ -30,7 +30,7 @@ pub struct Member {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Invitation {
     pub id: i64,
     pub team_id: i64,

@@ -5,6 +5,8 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::common::*;
+use brokeforge_web::api::types::{TwoFactorBody, TwoFactorSetup, TwoFactorState, UserResponse};
+
 use crate::client::{Client, ClientArgs};
 
 #[derive(Subcommand)]
@@ -181,9 +183,8 @@ pub async fn account(c: ClientArgs, cmd: AccountCommand) -> Result<()> {
     };
     match cmd {
         TwoFactorCommand::Enable { code } => {
-            let setup = client.post("/account/2fa", json!({}))?;
-            let uri = setup["otpauth_uri"].as_str().unwrap_or_default();
-            let secret = setup["secret"].as_str().unwrap_or_default();
+            let setup: TwoFactorSetup = client.post_as("/account/2fa", &json!({}))?;
+            let (uri, secret) = (&setup.otpauth_uri, &setup.secret);
             if client.json && code.is_some() {
                 // Scripts get everything at the end.
             } else {
@@ -202,31 +203,33 @@ pub async fn account(c: ClientArgs, cmd: AccountCommand) -> Result<()> {
             if code.is_empty() {
                 bail!("no code given: two-factor sign-in stays off (run this again to start over)");
             }
-            let done = client.post("/account/2fa/confirm", json!({"code": code}))?;
+            let body = TwoFactorBody {
+                code,
+                password: String::new(),
+            };
+            let done: TwoFactorState = client.post_as("/account/2fa/confirm", &body)?;
             if client.json {
                 print_json(
-                    &json!({"otpauth_uri": uri, "secret": secret, "recovery_codes": done["recovery_codes"]}),
+                    &json!({"otpauth_uri": uri, "secret": secret, "recovery_codes": done.recovery_codes}),
                 );
             } else {
                 eprintln!(
                     "two-factor sign-in is on; recovery codes (each works once; keep them offline):"
                 );
-                for c in done["recovery_codes"].as_array().into_iter().flatten() {
-                    println!("{}", c.as_str().unwrap_or_default());
+                for c in &done.recovery_codes {
+                    println!("{c}");
                 }
             }
         }
         TwoFactorCommand::Disable { code, .. } => {
             let password = password_from_stdin()?;
-            client.post(
-                "/account/2fa/disable",
-                json!({"password": password, "code": code}),
-            )?;
+            let _: TwoFactorState =
+                client.post_as("/account/2fa/disable", &TwoFactorBody { password, code })?;
             println!("two-factor sign-in is off");
         }
         TwoFactorCommand::Status => {
-            let me = client.get("/me")?;
-            let on = me["user"]["two_factor"].as_bool().unwrap_or(false);
+            let me: UserResponse = client.get_as("/me")?;
+            let on = me.user.two_factor;
             if client.json {
                 print_json(&json!({"two_factor": on}));
             } else {

@@ -2,10 +2,13 @@
 
 use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::common::*;
-use crate::client::{Client, ClientArgs, job_label};
+use brokeforge_store::ProvisionEvent;
+use brokeforge_web::api::types::{EventList, JobList};
+
+use crate::client::{Client, ClientArgs, job_label, job_title};
 
 #[derive(Args)]
 pub struct EventsArgs {
@@ -19,24 +22,21 @@ pub struct EventsArgs {
 pub async fn events(c: ClientArgs, a: EventsArgs) -> Result<()> {
     let client = Client::new(&c)?;
     let id = client.server_id(&a.server)?;
-    let print = |e: &Value| {
+    let print = |e: &ProvisionEvent| {
         if client.json {
-            println!("{}", e);
+            println!("{}", json!(e));
         } else {
             println!(
                 "{:<8} {:<10} {:<9} [{}/{}] {:<40} {}{}",
-                e["job_id"]
-                    .as_i64()
-                    .map(|j| j.to_string())
-                    .unwrap_or_default(),
-                e["service_type"].as_str().unwrap_or_default(),
-                e["provision_type"].as_str().unwrap_or_default(),
-                e["current_step"],
-                e["total_steps"],
-                e["label"].as_str().unwrap_or_default(),
-                e["status"].as_str().unwrap_or_default(),
-                e["error"]
-                    .as_str()
+                e.job_id.map(|j| j.to_string()).unwrap_or_default(),
+                e.service_type.as_str(),
+                e.provision_type.as_str(),
+                e.current_step,
+                e.total_steps,
+                e.label,
+                e.status.as_str(),
+                e.error
+                    .as_deref()
                     .map(|x| format!(": {x}"))
                     .unwrap_or_default()
             );
@@ -45,11 +45,10 @@ pub async fn events(c: ClientArgs, a: EventsArgs) -> Result<()> {
     // Page by page (the API answers at most 1000 at a time).
     let mut after = 0;
     loop {
-        let v = client.get(&format!("/servers/{id}/events?after={after}&limit=1000"))?;
-        for e in v["events"].as_array().into_iter().flatten() {
-            print(e);
-        }
-        match v["next"]["after"].as_i64() {
+        let page: EventList =
+            client.get_as(&format!("/servers/{id}/events?after={after}&limit=1000"))?;
+        page.events.iter().for_each(print);
+        match page.next.and_then(|n| n.after) {
             Some(next) => after = next,
             None => break,
         }
@@ -61,7 +60,7 @@ pub async fn events(c: ClientArgs, a: EventsArgs) -> Result<()> {
     loop {
         tokio::select! {
             ev = rx.recv() => match ev {
-                Some(ev) if ev.event == "milestone" => print(&ev.data),
+                Some(ev) if ev.event == "milestone" => print(&serde_json::from_value(ev.data)?),
                 Some(_) => {}
                 None => bail!("the stream closed: is BrokeForge still running?"),
             },
@@ -98,18 +97,18 @@ pub async fn jobs(c: ClientArgs, cmd: JobsCommand) -> Result<()> {
     match cmd {
         JobsCommand::List { server } => {
             let id = client.server_id(&server)?;
-            let v = client.get(&format!("/servers/{id}/jobs"))?;
+            let page: JobList = client.get_as(&format!("/servers/{id}/jobs"))?;
             if client.json {
-                print_json(&v);
+                print_json(&json!(page));
                 return Ok(());
             }
-            for j in v["jobs"].as_array().into_iter().flatten() {
+            for j in &page.jobs {
                 println!(
                     "{:<8} {:<28} {:<10} {}",
-                    j["id"],
-                    job_label(j),
-                    j["status"].as_str().unwrap_or_default(),
-                    j["error"].as_str().unwrap_or_default()
+                    j.id,
+                    job_title(j),
+                    j.status.as_str(),
+                    j.error.as_deref().unwrap_or_default()
                 );
             }
         }

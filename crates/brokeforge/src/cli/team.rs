@@ -1,8 +1,13 @@
 //! `brokeforge team`: teams, members with roles, invitations.
 
 use anyhow::Result;
+use brokeforge_web::api::types::{
+    Done, InvitationCreated, Invite, JoinedTeam, NewTeam, SetRole, TeamList, TeamMembers,
+    TeamResponse, TeamSettings,
+};
 use clap::Subcommand;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 
 use super::common::*;
 use crate::client::{Client, ClientArgs};
@@ -68,9 +73,9 @@ pub enum TeamCommand {
     },
 }
 
-fn done(client: &Client, v: &Value, text: &str) {
+fn done(client: &Client, v: &impl Serialize, text: &str) {
     if client.json {
-        print_json(v);
+        print_json(&json!(v));
     } else {
         println!("{text}");
     }
@@ -80,23 +85,19 @@ pub async fn team(c: ClientArgs, cmd: TeamCommand) -> Result<()> {
     let client = Client::new(&c)?;
     match cmd {
         TeamCommand::List => {
-            let v = client.get("/teams")?;
+            let v: TeamList = client.get_as("/teams")?;
             if client.json {
-                print_json(&v);
+                print_json(&json!(v));
                 return Ok(());
             }
-            for t in v["teams"].as_array().into_iter().flatten() {
+            for t in &v.teams {
                 println!(
                     "{:<6} {:<32} {:<10}{}{}",
-                    t["id"],
-                    t["name"].as_str().unwrap_or_default(),
-                    t["role"].as_str().unwrap_or_default(),
-                    if t["personal"] == true {
-                        " personal"
-                    } else {
-                        ""
-                    },
-                    if t["require_two_factor"] == true {
+                    t.id,
+                    t.name,
+                    t.role.as_str(),
+                    if t.personal { " personal" } else { "" },
+                    if t.require_two_factor {
                         " (two-factor required)"
                     } else {
                         ""
@@ -105,34 +106,30 @@ pub async fn team(c: ClientArgs, cmd: TeamCommand) -> Result<()> {
             }
         }
         TeamCommand::Create { name } => {
-            let v = client.post("/teams", json!({"name": name}))?;
-            done(
-                &client,
-                &v,
-                &format!("created team {} ({})", name, v["team"]["id"]),
-            );
+            let v: TeamResponse = client.post_as("/teams", &NewTeam { name })?;
+            let said = format!("created team {} ({})", v.team.name, v.team.id);
+            done(&client, &v, &said);
         }
         TeamCommand::Invite { team, email, role } => {
             let id = team_id(&client, Some(&team))?;
-            let v = client.post(
+            let v: InvitationCreated = client.post_as(
                 &format!("/teams/{id}/invitations"),
-                json!({"email": email, "role": role}),
+                &Invite {
+                    email: email.clone(),
+                    role,
+                },
             )?;
-            let link = format!(
-                "{}{}",
-                client.base.trim_end_matches('/'),
-                v["path"].as_str().unwrap_or_default()
-            );
+            let link = format!("{}{}", client.base.trim_end_matches('/'), v.path);
             if client.json {
                 print_json(
-                    &json!({"invitation": v["invitation"], "link": link, "emailed": v["emailed"]}),
+                    &json!({"invitation": v.invitation, "link": link, "emailed": v.emailed}),
                 );
             } else {
                 println!("{link}");
-                if v["emailed"] == true {
+                if v.emailed {
                     eprintln!("emailed to {email}: it works once, for that email only, for 7 days");
                 } else {
-                    if let Some(e) = v["email_error"].as_str() {
+                    if let Some(e) = &v.email_error {
                         eprintln!("the email did not go out: {e}");
                     }
                     eprintln!(
@@ -143,22 +140,18 @@ pub async fn team(c: ClientArgs, cmd: TeamCommand) -> Result<()> {
         }
         TeamCommand::Members { team } => {
             let id = team_id(&client, Some(&team))?;
-            let v = client.get(&format!("/teams/{id}/members"))?;
+            let v: TeamMembers = client.get_as(&format!("/teams/{id}/members"))?;
             if client.json {
-                print_json(&v);
+                print_json(&json!(v));
                 return Ok(());
             }
-            for m in v["members"].as_array().into_iter().flatten() {
-                let servers = m["servers"].as_array().map(Vec::len).unwrap_or(0);
+            for m in &v.members {
+                let servers = m.servers.len();
                 println!(
                     "{:<40} {:<10} {}{}",
-                    m["email"].as_str().unwrap_or_default(),
-                    m["role"].as_str().unwrap_or_default(),
-                    if m["two_factor"] == true {
-                        "2fa"
-                    } else {
-                        "no 2fa"
-                    },
+                    m.email,
+                    m.role.as_str(),
+                    if m.two_factor { "2fa" } else { "no 2fa" },
                     if servers > 0 {
                         format!(", {servers} servers only")
                     } else {
@@ -166,14 +159,8 @@ pub async fn team(c: ClientArgs, cmd: TeamCommand) -> Result<()> {
                     }
                 );
             }
-            for i in v["invitations"].as_array().into_iter().flatten() {
-                if i["accepted_at"].is_null() {
-                    println!(
-                        "{:<40} {:<10} invited",
-                        i["email"].as_str().unwrap_or_default(),
-                        i["role"].as_str().unwrap_or_default()
-                    );
-                }
+            for i in v.invitations.iter().filter(|i| i.accepted_at.is_none()) {
+                println!("{:<40} {:<10} invited", i.email, i.role.as_str());
             }
         }
         TeamCommand::Accept { invitation } => {
@@ -183,18 +170,11 @@ pub async fn team(c: ClientArgs, cmd: TeamCommand) -> Result<()> {
                 .next()
                 .unwrap_or_default()
                 .to_string();
-            let v = client.post(
+            let v: JoinedTeam = client.post_as(
                 &format!("/invitations/{}/accept", urlencode(&token)),
-                json!({}),
+                &json!({}),
             )?;
-            done(
-                &client,
-                &v,
-                &format!(
-                    "you joined {}",
-                    v["team"]["name"].as_str().unwrap_or_default()
-                ),
-            );
+            done(&client, &v, &format!("you joined {}", v.team.name));
         }
         TeamCommand::Role {
             team,
@@ -204,12 +184,16 @@ pub async fn team(c: ClientArgs, cmd: TeamCommand) -> Result<()> {
             all_servers,
         } => {
             let id = team_id(&client, Some(&team))?;
-            let mut body = json!({"email": email, "role": role});
+            let mut body = SetRole {
+                email: email.clone(),
+                role: role.clone(),
+                servers: None,
+            };
             let said = if all_servers {
-                body["servers"] = json!([]);
+                body.servers = Some(Vec::new());
                 format!("{email} is now {role} in {team}, on all of its servers")
             } else if !servers.is_empty() {
-                body["servers"] = json!(servers);
+                body.servers = Some(servers.clone());
                 format!(
                     "{email} is now {role} in {team}, on {} only",
                     servers.join(", ")
@@ -217,24 +201,27 @@ pub async fn team(c: ClientArgs, cmd: TeamCommand) -> Result<()> {
             } else {
                 format!("{email} is now {role} in {team}")
             };
-            let v = client.put(&format!("/teams/{id}/members"), body)?;
+            let v: Done = client.put_as(&format!("/teams/{id}/members"), &body)?;
             done(&client, &v, &said);
         }
         TeamCommand::Remove { team, email } => {
             let id = team_id(&client, Some(&team))?;
-            let v = client.delete(&format!("/teams/{id}/members/{}", urlencode(&email)))?;
+            let v: Done =
+                client.delete_as(&format!("/teams/{id}/members/{}", urlencode(&email)))?;
             done(&client, &v, &format!("{email} left {team}"));
         }
         TeamCommand::Leave { team } => {
             let id = team_id(&client, Some(&team))?;
-            let v = client.post(&format!("/teams/{id}/leave"), json!({}))?;
+            let v: Done = client.post_as(&format!("/teams/{id}/leave"), &json!({}))?;
             done(&client, &v, &format!("you left {team}"));
         }
         TeamCommand::RequireTwoFactor { team, state } => {
             let id = team_id(&client, Some(&team))?;
-            let v = client.put(
+            let v: TeamResponse = client.put_as(
                 &format!("/teams/{id}/settings"),
-                json!({"require_two_factor": state == "on"}),
+                &TeamSettings {
+                    require_two_factor: state == "on",
+                },
             )?;
             done(
                 &client,

@@ -1,7 +1,10 @@
 //! The caller's account: sessions for API clients, API tokens, users (administrators), passwords.
 
-use super::common::Typed;
-use super::types::{LoginRequest, LoginResponse, UserResponse};
+use super::common::{Created, Typed};
+use super::types::{
+    CreatedToken, Done, LoginRequest, LoginResponse, SessionEntry, SessionList, TokenList,
+    TwoFactorBody, TwoFactorSetup, TwoFactorState, UserList, UserResponse,
+};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header::SET_COOKIE;
@@ -9,9 +12,8 @@ use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use brokeforge_domain::accounts::NewUser;
 use serde::Deserialize;
-use serde_json::json;
 
-use super::common::{ApiJson, ApiResponse, Body, created};
+use super::common::{ApiResponse, Body};
 use crate::auth::{self, Authed};
 use crate::state::AppState;
 
@@ -50,12 +52,12 @@ pub async fn logout(State(state): State<AppState>, authed: Authed) -> ApiRespons
     }
     Ok((
         [(SET_COOKIE, auth::clear_cookie(state.config.secure_cookies))],
-        Json(json!({"ok": true})),
+        Json(Done::ok()),
     )
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct TokenBody {
     name: String,
     /// read, deploy or full (the default).
@@ -66,58 +68,61 @@ pub struct TokenBody {
     expires_in_days: Option<i64>,
 }
 
-pub async fn list_tokens(State(state): State<AppState>, authed: Authed) -> ApiJson {
-    Ok(Json(
-        json!({"tokens": state.domain.tokens(authed.user.id).await?}),
-    ))
+pub async fn list_tokens(State(state): State<AppState>, authed: Authed) -> Typed<TokenList> {
+    Ok(Json(TokenList {
+        tokens: state.domain.tokens(authed.user.id).await?,
+    }))
 }
 
 pub async fn create_token(
     State(state): State<AppState>,
     authed: Authed,
     Body(b): Body<TokenBody>,
-) -> ApiResponse {
+) -> Result<Created<CreatedToken>, crate::error::ApiError> {
     let t = state
         .domain
         .new_scoped_token(authed.user.id, &b.name, b.scope, b.expires_in_days)
         .await?;
-    Ok(created(json!({"token": t.token, "record": t.record})))
+    Ok(Created(CreatedToken {
+        token: t.token,
+        record: t.record,
+    }))
 }
 
 pub async fn revoke_token(
     State(state): State<AppState>,
     authed: Authed,
     Path(id): Path<i64>,
-) -> ApiJson {
+) -> Typed<Done> {
     state.domain.revoke_token(authed.user.id, id).await?;
-    Ok(Json(json!({"ok": true})))
+    Ok(Json(Done::ok()))
 }
 
-pub async fn list_users(State(state): State<AppState>, authed: Authed) -> ApiJson {
-    Ok(Json(
-        json!({"users": state.domain.users(&authed.user).await?}),
-    ))
+pub async fn list_users(State(state): State<AppState>, authed: Authed) -> Typed<UserList> {
+    Ok(Json(UserList {
+        users: state.domain.users(&authed.user).await?,
+    }))
 }
 
 pub async fn create_user(
     State(state): State<AppState>,
     authed: Authed,
     Body(b): Body<NewUser>,
-) -> ApiResponse {
+) -> Result<Created<UserResponse>, crate::error::ApiError> {
     let user = state.domain.add_user(&authed.user, &b).await?;
-    Ok(created(json!({"user": user})))
+    Ok(Created(UserResponse { user }))
 }
 
 pub async fn delete_user(
     State(state): State<AppState>,
     authed: Authed,
     Path(id): Path<i64>,
-) -> ApiJson {
+) -> Typed<Done> {
     state.domain.delete_user(&authed.user, id).await?;
-    Ok(Json(json!({"ok": true})))
+    Ok(Json(Done::ok()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct PasswordBody {
     password: String,
     /// Required to change one's own password.
@@ -130,27 +135,24 @@ pub async fn set_password(
     authed: Authed,
     Path(id): Path<i64>,
     Body(b): Body<PasswordBody>,
-) -> ApiJson {
+) -> Typed<Done> {
     state
         .domain
         .set_password(&authed.user, id, b.current_password.as_deref(), &b.password)
         .await?;
-    Ok(Json(json!({"ok": true})))
+    Ok(Json(Done::ok()))
 }
 
 /// Start setting up two-factor sign-in: the secret and its `otpauth://` URI for the app.
-pub async fn two_factor_setup(State(state): State<AppState>, authed: Authed) -> ApiJson {
+pub async fn two_factor_setup(
+    State(state): State<AppState>,
+    authed: Authed,
+) -> Typed<TwoFactorSetup> {
     let setup = state.domain.begin_two_factor(&authed.user).await?;
-    Ok(Json(
-        json!({"secret": setup.secret, "otpauth_uri": setup.otpauth_uri}),
-    ))
-}
-
-#[derive(Deserialize)]
-pub struct TwoFactorBody {
-    code: String,
-    #[serde(default)]
-    password: String,
+    Ok(Json(TwoFactorSetup {
+        secret: setup.secret,
+        otpauth_uri: setup.otpauth_uri,
+    }))
 }
 
 /// Confirm with the app's first code: two-factor sign-in is on; the recovery codes are in this answer only.
@@ -158,12 +160,15 @@ pub async fn two_factor_confirm(
     State(state): State<AppState>,
     authed: Authed,
     Body(b): Body<TwoFactorBody>,
-) -> ApiJson {
+) -> Typed<TwoFactorState> {
     let codes = state
         .domain
         .confirm_two_factor(&authed.user, &b.code)
         .await?;
-    Ok(Json(json!({"two_factor": true, "recovery_codes": codes})))
+    Ok(Json(TwoFactorState {
+        two_factor: true,
+        recovery_codes: codes,
+    }))
 }
 
 /// Turn it off (the password and a current or recovery code).
@@ -171,32 +176,38 @@ pub async fn two_factor_disable(
     State(state): State<AppState>,
     authed: Authed,
     Body(b): Body<TwoFactorBody>,
-) -> ApiJson {
+) -> Typed<TwoFactorState> {
     state
         .domain
         .disable_two_factor(&authed.user, &b.password, &b.code)
         .await?;
-    Ok(Json(json!({"two_factor": false})))
+    Ok(Json(TwoFactorState {
+        two_factor: false,
+        recovery_codes: Vec::new(),
+    }))
 }
 
 /// Your live browser sessions, newest first; `current` marks the one asking.
-pub async fn list_sessions(State(state): State<AppState>, authed: Authed) -> ApiJson {
+pub async fn list_sessions(State(state): State<AppState>, authed: Authed) -> Typed<SessionList> {
     let current = authed.session_hash.as_deref().map(|h| {
         h.chars()
             .take(brokeforge_store::accounts::SESSION_ID_LEN)
             .collect::<String>()
     });
-    let sessions: Vec<_> = state
+    let sessions = state
         .domain
         .sessions(&authed.user)
         .await?
         .into_iter()
         .map(|s| {
-            let is_current = current.as_deref() == Some(s.id.as_str());
-            json!({"session": s, "current": is_current})
+            let current = current.as_deref() == Some(s.id.as_str());
+            SessionEntry {
+                session: s,
+                current,
+            }
         })
         .collect();
-    Ok(Json(json!({"sessions": sessions})))
+    Ok(Json(SessionList { sessions }))
 }
 
 /// End one of your sessions (that browser is signed out).
@@ -204,7 +215,7 @@ pub async fn end_session(
     State(state): State<AppState>,
     authed: Authed,
     Path(id): Path<String>,
-) -> ApiJson {
+) -> Typed<Done> {
     state.domain.end_session_of(&authed.user, &id).await?;
-    Ok(Json(json!({"ok": true})))
+    Ok(Json(Done::ok()))
 }

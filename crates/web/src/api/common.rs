@@ -55,6 +55,15 @@ pub fn created(v: Value) -> Response {
     (StatusCode::CREATED, Json(v)).into_response()
 }
 
+/// Something created, as the handler's answer type: `201` with the body.
+pub struct Created<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for Created<T> {
+    fn into_response(self) -> Response {
+        (StatusCode::CREATED, Json(self.0)).into_response()
+    }
+}
+
 /// A queued job, as its handler's answer type: `202` with `{"job": ...}` (`JobResponse` in the document).
 pub struct Accepted(pub Job);
 
@@ -104,6 +113,46 @@ pub struct PageQuery {
 }
 
 pub const MAX_PAGE: i64 = 1000;
+
+/// The query of a list read oldest first (events, output): the document's parameters for it.
+#[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+pub struct NewerQuery {
+    /// The `after` of the previous page's `next` (none: from the start).
+    pub after: Option<i64>,
+    /// Items per page, 1 to 1000 (100 by default).
+    pub limit: Option<i64>,
+}
+
+/// The query of a list read newest first (jobs, deployments, commands).
+#[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+pub struct OlderQuery {
+    /// The `before` of the previous page's `next` (none: from the newest).
+    pub before: Option<i64>,
+    /// Items per page, 1 to 1000 (100 by default).
+    pub limit: Option<i64>,
+}
+
+impl NewerQuery {
+    pub fn paging(&self) -> PageQuery {
+        PageQuery {
+            after: self.after,
+            before: None,
+            limit: self.limit,
+        }
+    }
+}
+
+impl OlderQuery {
+    pub fn paging(&self) -> PageQuery {
+        PageQuery {
+            after: None,
+            before: self.before,
+            limit: self.limit,
+        }
+    }
+}
 
 impl PageQuery {
     pub fn limit(&self) -> Result<i64, ApiError> {

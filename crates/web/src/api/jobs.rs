@@ -1,12 +1,10 @@
 //! Jobs and deployments: how they ended, their output, cancel and retry.
 
-use super::common::Typed;
-use super::types::JobResponse;
 use axum::Json;
 use axum::extract::{Query, State};
-use serde_json::json;
 
-use super::common::{Accepted, ApiJson, PageQuery, Queued};
+use super::common::{Accepted, NewerQuery, Queued, Typed};
+use super::types::{DeploymentDetail, JobLogs, JobResponse};
 use crate::extract::{OwnedDeployment, OwnedJob};
 use crate::state::AppState;
 
@@ -17,15 +15,16 @@ pub async fn show_job(OwnedJob(_, job): OwnedJob) -> Typed<JobResponse> {
 pub async fn job_logs(
     State(state): State<AppState>,
     OwnedJob(_, job): OwnedJob,
-    Query(q): Query<PageQuery>,
-) -> ApiJson {
+    Query(q): Query<NewerQuery>,
+) -> Typed<JobLogs> {
+    let q = q.paging();
     let limit = q.limit()?;
     let logs = state
         .domain
         .job_logs_page(&job, q.after.unwrap_or(0), limit)
         .await?;
     let next = q.next_after(logs.len(), logs.last().map(|l| l.id), limit);
-    Ok(Json(json!({"logs": logs, "next": next})))
+    Ok(Json(JobLogs { logs, next }))
 }
 
 pub async fn cancel_job(
@@ -44,9 +43,11 @@ pub async fn retry_job(State(state): State<AppState>, OwnedJob(_, job): OwnedJob
 pub async fn show_deployment(
     State(state): State<AppState>,
     OwnedDeployment(_, d, _): OwnedDeployment,
-) -> ApiJson {
+) -> Typed<DeploymentDetail> {
     let log = state.domain.deployment_log(&d).await?;
-    Ok(Json(
-        json!({"deployment": d, "duration_ms": d.duration_ms(), "log": log}),
-    ))
+    Ok(Json(DeploymentDetail {
+        duration_ms: d.duration_ms(),
+        deployment: d,
+        log,
+    }))
 }

@@ -1,7 +1,10 @@
 //! Servers: adding and forgetting them, their script and host key, the catalogue and its packages, events.
 
 use super::common::Typed;
-use super::types::{AddedServer, ServerDetail, ServerEntry, ServerList, ServersQuery};
+use super::types::{
+    AddedServer, EventList, JobList, ScriptResponse, ServerDetail, ServerEntry, ServerList,
+    ServerResponse, ServersQuery, ServiceList,
+};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use std::collections::BTreeMap;
@@ -15,7 +18,9 @@ use brokeforge_packages::catalogue;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::common::{Accepted, ApiJson, ApiResponse, Body, PageQuery, Queued, accepted};
+use super::common::{
+    Accepted, ApiJson, ApiResponse, Body, NewerQuery, OlderQuery, PageQuery, Queued, accepted,
+};
 use crate::auth::Authed;
 use crate::error::ApiError;
 use crate::extract::OwnedServer;
@@ -130,10 +135,10 @@ pub async fn server_script(
     State(state): State<AppState>,
     headers: HeaderMap,
     OwnedServer(_, server): OwnedServer,
-) -> ApiJson {
+) -> Typed<ScriptResponse> {
     let base = state.script_base_url(&headers)?.url;
     let script = state.domain.new_script(&server, &base).await?;
-    Ok(Json(json!({"script": script})))
+    Ok(Json(ScriptResponse { script }))
 }
 
 #[derive(Deserialize)]
@@ -145,9 +150,9 @@ pub async fn pin_host_key(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
     Body(b): Body<PinBody>,
-) -> ApiJson {
+) -> Typed<ServerResponse> {
     let server = state.domain.pin_host_key(&server, &b.fingerprint).await?;
-    Ok(Json(json!({"server": server})))
+    Ok(Json(ServerResponse { server }))
 }
 
 #[derive(Deserialize)]
@@ -173,10 +178,10 @@ pub async fn move_server(
 pub async fn list_services(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
-) -> ApiJson {
-    Ok(Json(
-        json!({"services": state.domain.services(&server).await?}),
-    ))
+) -> Typed<ServiceList> {
+    Ok(Json(ServiceList {
+        services: state.domain.services(&server).await?,
+    }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -241,24 +246,26 @@ pub async fn plan_service(
 pub async fn list_events(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
-    Query(q): Query<PageQuery>,
-) -> ApiJson {
+    Query(q): Query<NewerQuery>,
+) -> Typed<EventList> {
+    let q = q.paging();
     let limit = q.limit()?;
     let events = state
         .domain
         .events_page(&server, q.after.unwrap_or(0), limit)
         .await?;
     let next = q.next_after(events.len(), events.last().map(|e| e.id), limit);
-    Ok(Json(json!({"events": events, "next": next})))
+    Ok(Json(EventList { events, next }))
 }
 
 pub async fn list_jobs(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
-    Query(q): Query<PageQuery>,
-) -> ApiJson {
+    Query(q): Query<OlderQuery>,
+) -> Typed<JobList> {
+    let q = q.paging();
     let limit = q.limit()?;
     let jobs = state.domain.jobs_page(&server, q.before, limit).await?;
     let next = q.next_before(jobs.len(), jobs.last().map(|j| j.id), limit);
-    Ok(Json(json!({"jobs": jobs, "next": next})))
+    Ok(Json(JobList { jobs, next }))
 }

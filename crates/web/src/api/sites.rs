@@ -1,7 +1,9 @@
 //! Sites: create, remove, repository, deployments, rollback, HTTPS, background work, settings, commands,
 //! the `.env` and the deploy webhook.
 
-use super::types::{DeploymentQueued, SiteList, SiteQueued, SiteResponse};
+use super::types::{
+    CommandList, DeploymentList, DeploymentQueued, SiteList, SiteQueued, SiteResponse,
+};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -15,7 +17,7 @@ use brokeforge_packages::services::sites::site::SiteRequest;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::common::{Accepted, AcceptedWith, ApiJson, Body, PageQuery, Queued, Typed};
+use super::common::{Accepted, AcceptedWith, ApiJson, Body, OlderQuery, Queued, Typed};
 use crate::error::ApiError;
 use crate::extract::{OwnedServer, OwnedSite};
 use crate::state::AppState;
@@ -164,18 +166,19 @@ pub async fn set_tasks(
 pub async fn list_deployments(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,
-    Query(q): Query<PageQuery>,
-) -> ApiJson {
+    Query(q): Query<OlderQuery>,
+) -> Typed<DeploymentList> {
+    let q = q.paging();
     let config = SiteConfig::of(&site);
     let limit = q.limit()?;
     let deployments = state.domain.deployments(&site, q.before, limit).await?;
     let next = q.next_before(deployments.len(), deployments.last().map(|d| d.id), limit);
-    Ok(Json(json!({
-        "deployments": deployments,
-        "next": next,
-        "current_release": config.current_release,
-        "releases": config.releases,
-    })))
+    Ok(Json(DeploymentList {
+        deployments,
+        next,
+        current_release: config.current_release,
+        releases: config.releases,
+    }))
 }
 
 #[derive(Deserialize, Default, schemars::JsonSchema)]
@@ -285,12 +288,13 @@ pub async fn set_pool(
 pub async fn list_commands(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,
-    Query(q): Query<PageQuery>,
-) -> ApiJson {
+    Query(q): Query<OlderQuery>,
+) -> Typed<CommandList> {
+    let q = q.paging();
     let limit = q.limit()?;
     let commands = state.domain.site_commands(&site, q.before, limit).await?;
     let next = q.next_before(commands.len(), commands.last().map(|c| c.id), limit);
-    Ok(Json(json!({"commands": commands, "next": next})))
+    Ok(Json(CommandList { commands, next }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

@@ -2,46 +2,40 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde::Deserialize;
-use serde_json::json;
+use brokeforge_core::TeamRole;
 
-use super::common::{ApiJson, ApiResponse, Body, created};
+use super::common::{Body, Created, Typed};
+use super::types::{
+    Done, InvitationCreated, InvitationView, Invite, JoinedTeam, NewTeam, SetRole, TeamEntry,
+    TeamList, TeamMembers, TeamRef, TeamResponse, TeamSettings,
+};
 use crate::auth::Authed;
+use crate::error::ApiError;
 use crate::extract::OwnedTeam;
 use crate::state::AppState;
 
-fn team_json(t: &brokeforge_store::Team, role: brokeforge_core::TeamRole) -> serde_json::Value {
-    json!({"id": t.id, "name": t.name, "personal": t.personal_of.is_some(),
-           "require_two_factor": t.require_two_factor, "role": role, "created_at": t.created_at})
-}
-
-pub async fn list(State(state): State<AppState>, authed: Authed) -> ApiJson {
+pub async fn list(State(state): State<AppState>, authed: Authed) -> Typed<TeamList> {
     let teams = state.domain.teams(&authed.user).await?;
-    Ok(Json(json!({
-        "teams": teams.iter().map(|(t, r)| team_json(t, *r)).collect::<Vec<_>>()
-    })))
-}
-
-#[derive(Deserialize)]
-pub struct NewTeam {
-    pub name: String,
+    Ok(Json(TeamList {
+        teams: teams.iter().map(|(t, r)| TeamEntry::of(t, *r)).collect(),
+    }))
 }
 
 pub async fn create(
     State(state): State<AppState>,
     authed: Authed,
     Body(b): Body<NewTeam>,
-) -> ApiResponse {
+) -> Result<Created<TeamResponse>, ApiError> {
     let t = state.domain.create_team(&authed.user, &b.name).await?;
-    Ok(created(
-        json!({"team": team_json(&t, brokeforge_core::TeamRole::Owner)}),
-    ))
+    Ok(Created(TeamResponse {
+        team: TeamEntry::of(&t, TeamRole::Owner),
+    }))
 }
 
 pub async fn members(
     State(state): State<AppState>,
     OwnedTeam(_, team, role): OwnedTeam,
-) -> ApiJson {
+) -> Typed<TeamMembers> {
     let members = state.domain.team_members(&team).await?;
     let invitations =
         if brokeforge_domain::policy::allows(role, brokeforge_domain::policy::Action::Members) {
@@ -53,17 +47,11 @@ pub async fn members(
         } else {
             Vec::new()
         };
-    Ok(Json(json!({
-        "team": team_json(&team, role),
-        "members": members,
-        "invitations": invitations,
-    })))
-}
-
-#[derive(Deserialize)]
-pub struct Invite {
-    pub email: String,
-    pub role: String,
+    Ok(Json(TeamMembers {
+        team: TeamEntry::of(&team, role),
+        members,
+        invitations,
+    }))
 }
 
 pub async fn invite(
@@ -71,7 +59,7 @@ pub async fn invite(
     OwnedTeam(authed, team, _): OwnedTeam,
     headers: axum::http::HeaderMap,
     Body(b): Body<Invite>,
-) -> ApiResponse {
+) -> Result<Created<InvitationCreated>, ApiError> {
     let inv = state
         .domain
         .invite(&authed.user, &team.id.to_string(), &b.email, &b.role)
@@ -89,28 +77,19 @@ pub async fn invite(
         },
         None => (false, None),
     };
-    Ok(created(json!({
-        "invitation": inv.invitation,
-        "path": inv.path,
-        "emailed": emailed,
-        "email_error": email_error,
-    })))
-}
-
-#[derive(Deserialize)]
-pub struct SetRole {
-    pub email: String,
-    pub role: String,
-    /// The team's servers (by name) the member is narrowed to; `[]`: all of them; absent: unchanged.
-    #[serde(default)]
-    pub servers: Option<Vec<String>>,
+    Ok(Created(InvitationCreated {
+        invitation: inv.invitation,
+        path: inv.path,
+        emailed,
+        email_error,
+    }))
 }
 
 pub async fn set_role(
     State(state): State<AppState>,
     OwnedTeam(authed, team, _): OwnedTeam,
     Body(b): Body<SetRole>,
-) -> ApiJson {
+) -> Typed<Done> {
     state
         .domain
         .set_member(
@@ -121,66 +100,72 @@ pub async fn set_role(
             b.servers.as_deref(),
         )
         .await?;
-    Ok(Json(json!({"ok": true})))
+    Ok(Json(Done::ok()))
 }
 
 pub async fn remove_member(
     State(state): State<AppState>,
     OwnedTeam(authed, team, _): OwnedTeam,
     Path((_, email)): Path<(i64, String)>,
-) -> ApiJson {
+) -> Typed<Done> {
     state
         .domain
         .remove_member(&authed.user, &team.id.to_string(), &email)
         .await?;
-    Ok(Json(json!({"ok": true})))
+    Ok(Json(Done::ok()))
 }
 
 pub async fn leave(
     State(state): State<AppState>,
     OwnedTeam(authed, team, _): OwnedTeam,
-) -> ApiJson {
+) -> Typed<Done> {
     let email = authed.user.email.clone();
     state
         .domain
         .remove_member(&authed.user, &team.id.to_string(), &email)
         .await?;
-    Ok(Json(json!({"ok": true})))
-}
-
-#[derive(Deserialize)]
-pub struct TeamSettings {
-    pub require_two_factor: bool,
+    Ok(Json(Done::ok()))
 }
 
 pub async fn settings(
     State(state): State<AppState>,
-    OwnedTeam(authed, team, _): OwnedTeam,
+    OwnedTeam(authed, team, role): OwnedTeam,
     Body(b): Body<TeamSettings>,
-) -> ApiJson {
+) -> Typed<TeamResponse> {
     let t = state
         .domain
         .set_team_two_factor(&authed.user, &team.id.to_string(), b.require_two_factor)
         .await?;
-    Ok(Json(json!({"team": t})))
+    Ok(Json(TeamResponse {
+        team: TeamEntry::of(&t, role),
+    }))
 }
 
 pub async fn show_invitation(
     State(state): State<AppState>,
     _authed: Authed,
     Path(token): Path<String>,
-) -> ApiJson {
-    let (inv, team) = state.domain.invitation(&token).await?;
-    Ok(Json(
-        json!({"invitation": inv, "team": {"id": team.id, "name": team.name}}),
-    ))
+) -> Typed<InvitationView> {
+    let (invitation, team) = state.domain.invitation(&token).await?;
+    Ok(Json(InvitationView {
+        invitation,
+        team: TeamRef {
+            id: team.id,
+            name: team.name,
+        },
+    }))
 }
 
 pub async fn accept_invitation(
     State(state): State<AppState>,
     authed: Authed,
     Path(token): Path<String>,
-) -> ApiJson {
+) -> Typed<JoinedTeam> {
     let team = state.domain.accept_invitation(&authed.user, &token).await?;
-    Ok(Json(json!({"team": {"id": team.id, "name": team.name}})))
+    Ok(Json(JoinedTeam {
+        team: TeamRef {
+            id: team.id,
+            name: team.name,
+        },
+    }))
 }

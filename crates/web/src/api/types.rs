@@ -2,7 +2,11 @@
 //! document's schemas are generated from them (`super::contract`: schemars, from the same serde attributes that
 //! make the wire format).
 
-use brokeforge_store::{Deployment, Job, Server, ServerService, ServerSite, User};
+use brokeforge_packages::services::sites::config::ReleaseInfo;
+use brokeforge_store::{
+    ApiToken, CommandLog, Deployment, Invitation, Job, Member, ProvisionEvent, Server,
+    ServerService, ServerSite, SiteCommandRecord, User, accounts::SessionInfo,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -134,4 +138,228 @@ pub struct SiteQueued {
 pub struct DeploymentQueued {
     pub deployment: Deployment,
     pub job: Job,
+}
+
+/// `GET /servers/{id}/jobs`: newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct JobList {
+    pub jobs: Vec<Job>,
+    pub next: Option<NextPage>,
+}
+
+/// `GET /servers/{id}/events`: provision events, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct EventList {
+    pub events: Vec<ProvisionEvent>,
+    pub next: Option<NextPage>,
+}
+
+/// `GET /jobs/{id}/logs`: the job's output, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct JobLogs {
+    pub logs: Vec<CommandLog>,
+    pub next: Option<NextPage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ServiceList {
+    pub services: Vec<ServerService>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ServerResponse {
+    pub server: Server,
+}
+
+/// A one-line provisioning command to paste into the server's root shell.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ScriptResponse {
+    pub script: String,
+}
+
+/// `GET /sites/{id}/deployments`: newest first, with the releases kept on the server and the live one.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DeploymentList {
+    pub deployments: Vec<Deployment>,
+    pub next: Option<NextPage>,
+    pub current_release: Option<String>,
+    pub releases: Vec<ReleaseInfo>,
+}
+
+/// A deployment with its whole log.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DeploymentDetail {
+    pub deployment: Deployment,
+    pub duration_ms: Option<i64>,
+    pub log: String,
+}
+
+/// `GET /sites/{id}/commands`: newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CommandList {
+    pub commands: Vec<SiteCommandRecord>,
+    pub next: Option<NextPage>,
+}
+
+/// The answer of a change with nothing more to say.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Done {
+    pub ok: bool,
+}
+
+impl Done {
+    pub fn ok() -> Done {
+        Done { ok: true }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TokenList {
+    pub tokens: Vec<ApiToken>,
+}
+
+/// A token just created: `token` is shown this once (send it as `Authorization: Bearer TOKEN`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CreatedToken {
+    pub token: String,
+    pub record: ApiToken,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct UserList {
+    pub users: Vec<User>,
+}
+
+/// Two-factor sign-in being set up: the secret for the app, also as an `otpauth://` URI (a QR code).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TwoFactorSetup {
+    pub secret: String,
+    pub otpauth_uri: String,
+}
+
+/// Whether two-factor sign-in is on; when just turned on, the recovery codes (shown this once).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TwoFactorState {
+    pub two_factor: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery_codes: Vec<String>,
+}
+
+/// A browser session; `current` marks the one asking.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SessionEntry {
+    pub session: SessionInfo,
+    pub current: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionEntry>,
+}
+
+/// Confirm or turn off two-factor sign-in.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TwoFactorBody {
+    /// A code from the app (or, to turn it off, a recovery code).
+    pub code: String,
+    /// To turn it off: the account's password.
+    #[serde(default)]
+    pub password: String,
+}
+
+/// A team as its member sees it: `role` is the caller's own.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TeamEntry {
+    pub id: i64,
+    pub name: String,
+    /// The caller's personal team (it takes no members).
+    pub personal: bool,
+    /// Members must have two-factor sign-in on.
+    pub require_two_factor: bool,
+    pub role: brokeforge_core::TeamRole,
+    pub created_at: i64,
+}
+
+impl TeamEntry {
+    pub fn of(t: &brokeforge_store::Team, role: brokeforge_core::TeamRole) -> TeamEntry {
+        TeamEntry {
+            id: t.id,
+            name: t.name.clone(),
+            personal: t.personal_of.is_some(),
+            require_two_factor: t.require_two_factor,
+            role,
+            created_at: t.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TeamList {
+    pub teams: Vec<TeamEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TeamResponse {
+    pub team: TeamEntry,
+}
+
+/// A team's members; its open invitations are listed to those who may manage members.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TeamMembers {
+    pub team: TeamEntry,
+    pub members: Vec<Member>,
+    pub invitations: Vec<Invitation>,
+}
+
+/// An invitation made: its single-use link path (valid 7 days), and whether it was emailed.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct InvitationCreated {
+    pub invitation: Invitation,
+    pub path: String,
+    pub emailed: bool,
+    /// Why mailing failed, when a mail relay is configured and it did.
+    pub email_error: Option<String>,
+}
+
+/// A team by id and name (what an invitation leads to).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TeamRef {
+    pub id: i64,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct InvitationView {
+    pub invitation: Invitation,
+    pub team: TeamRef,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct JoinedTeam {
+    pub team: TeamRef,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct NewTeam {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Invite {
+    pub email: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SetRole {
+    pub email: String,
+    pub role: String,
+    /// The team's servers (by name) the member is narrowed to; `[]`: all of them; absent: unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub servers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TeamSettings {
+    pub require_two_factor: bool,
 }

@@ -11,7 +11,7 @@ use crate::base::PackageError;
 use crate::base::config::Configuration;
 
 /// A release kept on the server.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ReleaseInfo {
     pub name: String,
     pub commit: Option<String>,
