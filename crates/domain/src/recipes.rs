@@ -63,7 +63,7 @@ fn action_for(run_as: &str) -> Action {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecipeBody {
     pub name: String,
@@ -77,7 +77,7 @@ pub struct RecipeBody {
 }
 
 /// Which servers, and how: exactly one of `servers`, `tag`, `all`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunBody {
     #[serde(default)]
@@ -101,7 +101,7 @@ pub struct RunBody {
 }
 
 /// What a run will do, shown before it starts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RunPlan {
     pub recipe: String,
     pub script: String,
@@ -113,7 +113,7 @@ pub struct RunPlan {
     pub max_failures: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PlannedServer {
     pub id: i64,
     pub name: String,
@@ -121,7 +121,7 @@ pub struct PlannedServer {
 }
 
 /// A run as the page and the API show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RunView {
     pub run: RecipeRun,
     pub recipe: String,
@@ -130,7 +130,7 @@ pub struct RunView {
     pub summary: std::collections::BTreeMap<String, usize>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RunServerView {
     #[serde(flatten)]
     pub row: RunServer,

@@ -23,7 +23,7 @@ use crate::{Domain, DomainError, DomainResult};
 const ENV_WAIT: Duration = Duration::from_secs(60);
 
 /// Deployment settings a user may change; absent fields stay as they are.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct SiteSettings {
     pub keep_releases: Option<u32>,

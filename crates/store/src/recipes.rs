@@ -11,7 +11,7 @@ use sqlx::any::AnyRow;
 
 use crate::{Result, Store, StoreError, is_unique_violation};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Recipe {
     pub id: i64,
     pub team_id: i64,
@@ -24,7 +24,7 @@ pub struct Recipe {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct RecipeRun {
     pub id: i64,
     pub recipe_id: i64,
@@ -43,7 +43,7 @@ pub struct RecipeRun {
 }
 
 /// One server's part of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct RunServer {
     pub run_id: i64,
     pub server_id: i64,

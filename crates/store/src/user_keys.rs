@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 
 use crate::{Result, Store, StoreError, is_unique_violation};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct UserSshKey {
     pub id: i64,
     pub user_id: i64,
@@ -18,7 +18,7 @@ pub struct UserSshKey {
 }
 
 /// A key put on a server for a Unix user (`status`: installing, active, failed, removing).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct KeyDeployment {
     pub server_id: i64,
     pub key_id: i64,

@@ -27,6 +27,8 @@ pub struct Op {
     pub request: Option<SchemaFn>,
     pub query: Option<SchemaFn>,
     pub answer: Option<(u16, SchemaFn)>,
+    /// A second answer of a route that has two (a plan or the run it would start; forgotten or queued).
+    pub also: Option<(u16, SchemaFn)>,
     pub route: fn() -> MethodRouter<AppState>,
 }
 

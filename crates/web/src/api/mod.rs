@@ -38,10 +38,10 @@ use crate::state::AppState;
 
 /// A row: `METHOD "PATH" HANDLER, POLICY_ACTION, "summary", "example body"`, then for a typed operation its
 /// request body's type (`, in T`), its query's (`, query T`) and its success status and answer's type
-/// (`=> 200 T`). The types are the ones the handler reads and answers; the document's schemas come from them.
+/// (`=> 200 T`, or `=> 200 T | 202 U` for a route with two answers). The types are the ones the handler reads and answers; the document's schemas come from them.
 macro_rules! ops {
     ($($method:ident $path:literal $handler:path, $action:ident, $summary:literal, $body:literal
-       $(, in $request:ty)? $(, query $query:ty)? $(=> $status:literal $answer:ty)?;)+) => {
+       $(, in $request:ty)? $(, query $query:ty)? $(=> $status:literal $answer:ty $(| $status2:literal $answer2:ty)?)?;)+) => {
         vec![$(Op {
             method: stringify!($method),
             path: $path,
@@ -51,6 +51,7 @@ macro_rules! ops {
             request: opt!($(contract::schema::<$request> as contract::SchemaFn)?),
             query: opt!($(contract::inline::<$query> as contract::SchemaFn)?),
             answer: opt!($(($status, contract::schema::<$answer> as contract::SchemaFn))?),
+            also: opt!($($(($status2, contract::schema::<$answer2> as contract::SchemaFn))?)?),
             route: || axum::routing::$method($handler),
         }),+]
     };
@@ -78,12 +79,12 @@ pub fn operations() -> Vec<Op> {
         get "/servers" servers::list_servers, Account, "Your teams' servers with their services (paged: limit, after, next; name=NAME finds one, team=ID one team's, search=TEXT part of a name or address, or a tag)", "", query ServersQuery => 200 ServerList;
         post "/servers" servers::create_server, Account, "Add a server (with root_key: onboard it directly; else use the one-line script)", r#"{"name":"web-1","public_ip":"203.0.113.10","ssh_port":22}"#, in brokeforge_domain::servers::NewServer => 201 AddedServer;
         get "/servers/{id}" servers::show_server, Read, "A server with its services and sites", "" => 200 ServerDetail;
-        delete "/servers/{id}" servers::delete_server, ServerRemove, "Forget a server (nothing on it changes); ?remove_access=true first takes BrokeForge's keys and sudo rights off it (queued job)", "";
+        delete "/servers/{id}" servers::delete_server, ServerRemove, "Forget a server (nothing on it changes); ?remove_access=true first takes BrokeForge's keys and sudo rights off it (queued job)", "" => 200 Forgotten | 202 JobResponse;
         post "/servers/{id}/script" servers::server_script, ServerManage, "A fresh one-line provisioning command", "" => 200 ScriptResponse;
         post "/servers/{id}/host-key" servers::pin_host_key, ServerManage, "Pin the server's SSH host key", r#"{"fingerprint":"SHA256:..."}"# => 200 ServerResponse;
         put "/servers/{id}/team" servers::move_server, ServerRemove, "Move the server into another of your teams (where you may make root-level changes); members' SSH keys the new team does not allow leave it", r#"{"team":"agency"}"#;
         get "/servers/{id}/services" servers::list_services, Read, "Installed services", "" => 200 ServiceList;
-        put "/servers/{id}/tags" recipes::tag_server, ServerManage, "Add and remove the server's tags (lowercase letters, digits, - and _): sets of servers for recipes", r#"{"add":["web"],"remove":["old"]}"#;
+        put "/servers/{id}/tags" recipes::tag_server, ServerManage, "Add and remove the server's tags (lowercase letters, digits, - and _): sets of servers for recipes", r#"{"add":["web"],"remove":["old"]}"#, in TagsBody => 200 ServerTags;
         post "/servers/{id}/services" servers::install_service, ServerManage, "Install a catalogue package (queued job)", r#"{"package":"webserver","settings":{"php_version":"8.3"}}"#, in servers::InstallBody => 202 JobResponse;
         delete "/servers/{id}/services/{name}" servers::remove_service, ServerManage, "Remove a package (settings as query parameters)", "" => 202 JobResponse;
         post "/servers/{id}/plan/{package}" servers::plan_service, Read, "The exact steps a package would run, secrets masked; runs nothing", r#"{"php_version":"8.3"}"#;
@@ -138,7 +139,7 @@ pub fn operations() -> Vec<Op> {
         post "/jobs/{id}/retry" jobs::retry_job, Deploy, "Run a failed or cancelled job again (a new job)", "" => 202 JobResponse;
         get "/sites/{id}" sites::show_site, Read, "A site", "" => 200 SiteResponse;
         delete "/sites/{id}" sites::remove_site, ServerManage, "Remove a site (?keep_files=true keeps its files)", "" => 202 JobResponse;
-        get "/sites/{id}/deploy-key" sites::deploy_key, Read, "The site's deploy key (add it to your git host)", "";
+        get "/sites/{id}/deploy-key" sites::deploy_key, Read, "The site's deploy key (add it to your git host)", "" => 200 DeployKey;
         post "/sites/{id}/repository" sites::connect_repository, SiteConfigure, "Connect a git repository, then deploy", r#"{"url":"git@github.com:acme/app.git","branch":"main","host_key_fingerprint":"SHA256:..."}"#, in sites::RepositoryBody => 202 JobResponse;
         post "/sites/{id}/certificate" sites::request_certificate, ServerManage, "Get an HTTPS certificate (Let's Encrypt unless another ACME directory is given), then serve HTTPS", r#"{"email":"ops@example.com"}"#, in brokeforge_packages::services::sites::certificate::CertificateRequest => 202 JobResponse;
         post "/sites/{id}/certificate/custom" sites::upload_certificate, ServerManage, "Serve HTTPS with your own certificate: PEM chain (leaf first) and key, checked before anything runs (order, names, dates, the key matches)", r#"{"certificate":"-----BEGIN CERTIFICATE-----...","private_key":"-----BEGIN PRIVATE KEY-----..."}"#, in sites::CustomCertificate => 202 JobResponse;
@@ -146,37 +147,37 @@ pub fn operations() -> Vec<Op> {
         get "/sites/{id}/check" monitoring::show_check, Read, "The site's health check: its state, last answer, and the history of up (1/0) and response time since ?since=1h|24h|7d|30d", "";
         put "/sites/{id}/check" monitoring::put_check, ServerManage, "Check the site over HTTP every interval (to the server's address with the site's name as Host; https: to https://DOMAIN); an alert rule fires when it does not answer as expected; after_deploy: off, fail (checked from the server after each deploy, the deployment fails when the site does not answer) or rollback (and the previous release goes live again)", r#"{"path":"/","expect":200,"interval_seconds":60,"timeout_seconds":10,"https":false,"after_deploy":"rollback"}"#;
         delete "/sites/{id}/check" monitoring::remove_check, ServerManage, "Stop checking the site (its rule goes too)", "";
-        get "/sites/{id}/tasks/output" sites::tasks_output, Read, "The newest output of the site's scheduled commands and daemons (?lines=200)", "";
+        get "/sites/{id}/tasks/output" sites::tasks_output, Read, "The newest output of the site's scheduled commands and daemons (?lines=200)", "", query OutputQuery => 200 TasksOutput;
         put "/sites/{id}/tasks" sites::set_tasks, SiteConfigure, "Replace the site's scheduled commands (cron) and daemons (kept running), then apply them", r#"{"schedules":[{"cron":"* * * * *","command":"php artisan schedule:run"}],"daemons":[{"command":"php artisan queue:work","processes":2}]}"#, in brokeforge_packages::services::sites::schedule::SiteTasks => 202 JobResponse;
         get "/sites/{id}/deployments" sites::list_deployments, Read, "Deployments, kept releases and the live one", "", query common::OlderQuery => 200 DeploymentList;
         post "/sites/{id}/deployments" sites::deploy, Deploy, "Deploy (queued; deploys of a server run one at a time)", r#"{"branch":"main"}"#, in sites::DeployBody => 202 DeploymentQueued;
         post "/sites/{id}/rollback" sites::rollback, Deploy, "Make a kept release live again", r#"{"release":"20261125120000-42"}"#, in sites::RollbackBody => 202 DeploymentQueued;
-        put "/sites/{id}/deploy-script" sites::set_deploy_script, SiteConfigure, "Replace the deploy script (empty: the default)", r#"{"script":"composer install --no-dev"}"#;
+        put "/sites/{id}/deploy-script" sites::set_deploy_script, SiteConfigure, "Replace the deploy script (empty: the default)", r#"{"script":"composer install --no-dev"}"#, in ScriptBody => 200 Done;
         put "/sites/{id}/php" sites::set_php_version, SiteConfigure, "Move a PHP site to another installed PHP version (queued job; nginx switches to that version's pool gracefully)", r#"{"version":"8.3"}"#, in sites::PhpVersionBody => 202 JobResponse;
         put "/sites/{id}/pool" sites::set_pool, SiteConfigure, "Change an isolated PHP site's PHP-FPM pool: pm (ondemand, dynamic, static) and max_children (1-200); omitted fields keep their value (queued job)", r#"{"pm":"dynamic","max_children":8}"#, in sites::PoolBody => 202 JobResponse;
-        put "/sites/{id}/settings" sites::set_site_settings, SiteConfigure, "Deployment settings: releases kept, deploy timeout, shared paths", r#"{"keep_releases":5,"deploy_timeout_secs":900,"shared_paths":[".env","storage/"]}"#;
+        put "/sites/{id}/settings" sites::set_site_settings, SiteConfigure, "Deployment settings: releases kept, deploy timeout, shared paths", r#"{"keep_releases":5,"deploy_timeout_secs":900,"shared_paths":[".env","storage/"]}"#, in brokeforge_domain::sites::SiteSettings => 200 DeploySettings;
         get "/sites/{id}/commands" sites::list_commands, Read, "Site command history", "", query common::OlderQuery => 200 CommandList;
         post "/sites/{id}/commands" sites::run_command, SiteCommand, "Run a command in the live release (queued job)", r#"{"command":"php artisan migrate --force","timeout_secs":120}"#, in sites::CommandBody => 202 JobResponse;
-        get "/sites/{id}/env" sites::read_env, ReadEnv, "Read the site's .env", "";
-        put "/sites/{id}/env" sites::write_env, SiteConfigure, "Replace the site's .env", r#"{"env":"APP_ENV=production\n"}"#;
-        get "/sites/{id}/webhook" sites::site_webhook, ReadCredentials, "The deploy webhook: URL, secret, and the provider it expects", "";
-        put "/sites/{id}/webhook" sites::set_webhook, SiteConfigure, "Choose who calls the deploy webhook (github, gitlab or generic)", r#"{"provider":"gitlab"}"#;
+        get "/sites/{id}/env" sites::read_env, ReadEnv, "Read the site's .env", "" => 200 EnvFile;
+        put "/sites/{id}/env" sites::write_env, SiteConfigure, "Replace the site's .env", r#"{"env":"APP_ENV=production\n"}"#, in EnvFile => 200 Done;
+        get "/sites/{id}/webhook" sites::site_webhook, ReadCredentials, "The deploy webhook: URL, secret, and the provider it expects", "" => 200 Webhook;
+        put "/sites/{id}/webhook" sites::set_webhook, SiteConfigure, "Choose who calls the deploy webhook (github, gitlab or generic)", r#"{"provider":"gitlab"}"#, in WebhookBody => 200 Webhook;
         get "/deployments/{id}" jobs::show_deployment, Read, "A deployment with its log", "" => 200 DeploymentDetail;
-        get "/recipes" recipes::list, Account, "The recipes of your teams", "";
-        post "/recipes" recipes::save, Account, "Create a recipe (a named script of a team, run as root or brokeforge), or change the team's recipe of that name; running as root needs a role that may make root-level changes", r#"{"name":"apt-upgrade","script":"apt-get update && apt-get -y upgrade","user":"root","team":"ops"}"#;
-        get "/recipes/{key}" recipes::show, Account, "A recipe, by id or name", "";
-        delete "/recipes/{key}" recipes::delete, Account, "Delete a recipe", "";
-        post "/recipes/{key}/runs" recipes::run, Account, "Run a recipe on servers of its team (a list, a tag or all): a canary first, then `parallel` at a time, no new servers once more than `max_failures` failed; each server's part is a job. With plan: true, only what would run", r#"{"tag":"web","parallel":10,"canary":1,"max_failures":0,"plan":false}"#;
-        get "/recipe-runs" recipes::runs, Account, "Runs of your teams' recipes, newest first (?limit=N)", "";
-        get "/recipe-runs/{id}" recipes::show_run, Account, "A run: its status and each server's state (pending, queued, running, done, failed, skipped), job, exit code and duration, with counts", "";
-        post "/recipe-runs/{id}/resume" recipes::resume, Account, "Go on with a stopped run: the servers it did not start start, as many new failures allowed as before", "";
+        get "/recipes" recipes::list, Account, "The recipes of your teams", "" => 200 RecipeList;
+        post "/recipes" recipes::save, Account, "Create a recipe (a named script of a team, run as root or brokeforge), or change the team's recipe of that name; running as root needs a role that may make root-level changes", r#"{"name":"apt-upgrade","script":"apt-get update && apt-get -y upgrade","user":"root","team":"ops"}"#, in brokeforge_domain::recipes::RecipeBody => 201 RecipeResponse;
+        get "/recipes/{key}" recipes::show, Account, "A recipe, by id or name", "" => 200 RecipeResponse;
+        delete "/recipes/{key}" recipes::delete, Account, "Delete a recipe", "" => 200 Deleted;
+        post "/recipes/{key}/runs" recipes::run, Account, "Run a recipe on servers of its team (a list, a tag or all): a canary first, then `parallel` at a time, no new servers once more than `max_failures` failed; each server's part is a job. With plan: true, only what would run", r#"{"tag":"web","parallel":10,"canary":1,"max_failures":0,"plan":false}"#, in brokeforge_domain::recipes::RunBody => 202 RunStarted | 200 RunPlanResponse;
+        get "/recipe-runs" recipes::runs, Account, "Runs of your teams' recipes, newest first (?limit=N)", "", query RunsQuery => 200 RunList;
+        get "/recipe-runs/{id}" recipes::show_run, Account, "A run: its status and each server's state (pending, queued, running, done, failed, skipped), job, exit code and duration, with counts", "" => 200 brokeforge_domain::recipes::RunView;
+        post "/recipe-runs/{id}/resume" recipes::resume, Account, "Go on with a stopped run: the servers it did not start start, as many new failures allowed as before", "" => 202 RunStarted;
         get "/audit" audit::list, Account, "The audit log, newest first (?server=ID&team=ID&user=EMAIL&action=TEXT&since=MS&before=ID&limit=N): administrators see everything, others their own actions and those on their servers", "";
-        get "/account/ssh-keys" ssh_keys::list, Account, "Your personal SSH public keys and the servers they are on", "";
-        post "/account/ssh-keys" ssh_keys::add, Account, "Add a personal SSH public key", r#"{"name":"laptop","public_key":"ssh-ed25519 AAAA... you@laptop"}"#;
-        delete "/account/ssh-keys/{key}" ssh_keys::remove, Account, "Delete a key (by id, name or fingerprint); it leaves every server it is on (queued jobs)", "";
-        get "/servers/{id}/ssh-keys" ssh_keys::on_server, Read, "Personal keys on the server (whose, for which Unix user)", "";
-        post "/servers/{id}/ssh-keys" ssh_keys::deploy, SiteCommand, "Put one of your keys on the server for brokeforge (or root, if your role allows root-level changes); queued job", r#"{"key":"laptop","user":"brokeforge"}"#;
-        delete "/servers/{id}/ssh-keys/{key}" ssh_keys::undeploy, SiteCommand, "Take one of your keys off the server (queued)", "";
+        get "/account/ssh-keys" ssh_keys::list, Account, "Your personal SSH public keys and the servers they are on", "" => 200 SshKeyList;
+        post "/account/ssh-keys" ssh_keys::add, Account, "Add a personal SSH public key", r#"{"name":"laptop","public_key":"ssh-ed25519 AAAA... you@laptop"}"#, in NewSshKey => 201 SshKeyResponse;
+        delete "/account/ssh-keys/{key}" ssh_keys::remove, Account, "Delete a key (by id, name or fingerprint); it leaves every server it is on (queued jobs)", "" => 202 JobsQueued;
+        get "/servers/{id}/ssh-keys" ssh_keys::on_server, Read, "Personal keys on the server (whose, for which Unix user)", "" => 200 ServerKeyList;
+        post "/servers/{id}/ssh-keys" ssh_keys::deploy, SiteCommand, "Put one of your keys on the server for brokeforge (or root, if your role allows root-level changes); queued job", r#"{"key":"laptop","user":"brokeforge"}"#, in KeyPlacement => 202 JobResponse;
+        delete "/servers/{id}/ssh-keys/{key}" ssh_keys::undeploy, SiteCommand, "Take one of your keys off the server (queued)", "" => 202 JobsQueued;
         get "/teams" teams::list, Account, "Your teams with your role in each (your personal team first)", "" => 200 TeamList;
         post "/teams" teams::create, Account, "Create a team (you are its owner)", r#"{"name":"agency"}"#, in NewTeam => 201 TeamResponse;
         get "/teams/{id}/members" teams::members, Read, "A team's members with their roles (and, for owners, its invitations)", "" => 200 TeamMembers;

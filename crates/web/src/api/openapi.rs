@@ -34,15 +34,19 @@ pub fn spec(operations: &[Op]) -> Value {
                 "description": "Send the request again with the same key (a UUID) after a lost answer: the first answer comes back (Idempotent-Replayed: true) instead of the work running twice; kept a day"
             }));
         }
+        let mut responses = json!({
+            status: {"description": "OK", "content": {"application/json": {"schema": answer}}},
+            "default": {"description": "An error", "content": {"application/json": {"schema": error.clone()}}}
+        });
+        if let Some((status, also)) = op.also {
+            responses[status.to_string()] = json!({"description": "OK", "content": {"application/json": {"schema": schemas.response(also)}}});
+        }
         let mut operation = json!({
             "summary": op.summary,
             "tags": [tag(op.path)],
             "operationId": format!("{}{}", op.method, op.path.replace(['/', '{', '}', '-', '.'], "_")),
             "parameters": params,
-            "responses": {
-                status: {"description": "OK", "content": {"application/json": {"schema": answer}}},
-                "default": {"description": "An error", "content": {"application/json": {"schema": error.clone()}}}
-            },
+            "responses": responses,
             "security": [{"bearer": []}, {"session": []}],
         });
         if let Some(request) = op.request {

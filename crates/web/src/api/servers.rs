@@ -2,8 +2,8 @@
 
 use super::common::Typed;
 use super::types::{
-    AddedServer, EventList, JobList, ScriptResponse, ServerDetail, ServerEntry, ServerList,
-    ServerResponse, ServersQuery, ServiceList,
+    AddedServer, EventList, Forgotten, JobList, ScriptResponse, ServerDetail, ServerEntry,
+    ServerList, ServerResponse, ServersQuery, ServiceList,
 };
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::common::{
-    Accepted, ApiJson, ApiResponse, Body, NewerQuery, OlderQuery, PageQuery, Queued, accepted,
+    Accepted, ApiJson, ApiResponse, Body, NewerQuery, OlderQuery, PageQuery, Queued,
 };
 use crate::auth::Authed;
 use crate::error::ApiError;
@@ -120,13 +120,15 @@ pub async fn delete_server(
     Query(q): Query<ForgetQuery>,
 ) -> ApiResponse {
     if q.remove_access {
-        return Ok(accepted(
-            &state.domain.remove_access_and_forget(&server).await?,
-        ));
+        let job = state.domain.remove_access_and_forget(&server).await?;
+        return Ok(Accepted(job).into_response());
     }
     state.domain.forget_server(&server).await?;
     Ok(axum::response::IntoResponse::into_response(Json(
-        json!({"ok": true, "note": "BrokeForge forgot the server; nothing on it was changed"}),
+        Forgotten {
+            ok: true,
+            note: "BrokeForge forgot the server; nothing on it was changed".into(),
+        },
     )))
 }
 

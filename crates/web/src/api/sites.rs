@@ -2,7 +2,8 @@
 //! the `.env` and the deploy webhook.
 
 use super::types::{
-    CommandList, DeploymentList, DeploymentQueued, SiteList, SiteQueued, SiteResponse,
+    CommandList, DeployKey, DeploySettings, DeploymentList, DeploymentQueued, Done, EnvFile,
+    OutputQuery, ScriptBody, SiteList, SiteQueued, SiteResponse, TasksOutput, Webhook, WebhookBody,
 };
 use axum::Json;
 use axum::extract::{Query, State};
@@ -15,9 +16,8 @@ use brokeforge_packages::services::sites::repository::RepositoryRequest;
 use brokeforge_packages::services::sites::schedule::SiteTasks;
 use brokeforge_packages::services::sites::site::SiteRequest;
 use serde::Deserialize;
-use serde_json::json;
 
-use super::common::{Accepted, AcceptedWith, ApiJson, Body, OlderQuery, Queued, Typed};
+use super::common::{Accepted, AcceptedWith, Body, OlderQuery, Queued, Typed};
 use crate::error::ApiError;
 use crate::extract::{OwnedServer, OwnedSite};
 use crate::state::AppState;
@@ -68,10 +68,10 @@ pub async fn remove_site(
 pub async fn deploy_key(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,
-) -> ApiJson {
-    Ok(Json(
-        json!({"public_key": state.domain.deploy_key(&site).await?}),
-    ))
+) -> Typed<DeployKey> {
+    Ok(Json(DeployKey {
+        public_key: state.domain.deploy_key(&site).await?,
+    }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -138,21 +138,16 @@ pub async fn remove_certificate(
     Ok(Accepted(state.domain.remove_certificate(&site).await?))
 }
 
-#[derive(Deserialize)]
-pub struct OutputQuery {
-    lines: Option<u32>,
-}
-
 pub async fn tasks_output(
     State(state): State<AppState>,
     OwnedSite(_, site, server): OwnedSite,
     Query(q): Query<OutputQuery>,
-) -> ApiJson {
+) -> Typed<TasksOutput> {
     let output = state
         .domain
         .tasks_output(&server, &site, q.lines.unwrap_or(200))
         .await?;
-    Ok(Json(json!({"output": output})))
+    Ok(Json(TasksOutput { output }))
 }
 
 pub async fn set_tasks(
@@ -224,29 +219,26 @@ pub async fn rollback(
     Ok(AcceptedWith(DeploymentQueued { deployment: d, job }))
 }
 
-#[derive(Deserialize)]
-pub struct ScriptBody {
-    script: String,
-}
-
 pub async fn set_deploy_script(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,
     Body(b): Body<ScriptBody>,
-) -> ApiJson {
+) -> Typed<Done> {
     state.domain.save_deploy_script(&site, &b.script).await?;
-    Ok(Json(json!({"ok": true})))
+    Ok(Json(Done::ok()))
 }
 
 pub async fn set_site_settings(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,
     Body(b): Body<SiteSettings>,
-) -> ApiJson {
+) -> Typed<DeploySettings> {
     let config = state.domain.save_site_settings(&site, &b).await?;
-    Ok(Json(
-        json!({"keep_releases": config.keep_releases, "deploy_timeout_secs": config.deploy_timeout_secs, "shared_paths": config.shared_paths}),
-    ))
+    Ok(Json(DeploySettings {
+        keep_releases: config.keep_releases,
+        deploy_timeout_secs: config.deploy_timeout_secs,
+        shared_paths: config.shared_paths,
+    }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -321,51 +313,43 @@ pub async fn run_command(
 pub async fn read_env(
     State(state): State<AppState>,
     OwnedSite(_, site, server): OwnedSite,
-) -> ApiJson {
+) -> Typed<EnvFile> {
     let env = state.domain.read_env(&server, &site).await?;
-    Ok(Json(json!({"env": env.expose()})))
-}
-
-#[derive(Deserialize)]
-pub struct EnvBody {
-    env: String,
+    Ok(Json(EnvFile {
+        env: env.expose().to_string(),
+    }))
 }
 
 pub async fn write_env(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,
-    Body(b): Body<EnvBody>,
-) -> ApiJson {
+    Body(b): Body<EnvFile>,
+) -> Typed<Done> {
     state.domain.write_env(&site, &Secret::new(b.env)).await?;
-    Ok(Json(json!({"ok": true})))
+    Ok(Json(Done::ok()))
 }
 
 pub async fn site_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
     OwnedSite(_, site, _): OwnedSite,
-) -> ApiJson {
+) -> Typed<Webhook> {
     let hook = state.domain.webhook(&site).await?;
-    Ok(Json(webhook_json(&state, &headers, &hook)))
+    Ok(Json(webhook_of(&state, &headers, &hook)))
 }
 
-fn webhook_json(
+fn webhook_of(
     state: &AppState,
     headers: &HeaderMap,
     hook: &brokeforge_domain::sites::WebhookInfo,
-) -> serde_json::Value {
+) -> Webhook {
     let base = state.base_url(headers).unwrap_or_default();
-    json!({
-        "url": format!("{base}{}", hook.path.expose()),
-        "secret": hook.secret.expose(),
-        "provider": hook.provider.as_str(),
-        "note": "GitHub: the URL with content type application/json and this secret; GitLab: the URL with this secret token; anything else: POST to the URL with the secret in X-BrokeForge-Token (and a unique X-BrokeForge-Delivery per call)"
-    })
-}
-
-#[derive(Deserialize)]
-pub struct WebhookBody {
-    provider: String,
+    Webhook {
+        url: format!("{base}{}", hook.path.expose()),
+        secret: hook.secret.expose().to_string(),
+        provider: hook.provider.as_str().to_string(),
+        note: "GitHub: the URL with content type application/json and this secret; GitLab: the URL with this secret token; anything else: POST to the URL with the secret in X-BrokeForge-Token (and a unique X-BrokeForge-Delivery per call)".into(),
+    }
 }
 
 pub async fn set_webhook(
@@ -373,12 +357,12 @@ pub async fn set_webhook(
     headers: HeaderMap,
     OwnedSite(_, site, _): OwnedSite,
     Body(b): Body<WebhookBody>,
-) -> ApiJson {
+) -> Typed<Webhook> {
     state
         .domain
         .set_webhook_provider(&site, &b.provider)
         .await?;
     let site = state.store.site(site.id).await?;
     let hook = state.domain.webhook(&site).await?;
-    Ok(Json(webhook_json(&state, &headers, &hook)))
+    Ok(Json(webhook_of(&state, &headers, &hook)))
 }

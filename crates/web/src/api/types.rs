@@ -4,8 +4,9 @@
 
 use brokeforge_packages::services::sites::config::ReleaseInfo;
 use brokeforge_store::{
-    ApiToken, CommandLog, Deployment, Invitation, Job, Member, ProvisionEvent, Server,
-    ServerService, ServerSite, SiteCommandRecord, User, accounts::SessionInfo,
+    ApiToken, CommandLog, Deployment, Invitation, Job, KeyDeployment, Member, ProvisionEvent,
+    Recipe, RecipeRun, Server, ServerService, ServerSite, SiteCommandRecord, User, UserSshKey,
+    accounts::SessionInfo,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -362,4 +363,190 @@ pub struct SetRole {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct TeamSettings {
     pub require_two_factor: bool,
+}
+
+/// The site's deploy key: add it to the git host (read-only is enough).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DeployKey {
+    pub public_key: String,
+}
+
+/// The newest output of the site's scheduled commands and daemons.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TasksOutput {
+    pub output: String,
+}
+
+/// `GET /sites/{id}/tasks/output`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct OutputQuery {
+    /// The newest lines to read (200 by default).
+    pub lines: Option<u32>,
+}
+
+/// A site's deployment settings as they are now.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DeploySettings {
+    pub keep_releases: u32,
+    pub deploy_timeout_secs: u64,
+    pub shared_paths: Vec<String>,
+}
+
+/// The deploy script (empty: the default).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ScriptBody {
+    pub script: String,
+}
+
+/// A site's `.env` file, whole.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct EnvFile {
+    pub env: String,
+}
+
+/// The deploy webhook: where to post, the secret the caller proves, and who is expected.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Webhook {
+    pub url: String,
+    pub secret: String,
+    /// `github`, `gitlab` or `generic`.
+    pub provider: String,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct WebhookBody {
+    /// `github`, `gitlab` or `generic`.
+    pub provider: String,
+}
+
+/// A personal SSH key and the servers it is on.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SshKeyEntry {
+    pub id: i64,
+    pub name: String,
+    pub public_key: String,
+    pub fingerprint: String,
+    pub created_at: i64,
+    pub servers: Vec<KeyDeployment>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SshKeyList {
+    pub keys: Vec<SshKeyEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct NewSshKey {
+    pub name: String,
+    /// One line of `authorized_keys`: `ssh-ed25519 AAAA... comment`.
+    pub public_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SshKeyResponse {
+    pub key: UserSshKey,
+}
+
+/// The jobs queued (one per server the change touches; none when it touched no server).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct JobsQueued {
+    pub jobs: Vec<Job>,
+}
+
+/// A personal key on a server: whose, for which Unix user; `name` and `fingerprint` are absent when the
+/// key was deleted from its account and is being taken off.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ServerKeyEntry {
+    pub key_id: i64,
+    pub user_id: i64,
+    pub unix_user: String,
+    /// installing, active, failed or removing.
+    pub status: String,
+    pub name: Option<String>,
+    pub fingerprint: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ServerKeyList {
+    pub keys: Vec<ServerKeyEntry>,
+}
+
+/// Put one of your keys on a server.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct KeyPlacement {
+    /// The key's id, name or fingerprint.
+    pub key: String,
+    /// `brokeforge` (the default) or `root`.
+    #[serde(default = "brokeforge_user")]
+    pub user: String,
+}
+
+fn brokeforge_user() -> String {
+    "brokeforge".into()
+}
+
+/// Tags to add to a server and to take off it (lowercase letters, digits, - and _).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TagsBody {
+    #[serde(default)]
+    pub add: Vec<String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ServerTags {
+    pub server_id: i64,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RecipeList {
+    pub recipes: Vec<Recipe>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RecipeResponse {
+    pub recipe: Recipe,
+}
+
+/// What was deleted: its id.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Deleted {
+    pub deleted: i64,
+}
+
+/// What a run would do (`plan: true`): nothing has started.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct RunPlanResponse {
+    pub plan: brokeforge_domain::recipes::RunPlan,
+}
+
+/// A run started or resumed (`202`); its servers' jobs follow in waves.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RunStarted {
+    pub run: RecipeRun,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct RunList {
+    pub runs: Vec<RecipeRun>,
+}
+
+/// `GET /recipe-runs`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct RunsQuery {
+    /// The newest runs to list (50 by default).
+    pub limit: Option<i64>,
+}
+
+/// A server forgotten: nothing on it changed.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Forgotten {
+    pub ok: bool,
+    pub note: String,
 }
