@@ -65,8 +65,12 @@ enum Command {
         #[command(subcommand)]
         command: admin::AdminCommand,
     },
-    /// List the packages that can be installed, with their parameters and milestones (--json for JSON).
-    Catalogue,
+    /// List the packages that can be installed, with their parameters and milestones (--json for JSON);
+    /// with --server, the ones that server's OS cannot take say why.
+    Catalogue {
+        #[arg(long)]
+        server: Option<String>,
+    },
     /// Sign in to a BrokeForge server and save an API token for the client commands.
     Login(cli::login::LoginArgs),
     /// Servers: add, list, show, script, remove, pin-host-key.
@@ -323,20 +327,55 @@ async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Catalogue => {
+        Command::Catalogue { server } => {
             let json = cli.client.json;
-            let entries = brokeforge_packages::catalogue::catalogue();
+            // The catalogue is compiled in; only the server's OS comes from the API.
+            let os = match server {
+                Some(server) => {
+                    let client = client::Client::new(&cli.client)?;
+                    let id = client.server_id(&server)?;
+                    let detail: brokeforge_web::api::types::ServerDetail =
+                        client.get_as(&format!("/servers/{id}"))?;
+                    match detail.server.os {
+                        Some(os) => Some(os),
+                        None => anyhow::bail!(
+                            "{server} has not reported its OS yet (it is known once it is provisioned)"
+                        ),
+                    }
+                }
+                None => None,
+            };
+            let entries: Vec<_> = brokeforge_packages::catalogue::catalogue()
+                .into_iter()
+                .map(|e| {
+                    let unavailable = os.as_deref().and_then(e.unavailable);
+                    (e, unavailable)
+                })
+                .collect();
             if json {
-                println!("{}", serde_json::to_string_pretty(&entries)?);
+                let list: Vec<_> = entries
+                    .into_iter()
+                    .map(
+                        |(package, unavailable)| brokeforge_web::api::types::CatalogueEntry {
+                            package,
+                            unavailable,
+                        },
+                    )
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(());
             }
-            for e in entries {
+            for (e, unavailable) in entries {
                 println!(
                     "{:<12} {:<10} {}",
                     e.name,
                     e.category.as_str(),
                     e.description
                 );
+                if let Some(why) = unavailable {
+                    println!("    unavailable on this server: {why}");
+                    continue;
+                }
                 for p in &e.parameters {
                     let allowed = if p.allowed.is_empty() {
                         String::new()

@@ -24,7 +24,7 @@ use crate::{Domain, DomainError, DomainResult};
 pub const SCHEDULE_EVERY: Duration = Duration::from_secs(30);
 
 /// A storage as a user asks for it (the CLI's `backup storage add`, the API's body).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 pub struct StorageRequest {
     pub name: String,
     pub kind: String,
@@ -60,7 +60,7 @@ pub struct StorageRequest {
 }
 
 /// A plan as a user asks for it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 pub struct PlanRequest {
     pub name: String,
     /// `ENGINE:SCHEMA`, e.g. `mariadb:shop` (or `site:DOMAIN`).
@@ -82,7 +82,7 @@ pub struct PlanRequest {
 }
 
 /// A plan with what its page shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PlanView {
     #[serde(flatten)]
     pub plan: BackupPlan,

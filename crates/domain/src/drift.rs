@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::{Domain, DomainError, DomainResult};
 
 /// The server's newest drift report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DriftView {
     /// The check job it came from.
     pub job_id: i64,
@@ -31,7 +31,7 @@ pub struct DriftView {
 }
 
 /// One package to queue again, with the items it puts back.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RepairStep {
     pub repair: Repair,
     pub title: String,
@@ -42,7 +42,7 @@ pub struct RepairStep {
 }
 
 /// What a repair does (and, when not a plan, has queued), and what it leaves.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RepairPlan {
     pub job_id: i64,
     pub steps: Vec<RepairStep>,
@@ -50,7 +50,7 @@ pub struct RepairPlan {
     pub left: Vec<LeftItem>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct LeftItem {
     pub item: String,
     pub state: String,

@@ -20,7 +20,7 @@ pub struct NewAuditEntry {
     pub summary: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: i64,

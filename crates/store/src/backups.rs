@@ -11,7 +11,7 @@ use crate::{Result, Store, StoreError, is_unique_violation, json};
 
 /// Where backups go. `configuration` is the kind's typed settings (see the backup packages); the access
 /// secret stays sealed and is read only by the job that uses it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct BackupStorage {
     pub id: i64,
     pub user_id: i64,
@@ -29,7 +29,7 @@ pub struct NewBackupStorage {
     pub secret: Option<Secret>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct BackupPlan {
     pub id: i64,
     pub server_id: i64,
@@ -59,7 +59,7 @@ pub struct NewBackupPlan {
     pub next_verify_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct BackupSnapshot {
     pub id: i64,
     pub plan_id: i64,

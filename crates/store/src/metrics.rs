@@ -21,7 +21,7 @@ pub struct MonitoringAgent {
     pub last_seen_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Sample {
     pub at: i64,
     pub value: f64,

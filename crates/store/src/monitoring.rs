@@ -95,7 +95,7 @@ pub struct NewSiteCheck {
     pub after_deploy: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Channel {
     pub id: i64,
     pub team_id: i64,
@@ -139,7 +139,7 @@ pub struct NewAlertRule {
     pub channel_id: Option<i64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Delivery {
     pub id: i64,
     pub channel_id: i64,

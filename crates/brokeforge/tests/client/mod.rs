@@ -272,6 +272,31 @@ async fn install_follow_plan_json_and_errors() {
         assert!(parsed, "{args:?} is not JSON: {stdout}");
     }
 
+    // The catalogue for a server: what its OS cannot take says why.
+    let web = p.store.servers_for_user(1).await.unwrap();
+    let web = web.iter().find(|s| s.name == "web").unwrap();
+    p.store.set_server_os(web.id, "debian 12").await.unwrap();
+    let out = p.cli(&["catalogue", "--server", "web"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let mysql = listed.split("\nmysql").nth(1).unwrap_or_default();
+    assert!(
+        mysql
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("unavailable on this server")),
+        "{listed}"
+    );
+    let mariadb = listed.split("\nmariadb").nth(1).unwrap_or_default();
+    assert!(
+        !mariadb
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .contains("unavailable"),
+        "{listed}"
+    );
+
     // Bad arguments: a usage error, not a panic.
     for args in [
         vec!["install"],

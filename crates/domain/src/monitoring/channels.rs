@@ -57,7 +57,7 @@ impl Smtp {
 }
 
 /// A channel as the user defines it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChannelSpec {
     pub name: String,
@@ -80,7 +80,7 @@ struct ChannelSecret {
     chat_id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct NewChannel {
     pub channel: Channel,
     /// A webhook's generated signing key, shown once.

@@ -16,7 +16,7 @@ use crate::{Domain, DomainError, DomainResult};
 /// Checks run per evaluation round, at most.
 const CLAIM: i64 = 64;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CheckSpec {
     pub path: String,

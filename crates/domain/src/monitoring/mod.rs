@@ -86,14 +86,14 @@ pub struct Ingested {
     pub skipped: usize,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MetricSample {
     pub metric: String,
     pub at: i64,
     pub value: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MetricsView {
     pub installed: bool,
     pub interval_seconds: Option<i64>,
@@ -104,14 +104,14 @@ pub struct MetricsView {
     pub series: Vec<Series>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Series {
     pub metric: String,
     pub points: Vec<brokeforge_store::Sample>,
 }
 
 /// An alert rule as the user defines it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertSpec {
     /// metric (default), service_down, not_reporting, job_failed, drift, cert_expiring

@@ -20,7 +20,7 @@ use brokeforge_core::secret::redact;
 use brokeforge_core::{CredentialKind, ProvisionStatus, Secret, ServiceStatus, ServiceType};
 
 /// A milestone as the catalogue and job pages show it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Milestone {
     pub key: &'static str,
     pub label: &'static str,

@@ -13,7 +13,7 @@ use super::job::JobHandler;
 use super::package::{AnyPackage, InstallerJob, PackageInstaller, PackageRemover, RemoverJob};
 use crate::templates::Template;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Parameter {
     pub name: &'static str,
     /// `string`, `integer`, `boolean` or `choice`.
@@ -54,7 +54,7 @@ impl Parameter {
 }
 
 /// A package users install by name.
-#[derive(Clone, Serialize)]
+#[derive(Clone, Serialize, schemars::JsonSchema)]
 pub struct Entry {
     pub name: &'static str,
     pub category: ServiceType,

@@ -4,35 +4,18 @@
 use axum::Json;
 use axum::extract::{Query, State};
 use brokeforge_store::AuditFilter;
-use serde::Deserialize;
-use serde_json::json;
 
-use super::common::{ApiJson, PageQuery};
+use super::common::{PageQuery, Typed};
+use super::types::{AuditPage, AuditQuery};
 use crate::auth::Authed;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-#[derive(Deserialize)]
-pub struct AuditQuery {
-    /// A server id.
-    pub server: Option<i64>,
-    /// A user's email.
-    pub user: Option<String>,
-    /// Text the action contains (`deploy`, `POST /servers`).
-    pub action: Option<String>,
-    /// Only entries at or after this time (milliseconds since 1970).
-    pub since: Option<i64>,
-    pub before: Option<i64>,
-    pub limit: Option<i64>,
-    /// A team's id: entries about its servers.
-    pub team: Option<i64>,
-}
 
 pub async fn list(
     State(state): State<AppState>,
     authed: Authed,
     Query(q): Query<AuditQuery>,
-) -> ApiJson {
+) -> Typed<AuditPage> {
     let paging = PageQuery {
         after: None,
         before: q.before,
@@ -67,5 +50,5 @@ pub async fn list(
         )
         .await?;
     let next = paging.next_before(entries.len(), entries.last().map(|e| e.id), limit);
-    Ok(Json(json!({"entries": entries, "next": next})))
+    Ok(Json(AuditPage { entries, next }))
 }

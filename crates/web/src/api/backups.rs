@@ -6,38 +6,41 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use brokeforge_domain::backups::{PlanRequest, StorageRequest};
 use serde::Deserialize;
-use serde_json::json;
 
-use super::common::{Accepted, ApiJson, ApiResponse, Body, Queued, created};
+use super::common::{Accepted, ApiResponse, Body, Created, Queued, Typed};
+use super::types::{
+    DeletedName, PlanDetail, PlanList, PlanResponse, SnapshotList, StorageList, StorageResponse,
+};
 use crate::auth::Authed;
+use crate::error::ApiError;
 use crate::extract::OwnedServer;
 use crate::state::AppState;
 
-pub async fn list_storages(State(state): State<AppState>, authed: Authed) -> ApiJson {
-    Ok(Json(
-        json!({"storages": state.domain.backup_storages(&authed.user).await?}),
-    ))
+pub async fn list_storages(State(state): State<AppState>, authed: Authed) -> Typed<StorageList> {
+    Ok(Json(StorageList {
+        storages: state.domain.backup_storages(&authed.user).await?,
+    }))
 }
 
 pub async fn add_storage(
     State(state): State<AppState>,
     authed: Authed,
     Body(b): Body<StorageRequest>,
-) -> ApiResponse {
+) -> Result<Created<StorageResponse>, ApiError> {
     let storage = state.domain.add_backup_storage(&authed.user, &b).await?;
-    Ok(created(json!({"storage": storage})))
+    Ok(Created(StorageResponse { storage }))
 }
 
 pub async fn delete_storage(
     State(state): State<AppState>,
     authed: Authed,
     Path(name): Path<String>,
-) -> ApiJson {
+) -> Typed<DeletedName> {
     state
         .domain
         .delete_backup_storage(&authed.user, &name)
         .await?;
-    Ok(Json(json!({"deleted": name})))
+    Ok(Json(DeletedName { deleted: name }))
 }
 
 pub async fn check_storage(
@@ -56,41 +59,44 @@ pub async fn check_storage(
 pub async fn list_plans(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
-) -> ApiJson {
-    Ok(Json(
-        json!({"plans": state.domain.backup_plans(&server).await?}),
-    ))
+) -> Typed<PlanList> {
+    Ok(Json(PlanList {
+        plans: state.domain.backup_plans(&server).await?,
+    }))
 }
 
 pub async fn create_plan(
     State(state): State<AppState>,
     OwnedServer(authed, server): OwnedServer,
     Body(b): Body<PlanRequest>,
-) -> ApiResponse {
+) -> Result<Created<PlanResponse>, ApiError> {
     let plan = state
         .domain
         .create_backup_plan(&authed.user, &server, &b)
         .await?;
-    Ok(created(json!({"plan": plan})))
+    Ok(Created(PlanResponse { plan }))
 }
 
 pub async fn show_plan(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
     Path((_, plan)): Path<(i64, String)>,
-) -> ApiJson {
+) -> Typed<PlanDetail> {
     let view = state.domain.backup_plan_view(&server, &plan).await?;
     let snapshots = state.domain.backup_snapshots(&server, &plan).await?;
-    Ok(Json(json!({"plan": view, "snapshots": snapshots})))
+    Ok(Json(PlanDetail {
+        plan: view,
+        snapshots,
+    }))
 }
 
 pub async fn delete_plan(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
     Path((_, plan)): Path<(i64, String)>,
-) -> ApiJson {
+) -> Typed<DeletedName> {
     state.domain.delete_backup_plan(&server, &plan).await?;
-    Ok(Json(json!({"deleted": plan})))
+    Ok(Json(DeletedName { deleted: plan }))
 }
 
 pub async fn run_plan(
@@ -105,10 +111,10 @@ pub async fn list_snapshots(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
     Path((_, plan)): Path<(i64, String)>,
-) -> ApiJson {
-    Ok(Json(
-        json!({"snapshots": state.domain.backup_snapshots(&server, &plan).await?}),
-    ))
+) -> Typed<SnapshotList> {
+    Ok(Json(SnapshotList {
+        snapshots: state.domain.backup_snapshots(&server, &plan).await?,
+    }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

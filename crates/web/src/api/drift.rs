@@ -2,11 +2,11 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::IntoResponse;
-use serde::Deserialize;
-use serde_json::json;
+use brokeforge_domain::drift::RepairPlan;
 
-use super::common::{Accepted, ApiJson, ApiResponse, Body, Queued};
+use super::common::{Accepted, Body, Queued, Typed};
+use super::types::{ByHandBody, DriftAnswer, RepairBody};
+use crate::error::ApiError;
 use crate::extract::OwnedServer;
 use crate::state::AppState;
 
@@ -14,50 +14,45 @@ pub async fn check(State(state): State<AppState>, OwnedServer(_, server): OwnedS
     Ok(Accepted(state.domain.check_drift(&server).await?))
 }
 
-pub async fn report(State(state): State<AppState>, OwnedServer(_, server): OwnedServer) -> ApiJson {
+pub async fn report(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+) -> Typed<DriftAnswer> {
     Ok(Json(match state.domain.drift_report(&server).await? {
-        Some(view) => json!(view),
-        None => json!({"job_id": null, "items": [], "summary": null}),
+        Some(view) => DriftAnswer::Report(view),
+        None => DriftAnswer::None {
+            job_id: None,
+            items: Vec::new(),
+            summary: None,
+        },
     }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RepairBody {
-    /// Show what would be queued and queue nothing.
-    #[serde(default)]
-    plan: bool,
 }
 
 pub async fn repair(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
     Body(b): Body<RepairBody>,
-) -> ApiResponse {
+) -> Result<(axum::http::StatusCode, Json<RepairPlan>), ApiError> {
     let plan = state.domain.repair_drift(&server, !b.plan).await?;
     let status = if b.plan || plan.steps.is_empty() {
         axum::http::StatusCode::OK
     } else {
         axum::http::StatusCode::ACCEPTED
     };
-    Ok((status, Json(json!(plan))).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ByHandBody {
-    item: String,
-    by_hand: bool,
+    Ok((status, Json(plan)))
 }
 
 pub async fn by_hand(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
     Body(b): Body<ByHandBody>,
-) -> ApiJson {
+) -> Typed<ByHandBody> {
     state
         .domain
         .set_drift_by_hand(&server, &b.item, b.by_hand)
         .await?;
-    Ok(Json(json!({"item": b.item.trim(), "by_hand": b.by_hand})))
+    Ok(Json(ByHandBody {
+        item: b.item.trim().to_string(),
+        by_hand: b.by_hand,
+    }))
 }

@@ -2,16 +2,17 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use brokeforge_packages::services::server::firewall::RuleSpec;
-use serde_json::json;
+use brokeforge_packages::services::server::firewall::{FirewallState, RuleSpec};
 
-use super::common::{Accepted, ApiJson, Body, Queued};
+use super::common::{Accepted, Body, Queued, Typed};
 use crate::extract::OwnedServer;
 use crate::state::AppState;
 
-pub async fn list(State(state): State<AppState>, OwnedServer(_, server): OwnedServer) -> ApiJson {
-    let fw = state.domain.firewall(&server).await?;
-    Ok(Json(json!({"active": fw.active, "rules": fw.rules})))
+pub async fn list(
+    State(state): State<AppState>,
+    OwnedServer(_, server): OwnedServer,
+) -> Typed<FirewallState> {
+    Ok(Json(state.domain.firewall(&server).await?))
 }
 
 pub async fn add(

@@ -5,22 +5,18 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use brokeforge_core::time::now_ms;
-use brokeforge_domain::monitoring::{AlertSpec, ChannelSpec, describe_rule};
-use serde::Deserialize;
-use serde_json::json;
+use brokeforge_domain::monitoring::{
+    AlertSpec, ChannelSpec, MetricsView, NewChannel, describe_rule,
+};
 
-use super::common::{ApiJson, ApiResponse, Body, created};
+use super::common::{ApiResponse, Body, Created, Typed};
+use super::types::{
+    AlertEntry, AlertList, AlertResponse, ChannelList, CheckEntry, CheckResponse, CheckWithHistory,
+    DeliveryList, DeliveryResponse, MetricsQuery,
+};
 use crate::error::ApiError;
 use crate::extract::{OwnedServer, OwnedTeam};
 use crate::state::AppState;
-
-#[derive(Deserialize)]
-pub struct MetricsParams {
-    /// Milliseconds since the epoch, or a duration back from now (`1h`, `24h`, `7d`).
-    since: Option<String>,
-    /// Comma-separated metric names whose series to return.
-    metrics: Option<String>,
-}
 
 /// `since` as a time: a number of ms, or `1h` back from now.
 pub fn since_ms(since: Option<&str>) -> Result<i64, ApiError> {
@@ -41,8 +37,8 @@ pub fn since_ms(since: Option<&str>) -> Result<i64, ApiError> {
 pub async fn metrics(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
-    Query(p): Query<MetricsParams>,
-) -> ApiJson {
+    Query(p): Query<MetricsQuery>,
+) -> Typed<MetricsView> {
     let since = since_ms(p.since.as_deref())?;
     let names: Vec<String> = p
         .metrics
@@ -53,45 +49,56 @@ pub async fn metrics(
         .filter(|m| !m.is_empty())
         .map(String::from)
         .collect();
-    let view = state.domain.metrics(&server, since, &names).await?;
-    Ok(Json(json!(view)))
+    Ok(Json(state.domain.metrics(&server, since, &names).await?))
 }
 
-fn rule_json(
+fn rule_entry(
     r: &brokeforge_store::AlertRule,
     channels: &[brokeforge_store::Channel],
-) -> serde_json::Value {
+) -> AlertEntry {
     let channel = r
         .channel_id
         .and_then(|id| channels.iter().find(|c| c.id == id))
         .map(|c| c.name.clone());
-    json!({
-        "id": r.id, "kind": r.kind, "metric": r.metric, "comparison": r.comparison, "threshold": r.threshold,
-        "for_seconds": r.for_secs, "channel": channel, "state": r.state, "state_since": r.state_since,
-        "last_value": r.last_value, "detail": r.detail, "last_notified_at": r.last_notified_at,
-        "description": describe_rule(r), "created_at": r.created_at,
-    })
+    AlertEntry {
+        id: r.id,
+        kind: r.kind.clone(),
+        metric: r.metric.clone(),
+        comparison: r.comparison.clone(),
+        threshold: r.threshold,
+        for_seconds: r.for_secs,
+        channel,
+        state: r.state.clone(),
+        state_since: r.state_since,
+        last_value: r.last_value,
+        detail: r.detail.clone(),
+        last_notified_at: r.last_notified_at,
+        description: describe_rule(r),
+        created_at: r.created_at,
+    }
 }
 
 pub async fn list_alerts(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
-) -> ApiJson {
+) -> Typed<AlertList> {
     let rules = state.domain.alerts(&server).await?;
     let channels = state.domain.channels(server.team_id).await?;
-    Ok(Json(json!({
-        "alerts": rules.iter().map(|r| rule_json(r, &channels)).collect::<Vec<_>>()
-    })))
+    Ok(Json(AlertList {
+        alerts: rules.iter().map(|r| rule_entry(r, &channels)).collect(),
+    }))
 }
 
 pub async fn add_alert(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
     Body(spec): Body<AlertSpec>,
-) -> ApiResponse {
+) -> Result<Created<AlertResponse>, ApiError> {
     let rule = state.domain.add_alert(&server, &spec).await?;
     let channels = state.domain.channels(server.team_id).await?;
-    Ok(created(json!({"alert": rule_json(&rule, &channels)})))
+    Ok(Created(AlertResponse {
+        alert: rule_entry(&rule, &channels),
+    }))
 }
 
 pub async fn update_alert(
@@ -99,10 +106,12 @@ pub async fn update_alert(
     OwnedServer(_, server): OwnedServer,
     Path((_, rule)): Path<(i64, i64)>,
     Body(spec): Body<AlertSpec>,
-) -> ApiJson {
+) -> Typed<AlertResponse> {
     let rule = state.domain.update_alert(&server, rule, &spec).await?;
     let channels = state.domain.channels(server.team_id).await?;
-    Ok(Json(json!({"alert": rule_json(&rule, &channels)})))
+    Ok(Json(AlertResponse {
+        alert: rule_entry(&rule, &channels),
+    }))
 }
 
 pub async fn remove_alert(
@@ -117,22 +126,18 @@ pub async fn remove_alert(
 pub async fn list_channels(
     State(state): State<AppState>,
     OwnedTeam(_, team, _): OwnedTeam,
-) -> ApiJson {
-    Ok(Json(
-        json!({"channels": state.domain.channels(team.id).await?}),
-    ))
+) -> Typed<ChannelList> {
+    Ok(Json(ChannelList {
+        channels: state.domain.channels(team.id).await?,
+    }))
 }
 
 pub async fn add_channel(
     State(state): State<AppState>,
     OwnedTeam(_, team, _): OwnedTeam,
     Body(spec): Body<ChannelSpec>,
-) -> ApiResponse {
-    let new = state.domain.add_channel(team.id, &spec).await?;
-    Ok(created(json!({
-        "channel": new.channel,
-        "signing_secret": new.signing_secret,
-    })))
+) -> Result<Created<NewChannel>, ApiError> {
+    Ok(Created(state.domain.add_channel(team.id, &spec).await?))
 }
 
 pub async fn remove_channel(
@@ -148,35 +153,43 @@ pub async fn test_channel(
     State(state): State<AppState>,
     OwnedTeam(_, team, _): OwnedTeam,
     Path((_, name)): Path<(i64, String)>,
-) -> ApiJson {
+) -> Typed<DeliveryResponse> {
     let delivery = state.domain.test_channel(team.id, &name).await?;
-    Ok(Json(json!({"delivery": delivery})))
+    Ok(Json(DeliveryResponse { delivery }))
 }
 
 pub async fn deliveries(
     State(state): State<AppState>,
     OwnedTeam(_, team, _): OwnedTeam,
     Path((_, name)): Path<(i64, String)>,
-) -> ApiJson {
-    Ok(Json(
-        json!({"deliveries": state.domain.deliveries(team.id, &name).await?}),
-    ))
+) -> Typed<DeliveryList> {
+    Ok(Json(DeliveryList {
+        deliveries: state.domain.deliveries(team.id, &name).await?,
+    }))
 }
 
-fn check_json(c: &brokeforge_store::SiteCheck) -> serde_json::Value {
+fn check_entry(c: &brokeforge_store::SiteCheck) -> CheckEntry {
     let (https, path) = c.target();
-    json!({
-        "path": path, "https": https, "expect": c.expect_status, "interval_seconds": c.interval_secs,
-        "timeout_seconds": c.timeout_secs, "after_deploy": c.after_deploy, "state": c.state, "last_checked_at": c.last_checked_at,
-        "last_status": c.last_status, "last_ms": c.last_ms, "last_error": c.last_error,
-    })
+    CheckEntry {
+        path: path.to_string(),
+        https,
+        expect: c.expect_status,
+        interval_seconds: c.interval_secs,
+        timeout_seconds: c.timeout_secs,
+        after_deploy: c.after_deploy.clone(),
+        state: c.state.clone(),
+        last_checked_at: c.last_checked_at,
+        last_status: c.last_status,
+        last_ms: c.last_ms,
+        last_error: c.last_error.clone(),
+    }
 }
 
 pub async fn show_check(
     State(state): State<AppState>,
     crate::extract::OwnedSite(_, site, server): crate::extract::OwnedSite,
-    Query(p): Query<MetricsParams>,
-) -> ApiJson {
+    Query(p): Query<MetricsQuery>,
+) -> Typed<CheckWithHistory> {
     let check = state
         .domain
         .site_check(&site)
@@ -185,18 +198,21 @@ pub async fn show_check(
     let since = since_ms(p.since.as_deref())?;
     let (up, ms) = brokeforge_domain::monitoring::check_metrics(&site.domain);
     let view = state.domain.metrics(&server, since, &[up, ms]).await?;
-    Ok(Json(
-        json!({"check": check_json(&check), "history": view.series}),
-    ))
+    Ok(Json(CheckWithHistory {
+        check: check_entry(&check),
+        history: view.series,
+    }))
 }
 
 pub async fn put_check(
     State(state): State<AppState>,
     crate::extract::OwnedSite(_, site, _): crate::extract::OwnedSite,
     Body(spec): Body<brokeforge_domain::monitoring::CheckSpec>,
-) -> ApiJson {
+) -> Typed<CheckResponse> {
     let check = state.domain.put_site_check(&site, &spec).await?;
-    Ok(Json(json!({"check": check_json(&check)})))
+    Ok(Json(CheckResponse {
+        check: check_entry(&check),
+    }))
 }
 
 pub async fn remove_check(

@@ -34,8 +34,13 @@ pub fn spec(operations: &[Op]) -> Value {
                 "description": "Send the request again with the same key (a UUID) after a lost answer: the first answer comes back (Idempotent-Replayed: true) instead of the work running twice; kept a day"
             }));
         }
+        // A 204 has no body to describe.
+        let ok = match status.as_str() {
+            "204" => json!({"description": "Done; no body"}),
+            _ => json!({"description": "OK", "content": {"application/json": {"schema": answer}}}),
+        };
         let mut responses = json!({
-            status: {"description": "OK", "content": {"application/json": {"schema": answer}}},
+            status: ok,
             "default": {"description": "An error", "content": {"application/json": {"schema": error.clone()}}}
         });
         if let Some((status, also)) = op.also {

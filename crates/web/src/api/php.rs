@@ -4,9 +4,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use brokeforge_packages::services::webserver::php::{PhpExtensionsRequest, PhpSettingsRequest};
 use serde::Deserialize;
-use serde_json::json;
 
-use super::common::{Accepted, ApiJson, Body, Queued};
+use super::common::{Accepted, Body, Queued, Typed};
+use super::types::{PhpModules, PhpSettingsView};
 use crate::extract::OwnedServer;
 use crate::state::AppState;
 
@@ -14,11 +14,13 @@ pub async fn settings(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
     Path((_, version)): Path<(i64, String)>,
-) -> ApiJson {
+) -> Typed<PhpSettingsView> {
     let s = state.domain.php_settings(&server, &version).await?;
-    Ok(Json(
-        json!({"version": s.version, "set": s.set, "effective": s.effective}),
-    ))
+    Ok(Json(PhpSettingsView {
+        version: s.version,
+        set: s.set,
+        effective: s.effective,
+    }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -48,9 +50,9 @@ pub async fn extensions(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
     Path((_, version)): Path<(i64, String)>,
-) -> ApiJson {
+) -> Typed<PhpModules> {
     let (version, modules) = state.domain.php_extensions(&server, &version).await?;
-    Ok(Json(json!({"version": version, "modules": modules})))
+    Ok(Json(PhpModules { version, modules }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

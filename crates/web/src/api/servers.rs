@@ -2,8 +2,9 @@
 
 use super::common::Typed;
 use super::types::{
-    AddedServer, EventList, Forgotten, JobList, ScriptResponse, ServerDetail, ServerEntry,
-    ServerList, ServerResponse, ServersQuery, ServiceList,
+    AddedServer, Catalogue, CatalogueEntry, CatalogueQuery, EventList, Forgotten, JobList,
+    MoveBody, PackagePlan, ScriptResponse, ServerDetail, ServerEntry, ServerList, ServerResponse,
+    ServersQuery, ServiceList,
 };
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -16,11 +17,9 @@ use brokeforge_core::ProvisionType;
 use brokeforge_domain::servers::NewServer;
 use brokeforge_packages::catalogue;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::common::{
-    Accepted, ApiJson, ApiResponse, Body, NewerQuery, OlderQuery, PageQuery, Queued,
-};
+use super::common::{Accepted, ApiResponse, Body, NewerQuery, OlderQuery, PageQuery, Queued};
 use crate::auth::Authed;
 use crate::error::ApiError;
 use crate::extract::OwnedServer;
@@ -33,8 +32,31 @@ pub fn base_url(state: &AppState, headers: &HeaderMap) -> Result<String, ApiErro
         .ok_or_else(|| ApiError::invalid("host", "set BROKEFORGE_PUBLIC_URL"))
 }
 
-pub async fn list_catalogue() -> ApiJson {
-    Ok(Json(json!({"packages": catalogue::catalogue()})))
+pub async fn list_catalogue(
+    State(state): State<AppState>,
+    authed: Authed,
+    Query(q): Query<CatalogueQuery>,
+) -> Typed<Catalogue> {
+    // The server's OS, when one of the caller's servers is named: packages it cannot take say why.
+    let os = match q.server {
+        Some(id) => state
+            .domain
+            .owned_server(&authed.user, id, brokeforge_domain::policy::Action::Read)
+            .await?
+            .os
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    let packages = catalogue::catalogue()
+        .into_iter()
+        .map(|package| CatalogueEntry {
+            unavailable: Some(os.as_str())
+                .filter(|os| !os.is_empty())
+                .and_then(package.unavailable),
+            package,
+        })
+        .collect();
+    Ok(Json(Catalogue { packages }))
 }
 
 pub async fn list_servers(
@@ -157,24 +179,17 @@ pub async fn pin_host_key(
     Ok(Json(ServerResponse { server }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MoveBody {
-    /// The team (id or name) to move the server into.
-    pub team: String,
-}
-
 /// Move a server into another of the caller's teams.
 pub async fn move_server(
     State(state): State<AppState>,
     OwnedServer(authed, server): OwnedServer,
     Body(b): Body<MoveBody>,
-) -> ApiJson {
+) -> Typed<ServerResponse> {
     let server = state
         .domain
         .move_server(&authed.user, &server, &b.team)
         .await?;
-    Ok(Json(json!({"server": server})))
+    Ok(Json(ServerResponse { server }))
 }
 
 pub async fn list_services(
@@ -235,14 +250,14 @@ pub async fn plan_service(
     Path((_, package)): Path<(i64, String)>,
     headers: axum::http::HeaderMap,
     Body(b): Body<BTreeMap<String, Value>>,
-) -> ApiJson {
+) -> Typed<PackagePlan> {
     // The same settings an install would get (report_to filled), so the preview is what would run.
     let settings = state.install_settings(&headers, &package, settings_text(&b))?;
     let plan = state
         .domain
         .plan(&server, &package, &settings, ProvisionType::Install)
         .await?;
-    Ok(Json(json!({"package": package, "plan": plan})))
+    Ok(Json(PackagePlan { package, plan }))
 }
 
 pub async fn list_events(

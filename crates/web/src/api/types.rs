@@ -550,3 +550,243 @@ pub struct Forgotten {
     pub ok: bool,
     pub note: String,
 }
+
+/// An answer without a body (`204`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct NoContent;
+
+/// An alert rule with its state; `description` says it in words.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AlertEntry {
+    pub id: i64,
+    /// metric, service_down, not_reporting, job_failed, drift or cert_expiring.
+    pub kind: String,
+    pub metric: Option<String>,
+    /// above or below.
+    pub comparison: Option<String>,
+    pub threshold: Option<f64>,
+    pub for_seconds: i64,
+    /// The team channel it notifies (none: all of them).
+    pub channel: Option<String>,
+    /// ok, pending, firing or resolved.
+    pub state: String,
+    pub state_since: i64,
+    pub last_value: Option<f64>,
+    pub detail: Option<String>,
+    pub last_notified_at: Option<i64>,
+    pub description: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AlertList {
+    pub alerts: Vec<AlertEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AlertResponse {
+    pub alert: AlertEntry,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ChannelList {
+    pub channels: Vec<brokeforge_store::Channel>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryResponse {
+    pub delivery: brokeforge_store::Delivery,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DeliveryList {
+    pub deliveries: Vec<brokeforge_store::Delivery>,
+}
+
+/// `GET /servers/{id}/metrics` and `GET /sites/{id}/check`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct MetricsQuery {
+    /// Milliseconds since the epoch, or a duration back from now (`1h`, `24h`, `7d`); 1h by default.
+    pub since: Option<String>,
+    /// Comma-separated metric names whose series to return.
+    pub metrics: Option<String>,
+}
+
+/// A site's HTTP check and how it went last.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CheckEntry {
+    pub path: String,
+    pub https: bool,
+    pub expect: i64,
+    pub interval_seconds: i64,
+    pub timeout_seconds: i64,
+    /// off, fail or rollback.
+    pub after_deploy: String,
+    /// ok, failing or unknown.
+    pub state: String,
+    pub last_checked_at: Option<i64>,
+    pub last_status: Option<i64>,
+    pub last_ms: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CheckResponse {
+    pub check: CheckEntry,
+}
+
+/// The check, and its up (1/0) and response-time series since `since`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CheckWithHistory {
+    pub check: CheckEntry,
+    pub history: Vec<brokeforge_domain::monitoring::Series>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct StorageList {
+    pub storages: Vec<brokeforge_store::BackupStorage>,
+}
+
+/// A storage defined; an SFTP one's `configuration.public_key` is the key to authorize on the host.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct StorageResponse {
+    pub storage: brokeforge_store::BackupStorage,
+}
+
+/// What was deleted: its name.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DeletedName {
+    pub deleted: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PlanList {
+    pub plans: Vec<brokeforge_domain::backups::PlanView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PlanResponse {
+    pub plan: brokeforge_store::BackupPlan,
+}
+
+/// A plan with its newest snapshot, last restore drill and every snapshot, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PlanDetail {
+    pub plan: brokeforge_domain::backups::PlanView,
+    pub snapshots: Vec<brokeforge_store::BackupSnapshot>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SnapshotList {
+    pub snapshots: Vec<brokeforge_store::BackupSnapshot>,
+}
+
+/// The newest drift report, or none yet (`job_id` null, no items).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum DriftAnswer {
+    Report(brokeforge_domain::drift::DriftView),
+    None {
+        job_id: Option<i64>,
+        items: Vec<brokeforge_packages::services::server::drift::DriftItem>,
+        summary: Option<brokeforge_packages::services::server::drift::DriftSummary>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepairBody {
+    /// Show what would be queued and queue nothing.
+    #[serde(default)]
+    pub plan: bool,
+}
+
+/// Mark an item of the drift report as managed by hand, or take the mark away.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ByHandBody {
+    /// The item's name as the report gives it (`file:/etc/...`).
+    pub item: String,
+    pub by_hand: bool,
+}
+
+/// A PHP version's php.ini settings: those set in BrokeForge, and what PHP reports now for every setting
+/// BrokeForge can set.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PhpSettingsView {
+    pub version: String,
+    pub set: std::collections::BTreeMap<String, String>,
+    pub effective: std::collections::BTreeMap<String, String>,
+}
+
+/// The modules a PHP version loads now (`php -m`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PhpModules {
+    pub version: String,
+    pub modules: Vec<String>,
+}
+
+/// `GET /audit`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct AuditQuery {
+    /// A server id.
+    pub server: Option<i64>,
+    /// A user's email.
+    pub user: Option<String>,
+    /// Text the action contains (`deploy`, `POST /servers`).
+    pub action: Option<String>,
+    /// Only entries at or after this time (milliseconds since 1970).
+    pub since: Option<i64>,
+    /// The `before` of the previous page's `next`.
+    pub before: Option<i64>,
+    /// Entries per page, 1 to 1000 (100 by default).
+    pub limit: Option<i64>,
+    /// A team's id: entries about its servers.
+    pub team: Option<i64>,
+}
+
+/// Audit entries, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AuditPage {
+    pub entries: Vec<brokeforge_store::AuditEntry>,
+    pub next: Option<NextPage>,
+}
+
+/// Move a server into another of your teams.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveBody {
+    /// The team (id or name) to move the server into.
+    pub team: String,
+}
+
+/// The exact steps a package would run, secrets masked.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PackagePlan {
+    pub package: String,
+    pub plan: String,
+}
+
+/// `GET /catalogue`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct CatalogueQuery {
+    /// One of your servers: each package then says whether it can go on that server's OS.
+    pub server: Option<i64>,
+}
+
+/// A package of the catalogue; with `?server=`, why it cannot go on that server (absent when it can).
+#[derive(Clone, Serialize, JsonSchema)]
+pub struct CatalogueEntry {
+    #[serde(flatten)]
+    pub package: brokeforge_packages::catalogue::Entry,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+}
+
+#[derive(Clone, Serialize, JsonSchema)]
+pub struct Catalogue {
+    pub packages: Vec<CatalogueEntry>,
+}

@@ -21,7 +21,7 @@ pub const HELPER: &str = "/usr/local/lib/brokeforge/backup.sh";
 pub const HELPER_TEXT: &str = include_str!("backup.sh");
 
 /// How many snapshots a plan keeps (restic's `forget` policy). The newest is always kept.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct Retention {
     pub keep_last: u32,

@@ -44,7 +44,7 @@ milestones! {
 const DIFF_LIMIT: usize = 32 * 1024;
 
 /// How an item compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DriftState {
     Ok,
@@ -65,7 +65,9 @@ impl DriftState {
 }
 
 /// The package that puts an item back.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(tag = "package", rename_all = "snake_case")]
 pub enum Repair {
     /// The site's vhost written again (`site_vhost_installer`).
@@ -86,7 +88,7 @@ impl Repair {
 }
 
 /// One thing BrokeForge put on the server (or found there that looks like its own).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DriftItem {
     /// Stable name of the item (`file:/etc/...`, `package:nginx`, `unit:nginx`, `firewall:...`): what
     /// "managed by hand" marks.
@@ -109,7 +111,7 @@ pub struct DriftItem {
 }
 
 /// Counts of a report's items by state.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DriftSummary {
     pub ok: usize,
     pub missing: usize,
@@ -118,7 +120,7 @@ pub struct DriftSummary {
 }
 
 /// A drift check's result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DriftReport {
     pub summary: DriftSummary,
     pub items: Vec<DriftItem>,

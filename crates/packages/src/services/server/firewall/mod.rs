@@ -279,7 +279,7 @@ pub fn parse_source(value: &str) -> Result<Option<String>, ValidationError> {
 }
 
 /// Where a rule on the server came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleOrigin {
     /// Added through BrokeForge's firewall rules (tagged).
@@ -291,7 +291,7 @@ pub enum RuleOrigin {
 }
 
 /// A rule as ufw has it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FirewallRule {
     /// BrokeForge's id for rules it added; a digest of the rule for the others (stable while it is there).
     pub id: String,
@@ -318,7 +318,7 @@ pub struct FirewallRule {
 }
 
 /// The firewall as read from the server.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FirewallState {
     /// ufw is enabled.
     pub active: bool,
