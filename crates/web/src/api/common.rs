@@ -6,7 +6,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use brokeforge_store::Job;
-use serde_json::Value;
 
 use super::contract::SchemaFn;
 use super::types::NextPage;
@@ -53,10 +52,6 @@ where
     }
 }
 
-pub fn created(v: Value) -> Response {
-    (StatusCode::CREATED, Json(v)).into_response()
-}
-
 /// Something created, as the handler's answer type: `201` with the body.
 pub struct Created<T>(pub T);
 
@@ -71,7 +66,8 @@ pub struct Accepted(pub Job);
 
 impl IntoResponse for Accepted {
     fn into_response(self) -> Response {
-        accepted(&self.0)
+        let body = super::types::JobResponse { job: self.0 };
+        (StatusCode::ACCEPTED, Json(body)).into_response()
     }
 }
 
@@ -87,18 +83,6 @@ impl<T: serde::Serialize> IntoResponse for AcceptedWith<T> {
     }
 }
 
-/// A queued job: `202` with the job.
-pub fn accepted(job: &Job) -> Response {
-    let body = super::types::JobResponse { job: job.clone() };
-    (StatusCode::ACCEPTED, Json(body)).into_response()
-}
-
-/// Something queued with its job (a site, a deployment): `202`.
-pub fn accepted_with(v: Value) -> Response {
-    (StatusCode::ACCEPTED, Json(v)).into_response()
-}
-
-pub type ApiJson = Result<Json<Value>, ApiError>;
 /// An answer of one of the API's types (`super::types`), the type its schema in the document comes from.
 pub type Typed<T> = Result<Json<T>, ApiError>;
 pub type ApiResponse = Result<Response, ApiError>;
