@@ -2,8 +2,8 @@
 //! with a progress bar per job (plain lines when the output is not a terminal).
 
 use brokeforge_core::ProvisionType;
-use brokeforge_store::{Job, JobTarget};
-use brokeforge_web::api::types::{ServerEntry, ServerList};
+use brokeforge_store::{Job, JobStatus, JobTarget};
+use brokeforge_web::api::types::{JobResponse, ServerEntry, ServerList};
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -457,7 +457,7 @@ pub struct SseEvent {
 
 /// How a followed job ended.
 pub struct Followed {
-    pub job: Value,
+    pub job: Job,
     pub ok: bool,
 }
 
@@ -475,13 +475,11 @@ pub enum OutputMode {
 pub async fn follow(
     client: &Client,
     server_id: i64,
-    job: &Value,
+    job: &Job,
     mode: OutputMode,
 ) -> Result<Followed> {
-    let job_id = job["id"]
-        .as_i64()
-        .ok_or_else(|| anyhow!("no job id in the answer"))?;
-    let label = job_label(job);
+    let job_id = job.id;
+    let label = job_title(job);
     let mut rx = client.stream(server_id, &format!("job={job_id}"))?;
     let tty = std::io::stderr().is_terminal() && mode == OutputMode::Progress && !client.json;
     let bar = if tty {
@@ -514,8 +512,8 @@ pub async fn follow(
             }
             _ = tokio::time::sleep(Duration::from_secs(2)), if !checked => {
                 checked = true;
-                let j = client.get(&format!("/jobs/{job_id}"))?;
-                if is_finished(&j["job"]) { return Ok(done(client, bar, j["job"].clone(), mode)); }
+                let j: JobResponse = client.get_as(&format!("/jobs/{job_id}"))?;
+                if j.job.status.is_finished() { return Ok(done(client, bar, j.job, mode)); }
                 continue;
             }
         };
@@ -525,9 +523,9 @@ pub async fn follow(
             let mut reopened = None;
             for attempt in 1..=30 {
                 tokio::time::sleep(Duration::from_secs(attempt.min(5))).await;
-                match client.get(&format!("/jobs/{job_id}")) {
-                    Ok(j) if is_finished(&j["job"]) => {
-                        return Ok(done(client, bar, j["job"].clone(), mode));
+                match client.get_as::<JobResponse>(&format!("/jobs/{job_id}")) {
+                    Ok(j) if j.job.status.is_finished() => {
+                        return Ok(done(client, bar, j.job, mode));
                     }
                     Ok(_) => {
                         if let Ok(r) = client.stream(server_id, &format!("job={job_id}")) {
@@ -597,56 +595,47 @@ pub async fn follow(
                 }
             }
             "job" if ev.data["job_id"].as_i64() == Some(job_id) => {
-                let j = client.get(&format!("/jobs/{job_id}"))?;
-                return Ok(done(client, bar, j["job"].clone(), mode));
+                let j: JobResponse = client.get_as(&format!("/jobs/{job_id}"))?;
+                return Ok(done(client, bar, j.job, mode));
             }
             _ => {}
         }
     }
 }
 
-fn is_finished(job: &Value) -> bool {
-    matches!(
-        job["status"].as_str(),
-        Some("done" | "failed" | "cancelled")
-    )
-}
-
 fn done(
     client: &Client,
     bar: Option<indicatif::ProgressBar>,
-    job: Value,
+    job: Job,
     mode: OutputMode,
 ) -> Followed {
-    let ok = job["status"].as_str() == Some("done");
+    let ok = job.status == JobStatus::Done;
     if let Some(b) = bar {
         if ok {
             b.set_position(b.length().unwrap_or(1));
             b.finish_with_message("done");
         } else {
-            b.abandon_with_message(job["status"].as_str().unwrap_or("failed").to_string());
+            b.abandon_with_message(job.status.as_str().to_string());
         }
     }
     // A site command's own output is the answer: no job lines around it.
     if !client.json && mode == OutputMode::Progress {
-        let id = job["id"].as_i64().unwrap_or_default();
-        match job["status"].as_str() {
-            Some("done") => eprintln!("job {id} done"),
-            Some(s) => eprintln!(
-                "job {id} {s}: {} (retry with `brokeforge jobs retry {id}`)",
-                job["error"].as_str().unwrap_or("no reason given")
+        let id = job.id;
+        match job.status {
+            JobStatus::Done => eprintln!("job {id} done"),
+            s => eprintln!(
+                "job {id} {}: {} (retry with `brokeforge jobs retry {id}`)",
+                s.as_str(),
+                job.error.as_deref().unwrap_or("no reason given")
             ),
-            None => {}
         }
     }
     Followed { job, ok }
 }
 
-pub fn job_label(job: &Value) -> String {
-    match serde_json::from_value::<Job>(job.clone()) {
-        Ok(job) => job_title(&job),
-        Err(_) => "job".into(),
-    }
+/// The job in an answer that queued one (`{"job": ...}`, also with a site or deployment beside it).
+pub fn job_of(v: &Value) -> Result<Job> {
+    serde_json::from_value(v["job"].clone()).context("the answer carries no job the API documents")
 }
 
 /// A job in a few words: `install mariadb`, `remove redis`, `deploy`.

@@ -1,6 +1,6 @@
 //! `brokeforge account 2fa ...`: two-factor sign-in for the signed-in account (through the API).
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use serde_json::json;
 
@@ -61,8 +61,10 @@ pub enum SshKeyCommand {
 
 async fn ssh_key(client: &Client, cmd: SshKeyCommand) -> Result<()> {
     let follow_all = |jobs: serde_json::Value, follow: bool| async move {
-        for j in jobs.as_array().cloned().unwrap_or_default() {
-            let server = j["server_id"].as_i64().unwrap_or_default();
+        let jobs: Vec<brokeforge_store::Job> = serde_json::from_value(jobs)
+            .context("the answer's jobs are not what the API documents")?;
+        for j in jobs {
+            let server = j.server_id.unwrap_or_default();
             super::common::job_result(client, server, &j, follow).await?;
         }
         anyhow::Ok(())
@@ -138,7 +140,7 @@ async fn ssh_key(client: &Client, cmd: SshKeyCommand) -> Result<()> {
                 &format!("/servers/{id}/ssh-keys"),
                 json!({"key": key, "user": user}),
             )?;
-            super::common::job_result(client, id, &v["job"], follow).await?;
+            super::common::job_result(client, id, &job_of(&v)?, follow).await?;
         }
         SshKeyCommand::Undeploy {
             key,

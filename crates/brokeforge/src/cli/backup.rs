@@ -201,7 +201,7 @@ pub async fn backup(c: ClientArgs, cmd: BackupCommand) -> Result<()> {
         BackupCommand::Run(t) => {
             let (id, path) = plan_path(&client, &t.server, &t.plan)?;
             let v = client.post(&format!("{path}/run"), json!({}))?;
-            job_result(&client, id, &v["job"], t.follow).await?;
+            job_result(&client, id, &job_of(&v)?, t.follow).await?;
         }
         BackupCommand::Snapshots(t) => {
             let (_, path) = plan_path(&client, &t.server, &t.plan)?;
@@ -261,14 +261,14 @@ pub async fn backup(c: ClientArgs, cmd: BackupCommand) -> Result<()> {
                 }
             }
             let v = client.post(&format!("{path}/restore"), body)?;
-            job_result(&client, id, &v["job"], t.follow).await?;
+            job_result(&client, id, &job_of(&v)?, t.follow).await?;
         }
         BackupCommand::Verify(t) => {
             let (id, path) = plan_path(&client, &t.server, &t.plan)?;
             let v = client.post(&format!("{path}/verify"), json!({}))?;
-            let job = job_result(&client, id, &v["job"], t.follow).await?;
+            let job = job_result(&client, id, &job_of(&v)?, t.follow).await?;
             if t.follow && !client.json {
-                let result = &job["result"];
+                let result = job.result.unwrap_or_default();
                 for table in result["tables"].as_array().into_iter().flatten() {
                     println!(
                         "{}\t{} rows",
@@ -318,7 +318,7 @@ async fn storage(client: &Client, cmd: StorageCommand) -> Result<()> {
                 &format!("/servers/{id}/backup-storages/{}/check", urlencode(&name)),
                 json!({}),
             )?;
-            job_result(client, id, &v["job"], follow).await?;
+            job_result(client, id, &job_of(&v)?, follow).await?;
         }
         StorageCommand::Add(a) => {
             let StorageAdd {

@@ -5,7 +5,9 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::common::{JobFailed, job_result, print_json};
+use brokeforge_web::api::types::JobResponse;
+
+use super::common::{JobFailed, job_of, job_result, print_json};
 use crate::client::{Client, ClientArgs, OutputMode, follow};
 
 #[derive(Args)]
@@ -85,15 +87,13 @@ pub async fn check(c: ClientArgs, a: CheckArgs) -> Result<()> {
         return Ok(());
     }
     for step in plan["steps"].as_array().into_iter().flatten() {
-        let f = follow(
-            &client,
-            id,
-            &json!({"id": step["job_id"]}),
-            OutputMode::Progress,
-        )
-        .await?;
+        let job_id = step["job_id"]
+            .as_i64()
+            .ok_or_else(|| anyhow::anyhow!("a repair step has no job"))?;
+        let job: JobResponse = client.get_as(&format!("/jobs/{job_id}"))?;
+        let f = follow(&client, id, &job.job, OutputMode::Progress).await?;
         if !f.ok {
-            return Err(JobFailed(f.job["id"].as_i64().unwrap_or_default()).into());
+            return Err(JobFailed(f.job.id).into());
         }
     }
     if !client.json {
@@ -112,17 +112,17 @@ pub async fn check(c: ClientArgs, a: CheckArgs) -> Result<()> {
 async fn run_check(client: &Client, id: i64, wait: bool) -> Result<Option<Value>> {
     let v = client.post(&format!("/servers/{id}/drift"), json!({}))?;
     if !wait {
-        job_result(client, id, &v["job"], false).await?;
+        job_result(client, id, &job_of(&v)?, false).await?;
         return Ok(None);
     }
     // The job itself is not printed: the report is what a check answers.
-    let f = follow(client, id, &v["job"], OutputMode::Progress).await?;
+    let f = follow(client, id, &job_of(&v)?, OutputMode::Progress).await?;
     if !f.ok {
         eprintln!(
             "the check failed: {}",
-            f.job["error"].as_str().unwrap_or("no reason given")
+            f.job.error.as_deref().unwrap_or("no reason given")
         );
-        return Err(JobFailed(f.job["id"].as_i64().unwrap_or_default()).into());
+        return Err(JobFailed(f.job.id).into());
     }
     Ok(Some(client.get(&format!("/servers/{id}/drift"))?))
 }

@@ -6,7 +6,9 @@ use std::io::Read;
 use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
 
-use crate::client::{Client, OutputMode, follow, job_label};
+pub(crate) use crate::client::job_of;
+use crate::client::{Client, OutputMode, follow, job_title};
+use brokeforge_store::Job;
 
 /// `key=value`, as `--set` takes it.
 pub(crate) fn parse_set(s: &str) -> Result<(String, String), String> {
@@ -49,18 +51,18 @@ pub(crate) fn print_json(v: &Value) {
 pub(crate) async fn job_result(
     client: &Client,
     server_id: i64,
-    job: &Value,
+    job: &Job,
     do_follow: bool,
-) -> Result<Value> {
+) -> Result<Job> {
     if !do_follow {
         if client.json {
             print_json(&json!({"job": job}));
         } else {
             println!(
                 "queued job {} ({}); follow it with `brokeforge jobs show {} --follow`",
-                job["id"],
-                job_label(job),
-                job["id"]
+                job.id,
+                job_title(job),
+                job.id
             );
         }
         return Ok(job.clone());
@@ -70,7 +72,7 @@ pub(crate) async fn job_result(
         print_json(&json!({"job": f.job}));
     }
     if !f.ok {
-        return Err(JobFailed(f.job["id"].as_i64().unwrap_or_default()).into());
+        return Err(JobFailed(f.job.id).into());
     }
     Ok(f.job)
 }

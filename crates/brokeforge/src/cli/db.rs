@@ -73,7 +73,7 @@ pub async fn db(c: ClientArgs, cmd: DbCommand) -> Result<()> {
                     &format!("/servers/{id}/databases/schemas"),
                     json!({"engine": t.engine, "name": t.name}),
                 )?;
-                job_result(&client, id, &v["job"], t.follow).await?;
+                job_result(&client, id, &job_of(&v)?, t.follow).await?;
             }
             SchemaCommand::Drop(t) => {
                 let id = client.server_id(&t.server)?;
@@ -82,7 +82,7 @@ pub async fn db(c: ClientArgs, cmd: DbCommand) -> Result<()> {
                     urlencode(&t.engine),
                     urlencode(&t.name)
                 ))?;
-                job_result(&client, id, &v["job"], t.follow).await?;
+                job_result(&client, id, &job_of(&v)?, t.follow).await?;
             }
         },
         DbCommand::User { command } => match command {
@@ -102,14 +102,14 @@ pub async fn db(c: ClientArgs, cmd: DbCommand) -> Result<()> {
                             json!({"engine": t.engine, "name": s}),
                         )?;
                         // Jobs of a server run in order; with --follow each is waited for.
-                        job_result(&client, id, &v["job"], t.follow).await?;
+                        job_result(&client, id, &job_of(&v)?, t.follow).await?;
                     }
                 }
                 let v = client.post(
                     &format!("/servers/{id}/databases/users"),
                     json!({"engine": t.engine, "name": t.name, "schemas": schemas, "privileges": privileges, "password": password}),
                 )?;
-                job_result(&client, id, &v["job"], t.follow).await?;
+                job_result(&client, id, &job_of(&v)?, t.follow).await?;
             }
             UserCommand::Drop(t) => {
                 let id = client.server_id(&t.server)?;
@@ -118,7 +118,7 @@ pub async fn db(c: ClientArgs, cmd: DbCommand) -> Result<()> {
                     urlencode(&t.engine),
                     urlencode(&t.name)
                 ))?;
-                job_result(&client, id, &v["job"], t.follow).await?;
+                job_result(&client, id, &job_of(&v)?, t.follow).await?;
             }
         },
     }

@@ -114,7 +114,7 @@ pub async fn firewall(c: ClientArgs, cmd: FirewallCommand) -> Result<()> {
                     "action": if deny { "deny" } else { "allow" },
                 }),
             )?;
-            job_result(&client, id, &v["job"], follow).await?;
+            job_result(&client, id, &job_of(&v)?, follow).await?;
         }
         FirewallCommand::Remove {
             server,
@@ -126,7 +126,7 @@ pub async fn firewall(c: ClientArgs, cmd: FirewallCommand) -> Result<()> {
                 "/servers/{id}/firewall/{}",
                 urlencode(rule.trim())
             ))?;
-            job_result(&client, id, &v["job"], follow).await?;
+            job_result(&client, id, &job_of(&v)?, follow).await?;
         }
     }
     Ok(())

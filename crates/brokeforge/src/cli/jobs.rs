@@ -5,10 +5,10 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::common::*;
-use brokeforge_store::ProvisionEvent;
-use brokeforge_web::api::types::{EventList, JobList};
+use brokeforge_store::{JobStatus, ProvisionEvent};
+use brokeforge_web::api::types::{EventList, JobList, JobResponse};
 
-use crate::client::{Client, ClientArgs, job_label, job_title};
+use crate::client::{Client, ClientArgs, job_title};
 
 #[derive(Args)]
 pub struct EventsArgs {
@@ -116,56 +116,48 @@ pub async fn jobs(c: ClientArgs, cmd: JobsCommand) -> Result<()> {
             id,
             follow: do_follow,
         } => {
-            let v = client.get(&format!("/jobs/{id}"))?;
-            let job = &v["job"];
-            if do_follow
-                && !matches!(
-                    job["status"].as_str(),
-                    Some("done" | "failed" | "cancelled")
-                )
-            {
-                let server = job["server_id"]
-                    .as_i64()
+            let v: JobResponse = client.get_as(&format!("/jobs/{id}"))?;
+            let job = &v.job;
+            if do_follow && !job.status.is_finished() {
+                let server = job
+                    .server_id
                     .ok_or_else(|| anyhow!("the job has no server"))?;
                 job_result(&client, server, job, true).await?;
                 return Ok(());
             }
             if client.json {
-                print_json(&v);
+                print_json(&json!(v));
             } else {
                 println!(
                     "job {} {}: {}{}",
-                    job["id"],
-                    job_label(job),
-                    job["status"].as_str().unwrap_or_default(),
-                    job["error"]
-                        .as_str()
+                    job.id,
+                    job_title(job),
+                    job.status.as_str(),
+                    job.error
+                        .as_deref()
                         .map(|e| format!(" ({e})"))
                         .unwrap_or_default()
                 );
             }
-            if job["status"] == "failed" || job["status"] == "cancelled" {
+            if matches!(job.status, JobStatus::Failed | JobStatus::Cancelled) {
                 return Err(JobFailed(id).into());
             }
         }
         JobsCommand::Cancel { id } => {
-            let v = client.post(&format!("/jobs/{id}/cancel"), json!({}))?;
+            let v: JobResponse = client.post_as(&format!("/jobs/{id}/cancel"), &json!({}))?;
             if client.json {
-                print_json(&v);
+                print_json(&json!(v));
             } else {
-                println!(
-                    "job {id}: {}",
-                    v["job"]["status"].as_str().unwrap_or("cancel requested")
-                );
+                println!("job {id}: {}", v.job.status.as_str());
             }
         }
         JobsCommand::Retry {
             id,
             follow: do_follow,
         } => {
-            let v = client.post(&format!("/jobs/{id}/retry"), json!({}))?;
-            let server = v["job"]["server_id"].as_i64().unwrap_or_default();
-            job_result(&client, server, &v["job"], do_follow).await?;
+            let v: JobResponse = client.post_as(&format!("/jobs/{id}/retry"), &json!({}))?;
+            let server = v.job.server_id.unwrap_or_default();
+            job_result(&client, server, &v.job, do_follow).await?;
         }
     }
     Ok(())

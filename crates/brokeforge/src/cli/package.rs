@@ -29,7 +29,7 @@ pub async fn install(c: ClientArgs, a: PackageArgs) -> Result<()> {
         &format!("/servers/{id}/services"),
         json!({"package": a.package, "settings": settings(&a.set)}),
     )?;
-    job_result(&client, id, &v["job"], a.follow).await?;
+    job_result(&client, id, &job_of(&v)?, a.follow).await?;
     Ok(())
 }
 
@@ -47,7 +47,7 @@ pub async fn remove(c: ClientArgs, a: PackageArgs) -> Result<()> {
         query.join("&")
     );
     let v = client.delete(&path)?;
-    job_result(&client, id, &v["job"], a.follow).await?;
+    job_result(&client, id, &job_of(&v)?, a.follow).await?;
     Ok(())
 }
 

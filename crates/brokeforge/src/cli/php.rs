@@ -78,7 +78,7 @@ pub async fn php(c: ClientArgs, cmd: PhpCommand) -> Result<()> {
                 values.insert(k.trim().to_string(), json!(v.trim()));
             }
             let v = client.put(&path, json!({"set": values, "unset": unset}))?;
-            job_result(&client, id, &v["job"], follow).await?;
+            job_result(&client, id, &job_of(&v)?, follow).await?;
         }
         PhpCommand::Extensions {
             server,
@@ -101,7 +101,7 @@ pub async fn php(c: ClientArgs, cmd: PhpCommand) -> Result<()> {
                 return Ok(());
             }
             let v = client.post(&path, json!({"add": add, "remove": remove}))?;
-            job_result(&client, id, &v["job"], follow).await?;
+            job_result(&client, id, &job_of(&v)?, follow).await?;
         }
     }
     Ok(())

@@ -1,7 +1,8 @@
 //! `brokeforge server`: add (by script or directly), list, show, script, remove, pin-host-key.
 
 use brokeforge_domain::servers::NewServer;
-use brokeforge_web::api::types::{AddedServer, ServerDetail, ServerEntry};
+use brokeforge_store::Job;
+use brokeforge_web::api::types::{AddedServer, JobList, JobResponse, ServerDetail, ServerEntry};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -116,8 +117,6 @@ pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
             }
             match &made.job {
                 Some(job) => {
-                    let job = serde_json::to_value(job)?;
-                    let job = &job;
                     if !client.json {
                         println!("added server {name} (id {id}); connecting to it");
                     }
@@ -370,8 +369,8 @@ pub(crate) async fn follow_script(client: &Client, server_id: i64) -> Result<()>
         let d = &ev.data;
         if let Some(job_id) = d["job_id"].as_i64() {
             // The script finished and base provisioning started as a job: follow it to the end.
-            let job = client.get(&format!("/jobs/{job_id}"))?;
-            job_result(client, server_id, &job["job"], true).await?;
+            let job: JobResponse = client.get_as(&format!("/jobs/{job_id}"))?;
+            job_result(client, server_id, &job.job, true).await?;
             return Ok(());
         }
         let (step, total) = (
@@ -391,25 +390,20 @@ pub(crate) async fn follow_script(client: &Client, server_id: i64) -> Result<()>
 }
 
 /// After onboarding, the server's base provisioning runs as its own job: follow the newest unfinished job.
-pub(crate) async fn follow_next(client: &Client, server_id: i64, after: &Value) -> Result<()> {
-    let after_id = after["id"].as_i64().unwrap_or_default();
+pub(crate) async fn follow_next(client: &Client, server_id: i64, after: &Job) -> Result<()> {
     for _ in 0..20 {
-        let jobs = client.get(&format!("/servers/{server_id}/jobs"))?;
-        let next = jobs["jobs"]
-            .as_array()
+        let page: JobList = client.get_as(&format!("/servers/{server_id}/jobs"))?;
+        let next = page
+            .jobs
             .into_iter()
-            .flatten()
-            .filter(|j| j["id"].as_i64().unwrap_or_default() > after_id)
-            .min_by_key(|j| j["id"].as_i64().unwrap_or_default())
-            .cloned();
+            .filter(|j| j.id > after.id)
+            .min_by_key(|j| j.id);
         if let Some(j) = next {
             let done = job_result(client, server_id, &j, true).await?;
             return Box::pin(follow_next(client, server_id, &done)).await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        if after["kind"] != "server_access_installer"
-            && after["kind"] != "connection_check_installer"
-        {
+        if after.kind != "server_access_installer" && after.kind != "connection_check_installer" {
             return Ok(());
         }
     }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::common::*;
 use crate::client::{Client, ClientArgs, OutputMode, follow};
+use brokeforge_web::api::types::JobResponse;
 
 #[derive(Args, Clone)]
 pub struct SiteTarget {
@@ -350,11 +351,11 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             )?;
             let site_id = v["site"]["id"].as_i64().unwrap_or_default();
             let Some(repo) = repository else {
-                job_result(&client, server, &v["job"], do_follow).await?;
+                job_result(&client, server, &job_of(&v)?, do_follow).await?;
                 return Ok(());
             };
             // The repository connects once the site exists.
-            job_result(&client, server, &v["job"], true).await?;
+            job_result(&client, server, &job_of(&v)?, true).await?;
             let key = client.get(&format!("/sites/{site_id}/deploy-key"))?;
             if !client.json {
                 eprintln!(
@@ -366,10 +367,11 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                 &format!("/sites/{site_id}/repository"),
                 json!({"url": repo, "branch": branch, "host_key_fingerprint": git_host_key_fingerprint, "deploy": true}),
             )?;
-            let done = job_result(&client, server, &r["job"], do_follow).await?;
-            if do_follow && let Some(dj) = done["result"]["deployment_job_id"].as_i64() {
-                let job = client.get(&format!("/jobs/{dj}"))?;
-                job_result(&client, server, &job["job"], true).await?;
+            let done = job_result(&client, server, &job_of(&r)?, do_follow).await?;
+            let result = done.result.unwrap_or_default();
+            if do_follow && let Some(dj) = result["deployment_job_id"].as_i64() {
+                let job: JobResponse = client.get_as(&format!("/jobs/{dj}"))?;
+                job_result(&client, server, &job.job, true).await?;
             }
         }
         SiteCommand::Php {
@@ -379,7 +381,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
         } => {
             let (server, id) = site_id(&client, &target)?;
             let v = client.put(&format!("/sites/{id}/php"), json!({"version": version}))?;
-            job_result(&client, server, &v["job"], follow).await?;
+            job_result(&client, server, &job_of(&v)?, follow).await?;
         }
         SiteCommand::Pool {
             target,
@@ -392,7 +394,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                 &format!("/sites/{id}/pool"),
                 json!({"pm": pm, "max_children": max_children}),
             )?;
-            job_result(&client, server, &v["job"], follow).await?;
+            job_result(&client, server, &job_of(&v)?, follow).await?;
         }
         SiteCommand::List { server } => {
             let id = client.server_id(&server)?;
@@ -419,7 +421,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
         } => {
             let (server, id) = site_id(&client, &target)?;
             let v = client.delete(&format!("/sites/{id}?keep_files={keep_files}"))?;
-            job_result(&client, server, &v["job"], do_follow).await?;
+            job_result(&client, server, &job_of(&v)?, do_follow).await?;
         }
         SiteCommand::Deploy {
             target,
@@ -434,7 +436,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             if !client.json {
                 eprintln!("deployment {} queued", v["deployment"]["id"]);
             }
-            job_result(&client, server, &v["job"], do_follow).await?;
+            job_result(&client, server, &job_of(&v)?, do_follow).await?;
         }
         SiteCommand::Rollback {
             target,
@@ -472,7 +474,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             if !client.json {
                 eprintln!("rolling back to {release}");
             }
-            job_result(&client, server, &v["job"], do_follow).await?;
+            job_result(&client, server, &job_of(&v)?, do_follow).await?;
         }
         SiteCommand::Tasks {
             target,
@@ -514,7 +516,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             )
             .map_err(|e| anyhow!("{}: {}", e.field, e.message))?;
             let v = client.put(&format!("/sites/{id}/tasks"), serde_json::to_value(&tasks)?)?;
-            job_result(&client, server, &v["job"], do_follow).await?;
+            job_result(&client, server, &job_of(&v)?, do_follow).await?;
         }
         SiteCommand::Certificate {
             target,
@@ -552,7 +554,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                     json!({"email": email, "acme_directory": acme_directory, "acme_ca_certificate": ca, "hsts": hsts}),
                 )?
             };
-            job_result(&client, server, &v["job"], do_follow).await?;
+            job_result(&client, server, &job_of(&v)?, do_follow).await?;
         }
         SiteCommand::Repository {
             target,
@@ -567,9 +569,10 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                 &format!("/sites/{id}/repository"),
                 json!({"url": url, "branch": branch, "host_key_fingerprint": host_key_fingerprint, "deploy": !no_deploy}),
             )?;
-            let done = job_result(&client, server, &r["job"], do_follow).await?;
+            let done = job_result(&client, server, &job_of(&r)?, do_follow).await?;
             if !client.json && do_follow {
-                let fps: Vec<&str> = done["result"]["host_key_fingerprints"]
+                let result = done.result.clone().unwrap_or_default();
+                let fps: Vec<&str> = result["host_key_fingerprints"]
                     .as_array()
                     .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
                     .unwrap_or_default();
@@ -577,9 +580,10 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                     eprintln!("git server host key pinned: {}", fps.join(", "));
                 }
             }
-            if do_follow && let Some(dj) = done["result"]["deployment_job_id"].as_i64() {
-                let job = client.get(&format!("/jobs/{dj}"))?;
-                job_result(&client, server, &job["job"], true).await?;
+            let result = done.result.unwrap_or_default();
+            if do_follow && let Some(dj) = result["deployment_job_id"].as_i64() {
+                let job: JobResponse = client.get_as(&format!("/jobs/{dj}"))?;
+                job_result(&client, server, &job.job, true).await?;
             }
         }
         SiteCommand::Deployments(t) => {
@@ -706,17 +710,16 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                 &format!("/sites/{id}/commands"),
                 json!({"command": command.join(" "), "timeout_secs": timeout}),
             )?;
-            let f = follow(&client, server, &v["job"], OutputMode::Passthrough).await?;
-            let result = &f.job["result"];
+            let f = follow(&client, server, &job_of(&v)?, OutputMode::Passthrough).await?;
             if client.json {
                 print_json(&json!({"job": f.job}));
             }
-            if result.is_null() {
+            let Some(result) = &f.job.result else {
                 bail!(
                     "the command did not run: {}",
-                    f.job["error"].as_str().unwrap_or("no reason given")
+                    f.job.error.as_deref().unwrap_or("no reason given")
                 );
-            }
+            };
             if result["timed_out"] == true {
                 eprintln!("the command was stopped after {timeout} s");
                 return Err(ExitWith(124).into());
