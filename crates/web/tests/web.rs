@@ -1553,6 +1553,13 @@ async fn pages_render_and_forms_reject_bad_input() {
         }
         let r = get_page(format!("/sites/{}/deployments", site.id)).await;
         assert!(r.body.contains("/hooks/sites/"), "{n}");
+        // Each area reads what it shows: the overview has the deploy key and no webhook secret, the
+        // deployments area the webhook and no deploy key.
+        let overview = get_page(format!("/sites/{}", site.id)).await;
+        assert!(
+            !overview.body.contains("/hooks/sites/") && !r.body.contains("ssh-ed25519 "),
+            "{n}"
+        );
         let r = form(
             &app,
             &format!("/sites/{}/rollback", site.id),

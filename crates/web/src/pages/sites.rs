@@ -200,10 +200,24 @@ pub async fn site_view(
     let (site, server) = (site.clone(), server.clone());
     let cursor = state.store.activity_head(server.id).await?;
     let config = SiteConfig::of(&site);
-    let deploy_key = state.domain.deploy_key(&site).await?;
-    let hook = state.domain.webhook(&site).await?;
-    let webhook_provider = hook.provider.as_str().to_string();
-    let (hook, secret) = (hook.path, hook.secret);
+    // Each area reads what it shows (a credential read, a history query, the PHP versions): a site with
+    // long histories opens its tabs without paying for the others.
+    let deploy_key = match area {
+        "overview" => state.domain.deploy_key(&site).await?,
+        _ => String::new(),
+    };
+    let (webhook_url, webhook_secret, webhook_provider) = match area {
+        "deployments" => {
+            let hook = state.domain.webhook(&site).await?;
+            let url = format!(
+                "{}{}",
+                state.base_url(headers).unwrap_or_default(),
+                hook.path.expose()
+            );
+            (url, Some(hook.secret), hook.provider.as_str().to_string())
+        }
+        _ => (String::new(), None, String::new()),
+    };
     // The page shows what the caller's role may read, and no more.
     let may_read_credentials = state
         .domain
@@ -211,7 +225,9 @@ pub async fn site_view(
         .await?;
     let may_read_env = state.domain.may(&u.user, &server, Action::ReadEnv).await?;
     let kept: Vec<&str> = config.releases.iter().map(|r| r.name.as_str()).collect();
-    let deployments = state.store.deployments(site.id, 30).await?;
+    // Other areas read the newest few only, for deployments still at work.
+    let deployments_shown = if area == "deployments" { 30 } else { 3 };
+    let deployments = state.store.deployments(site.id, deployments_shown).await?;
     let mut jobs = Vec::new();
     for d in deployments.iter().take(3) {
         if let Some(j) = d.job_id
@@ -252,10 +268,11 @@ pub async fn site_view(
                 && d.release != config.current_release,
         })
         .collect();
-    let commands = state
-        .store
-        .site_commands(site.id, 20)
-        .await?
+    let commands = match area {
+        "commands" => state.store.site_commands(site.id, 20).await?,
+        _ => Vec::new(),
+    };
+    let commands = commands
         .into_iter()
         .map(|c| CommandRow {
             status: if c.timed_out {
@@ -301,7 +318,7 @@ pub async fn site_view(
         None => config.tasks.to_text(),
     };
     let presets = laravel_presets(&config, &schedules, &daemons);
-    let other_php_versions: Vec<String> = if config.kind.runs_php() {
+    let other_php_versions: Vec<String> = if config.kind.runs_php() && area == "environment" {
         state
             .domain
             .php_versions(&server)
@@ -409,13 +426,11 @@ pub async fn site_view(
             env_loaded,
             env,
             commands,
-            webhook_url: format!(
-                "{}{}",
-                state.base_url(headers).unwrap_or_default(),
-                hook.expose()
-            ),
+            webhook_url,
             webhook_secret: if may_read_credentials {
-                secret.expose().to_string()
+                webhook_secret
+                    .map(|s| s.expose().to_string())
+                    .unwrap_or_default()
             } else {
                 "(hidden: your role may not read credentials)".to_string()
             },
