@@ -14,6 +14,8 @@ use brokeforge_packages::services::server::drift::{
 use brokeforge_packages::services::sites::common::SiteRef;
 use brokeforge_packages::services::sites::tasks::SiteTasksInstaller;
 use brokeforge_packages::services::sites::vhost_repair::rewrite_vhost;
+use brokeforge_packages::services::webserver::nginx::WebServerConfig;
+use brokeforge_packages::services::webserver::php::{PhpSettingsInstaller, PhpSettingsRequest};
 use brokeforge_store::{Job, Server};
 use serde::Serialize;
 
@@ -180,9 +182,39 @@ impl Domain {
     }
 
     async fn queue_repair(&self, server: &Server, repair: &Repair) -> DomainResult<Job> {
-        let site_id = match repair {
-            Repair::SiteVhost { site_id, .. } | Repair::SiteTasks { site_id, .. } => *site_id,
+        let job = match repair {
+            Repair::PhpSettings { version } => {
+                // The settings as BrokeForge has them, set again: the installer writes both files.
+                let config = WebServerConfig::current(&self.store, server.id).await?;
+                let request = PhpSettingsRequest {
+                    version: version.clone(),
+                    set: config
+                        .php_settings
+                        .get(version)
+                        .cloned()
+                        .unwrap_or_default(),
+                    unset: Vec::new(),
+                };
+                job::<PhpSettingsInstaller>(server.id, &request)?
+            }
+            Repair::SiteVhost { site_id, .. } => {
+                let site = self.site_on(server, *site_id).await?;
+                return Ok(rewrite_vhost(&self.store, &site).await?);
+            }
+            Repair::SiteTasks { site_id, .. } => {
+                let site = self.site_on(server, *site_id).await?;
+                job::<SiteTasksInstaller>(server.id, &SiteRef { site_id: site.id })?
+            }
         };
+        Ok(self.store.enqueue(&job).await?)
+    }
+
+    /// A site a repair names, which must be on the server being repaired.
+    async fn site_on(
+        &self,
+        server: &Server,
+        site_id: i64,
+    ) -> DomainResult<brokeforge_store::ServerSite> {
         let site = self.store.site(site_id).await?;
         if site.server_id != server.id {
             return Err(DomainError::invalid(
@@ -190,16 +222,7 @@ impl Domain {
                 "the site is on another server",
             ));
         }
-        match repair {
-            Repair::SiteVhost { .. } => Ok(rewrite_vhost(&self.store, &site).await?),
-            Repair::SiteTasks { .. } => {
-                let payload = SiteRef { site_id: site.id };
-                Ok(self
-                    .store
-                    .enqueue(&job::<SiteTasksInstaller>(server.id, &payload)?)
-                    .await?)
-            }
-        }
+        Ok(site)
     }
 
     /// Queue a check on provisioned servers whose last one is older than `every_ms` (at most `batch` at a

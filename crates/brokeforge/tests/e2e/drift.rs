@@ -1,7 +1,8 @@
 //! Drift on a real host (part of the cli story, host 16): a clean check (provisioning's users, sudo rules and
 //! SSH hardening as rendered), then a vhost edited by hand, a
-//! schedule's cron file removed and a ufw rule added by hand are reported as changed (with a diff), missing
-//! and unexpected; repair writes the vhost and the cron file again and leaves the hand-made rule alone; the
+//! schedule's cron file removed, a php.ini setting of BrokeForge's changed and a ufw rule added by hand are
+//! reported as changed (with a diff), missing, changed and unexpected; repair writes the vhost, the cron file
+//! and the php.ini settings again and leaves the hand-made rule alone; the
 //! rule marked "managed by hand" says so. A drift alert rule (evaluated by `serve` every 10 s) fires on the
 //! drifted check and resolves once what is left is all managed by hand.
 
@@ -53,6 +54,26 @@ pub async fn drift_is_found_and_repaired(
         "--follow",
     ]);
     assert_eq!(r.0, Some(0), "site tasks: {}\n{}", r.1, r.2);
+    // A php.ini setting set in BrokeForge: its files (FPM's and the CLI's) are items too.
+    let php = host
+        .root("ls /etc/php | sort -V | tail -n 1")
+        .await
+        .stdout_text()
+        .trim()
+        .to_string();
+    let r = cli(&[
+        "php",
+        "settings",
+        "--server",
+        server,
+        "--version",
+        &php,
+        "--set",
+        "max_input_vars=3000",
+        "--follow",
+    ]);
+    assert_eq!(r.0, Some(0), "php settings: {}\n{}", r.1, r.2);
+    let ini = format!("/etc/php/{php}/fpm/conf.d/99-settings-brokeforge.ini");
     let clean = json(
         cli(&["--json", "check", "--server", server, "--follow"]),
         "check (clean)",
@@ -74,6 +95,8 @@ pub async fn drift_is_found_and_repaired(
         "user:worker",
         "file:/etc/sudoers.d/brokeforge",
         "file:/etc/ssh/sshd_config.d/01-brokeforge.conf",
+        &format!("file:{ini}"),
+        &format!("file:/etc/php/{php}/cli/conf.d/99-settings-brokeforge.ini"),
     ] {
         assert_eq!(item(&clean, name)["state"], "ok", "{name}");
     }
@@ -94,7 +117,7 @@ pub async fn drift_is_found_and_repaired(
     let hand = host
         .root(&format!(
             "sed -i 's/^}}$/    # tuned by hand\\n}}/' {vhost} && grep -c 'tuned by hand' {vhost} && \
-             rm {cron_file} && ufw allow 9998/tcp >/dev/null && echo done"
+             rm {cron_file} && sed -i 's/= 3000/= 5000/' {ini} && ufw allow 9998/tcp >/dev/null && echo done"
         ))
         .await;
     assert!(
@@ -115,6 +138,16 @@ pub async fn drift_is_found_and_repaired(
         item(&drifted, &format!("file:{cron_file}"))["state"],
         "missing"
     );
+    let i = item(&drifted, &format!("file:{ini}"));
+    assert_eq!(i["state"], "changed", "{i:#}");
+    assert!(
+        i["diff"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("+max_input_vars = 5000"),
+        "{i:#}"
+    );
+    assert_eq!(i["repair"]["package"], "php_settings");
     let rule = drifted["items"]
         .as_array()
         .unwrap()
@@ -158,7 +191,11 @@ pub async fn drift_is_found_and_repaired(
         .iter()
         .filter_map(|s| s["repair"]["package"].as_str())
         .collect();
-    assert_eq!(packages, ["site_vhost", "site_tasks"], "{plan:#}");
+    assert_eq!(
+        packages,
+        ["site_vhost", "site_tasks", "php_settings"],
+        "{plan:#}"
+    );
     assert!(plan["steps"][0]["job_id"].is_null(), "{plan:#}");
     assert!(
         plan["left"]
@@ -191,6 +228,17 @@ pub async fn drift_is_found_and_repaired(
         item(after, &format!("file:{cron_file}"))["state"],
         "ok",
         "{after:#}"
+    );
+    assert_eq!(
+        item(after, &format!("file:{ini}"))["state"],
+        "ok",
+        "{after:#}"
+    );
+    assert_eq!(
+        host.root(&format!("grep -c 'max_input_vars = 3000' {ini}"))
+            .await
+            .stdout_text(),
+        "1\n"
     );
     let mut left = before.clone();
     left.push(format!(

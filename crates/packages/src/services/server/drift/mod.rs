@@ -28,6 +28,7 @@ use crate::services::sites::config::{SiteConfig, SiteKind};
 use crate::services::sites::tasks::SiteTasksInstaller;
 use crate::services::sites::vhost::render_vhost;
 use crate::services::webserver::nginx::WebServerConfig;
+use crate::services::webserver::php::{settings_file, settings_text};
 
 pub fn register(r: &mut Registry) {
     r.installer(DriftCheckInstaller);
@@ -74,6 +75,8 @@ pub enum Repair {
     SiteVhost { site_id: i64, domain: String },
     /// The site's scheduled commands and daemons applied again (`site_tasks_installer`).
     SiteTasks { site_id: i64, domain: String },
+    /// A PHP version's php.ini settings written again (`php_settings_installer`).
+    PhpSettings { version: String },
 }
 
 impl Repair {
@@ -82,6 +85,9 @@ impl Repair {
             Repair::SiteVhost { domain, .. } => format!("Write the vhost of {domain} again"),
             Repair::SiteTasks { domain, .. } => {
                 format!("Apply the scheduled commands and daemons of {domain} again")
+            }
+            Repair::PhpSettings { version } => {
+                format!("Write the php.ini settings of PHP {version} again")
             }
         }
     }
@@ -255,9 +261,24 @@ impl Expected {
                 e.user(u, format!("user {u} (provisioning)"));
             }
         }
-        let php = WebServerConfig::current(cx.store, server.id)
-            .await?
-            .php_versions;
+        let webserver = WebServerConfig::current(cx.store, server.id).await?;
+        let php = webserver.php_versions.clone();
+        // The php.ini settings set in BrokeForge, for FPM and the CLI, of each installed version.
+        for (version, settings) in &webserver.php_settings {
+            if settings.is_empty() || !php.contains(version) {
+                continue;
+            }
+            for sapi in ["fpm", "cli"] {
+                e.file(
+                    settings_file(version, sapi),
+                    format!("php.ini settings of PHP {version} ({})", sapi.to_uppercase()),
+                    settings_text(version, settings),
+                    Some(Repair::PhpSettings {
+                        version: version.clone(),
+                    }),
+                );
+            }
+        }
         for s in cx.store.services(server.id).await? {
             if s.status != ServiceStatus::Active {
                 continue;

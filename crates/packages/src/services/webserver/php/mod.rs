@@ -212,6 +212,17 @@ pub fn settings_file(version: &str, sapi: &str) -> String {
     format!("/etc/php/{version}/{sapi}/conf.d/99-settings-brokeforge.ini")
 }
 
+/// The settings file's text for a version's settings: what the installer writes and drift compares with.
+pub fn settings_text(version: &str, settings: &std::collections::BTreeMap<String, String>) -> String {
+    let mut text = format!(
+        "; Managed by BrokeForge: PHP {version} settings set in BrokeForge (after the web server's defaults).\n"
+    );
+    for (k, val) in settings {
+        text.push_str(&format!("{k} = {val}\n"));
+    }
+    text
+}
+
 pub struct PhpSettingsInstaller;
 
 impl Package for PhpSettingsInstaller {
@@ -235,12 +246,7 @@ impl Package for PhpSettingsInstaller {
     fn commands(&self, p: &PhpSettingsPlan) -> Result<Plan, PackageError> {
         use PhpSettingsInstallerMilestones as M;
         let v = &p.version;
-        let mut text = format!(
-            "; Managed by BrokeForge: PHP {v} settings set in BrokeForge (after the web server's defaults).\n"
-        );
-        for (k, val) in &p.settings {
-            text.push_str(&format!("{k} = {val}\n"));
-        }
+        let text = settings_text(v, &p.settings);
         let files: Vec<String> = ["fpm", "cli"].iter().map(|s| settings_file(v, s)).collect();
         let keep = files
             .iter()
