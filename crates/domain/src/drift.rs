@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use brokeforge_core::time::now_ms;
 use brokeforge_packages::Package;
 use brokeforge_packages::base::package::job;
+use brokeforge_packages::catalogue;
 use brokeforge_packages::services::server::drift::{
     DriftCheckInstaller, DriftCheckRequest, DriftItem, DriftReport, Repair,
 };
@@ -196,6 +197,9 @@ impl Domain {
                     unset: Vec::new(),
                 };
                 job::<PhpSettingsInstaller>(server.id, &request)?
+            }
+            Repair::Service { name, settings } => {
+                return Ok(catalogue::install(&self.store, server.id, name, settings).await?);
             }
             Repair::SiteVhost { site_id, .. } => {
                 let site = self.site_on(server, *site_id).await?;

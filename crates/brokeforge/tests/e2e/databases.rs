@@ -91,6 +91,8 @@ async fn databases_install_bound_to_localhost_and_remove_independently() {
         "1"
     );
 
+    mariadb_settings_drift_and_repair(&host, store, id).await;
+
     // Converges; the generated password is kept.
     install(store, id, "redis", &[]).await;
     assert_eq!(
@@ -418,4 +420,70 @@ async fn wordpress_site(host: &DebianHost, store: &brokeforge_store::Store, id: 
         "the database password is in a log"
     );
     assert!(!logs.contains("AUTH_KEY"), "wp-config.php is in a log");
+}
+
+/// MariaDB's settings file is a drift item as rendered; changed by hand it is reported with a diff, and
+/// repair installs MariaDB again with its settings, which puts the file back (still bound to loopback).
+async fn mariadb_settings_drift_and_repair(
+    host: &DebianHost,
+    store: &brokeforge_store::Store,
+    id: i64,
+) {
+    use brokeforge_packages::services::server::drift::{DriftState, Repair};
+    let domain = brokeforge_domain::Domain::new(store.clone());
+    let server = store.server(id).await.unwrap();
+    let cnf = "/etc/mysql/mariadb.conf.d/60-brokeforge.cnf";
+    let name = format!("file:{cnf}");
+    let check = || async {
+        let job = domain.check_drift(&server).await.unwrap();
+        let job = wait_job(store, job.id, Duration::from_secs(120)).await;
+        assert_eq!(job.status, JobStatus::Done, "drift check: {job:?}");
+        let view = domain.drift_report(&server).await.unwrap().unwrap();
+        view.report
+            .items
+            .into_iter()
+            .find(|i| i.item == name)
+            .unwrap_or_else(|| panic!("{name} is not a drift item"))
+    };
+    assert_eq!(check().await.state, DriftState::Ok);
+    let hand = host
+        .root(&format!(
+            "sed -i 's/^max_connections = .*/max_connections = 50/' {cnf} && grep -c '= 50' {cnf}"
+        ))
+        .await;
+    assert_eq!(hand.stdout_text(), "1\n", "{}", hand.stderr_text());
+    let drifted = check().await;
+    assert_eq!(drifted.state, DriftState::Changed, "{drifted:?}");
+    assert!(
+        drifted
+            .diff
+            .as_deref()
+            .unwrap_or_default()
+            .contains("+max_connections = 50"),
+        "{drifted:?}"
+    );
+    assert!(
+        matches!(&drifted.repair, Some(Repair::Service { name, .. }) if name == "mariadb"),
+        "{drifted:?}"
+    );
+    let plan = domain.repair_drift(&server, true).await.unwrap();
+    assert!(!plan.steps.is_empty(), "{plan:?}");
+    for step in &plan.steps {
+        let job = wait_job(store, step.job_id.unwrap(), Duration::from_secs(300)).await;
+        assert_eq!(
+            job.status,
+            JobStatus::Done,
+            "repair {}: {job:?}",
+            step.title
+        );
+    }
+    assert_eq!(check().await.state, DriftState::Ok);
+    let listening = host.root("ss -Hltn | awk '{print $4}'").await.stdout_text();
+    assert!(
+        listening
+            .lines()
+            .filter(|l| l.ends_with(":3306"))
+            .all(|a| a.starts_with("127.0.0.1:") || a.starts_with("[::1]:")),
+        "{listening}"
+    );
 }

@@ -22,22 +22,43 @@ impl EngineSpec for MariaDb {
     const REMOVER_JOB: &'static str = "mariadb_remover";
 
     fn configure(plan: Plan, input: &EngineInput) -> Result<Plan, PackageError> {
-        server_cnf(plan, input, "/etc/mysql/mariadb.conf.d")
+        server_cnf(plan, input, MARIADB_CNF_DIR)
     }
 }
 
 /// The server's settings (MySQL reads the same file from its own directory).
 pub fn server_cnf(plan: Plan, input: &EngineInput, dir: &str) -> Result<Plan, PackageError> {
-    let opened = !input.sources.is_empty();
-    let cnf = templates::render(
-        &SERVER_CNF,
-        json!({"bind_address": if opened { "0.0.0.0" } else { "127.0.0.1" }, "max_connections": 200}),
-    )?;
+    let cnf = server_cnf_text(!input.sources.is_empty())?;
     Ok(plan.put_file(FileStep::new(
-        format!("{dir}/60-brokeforge.cnf"),
+        server_cnf_path(dir),
         FileContents::Text(cnf),
         0o644,
     )))
+}
+
+/// The settings file in an engine's configuration directory.
+pub fn server_cnf_path(dir: &str) -> String {
+    format!("{dir}/60-brokeforge.cnf")
+}
+
+/// The settings file's text: bound to localhost unless remote access is `opened` (what drift compares with).
+pub fn server_cnf_text(opened: bool) -> Result<String, PackageError> {
+    templates::render(
+        &SERVER_CNF,
+        json!({"bind_address": if opened { "0.0.0.0" } else { "127.0.0.1" }, "max_connections": 200}),
+    )
+}
+
+pub const MARIADB_CNF_DIR: &str = "/etc/mysql/mariadb.conf.d";
+pub const MYSQL_CNF_DIR: &str = "/etc/mysql/mysql.conf.d";
+
+/// The configuration directory MariaDB (`mariadb`) or MySQL (`mysql`) reads.
+pub fn cnf_dir(service: &str) -> Option<&'static str> {
+    match service {
+        "mariadb" => Some(MARIADB_CNF_DIR),
+        "mysql" => Some(MYSQL_CNF_DIR),
+        _ => None,
+    }
 }
 
 pub fn register(r: &mut Registry) {

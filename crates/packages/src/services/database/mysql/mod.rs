@@ -15,7 +15,7 @@ impl EngineSpec for MySql {
     const REMOVER_JOB: &'static str = "mysql_remover";
 
     fn configure(plan: Plan, input: &EngineInput) -> Result<Plan, PackageError> {
-        server_cnf(plan, input, "/etc/mysql/mysql.conf.d")
+        server_cnf(plan, input, super::mariadb::MYSQL_CNF_DIR)
     }
 
     fn unavailable(os: &str) -> Option<String> {

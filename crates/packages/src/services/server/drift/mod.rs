@@ -27,6 +27,7 @@ use crate::services::sites::common::{SiteUser, app_unit, vhost_path};
 use crate::services::sites::config::{SiteConfig, SiteKind};
 use crate::services::sites::tasks::SiteTasksInstaller;
 use crate::services::sites::vhost::render_vhost;
+use crate::services::database::mariadb::{cnf_dir, server_cnf_path, server_cnf_text};
 use crate::services::webserver::nginx::WebServerConfig;
 use crate::services::webserver::php::{settings_file, settings_text};
 
@@ -77,6 +78,11 @@ pub enum Repair {
     SiteTasks { site_id: i64, domain: String },
     /// A PHP version's php.ini settings written again (`php_settings_installer`).
     PhpSettings { version: String },
+    /// A catalogue service installed again with the settings it has (its installer is idempotent).
+    Service {
+        name: String,
+        settings: BTreeMap<String, String>,
+    },
 }
 
 impl Repair {
@@ -89,6 +95,7 @@ impl Repair {
             Repair::PhpSettings { version } => {
                 format!("Write the php.ini settings of PHP {version} again")
             }
+            Repair::Service { name, .. } => format!("Install {name} again with its settings"),
         }
     }
 }
@@ -306,6 +313,24 @@ impl Expected {
             }
             if let Some(p) = port {
                 e.service_ports.insert(p.to_string());
+            }
+            // A MySQL-family server's settings file (bound to localhost unless remote access is open).
+            if let Some(dir) = cnf_dir(&s.service_name) {
+                let sources: Vec<String> = s.configuration["allowed_sources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect();
+                e.file(
+                    server_cnf_path(dir),
+                    format!("settings of {}", s.service_name),
+                    server_cnf_text(!sources.is_empty())?,
+                    Some(Repair::Service {
+                        name: s.service_name.clone(),
+                        settings: BTreeMap::from([("allowed_sources".into(), sources.join(","))]),
+                    }),
+                );
             }
         }
         for site in cx.store.sites(server.id).await? {
