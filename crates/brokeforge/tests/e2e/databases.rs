@@ -91,7 +91,7 @@ async fn databases_install_bound_to_localhost_and_remove_independently() {
         "1"
     );
 
-    mariadb_settings_drift_and_repair(&host, store, id).await;
+    database_drift_and_repair(&host, store, id).await;
 
     // Converges; the generated password is kept.
     install(store, id, "redis", &[]).await;
@@ -424,17 +424,12 @@ async fn wordpress_site(host: &DebianHost, store: &brokeforge_store::Store, id: 
 
 /// MariaDB's settings file is a drift item as rendered; changed by hand it is reported with a diff, and
 /// repair installs MariaDB again with its settings, which puts the file back (still bound to loopback).
-async fn mariadb_settings_drift_and_repair(
-    host: &DebianHost,
-    store: &brokeforge_store::Store,
-    id: i64,
-) {
-    use brokeforge_packages::services::server::drift::{DriftState, Repair};
+/// Redis stopped and disabled by hand is reported, and repair installs it again, which starts it.
+async fn database_drift_and_repair(host: &DebianHost, store: &brokeforge_store::Store, id: i64) {
+    use brokeforge_packages::services::server::drift::{DriftItem, DriftState, Repair};
     let domain = brokeforge_domain::Domain::new(store.clone());
     let server = store.server(id).await.unwrap();
-    let cnf = "/etc/mysql/mariadb.conf.d/60-brokeforge.cnf";
-    let name = format!("file:{cnf}");
-    let check = || async {
+    let check = async |name: &str| -> DriftItem {
         let job = domain.check_drift(&server).await.unwrap();
         let job = wait_job(store, job.id, Duration::from_secs(120)).await;
         assert_eq!(job.status, JobStatus::Done, "drift check: {job:?}");
@@ -445,14 +440,30 @@ async fn mariadb_settings_drift_and_repair(
             .find(|i| i.item == name)
             .unwrap_or_else(|| panic!("{name} is not a drift item"))
     };
-    assert_eq!(check().await.state, DriftState::Ok);
+    let repair = async || {
+        let plan = domain.repair_drift(&server, true).await.unwrap();
+        assert!(!plan.steps.is_empty(), "{plan:?}");
+        for step in &plan.steps {
+            let job = wait_job(store, step.job_id.unwrap(), Duration::from_secs(300)).await;
+            assert_eq!(
+                job.status,
+                JobStatus::Done,
+                "repair {}: {job:?}",
+                step.title
+            );
+        }
+    };
+
+    let cnf = "/etc/mysql/mariadb.conf.d/60-brokeforge.cnf";
+    let file = format!("file:{cnf}");
+    assert_eq!(check(&file).await.state, DriftState::Ok);
     let hand = host
         .root(&format!(
             "sed -i 's/^max_connections = .*/max_connections = 50/' {cnf} && grep -c '= 50' {cnf}"
         ))
         .await;
     assert_eq!(hand.stdout_text(), "1\n", "{}", hand.stderr_text());
-    let drifted = check().await;
+    let drifted = check(&file).await;
     assert_eq!(drifted.state, DriftState::Changed, "{drifted:?}");
     assert!(
         drifted
@@ -466,18 +477,8 @@ async fn mariadb_settings_drift_and_repair(
         matches!(&drifted.repair, Some(Repair::Service { name, .. }) if name == "mariadb"),
         "{drifted:?}"
     );
-    let plan = domain.repair_drift(&server, true).await.unwrap();
-    assert!(!plan.steps.is_empty(), "{plan:?}");
-    for step in &plan.steps {
-        let job = wait_job(store, step.job_id.unwrap(), Duration::from_secs(300)).await;
-        assert_eq!(
-            job.status,
-            JobStatus::Done,
-            "repair {}: {job:?}",
-            step.title
-        );
-    }
-    assert_eq!(check().await.state, DriftState::Ok);
+    repair().await;
+    assert_eq!(check(&file).await.state, DriftState::Ok);
     let listening = host.root("ss -Hltn | awk '{print $4}'").await.stdout_text();
     assert!(
         listening
@@ -485,5 +486,23 @@ async fn mariadb_settings_drift_and_repair(
             .filter(|l| l.ends_with(":3306"))
             .all(|a| a.starts_with("127.0.0.1:") || a.starts_with("[::1]:")),
         "{listening}"
+    );
+
+    let unit = "unit:redis-server";
+    assert_eq!(check(unit).await.state, DriftState::Ok);
+    host.root("systemctl disable --now redis-server").await;
+    let stopped = check(unit).await;
+    assert_eq!(stopped.state, DriftState::Changed, "{stopped:?}");
+    assert!(
+        matches!(&stopped.repair, Some(Repair::Service { name, .. }) if name == "redis"),
+        "{stopped:?}"
+    );
+    repair().await;
+    assert_eq!(check(unit).await.state, DriftState::Ok);
+    assert_eq!(
+        host.root("systemctl is-enabled redis-server")
+            .await
+            .stdout_text(),
+        "enabled\n"
     );
 }

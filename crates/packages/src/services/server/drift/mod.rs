@@ -219,6 +219,40 @@ pub fn service_parts(
     (packages, units, port)
 }
 
+/// Installing a service again with the settings it has puts back its packages, units and settings file: for
+/// the services whose settings its record keeps whole (not the web server, whose PHP versions and pools
+/// have their own packages, nor the collector, whose address comes from the panel).
+fn service_repair(s: &brokeforge_store::ServerService) -> Option<Repair> {
+    if !matches!(
+        s.service_name.as_str(),
+        "mariadb" | "mysql" | "postgresql" | "redis" | "memcached" | "nodejs"
+    ) {
+        return None;
+    }
+    let entry = crate::catalogue::entry(&s.service_name).ok()?;
+    let settings = entry
+        .parameters
+        .iter()
+        .filter_map(|p| {
+            let text = match &s.configuration[p.name] {
+                serde_json::Value::Null => return None,
+                serde_json::Value::String(v) => v.clone(),
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), String::from))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => other.to_string(),
+            };
+            Some((p.name.to_string(), text))
+        })
+        .collect();
+    Some(Repair::Service {
+        name: s.service_name.clone(),
+        settings,
+    })
+}
+
 impl Expected {
     fn file(&mut self, path: String, what: String, text: String, repair: Option<Repair>) {
         self.files.push((
@@ -291,12 +325,13 @@ impl Expected {
                 continue;
             }
             let (packages, units, port) = service_parts(&s.service_name, &php);
+            let repair = service_repair(&s);
             for p in packages {
                 e.packages.push(Wanted {
                     item: format!("package:{p}"),
                     what: format!("package {p} of {}", s.service_name),
                     value: p,
-                    repair: None,
+                    repair: repair.clone(),
                 });
             }
             for u in units {
@@ -304,7 +339,7 @@ impl Expected {
                     item: format!("unit:{u}"),
                     what: format!("service {u} of {}", s.service_name),
                     value: u,
-                    repair: None,
+                    repair: repair.clone(),
                 });
             }
             if s.service_name == "webserver" {
@@ -316,20 +351,14 @@ impl Expected {
             }
             // A MySQL-family server's settings file (bound to localhost unless remote access is open).
             if let Some(dir) = cnf_dir(&s.service_name) {
-                let sources: Vec<String> = s.configuration["allowed_sources"]
+                let opened = s.configuration["allowed_sources"]
                     .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect();
+                    .is_some_and(|a| !a.is_empty());
                 e.file(
                     server_cnf_path(dir),
                     format!("settings of {}", s.service_name),
-                    server_cnf_text(!sources.is_empty())?,
-                    Some(Repair::Service {
-                        name: s.service_name.clone(),
-                        settings: BTreeMap::from([("allowed_sources".into(), sources.join(","))]),
-                    }),
+                    server_cnf_text(opened)?,
+                    repair.clone(),
                 );
             }
         }
