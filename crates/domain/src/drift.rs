@@ -199,7 +199,7 @@ impl Domain {
                 job::<PhpSettingsInstaller>(server.id, &request)?
             }
             Repair::Service { name, settings } => {
-                return Ok(catalogue::install(&self.store, server.id, name, settings).await?);
+                return Ok(catalogue::install(&self.store, server.id, name, &settings.0).await?);
             }
             Repair::SiteVhost { site_id, .. } => {
                 let site = self.site_on(server, *site_id).await?;

@@ -81,9 +81,16 @@ pub enum Repair {
     /// A catalogue service installed again with the settings it has (its installer is idempotent).
     Service {
         name: String,
-        settings: BTreeMap<String, String>,
+        settings: ServiceSettings,
     },
 }
+
+/// A catalogue package's settings by parameter name. A named type so that API clients generate one model for
+/// it (an inline map inside a tagged enum's variant made openapi-python-client emit a duplicate model).
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub struct ServiceSettings(pub BTreeMap<String, String>);
 
 impl Repair {
     pub fn label(&self) -> String {
@@ -249,7 +256,7 @@ fn service_repair(s: &brokeforge_store::ServerService) -> Option<Repair> {
         .collect();
     Some(Repair::Service {
         name: s.service_name.clone(),
-        settings,
+        settings: ServiceSettings(settings),
     })
 }
 
