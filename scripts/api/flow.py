@@ -1,12 +1,13 @@
 """A short flow through BrokeForge's API with a client generated from its OpenAPI document by
 openapi-python-client (a generator no one here wrote): sign in with a token, read who we are, add a server
-(and retry it with its Idempotency-Key), list servers, read the server, read its onboarding job until it ends, and get a typed error for another's
+(and retry it with its Idempotency-Key), list servers, read the server, read its onboarding job until it ends (its timestamps as datetimes), and get a typed error for another's
 server. Every answer is parsed into the generated models, so a document that does not match what the
 server sends fails here.
 
 Usage: flow.py CLIENT_DIR BASE_URL TOKEN EMAIL PASSWORD ROOT_KEY_FILE
 """
 
+import datetime
 import sys
 import time
 
@@ -72,6 +73,16 @@ while True:
         sys.exit(f"api flow: the job did not end: {job!r}")
     time.sleep(0.2)
 check("read the job", job.job.status == JobStatus.FAILED and job.job.error, repr(job))
+# Timestamps are RFC 3339: the generated model reads them as aware datetimes, in order.
+j = job.job
+check(
+    "job timestamps",
+    isinstance(j.created_at, datetime.datetime)
+    and j.created_at.tzinfo is not None
+    and isinstance(j.finished_at, datetime.datetime)
+    and j.created_at <= j.finished_at <= datetime.datetime.now(datetime.timezone.utc),
+    repr(j),
+)
 
 missing = get_servers_id.sync(id=added.server.id + 1000, client=api)
 check("a typed error", isinstance(missing, ErrorBody) and missing.error.code == "not_found", repr(missing))

@@ -337,7 +337,7 @@ impl Client {
             return Ok(s["server"].clone());
         }
         if let Ok(id) = name_or_id.parse::<i64>() {
-            let page = self.get(&format!("/servers?after={}&limit=1", id - 1))?;
+            let page = self.get(&format!("/servers?cursor={}&limit=1", id - 1))?;
             if let Some(s) = page["servers"].as_array().and_then(|l| l.first())
                 && s["server"]["id"].as_i64() == Some(id)
             {
@@ -366,12 +366,12 @@ impl Client {
     /// Every server of the user, page by page.
     pub fn all_servers(&self) -> Result<Vec<ServerEntry>> {
         let mut out = Vec::new();
-        let mut after = 0;
+        let mut cursor = String::new();
         loop {
-            let page: ServerList = self.get_as(&format!("/servers?after={after}&limit=1000"))?;
+            let page: ServerList = self.get_as(&format!("/servers?cursor={cursor}&limit=1000"))?;
             out.extend(page.servers);
-            match page.next.and_then(|n| n.after) {
-                Some(next) => after = next,
+            match page.next_cursor {
+                Some(next) => cursor = urlencode(&next),
                 None => return Ok(out),
             }
         }
@@ -672,4 +672,16 @@ fn query_value(v: &str) -> String {
 fn typed<T: serde::de::DeserializeOwned>(path: &str, v: Value) -> Result<T> {
     serde_json::from_value(v)
         .with_context(|| format!("the answer of {path} is not what the API documents"))
+}
+
+/// A value as it goes into a URL path or query.
+pub(crate) fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

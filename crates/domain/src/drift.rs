@@ -28,6 +28,7 @@ pub struct DriftView {
     /// The check job it came from.
     pub job_id: i64,
     /// When the check finished (Unix ms).
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub checked_at: Option<i64>,
     #[serde(flatten)]
     pub report: DriftReport,

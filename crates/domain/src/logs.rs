@@ -26,10 +26,10 @@ pub struct LogRequest {
     pub unit: Option<String>,
     #[serde(default)]
     pub lines: Option<u32>,
-    /// Unix milliseconds.
-    #[serde(default)]
+    /// RFC 3339 (Unix milliseconds are read too).
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub since: Option<i64>,
-    #[serde(default)]
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub until: Option<i64>,
     #[serde(default)]
     pub follow: bool,

@@ -16,10 +16,14 @@ pub struct ApiToken {
     pub name: String,
     /// The first characters of the token, to recognise it in a list.
     pub prefix: String,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub last_used_at: Option<i64>,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub revoked_at: Option<i64>,
     pub scope: TokenScope,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub expires_at: Option<i64>,
 }
 
@@ -67,7 +71,9 @@ pub const SESSION_ID_LEN: usize = 16;
 #[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct SessionInfo {
     pub id: String,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub expires_at: i64,
     pub ip: String,
     pub user_agent: String,

@@ -23,6 +23,7 @@ pub struct NewAuditEntry {
 #[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct AuditEntry {
     pub id: i64,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub at: i64,
     pub user_id: Option<i64>,
     pub actor: String,

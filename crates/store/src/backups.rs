@@ -18,6 +18,7 @@ pub struct BackupStorage {
     pub name: String,
     pub kind: String,
     pub configuration: serde_json::Value,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
 }
 
@@ -39,10 +40,13 @@ pub struct BackupPlan {
     pub schedule: Option<String>,
     pub verify_schedule: Option<String>,
     pub retention: serde_json::Value,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub next_run_at: Option<i64>,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub next_verify_at: Option<i64>,
     /// The last restore drill: when, how long, row counts, or why it failed.
     pub last_verify: Option<serde_json::Value>,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
 }
 
@@ -68,6 +72,7 @@ pub struct BackupSnapshot {
     pub job_id: Option<i64>,
     pub size_bytes: Option<i64>,
     pub duration_ms: Option<i64>,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub taken_at: i64,
 }
 

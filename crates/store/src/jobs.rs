@@ -89,14 +89,19 @@ pub struct Job {
     pub status: JobStatus,
     pub attempt: i64,
     pub max_attempts: i64,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub run_at: i64,
     pub lease_owner: Option<String>,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub lease_expires_at: Option<i64>,
     pub cancel_requested: bool,
     pub error: Option<String>,
     pub result: Option<serde_json::Value>,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub started_at: Option<i64>,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub finished_at: Option<i64>,
 }
 

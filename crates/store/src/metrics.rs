@@ -17,12 +17,15 @@ fn token_hash(token: &str) -> String {
 pub struct MonitoringAgent {
     pub server_id: i64,
     pub interval_secs: i64,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub last_seen_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Sample {
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub at: i64,
     pub value: f64,
 }

@@ -13,6 +13,7 @@ pub struct User {
     #[serde(skip)]
     pub password_hash: String,
     pub is_admin: bool,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
     /// Signing in asks for a second factor (TOTP or a recovery code).
     pub two_factor: bool,
@@ -32,7 +33,9 @@ pub struct Server {
     pub provision_status: ProvisionStatus,
     pub connection_status: ConnectionStatus,
     pub host_key_fingerprint: Option<String>,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub updated_at: i64,
 }
 
@@ -73,7 +76,9 @@ pub struct ServerService {
     pub configuration: serde_json::Value,
     pub status: ServiceStatus,
     pub error: Option<String>,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub updated_at: i64,
 }
 
@@ -89,7 +94,9 @@ pub struct ServerSite {
     /// Bumped by every change of `configuration` (changes are made under a check of it).
     #[serde(default)]
     pub config_revision: i64,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub updated_at: i64,
 }
 
@@ -118,7 +125,9 @@ pub struct ProvisionEvent {
     pub details: serde_json::Value,
     pub status: EventStatus,
     pub error: Option<String>,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub updated_at: i64,
 }
 
@@ -189,6 +198,7 @@ pub struct CommandLog {
     pub event_id: Option<i64>,
     pub stream: LogStream,
     pub chunk: String,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
 }
 
@@ -201,6 +211,7 @@ pub struct SiteCommandRecord {
     pub output: String,
     pub error_output: String,
     pub exit_code: Option<i64>,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub ran_at: i64,
     pub duration_ms: i64,
     pub success: bool,
@@ -261,8 +272,11 @@ pub struct Deployment {
     pub triggered_by: String,
     pub exit_code: Option<i64>,
     pub error: Option<String>,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub started_at: Option<i64>,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub finished_at: Option<i64>,
 }
 

@@ -23,11 +23,14 @@ pub struct SiteCheck {
     pub after_deploy: String,
     /// unknown | ok | failing
     pub state: String,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub next_check_at: i64,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub last_checked_at: Option<i64>,
     pub last_status: Option<i64>,
     pub last_ms: Option<i64>,
     pub last_error: Option<String>,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
 }
 
@@ -103,6 +106,7 @@ pub struct Channel {
     pub kind: String,
     /// Where it sends, with nothing secret in it (a URL's host, an email address).
     pub target: String,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
 }
 
@@ -120,12 +124,16 @@ pub struct AlertRule {
     pub channel_id: Option<i64>,
     /// ok | pending | firing | resolved
     pub state: String,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub pending_since: Option<i64>,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub state_since: i64,
     pub last_value: Option<f64>,
     /// What the last evaluation saw (the services that are down, the last report).
     pub detail: Option<String>,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub last_notified_at: Option<i64>,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
 }
 
@@ -150,7 +158,9 @@ pub struct Delivery {
     pub status: String,
     pub attempts: i64,
     pub error: Option<String>,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub finished_at: Option<i64>,
 }
 

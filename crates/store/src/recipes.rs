@@ -20,7 +20,9 @@ pub struct Recipe {
     /// `root` or `brokeforge`.
     pub run_as: String,
     pub created_by: Option<i64>,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub updated_at: i64,
 }
 
@@ -38,7 +40,9 @@ pub struct RecipeRun {
     pub max_failures: i64,
     /// running | stopped | done | failed
     pub status: String,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub finished_at: Option<i64>,
 }
 

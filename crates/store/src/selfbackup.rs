@@ -16,7 +16,9 @@ pub struct SelfBackup {
     pub storage_id: i64,
     pub schedule: String,
     pub keep_last: i64,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub next_run_at: i64,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub last_run_at: Option<i64>,
     pub last_ok: Option<bool>,
     pub last_message: Option<String>,

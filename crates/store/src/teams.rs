@@ -16,6 +16,7 @@ pub struct Team {
     /// A personal team: the user whose it is (it cannot take members).
     pub personal_of: Option<i64>,
     pub require_two_factor: bool,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
 }
 
@@ -27,6 +28,7 @@ pub struct Member {
     pub two_factor: bool,
     /// The servers the member is narrowed to (empty: all of the team's).
     pub servers: Vec<i64>,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
 }
 
@@ -39,8 +41,11 @@ pub struct Invitation {
     #[serde(skip)]
     pub token_hash: String,
     pub invited_by: Option<i64>,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub expires_at: i64,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub accepted_at: Option<i64>,
 }
 

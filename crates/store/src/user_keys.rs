@@ -14,6 +14,7 @@ pub struct UserSshKey {
     pub name: String,
     pub public_key: String,
     pub fingerprint: String,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
 }
 
@@ -25,6 +26,7 @@ pub struct KeyDeployment {
     pub user_id: i64,
     pub unix_user: String,
     pub status: String,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
 }
 

@@ -162,7 +162,7 @@ fn routes(busy: i64, quiet: i64, busy_job: i64, session: &str, token: &str) -> V
         ),
         r(
             "api_busy_events_1000",
-            format!("/api/v1/servers/{busy}/events?after=0&limit=1000"),
+            format!("/api/v1/servers/{busy}/events?limit=1000"),
             &api,
         ),
         r(

@@ -1,7 +1,7 @@
 //! `brokeforge audit`: the audit log, newest first (JSON lines with --json).
 
 use anyhow::{Result, anyhow};
-use brokeforge_core::time::{now_ms, utc_stamp};
+use brokeforge_core::time::{now_ms, rfc3339, utc_stamp};
 use clap::Args;
 
 use super::common::{team_id, urlencode};
@@ -63,7 +63,7 @@ pub async fn audit(c: ClientArgs, a: AuditArgs) -> Result<()> {
         query.push(format!("action={}", urlencode(x)));
     }
     if let Some(s) = &a.since {
-        query.push(format!("since={}", now_ms() - duration_ms(s)?));
+        query.push(format!("since={}", rfc3339(now_ms() - duration_ms(s)?)));
     }
     let v = client.get(&format!("/audit?{}", query.join("&")))?;
     let entries = v["entries"].as_array().cloned().unwrap_or_default();
@@ -79,7 +79,7 @@ pub async fn audit(c: ClientArgs, a: AuditArgs) -> Result<()> {
     for e in &entries {
         println!(
             "{}  {:<32} {:<44} {} {}  from {}",
-            utc_stamp(e["at"].as_i64().unwrap_or(0)),
+            utc_stamp(brokeforge_core::time::from_json(&e["at"]).unwrap_or(0)),
             e["actor"].as_str().unwrap_or_default(),
             e["action"].as_str().unwrap_or_default(),
             e["target"].as_str().unwrap_or_default(),

@@ -219,7 +219,7 @@ pub async fn backup(c: ClientArgs, cmd: BackupCommand) -> Result<()> {
                         "{:<10} {:<20} {:>12} {:>9}",
                         &id[..id.len().min(8)],
                         brokeforge_core::time::utc_stamp(
-                            s["taken_at"].as_i64().unwrap_or_default()
+                            brokeforge_core::time::from_json(&s["taken_at"]).unwrap_or_default()
                         ),
                         size(&s["size_bytes"]),
                         s["duration_ms"]

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, anyhow};
 use serde_json::{Value, json};
 
 pub(crate) use crate::client::job_of;
+pub(crate) use crate::client::urlencode;
 use crate::client::{Client, OutputMode, follow, job_title};
 use brokeforge_store::Job;
 
@@ -100,18 +101,6 @@ impl std::fmt::Display for ExitWith {
 }
 
 impl std::error::Error for ExitWith {}
-
-/// A value as it goes into a URL path or query.
-pub(crate) fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 /// The id of one of the caller's teams, by name or id; without one, the caller's personal team.
 pub(crate) fn team_id(client: &Client, team: Option<&str>) -> Result<i64> {

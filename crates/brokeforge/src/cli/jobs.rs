@@ -43,13 +43,13 @@ pub async fn events(c: ClientArgs, a: EventsArgs) -> Result<()> {
         }
     };
     // Page by page (the API answers at most 1000 at a time).
-    let mut after = 0;
+    let mut cursor = String::new();
     loop {
         let page: EventList =
-            client.get_as(&format!("/servers/{id}/events?after={after}&limit=1000"))?;
+            client.get_as(&format!("/servers/{id}/events?cursor={cursor}&limit=1000"))?;
         page.events.iter().for_each(print);
-        match page.next.and_then(|n| n.after) {
-            Some(next) => after = next,
+        match page.next_cursor {
+            Some(next) => cursor = urlencode(&next),
             None => break,
         }
     }

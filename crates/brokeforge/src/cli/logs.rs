@@ -1,7 +1,7 @@
 //! `brokeforge logs`: a server's or a site's logs, printed as they come off the server (nothing is kept).
 
 use anyhow::{Result, anyhow};
-use brokeforge_core::time::now_ms;
+use brokeforge_core::time::{now_ms, rfc3339};
 use clap::Args;
 
 use super::audit::duration_ms;
@@ -49,12 +49,12 @@ pub async fn logs(c: ClientArgs, a: LogsArgs) -> Result<()> {
     }
     let now = now_ms();
     if let Some(s) = &a.since {
-        q.push(format!("since={}", now - duration_ms(s)?));
+        q.push(format!("since={}", rfc3339(now - duration_ms(s)?)));
     }
     if let Some(u) = &a.until {
         let ms = duration_ms(u)
             .map_err(|e| anyhow!("{}", e.to_string().replace("--since", "--until")))?;
-        q.push(format!("until={}", now - ms));
+        q.push(format!("until={}", rfc3339(now - ms)));
     }
     if a.follow {
         q.push("follow=true".into());

@@ -40,7 +40,7 @@ pub async fn metrics(c: ClientArgs, a: MetricsArgs) -> Result<()> {
         );
         return Ok(());
     }
-    match v["last_report_at"].as_i64() {
+    match brokeforge_core::time::from_json(&v["last_report_at"]) {
         Some(t) => println!(
             "last report {} (every {} s)",
             utc_stamp(t),
@@ -56,7 +56,7 @@ pub async fn metrics(c: ClientArgs, a: MetricsArgs) -> Result<()> {
         for p in series["points"].as_array().into_iter().flatten() {
             println!(
                 "  {}  {}",
-                utc_stamp(p["at"].as_i64().unwrap_or(0)),
+                utc_stamp(brokeforge_core::time::from_json(&p["at"]).unwrap_or(0)),
                 p["value"]
             );
         }
@@ -119,7 +119,7 @@ fn print_delivery(d: &Value) {
     println!(
         "{:<6} {:<20} {:<9} {:<8} {:<3} {}",
         d["id"],
-        utc_stamp(d["created_at"].as_i64().unwrap_or(0)),
+        utc_stamp(brokeforge_core::time::from_json(&d["created_at"]).unwrap_or(0)),
         d["event"].as_str().unwrap_or(""),
         d["status"].as_str().unwrap_or(""),
         d["attempts"],
@@ -442,7 +442,7 @@ pub fn site_check(
         }
         _ => {}
     }
-    if let Some(at) = c["last_checked_at"].as_i64() {
+    if let Some(at) = brokeforge_core::time::from_json(&c["last_checked_at"]) {
         println!(
             "last check {}: {} in {} ms {}",
             utc_stamp(at),

@@ -241,7 +241,7 @@ pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
                 let job_id = v["job"]["id"].as_i64().unwrap_or_default();
                 let started = std::time::Instant::now();
                 loop {
-                    let page = client.get(&format!("/servers?after={}&limit=1", id - 1))?;
+                    let page = client.get(&format!("/servers?cursor={}&limit=1", id - 1))?;
                     let present = page["servers"]
                         .as_array()
                         .into_iter()

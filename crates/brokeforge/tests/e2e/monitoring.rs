@@ -117,13 +117,12 @@ async fn monitoring_reports_fires_and_resolves() {
     // Reports keep coming from the timer (the install sent the first one itself).
     let first = cli.json(&["metrics", "--server", "mon"]);
     assert_eq!(first["installed"], true, "{first}");
-    let first_at = first["last_report_at"]
-        .as_i64()
-        .expect("a report at install");
+    let first_at =
+        brokeforge_core::time::from_json(&first["last_report_at"]).expect("a report at install");
     let deadline = Instant::now() + Duration::from_secs(25);
     let metrics = loop {
         let m = cli.json(&["metrics", "--server", "mon"]);
-        if m["last_report_at"].as_i64() > Some(first_at) {
+        if brokeforge_core::time::from_json(&m["last_report_at"]) > Some(first_at) {
             break m;
         }
         assert!(

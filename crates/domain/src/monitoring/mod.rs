@@ -89,6 +89,7 @@ pub struct Ingested {
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct MetricSample {
     pub metric: String,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub at: i64,
     pub value: f64,
 }
@@ -97,6 +98,7 @@ pub struct MetricSample {
 pub struct MetricsView {
     pub installed: bool,
     pub interval_seconds: Option<i64>,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub last_report_at: Option<i64>,
     /// The newest report, every metric in it.
     pub samples: Vec<MetricSample>,

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use brokeforge_store::AuditFilter;
 
-use super::common::{PageQuery, Typed};
+use super::common::{Page, Typed};
 use super::types::{AuditPage, AuditQuery};
 use crate::auth::Authed;
 use crate::error::ApiError;
@@ -16,12 +16,7 @@ pub async fn list(
     authed: Authed,
     Query(q): Query<AuditQuery>,
 ) -> Typed<AuditPage> {
-    let paging = PageQuery {
-        after: None,
-        before: q.before,
-        limit: q.limit,
-    };
-    let limit = paging.limit()?;
+    let page = Page::of(q.cursor.as_deref(), q.limit)?;
     let user_id = match q.user.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
         None => None,
         Some(email) => Some(
@@ -43,12 +38,15 @@ pub async fn list(
                 team_id: q.team,
                 action: q.action.filter(|a| !a.trim().is_empty()),
                 since: q.since,
-                before: q.before,
-                limit,
+                before: page.cursor,
+                limit: page.limit,
                 ..AuditFilter::default()
             },
         )
         .await?;
-    let next = paging.next_before(entries.len(), entries.last().map(|e| e.id), limit);
-    Ok(Json(AuditPage { entries, next }))
+    let next_cursor = page.next_cursor(entries.len(), entries.last().map(|e| e.id));
+    Ok(Json(AuditPage {
+        entries,
+        next_cursor,
+    }))
 }

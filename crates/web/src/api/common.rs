@@ -8,7 +8,6 @@ use axum::routing::MethodRouter;
 use brokeforge_store::Job;
 
 use super::contract::SchemaFn;
-use super::types::NextPage;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -87,25 +86,58 @@ impl<T: serde::Serialize> IntoResponse for AcceptedWith<T> {
 pub type Typed<T> = Result<Json<T>, ApiError>;
 pub type ApiResponse = Result<Response, ApiError>;
 
-/// How lists are paged: `?limit=N` (1 to 1000, 100 by default) and a cursor, `after=ID` for lists read
-/// oldest first (events, output) or `before=ID` for lists read newest first (jobs, deployments, commands).
-/// Each answer carries `next`, the query for the following page, or null at the end.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-pub struct PageQuery {
-    pub after: Option<i64>,
-    pub before: Option<i64>,
-    pub limit: Option<i64>,
+/// How lists are paged: `?limit=N` (1 to 1000, 100 by default) and `?cursor=`, the `next_cursor` of the page
+/// before (none: the first page). Each page carries `next_cursor`, null at the end. A cursor is opaque to
+/// clients; here it is the last id of the page before, read oldest first (events, output, servers) or newest
+/// first (jobs, deployments, commands, audit). `after`/`before`, the names before `cursor`, are read too.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub cursor: Option<i64>,
+    pub limit: i64,
 }
 
 pub const MAX_PAGE: i64 = 1000;
+
+impl Page {
+    pub fn of(cursor: Option<&str>, limit: Option<i64>) -> Result<Page, ApiError> {
+        let limit = match limit {
+            None => 100,
+            Some(n) if (1..=MAX_PAGE).contains(&n) => n,
+            Some(n) => {
+                return Err(ApiError::invalid(
+                    "limit",
+                    format!("limit must be between 1 and {MAX_PAGE} (got {n})"),
+                ));
+            }
+        };
+        let cursor = match cursor.map(str::trim).filter(|c| !c.is_empty()) {
+            None => None,
+            Some(c) => Some(c.parse::<i64>().ok().filter(|id| *id >= 0).ok_or_else(|| {
+                ApiError::invalid(
+                    "cursor",
+                    format!("cursor `{c}` is not one a page gave (use its next_cursor)"),
+                )
+            })?),
+        };
+        Ok(Page { cursor, limit })
+    }
+
+    /// The cursor of the page after this one, whose last id is `last`; none when this page was not full.
+    pub fn next_cursor(&self, len: usize, last: Option<i64>) -> Option<String> {
+        match last {
+            Some(id) if len as i64 == self.limit => Some(id.to_string()),
+            _ => None,
+        }
+    }
+}
 
 /// The query of a list read oldest first (events, output): the document's parameters for it.
 #[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct NewerQuery {
-    /// The `after` of the previous page's `next` (none: from the start).
-    pub after: Option<i64>,
+    /// The `next_cursor` of the page before (none: from the start).
+    #[serde(alias = "after")]
+    pub cursor: Option<String>,
     /// Items per page, 1 to 1000 (100 by default).
     pub limit: Option<i64>,
 }
@@ -114,65 +146,21 @@ pub struct NewerQuery {
 #[derive(Debug, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct OlderQuery {
-    /// The `before` of the previous page's `next` (none: from the newest).
-    pub before: Option<i64>,
+    /// The `next_cursor` of the page before (none: from the newest).
+    #[serde(alias = "before")]
+    pub cursor: Option<String>,
     /// Items per page, 1 to 1000 (100 by default).
     pub limit: Option<i64>,
 }
 
 impl NewerQuery {
-    pub fn paging(&self) -> PageQuery {
-        PageQuery {
-            after: self.after,
-            before: None,
-            limit: self.limit,
-        }
+    pub fn page(&self) -> Result<Page, ApiError> {
+        Page::of(self.cursor.as_deref(), self.limit)
     }
 }
 
 impl OlderQuery {
-    pub fn paging(&self) -> PageQuery {
-        PageQuery {
-            after: None,
-            before: self.before,
-            limit: self.limit,
-        }
-    }
-}
-
-impl PageQuery {
-    pub fn limit(&self) -> Result<i64, ApiError> {
-        match self.limit {
-            None => Ok(100),
-            Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-            Some(n) => Err(ApiError::invalid(
-                "limit",
-                format!("limit must be between 1 and {MAX_PAGE} (got {n})"),
-            )),
-        }
-    }
-
-    /// The next page of an oldest-first list whose last id is `last` (none when this page was not full).
-    pub fn next_after(&self, len: usize, last: Option<i64>, limit: i64) -> Option<NextPage> {
-        match last {
-            Some(id) if len as i64 == limit => Some(NextPage {
-                after: Some(id),
-                before: None,
-                limit,
-            }),
-            _ => None,
-        }
-    }
-
-    /// The next page of a newest-first list whose last (oldest) id is `last`.
-    pub fn next_before(&self, len: usize, last: Option<i64>, limit: i64) -> Option<NextPage> {
-        match last {
-            Some(id) if len as i64 == limit => Some(NextPage {
-                after: None,
-                before: Some(id),
-                limit,
-            }),
-            _ => None,
-        }
+    pub fn page(&self) -> Result<Page, ApiError> {
+        Page::of(self.cursor.as_deref(), self.limit)
     }
 }

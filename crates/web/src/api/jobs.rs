@@ -17,14 +17,13 @@ pub async fn job_logs(
     OwnedJob(_, job): OwnedJob,
     Query(q): Query<NewerQuery>,
 ) -> Typed<JobLogs> {
-    let q = q.paging();
-    let limit = q.limit()?;
+    let page = q.page()?;
     let logs = state
         .domain
-        .job_logs_page(&job, q.after.unwrap_or(0), limit)
+        .job_logs_page(&job, page.cursor.unwrap_or(0), page.limit)
         .await?;
-    let next = q.next_after(logs.len(), logs.last().map(|l| l.id), limit);
-    Ok(Json(JobLogs { logs, next }))
+    let next_cursor = page.next_cursor(logs.len(), logs.last().map(|l| l.id));
+    Ok(Json(JobLogs { logs, next_cursor }))
 }
 
 pub async fn cancel_job(

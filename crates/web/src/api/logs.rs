@@ -16,7 +16,9 @@ pub struct LogParams {
     pub site: Option<String>,
     pub unit: Option<String>,
     pub lines: Option<u32>,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub since: Option<i64>,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub until: Option<i64>,
     #[serde(default)]
     pub follow: bool,

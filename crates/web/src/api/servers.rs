@@ -19,7 +19,7 @@ use brokeforge_packages::catalogue;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::common::{Accepted, ApiResponse, Body, NewerQuery, OlderQuery, PageQuery, Queued};
+use super::common::{Accepted, ApiResponse, Body, NewerQuery, OlderQuery, Page, Queued};
 use crate::auth::Authed;
 use crate::error::ApiError;
 use crate::extract::OwnedServer;
@@ -64,18 +64,13 @@ pub async fn list_servers(
     authed: Authed,
     Query(q): Query<ServersQuery>,
 ) -> Typed<ServerList> {
-    let paging = PageQuery {
-        after: q.after,
-        before: None,
-        limit: q.limit,
-    };
-    let limit = paging.limit()?;
-    let page = state
+    let page = Page::of(q.cursor.as_deref(), q.limit)?;
+    let servers = state
         .domain
         .servers_page(
             &authed.user,
-            q.after.unwrap_or(0),
-            limit,
+            page.cursor.unwrap_or(0),
+            page.limit,
             &brokeforge_store::ServerFilter {
                 name: q.name.as_deref(),
                 search: q.search.as_deref(),
@@ -83,12 +78,15 @@ pub async fn list_servers(
             },
         )
         .await?;
-    let next = paging.next_after(page.len(), page.last().map(|(s, _)| s.id), limit);
-    let servers = page
+    let next_cursor = page.next_cursor(servers.len(), servers.last().map(|(s, _)| s.id));
+    let servers = servers
         .into_iter()
         .map(|(server, services)| ServerEntry { server, services })
         .collect();
-    Ok(Json(ServerList { servers, next }))
+    Ok(Json(ServerList {
+        servers,
+        next_cursor,
+    }))
 }
 
 pub async fn create_server(
@@ -265,14 +263,16 @@ pub async fn list_events(
     OwnedServer(_, server): OwnedServer,
     Query(q): Query<NewerQuery>,
 ) -> Typed<EventList> {
-    let q = q.paging();
-    let limit = q.limit()?;
+    let page = q.page()?;
     let events = state
         .domain
-        .events_page(&server, q.after.unwrap_or(0), limit)
+        .events_page(&server, page.cursor.unwrap_or(0), page.limit)
         .await?;
-    let next = q.next_after(events.len(), events.last().map(|e| e.id), limit);
-    Ok(Json(EventList { events, next }))
+    let next_cursor = page.next_cursor(events.len(), events.last().map(|e| e.id));
+    Ok(Json(EventList {
+        events,
+        next_cursor,
+    }))
 }
 
 pub async fn list_jobs(
@@ -280,9 +280,11 @@ pub async fn list_jobs(
     OwnedServer(_, server): OwnedServer,
     Query(q): Query<OlderQuery>,
 ) -> Typed<JobList> {
-    let q = q.paging();
-    let limit = q.limit()?;
-    let jobs = state.domain.jobs_page(&server, q.before, limit).await?;
-    let next = q.next_before(jobs.len(), jobs.last().map(|j| j.id), limit);
-    Ok(Json(JobList { jobs, next }))
+    let page = q.page()?;
+    let jobs = state
+        .domain
+        .jobs_page(&server, page.cursor, page.limit)
+        .await?;
+    let next_cursor = page.next_cursor(jobs.len(), jobs.last().map(|j| j.id));
+    Ok(Json(JobList { jobs, next_cursor }))
 }

@@ -163,14 +163,16 @@ pub async fn list_deployments(
     OwnedSite(_, site, _): OwnedSite,
     Query(q): Query<OlderQuery>,
 ) -> Typed<DeploymentList> {
-    let q = q.paging();
+    let page = q.page()?;
     let config = SiteConfig::of(&site);
-    let limit = q.limit()?;
-    let deployments = state.domain.deployments(&site, q.before, limit).await?;
-    let next = q.next_before(deployments.len(), deployments.last().map(|d| d.id), limit);
+    let deployments = state
+        .domain
+        .deployments(&site, page.cursor, page.limit)
+        .await?;
+    let next_cursor = page.next_cursor(deployments.len(), deployments.last().map(|d| d.id));
     Ok(Json(DeploymentList {
         deployments,
-        next,
+        next_cursor,
         current_release: config.current_release,
         releases: config.releases,
     }))
@@ -282,11 +284,16 @@ pub async fn list_commands(
     OwnedSite(_, site, _): OwnedSite,
     Query(q): Query<OlderQuery>,
 ) -> Typed<CommandList> {
-    let q = q.paging();
-    let limit = q.limit()?;
-    let commands = state.domain.site_commands(&site, q.before, limit).await?;
-    let next = q.next_before(commands.len(), commands.last().map(|c| c.id), limit);
-    Ok(Json(CommandList { commands, next }))
+    let page = q.page()?;
+    let commands = state
+        .domain
+        .site_commands(&site, page.cursor, page.limit)
+        .await?;
+    let next_cursor = page.next_cursor(commands.len(), commands.last().map(|c| c.id));
+    Ok(Json(CommandList {
+        commands,
+        next_cursor,
+    }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]

@@ -59,24 +59,14 @@ pub struct ServerEntry {
     pub services: Vec<ServerService>,
 }
 
-/// The query of a list's following page: `after` (lists read oldest first) or `before` (newest first), and
-/// the same `limit`.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct NextPage {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub before: Option<i64>,
-    pub limit: i64,
-}
-
 /// `GET /servers`: which servers, and the page.
-// Not `#[serde(flatten)]` over PageQuery: flattened query strings lose their numbers.
+// Not `#[serde(flatten)]` over NewerQuery: flattened query strings lose their numbers.
 #[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(default)]
 pub struct ServersQuery {
-    /// The `after` of the previous page's `next`.
-    pub after: Option<i64>,
+    /// The `next_cursor` of the page before.
+    #[serde(alias = "after")]
+    pub cursor: Option<String>,
     /// Servers per page, 1 to 1000 (100 by default).
     pub limit: Option<i64>,
     /// Only the server of this name.
@@ -87,11 +77,12 @@ pub struct ServersQuery {
     pub search: Option<String>,
 }
 
-/// A page of servers; `next` is the query of the following page, null at the end.
+/// A page of servers.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ServerList {
     pub servers: Vec<ServerEntry>,
-    pub next: Option<NextPage>,
+    /// The `cursor` of the following page; null at the end.
+    pub next_cursor: Option<String>,
 }
 
 /// A server just added: its one-line provisioning command (empty when BrokeForge onboards it with the
@@ -145,21 +136,24 @@ pub struct DeploymentQueued {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct JobList {
     pub jobs: Vec<Job>,
-    pub next: Option<NextPage>,
+    /// The `cursor` of the following page; null at the end.
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /servers/{id}/events`: provision events, oldest first.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct EventList {
     pub events: Vec<ProvisionEvent>,
-    pub next: Option<NextPage>,
+    /// The `cursor` of the following page; null at the end.
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /jobs/{id}/logs`: the job's output, oldest first.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct JobLogs {
     pub logs: Vec<CommandLog>,
-    pub next: Option<NextPage>,
+    /// The `cursor` of the following page; null at the end.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -182,7 +176,8 @@ pub struct ScriptResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct DeploymentList {
     pub deployments: Vec<Deployment>,
-    pub next: Option<NextPage>,
+    /// The `cursor` of the following page; null at the end.
+    pub next_cursor: Option<String>,
     pub current_release: Option<String>,
     pub releases: Vec<ReleaseInfo>,
 }
@@ -199,7 +194,8 @@ pub struct DeploymentDetail {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct CommandList {
     pub commands: Vec<SiteCommandRecord>,
-    pub next: Option<NextPage>,
+    /// The `cursor` of the following page; null at the end.
+    pub next_cursor: Option<String>,
 }
 
 /// The answer of a change with nothing more to say.
@@ -278,6 +274,7 @@ pub struct TeamEntry {
     /// Members must have two-factor sign-in on.
     pub require_two_factor: bool,
     pub role: brokeforge_core::TeamRole,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
 }
 
@@ -428,6 +425,7 @@ pub struct SshKeyEntry {
     pub name: String,
     pub public_key: String,
     pub fingerprint: String,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
     pub servers: Vec<KeyDeployment>,
 }
@@ -570,11 +568,14 @@ pub struct AlertEntry {
     pub channel: Option<String>,
     /// ok, pending, firing or resolved.
     pub state: String,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub state_since: i64,
     pub last_value: Option<f64>,
     pub detail: Option<String>,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub last_notified_at: Option<i64>,
     pub description: String,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub created_at: i64,
 }
 
@@ -625,6 +626,7 @@ pub struct CheckEntry {
     pub after_deploy: String,
     /// ok, failing or unknown.
     pub state: String,
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub last_checked_at: Option<i64>,
     pub last_status: Option<i64>,
     pub last_ms: Option<i64>,
@@ -737,10 +739,12 @@ pub struct AuditQuery {
     pub user: Option<String>,
     /// Text the action contains (`deploy`, `POST /servers`).
     pub action: Option<String>,
-    /// Only entries at or after this time (milliseconds since 1970).
+    /// Only entries at or after this time (RFC 3339).
+    #[serde(default, with = "brokeforge_core::time::OptRfc3339")]
     pub since: Option<i64>,
-    /// The `before` of the previous page's `next`.
-    pub before: Option<i64>,
+    /// The `next_cursor` of the page before.
+    #[serde(alias = "before")]
+    pub cursor: Option<String>,
     /// Entries per page, 1 to 1000 (100 by default).
     pub limit: Option<i64>,
     /// A team's id: entries about its servers.
@@ -751,7 +755,8 @@ pub struct AuditQuery {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AuditPage {
     pub entries: Vec<brokeforge_store::AuditEntry>,
-    pub next: Option<NextPage>,
+    /// The `cursor` of the following page; null at the end.
+    pub next_cursor: Option<String>,
 }
 
 /// Move a server into another of your teams.

@@ -66,7 +66,9 @@ fn drill(plan: &PlanView) -> (String, bool) {
     let Some(v) = &plan.plan.last_verify else {
         return ("never verified".into(), false);
     };
-    let when = v["at"].as_i64().map(ago).unwrap_or_default();
+    let when = brokeforge_core::time::from_json(&v["at"])
+        .map(ago)
+        .unwrap_or_default();
     if v["ok"] == true {
         let tables: Vec<String> = v["tables"]
             .as_array()

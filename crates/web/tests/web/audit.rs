@@ -119,8 +119,11 @@ async fn the_audit_log_records_who_did_what() {
         assert_eq!(r.status, 422, "{n}");
         // Newest first, paged.
         let page = admin.call(&app, "GET", "/audit?limit=2", None).await;
-        let next = page.json()["next"]["before"].as_i64().unwrap();
-        let rest = entries(&app, &admin, &format!("before={next}&limit=100")).await;
+        let next = page.json()["next_cursor"].as_str().unwrap().to_string();
+        let rest = entries(&app, &admin, &format!("cursor={next}&limit=100")).await;
+        // `before`, the name before `cursor`, is read too.
+        let old = entries(&app, &admin, &format!("before={next}&limit=100")).await;
+        assert_eq!(old.len(), rest.len(), "{n}");
         assert_eq!(
             rest.len() + 2,
             entries(&app, &admin, "limit=100").await.len()

@@ -97,7 +97,15 @@ async fn token_scopes_and_expiry_are_enforced() {
             .unwrap()
             .clone();
         assert_eq!(ci["scope"], "deploy");
-        assert!(ci["expires_at"].as_i64().unwrap() > brokeforge_core::time::now_ms());
+        // Timestamps are RFC 3339 on the wire (`2026-11-29T10:50:22.123Z`).
+        let expires = ci["expires_at"].as_str().expect("an RFC 3339 string");
+        assert!(expires.ends_with('Z') && expires.contains('T'), "{expires}");
+        let expires = brokeforge_core::time::parse_rfc3339(expires).unwrap();
+        assert!(expires > brokeforge_core::time::now_ms());
+        assert!(
+            ci["last_used_at"].is_null() || ci["last_used_at"].is_string(),
+            "{ci}"
+        );
 
         // Expired: refused like a revoked one.
         let Auth::Token(t) = &deploy else {

@@ -16,6 +16,7 @@ pub struct ReleaseInfo {
     pub name: String,
     pub commit: Option<String>,
     pub deployment_id: Option<i64>,
+    #[serde(with = "brokeforge_core::time::Rfc3339")]
     pub deployed_at: i64,
 }
 
