@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Where the CLI finds its server: flags, then the environment, then the saved login.
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -214,7 +214,7 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T> {
-        typed(path, self.post(path, serde_json::to_value(body)?)?)
+        typed(path, self.post(path, body)?)
     }
 
     /// A PUT of one of the API's request types, its answer read into one of its answer types.
@@ -223,7 +223,7 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T> {
-        typed(path, self.put(path, serde_json::to_value(body)?)?)
+        typed(path, self.put(path, body)?)
     }
 
     /// A DELETE, its answer read into one of the API's answer types.
@@ -253,11 +253,18 @@ impl Client {
         self.finish_text(self.auth(self.agent.get(&self.url(path))).call())
     }
 
-    pub fn post(&self, path: &str, body: Value) -> Result<Value> {
+    /// A POST of a request body: one of the API's request types (`brokeforge_web::api::types`, the domain's
+    /// and packages' requests), so the CLI sends what the document describes.
+    pub fn post<B: serde::Serialize>(&self, path: &str, body: B) -> Result<Value> {
         self.finish(self.auth(self.agent.post(&self.url(path))).send_json(body))
     }
 
-    pub fn put(&self, path: &str, body: Value) -> Result<Value> {
+    /// A POST of a route that takes no body.
+    pub fn post_empty(&self, path: &str) -> Result<Value> {
+        self.post(path, serde_json::Map::new())
+    }
+
+    pub fn put<B: serde::Serialize>(&self, path: &str, body: B) -> Result<Value> {
         self.finish(self.auth(self.agent.put(&self.url(path))).send_json(body))
     }
 
@@ -276,7 +283,11 @@ impl Client {
         let mut resp = self
             .agent
             .post(&self.url("/login"))
-            .send_json(json!({"email": email, "password": password, "code": code}))
+            .send_json(brokeforge_web::api::types::LoginRequest {
+                email: email.to_string(),
+                password: password.to_string(),
+                code: code.map(String::from),
+            })
             .map_err(|e| self.unreachable(e))?;
         let status = resp.status().as_u16();
         let cookie = resp
@@ -306,7 +317,11 @@ impl Client {
                 .post(&self.url("/tokens"))
                 .header("Cookie", &cookie)
                 .header("X-CSRF-Token", &csrf)
-                .send_json(json!({"name": name})),
+                .send_json(brokeforge_web::api::types::TokenBody {
+                    name: name.to_string(),
+                    scope: brokeforge_store::TokenScope::default(),
+                    expires_in_days: None,
+                }),
         )?;
         let _ = self
             .agent

@@ -1048,6 +1048,13 @@ async fn openapi_metrics_and_health() {
                 op.method,
                 op.path
             );
+            // A route that shows an example body takes a typed one: its schema is in the document.
+            assert!(
+                op.body.is_empty() || op.request.is_some(),
+                "{} {} has an example body but no request type",
+                op.method,
+                op.path
+            );
         }
         // Typed operations: each names a route of the table, its answer and body are references to
         // components that exist, and every error is the one error schema.

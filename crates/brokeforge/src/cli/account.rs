@@ -8,6 +8,7 @@ use super::common::*;
 use brokeforge_web::api::types::{TwoFactorBody, TwoFactorSetup, TwoFactorState, UserResponse};
 
 use crate::client::{Client, ClientArgs};
+use brokeforge_web::api::types::{KeyPlacement, NewSshKey};
 
 #[derive(Subcommand)]
 pub enum AccountCommand {
@@ -75,7 +76,10 @@ async fn ssh_key(client: &Client, cmd: SshKeyCommand) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
             let v = client.post(
                 "/account/ssh-keys",
-                json!({"name": name, "public_key": key}),
+                NewSshKey {
+                    name: name.clone(),
+                    public_key: key,
+                },
             )?;
             if client.json {
                 super::common::print_json(&v);
@@ -138,7 +142,7 @@ async fn ssh_key(client: &Client, cmd: SshKeyCommand) -> Result<()> {
             let id = client.server_id(&server)?;
             let v = client.post(
                 &format!("/servers/{id}/ssh-keys"),
-                json!({"key": key, "user": user}),
+                KeyPlacement { key, user },
             )?;
             super::common::job_result(client, id, &job_of(&v)?, follow).await?;
         }
@@ -185,7 +189,7 @@ pub async fn account(c: ClientArgs, cmd: AccountCommand) -> Result<()> {
     };
     match cmd {
         TwoFactorCommand::Enable { code } => {
-            let setup: TwoFactorSetup = client.post_as("/account/2fa", &json!({}))?;
+            let setup: TwoFactorSetup = client.post_as("/account/2fa", &serde_json::Map::new())?;
             let (uri, secret) = (&setup.otpauth_uri, &setup.secret);
             if client.json && code.is_some() {
                 // Scripts get everything at the end.

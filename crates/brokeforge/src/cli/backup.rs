@@ -2,10 +2,13 @@
 
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::common::*;
 use crate::client::{Client, ClientArgs};
+use brokeforge_domain::backups::{PlanRequest, StorageRequest};
+use brokeforge_packages::services::backup::repository::Retention;
+use brokeforge_web::api::types::RestoreBody;
 
 #[derive(Subcommand)]
 pub enum BackupCommand {
@@ -200,7 +203,7 @@ pub async fn backup(c: ClientArgs, cmd: BackupCommand) -> Result<()> {
         BackupCommand::Plan { command } => plan(&client, command)?,
         BackupCommand::Run(t) => {
             let (id, path) = plan_path(&client, &t.server, &t.plan)?;
-            let v = client.post(&format!("{path}/run"), json!({}))?;
+            let v = client.post_empty(&format!("{path}/run"))?;
             job_result(&client, id, &job_of(&v)?, t.follow).await?;
         }
         BackupCommand::Snapshots(t) => {
@@ -237,9 +240,13 @@ pub async fn backup(c: ClientArgs, cmd: BackupCommand) -> Result<()> {
             yes,
         } => {
             let (id, path) = plan_path(&client, &t.server, &t.plan)?;
-            let mut body = json!({"snapshot": snapshot});
+            let mut body = RestoreBody {
+                snapshot,
+                into: None,
+                confirm: None,
+            };
             match into {
-                Some(into) => body["into"] = json!(into),
+                Some(into) => body.into = Some(into),
                 None => {
                     let plan = client.get(&path)?;
                     let source = &plan["plan"]["source"];
@@ -257,7 +264,7 @@ pub async fn backup(c: ClientArgs, cmd: BackupCommand) -> Result<()> {
                             t.server
                         );
                     }
-                    body["confirm"] = json!(schema);
+                    body.confirm = Some(schema.to_string());
                 }
             }
             let v = client.post(&format!("{path}/restore"), body)?;
@@ -265,7 +272,7 @@ pub async fn backup(c: ClientArgs, cmd: BackupCommand) -> Result<()> {
         }
         BackupCommand::Verify(t) => {
             let (id, path) = plan_path(&client, &t.server, &t.plan)?;
-            let v = client.post(&format!("{path}/verify"), json!({}))?;
+            let v = client.post_empty(&format!("{path}/verify"))?;
             let job = job_result(&client, id, &job_of(&v)?, t.follow).await?;
             if t.follow && !client.json {
                 let result = job.result.unwrap_or_default();
@@ -314,10 +321,10 @@ async fn storage(client: &Client, cmd: StorageCommand) -> Result<()> {
             follow,
         } => {
             let id = client.server_id(&server)?;
-            let v = client.post(
-                &format!("/servers/{id}/backup-storages/{}/check", urlencode(&name)),
-                json!({}),
-            )?;
+            let v = client.post_empty(&format!(
+                "/servers/{id}/backup-storages/{}/check",
+                urlencode(&name)
+            ))?;
             job_result(client, id, &job_of(&v)?, follow).await?;
         }
         StorageCommand::Add(a) => {
@@ -337,37 +344,34 @@ async fn storage(client: &Client, cmd: StorageCommand) -> Result<()> {
                 server,
                 path,
             } = *a;
-            let mut body = json!({"name": name, "kind": kind});
-            let fields = [
-                ("endpoint", endpoint),
-                ("bucket", bucket),
-                ("region", region),
-                ("access_key_id", access_key_id),
-                ("host", host),
-                ("user", user),
-                ("host_key_fingerprint", host_key_fingerprint),
-                ("path", path),
-            ];
-            for (k, v) in fields {
-                if let Some(v) = v {
-                    body[k] = json!(v);
-                }
+            if kind == "s3" && !secret_stdin {
+                bail!(
+                    "give the S3 secret access key on standard input with --secret-stdin (never on the command line)"
+                );
             }
-            body["path_style"] = json!(path_style);
-            if let Some(p) = port {
-                body["port"] = json!(p);
-            }
-            if let Some(s) = server {
-                body["server_id"] = json!(client.server_id(&s)?);
-            }
-            if kind == "s3" {
-                if !secret_stdin {
-                    bail!(
-                        "give the S3 secret access key on standard input with --secret-stdin (never on the command line)"
-                    );
-                }
-                body["secret_access_key"] = json!(password_from_stdin()?);
-            }
+            let body = StorageRequest {
+                secret_access_key: if kind == "s3" {
+                    Some(password_from_stdin()?)
+                } else {
+                    None
+                },
+                name,
+                kind,
+                endpoint: endpoint.unwrap_or_default(),
+                bucket: bucket.unwrap_or_default(),
+                region,
+                path_style,
+                access_key_id: access_key_id.unwrap_or_default(),
+                host: host.unwrap_or_default(),
+                port,
+                user: user.unwrap_or_default(),
+                host_key_fingerprint,
+                server_id: match server {
+                    Some(s) => Some(client.server_id(&s)?),
+                    None => None,
+                },
+                path: path.unwrap_or_default(),
+            };
             let v = client.post("/backup-storages", body)?;
             if client.json {
                 print_json(&v);
@@ -422,11 +426,20 @@ fn plan(client: &Client, cmd: PlanCommand) -> Result<()> {
             let id = client.server_id(&server)?;
             let v = client.post(
                 &format!("/servers/{id}/backups"),
-                json!({
-                    "name": name, "database": database.unwrap_or_default(), "site": site.unwrap_or_default(), "storage": storage,
-                    "schedule": schedule, "verify_schedule": verify_schedule,
-                    "retention": {"keep_last": keep_last, "keep_daily": keep_daily, "keep_weekly": keep_weekly, "keep_monthly": keep_monthly},
-                }),
+                PlanRequest {
+                    name: name.clone(),
+                    database: database.unwrap_or_default(),
+                    site: site.unwrap_or_default(),
+                    storage,
+                    schedule,
+                    verify_schedule,
+                    retention: Some(Retention {
+                        keep_last,
+                        keep_daily,
+                        keep_weekly,
+                        keep_monthly,
+                    }),
+                },
             )?;
             if client.json {
                 print_json(&v);

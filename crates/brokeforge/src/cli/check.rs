@@ -9,6 +9,7 @@ use brokeforge_web::api::types::JobResponse;
 
 use super::common::{JobFailed, job_of, job_result, print_json};
 use crate::client::{Client, ClientArgs, OutputMode, follow};
+use brokeforge_web::api::types::{ByHandBody, RepairBody};
 
 #[derive(Args)]
 pub struct CheckArgs {
@@ -45,7 +46,10 @@ pub async fn check(c: ClientArgs, a: CheckArgs) -> Result<()> {
     {
         let v = client.put(
             &format!("/servers/{id}/drift/by-hand"),
-            json!({"item": item, "by_hand": by_hand}),
+            ByHandBody {
+                item: item.clone(),
+                by_hand,
+            },
         )?;
         if client.json {
             print_json(&v);
@@ -62,7 +66,7 @@ pub async fn check(c: ClientArgs, a: CheckArgs) -> Result<()> {
     if a.plan {
         let plan = client.post(
             &format!("/servers/{id}/drift/repair"),
-            json!({"plan": true}),
+            RepairBody { plan: true },
         )?;
         return print_plan(&client, &plan);
     }
@@ -78,7 +82,7 @@ pub async fn check(c: ClientArgs, a: CheckArgs) -> Result<()> {
     }
     let plan = client.post(
         &format!("/servers/{id}/drift/repair"),
-        json!({"plan": false}),
+        RepairBody { plan: false },
     )?;
     if !client.json {
         print_plan(&client, &plan)?;
@@ -110,7 +114,7 @@ pub async fn check(c: ClientArgs, a: CheckArgs) -> Result<()> {
 
 /// Queue a check; followed, the newest report afterwards.
 async fn run_check(client: &Client, id: i64, wait: bool) -> Result<Option<Value>> {
-    let v = client.post(&format!("/servers/{id}/drift"), json!({}))?;
+    let v = client.post_empty(&format!("/servers/{id}/drift"))?;
     if !wait {
         job_result(client, id, &job_of(&v)?, false).await?;
         return Ok(None);

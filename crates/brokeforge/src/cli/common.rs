@@ -22,12 +22,10 @@ pub(crate) fn parse_set(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
-pub(crate) fn settings(set: &[(String, String)]) -> Value {
-    Value::Object(
-        set.iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect(),
-    )
+pub(crate) fn settings(set: &[(String, String)]) -> std::collections::BTreeMap<String, Value> {
+    set.iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect()
 }
 
 pub(crate) fn read_stdin(what: &str) -> Result<String> {
@@ -44,7 +42,7 @@ pub(crate) fn password_from_stdin() -> Result<String> {
     Ok(pw.strip_suffix('\r').unwrap_or(pw).to_string())
 }
 
-pub(crate) fn print_json(v: &Value) {
+pub(crate) fn print_json<T: serde::Serialize + ?Sized>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 

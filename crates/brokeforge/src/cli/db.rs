@@ -2,10 +2,21 @@
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use serde_json::json;
 
 use super::common::*;
 use crate::client::{Client, ClientArgs};
+use brokeforge_packages::services::database::sql::{Privileges, SchemaRequest, UserRequest};
+use brokeforge_web::api::types::DbUserBody;
+
+/// A schema with the charset and collation the API gives when none is named.
+fn schema_request(engine: &str, name: &str) -> SchemaRequest {
+    SchemaRequest {
+        engine: engine.to_string(),
+        name: name.to_string(),
+        charset: brokeforge_packages::services::database::sql::default_charset(),
+        collation: brokeforge_packages::services::database::sql::default_collation(),
+    }
+}
 
 #[derive(Subcommand)]
 pub enum DbCommand {
@@ -71,7 +82,7 @@ pub async fn db(c: ClientArgs, cmd: DbCommand) -> Result<()> {
                 let id = client.server_id(&t.server)?;
                 let v = client.post(
                     &format!("/servers/{id}/databases/schemas"),
-                    json!({"engine": t.engine, "name": t.name}),
+                    schema_request(&t.engine, &t.name),
                 )?;
                 job_result(&client, id, &job_of(&v)?, t.follow).await?;
             }
@@ -99,7 +110,7 @@ pub async fn db(c: ClientArgs, cmd: DbCommand) -> Result<()> {
                     for s in &schemas {
                         let v = client.post(
                             &format!("/servers/{id}/databases/schemas"),
-                            json!({"engine": t.engine, "name": s}),
+                            schema_request(&t.engine, s),
                         )?;
                         // Jobs of a server run in order; with --follow each is waited for.
                         job_result(&client, id, &job_of(&v)?, t.follow).await?;
@@ -107,7 +118,20 @@ pub async fn db(c: ClientArgs, cmd: DbCommand) -> Result<()> {
                 }
                 let v = client.post(
                     &format!("/servers/{id}/databases/users"),
-                    json!({"engine": t.engine, "name": t.name, "schemas": schemas, "privileges": privileges, "password": password}),
+                    DbUserBody {
+                        request: UserRequest {
+                            engine: t.engine.clone(),
+                            name: t.name.clone(),
+                            schemas,
+                            // The argument's values are these three.
+                            privileges: match privileges.as_str() {
+                                "all" => Privileges::All,
+                                "read-only" => Privileges::ReadOnly,
+                                _ => Privileges::ReadWrite,
+                            },
+                        },
+                        password,
+                    },
                 )?;
                 job_result(&client, id, &job_of(&v)?, t.follow).await?;
             }

@@ -2,10 +2,10 @@
 
 use anyhow::Result;
 use clap::Subcommand;
-use serde_json::json;
 
 use super::common::*;
 use crate::client::{Client, ClientArgs};
+use brokeforge_packages::services::server::firewall::RuleSpec;
 
 #[derive(Subcommand)]
 pub enum FirewallCommand {
@@ -106,13 +106,13 @@ pub async fn firewall(c: ClientArgs, cmd: FirewallCommand) -> Result<()> {
             let name = name.unwrap_or_else(|| format!("port-{}", port.replace(':', "-")));
             let v = client.post(
                 &format!("/servers/{id}/firewall"),
-                json!({
-                    "name": name,
-                    "port": port,
-                    "protocol": protocol,
-                    "source": from.unwrap_or_default(),
-                    "action": if deny { "deny" } else { "allow" },
-                }),
+                RuleSpec {
+                    name,
+                    port,
+                    protocol,
+                    source: from.unwrap_or_default(),
+                    action: if deny { "deny" } else { "allow" }.to_string(),
+                },
             )?;
             job_result(&client, id, &job_of(&v)?, follow).await?;
         }

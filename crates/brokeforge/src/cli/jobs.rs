@@ -144,7 +144,8 @@ pub async fn jobs(c: ClientArgs, cmd: JobsCommand) -> Result<()> {
             }
         }
         JobsCommand::Cancel { id } => {
-            let v: JobResponse = client.post_as(&format!("/jobs/{id}/cancel"), &json!({}))?;
+            let v: JobResponse =
+                client.post_as(&format!("/jobs/{id}/cancel"), &serde_json::Map::new())?;
             if client.json {
                 print_json(&json!(v));
             } else {
@@ -155,7 +156,8 @@ pub async fn jobs(c: ClientArgs, cmd: JobsCommand) -> Result<()> {
             id,
             follow: do_follow,
         } => {
-            let v: JobResponse = client.post_as(&format!("/jobs/{id}/retry"), &json!({}))?;
+            let v: JobResponse =
+                client.post_as(&format!("/jobs/{id}/retry"), &serde_json::Map::new())?;
             let server = v.job.server_id.unwrap_or_default();
             job_result(&client, server, &v.job, do_follow).await?;
         }

@@ -4,10 +4,11 @@
 use anyhow::{Result, bail};
 use brokeforge_core::time::utc_stamp;
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::common::*;
 use crate::client::{Client, ClientArgs};
+use brokeforge_domain::monitoring::{AlertSpec, ChannelSpec};
 
 #[derive(Args)]
 pub struct MetricsArgs {
@@ -156,9 +157,15 @@ pub async fn channel(c: ClientArgs, cmd: ChannelCommand) -> Result<()> {
             secret_stdin,
         } => {
             let t = team_id(&client, team.as_deref())?;
-            let mut body = json!({"name": name, "kind": kind, "url": url, "chat_id": chat_id});
+            let mut body = ChannelSpec {
+                name: name.clone(),
+                kind: kind.clone(),
+                url,
+                secret: None,
+                chat_id,
+            };
             if secret_stdin {
-                body["secret"] = json!(password_from_stdin()?);
+                body.secret = Some(password_from_stdin()?);
             } else if kind == "telegram" {
                 bail!(
                     "give the bot token on standard input with --secret-stdin (never on the command line)"
@@ -187,10 +194,7 @@ pub async fn channel(c: ClientArgs, cmd: ChannelCommand) -> Result<()> {
         }
         ChannelCommand::Test { team, name } => {
             let t = team_id(&client, team.as_deref())?;
-            let v = client.post(
-                &format!("/teams/{t}/channels/{}/test", urlencode(&name)),
-                json!({}),
-            )?;
+            let v = client.post_empty(&format!("/teams/{t}/channels/{}/test", urlencode(&name)))?;
             if client.json {
                 print_json(&v);
             } else {
@@ -312,8 +316,15 @@ pub async fn alert(c: ClientArgs, cmd: AlertCommand) -> Result<()> {
             let id = client.server_id(&server)?;
             let v = client.post(
                 &format!("/servers/{id}/alerts"),
-                json!({"kind": kind, "metric": metric, "above": above, "below": below,
-                       "for": for_duration, "channel": channel, "days": days}),
+                AlertSpec {
+                    kind: Some(kind.clone()),
+                    metric: metric.clone(),
+                    above,
+                    below,
+                    for_duration,
+                    channel,
+                    days,
+                },
             )?;
             if client.json {
                 print_json(&v);
@@ -363,8 +374,15 @@ pub async fn alert(c: ClientArgs, cmd: AlertCommand) -> Result<()> {
             let channel = channel.or_else(|| r["channel"].as_str().map(String::from));
             let v = client.put(
                 &format!("/servers/{id}/alerts/{rule}"),
-                json!({"kind": r["kind"], "metric": r["metric"], "above": above, "below": below,
-                       "for": for_duration, "channel": channel, "days": days}),
+                AlertSpec {
+                    kind: r["kind"].as_str().map(String::from),
+                    metric: r["metric"].as_str().map(String::from),
+                    above,
+                    below,
+                    for_duration,
+                    channel,
+                    days,
+                },
             )?;
             if client.json {
                 print_json(&v);
@@ -409,7 +427,7 @@ pub fn site_check(
     site: i64,
     domain: &str,
     action: CheckAction,
-    spec: Value,
+    spec: brokeforge_domain::monitoring::CheckSpec,
 ) -> Result<()> {
     let path = format!("/sites/{site}/check");
     let v = match action {

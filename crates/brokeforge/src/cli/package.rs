@@ -2,10 +2,10 @@
 
 use anyhow::Result;
 use clap::Args;
-use serde_json::json;
 
 use super::common::*;
 use crate::client::{Client, ClientArgs};
+use brokeforge_web::api::types::InstallBody;
 
 #[derive(Args)]
 pub struct PackageArgs {
@@ -27,7 +27,10 @@ pub async fn install(c: ClientArgs, a: PackageArgs) -> Result<()> {
     let id = client.server_id(&a.server)?;
     let v = client.post(
         &format!("/servers/{id}/services"),
-        json!({"package": a.package, "settings": settings(&a.set)}),
+        InstallBody {
+            package: a.package.clone(),
+            settings: settings(&a.set),
+        },
     )?;
     job_result(&client, id, &job_of(&v)?, a.follow).await?;
     Ok(())

@@ -2,10 +2,10 @@
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
-use serde_json::json;
 
 use super::common::*;
 use crate::client::{Client, ClientArgs};
+use brokeforge_web::api::types::{ExtensionsBody, SettingsBody};
 
 #[derive(Subcommand)]
 pub enum PhpCommand {
@@ -70,14 +70,14 @@ pub async fn php(c: ClientArgs, cmd: PhpCommand) -> Result<()> {
                 }
                 return Ok(());
             }
-            let mut values = serde_json::Map::new();
+            let mut values = std::collections::BTreeMap::new();
             for s in set {
                 let Some((k, v)) = s.split_once('=') else {
                     bail!("--set takes NAME=VALUE, like memory_limit=512M (got `{s}`)");
                 };
-                values.insert(k.trim().to_string(), json!(v.trim()));
+                values.insert(k.trim().to_string(), v.trim().to_string());
             }
-            let v = client.put(&path, json!({"set": values, "unset": unset}))?;
+            let v = client.put(&path, SettingsBody { set: values, unset })?;
             job_result(&client, id, &job_of(&v)?, follow).await?;
         }
         PhpCommand::Extensions {
@@ -100,7 +100,7 @@ pub async fn php(c: ClientArgs, cmd: PhpCommand) -> Result<()> {
                 }
                 return Ok(());
             }
-            let v = client.post(&path, json!({"add": add, "remove": remove}))?;
+            let v = client.post(&path, ExtensionsBody { add, remove })?;
             job_result(&client, id, &job_of(&v)?, follow).await?;
         }
     }

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use clap::Subcommand;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::common::{print_json, urlencode};
 use crate::client::{Client, ClientArgs};
+use brokeforge_domain::recipes::{RecipeBody, RunBody};
 
 #[derive(Subcommand)]
 pub enum RecipeCommand {
@@ -170,7 +171,12 @@ pub async fn recipe(c: ClientArgs, cmd: RecipeCommand) -> Result<()> {
                 .map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
             let v = client.post(
                 "/recipes",
-                json!({"name": name, "script": script, "user": user, "team": team}),
+                RecipeBody {
+                    name: name.clone(),
+                    script,
+                    user: Some(user.clone()),
+                    team,
+                },
             )?;
             if client.json {
                 print_json(&v);
@@ -215,8 +221,15 @@ pub async fn recipe(c: ClientArgs, cmd: RecipeCommand) -> Result<()> {
         } => {
             let v = client.post(
                 &format!("/recipes/{}/runs", urlencode(&name)),
-                json!({"servers": servers, "tag": tag, "all": all, "parallel": parallel,
-                       "canary": canary, "max_failures": max_failures, "plan": plan}),
+                RunBody {
+                    servers,
+                    tag,
+                    all,
+                    parallel: Some(parallel),
+                    canary: Some(canary),
+                    max_failures: Some(max_failures),
+                    plan,
+                },
             )?;
             if plan {
                 if client.json {
@@ -283,7 +296,7 @@ pub async fn recipe(c: ClientArgs, cmd: RecipeCommand) -> Result<()> {
             run,
             follow: do_follow,
         } => {
-            client.post(&format!("/recipe-runs/{run}/resume"), json!({}))?;
+            client.post_empty(&format!("/recipe-runs/{run}/resume"))?;
             if do_follow {
                 follow(&client, run).await?;
             } else if !client.json {

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::common::*;
 use crate::client::{Client, ClientArgs};
+use brokeforge_web::api::types::{MoveBody, PinBody, TagsBody};
 
 #[derive(Subcommand)]
 pub enum ServerCommand {
@@ -220,7 +221,7 @@ pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
         }
         ServerCommand::Script { server } => {
             let id = client.server_id(&server)?;
-            let v = client.post(&format!("/servers/{id}/script"), json!({}))?;
+            let v = client.post_empty(&format!("/servers/{id}/script"))?;
             if client.json {
                 print_json(&v);
             } else {
@@ -288,10 +289,7 @@ pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
             remove,
         } => {
             let id = client.server_id(&server)?;
-            let v = client.put(
-                &format!("/servers/{id}/tags"),
-                json!({"add": add, "remove": remove}),
-            )?;
+            let v = client.put(&format!("/servers/{id}/tags"), TagsBody { add, remove })?;
             if client.json {
                 print_json(&v);
             } else {
@@ -313,7 +311,10 @@ pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
         }
         ServerCommand::Move { server, team } => {
             let id = client.server_id(&server)?;
-            let v = client.put(&format!("/servers/{id}/team"), json!({"team": team}))?;
+            let v = client.put(
+                &format!("/servers/{id}/team"),
+                MoveBody { team: team.clone() },
+            )?;
             if client.json {
                 print_json(&v);
             } else {
@@ -325,10 +326,7 @@ pub async fn server(c: ClientArgs, cmd: ServerCommand) -> Result<()> {
             fingerprint,
         } => {
             let id = client.server_id(&server)?;
-            let v = client.post(
-                &format!("/servers/{id}/host-key"),
-                json!({"fingerprint": fingerprint}),
-            )?;
+            let v = client.post(&format!("/servers/{id}/host-key"), PinBody { fingerprint })?;
             if client.json {
                 print_json(&v);
             } else {

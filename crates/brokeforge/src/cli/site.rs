@@ -4,11 +4,18 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
 
 use super::common::*;
 use crate::client::{Client, ClientArgs, OutputMode, follow};
-use brokeforge_web::api::types::JobResponse;
+use brokeforge_domain::monitoring::CheckSpec;
+use brokeforge_domain::sites::SiteSettings;
+use brokeforge_packages::services::sites::certificate::CertificateRequest;
+use brokeforge_packages::services::sites::repository::RepositoryRequest;
+use brokeforge_packages::services::sites::site::SiteRequest;
+use brokeforge_web::api::types::{
+    CommandBody, CustomCertificate, DeployBody, EnvFile, JobResponse, PhpVersionBody, PoolBody,
+    RepositoryBody, RollbackBody, ScriptBody,
+};
 
 #[derive(Args, Clone)]
 pub struct SiteTarget {
@@ -320,8 +327,14 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                 site,
                 &target.domain,
                 super::monitoring::CheckAction::from_flags(status, remove),
-                json!({"path": path, "expect": expect, "interval_seconds": interval,
-                       "timeout_seconds": timeout, "https": https, "after_deploy": after_deploy}),
+                CheckSpec {
+                    path,
+                    expect,
+                    interval_seconds: interval,
+                    timeout_seconds: timeout,
+                    https,
+                    after_deploy,
+                },
             )?;
         }
         SiteCommand::Create {
@@ -345,9 +358,19 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             let server = client.server_id(&target.server)?;
             let v = client.post(
                 &format!("/servers/{server}/sites"),
-                json!({"domain": target.domain, "type": kind, "proxy_port": proxy_port, "spa_fallback": spa, "aliases": aliases,
-                       "php_version": php, "web_directory": web_dir, "default_site": default, "isolated": !shared_user,
-                       "pm": pm, "max_children": max_children}),
+                SiteRequest {
+                    domain: target.domain.clone(),
+                    kind,
+                    proxy_port,
+                    spa_fallback: spa,
+                    aliases,
+                    php_version: php,
+                    web_directory: web_dir,
+                    default_site: default,
+                    isolated: Some(!shared_user),
+                    pm,
+                    max_children,
+                },
             )?;
             let site_id = v["site"]["id"].as_i64().unwrap_or_default();
             let Some(repo) = repository else {
@@ -365,7 +388,14 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             }
             let r = client.post(
                 &format!("/sites/{site_id}/repository"),
-                json!({"url": repo, "branch": branch, "host_key_fingerprint": git_host_key_fingerprint, "deploy": true}),
+                RepositoryBody {
+                    request: RepositoryRequest {
+                        url: repo,
+                        branch,
+                        host_key_fingerprint: git_host_key_fingerprint,
+                    },
+                    deploy: true,
+                },
             )?;
             let done = job_result(&client, server, &job_of(&r)?, do_follow).await?;
             let result = done.result.unwrap_or_default();
@@ -380,7 +410,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             follow,
         } => {
             let (server, id) = site_id(&client, &target)?;
-            let v = client.put(&format!("/sites/{id}/php"), json!({"version": version}))?;
+            let v = client.put(&format!("/sites/{id}/php"), PhpVersionBody { version })?;
             job_result(&client, server, &job_of(&v)?, follow).await?;
         }
         SiteCommand::Pool {
@@ -390,10 +420,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             follow,
         } => {
             let (server, id) = site_id(&client, &target)?;
-            let v = client.put(
-                &format!("/sites/{id}/pool"),
-                json!({"pm": pm, "max_children": max_children}),
-            )?;
+            let v = client.put(&format!("/sites/{id}/pool"), PoolBody { pm, max_children })?;
             job_result(&client, server, &job_of(&v)?, follow).await?;
         }
         SiteCommand::List { server } => {
@@ -429,10 +456,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             follow: do_follow,
         } => {
             let (server, id) = site_id(&client, &target)?;
-            let v = client.post(
-                &format!("/sites/{id}/deployments"),
-                json!({"branch": branch}),
-            )?;
+            let v = client.post(&format!("/sites/{id}/deployments"), DeployBody { branch })?;
             if !client.json {
                 eprintln!("deployment {} queued", v["deployment"]["id"]);
             }
@@ -469,7 +493,9 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             };
             let v = client.post(
                 &format!("/sites/{id}/rollback"),
-                json!({"release": release}),
+                RollbackBody {
+                    release: release.clone(),
+                },
             )?;
             if !client.json {
                 eprintln!("rolling back to {release}");
@@ -539,7 +565,11 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                 };
                 client.post(
                     &format!("/sites/{id}/certificate/custom"),
-                    json!({"certificate": read(&cert)?, "private_key": read(&key)?, "hsts": hsts}),
+                    CustomCertificate {
+                        certificate: read(&cert)?,
+                        private_key: read(&key)?,
+                        hsts,
+                    },
                 )?
             } else {
                 let ca = match acme_ca {
@@ -551,7 +581,12 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                 };
                 client.post(
                     &format!("/sites/{id}/certificate"),
-                    json!({"email": email, "acme_directory": acme_directory, "acme_ca_certificate": ca, "hsts": hsts}),
+                    CertificateRequest {
+                        email,
+                        acme_directory,
+                        acme_ca_certificate: ca,
+                        hsts,
+                    },
                 )?
             };
             job_result(&client, server, &job_of(&v)?, do_follow).await?;
@@ -567,7 +602,14 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             let (server, id) = site_id(&client, &target)?;
             let r = client.post(
                 &format!("/sites/{id}/repository"),
-                json!({"url": url, "branch": branch, "host_key_fingerprint": host_key_fingerprint, "deploy": !no_deploy}),
+                RepositoryBody {
+                    request: RepositoryRequest {
+                        url,
+                        branch: Some(branch),
+                        host_key_fingerprint,
+                    },
+                    deploy: !no_deploy,
+                },
             )?;
             let done = job_result(&client, server, &job_of(&r)?, do_follow).await?;
             if !client.json && do_follow {
@@ -616,10 +658,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             let (_, id) = site_id(&client, &target)?;
             let script = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
-            client.put(
-                &format!("/sites/{id}/deploy-script"),
-                json!({"script": script}),
-            )?;
+            client.put(&format!("/sites/{id}/deploy-script"), ScriptBody { script })?;
             if !client.json {
                 println!("deploy script saved");
             }
@@ -631,11 +670,11 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             shared,
         } => {
             let (_, id) = site_id(&client, &target)?;
-            let body = json!({
-                "keep_releases": keep_releases,
-                "deploy_timeout_secs": deploy_timeout,
-                "shared_paths": if shared.is_empty() { Value::Null } else { json!(shared) },
-            });
+            let body = SiteSettings {
+                keep_releases,
+                deploy_timeout_secs: deploy_timeout,
+                shared_paths: (!shared.is_empty()).then_some(shared),
+            };
             let v = client.put(&format!("/sites/{id}/settings"), body)?;
             if client.json {
                 print_json(&v);
@@ -694,7 +733,7 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
                         .with_context(|| format!("reading {}", f.display()))?,
                     None => read_stdin("the .env")?,
                 };
-                client.put(&format!("/sites/{id}/env"), json!({"env": env}))?;
+                client.put(&format!("/sites/{id}/env"), EnvFile { env })?;
                 if !client.json {
                     println!(".env replaced");
                 }
@@ -708,11 +747,14 @@ pub async fn site(c: ClientArgs, cmd: SiteCommand) -> Result<()> {
             let (server, id) = site_id(&client, &target)?;
             let v = client.post(
                 &format!("/sites/{id}/commands"),
-                json!({"command": command.join(" "), "timeout_secs": timeout}),
+                CommandBody {
+                    command: command.join(" "),
+                    timeout_secs: Some(timeout),
+                },
             )?;
             let f = follow(&client, server, &job_of(&v)?, OutputMode::Passthrough).await?;
             if client.json {
-                print_json(&json!({"job": f.job}));
+                print_json(&JobResponse { job: f.job.clone() });
             }
             let Some(result) = &f.job.result else {
                 bail!(

@@ -172,7 +172,7 @@ pub async fn team(c: ClientArgs, cmd: TeamCommand) -> Result<()> {
                 .to_string();
             let v: JoinedTeam = client.post_as(
                 &format!("/invitations/{}/accept", urlencode(&token)),
-                &json!({}),
+                &serde_json::Map::new(),
             )?;
             done(&client, &v, &format!("you joined {}", v.team.name));
         }
@@ -212,7 +212,7 @@ pub async fn team(c: ClientArgs, cmd: TeamCommand) -> Result<()> {
         }
         TeamCommand::Leave { team } => {
             let id = team_id(&client, Some(&team))?;
-            let v: Done = client.post_as(&format!("/teams/{id}/leave"), &json!({}))?;
+            let v: Done = client.post_as(&format!("/teams/{id}/leave"), &serde_json::Map::new())?;
             done(&client, &v, &format!("you left {team}"));
         }
         TeamCommand::RequireTwoFactor { team, state } => {

@@ -11,9 +11,9 @@ use axum::http::header::SET_COOKIE;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use brokeforge_domain::accounts::NewUser;
-use serde::Deserialize;
 
 use super::common::{ApiResponse, Body};
+use super::types::{PasswordBody, TokenBody};
 use crate::auth::{self, Authed};
 use crate::state::AppState;
 
@@ -55,17 +55,6 @@ pub async fn logout(State(state): State<AppState>, authed: Authed) -> ApiRespons
         Json(Done::ok()),
     )
         .into_response())
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-pub struct TokenBody {
-    name: String,
-    /// read, deploy or full (the default).
-    #[serde(default)]
-    scope: brokeforge_store::TokenScope,
-    /// Days until it stops working; none: until revoked.
-    #[serde(default)]
-    expires_in_days: Option<i64>,
 }
 
 pub async fn list_tokens(State(state): State<AppState>, authed: Authed) -> Typed<TokenList> {
@@ -120,14 +109,6 @@ pub async fn delete_user(
 ) -> Typed<Done> {
     state.domain.delete_user(&authed.user, id).await?;
     Ok(Json(Done::ok()))
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-pub struct PasswordBody {
-    password: String,
-    /// Required to change one's own password.
-    #[serde(default)]
-    current_password: Option<String>,
 }
 
 pub async fn set_password(

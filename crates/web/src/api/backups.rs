@@ -5,9 +5,9 @@ use axum::extract::{Path, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use brokeforge_domain::backups::{PlanRequest, StorageRequest};
-use serde::Deserialize;
 
 use super::common::{Accepted, ApiResponse, Body, Created, Queued, Typed};
+use super::types::RestoreBody;
 use super::types::{
     DeletedName, PlanDetail, PlanList, PlanResponse, SnapshotList, StorageList, StorageResponse,
 };
@@ -115,17 +115,6 @@ pub async fn list_snapshots(
     Ok(Json(SnapshotList {
         snapshots: state.domain.backup_snapshots(&server, &plan).await?,
     }))
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-pub struct RestoreBody {
-    snapshot: String,
-    /// A new schema to restore into; left out, the plan's own schema is overwritten.
-    #[serde(default)]
-    into: Option<String>,
-    /// The plan's schema name, to confirm overwriting it.
-    #[serde(default)]
-    confirm: Option<String>,
 }
 
 pub async fn restore(

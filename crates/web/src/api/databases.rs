@@ -2,10 +2,10 @@
 
 use axum::extract::{Path, State};
 use brokeforge_core::Secret;
-use brokeforge_packages::services::database::sql::{SchemaRequest, UserRequest};
-use serde::Deserialize;
+use brokeforge_packages::services::database::sql::SchemaRequest;
 
 use super::common::{Accepted, Body, Queued};
+use super::types::DbUserBody;
 use crate::extract::OwnedServer;
 use crate::state::AppState;
 
@@ -25,13 +25,6 @@ pub async fn drop_schema(
     Ok(Accepted(
         state.domain.drop_schema(&server, &engine, &name).await?,
     ))
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-pub struct DbUserBody {
-    #[serde(flatten)]
-    request: UserRequest,
-    password: String,
 }
 
 pub async fn create_db_user(

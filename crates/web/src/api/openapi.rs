@@ -61,11 +61,6 @@ pub fn spec(operations: &[Op]) -> Value {
             }
             operation["requestBody"] =
                 json!({"required": true, "content": {"application/json": content}});
-        } else if !op.body.is_empty() {
-            let example: Value = serde_json::from_str(op.body).unwrap_or(Value::Null);
-            operation["requestBody"] = json!({
-                "content": {"application/json": {"schema": {"type": "object"}, "example": example}}
-            });
         }
         let path = format!("/api/v1{}", op.path);
         let entry = paths

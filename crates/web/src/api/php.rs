@@ -3,9 +3,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use brokeforge_packages::services::webserver::php::{PhpExtensionsRequest, PhpSettingsRequest};
-use serde::Deserialize;
 
 use super::common::{Accepted, Body, Queued, Typed};
+use super::types::{ExtensionsBody, SettingsBody};
 use super::types::{PhpModules, PhpSettingsView};
 use crate::extract::OwnedServer;
 use crate::state::AppState;
@@ -21,15 +21,6 @@ pub async fn settings(
         set: s.set,
         effective: s.effective,
     }))
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SettingsBody {
-    #[serde(default)]
-    set: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
-    unset: Vec<String>,
 }
 
 pub async fn change_settings(
@@ -53,15 +44,6 @@ pub async fn extensions(
 ) -> Typed<PhpModules> {
     let (version, modules) = state.domain.php_extensions(&server, &version).await?;
     Ok(Json(PhpModules { version, modules }))
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExtensionsBody {
-    #[serde(default)]
-    add: Vec<String>,
-    #[serde(default)]
-    remove: Vec<String>,
 }
 
 pub async fn change_extensions(

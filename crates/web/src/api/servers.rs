@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::common::{Accepted, ApiResponse, Body, NewerQuery, OlderQuery, Page, Queued};
+use super::types::{InstallBody, PinBody};
 use crate::auth::Authed;
 use crate::error::ApiError;
 use crate::extract::OwnedServer;
@@ -163,11 +164,6 @@ pub async fn server_script(
     Ok(Json(ScriptResponse { script }))
 }
 
-#[derive(Deserialize)]
-pub struct PinBody {
-    fingerprint: String,
-}
-
 pub async fn pin_host_key(
     State(state): State<AppState>,
     OwnedServer(_, server): OwnedServer,
@@ -197,13 +193,6 @@ pub async fn list_services(
     Ok(Json(ServiceList {
         services: state.domain.services(&server).await?,
     }))
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-pub struct InstallBody {
-    pub package: String,
-    #[serde(default)]
-    pub settings: BTreeMap<String, Value>,
 }
 
 /// JSON settings as the catalogue reads them (it types them against the package's parameters).

@@ -12,12 +12,15 @@ use brokeforge_core::Secret;
 use brokeforge_domain::sites::SiteSettings;
 use brokeforge_packages::services::sites::certificate::CertificateRequest;
 use brokeforge_packages::services::sites::config::SiteConfig;
-use brokeforge_packages::services::sites::repository::RepositoryRequest;
 use brokeforge_packages::services::sites::schedule::SiteTasks;
 use brokeforge_packages::services::sites::site::SiteRequest;
 use serde::Deserialize;
 
 use super::common::{Accepted, AcceptedWith, Body, OlderQuery, Queued, Typed};
+use super::types::{
+    CommandBody, CustomCertificate, DeployBody, PhpVersionBody, PoolBody, RepositoryBody,
+    RollbackBody,
+};
 use crate::error::ApiError;
 use crate::extract::{OwnedServer, OwnedSite};
 use crate::state::AppState;
@@ -74,18 +77,6 @@ pub async fn deploy_key(
     }))
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
-pub struct RepositoryBody {
-    #[serde(flatten)]
-    request: RepositoryRequest,
-    #[serde(default = "yes")]
-    deploy: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
 pub async fn connect_repository(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,
@@ -104,17 +95,6 @@ pub async fn request_certificate(
     Body(b): Body<CertificateRequest>,
 ) -> Queued {
     Ok(Accepted(state.domain.request_certificate(&site, &b).await?))
-}
-
-/// A certificate the user brings.
-#[derive(Deserialize, schemars::JsonSchema)]
-pub struct CustomCertificate {
-    /// PEM, leaf first, then its intermediates.
-    pub certificate: String,
-    /// PEM private key of the leaf.
-    pub private_key: String,
-    #[serde(default)]
-    pub hsts: bool,
 }
 
 pub async fn upload_certificate(
@@ -178,12 +158,6 @@ pub async fn list_deployments(
     }))
 }
 
-#[derive(Deserialize, Default, schemars::JsonSchema)]
-#[serde(default)]
-pub struct DeployBody {
-    branch: Option<String>,
-}
-
 pub async fn deploy(
     State(state): State<AppState>,
     OwnedSite(authed, site, _): OwnedSite,
@@ -202,11 +176,6 @@ pub async fn deploy(
         .deploy(&site, branch.as_deref(), &triggered_by(&authed))
         .await?;
     Ok(AcceptedWith(DeploymentQueued { deployment: d, job }))
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-pub struct RollbackBody {
-    release: String,
 }
 
 pub async fn rollback(
@@ -243,12 +212,6 @@ pub async fn set_site_settings(
     }))
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PhpVersionBody {
-    version: String,
-}
-
 pub async fn set_php_version(
     State(state): State<AppState>,
     OwnedSite(_, site, _): OwnedSite,
@@ -257,13 +220,6 @@ pub async fn set_php_version(
     Ok(Accepted(
         state.domain.set_site_php_version(&site, &b.version).await?,
     ))
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PoolBody {
-    pm: Option<String>,
-    max_children: Option<u32>,
 }
 
 pub async fn set_pool(
@@ -294,13 +250,6 @@ pub async fn list_commands(
         commands,
         next_cursor,
     }))
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-pub struct CommandBody {
-    command: String,
-    #[serde(default)]
-    timeout_secs: Option<u64>,
 }
 
 /// Queue a site command; follow its output on the server's stream, its result is the job's.

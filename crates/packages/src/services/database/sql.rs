@@ -242,10 +242,10 @@ pub struct SchemaRequest {
     #[serde(default = "default_collation")]
     pub collation: String,
 }
-fn default_charset() -> String {
+pub fn default_charset() -> String {
     "utf8mb4".into()
 }
-fn default_collation() -> String {
+pub fn default_collation() -> String {
     "utf8mb4_unicode_ci".into()
 }
 

@@ -218,3 +218,22 @@ pub struct KeyPlacement {
 fn brokeforge_user() -> String {
     "brokeforge".into()
 }
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TokenBody {
+    pub name: String,
+    /// read, deploy or full (the default).
+    #[serde(default)]
+    pub scope: brokeforge_store::TokenScope,
+    /// Days until it stops working; none: until revoked.
+    #[serde(default)]
+    pub expires_in_days: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PasswordBody {
+    pub password: String,
+    /// Required to change one's own password.
+    #[serde(default)]
+    pub current_password: Option<String>,
+}

@@ -35,3 +35,14 @@ pub struct PlanDetail {
 pub struct SnapshotList {
     pub snapshots: Vec<brokeforge_store::BackupSnapshot>,
 }
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RestoreBody {
+    pub snapshot: String,
+    /// A new schema to restore into; left out, the plan's own schema is overwritten.
+    #[serde(default)]
+    pub into: Option<String>,
+    /// The plan's schema name, to confirm overwriting it.
+    #[serde(default)]
+    pub confirm: Option<String>,
+}

@@ -1,8 +1,12 @@
 //! Servers: the list, a server, its jobs and events, the catalogue, PHP, drift.
 
 use brokeforge_store::{CommandLog, Job, ProvisionEvent, Server, ServerService, ServerSite};
+use std::collections::BTreeMap;
+
+use brokeforge_packages::services::database::sql::UserRequest;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// A server with its installed services.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -174,4 +178,42 @@ pub struct CatalogueEntry {
 #[derive(Clone, Serialize, JsonSchema)]
 pub struct Catalogue {
     pub packages: Vec<CatalogueEntry>,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub struct InstallBody {
+    pub package: String,
+    #[serde(default)]
+    pub settings: BTreeMap<String, Value>,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DbUserBody {
+    #[serde(flatten)]
+    pub request: UserRequest,
+    pub password: String,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsBody {
+    #[serde(default)]
+    pub set: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub unset: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionsBody {
+    #[serde(default)]
+    pub add: Vec<String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// Pin the server's SSH host key: its SHA-256 fingerprint, as `ssh-keygen -lf` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PinBody {
+    pub fingerprint: String,
 }

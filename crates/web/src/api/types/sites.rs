@@ -1,6 +1,7 @@
 //! Sites: deployments, commands, settings, the deploy key and webhook.
 
 use brokeforge_packages::services::sites::config::ReleaseInfo;
+use brokeforge_packages::services::sites::repository::RepositoryRequest;
 use brokeforge_store::{Deployment, Job, ServerSite, SiteCommandRecord};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -109,4 +110,58 @@ pub struct Webhook {
 pub struct WebhookBody {
     /// `github`, `gitlab` or `generic`.
     pub provider: String,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RepositoryBody {
+    #[serde(flatten)]
+    pub request: RepositoryRequest,
+    #[serde(default = "yes")]
+    pub deploy: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Serialize, Deserialize, Default, schemars::JsonSchema)]
+#[serde(default)]
+pub struct DeployBody {
+    pub branch: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RollbackBody {
+    pub release: String,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PhpVersionBody {
+    pub version: String,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolBody {
+    pub pm: Option<String>,
+    pub max_children: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CommandBody {
+    pub command: String,
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+/// A certificate the user brings.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CustomCertificate {
+    /// PEM, leaf first, then its intermediates.
+    pub certificate: String,
+    /// PEM private key of the leaf.
+    pub private_key: String,
+    #[serde(default)]
+    pub hsts: bool,
 }

@@ -48,7 +48,7 @@ milestones! {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct SiteRequest {
     pub domain: String,
