@@ -14,6 +14,7 @@ mod monitoring;
 mod php;
 mod recipes;
 mod servers;
+mod site_view;
 mod site_work;
 mod sites;
 mod teams;

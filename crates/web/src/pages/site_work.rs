@@ -8,7 +8,8 @@ use brokeforge_packages::services::sites::schedule::SiteTasks;
 use serde::Deserialize;
 
 use super::common::*;
-use super::sites::{SiteView, TasksForm, site_area_url, site_result, site_view};
+use super::site_view::{SiteView, site_area_url, site_view};
+use super::sites::{TasksForm, site_result};
 use crate::error::ApiError;
 use crate::extract::OwnedSite;
 use crate::state::AppState;
