@@ -216,6 +216,18 @@ fn main() {
     // Again: options that default from the environment (`--bind` from BROKEFORGE_BIND) must see what the file
     // set, and the file's path was itself an option.
     let cli = Cli::parse_from(args());
+    // Rust ignores SIGPIPE, so a client command piped into `head` would panic on its next print. Client
+    // commands take the default back and end quietly when their reader goes, as Unix tools do; the
+    // long-running ones keep ignoring it (a closed socket or child pipe is an error they handle).
+    if !matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Worker { .. } | Command::Bench(_)
+    ) {
+        // SAFETY: called before any thread starts; SIG_DFL is a valid disposition for SIGPIPE.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("BROKEFORGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

@@ -297,6 +297,29 @@ async fn install_follow_plan_json_and_errors() {
         "{listed}"
     );
 
+    // Piped into a reader that goes away (`| head`): the CLI stops quietly, as Unix tools do, not with a
+    // panic about a broken pipe. The read end is closed before the CLI prints anything.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_brokeforge"))
+        .args(["catalogue"])
+        .env("BROKEFORGE_URL", &p.url)
+        .env("BROKEFORGE_TOKEN", &p.token)
+        .env("XDG_CONFIG_HOME", p.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(13),
+        "ended by SIGPIPE: {:?} {stderr}",
+        out.status
+    );
+
     // Bad arguments: a usage error, not a panic.
     for args in [
         vec!["install"],
