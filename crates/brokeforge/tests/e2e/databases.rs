@@ -488,9 +488,41 @@ async fn database_drift_and_repair(host: &DebianHost, store: &brokeforge_store::
         "{listening}"
     );
 
+    // PostgreSQL's settings files are items as rendered; Redis's holds its password: compared by checksum,
+    // an edit reported without a diff (the password never leaves the host).
+    for f in [
+        "file:/etc/postgresql/15/main/conf.d/brokeforge.conf",
+        "file:/etc/postgresql/15/main/pg_hba.conf",
+    ] {
+        let it = check(f).await;
+        assert_eq!(it.state, DriftState::Ok, "{it:?}");
+    }
+    let conf = "file:/etc/redis/redis.conf";
+    assert_eq!(check(conf).await.state, DriftState::Ok);
     let unit = "unit:redis-server";
     assert_eq!(check(unit).await.state, DriftState::Ok);
-    host.root("systemctl disable --now redis-server").await;
+    host.root(
+        "echo 'maxclients 5' >> /etc/redis/redis.conf && systemctl disable --now redis-server",
+    )
+    .await;
+    let edited = check(conf).await;
+    assert_eq!(edited.state, DriftState::Changed, "{edited:?}");
+    assert!(
+        edited.diff.is_none() && edited.detail.contains("holds a secret"),
+        "{edited:?}"
+    );
+    let password = store
+        .service_secret(id, "redis_admin_password")
+        .await
+        .unwrap()
+        .unwrap();
+    let report = domain.drift_report(&server).await.unwrap().unwrap();
+    assert!(
+        !serde_json::to_string(&report)
+            .unwrap()
+            .contains(password.expose()),
+        "the Redis password is in the drift report"
+    );
     let stopped = check(unit).await;
     assert_eq!(stopped.state, DriftState::Changed, "{stopped:?}");
     assert!(
@@ -499,6 +531,7 @@ async fn database_drift_and_repair(host: &DebianHost, store: &brokeforge_store::
     );
     repair().await;
     assert_eq!(check(unit).await.state, DriftState::Ok);
+    assert_eq!(check(conf).await.state, DriftState::Ok);
     assert_eq!(
         host.root("systemctl is-enabled redis-server")
             .await

@@ -617,6 +617,7 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
         before.starts_with("serial=") && after.starts_with("serial=") && before != after,
         "{before} {after}"
     );
+    certificate_drift(&host, store, id).await;
     let job = certificate::remove_certificate(store, &store.site(site.id).await.unwrap())
         .await
         .unwrap();
@@ -752,4 +753,34 @@ async fn sites_deploy_roll_back_and_survive_a_failed_deploy() {
         .await
         .stdout_text();
     assert!(!left.contains("brokeforge-site-"), "{left}");
+}
+
+/// A site's certificate is a drift item read on the host (openssl): with months left it is ok and says when
+/// it ends; its chain file gone, it is missing (and carries no repair: renewal is certbot's to do).
+async fn certificate_drift(host: &DebianHost, store: &brokeforge_store::Store, id: i64) {
+    use brokeforge_packages::services::server::drift::{DriftItem, DriftState};
+    let domain = brokeforge_domain::Domain::new(store.clone());
+    let server = store.server(id).await.unwrap();
+    let check = async || -> DriftItem {
+        let job = domain.check_drift(&server).await.unwrap();
+        let job = wait_job(store, job.id, Duration::from_secs(120)).await;
+        assert_eq!(job.status, JobStatus::Done, "drift check: {job:?}");
+        let view = domain.drift_report(&server).await.unwrap().unwrap();
+        view.report
+            .items
+            .into_iter()
+            .find(|i| i.item == "cert:app.test")
+            .expect("the certificate is a drift item")
+    };
+    let ok = check().await;
+    assert_eq!(ok.state, DriftState::Ok, "{ok:?}");
+    assert!(ok.detail.starts_with("expires on "), "{ok:?}");
+    let chain = "/etc/letsencrypt/live/app.test/fullchain.pem";
+    let away = host.root(&format!("mv {chain} /root/chain.away")).await;
+    assert!(away.success(), "{}", away.stderr_text());
+    let gone = check().await;
+    assert_eq!(gone.state, DriftState::Missing, "{gone:?}");
+    assert!(gone.repair.is_none(), "{gone:?}");
+    let back = host.root(&format!("mv /root/chain.away {chain}")).await;
+    assert!(back.success(), "{}", back.stderr_text());
 }

@@ -23,13 +23,21 @@ impl Expected {
         s.push_str(&DIFF_LIMIT.to_string());
         s.push_str(
             " \"$2\" | base64 -w0) $(wc -c < \"$2\")\"; fi; }\n\
+             bf_sum() { if [ ! -f \"$2\" ]; then echo \"#BF# file $1 missing\"; \
+             elif [ \"$(sha256sum < \"$2\" | cut -c1-64)\" = \"$3\" ]; then echo \"#BF# file $1 ok\"; \
+             else echo \"#BF# file $1 changed\"; fi; }\n\
              bf_link() { t=$(readlink \"$2\"); if [ -z \"$t\" ]; then echo \"#BF# link $1 missing\"; \
              elif [ \"$t\" = \"$3\" ]; then echo \"#BF# link $1 ok\"; \
              else echo \"#BF# link $1 changed $(printf %s \"$t\" | base64 -w0)\"; fi; }\n",
         );
         for (i, (path, w)) in self.files.iter().enumerate() {
             let sum = hex::encode(Sha256::digest(w.value.as_bytes()));
-            s.push_str(&format!("bf_file {i} {} {sum}\n", q(path)));
+            let f = if self.secret_files.contains(path) {
+                "bf_sum"
+            } else {
+                "bf_file"
+            };
+            s.push_str(&format!("{f} {i} {} {sum}\n", q(path)));
         }
         for (i, (path, w)) in self.links.iter().enumerate() {
             s.push_str(&format!("bf_link {i} {} {}\n", q(path), q(&w.value)));
@@ -54,6 +62,14 @@ impl Expected {
             s.push_str(&format!(
                 "id -u {u} >/dev/null 2>&1 && echo {u}\n",
                 u = q(&u.value)
+            ));
+        }
+        // A certificate's end as Unix seconds (openssl comes with ca-certificates, a base package).
+        s.push_str("echo '#BF# certs'\n");
+        for (i, c) in self.certs.iter().enumerate() {
+            s.push_str(&format!(
+                "if e=$(openssl x509 -noout -enddate -in {} 2>/dev/null); then echo \"{i} $(date -u -d \"${{e#notAfter=}}\" +%s)\"; else echo '{i} missing'; fi\n",
+                q(&c.path)
             ));
         }
         s.push_str(
@@ -108,6 +124,12 @@ impl Expected {
                 .unwrap_or_else(|| ("missing".into(), String::new()));
             items.push(match state.as_str() {
                 "ok" => item(w, "file", DriftState::Ok, path.clone()),
+                "changed" if self.secret_files.contains(path) => item(
+                    w,
+                    "file",
+                    DriftState::Changed,
+                    format!("{path} was edited (not shown: it holds a secret)"),
+                ),
                 "changed" => {
                     let (b64, size) = rest.split_once(' ').unwrap_or((&rest, ""));
                     let size: usize = size.trim().parse().unwrap_or(0);
@@ -217,6 +239,52 @@ impl Expected {
                     format!("there is no user {}", u.value),
                 )
             });
+        }
+        let ends: BTreeMap<usize, i64> = sections
+            .get("certs")
+            .into_iter()
+            .flatten()
+            .filter_map(|l| {
+                let (i, end) = l.trim().split_once(' ')?;
+                Some((i.parse().ok()?, end.parse().ok()?))
+            })
+            .collect();
+        let now = brokeforge_core::time::now_ms() / 1000;
+        for (i, c) in self.certs.iter().enumerate() {
+            let w = &c.wanted;
+            let Some(&end) = ends.get(&i) else {
+                items.push(item(
+                    w,
+                    "certificate",
+                    DriftState::Missing,
+                    format!("no readable certificate at {}", c.path),
+                ));
+                continue;
+            };
+            let day = chrono::DateTime::from_timestamp(end, 0)
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .unwrap_or_else(|| end.to_string());
+            let days = (end - now).div_euclid(86_400);
+            if days < CERT_WARN_DAYS {
+                let when = if end <= now {
+                    format!("expired on {day}")
+                } else {
+                    format!("expires on {day}, in {days} days")
+                };
+                let todo = if c.custom {
+                    "upload a renewed certificate"
+                } else {
+                    "certbot has not renewed it: see `systemctl status certbot.timer` and `certbot renew --dry-run` on the server"
+                };
+                items.push(item(w, "certificate", DriftState::Changed, format!("{when}; {todo}")));
+            } else {
+                let mut detail = format!("expires on {day}, in {days} days");
+                // certbot renews on the server by itself: the record says an older end.
+                if !w.value.is_empty() && !w.value.starts_with(&day) {
+                    detail.push_str(&format!(" (renewed on the server; BrokeForge recorded {})", w.value));
+                }
+                items.push(item(w, "certificate", DriftState::Ok, detail));
+            }
         }
         let unexpected = |item: String, kind: &str, what: String, detail: String| DriftItem {
             item,

@@ -12,6 +12,11 @@ use crate::services::sites::common::{SiteUser, app_unit, vhost_path};
 use crate::services::sites::config::{SiteConfig, SiteKind};
 use crate::services::sites::tasks::SiteTasksInstaller;
 use crate::services::sites::vhost::render_vhost;
+use crate::services::database::engine::{
+    DatabaseConfig, DatabaseInstallerMilestones, EngineInput, EngineSpec,
+};
+use crate::services::database::postgresql::PostgreSql;
+use crate::services::database::redis::Redis;
 use crate::services::database::mariadb::{cnf_dir, server_cnf_path, server_cnf_text};
 use crate::services::webserver::nginx::WebServerConfig;
 use crate::services::webserver::php::{settings_file, settings_text};
@@ -78,6 +83,50 @@ fn service_repair(s: &brokeforge_store::ServerService) -> Option<Repair> {
         name: s.service_name.clone(),
         settings: ServiceSettings(settings),
     })
+}
+
+/// A database engine's settings files as its installer writes them, with the remote access and password
+/// its record has: (path, text, whether it holds a secret). None without the stored password.
+async fn engine_files<E: EngineSpec>(
+    cx: &Gather<'_>,
+    s: &brokeforge_store::ServerService,
+) -> Result<Vec<(String, String, bool)>, PackageError> {
+    let engine = E::ENGINE;
+    let Some(password) = cx
+        .store
+        .service_secret(cx.server.id, &engine.secret_name())
+        .await?
+    else {
+        return Ok(Vec::new());
+    };
+    let sources: Vec<String> = s.configuration["allowed_sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
+    let input = EngineInput {
+        os: cx.os()?.to_string(),
+        previous: sources.clone(),
+        sources,
+        password,
+        config: DatabaseConfig::current(cx.store, cx.server.id, engine).await?,
+    };
+    let plan = E::configure(
+        Plan::new::<DatabaseInstallerMilestones>(ServiceType::Database, CredentialKind::Root),
+        &input,
+    )?;
+    Ok(plan
+        .steps
+        .into_iter()
+        .filter_map(|step| match step {
+            Step::PutFile(f) => match f.contents {
+                FileContents::Text(t) => Some((f.path, t, false)),
+                FileContents::Secret(t) => Some((f.path, t.expose().to_string(), true)),
+            },
+            _ => None,
+        })
+        .collect())
 }
 
 impl Expected {
@@ -176,6 +225,23 @@ impl Expected {
             if let Some(p) = port {
                 e.service_ports.insert(p.to_string());
             }
+            // PostgreSQL's and Redis's settings files, as their installers render them from the record.
+            let files = match s.service_name.as_str() {
+                "postgresql" => engine_files::<PostgreSql>(cx, &s).await?,
+                "redis" => engine_files::<Redis>(cx, &s).await?,
+                _ => Vec::new(),
+            };
+            for (path, text, secret) in files {
+                if secret {
+                    e.secret_files.insert(path.clone());
+                }
+                e.file(
+                    path,
+                    format!("settings of {}", s.service_name),
+                    text,
+                    repair.clone(),
+                );
+            }
             // A MySQL-family server's settings file (bound to localhost unless remote access is open).
             if let Some(dir) = cnf_dir(&s.service_name) {
                 let opened = s.configuration["allowed_sources"]
@@ -250,6 +316,18 @@ impl Expected {
                         repair: Some(tasks.clone()),
                     });
                 }
+            }
+            if let Some(cert) = &config.certificate {
+                e.certs.push(WantedCert {
+                    path: cert.fullchain_path(),
+                    custom: cert.custom,
+                    wanted: Wanted {
+                        item: format!("cert:{domain}"),
+                        what: format!("HTTPS certificate of {domain}"),
+                        value: cert.expires.clone().unwrap_or_default(),
+                        repair: None,
+                    },
+                });
             }
             if config.kind == SiteKind::Node {
                 let unit = app_unit(site.id);

@@ -40,6 +40,10 @@ milestones! {
 /// A file's contents come back for a diff up to this size; a longer one is reported changed without one.
 const DIFF_LIMIT: usize = 32 * 1024;
 
+/// A certificate closer to its end than this is drift: certbot renews at 30 days left, so a Let's Encrypt
+/// certificate this close was not renewed (the `cert_expiring` alert rule's default is the same).
+pub const CERT_WARN_DAYS: i64 = 14;
+
 /// How an item compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -108,7 +112,7 @@ pub struct DriftItem {
     /// Stable name of the item (`file:/etc/...`, `package:nginx`, `unit:nginx`, `firewall:...`): what
     /// "managed by hand" marks.
     pub item: String,
-    /// `file`, `link`, `package`, `unit`, `user` or `firewall`.
+    /// `file`, `link`, `package`, `unit`, `user`, `certificate` or `firewall`.
     pub kind: String,
     /// What it is, for people.
     pub what: String,
@@ -173,6 +177,14 @@ struct Wanted {
     repair: Option<Repair>,
 }
 
+/// A site's certificate: where its chain is, and whether the user brought it (no ACME renewal).
+#[derive(Debug, Clone)]
+struct WantedCert {
+    path: String,
+    custom: bool,
+    wanted: Wanted,
+}
+
 /// What the check compares against, gathered from BrokeForge's records.
 #[derive(Debug, Clone, Default)]
 pub struct Expected {
@@ -182,6 +194,10 @@ pub struct Expected {
     units: Vec<Wanted>,
     /// Unix users BrokeForge made (provisioning's, isolated sites').
     users: Vec<Wanted>,
+    /// Files that hold a secret (Redis's password): compared by checksum only, their contents never read back.
+    secret_files: BTreeSet<String>,
+    /// HTTPS sites' certificates: the chain file, and the expiry BrokeForge recorded as the value.
+    certs: Vec<WantedCert>,
     /// Names in `/etc/nginx/sites-enabled` and `brokeforge-*` names in `/etc/cron.d` BrokeForge made.
     enabled_vhosts: BTreeSet<String>,
     cron_files: BTreeSet<String>,

@@ -164,3 +164,85 @@ fn users_are_looked_up_by_the_real_script() {
     assert_eq!(r.items[1].detail, "there is no user bf-no-such-user-4711");
     assert!(r.items[1].repair.is_none());
 }
+
+/// A self-signed certificate for `name` that ends `days` from now, as PEM.
+fn cert_ending_in(name: &str, days: i64) -> String {
+    use chrono::Datelike;
+    let end = chrono::DateTime::from_timestamp(brokeforge_core::time::now_ms() / 1000 + days * 86_400, 0)
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(end.year(), end.month() as u8, end.day() as u8);
+    params.self_signed(&key).unwrap().pem()
+}
+
+/// Certificates are read on the server by the real script (openssl, date): one with months left is ok and
+/// says when the record is older (renewed on the server), one near its end or past it is changed with what to
+/// do, a missing one is missing. None carries a repair: renewal is certbot's (or the user's) to do.
+#[test]
+fn certificates_are_checked_for_their_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    std::fs::write(p("fresh.pem"), cert_ending_in("fresh.test", 80)).unwrap();
+    std::fs::write(p("ending.pem"), cert_ending_in("ending.test", 3)).unwrap();
+    std::fs::write(p("expired.pem"), cert_ending_in("expired.test", -2)).unwrap();
+    let cert = |name: &str, custom: bool, recorded: &str| WantedCert {
+        path: p(&format!("{name}.pem")),
+        custom,
+        wanted: wanted(&format!("cert:{name}.test"), recorded, None),
+    };
+    let mut e = Expected::default();
+    e.certs.push(cert("fresh", false, "2020-01-01 00:00:00+00:00"));
+    e.certs.push(cert("ending", false, ""));
+    e.certs.push(cert("expired", true, ""));
+    e.certs.push(cert("gone", false, ""));
+    let report = e.compare(&run(&e.script()));
+    let by = |name: &str| {
+        report
+            .items
+            .iter()
+            .find(|i| i.item == format!("cert:{name}.test"))
+            .unwrap_or_else(|| panic!("no item for {name}: {report:#?}"))
+    };
+    let fresh = by("fresh");
+    assert_eq!(fresh.state, DriftState::Ok, "{fresh:?}");
+    assert_eq!(fresh.kind, "certificate");
+    assert!(fresh.detail.contains("in 79 days") || fresh.detail.contains("in 80 days"), "{fresh:?}");
+    assert!(fresh.detail.contains("renewed on the server"), "{fresh:?}");
+    let ending = by("ending");
+    assert_eq!(ending.state, DriftState::Changed, "{ending:?}");
+    assert!(ending.detail.contains("certbot has not renewed it"), "{ending:?}");
+    let expired = by("expired");
+    assert_eq!(expired.state, DriftState::Changed, "{expired:?}");
+    assert!(expired.detail.starts_with("expired on "), "{expired:?}");
+    assert!(expired.detail.contains("upload a renewed certificate"), "{expired:?}");
+    assert_eq!(by("gone").state, DriftState::Missing);
+    assert!(report.items.iter().all(|i| i.repair.is_none()));
+}
+
+/// A file that holds a secret is compared by checksum only: edited, it is changed without a diff, and its
+/// contents never come back from the server.
+#[test]
+fn a_file_with_a_secret_is_compared_by_checksum_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("redis.conf").to_string_lossy().into_owned();
+    std::fs::write(&path, "requirepass s3cret-value\nmaxclients 5\n").unwrap();
+    let mut e = Expected::default();
+    e.file(
+        path.clone(),
+        "settings of redis".into(),
+        "requirepass s3cret-value\n".into(),
+        None,
+    );
+    e.secret_files.insert(path.clone());
+    let out = run(&e.script());
+    assert!(out.lines().any(|l| l == "#BF# file 0 changed"), "{out}");
+    let report = e.compare(&out);
+    let it = &report.items[0];
+    assert_eq!(it.state, DriftState::Changed, "{it:?}");
+    assert!(it.diff.is_none() && it.detail.contains("holds a secret"), "{it:?}");
+    assert!(!format!("{out}{report:?}").contains("maxclients"), "{out}");
+    std::fs::write(&path, "requirepass s3cret-value\n").unwrap();
+    assert_eq!(e.compare(&run(&e.script())).items[0].state, DriftState::Ok);
+}
