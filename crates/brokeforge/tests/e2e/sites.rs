@@ -772,10 +772,31 @@ async fn certificate_drift(host: &DebianHost, store: &brokeforge_store::Store, i
             .find(|i| i.item == "cert:app.test")
             .expect("the certificate is a drift item")
     };
+    let chain = "/etc/letsencrypt/live/app.test/fullchain.pem";
+    // certbot renewed it above (forced): the record still has the first certificate's end, the check says
+    // so and brings the record to the end of the certificate the server has.
     let ok = check().await;
     assert_eq!(ok.state, DriftState::Ok, "{ok:?}");
     assert!(ok.detail.starts_with("expires on "), "{ok:?}");
-    let chain = "/etc/letsencrypt/live/app.test/fullchain.pem";
+    assert!(ok.detail.contains("renewed on the server"), "{ok:?}");
+    let end = host
+        .root(&format!(
+            "e=$(openssl x509 -noout -enddate -in {chain}) && date -u -d \"${{e#notAfter=}}\" '+%Y-%m-%d %H:%M:%S+00:00'"
+        ))
+        .await
+        .stdout_text();
+    let site = store
+        .sites(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.domain == "app.test")
+        .unwrap();
+    let recorded = brokeforge_packages::services::sites::config::SiteConfig::of(&site)
+        .certificate
+        .and_then(|c| c.expires);
+    assert_eq!(recorded.as_deref(), Some(end.trim()), "{ok:?}");
+    assert!(!check().await.detail.contains("renewed"));
     let away = host.root(&format!("mv {chain} /root/chain.away")).await;
     assert!(away.success(), "{}", away.stderr_text());
     let gone = check().await;

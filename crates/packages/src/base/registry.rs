@@ -74,6 +74,11 @@ pub struct Entry {
     /// Listed in this process's catalogue (the demo package hides unless enabled).
     #[serde(skip)]
     pub shown: fn() -> bool,
+    /// Its record keeps its settings whole, so installing it again with them puts back its packages, units
+    /// and settings files: drift repair does that (not for the web server, whose PHP versions and pools
+    /// have their own packages, nor the collector, whose address comes from the panel).
+    #[serde(skip)]
+    pub repaired_by_reinstall: bool,
 }
 
 impl Entry {
@@ -95,6 +100,7 @@ impl Entry {
             remover: None,
             unavailable: |_| None,
             shown: || true,
+            repaired_by_reinstall: false,
         }
     }
 
@@ -117,6 +123,11 @@ impl Entry {
 
     pub fn shown(mut self, shown: fn() -> bool) -> Entry {
         self.shown = shown;
+        self
+    }
+
+    pub fn repaired_by_reinstall(mut self) -> Entry {
+        self.repaired_by_reinstall = true;
         self
     }
 

@@ -426,6 +426,7 @@ pub fn register<E: EngineSpec>(r: &mut Registry, description: &'static str) {
             description,
             installer,
         )
+        .repaired_by_reinstall()
         .parameters(vec![Parameter::new(
             "allowed_sources",
             "string",

@@ -30,6 +30,7 @@ pub fn register(r: &mut Registry) {
             "Memcached, on 127.0.0.1:11211 only (TCP), with a memory limit",
             installer,
         )
+        .repaired_by_reinstall()
         .parameters(vec![Parameter::new(
             "memory_mb",
             "integer",

@@ -21,6 +21,7 @@ pub fn register(r: &mut Registry) {
             "Node.js and npm from the distribution",
             installer,
         )
+        .repaired_by_reinstall()
         .remover(remover, Vec::new()),
     );
 }

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::super::firewall::{READ_COMMAND, RuleOrigin, parse_state};
 
 use super::*;
+use crate::services::sites::certificate::custom::chrono_like;
 
 impl Expected {
     /// The one command that reads it all: markers `#BF# ...` per item, the firewall's state last.
@@ -240,15 +241,7 @@ impl Expected {
                 )
             });
         }
-        let ends: BTreeMap<usize, i64> = sections
-            .get("certs")
-            .into_iter()
-            .flatten()
-            .filter_map(|l| {
-                let (i, end) = l.trim().split_once(' ')?;
-                Some((i.parse().ok()?, end.parse().ok()?))
-            })
-            .collect();
+        let ends = cert_ends(output);
         let now = brokeforge_core::time::now_ms() / 1000;
         for (i, c) in self.certs.iter().enumerate() {
             let w = &c.wanted;
@@ -279,9 +272,12 @@ impl Expected {
                 items.push(item(w, "certificate", DriftState::Changed, format!("{when}; {todo}")));
             } else {
                 let mut detail = format!("expires on {day}, in {days} days");
-                // certbot renews on the server by itself: the record says an older end.
-                if !w.value.is_empty() && !w.value.starts_with(&day) {
-                    detail.push_str(&format!(" (renewed on the server; BrokeForge recorded {})", w.value));
+                // certbot renews on the server by itself: the check brings the record up to date.
+                if !w.value.is_empty() && Some(&w.value) != chrono_like(end).as_ref() {
+                    detail.push_str(&format!(
+                        " (renewed on the server; BrokeForge's record said {} and now follows)",
+                        w.value
+                    ));
                 }
                 items.push(item(w, "certificate", DriftState::Ok, detail));
             }
@@ -375,6 +371,36 @@ impl Expected {
             i.by_hand = self.by_hand.contains(&i.item);
         }
         DriftReport::new(items)
+    }
+}
+
+/// Each certificate's end (Unix seconds) by its index, from the `#BF# certs` section of the check's output.
+fn cert_ends(output: &str) -> BTreeMap<usize, i64> {
+    output
+        .lines()
+        .skip_while(|l| *l != "#BF# certs")
+        .skip(1)
+        .take_while(|l| !l.starts_with("#BF# "))
+        .filter_map(|l| {
+            let (i, end) = l.trim().split_once(' ')?;
+            Some((i.parse().ok()?, end.parse().ok()?))
+        })
+        .collect()
+}
+
+impl Expected {
+    /// Sites whose certificate on the server ends at another time than BrokeForge recorded (certbot renewed
+    /// it), with the end to record.
+    pub(super) fn renewed(&self, output: &str) -> Vec<(i64, String)> {
+        let ends = cert_ends(output);
+        self.certs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let end = chrono_like(*ends.get(&i)?)?;
+                (end != c.wanted.value).then_some((c.site_id, end))
+            })
+            .collect()
     }
 }
 

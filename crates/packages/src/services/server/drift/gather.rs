@@ -51,17 +51,12 @@ pub fn service_parts(
     (packages, units, port)
 }
 
-/// Installing a service again with the settings it has puts back its packages, units and settings file: for
-/// the services whose settings its record keeps whole (not the web server, whose PHP versions and pools
-/// have their own packages, nor the collector, whose address comes from the panel).
+/// Installing a service again with the settings it has puts back its packages, units and settings files, for
+/// the catalogue entries that say so (`Entry::repaired_by_reinstall`).
 fn service_repair(s: &brokeforge_store::ServerService) -> Option<Repair> {
-    if !matches!(
-        s.service_name.as_str(),
-        "mariadb" | "mysql" | "postgresql" | "redis" | "memcached" | "nodejs"
-    ) {
-        return None;
-    }
-    let entry = crate::catalogue::entry(&s.service_name).ok()?;
+    let entry = crate::catalogue::entry(&s.service_name)
+        .ok()
+        .filter(|e| e.repaired_by_reinstall)?;
     let settings = entry
         .parameters
         .iter()
@@ -319,6 +314,7 @@ impl Expected {
             }
             if let Some(cert) = &config.certificate {
                 e.certs.push(WantedCert {
+                    site_id: site.id,
                     path: cert.fullchain_path(),
                     custom: cert.custom,
                     wanted: Wanted {

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::base::executor::RunReport;
 use crate::base::package::{Gather, Package, PackageInstaller};
 use crate::base::registry::Registry;
+use crate::services::sites::config::SiteConfig;
 use crate::base::{PackageError, Plan, RunStep};
 use crate::milestones;
 
@@ -180,6 +181,7 @@ struct Wanted {
 /// A site's certificate: where its chain is, and whether the user brought it (no ACME renewal).
 #[derive(Debug, Clone)]
 struct WantedCert {
+    site_id: i64,
     path: String,
     custom: bool,
     wanted: Wanted,
@@ -250,7 +252,7 @@ impl Package for DriftCheckInstaller {
 
     async fn finish(
         &self,
-        _cx: &Gather<'_>,
+        cx: &Gather<'_>,
         e: Expected,
         report: RunReport,
     ) -> Result<serde_json::Value, PackageError> {
@@ -265,7 +267,17 @@ impl Package for DriftCheckInstaller {
             )
             .into());
         }
-        let report = e.compare(&String::from_utf8_lossy(&out.stdout));
+        let output = String::from_utf8_lossy(&out.stdout);
+        let report = e.compare(&output);
+        // certbot renews on the server by itself: the record follows the certificate the server has.
+        for (site_id, expires) in e.renewed(&output) {
+            SiteConfig::update(cx.store, site_id, |c| {
+                if let Some(cert) = &mut c.certificate {
+                    cert.expires = Some(expires.clone());
+                }
+            })
+            .await?;
+        }
         Ok(serde_json::to_value(&report).unwrap_or_default())
     }
 }

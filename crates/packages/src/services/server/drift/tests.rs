@@ -188,6 +188,7 @@ fn certificates_are_checked_for_their_end() {
     std::fs::write(p("ending.pem"), cert_ending_in("ending.test", 3)).unwrap();
     std::fs::write(p("expired.pem"), cert_ending_in("expired.test", -2)).unwrap();
     let cert = |name: &str, custom: bool, recorded: &str| WantedCert {
+        site_id: name.len() as i64,
         path: p(&format!("{name}.pem")),
         custom,
         wanted: wanted(&format!("cert:{name}.test"), recorded, None),
@@ -219,6 +220,19 @@ fn certificates_are_checked_for_their_end() {
     assert!(expired.detail.contains("upload a renewed certificate"), "{expired:?}");
     assert_eq!(by("gone").state, DriftState::Missing);
     assert!(report.items.iter().all(|i| i.repair.is_none()));
+    // The records to bring up to date: every certificate found whose end is not the one recorded (the fresh
+    // one's record is older; the others have none), not the missing one.
+    let out = run(&e.script());
+    let renewed = e.renewed(&out);
+    assert_eq!(
+        renewed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        [5, 6, 7],
+        "{renewed:?}"
+    );
+    assert!(renewed[0].1.ends_with("+00:00"), "{renewed:?}");
+    e.certs[0].wanted.value = renewed[0].1.clone();
+    assert!(!e.renewed(&out).iter().any(|(id, _)| *id == 5));
+    assert!(!e.compare(&out).items[0].detail.contains("renewed"));
 }
 
 /// A file that holds a secret is compared by checksum only: edited, it is changed without a diff, and its
@@ -245,4 +259,20 @@ fn a_file_with_a_secret_is_compared_by_checksum_only() {
     assert!(!format!("{out}{report:?}").contains("maxclients"), "{out}");
     std::fs::write(&path, "requirepass s3cret-value\n").unwrap();
     assert_eq!(e.compare(&run(&e.script())).items[0].state, DriftState::Ok);
+}
+
+/// Repair installs again the services whose record keeps their settings whole, and never the web server or
+/// the collector (their parts come from elsewhere): the catalogue entries say which.
+#[test]
+fn services_repaired_by_reinstall_come_from_the_catalogue() {
+    let mut names: Vec<&str> = crate::catalogue::catalogue()
+        .into_iter()
+        .filter(|e| e.repaired_by_reinstall)
+        .map(|e| e.name)
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["mariadb", "memcached", "mysql", "nodejs", "postgresql", "redis"]
+    );
 }

@@ -292,7 +292,8 @@ impl Package for CustomCertificateInstaller {
 impl PackageInstaller for CustomCertificateInstaller {}
 
 /// `2027-02-24 01:59:05+00:00`, the form certbot's expiry takes in the site's configuration.
-fn chrono_like(secs: i64) -> Option<String> {
+/// A certificate's end as BrokeForge records it (certbot's form: `2027-02-24 01:59:05+00:00`).
+pub(crate) fn chrono_like(secs: i64) -> Option<String> {
     let s = brokeforge_core::time::utc_stamp(secs * 1000);
     Some(format!(
         "{}-{}-{} {}:{}:{}+00:00",
