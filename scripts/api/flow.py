@@ -1,6 +1,6 @@
 """A short flow through BrokeForge's API with a client generated from its OpenAPI document by
 openapi-python-client (a generator no one here wrote): sign in with a token, read who we are, add a server
-(and retry it with its Idempotency-Key), list servers, read the server, read its onboarding job until it ends (its timestamps as datetimes), and get a typed error for another's
+(and retry it with its Idempotency-Key), list servers, page them with next_cursor, read the server, read its onboarding job until it ends (its timestamps as datetimes), and get a typed error for another's
 server. Every answer is parsed into the generated models, so a document that does not match what the
 server sends fails here.
 
@@ -15,6 +15,7 @@ client_dir, base_url, token, email, password, key_file = sys.argv[1:7]
 sys.path.insert(0, client_dir)
 
 from brokeforge_client import AuthenticatedClient, Client  # noqa: E402
+from brokeforge_client.types import UNSET  # noqa: E402
 from brokeforge_client.api.account import get_me, post_login  # noqa: E402
 from brokeforge_client.api.jobs import get_jobs_id  # noqa: E402
 from brokeforge_client.api.servers import get_servers, get_servers_id, post_servers  # noqa: E402
@@ -58,6 +59,23 @@ check("retry with the key", isinstance(again, AddedServer) and again.server.id =
 
 listed = get_servers.sync(client=api, search="api-flow")
 check("list servers", isinstance(listed, ServerList) and [e.server.id for e in listed.servers] == [added.server.id], repr(listed))
+
+# Paging: a second server, then the list one at a time, each page's next_cursor giving the next.
+second = post_servers.sync(
+    client=api,
+    body=NewServer(name="api-flow-2", public_ip="127.0.0.1", ssh_port=1, root_key=root_key, trust_on_first_use=True),
+)
+check("add a second server", isinstance(second, AddedServer), repr(second))
+seen, cursor = [], UNSET
+for _ in range(5):
+    page = get_servers.sync(client=api, search="api-flow", limit=1, cursor=cursor)
+    if not isinstance(page, ServerList):
+        sys.exit(f"api flow: page the servers: {page!r}")
+    seen += [e.server.name for e in page.servers]
+    if not page.next_cursor:
+        break
+    cursor = page.next_cursor
+check("page the servers with next_cursor", seen == ["api-flow", "api-flow-2"], repr(seen))
 
 detail = get_servers_id.sync(id=added.server.id, client=api)
 check("read the server", isinstance(detail, ServerDetail) and detail.server.public_ip == "127.0.0.1", repr(detail))
