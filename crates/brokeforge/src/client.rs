@@ -334,7 +334,7 @@ impl Client {
 
     /// A server by name or id.
     pub fn server(&self, name_or_id: &str) -> Result<Value> {
-        let by_name = self.get(&format!("/servers?name={}", query_value(name_or_id)))?;
+        let by_name = self.get(&format!("/servers?name={}", urlencode(name_or_id)))?;
         let named = by_name["servers"].as_array().cloned().unwrap_or_default();
         if named.len() > 1 {
             // Two teams may each have a `web`: never guess which one a command is for.
@@ -669,18 +669,6 @@ pub fn job_title(job: &Job) -> String {
         }
         _ => job.kind.replace('_', " "),
     }
-}
-
-/// A value for a URL query string (percent-encoded).
-fn query_value(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// An answer read into the type its route documents; a mismatch says where.
