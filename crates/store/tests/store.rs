@@ -547,6 +547,41 @@ mod queue {
         (a.id, b.id)
     }
 
+    /// Claiming many at once (one statement on PostgreSQL) takes one job per server, oldest first, and never
+    /// a second job of a server that has one running or picked in the same claim.
+    #[tokio::test]
+    async fn claiming_many_takes_one_job_per_server_in_order() {
+        for t in stores().await {
+            let s = &t.store;
+            let (a, b) = two_servers(s).await;
+            let job = |server: Option<i64>| NewJob::new("k", server, json!({}));
+            let a1 = s.enqueue(&job(Some(a))).await.unwrap();
+            let a2 = s.enqueue(&job(Some(a))).await.unwrap();
+            let free = s.enqueue(&job(None)).await.unwrap();
+            let b1 = s.enqueue(&job(Some(b))).await.unwrap();
+            let ids =
+                |jobs: &[brokeforge_store::Job]| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
+            let got = s.claim_up_to("w", LEASE, 10).await.unwrap();
+            assert_eq!(ids(&got), [a1.id, free.id, b1.id], "{}", t.name);
+            assert!(
+                got.iter()
+                    .all(|j| j.status == JobStatus::Running && j.attempt == 1)
+            );
+            assert!(
+                s.claim_up_to("w", LEASE, 10).await.unwrap().is_empty(),
+                "{}",
+                t.name
+            );
+            assert!(
+                s.finish_job(a1.id, 1, &Outcome::Done(json!({})))
+                    .await
+                    .unwrap()
+            );
+            let got = s.claim_up_to("w", LEASE, 10).await.unwrap();
+            assert_eq!(ids(&got), [a2.id], "{}", t.name);
+        }
+    }
+
     #[tokio::test]
     async fn one_running_job_per_server() {
         for t in stores().await {
