@@ -15,7 +15,7 @@ use crate::known_hosts::{HostKeyPolicy, Verdict};
 use crate::{MAX_CHANNELS, SshError, keys};
 
 mod shell;
-pub use shell::Shell;
+pub use shell::{SHELL_STDIN_MAX, Shell, ShellStart};
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -94,7 +94,7 @@ fn check_tag(tag: &str) -> Result<&str, SshError> {
 
 /// Shell that creates the directory tagged commands mark themselves in.
 pub fn prepare_tagged_runs() -> String {
-    format!("mkdir -p -m 700 {RUN_DIR}")
+    format!("[ -d {RUN_DIR} ] || mkdir -p -m 700 {RUN_DIR}")
 }
 
 /// Shell that stops every process group tagged `tag` still running (SIGTERM, then SIGKILL after five
@@ -103,12 +103,12 @@ pub fn prepare_tagged_runs() -> String {
 pub fn stop_command(tag: &str) -> Result<String, SshError> {
     let tag = check_tag(tag)?;
     Ok(format!(
-        r#"f={RUN_DIR}/{tag}; n=0; pg=$(cat "$f" 2>/dev/null); for m in "$f".lock; do [ -e "$m" ] && pg="$pg $(cat "$m" 2>/dev/null)"; done
+        r#"f={RUN_DIR}/{tag}; n=0; pg=; for m in "$f" "$f".lock; do [ -r "$m" ] && read -r p < "$m" && pg="$pg $p"; done
 mine() {{ [ -n "$1" ] || return 1; for d in /proc/[0-9]*; do read -r st < "$d/stat" 2>/dev/null || continue; st=${{st##*) }}; set -- "$1" $st; [ "$4" = "$1" ] || continue; tr '\0' ' ' < "$d/cmdline" 2>/dev/null | grep -q -- "bf-{tag}" && return 0; done; return 1; }}
 live=; for p in $pg; do if mine "$p"; then kill -TERM "-$p" 2>/dev/null; live="$live $p"; n=$((n+1)); fi; done
-for i in $(seq 1 50); do still=; for p in $live; do mine "$p" && still=1; done; [ -z "$still" ] && break; sleep 0.1; done
+i=0; while [ -n "$live" ] && [ "$i" -lt 50 ]; do still=; for p in $live; do mine "$p" && still="$still $p"; done; live=$still; [ -z "$live" ] && break; sleep 0.1; i=$((i+1)); done
 for p in $live; do mine "$p" && kill -KILL "-$p" 2>/dev/null; done
-rm -f "$f" "$f".lock; echo "stopped $n""#
+[ -z "$pg" ] || rm -f "$f" "$f".lock; echo "stopped $n""#
     ))
 }
 
@@ -397,82 +397,6 @@ impl SshSession {
         Ok(out)
     }
 
-    /// Take the server-wide lock `lock_file` for as long as the returned [`Held`] lives (a `flock` held by a
-    /// process on its own channel, released when the channel closes, or when [`stop_command`] stops `tag`).
-    /// `prelude` (shell printing one line) runs first on the same channel, which saves a round trip; its
-    /// output is returned. Waits while another holder has the lock; `waiting` is called once if it has to.
-    pub async fn hold_lock(
-        &self,
-        lock_file: &str,
-        tag: &str,
-        prelude: Option<&str>,
-        cancel: &CancellationToken,
-        waiting: impl FnOnce(),
-    ) -> Result<(Held, String), SshError> {
-        let tag = check_tag(tag)?;
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| SshError::Protocol("connection closed".into()))?;
-        let command = format!(
-            "{}{{ echo $$ > {RUN_DIR}/{tag}.lock; }} 2>/dev/null; echo; exec timeout 86400 flock {} sh -c 'echo locked; exec cat >/dev/null' bf-{tag}",
-            prelude.map(|p| format!("{p}\n")).unwrap_or_default(),
-            shell_quote(lock_file)
-        );
-        let mut channel = self.open_channel().await?;
-        channel.exec(true, command).await?;
-        let mut waiting = Some(waiting);
-        let mut seen = Vec::new();
-        // The prelude's line and an empty one come first; from then on the wait is for the lock itself.
-        let prelude_done = |seen: &[u8]| {
-            let lines = seen.iter().filter(|b| **b == b'\n').count();
-            lines >= if prelude.is_some() { 2 } else { 1 }
-        };
-        loop {
-            let armed = waiting.is_some() && prelude_done(&seen);
-            let msg = tokio::select! {
-                m = channel.wait() => m,
-                _ = tokio::time::sleep(Duration::from_secs(2)), if armed => {
-                    if let Some(w) = waiting.take() {
-                        w();
-                    }
-                    continue;
-                }
-                _ = cancel.cancelled() => {
-                    let _ = channel.close().await;
-                    return Err(SshError::Protocol("cancelled while waiting for the server's job lock".into()));
-                }
-            };
-            match msg {
-                Some(ChannelMsg::Data { data }) => {
-                    seen.extend_from_slice(&data);
-                    let text = String::from_utf8_lossy(&seen);
-                    if let Some(before) = text.strip_suffix("locked\n") {
-                        let out = before.trim().to_string();
-                        return Ok((
-                            Held {
-                                channel,
-                                _permit: permit,
-                            },
-                            out,
-                        ));
-                    }
-                }
-                Some(ChannelMsg::ExtendedData { data, .. }) => seen.extend_from_slice(&data),
-                None | Some(ChannelMsg::Close) | Some(ChannelMsg::ExitStatus { .. }) => {
-                    return Err(SshError::Protocol(format!(
-                        "{} could not take the job lock {lock_file}: {}",
-                        self.host,
-                        String::from_utf8_lossy(&seen).trim()
-                    )));
-                }
-                Some(_) => {}
-            }
-        }
-    }
-
     /// Open a session channel. OpenSSH frees a closed session slot a moment after the close crosses the
     /// wire, so a burst can briefly see "no more sessions" while we are under our own limit: retry then.
     async fn open_channel(&self) -> Result<russh::Channel<client::Msg>, SshError> {
@@ -494,20 +418,6 @@ impl SshSession {
             .handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")
             .await;
-    }
-}
-
-/// A server-wide lock taken by [`SshSession::hold_lock`]; released by [`Held::release`] (or when the
-/// connection goes).
-pub struct Held {
-    channel: russh::Channel<client::Msg>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl Held {
-    pub async fn release(self) {
-        let _ = self.channel.eof().await;
-        let _ = self.channel.close().await;
     }
 }
 

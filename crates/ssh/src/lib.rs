@@ -8,8 +8,8 @@ pub mod known_hosts;
 pub mod testkit;
 
 pub use client::{
-    ExecOutput, ExecRequest, Held, OutputChunk, Shell, SshSession, SshTarget, Stream,
-    prepare_tagged_runs, refuse_internal_addresses, stop_command,
+    ExecOutput, ExecRequest, OutputChunk, SHELL_STDIN_MAX, Shell, ShellStart, SshSession,
+    SshTarget, Stream, prepare_tagged_runs, refuse_internal_addresses, stop_command,
 };
 pub use known_hosts::{HostKeyPolicy, Verdict};
 

@@ -323,9 +323,9 @@ async fn openssh_is_in_the_suite() {
     assert_eq!(names, ["in-process", "openssh"]);
 }
 
-/// The long-lived shell of the persistent-shell experiment keeps what `exec` gives each command: its exit
-/// code, stdout and stderr apart (with or without a final newline), stdin that is never on a command line,
-/// and a timeout; a command reading stdin cannot eat the next one.
+/// The long-lived shell jobs run their steps in keeps what `exec` gives each command: its exit code, stdout
+/// and stderr apart (with or without a final newline, streamed live and capped), stdin that is never on a
+/// command line, and a timeout; a command reading stdin cannot eat the next one.
 #[tokio::test]
 async fn a_long_lived_shell_keeps_each_command_apart() {
     for h in test_hosts().await {
@@ -333,7 +333,10 @@ async fn a_long_lived_shell_keeps_each_command_apart() {
         let mut sh = s.open_shell().await.unwrap();
         let t = Duration::from_secs(10);
         let out = sh
-            .run("echo partial; echo 'bad thing' >&2; exit 3", None, t)
+            .run(ExecRequest::new(
+                "echo partial; echo 'bad thing' >&2; exit 3",
+                t,
+            ))
             .await
             .unwrap();
         assert_eq!(
@@ -346,12 +349,18 @@ async fn a_long_lived_shell_keeps_each_command_apart() {
             "{}",
             h.name
         );
-        let out = sh.run("printf 'no newline'", None, t).await.unwrap();
+        let out = sh
+            .run(ExecRequest::new("printf 'no newline'", t))
+            .await
+            .unwrap();
         assert_eq!(
             (out.exit_code, out.stdout_text().as_str()),
             (Some(0), "no newline")
         );
-        let out = sh.run("cat; echo after", None, t).await.unwrap();
+        let out = sh
+            .run(ExecRequest::new("cat; echo after", t))
+            .await
+            .unwrap();
         assert_eq!(
             out.stdout_text(),
             "after\n",
@@ -359,19 +368,149 @@ async fn a_long_lived_shell_keeps_each_command_apart() {
             h.name
         );
         let secret = "p@ss 'w\"o$rd;\n\\x\u{e9}";
-        let out = sh.run("cat", Some(secret.as_bytes()), t).await.unwrap();
+        let out = sh
+            .run(ExecRequest {
+                stdin: Some(secret.as_bytes()),
+                ..ExecRequest::new("cat", t)
+            })
+            .await
+            .unwrap();
         assert_eq!(out.stdout_text(), secret, "{}", h.name);
         if let Some(server) = &h.server {
             assert!(server.commands().iter().all(|c| !c.contains("p@ss")));
         }
+        // Live output, both streams, none of the sentinels; and the cap.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let out = sh
-            .run("sleep 30", None, Duration::from_secs(1))
+            .run(ExecRequest {
+                output: Some(&tx),
+                max_output: 1000,
+                ..ExecRequest::new(
+                    "echo one; echo two >&2; head -c 3000 /dev/zero | tr '\\0' x",
+                    t,
+                )
+            })
+            .await
+            .unwrap();
+        drop(tx);
+        let (mut streamed_out, mut streamed_err) = (Vec::new(), Vec::new());
+        while let Some(c) = rx.recv().await {
+            match c.stream {
+                brokeforge_ssh::Stream::Stdout => streamed_out.extend_from_slice(&c.data),
+                brokeforge_ssh::Stream::Stderr => streamed_err.extend_from_slice(&c.data),
+            }
+        }
+        assert!(out.truncated, "{}", h.name);
+        assert_eq!(out.stdout.len(), 1000, "{}", h.name);
+        assert_eq!(streamed_out, out.stdout, "{}", h.name);
+        assert!(out.stdout.starts_with(b"one\nxxx"), "{}", h.name);
+        assert_eq!(streamed_err, b"two\n", "{}", h.name);
+        let out = sh
+            .run(ExecRequest::new("sleep 30", Duration::from_secs(1)))
             .await
             .unwrap();
         assert!(out.timed_out, "{}: {out:?}", h.name);
-        let out = sh.run("echo still here", None, t).await.unwrap();
+        let out = sh
+            .run(ExecRequest::new("echo still here", t))
+            .await
+            .unwrap();
         assert_eq!(out.stdout_text(), "still here\n", "{}", h.name);
         sh.close().await;
+        s.close().await;
+    }
+}
+
+/// A job's shell holds the server's lock for as long as it lives (a second shell waits, and gets it once
+/// the first closes), keeps it from every command it starts, and is stopped with the job's commands by
+/// `stop_command`, which frees the lock.
+#[tokio::test]
+async fn a_job_shell_holds_the_lock_and_stops_with_its_tag() {
+    for h in test_hosts().await {
+        let s = SshSession::connect(&h.pinned()).await.unwrap();
+        let lock = format!("{}.lock", unique("shell"));
+        let pid = std::process::id();
+        let (tag_a, tag_b) = (format!("shell-a-{pid}"), format!("shell-b-{pid}"));
+        let prelude = brokeforge_ssh::prepare_tagged_runs();
+        let start = |tag| brokeforge_ssh::ShellStart {
+            tag: Some(tag),
+            prelude: Some(&prelude),
+            lock: Some(&lock),
+            cancel: None,
+        };
+        let (mut a, _) = s.start_shell(start(&tag_a), || {}).await.unwrap();
+        assert!(a.holds_lock());
+        let out = a
+            .run(ExecRequest {
+                tag: Some(&tag_a),
+                ..ExecRequest::new(
+                    "[ -e /proc/self/fd/9 ] && echo lock-fd-open || echo lock-fd-closed",
+                    Duration::from_secs(10),
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(out.stdout_text(), "lock-fd-closed\n", "{}", h.name);
+
+        // b waits for a's lock: told so, and not done while a lives.
+        let (told, waited) = tokio::sync::oneshot::channel();
+        let mut b = Box::pin(s.start_shell(start(&tag_b), move || {
+            let _ = told.send(());
+        }));
+        tokio::select! {
+            r = &mut b => panic!("{}: b took the lock a holds: {:?}", h.name, r.map(|_| ())),
+            _ = waited => {}
+        }
+        a.close().await;
+        let (mut b, _) = tokio::time::timeout(Duration::from_secs(20), b)
+            .await
+            .unwrap_or_else(|_| panic!("{}: a's lock was not freed when it closed", h.name))
+            .unwrap();
+        assert!(b.holds_lock());
+
+        // Cancelling gives b up; stopping b's tag ends its running command (and b), and frees the lock.
+        let cancel = CancellationToken::new();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let canceller = {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                rx.recv().await;
+                cancel.cancel();
+            })
+        };
+        let out = b
+            .run(ExecRequest {
+                tag: Some(&tag_b),
+                cancel: Some(&cancel),
+                output: Some(&tx),
+                ..ExecRequest::new("echo started; sleep 60", Duration::from_secs(120))
+            })
+            .await
+            .unwrap();
+        canceller.await.unwrap();
+        assert!(out.cancelled, "{}: {out:?}", h.name);
+        assert!(
+            b.run(ExecRequest::new("true", Duration::from_secs(5)))
+                .await
+                .is_err(),
+            "{}: a cancelled shell is given up",
+            h.name
+        );
+        let stop = brokeforge_ssh::stop_command(&tag_b).unwrap();
+        let stopped = s
+            .exec(ExecRequest::new(&stop, Duration::from_secs(30)))
+            .await
+            .unwrap();
+        // The command, and the shell unless the channel's KILL (OpenSSH 8.1+ passes it on) ended it first.
+        let n: u32 = stopped.stdout_text().trim()["stopped ".len()..]
+            .parse()
+            .unwrap();
+        assert!((1..=2).contains(&n), "{}: {stopped:?}", h.name);
+        let (c, _) =
+            tokio::time::timeout(Duration::from_secs(20), s.start_shell(start(&tag_a), || {}))
+                .await
+                .unwrap_or_else(|_| panic!("{}: the stopped shell kept the lock", h.name))
+                .unwrap();
+        c.close().await;
         s.close().await;
     }
 }

@@ -37,7 +37,10 @@ async fn by_shell(t: SshTarget, steps: usize) -> Result<Seen> {
     let mut sh = s.open_shell().await?;
     let mut seen = Vec::new();
     for i in 0..steps {
-        let out = sh.run(&step(i), None, Duration::from_secs(60)).await?;
+        let cmd = step(i);
+        let out = sh
+            .run(ExecRequest::new(&cmd, Duration::from_secs(60)))
+            .await?;
         seen.push((out.exit_code, out.stdout_text(), out.stderr_text()));
     }
     sh.close().await;

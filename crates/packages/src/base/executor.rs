@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use brokeforge_core::{ConnectionStatus, CredentialKind, EventStatus, ProvisionType, Secret};
 use brokeforge_ssh::{
-    ExecOutput, ExecRequest, HostKeyPolicy, OutputChunk, SshError, SshSession, SshTarget, Stream,
+    ExecOutput, ExecRequest, HostKeyPolicy, OutputChunk, SHELL_STDIN_MAX, Shell, ShellStart,
+    SshError, SshSession, SshTarget, Stream,
 };
 use brokeforge_store::{LogStream, NewEvent, ProvisionEvent, Server, Store, StoreError};
 use tokio::sync::{mpsc, watch};
@@ -57,13 +58,20 @@ impl RunContext {
     }
 }
 
-/// Open SSH connections by credential, and the server's job lock while the job holds it. Closed by
-/// [`Connections::close`] (or when the last clone is dropped).
+/// Open SSH connections by credential, each with the long-lived shell the job's steps run in; one of those
+/// shells holds the server's job lock while the job runs. Closed by [`Connections::close`] (or when the last
+/// clone is dropped).
 #[derive(Clone, Default)]
-pub struct Connections(
-    Arc<tokio::sync::Mutex<HashMap<CredentialKind, Arc<SshSession>>>>,
-    Arc<tokio::sync::Mutex<Option<brokeforge_ssh::Held>>>,
-);
+pub struct Connections(Arc<tokio::sync::Mutex<HashMap<CredentialKind, Link>>>);
+
+/// One credential's connection and its shell.
+#[derive(Clone)]
+struct Link {
+    session: Arc<SshSession>,
+    shell: Arc<tokio::sync::Mutex<Shell>>,
+    /// Its shell took the server's job lock.
+    locked: bool,
+}
 
 impl std::fmt::Debug for Connections {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,22 +81,29 @@ impl std::fmt::Debug for Connections {
 
 impl Connections {
     pub async fn close(&self) {
-        if let Some(held) = self.1.lock().await.take() {
-            held.release().await;
-        }
-        let sessions: Vec<_> = self.0.lock().await.drain().map(|(_, s)| s).collect();
-        for s in sessions {
-            if let Ok(s) = Arc::try_unwrap(s) {
-                s.close().await;
-            }
+        let links: Vec<_> = self.0.lock().await.drain().map(|(_, l)| l).collect();
+        for link in links {
+            link.close().await;
         }
     }
 
-    /// Forget the connection of `credential` (e.g. after its key was replaced).
+    /// Forget the connection of `credential` (e.g. after its key was replaced). If its shell held the job
+    /// lock, the next connection takes it again.
     pub async fn drop_credential(&self, credential: CredentialKind) {
-        if let Some(s) = self.0.lock().await.remove(&credential)
-            && let Ok(s) = Arc::try_unwrap(s)
-        {
+        let link = self.0.lock().await.remove(&credential);
+        if let Some(link) = link {
+            link.close().await;
+        }
+    }
+}
+
+impl Link {
+    async fn close(self) {
+        // The shell ends with its input, which frees the lock it may hold.
+        if let Ok(shell) = Arc::try_unwrap(self.shell) {
+            shell.into_inner().close().await;
+        }
+        if let Ok(s) = Arc::try_unwrap(self.session) {
             s.close().await;
         }
     }
@@ -188,7 +203,7 @@ impl Executor {
             connect_timeout: self.connect_timeout,
             event: None,
         };
-        let session = run.session(credential).await?;
+        let session = run.link(credential).await?.session;
         let input = stdin.map(|s| s.expose().as_bytes().to_vec());
         let o = session
             .exec(ExecRequest {
@@ -296,13 +311,14 @@ impl Run<'_> {
         Ok(report)
     }
 
-    async fn session(
-        &mut self,
-        credential: CredentialKind,
-    ) -> Result<Arc<SshSession>, PackageError> {
-        let mut sessions = self.ctx.connections.0.lock().await;
-        if let Some(session) = sessions.get(&credential) {
-            return Ok(session.clone());
+    /// The connection of `credential` and its shell, opened on first use: the shell's first words stop what
+    /// an earlier attempt of this job left running, then take the server's job lock (unless another of the
+    /// job's shells holds it), so that two attempts never run at once on the server even when the database
+    /// cannot tell them apart.
+    async fn link(&mut self, credential: CredentialKind) -> Result<Link, PackageError> {
+        let mut links = self.ctx.connections.0.lock().await;
+        if let Some(link) = links.get(&credential) {
+            return Ok(link.clone());
         }
         let server = &self.ctx.server;
         let cred = self.store.credential(server.id, credential).await?;
@@ -355,55 +371,57 @@ impl Run<'_> {
                 .set_connection_status(server.id, ConnectionStatus::Connected)
                 .await?;
         }
-        let session = Arc::new(session);
-        sessions.insert(credential, session.clone());
-        drop(sessions);
-        if let Some(tag) = self.ctx.tag.clone() {
-            self.take_over(&session, &tag).await?;
-        }
-        Ok(session)
+        let locked = links.values().any(|l| l.locked);
+        let shell = self.open_shell(&session, locked).await;
+        let shell = match shell {
+            Ok(shell) => shell,
+            Err(e) => {
+                session.close().await;
+                return Err(e);
+            }
+        };
+        let link = Link {
+            session: Arc::new(session),
+            locked: shell.holds_lock(),
+            shell: Arc::new(tokio::sync::Mutex::new(shell)),
+        };
+        links.insert(credential, link.clone());
+        Ok(link)
     }
 
-    /// A job's first word on a new connection: stop whatever an earlier attempt of this job (or a lost
-    /// connection) left running there as this user, then take the server's job lock, so that two attempts
-    /// never run at once on the server even when the database cannot tell them apart.
-    async fn take_over(&mut self, session: &SshSession, tag: &str) -> Result<(), PackageError> {
+    /// Start the connection's shell; with a tag, stop the job's leftovers and take the lock (unless `locked`
+    /// says another shell of the job has it), saying in the log when either happened.
+    async fn open_shell(
+        &mut self,
+        session: &SshSession,
+        locked: bool,
+    ) -> Result<Shell, PackageError> {
+        let Some(tag) = self.ctx.tag.clone() else {
+            return Ok(session.open_shell().await?);
+        };
         let stop = format!(
             "{}; {}",
             brokeforge_ssh::prepare_tagged_runs(),
-            brokeforge_ssh::stop_command(tag)?
+            brokeforge_ssh::stop_command(&tag)?
         );
-        let mut held = self.ctx.connections.1.lock().await;
-        let lock = match (&self.ctx.lock, held.is_some()) {
-            (Some(lock), false) => Some(lock.clone()),
-            _ => None,
-        };
         let started = std::time::Instant::now();
         let waited = std::sync::atomic::AtomicBool::new(false);
-        // With the lock to take, stopping leftovers rides on the lock's channel: one round trip for both.
-        let stop_output = match lock {
-            Some(lock) => {
-                let taken = session
-                    .hold_lock(&lock, tag, Some(&stop), &self.ctx.cancel, || {
-                        waited.store(true, std::sync::atomic::Ordering::Relaxed)
-                    })
-                    .await;
-                let (h, out) = match taken {
-                    Ok(taken) => taken,
-                    Err(_) if self.ctx.cancel.is_cancelled() => {
-                        return Err(PackageError::Cancelled);
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                *held = Some(h);
-                out
-            }
-            None => session
-                .exec(ExecRequest::new(&stop, Duration::from_secs(30)))
-                .await?
-                .stdout_text(),
+        let start = ShellStart {
+            tag: Some(&tag),
+            prelude: Some(&stop),
+            lock: self.ctx.lock.as_deref().filter(|_| !locked),
+            cancel: Some(&self.ctx.cancel),
         };
-        drop(held);
+        let taken = session
+            .start_shell(start, || {
+                waited.store(true, std::sync::atomic::Ordering::Relaxed)
+            })
+            .await;
+        let (shell, stop_output) = match taken {
+            Ok(taken) => taken,
+            Err(_) if self.ctx.cancel.is_cancelled() => return Err(PackageError::Cancelled),
+            Err(e) => return Err(e.into()),
+        };
         let stopped = stop_output
             .lines()
             .find_map(|l| l.trim().strip_prefix("stopped "))
@@ -428,7 +446,7 @@ impl Run<'_> {
             )
             .await?;
         }
-        Ok(())
+        Ok(shell)
     }
 
     async fn log(&mut self, stream: LogStream, text: &str) -> Result<(), StoreError> {
@@ -470,7 +488,8 @@ impl Run<'_> {
         // The writer stores the command line while the command runs: the store stays off the critical path.
         let logging = tokio::spawn(writer.drain(format!("$ {shown}\n"), rx));
         let cancel = self.ctx.cancel.clone();
-        let session = self.session(credential).await?;
+        let link = self.link(credential).await?;
+        let session = &link.session;
         let req = ExecRequest {
             command,
             stdin,
@@ -481,7 +500,12 @@ impl Run<'_> {
             tag: self.ctx.tag.as_deref(),
             stream: None,
         };
-        let result = session.exec(req).await;
+        // Steps run in the connection's shell; a large input goes on a channel of its own.
+        let result = if stdin.is_none_or(|i| i.len() <= SHELL_STDIN_MAX) {
+            link.shell.lock().await.run(req).await
+        } else {
+            session.exec(req).await
+        };
         if let (Ok(out), Some(tag)) = (&result, &self.ctx.tag)
             && out.cancelled
         {
@@ -512,6 +536,10 @@ impl Run<'_> {
         if !out.success() {
             let what = match (out.timed_out, out.exit_code) {
                 (true, _) => format!("timed out after {} s", timeout.as_secs()),
+                // What a shell reports for a command a signal ended (the job's shell sees it so).
+                (false, Some(code @ 129..=159)) => {
+                    format!("exited with code {code} (128 + signal {})", code - 128)
+                }
                 (false, Some(code)) => format!("exited with code {code}"),
                 (false, None) => match &out.exit_signal {
                     Some(sig) => format!("was killed by signal {sig}"),

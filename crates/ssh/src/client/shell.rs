@@ -1,49 +1,162 @@
-//! An experiment (#17, item 4), not used by jobs: one long-lived `sh` on one channel that runs commands one
-//! after another, each delimited by a random sentinel (how Mitogen runs Ansible's tasks), to measure against
-//! one `exec` per command. Each command keeps its own exit code, stdout and stderr; its stdin is given by the
-//! shell's `printf` builtin (never on a command line) or is `/dev/null`, so a command cannot read the
-//! protocol; its timeout is `timeout` inside the shell, as for `exec`.
+//! One long-lived `sh` per connection that runs a job's commands one after another (#17 item 4, what Mitogen
+//! does for Ansible): each command is followed by a random sentinel on both streams. A command keeps what
+//! `exec` gives it: its exit code, stdout and stderr apart and streamed as they come, stdin through the
+//! shell's `printf` builtin (never a command line) or `/dev/null`, and the same `timeout` and tag wrapping.
+//! A job's shell also holds the server's job lock (an open file the shell keeps `flock`ed and closes for
+//! every command it starts), so a job needs one channel where it needed two, and a step costs the server a
+//! `fork` instead of a channel and a login shell. Measured against one exec per step by `bench
+//! --shell-experiment`.
+//!
+//! One difference remains: a command killed by a signal reports `128 + N` as its exit code (what a shell
+//! reports) where `exec` reports the signal by name.
 
 use std::time::{Duration, Instant};
 
 use brokeforge_core::shell_quote;
-use russh::{ChannelMsg, client};
+use russh::{ChannelMsg, Sig, client};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use super::{BACKSTOP, ExecOutput, SshSession, TIMEOUT_EXIT};
+use super::{
+    BACKSTOP, ExecOutput, ExecRequest, OutputChunk, RUN_DIR, SshSession, Stream, TIMEOUT_EXIT,
+    check_tag, take, wrap,
+};
 use crate::SshError;
 
-/// The shell; broken (every later `run` fails) once a command outlives its deadline or the channel closes.
+/// Stdin larger than this goes by `exec` on a channel of its own: as a `printf` argument it is four times
+/// its size, and the shell parses all of it.
+pub const SHELL_STDIN_MAX: usize = 256 * 1024;
+
+/// The shell; broken (every later `run` fails) once a command outlived its deadline, was cancelled, or the
+/// channel closed.
 pub struct Shell {
     channel: russh::Channel<client::Msg>,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    host: String,
     nonce: String,
     out: Vec<u8>,
     err: Vec<u8>,
-    broken: bool,
+    broken: Option<&'static str>,
+    locked: bool,
+}
+
+/// How a shell starts.
+#[derive(Default)]
+pub struct ShellStart<'a> {
+    /// Marks the shell with a job's tag, so that [`super::stop_command`] ends it (and frees the lock it holds)
+    /// like any command of the job.
+    pub tag: Option<&'a str>,
+    /// Shell run before the shell starts (stopping what an earlier attempt left); its output is returned.
+    pub prelude: Option<&'a str>,
+    /// The server-wide lock file to take and hold for the shell's life (waiting while another holds it).
+    pub lock: Option<&'a str>,
+    pub cancel: Option<&'a CancellationToken>,
+}
+
+/// What one exchange with the shell waits for.
+struct Exchange<'a> {
+    deadline: tokio::time::Instant,
+    cancel: Option<&'a CancellationToken>,
+    sink: Option<&'a mpsc::UnboundedSender<OutputChunk>>,
+    max_output: usize,
+    /// Called once if the exchange takes longer than this (a lock held by someone else).
+    slow: Option<(Duration, Box<dyn FnOnce() + Send + 'a>)>,
 }
 
 impl SshSession {
-    /// Open a long-lived shell on its own channel.
+    /// A plain shell on its own channel: no tag, no lock.
     pub async fn open_shell(&self) -> Result<Shell, SshError> {
+        Ok(self.start_shell(ShellStart::default(), || {}).await?.0)
+    }
+
+    /// Open a shell as `start` says; it and the prelude's output (trimmed). `waiting` is called once if the
+    /// lock is not free within two seconds.
+    pub async fn start_shell(
+        &self,
+        start: ShellStart<'_>,
+        waiting: impl FnOnce() + Send,
+    ) -> Result<(Shell, String), SshError> {
         let permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| SshError::Protocol("connection closed".into()))?;
+        let prelude = start.prelude.map(|p| format!("{p}\n")).unwrap_or_default();
+        // `exec` keeps the process id sshd made a process group leader: the id written is the group's, and
+        // the shell's command line carries the tag for `stop_command`.
+        let command = match start.tag {
+            Some(tag) => {
+                let tag = check_tag(tag)?;
+                format!(
+                    "{prelude}{{ echo $$ > {RUN_DIR}/{tag}.lock; }} 2>/dev/null; exec sh -s bf-{tag}"
+                )
+            }
+            None => format!("{prelude}exec sh"),
+        };
         let channel = self.open_channel().await?;
-        channel.exec(true, "exec sh").await?;
+        channel.exec(true, command).await?;
         let nonce: String = (0..16)
             .map(|_| format!("{:02x}", rand::random::<u8>()))
             .collect();
-        Ok(Shell {
+        let mut shell = Shell {
             channel,
             _permit: permit,
+            host: self.host.clone(),
             nonce: format!("BF{nonce}"),
             out: Vec::new(),
             err: Vec::new(),
-            broken: false,
-        })
+            broken: None,
+            locked: false,
+        };
+        // The lock is an fd of the shell itself: opened read-only (no `O_CREAT` on a file another user made
+        // in the sticky /run/lock), created first when missing.
+        let setup = match start.lock {
+            Some(lock) => {
+                let l = shell_quote(lock);
+                format!(
+                    "{{ [ -e {l} ] || : >> {l}; }} 2>/dev/null; if [ -r {l} ]; then exec 9< {l}; flock 9; else echo 'cannot open it' >&2; false; fi"
+                )
+            }
+            None => ":".to_string(),
+        };
+        let day = tokio::time::Instant::now() + Duration::from_secs(86_400);
+        let out = shell
+            .exchange(
+                &setup,
+                Exchange {
+                    deadline: day,
+                    cancel: start.cancel,
+                    sink: None,
+                    max_output: 64 * 1024,
+                    slow: Some((Duration::from_secs(2), Box::new(waiting))),
+                },
+            )
+            .await;
+        let failed = |why: String| match start.lock {
+            Some(lock) => SshError::Protocol(format!(
+                "{} could not take the job lock {lock}: {why}",
+                self.host
+            )),
+            None => SshError::Protocol(format!("{} could not start a shell: {why}", self.host)),
+        };
+        let out = match out {
+            Ok(o) if o.cancelled => {
+                shell.close().await;
+                return Err(SshError::Protocol(
+                    "cancelled while waiting for the server's job lock".into(),
+                ));
+            }
+            Ok(o) if o.success() => o,
+            Ok(o) => {
+                let why = format!("{} {}", o.stdout_text().trim(), o.stderr_text().trim());
+                shell.close().await;
+                return Err(failed(why.trim().to_string()));
+            }
+            Err(e) => return Err(failed(e.to_string())),
+        };
+        shell.locked = start.lock.is_some();
+        Ok((shell, out.stdout_text().trim().to_string()))
     }
 }
 
@@ -52,90 +165,220 @@ fn printf_octal(data: &[u8]) -> String {
     data.iter().map(|b| format!("\\{b:03o}")).collect()
 }
 
+/// One stream of the shell: bytes up to this command's sentinel are its output; a tail that could be the
+/// start of the sentinel waits for the next chunk.
+struct Demux<'a> {
+    mark: &'a [u8],
+    /// The exit code follows the sentinel on stdout (up to a newline); nothing follows it on stderr.
+    with_code: bool,
+    stream: Stream,
+}
+
+impl Demux<'_> {
+    /// Hand `pending`'s finished part to `emit`; `Some(code)` (0 on stderr) once the sentinel is in.
+    fn advance(&self, pending: &mut Vec<u8>, mut emit: impl FnMut(&[u8])) -> Option<u32> {
+        if let Some(at) = find(pending, self.mark) {
+            let rest = &pending[at + self.mark.len()..];
+            let (code, used) = if self.with_code {
+                let nl = rest.iter().position(|b| *b == b'\n')?;
+                let code = std::str::from_utf8(&rest[..nl]).ok()?.trim().parse().ok()?;
+                (code, nl + 1)
+            } else {
+                (0, 0)
+            };
+            emit(&pending[..at]);
+            pending.drain(..at + self.mark.len() + used);
+            return Some(code);
+        }
+        // Only a tail that could begin the sentinel waits: a finished line goes out at once.
+        let keep = (1..self.mark.len().min(pending.len() + 1))
+            .rev()
+            .find(|k| pending.ends_with(&self.mark[..*k]))
+            .unwrap_or(0);
+        let cut = pending.len() - keep;
+        if cut > 0 {
+            emit(&pending[..cut]);
+            pending.drain(..cut);
+        }
+        None
+    }
+}
+
 impl Shell {
-    /// Run `command` (`sh -c` inside `timeout`, as `exec` does) with `stdin`; its exit code and output.
-    pub async fn run(
-        &mut self,
-        command: &str,
-        stdin: Option<&[u8]>,
-        timeout: Duration,
-    ) -> Result<ExecOutput, SshError> {
-        if self.broken {
+    /// Whether this shell holds the job lock.
+    pub fn holds_lock(&self) -> bool {
+        self.locked && self.broken.is_none()
+    }
+
+    /// Run one command as [`SshSession::exec`] would (its timeout, tag, stdin, output limit, live output and
+    /// cancellation); `req.stream` is not supported here.
+    pub async fn run(&mut self, req: ExecRequest<'_>) -> Result<ExecOutput, SshError> {
+        if req.stream.is_some() {
             return Err(SshError::Protocol(
-                "the shell is gone: an earlier command outlived its deadline".into(),
+                "a streamed command needs a channel of its own".into(),
             ));
         }
-        let secs = timeout.as_secs().max(1);
-        let run = format!(
-            "timeout --kill-after=5 {secs} sh -c {}",
-            shell_quote(command)
-        );
-        let line = match stdin {
-            Some(data) => format!("printf '{}' | {run}", printf_octal(data)),
-            None => format!("{run} </dev/null"),
+        let secs = req.timeout.as_secs().max(1);
+        let run = match req.tag {
+            // `timeout` leads the command's process group; the command's shell writes the group's id (read
+            // from /proc with builtins) before the command, on the same line (error messages keep their line
+            // numbers) and leaving `$?`, its variables and the positional parameters as they were.
+            Some(tag) => {
+                let tag = check_tag(tag)?;
+                let marked = format!(
+                    "{{ read -r s < /proc/$$/stat; s=${{s##*) }}; set -- $s; echo \"$3\" > {RUN_DIR}/{tag}; unset s; set --; }} 2>/dev/null; {}",
+                    req.command
+                );
+                format!(
+                    "timeout --kill-after=5 {secs} sh -c {} bf-{tag}",
+                    shell_quote(&marked)
+                )
+            }
+            None => wrap(req.command, secs, None)?,
         };
-        let n = &self.nonce;
-        // The leading newline makes the sentinel a line of its own whatever the command printed last.
-        let script = format!("{line}; printf '\\n{n} %d\\n' $?; printf '\\n{n}\\n' >&2\n");
+        // fd 9 is the job lock: no command keeps it (a daemon it starts would hold the lock forever).
+        let line = match req.stdin {
+            Some(data) => format!("{{ printf '{}' | {run}; }} 9<&-", printf_octal(data)),
+            None => format!("{run} </dev/null 9<&-"),
+        };
         let started = Instant::now();
-        self.channel.data(script.as_bytes()).await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs) + BACKSTOP;
-        let out_mark = format!("\n{n} ");
-        let err_mark = format!("\n{n}\n");
-        let mut code: Option<(usize, u32)> = None;
-        let mut err_end: Option<usize> = None;
-        while code.is_none() || err_end.is_none() {
+        let mut out = self
+            .exchange(
+                &line,
+                Exchange {
+                    deadline,
+                    cancel: req.cancel,
+                    sink: req.output,
+                    max_output: req.max_output,
+                    slow: None,
+                },
+            )
+            .await?;
+        out.duration = started.elapsed();
+        if !out.cancelled
+            && out.exit_code.is_some_and(|c| TIMEOUT_EXIT.contains(&c))
+            && out.duration >= Duration::from_secs(secs)
+        {
+            out.timed_out = true;
+        }
+        Ok(out)
+    }
+
+    /// Send `line` to the shell with the sentinels after it and read until both came back.
+    async fn exchange(&mut self, line: &str, x: Exchange<'_>) -> Result<ExecOutput, SshError> {
+        if let Some(why) = self.broken {
+            return Err(SshError::Protocol(format!(
+                "the shell on {} is gone: {why}",
+                self.host
+            )));
+        }
+        let n = &self.nonce;
+        // The sentinel is found wherever it starts (output without a final newline ends right before it).
+        let script = format!("{line}\nprintf '{n} %d\\n' $?; printf '{n}\\n' >&2\n");
+        let (out_mark, err_mark) = (format!("{n} "), format!("{n}\n"));
+        let demux = [
+            Demux {
+                mark: out_mark.as_bytes(),
+                with_code: true,
+                stream: Stream::Stdout,
+            },
+            Demux {
+                mark: err_mark.as_bytes(),
+                with_code: false,
+                stream: Stream::Stderr,
+            },
+        ];
+        let began = Instant::now();
+        self.channel.data(script.as_bytes()).await?;
+        let mut out = ExecOutput::default();
+        let mut done: [Option<u32>; 2] = [None, None];
+        let never = CancellationToken::new();
+        let cancel = x.cancel.unwrap_or(&never);
+        let (slow_after, mut slow) = match x.slow {
+            Some((after, f)) => (after, Some(f)),
+            None => (Duration::ZERO, None),
+        };
+        let slow_at = tokio::time::Instant::now() + slow_after;
+        // Bytes that came before this exchange (a stray background write) are read as its own.
+        for (i, d) in demux.iter().enumerate() {
+            let pending = if i == 0 { &mut self.out } else { &mut self.err };
+            let buf = if i == 0 {
+                &mut out.stdout
+            } else {
+                &mut out.stderr
+            };
+            done[i] = d.advance(pending, |b| {
+                take(buf, &mut out.truncated, b, x.max_output, d.stream, x.sink)
+            });
+        }
+        while done.iter().any(Option::is_none) {
             let msg = tokio::select! {
                 m = self.channel.wait() => m,
-                _ = tokio::time::sleep_until(deadline) => {
-                    self.broken = true;
-                    let mut out = ExecOutput { timed_out: true, ..ExecOutput::default() };
-                    out.duration = started.elapsed();
+                _ = tokio::time::sleep_until(x.deadline) => {
+                    self.abandon("a command outlived its deadline").await;
+                    out.timed_out = true;
                     return Ok(out);
                 }
+                _ = cancel.cancelled() => {
+                    self.abandon("its command was cancelled").await;
+                    out.cancelled = true;
+                    return Ok(out);
+                }
+                _ = tokio::time::sleep_until(slow_at), if slow.is_some() => {
+                    if let Some(f) = slow.take() {
+                        f();
+                    }
+                    continue;
+                }
             };
-            match msg {
-                Some(ChannelMsg::Data { data }) => self.out.extend_from_slice(&data),
+            let i = match msg {
+                Some(ChannelMsg::Data { data }) => {
+                    self.out.extend_from_slice(&data);
+                    0
+                }
                 Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                    self.err.extend_from_slice(&data)
+                    self.err.extend_from_slice(&data);
+                    1
                 }
                 None
                 | Some(ChannelMsg::Close)
                 | Some(ChannelMsg::Eof)
-                | Some(ChannelMsg::ExitStatus { .. }) => {
-                    self.broken = true;
-                    return Err(SshError::Protocol("the shell ended".into()));
+                | Some(ChannelMsg::ExitStatus { .. })
+                | Some(ChannelMsg::ExitSignal { .. }) => {
+                    self.broken = Some("the shell ended");
+                    return Err(SshError::ConnectionLost {
+                        host: self.host.clone(),
+                        seconds: began.elapsed().as_secs(),
+                    });
                 }
-                Some(_) => {}
-            }
-            if code.is_none() {
-                code = find(&self.out, out_mark.as_bytes()).and_then(|at| {
-                    let rest = &self.out[at + out_mark.len()..];
-                    let nl = rest.iter().position(|b| *b == b'\n')?;
-                    let c = std::str::from_utf8(&rest[..nl]).ok()?.parse().ok()?;
-                    Some((at, c))
+                Some(_) => continue,
+            };
+            if done[i].is_none() {
+                let d = &demux[i];
+                let pending = if i == 0 { &mut self.out } else { &mut self.err };
+                let buf = if i == 0 {
+                    &mut out.stdout
+                } else {
+                    &mut out.stderr
+                };
+                done[i] = d.advance(pending, |b| {
+                    take(buf, &mut out.truncated, b, x.max_output, d.stream, x.sink)
                 });
             }
-            if err_end.is_none() {
-                err_end = find(&self.err, err_mark.as_bytes());
-            }
         }
-        let ((at, exit), err_at) = (code.unwrap_or_default(), err_end.unwrap_or_default());
-        let rest = self.out[at + out_mark.len()..].to_vec();
-        let after = rest.iter().position(|b| *b == b'\n').map_or(0, |p| p + 1);
-        let mut out = ExecOutput {
-            exit_code: Some(exit),
-            stdout: self.out[..at].to_vec(),
-            stderr: self.err[..err_at].to_vec(),
-            ..ExecOutput::default()
-        };
-        self.out = rest[after..].to_vec();
-        self.err = self.err[err_at + err_mark.len()..].to_vec();
-        out.duration = started.elapsed();
-        out.timed_out = TIMEOUT_EXIT.contains(&exit) && out.duration >= Duration::from_secs(secs);
+        out.exit_code = done[0];
         Ok(out)
     }
 
+    /// Give the shell up mid-command: what runs there is the caller's to stop (by its tag).
+    async fn abandon(&mut self, why: &'static str) {
+        self.broken = Some(why);
+        let _ = self.channel.signal(Sig::KILL).await;
+        let _ = self.channel.close().await;
+    }
+
+    /// End the shell: it exits when its input ends, which frees the lock it holds.
     pub async fn close(self) {
         let _ = self.channel.eof().await;
         let _ = self.channel.close().await;
