@@ -416,13 +416,13 @@ impl Store {
         self.claim_on(&mut conn, worker, lease).await
     }
 
-    /// Claim up to `n` jobs on the claims connection: on PostgreSQL as many as one statement finds, then one
-    /// at a time (each claim commits on its own) for the rest.
+    /// Claim up to `n` jobs on the claims connection: as many as one statement finds, then one at a time (each
+    /// claim commits on its own) for the rest.
     pub async fn claim_up_to(&self, worker: &str, lease: Duration, n: usize) -> Result<Vec<Job>> {
         let mut conn = self.claims.acquire().await?;
         let mut out = Vec::new();
-        if self.backend == Backend::Postgres && n > 1 {
-            out = self.claim_many_pg(&mut conn, worker, lease, n).await?;
+        if n > 1 {
+            out = self.claim_many(&mut conn, worker, lease, n).await?;
         }
         while out.len() < n {
             match self.claim_on(&mut conn, worker, lease).await? {
@@ -434,27 +434,37 @@ impl Store {
     }
 
     /// Up to `n` due jobs of different servers with nothing running, in one statement: while a wave of jobs
-    /// starts, every round trip to the database waits for CPU behind the SSH handshakes, so a hundred claims
-    /// one by one took seconds. Rows are picked from the oldest `4n` queued (locked, skipping those another
-    /// node is claiming); one job per server. Losing a race for a server to another node (the unique index)
-    /// claims nothing here, and the one-by-one path goes on.
-    async fn claim_many_pg(
+    /// starts, every round trip to the database waits for CPU behind the SSH handshakes (and on SQLite every
+    /// commit waits for the writer), so a hundred claims one by one took seconds. Rows are picked from the
+    /// oldest `4n` queued (on PostgreSQL locked, skipping those another node is claiming); one job per
+    /// server. Losing a race for a server to another node (the unique index) claims nothing here, and the
+    /// one-by-one path goes on.
+    async fn claim_many(
         &self,
         conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
         worker: &str,
         lease: Duration,
         n: usize,
     ) -> Result<Vec<Job>> {
-        let sql = format!(
-            "WITH due AS (SELECT j.id, j.server_id, j.run_at FROM jobs j WHERE j.status = 'queued' AND j.run_at <= $3 \
+        let due = "SELECT j.id, j.server_id, j.run_at FROM jobs j WHERE j.status = 'queued' AND j.run_at <= $3 \
                AND (j.server_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs r WHERE r.server_id = j.server_id AND r.status = 'running')) \
-               ORDER BY j.run_at, j.id LIMIT $5 FOR UPDATE SKIP LOCKED), \
-             pick AS (SELECT id FROM (SELECT DISTINCT ON (COALESCE(server_id, -id)) id, run_at FROM due \
-               ORDER BY COALESCE(server_id, -id), run_at, id) d ORDER BY run_at, id LIMIT $4) \
-             UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2, \
-             started_at = COALESCE(started_at, $3), updated_at = $3 \
-             WHERE id IN (SELECT id FROM pick) AND status = 'queued' RETURNING {JOB_COLS}"
-        );
+               ORDER BY j.run_at, j.id LIMIT $5";
+        let set = "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2, \
+             started_at = COALESCE(started_at, $3), updated_at = $3";
+        // PostgreSQL allows no row lock beside DISTINCT ON or a window, hence the CTE; SQLite has one writer.
+        let sql = match self.backend {
+            Backend::Postgres => format!(
+                "WITH due AS ({due} FOR UPDATE SKIP LOCKED), \
+                 pick AS (SELECT id FROM (SELECT DISTINCT ON (COALESCE(server_id, -id)) id, run_at FROM due \
+                   ORDER BY COALESCE(server_id, -id), run_at, id) d ORDER BY run_at, id LIMIT $4) \
+                 {set} WHERE id IN (SELECT id FROM pick) AND status = 'queued' RETURNING {JOB_COLS}"
+            ),
+            Backend::Sqlite => format!(
+                "{set} WHERE id IN (SELECT id FROM (SELECT id, run_at, ROW_NUMBER() OVER \
+                   (PARTITION BY COALESCE(server_id, -id) ORDER BY run_at, id) AS rn FROM ({due}) d) c \
+                   WHERE rn = 1 ORDER BY run_at, id LIMIT $4) AND status = 'queued' RETURNING {JOB_COLS}"
+            ),
+        };
         let now = now_ms();
         let rows = sqlx::query(&sql)
             .bind(worker)
