@@ -47,14 +47,25 @@ async fn api(
     ))
 }
 
-/// The baseline: the script on each host (one connection, one exec with the script on stdin), the canary
-/// first, then `parallel` at a time. Errors: failed execs and output without the expected lines.
+/// How the baseline reaches a host.
+#[derive(Clone, Copy)]
+enum Way {
+    /// One exec with the script on stdin: the bare floor.
+    Exec,
+    /// What a recipe job does over SSH, without the store: a shell that stops the job's leftovers and takes
+    /// the server's lock, then the script as a tagged step (the SSH half of the full path's cost).
+    JobShell,
+}
+
+/// The baseline: the script on each host (one connection, then `way`), the canary first, then `parallel` at
+/// a time. Errors: failed runs and output without the expected lines.
 async fn baseline(
     targets: &[(SshTarget, String)],
     body: &str,
     lines: usize,
     canary: usize,
     parallel: usize,
+    way: Way,
 ) -> usize {
     let one = |t: SshTarget, name: String| {
         let body = body.to_string();
@@ -63,7 +74,29 @@ async fn baseline(
             let command = format!("BROKEFORGE_SERVER={name} bash -s");
             let mut req = ExecRequest::new(&command, Duration::from_secs(120));
             req.stdin = Some(body.as_bytes());
-            let out = s.exec(req).await?;
+            let out = match way {
+                Way::Exec => s.exec(req).await?,
+                Way::JobShell => {
+                    let tag = format!("bench-{name}");
+                    let stop = format!(
+                        "{}; {}",
+                        brokeforge_ssh::prepare_tagged_runs(),
+                        brokeforge_ssh::stop_command(&tag)?
+                    );
+                    let lock = format!("/tmp/brokeforge-bench-{name}.lock");
+                    let start = brokeforge_ssh::ShellStart {
+                        tag: Some(&tag),
+                        prelude: Some(&stop),
+                        lock: Some(&lock),
+                        cancel: None,
+                    };
+                    let (mut sh, _) = s.start_shell(start, || {}).await?;
+                    req.tag = Some(&tag);
+                    let out = sh.run(req).await?;
+                    sh.close().await;
+                    out
+                }
+            };
             s.close().await;
             let text = String::from_utf8_lossy(&out.stdout);
             Ok::<_, brokeforge_ssh::SshError>(usize::from(
@@ -114,9 +147,22 @@ pub(super) async fn recipe(b: RecipeBench<'_>) -> Result<()> {
     let body = script(b.lines);
     let cpu = super::ingest::cpu_seconds();
     let started = Instant::now();
-    let baseline_errors = baseline(&b.targets, &body, b.lines, b.canary, b.parallel).await;
-    let baseline = started.elapsed().as_secs_f64();
+    let mut baseline_errors =
+        baseline(&b.targets, &body, b.lines, b.canary, b.parallel, Way::Exec).await;
+    let bare = started.elapsed().as_secs_f64();
     let baseline_cpu = super::ingest::cpu_seconds() - cpu;
+    let ssh_started = Instant::now();
+    baseline_errors += baseline(
+        &b.targets,
+        &body,
+        b.lines,
+        b.canary,
+        b.parallel,
+        Way::JobShell,
+    )
+    .await;
+    let ssh_path = ssh_started.elapsed().as_secs_f64();
+    let baseline = bare;
 
     // The full path: the web app, a worker and the run ticker in this process, as `serve` has them.
     let (addr, stop_web, web_task) = serve_app(store).await?;
@@ -278,6 +324,10 @@ pub(super) async fn recipe(b: RecipeBench<'_>) -> Result<()> {
         run.status,
         polls.load(Ordering::Relaxed),
         view["run"]["status"].as_str().unwrap_or("?"),
+    );
+    println!(
+        "recipe_ssh_path_wall_s={ssh_path:.3} ssh_path_ratio={:.3} (the job's SSH work alone: shell, lock, tagged script)",
+        ssh_path / baseline.max(1e-9)
     );
     println!(
         "recipe_baseline_wall_s={baseline:.3} recipe_full_wall_s={full:.3} last_server_done_s={:.3} ratio={:.3} slowest_page_poll_ms={slowest_poll_ms:.1} peak_rss_mb={:.1} errors={errors}",
