@@ -1,5 +1,5 @@
 //! The persistent-shell experiment (`--hosts FILE --shell-experiment`, #17 item 4): the same steps on every
-//! host, first one `exec` per step (the path jobs take), then through one long-lived shell per connection
+//! host, first one `exec` per step (the floor), then through one long-lived shell per connection (the path jobs take)
 //! (sentinel-delimited), in the same run; per-step cost of each, and whether each step's exit code, stdout
 //! and stderr came back the same both ways.
 

@@ -204,6 +204,24 @@ impl Demux<'_> {
     }
 }
 
+impl Demux<'_> {
+    /// [`Demux::advance`] into `out`'s buffer of this stream, within `max` bytes, copied to `sink` live.
+    fn feed(
+        &self,
+        pending: &mut Vec<u8>,
+        out: &mut ExecOutput,
+        max: usize,
+        sink: Option<&mpsc::UnboundedSender<OutputChunk>>,
+    ) -> Option<u32> {
+        let buf = match self.stream {
+            Stream::Stdout => &mut out.stdout,
+            Stream::Stderr => &mut out.stderr,
+        };
+        let truncated = &mut out.truncated;
+        self.advance(pending, |b| take(buf, truncated, b, max, self.stream, sink))
+    }
+}
+
 impl Shell {
     /// Whether this shell holds the job lock.
     pub fn holds_lock(&self) -> bool {
@@ -303,14 +321,7 @@ impl Shell {
         // Bytes that came before this exchange (a stray background write) are read as its own.
         for (i, d) in demux.iter().enumerate() {
             let pending = if i == 0 { &mut self.out } else { &mut self.err };
-            let buf = if i == 0 {
-                &mut out.stdout
-            } else {
-                &mut out.stderr
-            };
-            done[i] = d.advance(pending, |b| {
-                take(buf, &mut out.truncated, b, x.max_output, d.stream, x.sink)
-            });
+            done[i] = d.feed(pending, &mut out, x.max_output, x.sink);
         }
         while done.iter().any(Option::is_none) {
             let msg = tokio::select! {
@@ -355,16 +366,8 @@ impl Shell {
                 Some(_) => continue,
             };
             if done[i].is_none() {
-                let d = &demux[i];
                 let pending = if i == 0 { &mut self.out } else { &mut self.err };
-                let buf = if i == 0 {
-                    &mut out.stdout
-                } else {
-                    &mut out.stderr
-                };
-                done[i] = d.advance(pending, |b| {
-                    take(buf, &mut out.truncated, b, x.max_output, d.stream, x.sink)
-                });
+                done[i] = demux[i].feed(pending, &mut out, x.max_output, x.sink);
             }
         }
         out.exit_code = done[0];
