@@ -470,13 +470,14 @@ async fn lifecycle_begin(store: &Store, job: &Job) -> Result<(), StoreError> {
                 .set_service_status(server_id, name, ServiceStatus::Removing, None)
                 .await?
         }
-        Some(JobTarget::Site { id, provision_type }) => {
-            let status = match provision_type {
-                ProvisionType::Install => ServiceStatus::Installing,
-                ProvisionType::Uninstall => ServiceStatus::Removing,
-            };
-            store.set_site_status(*id, status).await?
-        }
+        Some(JobTarget::Site {
+            id,
+            provision_type: ProvisionType::Install,
+        }) => store.begin_site_install(*id).await?,
+        Some(JobTarget::Site {
+            id,
+            provision_type: ProvisionType::Uninstall,
+        }) => store.set_site_status(*id, ServiceStatus::Removing).await?,
         Some(JobTarget::Server) => {
             store
                 .set_provision_status(server_id, ProvisionStatus::Installing)

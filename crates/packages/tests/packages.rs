@@ -766,6 +766,39 @@ mod worker {
             let svc = &fx.store.services(fx.server.id).await.unwrap()[0];
             assert_eq!(svc.status, ServiceStatus::Failed);
             assert!(svc.error.as_deref().unwrap().contains(&other));
+
+            // A failed job for a site: a new one is failed; a serving one (a PHP change that failed) serves on.
+            for (before, after) in [
+                (ServiceStatus::Installing, ServiceStatus::Failed),
+                (ServiceStatus::Active, ServiceStatus::Active),
+            ] {
+                let site = fx
+                    .store
+                    .create_site(&NewSite {
+                        server_id: fx.server.id,
+                        domain: format!("{}.example.com", before.as_str()),
+                        document_root: "/var/www/x".into(),
+                        php_version: None,
+                        status: before,
+                        configuration: serde_json::json!({}),
+                    })
+                    .await
+                    .unwrap();
+                let job = fx
+                    .store
+                    .enqueue(&NewJob {
+                        target: Some(JobTarget::Site {
+                            id: site.id,
+                            provision_type: ProvisionType::Install,
+                        }),
+                        ..synthetic(fx.server.id, 1, 0)
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(wait(&fx.store, job.id).await.status, JobStatus::Failed);
+                let now = fx.store.site(site.id).await.unwrap().status;
+                assert_eq!(now, after, "{}: a site that was {before:?}", fx.name);
+            }
             stop.cancel();
             handle.await.unwrap();
         }

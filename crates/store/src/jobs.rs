@@ -240,6 +240,14 @@ pub(crate) async fn settle_target(
                 .bind(server_id)
                 .bind(*id)
         }
+        // A change to a serving site (its PHP version, its pool) that failed or was cancelled leaves it
+        // serving: only a site that never came up (or a failed removal) is `failed`.
+        (JobTarget::Site { id, provision_type: ProvisionType::Install }, Some(_)) => sqlx::query(
+            "UPDATE server_sites SET status = 'failed', updated_at = $1 WHERE server_id = $2 AND id = $3 AND status <> 'active'",
+        )
+        .bind(now)
+        .bind(server_id)
+        .bind(*id),
         (JobTarget::Site { id, .. }, Some(_)) => sqlx::query(
             "UPDATE server_sites SET status = 'failed', updated_at = $1 WHERE server_id = $2 AND id = $3",
         )

@@ -116,6 +116,19 @@ impl Store {
         Ok(())
     }
 
+    /// A job that installs to the site starts: a new or failed site is `installing`; a serving one stays
+    /// `active` (a change to it does not take it down, and drift keeps checking it).
+    pub async fn begin_site_install(&self, id: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE server_sites SET status = 'installing', updated_at = $1 WHERE id = $2 AND status <> 'active'",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub async fn set_site_php_version(&self, id: i64, version: &str) -> Result<()> {
         sqlx::query("UPDATE server_sites SET php_version = $1, updated_at = $2 WHERE id = $3")
             .bind(version)
