@@ -511,6 +511,26 @@ async fn a_job_shell_holds_the_lock_and_stops_with_its_tag() {
                 .unwrap_or_else(|_| panic!("{}: the stopped shell kept the lock", h.name))
                 .unwrap();
         c.close().await;
+        // A shell that ended well leaves no process files of its tag behind.
+        let left =
+            format!("ls -a \"${{HOME:-/tmp}}/.brokeforge-run\" | grep -c -- '{tag_a}' || true");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = s
+                .exec(ExecRequest::new(&left, Duration::from_secs(10)))
+                .await
+                .unwrap();
+            if out.stdout_text().trim() == "0" {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: files left: {}",
+                h.name,
+                out.stdout_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         s.close().await;
     }
 }

@@ -38,6 +38,8 @@ pub struct Shell {
     err: Vec<u8>,
     broken: Option<&'static str>,
     locked: bool,
+    /// The job's tag (checked), whose process files the shell removes when it ends well.
+    tag: Option<String>,
 }
 
 /// How a shell starts.
@@ -108,6 +110,7 @@ impl SshSession {
             err: Vec::new(),
             broken: None,
             locked: false,
+            tag: start.tag.map(str::to_string),
         };
         // The lock is an fd of the shell itself: opened read-only (no `O_CREAT` on a file another user made
         // in the sticky /run/lock), created first when missing.
@@ -381,8 +384,14 @@ impl Shell {
         let _ = self.channel.close().await;
     }
 
-    /// End the shell: it exits when its input ends, which frees the lock it holds.
+    /// End the shell: it exits when its input ends, which frees the lock it holds. A job's shell that ends
+    /// well first becomes `rm` of its tag's process files (an `exec`, no new process), so they do not pile
+    /// up one pair per job; after a cancel they stay for `stop_command`.
     pub async fn close(self) {
+        if let (Some(tag), None) = (&self.tag, self.broken) {
+            let rm = format!("exec rm -f {RUN_DIR}/{tag} {RUN_DIR}/{tag}.lock\n");
+            let _ = self.channel.data(rm.as_bytes()).await;
+        }
         let _ = self.channel.eof().await;
         let _ = self.channel.close().await;
     }
