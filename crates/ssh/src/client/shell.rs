@@ -387,10 +387,21 @@ impl Shell {
     /// End the shell: it exits when its input ends, which frees the lock it holds. A job's shell that ends
     /// well first becomes `rm` of its tag's process files (an `exec`, no new process), so they do not pile
     /// up one pair per job; after a cancel they stay for `stop_command`.
-    pub async fn close(self) {
+    pub async fn close(mut self) {
         if let (Some(tag), None) = (&self.tag, self.broken) {
             let rm = format!("exec rm -f {RUN_DIR}/{tag} {RUN_DIR}/{tag}.lock\n");
             let _ = self.channel.data(rm.as_bytes()).await;
+            let _ = self.channel.eof().await;
+            // Until it has ended: sshd drops what it has not yet handed to the shell when the connection goes
+            // right after.
+            let ended = async {
+                while let Some(msg) = self.channel.wait().await {
+                    if matches!(msg, ChannelMsg::ExitStatus { .. } | ChannelMsg::Close) {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), ended).await;
         }
         let _ = self.channel.eof().await;
         let _ = self.channel.close().await;

@@ -105,9 +105,16 @@ impl PackageInstaller for RecipeInstaller {
     ) -> Result<serde_json::Value, PackageError> {
         let store = executor.store();
         let server = ctx.server.id;
-        store
-            .set_run_server_state(r.run_id, server, "running", None, None)
-            .await?;
+        // The grid learns the server runs while the connection opens: off the job's critical path, where a
+        // round trip to a busy database waits for CPU behind a wave's SSH handshakes.
+        let marking = {
+            let (store, run_id) = (store.clone(), r.run_id);
+            tokio::spawn(async move {
+                store
+                    .set_run_server_state(run_id, server, "running", None, None)
+                    .await
+            })
+        };
         let started = Instant::now();
         let result = match self.gather(&Gather::new(store, &ctx.server), r).await {
             Ok(i) => match self.commands(&i) {
@@ -117,6 +124,10 @@ impl PackageInstaller for RecipeInstaller {
             Err(e) => Err(e),
         };
         let ms = Some(started.elapsed().as_millis() as i64);
+        // Written before the ending, so the ending is never overwritten by it.
+        marking
+            .await
+            .map_err(|e| brokeforge_store::StoreError::InvalidData(format!("marking: {e}")))??;
         match &result {
             Ok(_) => {
                 store
