@@ -1366,13 +1366,14 @@ mod remote {
                 || !running(&sleep),
             )
             .await;
-            assert!(
-                fx.all_logs()
-                    .await
-                    .contains("stopped 1 command(s) an earlier attempt"),
-                "{}",
-                fx.name
-            );
+            // The command, and the lost attempt's shell (the lock holder) when it still waited for it: which
+            // of the two is still there when the next attempt looks depends on timing.
+            let logs = fx.all_logs().await;
+            let stopped = logs.split("stopped ").skip(1).find_map(|rest| {
+                let (n, _) = rest.split_once(" command(s) an earlier attempt")?;
+                n.parse::<u32>().ok()
+            });
+            assert!(matches!(stopped, Some(1 | 2)), "{}: {logs}", fx.name);
         }
     }
 
