@@ -46,12 +46,32 @@ impl Store {
         self.advance_event(None, new).await
     }
 
-    /// Complete the milestone `previous` (if any) and start the next one, atomically: one statement on
-    /// PostgreSQL (a data-modifying CTE), one transaction on SQLite.
+    /// Complete the milestone `previous` (if any) and start the next one, atomically (one transaction).
     pub async fn advance_event(
         &self,
         previous: Option<i64>,
         new: &NewEvent,
+    ) -> Result<ProvisionEvent> {
+        self.advance_event_to(previous, new, EventStatus::InProgress)
+            .await
+    }
+
+    /// [`Store::advance_event`] to a plan's last milestone, which has no step of its own: it is stored as
+    /// completed at once, one transaction where starting and finishing it took two.
+    pub async fn advance_to_last_event(
+        &self,
+        previous: Option<i64>,
+        new: &NewEvent,
+    ) -> Result<ProvisionEvent> {
+        self.advance_event_to(previous, new, EventStatus::Completed)
+            .await
+    }
+
+    async fn advance_event_to(
+        &self,
+        previous: Option<i64>,
+        new: &NewEvent,
+        status: EventStatus,
     ) -> Result<ProvisionEvent> {
         let now = now_ms();
         let mut tx = self.telemetry.begin().await?;
@@ -90,7 +110,7 @@ impl Store {
         .bind(new.current_step)
         .bind(new.total_steps)
         .bind(new.details.to_string())
-        .bind(EventStatus::InProgress.as_str())
+        .bind(status.as_str())
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
@@ -331,15 +351,60 @@ impl Store {
         stream: LogStream,
         chunk: &str,
     ) -> Result<()> {
-        let mut tx = self.telemetry.begin().await?;
-        self.insert_activity(&mut tx, server_id, job_id, event_id, stream, chunk)
-            .await?;
-        if let (Some(job_id), Some(attempt)) = (job_id, attempt) {
-            Self::fence(&mut tx, job_id, attempt).await?;
+        let fenced = job_id.zip(attempt).map(|(_, attempt)| attempt);
+        if !self
+            .append_activity(server_id, job_id, event_id, stream, chunk, fenced)
+            .await?
+            && let (Some(job_id), Some(attempt)) = (job_id, attempt)
+        {
+            return Err(crate::StoreError::Superseded { job_id, attempt });
         }
-        tx.commit().await?;
         let _ = self.activity.send(server_id);
         Ok(())
+    }
+
+    /// Append one row to a server's activity feed in one statement, not a transaction of four: a wave of a
+    /// hundred jobs writes through a handful of connections, and on PostgreSQL each statement of a
+    /// transaction is a round trip. The per-server lock (see `insert_activity`) is taken before the row's id
+    /// is drawn. With `attempt`, the row is written only while that attempt runs job `job_id`; `false` when
+    /// it was not.
+    async fn append_activity(
+        &self,
+        server_id: i64,
+        job_id: Option<i64>,
+        event_id: Option<i64>,
+        stream: LogStream,
+        chunk: &str,
+        attempt: Option<i64>,
+    ) -> Result<bool> {
+        let (lock, from) = match self.backend {
+            crate::Backend::Postgres => (
+                "WITH l AS (SELECT pg_advisory_xact_lock(4242, CAST($1 % 2147483647 AS INTEGER)) AS a, \
+                 pg_notify('brokeforge_activity', CAST($1 AS TEXT)) AS b) ",
+                " FROM l",
+            ),
+            crate::Backend::Sqlite => ("", ""),
+        };
+        let fence = if attempt.is_some() {
+            " WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $2 AND attempt = $7 AND status = 'running')"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "{lock}INSERT INTO command_logs (server_id, job_id, event_id, stream, chunk, created_at) \
+             SELECT $1, $2, $3, $4, $5, $6{from}{fence}"
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(server_id)
+            .bind(job_id)
+            .bind(event_id)
+            .bind(stream.as_str())
+            .bind(chunk)
+            .bind(now_ms());
+        if let Some(attempt) = attempt {
+            q = q.bind(attempt);
+        }
+        Ok(q.execute(&self.telemetry).await?.rows_affected() == 1)
     }
 
     /// Inside `tx`, after its writes (on SQLite a transaction that reads first cannot always upgrade to a
@@ -489,17 +554,15 @@ impl Store {
             return Ok(());
         };
         let chunk = serde_json::json!({"job_id": job.id, "kind": job.kind, "target": job.target, "status": job.status.as_str(), "error": job.error});
-        let mut tx = self.telemetry.begin().await?;
-        self.insert_activity(
-            &mut tx,
+        self.append_activity(
             server_id,
             Some(job.id),
             None,
             LogStream::Job,
             &chunk.to_string(),
+            None,
         )
         .await?;
-        tx.commit().await?;
         let _ = self.activity.send(server_id);
         Ok(())
     }

@@ -128,6 +128,8 @@ struct Run<'a> {
     provision_type: ProvisionType,
     connect_timeout: Duration,
     event: Option<EventWrite>,
+    /// The plan's last milestone when nothing follows it: stored once the run has ended well, as completed.
+    last: Option<NewEvent>,
 }
 
 /// The current milestone's event. It is written while the milestone's first command already runs, so the
@@ -202,6 +204,7 @@ impl Executor {
             provision_type: ProvisionType::Install,
             connect_timeout: self.connect_timeout,
             event: None,
+            last: None,
         };
         let session = run.link(credential).await?.session;
         let input = stdin.map(|s| s.expose().as_bytes().to_vec());
@@ -248,6 +251,7 @@ impl Executor {
             provision_type,
             connect_timeout: self.connect_timeout,
             event: None,
+            last: None,
         };
         let result = run.steps().await;
         let (status, error) = match &result {
@@ -258,12 +262,22 @@ impl Executor {
             ),
             Err(e) => (EventStatus::Failed, Some(plan.redact(&e.to_string()))),
         };
-        if let Some(mut ev) = run.event.take() {
-            let id = ev.id().await?;
-            let fence = ctx.job_id.zip(ctx.attempt);
-            self.store
-                .finish_attempt_event(id, fence, status, error.as_deref())
-                .await?;
+        let previous = match run.event.take() {
+            Some(mut ev) => Some(ev.id().await?),
+            None => None,
+        };
+        match (run.last.take(), previous) {
+            // A last milestone is only reached when every step before it ran.
+            (Some(last), previous) => {
+                self.store.advance_to_last_event(previous, &last).await?;
+            }
+            (None, Some(id)) => {
+                let fence = ctx.job_id.zip(ctx.attempt);
+                self.store
+                    .finish_attempt_event(id, fence, status, error.as_deref())
+                    .await?;
+            }
+            (None, None) => {}
         }
         if let Some(error) = &error
             && status == EventStatus::Failed
@@ -277,16 +291,12 @@ impl Executor {
 impl Run<'_> {
     async fn steps(&mut self) -> Result<RunReport, PackageError> {
         let mut report = RunReport::default();
-        for step in &self.plan.steps {
+        for (i, step) in self.plan.steps.iter().enumerate() {
             if self.ctx.cancel.is_cancelled() {
                 return Err(PackageError::Cancelled);
             }
             match step {
                 Step::Track { key, label, step } => {
-                    let previous = match self.event.take() {
-                        Some(mut ev) => Some(ev.id().await?),
-                        None => None,
-                    };
                     let next = NewEvent {
                         server_id: self.ctx.server.id,
                         job_id: self.ctx.job_id,
@@ -298,6 +308,14 @@ impl Run<'_> {
                         current_step: *step as i64,
                         total_steps: self.plan.total_steps as i64,
                         details: serde_json::json!({}),
+                    };
+                    if i + 1 == self.plan.steps.len() {
+                        self.last = Some(next);
+                        continue;
+                    }
+                    let previous = match self.event.take() {
+                        Some(mut ev) => Some(ev.id().await?),
+                        None => None,
                     };
                     self.event = Some(EventWrite::spawn(self.store, previous, next));
                 }
