@@ -473,19 +473,8 @@ impl Domain {
     /// One run: take in what its jobs did, stop it past the threshold, start servers into free slots (the
     /// canary wave first, alone), finish it when nothing is left.
     async fn advance_run(&self, run: &RecipeRun) -> DomainResult<usize> {
-        // The job writes its own ending; this covers one that ended before it could (cancelled while
-        // queued, a server it never reached).
-        let ended = self.store.run_servers_ended(run.id).await?;
-        let mut rows = self.store.recipe_run_servers(run.id).await?;
-        for (server_id, status) in ended {
-            let state = if status == "done" { "done" } else { "failed" };
-            self.store
-                .set_run_server_state(run.id, server_id, state, None, None)
-                .await?;
-            if let Some(row) = rows.iter_mut().find(|r| r.server_id == server_id) {
-                row.state = state.into();
-            }
-        }
+        // A row's ending is written with its job's (or read from the job), in one read for the run.
+        let rows = self.store.recipe_run_servers(run.id).await?;
         let count = |s: &str| rows.iter().filter(|r| r.state == s).count() as i64;
         let failed = count("failed");
         let active = count("queued") + count("running");
@@ -526,18 +515,18 @@ impl Domain {
                 Some(name) => name.clone(),
                 None => continue, // started by another node since the rows were read
             };
-            starts.push((
+            let mut new = job::<RecipeInstaller>(
                 row.server_id,
-                job::<RecipeInstaller>(
-                    row.server_id,
-                    &RecipeRequest {
-                        run_id: run.id,
-                        script: run.script.clone(),
-                        run_as: run.run_as.clone(),
-                        server,
-                    },
-                )?,
-            ));
+                &RecipeRequest {
+                    run_id: run.id,
+                    script: run.script.clone(),
+                    run_as: run.run_as.clone(),
+                    server,
+                },
+            )?;
+            // The job's ending settles the server's row in the same transaction.
+            new.target = Some(brokeforge_store::JobTarget::RecipeRun { id: run.id });
+            starts.push((row.server_id, new));
         }
         let started = self.store.start_run_servers(run.id, &starts).await?.len();
         Ok(started)

@@ -19,7 +19,7 @@ use crate::base::executor::Executor;
 pub use crate::base::job::{BoxFuture, JobContext, JobHandler};
 pub use crate::base::registry::Registry;
 
-/// Jobs claimed per call (one statement on PostgreSQL, one commit each on SQLite).
+/// Jobs claimed per call (one statement on either backend).
 const CLAIM_CHUNK: usize = 32;
 
 #[derive(Debug, Clone)]
@@ -280,18 +280,31 @@ async fn run_job(
         })
     };
     let started = std::time::Instant::now();
-    let outcome = execute(&store, &executor, &registry, &job, cancel.clone()).await;
-    beat.abort();
-    let ended = finish(
+    let connections = crate::base::executor::Connections::default();
+    let outcome = execute(
         &store,
+        &executor,
         &registry,
         &job,
-        outcome,
-        &lost,
-        &user_cancel,
-        &hard_stop,
+        cancel.clone(),
+        connections.clone(),
     )
     .await;
+    beat.abort();
+    // The job's ending is written while its shells close: the next job of a server that comes before
+    // they are gone waits for the lock they hold, and a run's next wave does not wait for the goodbyes.
+    let (ended, ()) = tokio::join!(
+        finish(
+            &store,
+            &registry,
+            &job,
+            outcome,
+            &lost,
+            &user_cancel,
+            &hard_stop,
+        ),
+        connections.close()
+    );
     match ended {
         Err(e) => {
             tracing::error!(job_id = job.id, error = %e, "recording the job's outcome failed")
@@ -325,6 +338,7 @@ async fn execute(
     registry: &Registry,
     job: &Job,
     cancel: CancellationToken,
+    connections: crate::base::executor::Connections,
 ) -> Result<serde_json::Value, PackageError> {
     let handler = registry.get(&job.kind).ok_or_else(|| {
         StoreError::InvalidData(format!(
@@ -337,18 +351,15 @@ async fn execute(
         None => None,
     };
     lifecycle_begin(store, job).await?;
-    let connections = crate::base::executor::Connections::default();
     let ctx = JobContext {
         job,
         store,
         executor,
         server,
         cancel,
-        connections: connections.clone(),
+        connections,
     };
-    let result = handler.run(&ctx).await;
-    connections.close().await;
-    result
+    handler.run(&ctx).await
 }
 
 async fn finish(
@@ -418,8 +429,16 @@ async fn finish(
                     .await?;
                 None
             } else {
+                let exit_code = match &e {
+                    PackageError::CommandFailed { exit_code, .. } => exit_code.map(i64::from),
+                    _ => None,
+                };
                 let recorded = store
-                    .finish_job(job.id, job.attempt, &Outcome::Failed(reason.clone()))
+                    .finish_job(
+                        job.id,
+                        job.attempt,
+                        &Outcome::Failed(reason.clone(), exit_code),
+                    )
                     .await?;
                 end(recorded, JobStatus::Failed, Some(reason))
             }
@@ -484,7 +503,8 @@ async fn lifecycle_begin(store: &Store, job: &Job) -> Result<(), StoreError> {
                 .await?
         }
         Some(JobTarget::Deployment { id }) => store.start_deployment(*id).await?,
-        None => {}
+        // The run's grid reads `running` from the job itself: nothing to write.
+        Some(JobTarget::RecipeRun { .. }) | None => {}
     }
     Ok(())
 }

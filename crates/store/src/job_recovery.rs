@@ -86,7 +86,15 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() == 1 && status == "failed" {
-                settle_target(&mut tx, job.server_id, &job.target, Some(&error)).await?;
+                settle_target(
+                    &mut tx,
+                    job.id,
+                    job.server_id,
+                    &job.target,
+                    Some(&error),
+                    None,
+                )
+                .await?;
             }
             tx.commit().await?;
             if done.rows_affected() == 1 {

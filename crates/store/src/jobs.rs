@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Backend, Result, Store, StoreError, is_unique_violation, json};
+use crate::{Backend, Result, Store, StoreError, json};
 
 pub const NOTIFY_CHANNEL: &str = "brokeforge_jobs";
 
@@ -77,6 +77,8 @@ pub enum JobTarget {
     Server,
     /// A site deployment or rollback (`site_deployments.status`).
     Deployment { id: i64 },
+    /// One server's part of a recipe run (its row in the run's grid: state, exit code, duration).
+    RecipeRun { id: i64 },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -140,7 +142,8 @@ pub struct Heartbeat {
 #[derive(Debug, Clone)]
 pub enum Outcome {
     Done(serde_json::Value),
-    Failed(String),
+    /// The reason, and the exit code of the command that failed (when one did).
+    Failed(String, Option<i64>),
     Cancelled,
 }
 
@@ -190,6 +193,12 @@ fn target_from(row: &AnyRow) -> Result<Option<JobTarget>> {
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| StoreError::InvalidData("deployment target without id".into()))?,
         }),
+        Some("recipe_run") => Some(JobTarget::RecipeRun {
+            id: row
+                .try_get::<Option<String>, _>("target_name")?
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| StoreError::InvalidData("recipe run target without id".into()))?,
+        }),
         Some(other) => {
             return Err(StoreError::InvalidData(format!(
                 "unknown job target `{other}`"
@@ -202,9 +211,11 @@ fn target_from(row: &AnyRow) -> Result<Option<JobTarget>> {
 /// the ending: nobody sees a finished job whose record still says `installing`.
 pub(crate) async fn settle_target(
     conn: &mut sqlx::AnyConnection,
+    job_id: i64,
     server_id: Option<i64>,
     target: &Option<JobTarget>,
     failure: Option<&str>,
+    exit_code: Option<i64>,
 ) -> Result<()> {
     let (Some(server_id), Some(target)) = (server_id, target) else {
         return Ok(());
@@ -276,6 +287,19 @@ pub(crate) async fn settle_target(
         .bind(*id)
         .bind(if reason == "cancelled" { "cancelled" } else { "failed" })
         .bind(reason.to_string()),
+        // The grid row of this job (a resumed run's later jobs have rows of their own). Its duration is the
+        // job's, from its first claim.
+        (JobTarget::RecipeRun { id }, failure) => sqlx::query(
+            "UPDATE recipe_run_servers SET state = $1, exit_code = $2, \
+             duration_ms = $3 - (SELECT started_at FROM jobs WHERE id = $4) \
+             WHERE run_id = $5 AND server_id = $6 AND job_id = $4",
+        )
+        .bind(if failure.is_none() { "done" } else { "failed" })
+        .bind(if failure.is_none() { Some(0) } else { exit_code })
+        .bind(now)
+        .bind(job_id)
+        .bind(*id)
+        .bind(server_id),
     };
     q.execute(&mut *conn).await?;
     Ok(())
@@ -367,6 +391,12 @@ fn target_columns(
             Some("install".into()),
         ),
         Some(JobTarget::Server) => (Some("server".into()), None, None, Some("install".into())),
+        Some(JobTarget::RecipeRun { id }) => (
+            Some("recipe_run".into()),
+            Some(id.to_string()),
+            None,
+            Some("install".into()),
+        ),
     }
 }
 
@@ -418,119 +448,6 @@ impl Store {
         &self.jobs_notify
     }
 
-    /// Claim the oldest due job whose server has nothing running, for `lease`.
-    pub async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Job>> {
-        let mut conn = self.claims.acquire().await?;
-        self.claim_on(&mut conn, worker, lease).await
-    }
-
-    /// Claim up to `n` jobs on the claims connection: as many as one statement finds, then one at a time (each
-    /// claim commits on its own) for the rest.
-    pub async fn claim_up_to(&self, worker: &str, lease: Duration, n: usize) -> Result<Vec<Job>> {
-        let mut conn = self.claims.acquire().await?;
-        let mut out = Vec::new();
-        if n > 1 {
-            out = self.claim_many(&mut conn, worker, lease, n).await?;
-        }
-        while out.len() < n {
-            match self.claim_on(&mut conn, worker, lease).await? {
-                Some(job) => out.push(job),
-                None => break,
-            }
-        }
-        Ok(out)
-    }
-
-    /// Up to `n` due jobs of different servers with nothing running, in one statement: while a wave of jobs
-    /// starts, every round trip to the database waits for CPU behind the SSH handshakes (and on SQLite every
-    /// commit waits for the writer), so a hundred claims one by one took seconds. Rows are picked from the
-    /// oldest `4n` queued (on PostgreSQL locked, skipping those another node is claiming); one job per
-    /// server. Losing a race for a server to another node (the unique index) claims nothing here, and the
-    /// one-by-one path goes on.
-    async fn claim_many(
-        &self,
-        conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
-        worker: &str,
-        lease: Duration,
-        n: usize,
-    ) -> Result<Vec<Job>> {
-        let due = "SELECT j.id, j.server_id, j.run_at FROM jobs j WHERE j.status = 'queued' AND j.run_at <= $3 \
-               AND (j.server_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs r WHERE r.server_id = j.server_id AND r.status = 'running')) \
-               ORDER BY j.run_at, j.id LIMIT $5";
-        let set = "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2, \
-             started_at = COALESCE(started_at, $3), updated_at = $3";
-        // PostgreSQL allows no row lock beside DISTINCT ON or a window, hence the CTE; SQLite has one writer.
-        let sql = match self.backend {
-            Backend::Postgres => format!(
-                "WITH due AS ({due} FOR UPDATE SKIP LOCKED), \
-                 pick AS (SELECT id FROM (SELECT DISTINCT ON (COALESCE(server_id, -id)) id, run_at FROM due \
-                   ORDER BY COALESCE(server_id, -id), run_at, id) d ORDER BY run_at, id LIMIT $4) \
-                 {set} WHERE id IN (SELECT id FROM pick) AND status = 'queued' RETURNING {JOB_COLS}"
-            ),
-            Backend::Sqlite => format!(
-                "{set} WHERE id IN (SELECT id FROM (SELECT id, run_at, ROW_NUMBER() OVER \
-                   (PARTITION BY COALESCE(server_id, -id) ORDER BY run_at, id) AS rn FROM ({due}) d) c \
-                   WHERE rn = 1 ORDER BY run_at, id LIMIT $4) AND status = 'queued' RETURNING {JOB_COLS}"
-            ),
-        };
-        let now = now_ms();
-        let rows = sqlx::query(&sql)
-            .bind(worker)
-            .bind(now + lease.as_millis() as i64)
-            .bind(now)
-            .bind(n as i64)
-            .bind((n * 4) as i64)
-            .fetch_all(&mut **conn)
-            .await;
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(e) if is_unique_violation(&e) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        let mut jobs = rows.iter().map(job_from).collect::<Result<Vec<_>>>()?;
-        jobs.sort_by_key(|j| (j.run_at, j.id));
-        Ok(jobs)
-    }
-
-    async fn claim_on(
-        &self,
-        conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
-        worker: &str,
-        lease: Duration,
-    ) -> Result<Option<Job>> {
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let sql = format!(
-            "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2, \
-             started_at = COALESCE(started_at, $3), updated_at = $3 \
-             WHERE id = (SELECT j.id FROM jobs j WHERE j.status = 'queued' AND j.run_at <= $3 \
-               AND (j.server_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs r WHERE r.server_id = j.server_id AND r.status = 'running')) \
-               ORDER BY j.run_at, j.id LIMIT 1{lock}) \
-             AND status = 'queued' RETURNING {JOB_COLS}"
-        );
-        // On PostgreSQL the claim commits without waiting for its WAL flush (the progress pool): if the
-        // database crashes and loses it, the job is simply queued again, and the worker that held it is fenced
-        // out at its next heartbeat, exactly as after a lost worker. Finishing a job stays fully durable.
-        // A lost race for a server (the unique index said no) just means: try again.
-        for _ in 0..8 {
-            let now = now_ms();
-            match sqlx::query(&sql)
-                .bind(worker)
-                .bind(now + lease.as_millis() as i64)
-                .bind(now)
-                .fetch_optional(&mut **conn)
-                .await
-            {
-                Ok(row) => return row.as_ref().map(job_from).transpose(),
-                Err(e) if is_unique_violation(&e) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(None)
-    }
-
     /// Extend the lease of a running job we hold; tells whether the lease was lost and whether cancel was asked.
     pub async fn heartbeat(&self, id: i64, attempt: i64, lease: Duration) -> Result<Heartbeat> {
         let now = now_ms();
@@ -560,7 +477,7 @@ impl Store {
     pub async fn finish_job(&self, id: i64, attempt: i64, outcome: &Outcome) -> Result<bool> {
         let (status, error, result) = match outcome {
             Outcome::Done(v) => (JobStatus::Done, None, Some(v.to_string())),
-            Outcome::Failed(e) => (JobStatus::Failed, Some(e.clone()), None),
+            Outcome::Failed(e, _) => (JobStatus::Failed, Some(e.clone()), None),
             Outcome::Cancelled => (JobStatus::Cancelled, Some("cancelled".to_string()), None),
         };
         let now = now_ms();
@@ -602,16 +519,18 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok(false) };
-        let failure = match outcome {
-            Outcome::Done(_) => None,
-            Outcome::Failed(e) => Some(e.as_str()),
-            Outcome::Cancelled => Some("cancelled"),
+        let (failure, exit_code) = match outcome {
+            Outcome::Done(_) => (None, None),
+            Outcome::Failed(e, code) => (Some(e.as_str()), *code),
+            Outcome::Cancelled => (Some("cancelled"), None),
         };
         settle_target(
             &mut tx,
+            id,
             row.try_get("server_id")?,
             &target_from(&row)?,
             failure,
+            exit_code,
         )
         .await?;
         tx.commit().await?;
@@ -668,6 +587,7 @@ impl Store {
             if matches!(
                 target,
                 Some(JobTarget::Deployment { .. })
+                    | Some(JobTarget::RecipeRun { .. })
                     | Some(JobTarget::Site {
                         provision_type: ProvisionType::Install,
                         ..
@@ -675,9 +595,11 @@ impl Store {
             ) {
                 settle_target(
                     &mut tx,
+                    id,
                     row.try_get("server_id")?,
                     &target,
                     Some("cancelled"),
+                    None,
                 )
                 .await?;
             }

@@ -11,6 +11,7 @@ pub mod crypto;
 mod drift;
 mod events;
 mod idempotency;
+mod job_claims;
 mod job_recovery;
 pub mod jobs;
 pub mod metrics;

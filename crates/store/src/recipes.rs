@@ -71,7 +71,6 @@ pub struct NewRecipeRun {
 
 const RECIPE_COLS: &str = "id, team_id, name, script, run_as, created_by, created_at, updated_at";
 const RUN_COLS: &str = "id, recipe_id, user_id, script, run_as, parallel, canary, max_failures, status, created_at, finished_at";
-const RUN_SERVER_COLS: &str = "run_id, server_id, position, state, job_id, exit_code, duration_ms";
 
 fn recipe_from(r: &AnyRow) -> Result<Recipe> {
     Ok(Recipe {
@@ -311,31 +310,23 @@ impl Store {
         rows.iter().map(run_from).collect()
     }
 
+    /// A run's servers in their order. A server whose job runs shows `running`, and one whose job ended
+    /// without settling its row (a job queued by an older version) shows how the job ended: the job is the
+    /// truth, and nothing is written to keep the two in step.
     pub async fn recipe_run_servers(&self, run_id: i64) -> Result<Vec<RunServer>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {RUN_SERVER_COLS} FROM recipe_run_servers WHERE run_id = $1 ORDER BY position"
-        ))
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(run_server_from).collect()
-    }
-
-    /// Servers of a run still `queued` or `running` whose job has ended, with the job's status (`done`,
-    /// `failed`, `cancelled`): one read for the whole run instead of one per job.
-    pub async fn run_servers_ended(&self, run_id: i64) -> Result<Vec<(i64, String)>> {
         let rows = sqlx::query(
-            "SELECT rs.server_id AS server_id, j.status AS status FROM recipe_run_servers rs \
-             JOIN jobs j ON j.id = rs.job_id \
-             WHERE rs.run_id = $1 AND rs.state IN ('queued', 'running') \
-             AND j.status IN ('done', 'failed', 'cancelled')",
+            "SELECT rs.run_id AS run_id, rs.server_id AS server_id, rs.position AS position, \
+             CASE WHEN rs.state NOT IN ('queued', 'running') OR j.status IS NULL THEN rs.state \
+             WHEN j.status = 'running' THEN 'running' WHEN j.status = 'done' THEN 'done' \
+             WHEN j.status IN ('failed', 'cancelled') THEN 'failed' ELSE rs.state END AS state, \
+             rs.job_id AS job_id, rs.exit_code AS exit_code, rs.duration_ms AS duration_ms \
+             FROM recipe_run_servers rs LEFT JOIN jobs j ON j.id = rs.job_id \
+             WHERE rs.run_id = $1 ORDER BY rs.position",
         )
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("server_id")?, r.try_get("status")?)))
-            .collect()
+        rows.iter().map(run_server_from).collect()
     }
 
     /// The names of a run's servers that have not started, by id.
@@ -370,25 +361,25 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let mut out = Vec::new();
         for (server_id, new) in starts {
-            let taken = sqlx::query(
-                "UPDATE recipe_run_servers SET state = 'queued' WHERE run_id = $1 AND server_id = $2 AND state = 'pending'",
-            )
-            .bind(run_id)
-            .bind(*server_id)
-            .execute(&mut *tx)
-            .await?;
-            if taken.rows_affected() != 1 {
-                continue;
-            }
+            // The job first, then the row takes it: two statements a server. A row another node took
+            // meanwhile takes nothing, and its job goes again before anyone saw it.
             let job = crate::jobs::insert_job(&mut *tx, new).await?;
-            sqlx::query(
-                "UPDATE recipe_run_servers SET job_id = $1 WHERE run_id = $2 AND server_id = $3",
+            let taken = sqlx::query(
+                "UPDATE recipe_run_servers SET state = 'queued', job_id = $1 \
+                 WHERE run_id = $2 AND server_id = $3 AND state = 'pending'",
             )
             .bind(job.id)
             .bind(run_id)
             .bind(*server_id)
             .execute(&mut *tx)
             .await?;
+            if taken.rows_affected() != 1 {
+                sqlx::query("DELETE FROM jobs WHERE id = $1")
+                    .bind(job.id)
+                    .execute(&mut *tx)
+                    .await?;
+                continue;
+            }
             out.push((*server_id, job));
         }
         tx.commit().await?;
@@ -396,28 +387,6 @@ impl Store {
             self.wake_workers().await?;
         }
         Ok(out)
-    }
-
-    pub async fn set_run_server_state(
-        &self,
-        run_id: i64,
-        server_id: i64,
-        state: &str,
-        exit_code: Option<i64>,
-        duration_ms: Option<i64>,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE recipe_run_servers SET state = $1, exit_code = COALESCE($2, exit_code), \
-             duration_ms = COALESCE($3, duration_ms) WHERE run_id = $4 AND server_id = $5",
-        )
-        .bind(state)
-        .bind(exit_code)
-        .bind(duration_ms)
-        .bind(run_id)
-        .bind(server_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     /// Change a run's status from `from` (another node may have changed it); `true` when this call did.

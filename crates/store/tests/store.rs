@@ -682,9 +682,13 @@ mod queue {
                     .lost
             );
             assert!(
-                !s.finish_job(first.id, first.attempt, &Outcome::Failed("stale".into()))
-                    .await
-                    .unwrap()
+                !s.finish_job(
+                    first.id,
+                    first.attempt,
+                    &Outcome::Failed("stale".into(), None)
+                )
+                .await
+                .unwrap()
             );
             // Nor add to the log or the progress of the attempt that replaced it.
             let log = |attempt: i64| {
@@ -973,7 +977,7 @@ async fn deployments_follow_their_job() {
             s.finish_job(
                 c.id,
                 c.attempt,
-                &Outcome::Failed("deploy script exited with 3".into())
+                &Outcome::Failed("deploy script exited with 3".into(), Some(3))
             )
             .await
             .unwrap()
@@ -1014,6 +1018,118 @@ async fn deployments_follow_their_job() {
 
 /// The activity feed: output and event changes in one ordered stream per server, resumable by id; logs
 /// leave the event rows out; a subscriber hears which server moved.
+#[tokio::test]
+async fn a_recipe_runs_rows_follow_their_jobs() {
+    for t in stores().await {
+        let (s, n) = (&t.store, t.name);
+        let (user, web1) = user_and_server(s, "r@example.com").await;
+        let mut ids = vec![web1.id];
+        for name in ["web-2", "web-3"] {
+            let server = s
+                .create_server(&NewServer {
+                    user_id: user.id,
+                    name: name.into(),
+                    public_ip: "203.0.113.20".into(),
+                    ssh_port: 22,
+                    host_key_fingerprint: None,
+                })
+                .await
+                .unwrap();
+            ids.push(server.id);
+        }
+        let team = s.personal_team(user.id).await.unwrap();
+        let recipe = s
+            .create_recipe(team, "check", "true", "brokeforge", user.id)
+            .await
+            .unwrap();
+        let run = s
+            .create_recipe_run(
+                &recipes::NewRecipeRun {
+                    recipe_id: recipe.id,
+                    user_id: user.id,
+                    script: "true".into(),
+                    run_as: "brokeforge".into(),
+                    parallel: 3,
+                    canary: 0,
+                    max_failures: 3,
+                },
+                &ids,
+            )
+            .await
+            .unwrap();
+        let job = |server: i64| {
+            let mut new = NewJob::new("recipe", Some(server), json!({}));
+            new.target = Some(JobTarget::RecipeRun { id: run.id });
+            (server, new)
+        };
+        let started = s
+            .start_run_servers(run.id, &[job(ids[0]), job(ids[1]), job(ids[2])])
+            .await
+            .unwrap();
+        assert_eq!(started.len(), 3, "{n}");
+        // A server already taken is not taken twice, and leaves no job behind.
+        assert!(
+            s.start_run_servers(run.id, &[job(ids[0])])
+                .await
+                .unwrap()
+                .is_empty(),
+            "{n}"
+        );
+        assert_eq!(s.count_jobs(JobStatus::Queued).await.unwrap(), 3, "{n}");
+        let states = |rows: Vec<recipes::RunServer>| {
+            rows.into_iter()
+                .map(|r| (r.state, r.exit_code, r.duration_ms.is_some()))
+                .collect::<Vec<_>>()
+        };
+        let lease = std::time::Duration::from_secs(30);
+        let claimed = s.claim_up_to("w", lease, 3).await.unwrap();
+        assert_eq!(claimed.len(), 3, "{n}");
+        assert_eq!(
+            claimed[0].target,
+            Some(JobTarget::RecipeRun { id: run.id }),
+            "{n}"
+        );
+        // Claimed: the grid shows them running without a write of its own.
+        assert_eq!(
+            states(s.recipe_run_servers(run.id).await.unwrap()),
+            vec![("running".to_string(), None, false); 3],
+            "{n}"
+        );
+        let by_server = |id: i64| claimed.iter().find(|j| j.server_id == Some(id)).unwrap();
+        let (a, b) = (by_server(ids[0]), by_server(ids[1]));
+        assert!(
+            s.finish_job(a.id, a.attempt, &Outcome::Done(json!({})))
+                .await
+                .unwrap()
+        );
+        assert!(
+            s.finish_job(
+                b.id,
+                b.attempt,
+                &Outcome::Failed("exited with 3".into(), Some(3))
+            )
+            .await
+            .unwrap()
+        );
+        // The third is cancelled while it runs and ends without an exit code.
+        let c = by_server(ids[2]);
+        assert!(
+            s.finish_job(c.id, c.attempt, &Outcome::Cancelled)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            states(s.recipe_run_servers(run.id).await.unwrap()),
+            vec![
+                ("done".to_string(), Some(0), true),
+                ("failed".to_string(), Some(3), true),
+                ("failed".to_string(), None, true),
+            ],
+            "{n}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn activity_feed_orders_output_and_event_changes() {
     for t in stores().await {

@@ -1,9 +1,9 @@
 //! Recipe Installer: one server's part of a recipe run, the recipe's script run as root or the app user (with
 //! the server's name in `$BROKEFORGE_SERVER`). It
-//! is a normal job (one at a time per server, live output, cancellable); how it ended is written to the run's
-//! row for that server, which is what moves the run on to the next servers.
+//! is a normal job (one at a time per server, live output, cancellable); its ending settles the run's row for
+//! that server, which is what moves the run on to the next servers.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use brokeforge_core::{CredentialKind, Secret, ServiceType, ValidationError};
 use serde::{Deserialize, Serialize};
@@ -97,55 +97,16 @@ impl Package for RecipeInstaller {
 }
 
 impl PackageInstaller for RecipeInstaller {
+    /// The grid row is not written here: it shows `running` while the job runs, and the job's ending
+    /// (state, exit code, duration) settles it in the transaction that ends the job (its target is the run).
     async fn execute(
         &self,
         executor: &Executor,
         ctx: &RunContext,
         r: &RecipeRequest,
     ) -> Result<serde_json::Value, PackageError> {
-        let store = executor.store();
-        let server = ctx.server.id;
-        // The grid learns the server runs while the connection opens: off the job's critical path, where a
-        // round trip to a busy database waits for CPU behind a wave's SSH handshakes.
-        let marking = {
-            let (store, run_id) = (store.clone(), r.run_id);
-            tokio::spawn(async move {
-                store
-                    .set_run_server_state(run_id, server, "running", None, None)
-                    .await
-            })
-        };
-        let started = Instant::now();
-        let result = match self.gather(&Gather::new(store, &ctx.server), r).await {
-            Ok(i) => match self.commands(&i) {
-                Ok(plan) => self.install(executor, ctx, plan).await,
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        let ms = Some(started.elapsed().as_millis() as i64);
-        // Written before the ending, so the ending is never overwritten by it.
-        marking
-            .await
-            .map_err(|e| brokeforge_store::StoreError::InvalidData(format!("marking: {e}")))??;
-        match &result {
-            Ok(_) => {
-                store
-                    .set_run_server_state(r.run_id, server, "done", Some(0), ms)
-                    .await?
-            }
-            Err(PackageError::CommandFailed { exit_code, .. }) => {
-                store
-                    .set_run_server_state(r.run_id, server, "failed", exit_code.map(i64::from), ms)
-                    .await?
-            }
-            Err(_) => {
-                store
-                    .set_run_server_state(r.run_id, server, "failed", None, ms)
-                    .await?
-            }
-        }
-        result?;
+        let input = self.gather(&Gather::new(executor.store(), &ctx.server), r).await?;
+        self.install(executor, ctx, self.commands(&input)?).await?;
         Ok(serde_json::json!({"run_id": r.run_id, "exit_code": 0}))
     }
 }
