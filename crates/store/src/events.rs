@@ -93,6 +93,7 @@ impl Store {
                     Some(done.id),
                     LogStream::Event,
                     &Self::event_activity(&done),
+                    None,
                 )
                 .await?;
             }
@@ -115,17 +116,22 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let event = event_from(&row)?;
-        self.insert_activity(
-            &mut tx,
-            event.server_id,
-            event.job_id,
-            Some(event.id),
-            LogStream::Event,
-            &Self::event_activity(&event),
-        )
-        .await?;
-        if let (Some(job_id), Some(attempt)) = (new.job_id, new.attempt) {
-            Self::fence(&mut tx, job_id, attempt).await?;
+        // The fence is the last write's condition: refused, the transaction rolls back.
+        let fence = new.job_id.zip(new.attempt);
+        if !self
+            .insert_activity(
+                &mut tx,
+                event.server_id,
+                event.job_id,
+                Some(event.id),
+                LogStream::Event,
+                &Self::event_activity(&event),
+                fence.map(|(_, attempt)| attempt),
+            )
+            .await?
+            && let Some((job_id, attempt)) = fence
+        {
+            return Err(crate::StoreError::Superseded { job_id, attempt });
         }
         tx.commit().await?;
         let _ = self.activity.send(event.server_id);
@@ -161,21 +167,28 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let mut server = None;
-        if let Some(row) = row {
-            let ev = event_from(&row)?;
-            self.insert_activity(
-                &mut tx,
-                ev.server_id,
-                ev.job_id,
-                Some(ev.id),
-                LogStream::Event,
-                &Self::event_activity(&ev),
-            )
-            .await?;
-            server = Some(ev.server_id);
-        }
-        if let Some((job_id, attempt)) = fence {
-            Self::fence(&mut tx, job_id, attempt).await?;
+        match (row, fence) {
+            (Some(row), fence) => {
+                let ev = event_from(&row)?;
+                if !self
+                    .insert_activity(
+                        &mut tx,
+                        ev.server_id,
+                        ev.job_id,
+                        Some(ev.id),
+                        LogStream::Event,
+                        &Self::event_activity(&ev),
+                        fence.map(|(_, attempt)| attempt),
+                    )
+                    .await?
+                    && let Some((job_id, attempt)) = fence
+                {
+                    return Err(crate::StoreError::Superseded { job_id, attempt });
+                }
+                server = Some(ev.server_id);
+            }
+            (None, Some((job_id, attempt))) => Self::fence(&mut tx, job_id, attempt).await?,
+            (None, None) => {}
         }
         tx.commit().await?;
         if let Some(s) = server {
@@ -207,6 +220,7 @@ impl Store {
                 Some(ev.id),
                 LogStream::Event,
                 &Self::event_activity(&ev),
+                None,
             )
             .await?;
             servers.push(ev.server_id);
@@ -363,13 +377,48 @@ impl Store {
         Ok(())
     }
 
-    /// Append one row to a server's activity feed in one statement, not a transaction of four: a wave of a
-    /// hundred jobs writes through a handful of connections, and on PostgreSQL each statement of a
-    /// transaction is a round trip. The per-server lock (see `insert_activity`) is taken before the row's id
-    /// is drawn. With `attempt`, the row is written only while that attempt runs job `job_id`; `false` when
-    /// it was not.
+    /// Append one row to a server's activity feed in one statement (see [`Store::insert_activity`]).
     async fn append_activity(
         &self,
+        server_id: i64,
+        job_id: Option<i64>,
+        event_id: Option<i64>,
+        stream: LogStream,
+        chunk: &str,
+        attempt: Option<i64>,
+    ) -> Result<bool> {
+        let mut conn = self.telemetry.acquire().await?;
+        self.insert_activity(
+            &mut conn, server_id, job_id, event_id, stream, chunk, attempt,
+        )
+        .await
+    }
+
+    /// Inside `tx`, after its writes (on SQLite a transaction that reads first cannot always upgrade to a
+    /// writer): refuse, and so roll back, unless attempt `attempt` still runs job `job_id`.
+    async fn fence(tx: &mut sqlx::AnyConnection, job_id: i64, attempt: i64) -> Result<()> {
+        let owns =
+            sqlx::query("SELECT 1 FROM jobs WHERE id = $1 AND attempt = $2 AND status = 'running'")
+                .bind(job_id)
+                .bind(attempt)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match owns {
+            Some(_) => Ok(()),
+            None => Err(crate::StoreError::Superseded { job_id, attempt }),
+        }
+    }
+
+    /// Append to a server's activity feed, in one statement (on its own or inside a transaction): on
+    /// PostgreSQL each statement is a round trip, and a wave of a hundred jobs writes through a handful of
+    /// connections. On PostgreSQL a per-server transaction lock is taken before the row's id is drawn, so one
+    /// server's rows commit in id order and a watcher reading `id > cursor` never skips one. With `attempt`,
+    /// the row is written only while that attempt runs job `job_id` (a worker that lost its lease cannot
+    /// write into the attempt that replaced it); `false` when it was not written.
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_activity(
+        &self,
+        conn: &mut sqlx::AnyConnection,
         server_id: i64,
         job_id: Option<i64>,
         event_id: Option<i64>,
@@ -404,58 +453,9 @@ impl Store {
         if let Some(attempt) = attempt {
             q = q.bind(attempt);
         }
-        Ok(q.execute(&self.telemetry).await?.rows_affected() == 1)
+        Ok(q.execute(&mut *conn).await?.rows_affected() == 1)
     }
 
-    /// Inside `tx`, after its writes (on SQLite a transaction that reads first cannot always upgrade to a
-    /// writer): refuse, and so roll back, unless attempt `attempt` still runs job `job_id`.
-    async fn fence(tx: &mut sqlx::AnyConnection, job_id: i64, attempt: i64) -> Result<()> {
-        let owns =
-            sqlx::query("SELECT 1 FROM jobs WHERE id = $1 AND attempt = $2 AND status = 'running'")
-                .bind(job_id)
-                .bind(attempt)
-                .fetch_optional(&mut *tx)
-                .await?;
-        match owns {
-            Some(_) => Ok(()),
-            None => Err(crate::StoreError::Superseded { job_id, attempt }),
-        }
-    }
-
-    /// Append to a server's activity feed inside `tx`. On PostgreSQL a per-server transaction lock comes
-    /// first, so one server's rows commit in id order and a watcher reading `id > cursor` never skips one.
-    async fn insert_activity(
-        &self,
-        tx: &mut sqlx::AnyConnection,
-        server_id: i64,
-        job_id: Option<i64>,
-        event_id: Option<i64>,
-        stream: LogStream,
-        chunk: &str,
-    ) -> Result<()> {
-        if self.backend == crate::Backend::Postgres {
-            sqlx::query(
-                "SELECT pg_advisory_xact_lock(4242, CAST($1 % 2147483647 AS INTEGER)), pg_notify('brokeforge_activity', CAST($1 AS TEXT))",
-            )
-            .bind(server_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "INSERT INTO command_logs (server_id, job_id, event_id, stream, chunk, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(server_id)
-        .bind(job_id)
-        .bind(event_id)
-        .bind(stream.as_str())
-        .bind(chunk)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        Ok(())
-    }
-
-    /// The event as the activity feed carries it.
     fn event_activity(event: &ProvisionEvent) -> String {
         serde_json::to_string(event).unwrap_or_default()
     }

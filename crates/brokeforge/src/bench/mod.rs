@@ -422,7 +422,9 @@ async fn fleet(args: &BenchArgs, hosts_file: &PathBuf, store: &Store) -> Result<
 }
 
 /// The hosts as servers of one user (`bench-0`, `bench-1`, ...) with their pinned keys and the fleet
-/// user's key as their `brokeforge` credential; the user and the servers' ids.
+/// user's key as their `brokeforge` credential, provisioned and connected as the servers of a fleet under
+/// management are (a first connection's status change is onboarding's cost, not a recipe's); the user and
+/// the servers' ids.
 async fn add_servers(
     store: &Store,
     hosts: &[(String, u16)],
@@ -446,6 +448,12 @@ async fn add_servers(
             .await?;
         store
             .put_credential_as(server.id, CredentialKind::User, Some(user), "bench", key)
+            .await?;
+        store
+            .set_provision_status(server.id, brokeforge_core::ProvisionStatus::Provisioned)
+            .await?;
+        store
+            .set_connection_status(server.id, brokeforge_core::ConnectionStatus::Connected)
             .await?;
         server_ids.push(server.id);
     }

@@ -694,19 +694,35 @@ impl LogWriter {
             .await?;
         let mut pending: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
         while let Some(chunk) = rx.recv().await {
-            let i = match chunk.stream {
-                Stream::Stdout => 0,
-                Stream::Stderr => 1,
-            };
-            pending[i].extend_from_slice(&chunk.data);
-            // Flush complete lines; keep a partial line unless it grows large.
-            let cut = match pending[i].iter().rposition(|b| *b == b'\n') {
-                Some(pos) => pos + 1,
-                None if pending[i].len() > 64 * 1024 => pending[i].len(),
-                None => continue,
-            };
-            let text: Vec<u8> = pending[i].drain(..cut).collect();
-            self.write(STREAMS[i], &text).await?;
+            // What arrived while the last row was written goes into one row per stream: rows cost a round
+            // trip each, and a busy database should mean fewer, larger rows rather than a queue.
+            let mut touched = [false; 2];
+            let mut next = Some(chunk);
+            while let Some(chunk) = next {
+                let i = match chunk.stream {
+                    Stream::Stdout => 0,
+                    Stream::Stderr => 1,
+                };
+                pending[i].extend_from_slice(&chunk.data);
+                touched[i] = true;
+                // Bounded, so that a command that never pauses still has its output written as it goes.
+                next = (pending[0].len() + pending[1].len() < 256 * 1024)
+                    .then(|| rx.try_recv().ok())
+                    .flatten();
+            }
+            for i in 0..2 {
+                if !touched[i] {
+                    continue;
+                }
+                // Flush complete lines; keep a partial line unless it grows large.
+                let cut = match pending[i].iter().rposition(|b| *b == b'\n') {
+                    Some(pos) => pos + 1,
+                    None if pending[i].len() > 64 * 1024 => pending[i].len(),
+                    None => continue,
+                };
+                let text: Vec<u8> = pending[i].drain(..cut).collect();
+                self.write(STREAMS[i], &text).await?;
+            }
         }
         for (i, rest) in pending.iter().enumerate() {
             if !rest.is_empty() {
