@@ -112,6 +112,12 @@ for p in $live; do mine "$p" && kill -KILL "-$p" 2>/dev/null; done
     ))
 }
 
+/// The first words of a job's shell: make the run directory, then stop what an earlier attempt with `tag`
+/// left running (printing `stopped N`).
+pub fn stop_prelude(tag: &str) -> Result<String, SshError> {
+    Ok(format!("{}; {}", prepare_tagged_runs(), stop_command(tag)?))
+}
+
 /// The command as it runs: in its own process group under coreutils `timeout`, marked with `tag`.
 fn wrap(command: &str, secs: u64, tag: Option<&str>) -> Result<String, SshError> {
     Ok(match tag {

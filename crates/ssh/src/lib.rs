@@ -9,7 +9,7 @@ pub mod testkit;
 
 pub use client::{
     ExecOutput, ExecRequest, OutputChunk, SHELL_STDIN_MAX, Shell, ShellStart, SshSession,
-    SshTarget, Stream, prepare_tagged_runs, refuse_internal_addresses, stop_command,
+    SshTarget, Stream, prepare_tagged_runs, refuse_internal_addresses, stop_command, stop_prelude,
 };
 pub use known_hosts::{HostKeyPolicy, Verdict};
 

@@ -78,11 +78,7 @@ async fn baseline(
                 Way::Exec => s.exec(req).await?,
                 Way::JobShell => {
                     let tag = format!("bench-{name}");
-                    let stop = format!(
-                        "{}; {}",
-                        brokeforge_ssh::prepare_tagged_runs(),
-                        brokeforge_ssh::stop_command(&tag)?
-                    );
+                    let stop = brokeforge_ssh::stop_prelude(&tag)?;
                     let lock = format!("/tmp/brokeforge-bench-{name}.lock");
                     let start = brokeforge_ssh::ShellStart {
                         tag: Some(&tag),

@@ -429,17 +429,7 @@ async fn database_drift_and_repair(host: &DebianHost, store: &brokeforge_store::
     use brokeforge_packages::services::server::drift::{DriftItem, DriftState, Repair};
     let domain = brokeforge_domain::Domain::new(store.clone());
     let server = store.server(id).await.unwrap();
-    let check = async |name: &str| -> DriftItem {
-        let job = domain.check_drift(&server).await.unwrap();
-        let job = wait_job(store, job.id, Duration::from_secs(120)).await;
-        assert_eq!(job.status, JobStatus::Done, "drift check: {job:?}");
-        let view = domain.drift_report(&server).await.unwrap().unwrap();
-        view.report
-            .items
-            .into_iter()
-            .find(|i| i.item == name)
-            .unwrap_or_else(|| panic!("{name} is not a drift item"))
-    };
+    let check = async |name: &str| -> DriftItem { drift_item(&domain, store, &server, name).await };
     let repair = async || {
         let plan = domain.repair_drift(&server, true).await.unwrap();
         assert!(!plan.steps.is_empty(), "{plan:?}");

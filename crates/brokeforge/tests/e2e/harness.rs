@@ -47,6 +47,28 @@ pub struct AcmeServer {
     pub ca_file: String,
 }
 
+/// Run a drift check on `server` to its end and return its item `name`.
+pub async fn drift_item(
+    domain: &brokeforge_domain::Domain,
+    store: &Store,
+    server: &brokeforge_store::Server,
+    name: &str,
+) -> brokeforge_packages::services::server::drift::DriftItem {
+    let job = domain.check_drift(server).await.unwrap();
+    let job = wait_job(store, job.id, Duration::from_secs(120)).await;
+    assert_eq!(
+        job.status,
+        brokeforge_store::JobStatus::Done,
+        "drift check: {job:?}"
+    );
+    let view = domain.drift_report(server).await.unwrap().unwrap();
+    view.report
+        .items
+        .into_iter()
+        .find(|i| i.item == name)
+        .unwrap_or_else(|| panic!("{name} is not a drift item"))
+}
+
 pub async fn wait_job(store: &Store, id: i64, limit: Duration) -> Job {
     let started = Instant::now();
     loop {

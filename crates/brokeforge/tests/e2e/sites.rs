@@ -761,17 +761,8 @@ async fn certificate_drift(host: &DebianHost, store: &brokeforge_store::Store, i
     use brokeforge_packages::services::server::drift::{DriftItem, DriftState};
     let domain = brokeforge_domain::Domain::new(store.clone());
     let server = store.server(id).await.unwrap();
-    let check = async || -> DriftItem {
-        let job = domain.check_drift(&server).await.unwrap();
-        let job = wait_job(store, job.id, Duration::from_secs(120)).await;
-        assert_eq!(job.status, JobStatus::Done, "drift check: {job:?}");
-        let view = domain.drift_report(&server).await.unwrap().unwrap();
-        view.report
-            .items
-            .into_iter()
-            .find(|i| i.item == "cert:app.test")
-            .expect("the certificate is a drift item")
-    };
+    let check =
+        async || -> DriftItem { drift_item(&domain, store, &server, "cert:app.test").await };
     let chain = "/etc/letsencrypt/live/app.test/fullchain.pem";
     // certbot renewed it above (forced): the record still has the first certificate's end, the check says
     // so and brings the record to the end of the certificate the server has.

@@ -417,11 +417,7 @@ impl Run<'_> {
         let Some(tag) = self.ctx.tag.clone() else {
             return Ok(session.open_shell().await?);
         };
-        let stop = format!(
-            "{}; {}",
-            brokeforge_ssh::prepare_tagged_runs(),
-            brokeforge_ssh::stop_command(&tag)?
-        );
+        let stop = brokeforge_ssh::stop_prelude(&tag)?;
         let started = std::time::Instant::now();
         let waited = std::sync::atomic::AtomicBool::new(false);
         let start = ShellStart {
