@@ -386,9 +386,7 @@ async fn finish(
     Ok(match outcome {
         // finish_job also settles the job's record (active, removed or failed) in the same transaction.
         Ok(value) => end(
-            store
-                .finish_job(job.id, job.attempt, &Outcome::Done(value))
-                .await?,
+            store.finish_claimed_job(job, &Outcome::Done(value)).await?,
             JobStatus::Done,
             None,
         ),
@@ -407,9 +405,7 @@ async fn finish(
             None
         }
         Err(PackageError::Cancelled) => end(
-            store
-                .finish_job(job.id, job.attempt, &Outcome::Cancelled)
-                .await?,
+            store.finish_claimed_job(job, &Outcome::Cancelled).await?,
             JobStatus::Cancelled,
             Some("cancelled".into()),
         ),
@@ -434,11 +430,7 @@ async fn finish(
                     _ => None,
                 };
                 let recorded = store
-                    .finish_job(
-                        job.id,
-                        job.attempt,
-                        &Outcome::Failed(reason.clone(), exit_code),
-                    )
+                    .finish_claimed_job(job, &Outcome::Failed(reason.clone(), exit_code))
                     .await?;
                 end(recorded, JobStatus::Failed, Some(reason))
             }

@@ -3,7 +3,8 @@
 use brokeforge_core::time::now_ms;
 use sqlx::Row;
 
-use crate::jobs::{JOB_COLS, Recovered, job_from, settle_target};
+use crate::job_targets::settle_target;
+use crate::jobs::{JOB_COLS, Recovered, job_from};
 use crate::{Result, Store};
 
 impl Store {

@@ -8,8 +8,8 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use brokeforge_core::ProvisionType;
 use brokeforge_core::time::now_ms;
-use brokeforge_core::{ProvisionType, ServiceType};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -60,26 +60,8 @@ impl std::str::FromStr for JobStatus {
     }
 }
 
-/// The record a job provisions, whose status the job lifecycle keeps truthful.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum JobTarget {
-    Service {
-        name: String,
-        service_type: ServiceType,
-        provision_type: ProvisionType,
-    },
-    Site {
-        id: i64,
-        provision_type: ProvisionType,
-    },
-    /// The server's own provisioning (`provision_status`).
-    Server,
-    /// A site deployment or rollback (`site_deployments.status`).
-    Deployment { id: i64 },
-    /// One server's part of a recipe run (its row in the run's grid: state, exit code, duration).
-    RecipeRun { id: i64 },
-}
+pub use crate::job_targets::JobTarget;
+use crate::job_targets::{run_row_ending, settle_target, target_columns, target_from};
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Job {
@@ -156,155 +138,6 @@ pub enum Recovered {
 
 pub(crate) const JOB_COLS: &str = "id, kind, server_id, payload, target_type, target_name, target_service_type, provision_type, status, attempt, max_attempts, run_at, lease_owner, lease_expires_at, cancel_requested, error, result, created_at, started_at, finished_at";
 
-fn target_from(row: &AnyRow) -> Result<Option<JobTarget>> {
-    let target_type: Option<String> = row.try_get("target_type")?;
-    let provision: Option<String> = row.try_get("provision_type")?;
-    let provision_type = || -> Result<ProvisionType> {
-        provision
-            .as_deref()
-            .unwrap_or("install")
-            .parse()
-            .map_err(|e| StoreError::InvalidData(format!("provision_type: {e}")))
-    };
-    Ok(match target_type.as_deref() {
-        None => None,
-        Some("service") => Some(JobTarget::Service {
-            name: row
-                .try_get::<Option<String>, _>("target_name")?
-                .unwrap_or_default(),
-            service_type: row
-                .try_get::<Option<String>, _>("target_service_type")?
-                .unwrap_or_default()
-                .parse()
-                .map_err(|e| StoreError::InvalidData(format!("target_service_type: {e}")))?,
-            provision_type: provision_type()?,
-        }),
-        Some("site") => Some(JobTarget::Site {
-            id: row
-                .try_get::<Option<String>, _>("target_name")?
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| StoreError::InvalidData("site target without id".into()))?,
-            provision_type: provision_type()?,
-        }),
-        Some("server") => Some(JobTarget::Server),
-        Some("deployment") => Some(JobTarget::Deployment {
-            id: row
-                .try_get::<Option<String>, _>("target_name")?
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| StoreError::InvalidData("deployment target without id".into()))?,
-        }),
-        Some("recipe_run") => Some(JobTarget::RecipeRun {
-            id: row
-                .try_get::<Option<String>, _>("target_name")?
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| StoreError::InvalidData("recipe run target without id".into()))?,
-        }),
-        Some(other) => {
-            return Err(StoreError::InvalidData(format!(
-                "unknown job target `{other}`"
-            )));
-        }
-    })
-}
-
-/// Bring the record a job provisions in line with how the job ended, inside the transaction that records
-/// the ending: nobody sees a finished job whose record still says `installing`.
-pub(crate) async fn settle_target(
-    conn: &mut sqlx::AnyConnection,
-    job_id: i64,
-    server_id: Option<i64>,
-    target: &Option<JobTarget>,
-    failure: Option<&str>,
-    exit_code: Option<i64>,
-) -> Result<()> {
-    let (Some(server_id), Some(target)) = (server_id, target) else {
-        return Ok(());
-    };
-    let now = now_ms();
-    let q = match (target, failure) {
-        (JobTarget::Service { name, provision_type: ProvisionType::Install, .. }, None) => sqlx::query(
-            "UPDATE server_services SET status = 'active', error = NULL, updated_at = $1 WHERE server_id = $2 AND service_name = $3",
-        )
-        .bind(now)
-        .bind(server_id)
-        .bind(name.clone()),
-        (JobTarget::Service { name, provision_type: ProvisionType::Uninstall, .. }, None) => {
-            sqlx::query("DELETE FROM server_services WHERE server_id = $1 AND service_name = $2")
-                .bind(server_id)
-                .bind(name.clone())
-        }
-        (JobTarget::Service { name, .. }, Some(reason)) => sqlx::query(
-            "UPDATE server_services SET status = 'failed', error = $4, updated_at = $1 WHERE server_id = $2 AND service_name = $3",
-        )
-        .bind(now)
-        .bind(server_id)
-        .bind(name.clone())
-        .bind(reason.to_string()),
-        (JobTarget::Site { id, provision_type: ProvisionType::Install }, None) => sqlx::query(
-            "UPDATE server_sites SET status = 'active', updated_at = $1 WHERE server_id = $2 AND id = $3",
-        )
-        .bind(now)
-        .bind(server_id)
-        .bind(*id),
-        (JobTarget::Site { id, provision_type: ProvisionType::Uninstall }, None) => {
-            sqlx::query("DELETE FROM server_sites WHERE server_id = $1 AND id = $2")
-                .bind(server_id)
-                .bind(*id)
-        }
-        // A change to a serving site (its PHP version, its pool) that failed or was cancelled leaves it
-        // serving: only a site that never came up (or a failed removal) is `failed`.
-        (JobTarget::Site { id, provision_type: ProvisionType::Install }, Some(_)) => sqlx::query(
-            "UPDATE server_sites SET status = 'failed', updated_at = $1 WHERE server_id = $2 AND id = $3 AND status <> 'active'",
-        )
-        .bind(now)
-        .bind(server_id)
-        .bind(*id),
-        (JobTarget::Site { id, .. }, Some(_)) => sqlx::query(
-            "UPDATE server_sites SET status = 'failed', updated_at = $1 WHERE server_id = $2 AND id = $3",
-        )
-        .bind(now)
-        .bind(server_id)
-        .bind(*id),
-        (JobTarget::Server, None) => sqlx::query(
-            "UPDATE servers SET provision_status = 'provisioned', updated_at = $1 WHERE id = $2",
-        )
-        .bind(now)
-        .bind(server_id),
-        (JobTarget::Server, Some(_)) => sqlx::query(
-            "UPDATE servers SET provision_status = 'failed', updated_at = $1 WHERE id = $2",
-        )
-        .bind(now)
-        .bind(server_id),
-        (JobTarget::Deployment { id }, None) => sqlx::query(
-            "UPDATE site_deployments SET status = 'succeeded', finished_at = $1 WHERE id = $2 AND status IN ('queued', 'running')",
-        )
-        .bind(now)
-        .bind(*id),
-        (JobTarget::Deployment { id }, Some(reason)) => sqlx::query(
-            "UPDATE site_deployments SET status = $3, error = $4, finished_at = $1 WHERE id = $2 AND status IN ('queued', 'running')",
-        )
-        .bind(now)
-        .bind(*id)
-        .bind(if reason == "cancelled" { "cancelled" } else { "failed" })
-        .bind(reason.to_string()),
-        // The grid row of this job (a resumed run's later jobs have rows of their own). Its duration is the
-        // job's, from its first claim.
-        (JobTarget::RecipeRun { id }, failure) => sqlx::query(
-            "UPDATE recipe_run_servers SET state = $1, exit_code = $2, \
-             duration_ms = $3 - (SELECT started_at FROM jobs WHERE id = $4) \
-             WHERE run_id = $5 AND server_id = $6 AND job_id = $4",
-        )
-        .bind(if failure.is_none() { "done" } else { "failed" })
-        .bind(if failure.is_none() { Some(0) } else { exit_code })
-        .bind(now)
-        .bind(job_id)
-        .bind(*id)
-        .bind(server_id),
-    };
-    q.execute(&mut *conn).await?;
-    Ok(())
-}
-
 /// Insert a queued job (on the pool, or inside a transaction that queues several); workers are not woken.
 pub(crate) async fn insert_job<'c, E>(ex: E, new: &NewJob) -> Result<Job>
 where
@@ -356,48 +189,6 @@ pub(crate) fn job_from(row: &AnyRow) -> Result<Job> {
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
     })
-}
-
-fn target_columns(
-    t: &Option<JobTarget>,
-) -> (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-) {
-    match t {
-        None => (None, None, None, None),
-        Some(JobTarget::Service {
-            name,
-            service_type,
-            provision_type,
-        }) => (
-            Some("service".into()),
-            Some(name.clone()),
-            Some(service_type.as_str().into()),
-            Some(provision_type.as_str().into()),
-        ),
-        Some(JobTarget::Site { id, provision_type }) => (
-            Some("site".into()),
-            Some(id.to_string()),
-            None,
-            Some(provision_type.as_str().into()),
-        ),
-        Some(JobTarget::Deployment { id }) => (
-            Some("deployment".into()),
-            Some(id.to_string()),
-            None,
-            Some("install".into()),
-        ),
-        Some(JobTarget::Server) => (Some("server".into()), None, None, Some("install".into())),
-        Some(JobTarget::RecipeRun { id }) => (
-            Some("recipe_run".into()),
-            Some(id.to_string()),
-            None,
-            Some("install".into()),
-        ),
-    }
 }
 
 impl Store {
@@ -475,6 +266,28 @@ impl Store {
     /// Record the outcome of attempt `attempt`. Returns false (and writes nothing) when that attempt no longer
     /// holds the job: a stale worker cannot overwrite the result of the one that took over.
     pub async fn finish_job(&self, id: i64, attempt: i64, outcome: &Outcome) -> Result<bool> {
+        self.finish_job_with(id, attempt, None, outcome).await
+    }
+
+    /// [`Store::finish_job`] for a claimed job whose target the caller holds: no statement is spent finding
+    /// out which way it ends, and on PostgreSQL a recipe server's job ends with its row in one statement.
+    pub async fn finish_claimed_job(&self, job: &Job, outcome: &Outcome) -> Result<bool> {
+        self.finish_job_with(job.id, job.attempt, Some(&job.target), outcome)
+            .await
+    }
+
+    async fn finish_job_with(
+        &self,
+        id: i64,
+        attempt: i64,
+        target: Option<&Option<JobTarget>>,
+        outcome: &Outcome,
+    ) -> Result<bool> {
+        if let (Some(Some(JobTarget::RecipeRun { id: run_id })), Backend::Postgres) =
+            (target, self.backend)
+        {
+            return self.finish_recipe_job(id, attempt, *run_id, outcome).await;
+        }
         let (status, error, result) = match outcome {
             Outcome::Done(v) => (JobStatus::Done, None, Some(v.to_string())),
             Outcome::Failed(e, _) => (JobStatus::Failed, Some(e.clone()), None),
@@ -482,26 +295,34 @@ impl Store {
         };
         let now = now_ms();
         // Fast path, one statement: a job with no record to settle. It also returns whether a job of the same
-        // server waits for this one, so other nodes are woken only then.
-        let plain = sqlx::query(
+        // server waits for this one, so other nodes are woken only then. Skipped for a job known to have one.
+        let plain = if matches!(target, Some(Some(_))) {
+            None
+        } else {
+            sqlx::query(
             "UPDATE jobs SET status = $1, error = $2, result = $3, finished_at = $4, updated_at = $4, lease_owner = NULL, lease_expires_at = NULL \
              WHERE id = $5 AND attempt = $6 AND status = 'running' AND target_type IS NULL \
              RETURNING (SELECT COUNT(*) FROM jobs q WHERE q.server_id = jobs.server_id AND q.status = 'queued') AS waiting",
         )
-        .bind(status.as_str())
-        .bind(error.clone())
-        .bind(result.clone())
-        .bind(now)
-        .bind(id)
-        .bind(attempt)
-        .fetch_optional(&self.pool)
-        .await?;
+            .bind(status.as_str())
+            .bind(error.clone())
+            .bind(result.clone())
+            .bind(now)
+            .bind(id)
+            .bind(attempt)
+            .fetch_optional(&self.pool)
+            .await?
+        };
         if let Some(row) = plain {
             self.finished_notify.notify_waiters();
             if row.try_get::<i64, _>("waiting")? > 0 {
                 self.wake_workers().await?;
             }
             return Ok(true);
+        }
+        if matches!(target, Some(None)) {
+            // No record to settle and not running (any more): fenced out.
+            return Ok(false);
         }
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
@@ -534,6 +355,56 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        self.finished_notify.notify_waiters();
+        if row.try_get::<i64, _>("waiting")? > 0 {
+            self.wake_workers().await?;
+        }
+        Ok(true)
+    }
+
+    /// A recipe server's job ends with its grid row in one statement (PostgreSQL: data-modifying CTEs), the
+    /// same ending [`settle_target`] writes in a transaction.
+    async fn finish_recipe_job(
+        &self,
+        id: i64,
+        attempt: i64,
+        run_id: i64,
+        outcome: &Outcome,
+    ) -> Result<bool> {
+        let (status, error, result, failed, exit_code) = match outcome {
+            Outcome::Done(v) => (JobStatus::Done, None, Some(v.to_string()), false, None),
+            Outcome::Failed(e, code) => (JobStatus::Failed, Some(e.clone()), None, true, *code),
+            Outcome::Cancelled => (
+                JobStatus::Cancelled,
+                Some("cancelled".to_string()),
+                None,
+                true,
+                None,
+            ),
+        };
+        let (state, exit_code) = run_row_ending(failed, exit_code);
+        let row = sqlx::query(
+            "WITH j AS (UPDATE jobs SET status = $1, error = $2, result = $3, finished_at = $4, updated_at = $4, \
+             lease_owner = NULL, lease_expires_at = NULL WHERE id = $5 AND attempt = $6 AND status = 'running' \
+             RETURNING server_id, started_at, \
+             (SELECT COUNT(*) FROM jobs q WHERE q.server_id = jobs.server_id AND q.status = 'queued') AS waiting), \
+             r AS (UPDATE recipe_run_servers SET state = $7, exit_code = $8, duration_ms = $4 - j.started_at \
+             FROM j WHERE recipe_run_servers.run_id = $9 AND recipe_run_servers.server_id = j.server_id \
+             AND recipe_run_servers.job_id = $5) \
+             SELECT waiting FROM j",
+        )
+        .bind(status.as_str())
+        .bind(error)
+        .bind(result)
+        .bind(now_ms())
+        .bind(id)
+        .bind(attempt)
+        .bind(state)
+        .bind(exit_code)
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(false) };
         self.finished_notify.notify_waiters();
         if row.try_get::<i64, _>("waiting")? > 0 {
             self.wake_workers().await?;

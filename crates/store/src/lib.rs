@@ -13,6 +13,7 @@ mod events;
 mod idempotency;
 mod job_claims;
 mod job_recovery;
+mod job_targets;
 pub mod jobs;
 pub mod metrics;
 mod migrate;

@@ -1097,10 +1097,18 @@ async fn a_recipe_runs_rows_follow_their_jobs() {
         );
         let by_server = |id: i64| claimed.iter().find(|j| j.server_id == Some(id)).unwrap();
         let (a, b) = (by_server(ids[0]), by_server(ids[1]));
+        // The worker's way (it holds the target) and the generic one end a row alike.
         assert!(
-            s.finish_job(a.id, a.attempt, &Outcome::Done(json!({})))
+            s.finish_claimed_job(a, &Outcome::Done(json!({})))
                 .await
                 .unwrap()
+        );
+        // Once ended, the attempt is fenced out whichever way it asks.
+        assert!(
+            !s.finish_claimed_job(a, &Outcome::Failed("late".into(), Some(9)))
+                .await
+                .unwrap(),
+            "{n}"
         );
         assert!(
             s.finish_job(
@@ -1113,11 +1121,7 @@ async fn a_recipe_runs_rows_follow_their_jobs() {
         );
         // The third is cancelled while it runs and ends without an exit code.
         let c = by_server(ids[2]);
-        assert!(
-            s.finish_job(c.id, c.attempt, &Outcome::Cancelled)
-                .await
-                .unwrap()
-        );
+        assert!(s.finish_claimed_job(c, &Outcome::Cancelled).await.unwrap());
         assert_eq!(
             states(s.recipe_run_servers(run.id).await.unwrap()),
             vec![
