@@ -85,17 +85,8 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(row) = row {
-                let done = event_from(&row)?;
-                self.insert_activity(
-                    &mut tx,
-                    done.server_id,
-                    done.job_id,
-                    Some(done.id),
-                    LogStream::Event,
-                    &Self::event_activity(&done),
-                    None,
-                )
-                .await?;
+                self.insert_event_activity(&mut tx, &event_from(&row)?, None)
+                    .await?;
             }
         }
         let row = sqlx::query(&format!(
@@ -117,22 +108,8 @@ impl Store {
         .await?;
         let event = event_from(&row)?;
         // The fence is the last write's condition: refused, the transaction rolls back.
-        let fence = new.job_id.zip(new.attempt);
-        if !self
-            .insert_activity(
-                &mut tx,
-                event.server_id,
-                event.job_id,
-                Some(event.id),
-                LogStream::Event,
-                &Self::event_activity(&event),
-                fence.map(|(_, attempt)| attempt),
-            )
-            .await?
-            && let Some((job_id, attempt)) = fence
-        {
-            return Err(crate::StoreError::Superseded { job_id, attempt });
-        }
+        self.insert_event_activity(&mut tx, &event, new.job_id.zip(new.attempt))
+            .await?;
         tx.commit().await?;
         let _ = self.activity.send(event.server_id);
         Ok(event)
@@ -170,21 +147,7 @@ impl Store {
         match (row, fence) {
             (Some(row), fence) => {
                 let ev = event_from(&row)?;
-                if !self
-                    .insert_activity(
-                        &mut tx,
-                        ev.server_id,
-                        ev.job_id,
-                        Some(ev.id),
-                        LogStream::Event,
-                        &Self::event_activity(&ev),
-                        fence.map(|(_, attempt)| attempt),
-                    )
-                    .await?
-                    && let Some((job_id, attempt)) = fence
-                {
-                    return Err(crate::StoreError::Superseded { job_id, attempt });
-                }
+                self.insert_event_activity(&mut tx, &ev, fence).await?;
                 server = Some(ev.server_id);
             }
             (None, Some((job_id, attempt))) => Self::fence(&mut tx, job_id, attempt).await?,
@@ -213,16 +176,7 @@ impl Store {
         let mut servers = Vec::new();
         for row in &rows {
             let ev = event_from(row)?;
-            self.insert_activity(
-                &mut tx,
-                ev.server_id,
-                ev.job_id,
-                Some(ev.id),
-                LogStream::Event,
-                &Self::event_activity(&ev),
-                None,
-            )
-            .await?;
+            self.insert_event_activity(&mut tx, &ev, None).await?;
             servers.push(ev.server_id);
         }
         tx.commit().await?;
@@ -365,16 +319,42 @@ impl Store {
         stream: LogStream,
         chunk: &str,
     ) -> Result<()> {
-        let fenced = job_id.zip(attempt).map(|(_, attempt)| attempt);
-        if !self
-            .append_activity(server_id, job_id, event_id, stream, chunk, fenced)
-            .await?
-            && let (Some(job_id), Some(attempt)) = (job_id, attempt)
-        {
-            return Err(crate::StoreError::Superseded { job_id, attempt });
-        }
+        let fence = job_id.zip(attempt);
+        let written = self
+            .append_activity(
+                server_id,
+                job_id,
+                event_id,
+                stream,
+                chunk,
+                fence.map(|(_, a)| a),
+            )
+            .await?;
+        refused_unless(written, fence)?;
         let _ = self.activity.send(server_id);
         Ok(())
+    }
+
+    /// The activity row of an event's change, inside `tx`; with `fence` (job, attempt), refused (and so the
+    /// transaction rolled back) unless that attempt still runs the job.
+    async fn insert_event_activity(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        ev: &ProvisionEvent,
+        fence: Option<(i64, i64)>,
+    ) -> Result<()> {
+        let written = self
+            .insert_activity(
+                tx,
+                ev.server_id,
+                ev.job_id,
+                Some(ev.id),
+                LogStream::Event,
+                &Self::event_activity(ev),
+                fence.map(|(_, attempt)| attempt),
+            )
+            .await?;
+        refused_unless(written, fence)
     }
 
     /// Append one row to a server's activity feed in one statement (see [`Store::insert_activity`]).
@@ -606,5 +586,15 @@ impl Store {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         }))
+    }
+}
+
+/// A fenced write that wrote nothing was refused: the attempt no longer runs its job.
+fn refused_unless(written: bool, fence: Option<(i64, i64)>) -> Result<()> {
+    match fence {
+        Some((job_id, attempt)) if !written => {
+            Err(crate::StoreError::Superseded { job_id, attempt })
+        }
+        _ => Ok(()),
     }
 }

@@ -314,10 +314,7 @@ impl Store {
             .await?
         };
         if let Some(row) = plain {
-            self.finished_notify.notify_waiters();
-            if row.try_get::<i64, _>("waiting")? > 0 {
-                self.wake_workers().await?;
-            }
+            self.job_ended(&row).await?;
             return Ok(true);
         }
         if matches!(target, Some(None)) {
@@ -355,10 +352,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        self.finished_notify.notify_waiters();
-        if row.try_get::<i64, _>("waiting")? > 0 {
-            self.wake_workers().await?;
-        }
+        self.job_ended(&row).await?;
         Ok(true)
     }
 
@@ -405,11 +399,18 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(false) };
+        self.job_ended(&row).await?;
+        Ok(true)
+    }
+
+    /// After a job's end is recorded: wake whoever waits on results, and workers when a job of the same
+    /// server waits (`row`'s `waiting` count), so other nodes are woken only then.
+    async fn job_ended(&self, row: &AnyRow) -> Result<()> {
         self.finished_notify.notify_waiters();
         if row.try_get::<i64, _>("waiting")? > 0 {
             self.wake_workers().await?;
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Put a running job back in the queue (a retry after `delay`, or a graceful shutdown), fenced by attempt.
