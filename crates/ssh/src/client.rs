@@ -98,14 +98,16 @@ pub fn prepare_tagged_runs() -> String {
 }
 
 /// Shell that stops every process group tagged `tag` still running (SIGTERM, then SIGKILL after five
-/// seconds) and prints how many it stopped. A group is stopped only if its leader still carries the tag, so
-/// a reused process id is never hit.
+/// seconds) and prints how many it stopped. A group is stopped only if a process of it still carries the tag,
+/// so a reused process id is never hit; once signalled it stays ours while it has a process (Linux does not
+/// give out an id a process group still uses), so what outlives the tagged shell of a step still gets the
+/// SIGKILL.
 pub fn stop_command(tag: &str) -> Result<String, SshError> {
     let tag = check_tag(tag)?;
     Ok(format!(
         r#"f={RUN_DIR}/{tag}; n=0; pg=; for m in "$f" "$f".lock; do [ -r "$m" ] && read -r p < "$m" && pg="$pg $p"; done
-mine() {{ [ -n "$1" ] || return 1; for d in /proc/[0-9]*; do read -r st < "$d/stat" 2>/dev/null || continue; st=${{st##*) }}; set -- "$1" $st; [ "$4" = "$1" ] || continue; tr '\0' ' ' < "$d/cmdline" 2>/dev/null | grep -q -- "bf-{tag}" && return 0; done; return 1; }}
-live=; for p in $pg; do if mine "$p"; then kill -TERM "-$p" 2>/dev/null; live="$live $p"; n=$((n+1)); fi; done
+mine() {{ [ -n "$1" ] || return 1; by=$2; for d in /proc/[0-9]*; do read -r st < "$d/stat" 2>/dev/null || continue; st=${{st##*) }}; set -- "$1" $st; [ "$4" = "$1" ] || continue; [ -z "$by" ] && return 0; tr '\0' ' ' < "$d/cmdline" 2>/dev/null | grep -q -- "bf-{tag}" && return 0; done; return 1; }}
+live=; for p in $pg; do if mine "$p" tag; then kill -TERM "-$p" 2>/dev/null; live="$live $p"; n=$((n+1)); fi; done
 i=0; while [ -n "$live" ] && [ "$i" -lt 50 ]; do still=; for p in $live; do mine "$p" && still="$still $p"; done; live=$still; [ -z "$live" ] && break; sleep 0.1; i=$((i+1)); done
 for p in $live; do mine "$p" && kill -KILL "-$p" 2>/dev/null; done
 [ -z "$pg" ] || rm -f "$f" "$f".lock; echo "stopped $n""#
@@ -232,7 +234,9 @@ impl client::Handler for Handler {
 
 /// An authenticated SSH connection.
 pub struct SshSession {
-    handle: client::Handle<Handler>,
+    /// Shared with the connection's shells, which open a channel of their own to stop a step that outlived
+    /// its deadline.
+    handle: Arc<client::Handle<Handler>>,
     permits: Arc<Semaphore>,
     open: Arc<AtomicUsize>,
     host: String,
@@ -293,7 +297,7 @@ impl SshSession {
             });
         }
         Ok(SshSession {
-            handle,
+            handle: Arc::new(handle),
             permits: Arc::new(Semaphore::new(MAX_CHANNELS)),
             open: Arc::new(AtomicUsize::new(0)),
             host,
@@ -406,17 +410,7 @@ impl SshSession {
     /// Open a session channel. OpenSSH frees a closed session slot a moment after the close crosses the
     /// wire, so a burst can briefly see "no more sessions" while we are under our own limit: retry then.
     async fn open_channel(&self) -> Result<russh::Channel<client::Msg>, SshError> {
-        let mut attempt = 0;
-        loop {
-            match self.handle.channel_open_session().await {
-                Ok(ch) => return Ok(ch),
-                Err(russh::Error::ChannelOpenFailure(_)) if attempt < 40 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(5 * attempt.min(10))).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        open_channel(&self.handle).await
     }
 
     pub async fn close(self) {
@@ -424,6 +418,23 @@ impl SshSession {
             .handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")
             .await;
+    }
+}
+
+/// A session channel, retried while the server refuses one (it allows a few at a time).
+async fn open_channel(
+    handle: &client::Handle<Handler>,
+) -> Result<russh::Channel<client::Msg>, SshError> {
+    let mut attempt = 0;
+    loop {
+        match handle.channel_open_session().await {
+            Ok(ch) => return Ok(ch),
+            Err(russh::Error::ChannelOpenFailure(_)) if attempt < 40 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(5 * attempt.min(10))).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

@@ -430,6 +430,7 @@ async fn a_job_shell_holds_the_lock_and_stops_with_its_tag() {
         let lock = format!("{}.lock", unique("shell"));
         let pid = std::process::id();
         let (tag_a, tag_b) = (format!("shell-a-{pid}"), format!("shell-b-{pid}"));
+        let pidfile = format!("{}.pid", unique("shell"));
         let prelude = brokeforge_ssh::prepare_tagged_runs();
         let start = |tag| brokeforge_ssh::ShellStart {
             tag: Some(tag),
@@ -482,7 +483,10 @@ async fn a_job_shell_holds_the_lock_and_stops_with_its_tag() {
                 tag: Some(&tag_b),
                 cancel: Some(&cancel),
                 output: Some(&tx),
-                ..ExecRequest::new("echo started; sleep 60", Duration::from_secs(120))
+                ..ExecRequest::new(
+                    &format!("echo started; sleep 60 & echo $! > {pidfile}; wait"),
+                    Duration::from_secs(120),
+                )
             })
             .await
             .unwrap();
@@ -500,11 +504,13 @@ async fn a_job_shell_holds_the_lock_and_stops_with_its_tag() {
             .exec(ExecRequest::new(&stop, Duration::from_secs(30)))
             .await
             .unwrap();
-        // The command, and the shell unless the channel's KILL (OpenSSH 8.1+ passes it on) ended it first.
+        // The step is in its shell's process group: stopped with it, unless the channel's KILL (OpenSSH 8.1+
+        // sends it to the session's group) ended both first.
         let n: u32 = stopped.stdout_text().trim()["stopped ".len()..]
             .parse()
             .unwrap();
-        assert!((1..=2).contains(&n), "{}: {stopped:?}", h.name);
+        assert!(n <= 1, "{}: {stopped:?}", h.name);
+        wait_gone(&s, &pidfile, h.name).await;
         let (c, _) =
             tokio::time::timeout(Duration::from_secs(20), s.start_shell(start(&tag_a), || {}))
                 .await
@@ -532,5 +538,112 @@ async fn a_job_shell_holds_the_lock_and_stops_with_its_tag() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         s.close().await;
+    }
+}
+
+/// A job's step runs in a subshell of the job's shell and keeps what a command of its own had: its exit code,
+/// a syntax error as exit 2 (not the shell's end), none of the shell's arguments, stdin as text or as any
+/// bytes. Past its deadline the client stops the job's tag: the step ends, one that ignores SIGTERM too
+/// (SIGKILL five seconds later), the shell is given up, and the lock it held is free for the next shell.
+#[tokio::test]
+async fn a_job_step_past_its_deadline_is_stopped_with_its_shell() {
+    for h in test_hosts().await {
+        let s = SshSession::connect(&h.pinned()).await.unwrap();
+        let lock = format!("{}.lock", unique("deadline"));
+        let pidfile = format!("{}.pid", unique("deadline"));
+        let tag = format!("deadline-{}", std::process::id());
+        let prelude = brokeforge_ssh::stop_prelude(&tag).unwrap();
+        let start = || brokeforge_ssh::ShellStart {
+            tag: Some(&tag),
+            prelude: Some(&prelude),
+            lock: Some(&lock),
+            cancel: None,
+        };
+        let step = |command, secs| ExecRequest {
+            tag: Some(&tag),
+            ..ExecRequest::new(command, Duration::from_secs(secs))
+        };
+        let (mut a, _) = s.start_shell(start(), || {}).await.unwrap();
+        let out = a
+            .run(step("echo \"args=$#\"; cd /; exit 3", 10))
+            .await
+            .unwrap();
+        assert_eq!(
+            (out.exit_code, out.stdout_text().as_str()),
+            (Some(3), "args=0\n"),
+            "{}",
+            h.name
+        );
+        let out = a.run(step("echo 'unterminated", 10)).await.unwrap();
+        assert_eq!(out.exit_code, Some(2), "{}: {out:?}", h.name);
+        let out = a.run(step("pwd", 10)).await.unwrap();
+        assert_ne!(
+            out.stdout_text(),
+            "/\n",
+            "{}: a step's cd stays its own",
+            h.name
+        );
+        for input in [
+            &b"text $HOME `id` \\\nBF\n"[..],
+            &b"bytes\0with a NUL and no final newline"[..],
+            &[0xff, 0xfe, b'\n'][..],
+        ] {
+            let out = a
+                .run(ExecRequest {
+                    stdin: Some(input),
+                    ..step("cat", 10)
+                })
+                .await
+                .unwrap();
+            assert_eq!(out.stdout, input, "{}", h.name);
+        }
+
+        let started = std::time::Instant::now();
+        let out = a
+            .run(step(
+                &format!("trap '' TERM; sleep 60 & echo $! > {pidfile}; wait"),
+                1,
+            ))
+            .await
+            .unwrap();
+        assert!(out.timed_out && !out.success(), "{}: {out:?}", h.name);
+        assert!(
+            started.elapsed() >= Duration::from_secs(1)
+                && started.elapsed() < Duration::from_secs(20),
+            "{}: {:?}",
+            h.name,
+            started.elapsed()
+        );
+        assert!(a.is_broken(), "{}", h.name);
+        wait_gone(&s, &pidfile, h.name).await;
+        let (b, _) = tokio::time::timeout(Duration::from_secs(20), s.start_shell(start(), || {}))
+            .await
+            .unwrap_or_else(|_| panic!("{}: the stopped shell kept the lock", h.name))
+            .unwrap();
+        assert!(b.holds_lock());
+        b.close().await;
+        s.close().await;
+    }
+}
+
+/// Wait until the process whose id `pidfile` holds has ended (a killed process takes a moment to go).
+async fn wait_gone(s: &SshSession, pidfile: &str, host: &str) {
+    let check = format!(
+        "p=$(cat {pidfile}); [ -n \"$p\" ] && grep -q '^State:.*[^Z] (' /proc/$p/status 2>/dev/null && echo alive || echo gone"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = s
+            .exec(ExecRequest::new(&check, Duration::from_secs(10)))
+            .await
+            .unwrap();
+        if out.stdout_text() == "gone\n" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{host}: the step's process outlived its stop: {out:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

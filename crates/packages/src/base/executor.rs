@@ -335,8 +335,16 @@ impl Run<'_> {
     /// cannot tell them apart.
     async fn link(&mut self, credential: CredentialKind) -> Result<Link, PackageError> {
         let mut links = self.ctx.connections.0.lock().await;
-        if let Some(link) = links.get(&credential) {
-            return Ok(link.clone());
+        if let Some(link) = links.get(&credential).cloned() {
+            let mut shell = link.shell.lock().await;
+            if shell.is_broken() {
+                // A step past its deadline was stopped with the shell (and the lock it held): a new shell on
+                // the same connection takes over, the lock with it.
+                let others = links.iter().any(|(c, l)| *c != credential && l.locked);
+                *shell = self.open_shell(&link.session, others).await?;
+            }
+            drop(shell);
+            return Ok(link);
         }
         let server = &self.ctx.server;
         let cred = self.store.credential(server.id, credential).await?;

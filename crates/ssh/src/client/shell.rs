@@ -1,11 +1,18 @@
 //! One long-lived `sh` per connection that runs a job's commands one after another (#17 item 4, what Mitogen
 //! does for Ansible): each command is followed by a random sentinel on both streams. A command keeps what
 //! `exec` gives it: its exit code, stdout and stderr apart and streamed as they come, stdin through the
-//! shell's `printf` builtin (never a command line) or `/dev/null`, and the same `timeout` and tag wrapping.
+//! shell's input (a here-document, or the `printf` builtin for bytes one cannot carry; never a command line)
+//! or `/dev/null`, and a timeout.
 //! A job's shell also holds the server's job lock (an open file the shell keeps `flock`ed and closes for
 //! every command it starts), so a job needs one channel where it needed two, and a step costs the server a
 //! `fork` instead of a channel and a login shell. Measured against one exec per step by `bench
 //! --shell-experiment`.
+//!
+//! A job's step (a tagged run) is a subshell of the job's shell, one `fork` on the server where `timeout` and
+//! `sh -c` were two more programs (most of a step's cost there, #17). Its deadline is kept by the client:
+//! past it, the job's tag is stopped on a channel of its own (SIGTERM, SIGKILL five seconds later, as
+//! `timeout --kill-after=5` did), which ends the shell with the step, so the caller opens a new shell for
+//! what follows. An untagged run keeps the `timeout` wrapper.
 //!
 //! One difference remains: a command killed by a signal reports `128 + N` as its exit code (what a shell
 //! reports) where `exec` reports the signal by name.
@@ -13,13 +20,15 @@
 use std::time::{Duration, Instant};
 
 use brokeforge_core::shell_quote;
+use std::sync::Arc;
+
 use russh::{ChannelMsg, Sig, client};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BACKSTOP, ExecOutput, ExecRequest, OutputChunk, RUN_DIR, SshSession, Stream, TIMEOUT_EXIT,
-    check_tag, take, wrap,
+    BACKSTOP, ExecOutput, ExecRequest, Handler, OutputChunk, RUN_DIR, SshSession, Stream,
+    TIMEOUT_EXIT, check_tag, open_channel, stop_command, take, wrap,
 };
 use crate::SshError;
 
@@ -31,6 +40,8 @@ pub const SHELL_STDIN_MAX: usize = 256 * 1024;
 /// channel closed.
 pub struct Shell {
     channel: russh::Channel<client::Msg>,
+    /// The connection, for the channel that stops a step past its deadline.
+    handle: Arc<client::Handle<Handler>>,
     _permit: tokio::sync::OwnedSemaphorePermit,
     host: String,
     nonce: String,
@@ -63,6 +74,8 @@ struct Exchange<'a> {
     max_output: usize,
     /// Called once if the exchange takes longer than this (a lock held by someone else).
     slow: Option<(Duration, Box<dyn FnOnce() + Send + 'a>)>,
+    /// Past the deadline, stop this tag's processes before giving the shell up.
+    stop: Option<&'a str>,
 }
 
 impl SshSession {
@@ -103,6 +116,7 @@ impl SshSession {
             .collect();
         let mut shell = Shell {
             channel,
+            handle: self.handle.clone(),
             _permit: permit,
             host: self.host.clone(),
             nonce: format!("BF{nonce}"),
@@ -133,6 +147,7 @@ impl SshSession {
                     sink: None,
                     max_output: 64 * 1024,
                     slow: Some((Duration::from_secs(2), Box::new(waiting))),
+                    stop: None,
                 },
             )
             .await;
@@ -166,6 +181,24 @@ impl SshSession {
 /// Bytes as a `printf` format of octal escapes: any byte, nothing the shell interprets.
 fn printf_octal(data: &[u8]) -> String {
     data.iter().map(|b| format!("\\{b:03o}")).collect()
+}
+
+/// `run` with `stdin` as its input and without the job lock (fd 9: a daemon it starts would hold the lock
+/// forever). Text goes as a quoted here-document (the shell copies it as it is, with no process for it, where
+/// a `printf` pipe costs a fork); what a here-document cannot carry (a NUL, no final newline, the delimiter)
+/// goes through `printf`.
+fn with_stdin(run: &str, stdin: Option<&[u8]>, delimiter: &str) -> String {
+    match stdin {
+        None => format!("{run} </dev/null 9<&-"),
+        Some(data) => match std::str::from_utf8(data) {
+            Ok(text)
+                if text.ends_with('\n') && !text.contains('\0') && !text.contains(delimiter) =>
+            {
+                format!("{run} 9<&- <<'{delimiter}'\n{text}{delimiter}")
+            }
+            _ => format!("{{ printf '{}' | {run}; }} 9<&-", printf_octal(data)),
+        },
+    }
 }
 
 /// One stream of the shell: bytes up to this command's sentinel are its output; a tail that could be the
@@ -240,30 +273,20 @@ impl Shell {
             ));
         }
         let secs = req.timeout.as_secs().max(1);
-        let run = match req.tag {
-            // `timeout` leads the command's process group; the command's shell writes the group's id (read
-            // from /proc with builtins) before the command, on the same line (error messages keep their line
-            // numbers) and leaving `$?`, its variables and the positional parameters as they were.
-            Some(tag) => {
-                let tag = check_tag(tag)?;
-                let marked = format!(
-                    "{{ read -r s < /proc/$$/stat; s=${{s##*) }}; set -- $s; echo \"$3\" > {RUN_DIR}/{tag}; unset s; set --; }} 2>/dev/null; {}",
-                    req.command
-                );
-                format!(
-                    "timeout --kill-after=5 {secs} sh -c {} bf-{tag}",
-                    shell_quote(&marked)
-                )
-            }
-            None => wrap(req.command, secs, None)?,
+        let tag = req.tag.map(check_tag).transpose()?;
+        let (run, backstop) = match tag {
+            // A subshell (the job's shell process group, which the tag stops): `eval` parses the command
+            // there, so a syntax error is its exit code 2 and not the shell's end, and `set --` hides the
+            // shell's own argument.
+            Some(_) => (
+                format!("( set --; eval {} )", shell_quote(req.command)),
+                Duration::ZERO,
+            ),
+            None => (wrap(req.command, secs, None)?, BACKSTOP),
         };
-        // fd 9 is the job lock: no command keeps it (a daemon it starts would hold the lock forever).
-        let line = match req.stdin {
-            Some(data) => format!("{{ printf '{}' | {run}; }} 9<&-", printf_octal(data)),
-            None => format!("{run} </dev/null 9<&-"),
-        };
+        let line = with_stdin(&run, req.stdin, &format!("{}IN", self.nonce));
         let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs) + BACKSTOP;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs) + backstop;
         let mut out = self
             .exchange(
                 &line,
@@ -273,11 +296,13 @@ impl Shell {
                     sink: req.output,
                     max_output: req.max_output,
                     slow: None,
+                    stop: tag,
                 },
             )
             .await?;
         out.duration = started.elapsed();
-        if !out.cancelled
+        if tag.is_none()
+            && !out.cancelled
             && out.exit_code.is_some_and(|c| TIMEOUT_EXIT.contains(&c))
             && out.duration >= Duration::from_secs(secs)
         {
@@ -330,6 +355,9 @@ impl Shell {
             let msg = tokio::select! {
                 m = self.channel.wait() => m,
                 _ = tokio::time::sleep_until(x.deadline) => {
+                    if let Some(tag) = x.stop {
+                        self.stop_tag(tag).await;
+                    }
                     self.abandon("a command outlived its deadline").await;
                     out.timed_out = true;
                     return Ok(out);
@@ -375,6 +403,37 @@ impl Shell {
         }
         out.exit_code = done[0];
         Ok(out)
+    }
+
+    /// Stop what runs under `tag` (the shell and its step) on a channel of its own, waiting until it is
+    /// done: SIGTERM, and SIGKILL for what is left five seconds later.
+    async fn stop_tag(&self, tag: &str) {
+        let stopped = async {
+            let mut channel = open_channel(&self.handle).await?;
+            channel.exec(true, stop_command(tag)?).await?;
+            channel.eof().await?;
+            while let Some(msg) = channel.wait().await {
+                if matches!(msg, ChannelMsg::ExitStatus { .. } | ChannelMsg::Close) {
+                    break;
+                }
+            }
+            Ok::<_, SshError>(())
+        };
+        match tokio::time::timeout(Duration::from_secs(30), stopped).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(host = %self.host, error = %e, "stopping a step past its deadline failed")
+            }
+            Err(_) => {
+                tracing::warn!(host = %self.host, "stopping a step past its deadline took over 30 s")
+            }
+        }
+    }
+
+    /// Whether the shell was given up (a step outlived its deadline or was cancelled, or it ended): every
+    /// later `run` fails, and the caller opens a new one.
+    pub fn is_broken(&self) -> bool {
+        self.broken.is_some()
     }
 
     /// Give the shell up mid-command: what runs there is the caller's to stop (by its tag).
