@@ -309,24 +309,13 @@ async fn run_job(
         Err(e) => {
             tracing::error!(job_id = job.id, error = %e, "recording the job's outcome failed")
         }
-        // Watchers learn how it ended (a job handed back to the queue has not ended).
-        Ok(Some((status, error))) => {
+        // Watchers learned how it ended from the ending itself (finish_claimed_job writes it to the feed).
+        Ok(Some((status, _))) => {
             crate::base::metrics::JOBS.record(
                 &job.kind,
                 status.as_str(),
                 started.elapsed().as_millis() as u64,
             );
-            if job.server_id.is_none() {
-                return;
-            }
-            let ended = Job {
-                status,
-                error,
-                ..job.clone()
-            };
-            if let Err(e) = store.announce_job(&ended).await {
-                tracing::warn!(job_id = job.id, error = %e, "announcing the job's end failed");
-            }
         }
         Ok(_) => {}
     }

@@ -49,7 +49,7 @@ impl Store {
     /// Complete the milestone `previous` (if any) and start the next one, atomically (one transaction).
     pub async fn advance_event(
         &self,
-        previous: Option<i64>,
+        previous: Option<&ProvisionEvent>,
         new: &NewEvent,
     ) -> Result<ProvisionEvent> {
         self.advance_event_to(previous, new, EventStatus::InProgress)
@@ -60,7 +60,7 @@ impl Store {
     /// completed at once, one transaction where starting and finishing it took two.
     pub async fn advance_to_last_event(
         &self,
-        previous: Option<i64>,
+        previous: Option<&ProvisionEvent>,
         new: &NewEvent,
     ) -> Result<ProvisionEvent> {
         self.advance_event_to(previous, new, EventStatus::Completed)
@@ -69,13 +69,16 @@ impl Store {
 
     async fn advance_event_to(
         &self,
-        previous: Option<i64>,
+        previous: Option<&ProvisionEvent>,
         new: &NewEvent,
         status: EventStatus,
     ) -> Result<ProvisionEvent> {
         let now = now_ms();
+        if self.backend == crate::Backend::Postgres {
+            return self.advance_event_pg(previous, new, status, now).await;
+        }
         let mut tx = self.telemetry.begin().await?;
-        if let Some(id) = previous {
+        if let Some(id) = previous.map(|p| p.id) {
             let row = sqlx::query(&format!(
                 "UPDATE provision_events SET status = $1, updated_at = $2 WHERE id = $3 RETURNING {EVENT_COLS}"
             ))
@@ -111,6 +114,93 @@ impl Store {
         self.insert_event_activity(&mut tx, &event, new.job_id.zip(new.attempt))
             .await?;
         tx.commit().await?;
+        let _ = self.activity.send(event.server_id);
+        Ok(event)
+    }
+
+    /// [`Store::advance_event_to`] on PostgreSQL in one statement, where a transaction took four round trips
+    /// (six with a previous milestone): a wave of jobs writes its milestones through a few connections to a
+    /// server process that competes with the sshd's for CPU (#17). The activity rows are built here, as the
+    /// transaction's were (the rows it returned are the ones written here), the new event's id spliced into
+    /// its row; one INSERT writes both in order, after the per-server lock (see [`Store::insert_activity`]).
+    /// The attempt's fence is every write's condition: refused, nothing is written.
+    async fn advance_event_pg(
+        &self,
+        previous: Option<&ProvisionEvent>,
+        new: &NewEvent,
+        status: EventStatus,
+        now: i64,
+    ) -> Result<ProvisionEvent> {
+        let mut event = ProvisionEvent {
+            id: 0,
+            server_id: new.server_id,
+            job_id: new.job_id,
+            service_type: new.service_type,
+            provision_type: new.provision_type,
+            milestone: new.milestone.clone(),
+            label: new.label.clone(),
+            current_step: new.current_step,
+            total_steps: new.total_steps,
+            details: new.details.clone(),
+            status,
+            error: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let row = Self::event_activity(&event);
+        let rest = row
+            .strip_prefix("{\"id\":0")
+            .ok_or_else(|| crate::StoreError::InvalidData(format!("event row {row}")))?;
+        let completed = previous.map(|p| {
+            Self::event_activity(&ProvisionEvent {
+                status: EventStatus::Completed,
+                updated_at: now,
+                ..p.clone()
+            })
+        });
+        let fence = new.job_id.zip(new.attempt);
+        let owns = if fence.is_some() {
+            "EXISTS (SELECT 1 FROM jobs WHERE id = $2 AND attempt = $15 AND status = 'running')"
+        } else {
+            "TRUE"
+        };
+        let sql = format!(
+            "WITH l AS (SELECT pg_advisory_xact_lock(4242, CAST($1 % 2147483647 AS INTEGER)) AS a, \
+             pg_notify('brokeforge_activity', CAST($1 AS TEXT)) AS b), \
+             p AS (UPDATE provision_events SET status = 'completed', updated_at = $11 WHERE id = $12 AND {owns} RETURNING id), \
+             e AS (INSERT INTO provision_events (server_id, job_id, service_type, provision_type, milestone, label, current_step, total_steps, details, status, error, created_at, updated_at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $11 WHERE {owns} RETURNING id), \
+             a AS (INSERT INTO command_logs (server_id, job_id, event_id, stream, chunk, created_at) \
+             SELECT $1, $2, r.event_id, 'event', r.chunk, $11 FROM l, \
+             (SELECT 1 AS k, p.id AS event_id, CAST($13 AS TEXT) AS chunk FROM p \
+             UNION ALL SELECT 2, e.id, '{{\"id\":' || e.id || $14 FROM e) r ORDER BY r.k) \
+             SELECT id FROM e"
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(new.server_id)
+            .bind(new.job_id)
+            .bind(new.service_type.as_str())
+            .bind(new.provision_type.as_str())
+            .bind(&new.milestone)
+            .bind(&new.label)
+            .bind(new.current_step)
+            .bind(new.total_steps)
+            .bind(new.details.to_string())
+            .bind(status.as_str())
+            .bind(now)
+            .bind(previous.map(|p| p.id))
+            .bind(completed)
+            .bind(rest);
+        if let Some((_, attempt)) = fence {
+            q = q.bind(attempt);
+        }
+        let Some(row) = q.fetch_optional(&self.telemetry).await? else {
+            refused_unless(false, fence)?;
+            return Err(crate::StoreError::InvalidData(
+                "the event was not stored".into(),
+            ));
+        };
+        event.id = row.try_get("id")?;
         let _ = self.activity.send(event.server_id);
         Ok(event)
     }
@@ -358,7 +448,7 @@ impl Store {
     }
 
     /// Append one row to a server's activity feed in one statement (see [`Store::insert_activity`]).
-    async fn append_activity(
+    pub(crate) async fn append_activity(
         &self,
         server_id: i64,
         job_id: Option<i64>,
@@ -533,16 +623,15 @@ impl Store {
         let Some(server_id) = job.server_id else {
             return Ok(());
         };
-        let chunk = serde_json::json!({"job_id": job.id, "kind": job.kind, "target": job.target, "status": job.status.as_str(), "error": job.error});
-        self.append_activity(
-            server_id,
-            Some(job.id),
-            None,
-            LogStream::Job,
-            &chunk.to_string(),
-            None,
-        )
-        .await?;
+        let chunk = job_activity(
+            job.id,
+            &job.kind,
+            &job.target,
+            job.status,
+            job.error.as_deref(),
+        );
+        self.append_activity(server_id, Some(job.id), None, LogStream::Job, &chunk, None)
+            .await?;
         let _ = self.activity.send(server_id);
         Ok(())
     }
@@ -597,4 +686,16 @@ fn refused_unless(written: bool, fence: Option<(i64, i64)>) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// A job's row in its server's activity feed: how it stands (its end, for watchers of the server).
+pub(crate) fn job_activity(
+    job_id: i64,
+    kind: &str,
+    target: &Option<crate::JobTarget>,
+    status: crate::JobStatus,
+    error: Option<&str>,
+) -> String {
+    serde_json::json!({"job_id": job_id, "kind": kind, "target": target, "status": status.as_str(), "error": error})
+        .to_string()
 }

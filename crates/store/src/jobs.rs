@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Backend, Result, Store, StoreError, json};
+use crate::{Backend, LogStream, Result, Store, StoreError, json};
 
 pub const NOTIFY_CHANNEL: &str = "brokeforge_jobs";
 
@@ -60,6 +60,7 @@ impl std::str::FromStr for JobStatus {
     }
 }
 
+use crate::events::job_activity;
 pub use crate::job_targets::JobTarget;
 use crate::job_targets::{run_row_ending, settle_target, target_columns, target_from};
 
@@ -127,6 +128,29 @@ pub enum Outcome {
     /// The reason, and the exit code of the command that failed (when one did).
     Failed(String, Option<i64>),
     Cancelled,
+}
+
+impl Outcome {
+    /// The job's status and error once it ended so.
+    pub fn status_and_error(&self) -> (JobStatus, Option<String>) {
+        match self {
+            Outcome::Done(_) => (JobStatus::Done, None),
+            Outcome::Failed(e, _) => (JobStatus::Failed, Some(e.clone())),
+            Outcome::Cancelled => (JobStatus::Cancelled, Some("cancelled".to_string())),
+        }
+    }
+}
+
+/// On PostgreSQL, after a CTE `j` that ended job `$5` at `$4` (returning its `server_id`): the job's end in
+/// its server's activity feed, the parameter `chunk` its row, under the per-server lock taken before the
+/// row's id is drawn (see `Store::insert_activity`).
+fn announce_ctes(chunk: &str) -> String {
+    format!(
+        "l AS (SELECT pg_advisory_xact_lock(4242, CAST(j.server_id % 2147483647 AS INTEGER)) AS a, \
+         pg_notify('brokeforge_activity', CAST(j.server_id AS TEXT)) AS b FROM j WHERE j.server_id IS NOT NULL), \
+         a AS (INSERT INTO command_logs (server_id, job_id, event_id, stream, chunk, created_at) \
+         SELECT j.server_id, $5, NULL, 'job', {chunk}, $4 FROM j, l)"
+    )
 }
 
 /// What recovery did with a job whose worker vanished.
@@ -209,7 +233,8 @@ impl Store {
         Ok(())
     }
 
-    /// Notified when a job finishes in this process (for callers waiting on results, not for workers).
+    /// Notified when a job finishes in this process, and when a recipe run ends (for callers waiting on
+    /// results, not for workers).
     pub fn job_finished_notify(&self) -> &tokio::sync::Notify {
         &self.finished_notify
     }
@@ -266,14 +291,26 @@ impl Store {
     /// Record the outcome of attempt `attempt`. Returns false (and writes nothing) when that attempt no longer
     /// holds the job: a stale worker cannot overwrite the result of the one that took over.
     pub async fn finish_job(&self, id: i64, attempt: i64, outcome: &Outcome) -> Result<bool> {
-        self.finish_job_with(id, attempt, None, outcome).await
+        self.finish_job_with(id, attempt, None, None, outcome).await
     }
 
-    /// [`Store::finish_job`] for a claimed job whose target the caller holds: no statement is spent finding
-    /// out which way it ends, and on PostgreSQL a recipe server's job ends with its row in one statement.
+    /// [`Store::finish_job`] for a claimed job the caller holds: no statement is spent finding out which way
+    /// it ends, and the server's activity feed gets the job's end (what [`Store::announce_job`] writes); on
+    /// PostgreSQL a plain job or a recipe server's job ends with both (and its grid row) in one statement.
     pub async fn finish_claimed_job(&self, job: &Job, outcome: &Outcome) -> Result<bool> {
-        self.finish_job_with(job.id, job.attempt, Some(&job.target), outcome)
-            .await
+        let ended = job.server_id.map(|server_id| {
+            let (status, error) = outcome.status_and_error();
+            let chunk = job_activity(job.id, &job.kind, &job.target, status, error.as_deref());
+            (server_id, chunk)
+        });
+        self.finish_job_with(
+            job.id,
+            job.attempt,
+            Some(&job.target),
+            ended.as_ref(),
+            outcome,
+        )
+        .await
     }
 
     async fn finish_job_with(
@@ -281,39 +318,58 @@ impl Store {
         id: i64,
         attempt: i64,
         target: Option<&Option<JobTarget>>,
+        announce: Option<&(i64, String)>,
         outcome: &Outcome,
     ) -> Result<bool> {
         if let (Some(Some(JobTarget::RecipeRun { id: run_id })), Backend::Postgres) =
             (target, self.backend)
         {
-            return self.finish_recipe_job(id, attempt, *run_id, outcome).await;
+            return self
+                .finish_recipe_job(id, attempt, *run_id, announce, outcome)
+                .await;
         }
-        let (status, error, result) = match outcome {
-            Outcome::Done(v) => (JobStatus::Done, None, Some(v.to_string())),
-            Outcome::Failed(e, _) => (JobStatus::Failed, Some(e.clone()), None),
-            Outcome::Cancelled => (JobStatus::Cancelled, Some("cancelled".to_string()), None),
+        let (status, error) = outcome.status_and_error();
+        let result = match outcome {
+            Outcome::Done(v) => Some(v.to_string()),
+            _ => None,
         };
         let now = now_ms();
+        let pg_announce = announce.filter(|_| self.backend == Backend::Postgres);
         // Fast path, one statement: a job with no record to settle. It also returns whether a job of the same
         // server waits for this one, so other nodes are woken only then. Skipped for a job known to have one.
         let plain = if matches!(target, Some(Some(_))) {
             None
         } else {
-            sqlx::query(
-            "UPDATE jobs SET status = $1, error = $2, result = $3, finished_at = $4, updated_at = $4, lease_owner = NULL, lease_expires_at = NULL \
+            let set = "UPDATE jobs SET status = $1, error = $2, result = $3, finished_at = $4, updated_at = $4, lease_owner = NULL, lease_expires_at = NULL \
              WHERE id = $5 AND attempt = $6 AND status = 'running' AND target_type IS NULL \
-             RETURNING (SELECT COUNT(*) FROM jobs q WHERE q.server_id = jobs.server_id AND q.status = 'queued') AS waiting",
-        )
-            .bind(status.as_str())
-            .bind(error.clone())
-            .bind(result.clone())
-            .bind(now)
-            .bind(id)
-            .bind(attempt)
-            .fetch_optional(&self.pool)
-            .await?
+             RETURNING server_id, (SELECT COUNT(*) FROM jobs q WHERE q.server_id = jobs.server_id AND q.status = 'queued') AS waiting";
+            let sql = match pg_announce {
+                Some(_) => format!(
+                    "WITH j AS ({set}), {} SELECT waiting FROM j",
+                    announce_ctes("$7")
+                ),
+                None => set.to_string(),
+            };
+            let mut q = sqlx::query(&sql)
+                .bind(status.as_str())
+                .bind(error.clone())
+                .bind(result.clone())
+                .bind(now)
+                .bind(id)
+                .bind(attempt);
+            if let Some((_, chunk)) = pg_announce {
+                q = q.bind(chunk);
+            }
+            q.fetch_optional(&self.pool).await?
         };
         if let Some(row) = plain {
+            match (announce, pg_announce) {
+                (_, Some((server_id, _))) => {
+                    let _ = self.activity.send(*server_id);
+                }
+                (Some((server_id, chunk)), None) => self.announce(*server_id, id, chunk).await?,
+                (None, None) => {}
+            }
             self.job_ended(&row).await?;
             return Ok(true);
         }
@@ -352,17 +408,21 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        if let Some((server_id, chunk)) = announce {
+            self.announce(*server_id, id, chunk).await?;
+        }
         self.job_ended(&row).await?;
         Ok(true)
     }
 
-    /// A recipe server's job ends with its grid row in one statement (PostgreSQL: data-modifying CTEs), the
-    /// same ending [`settle_target`] writes in a transaction.
+    /// A recipe server's job ends with its grid row (and its end in the activity feed) in one statement
+    /// (PostgreSQL: data-modifying CTEs), the same ending [`settle_target`] writes in a transaction.
     async fn finish_recipe_job(
         &self,
         id: i64,
         attempt: i64,
         run_id: i64,
+        announce: Option<&(i64, String)>,
         outcome: &Outcome,
     ) -> Result<bool> {
         let (status, error, result, failed, exit_code) = match outcome {
@@ -377,30 +437,49 @@ impl Store {
             ),
         };
         let (state, exit_code) = run_row_ending(failed, exit_code);
-        let row = sqlx::query(
+        let feed = match announce {
+            Some(_) => format!(", {}", announce_ctes("$10")),
+            None => String::new(),
+        };
+        let sql = format!(
             "WITH j AS (UPDATE jobs SET status = $1, error = $2, result = $3, finished_at = $4, updated_at = $4, \
              lease_owner = NULL, lease_expires_at = NULL WHERE id = $5 AND attempt = $6 AND status = 'running' \
              RETURNING server_id, started_at, \
              (SELECT COUNT(*) FROM jobs q WHERE q.server_id = jobs.server_id AND q.status = 'queued') AS waiting), \
              r AS (UPDATE recipe_run_servers SET state = $7, exit_code = $8, duration_ms = $4 - j.started_at \
              FROM j WHERE recipe_run_servers.run_id = $9 AND recipe_run_servers.server_id = j.server_id \
-             AND recipe_run_servers.job_id = $5) \
-             SELECT waiting FROM j",
-        )
-        .bind(status.as_str())
-        .bind(error)
-        .bind(result)
-        .bind(now_ms())
-        .bind(id)
-        .bind(attempt)
-        .bind(state)
-        .bind(exit_code)
-        .bind(run_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(false) };
+             AND recipe_run_servers.job_id = $5){feed} \
+             SELECT waiting FROM j"
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(status.as_str())
+            .bind(error)
+            .bind(result)
+            .bind(now_ms())
+            .bind(id)
+            .bind(attempt)
+            .bind(state)
+            .bind(exit_code)
+            .bind(run_id);
+        if let Some((_, chunk)) = announce {
+            q = q.bind(chunk);
+        }
+        let Some(row) = q.fetch_optional(&self.pool).await? else {
+            return Ok(false);
+        };
+        if let Some((server_id, _)) = announce {
+            let _ = self.activity.send(*server_id);
+        }
         self.job_ended(&row).await?;
         Ok(true)
+    }
+
+    /// The job's end in its server's activity feed (after a transaction that recorded it).
+    async fn announce(&self, server_id: i64, job_id: i64, chunk: &str) -> Result<()> {
+        self.append_activity(server_id, Some(job_id), None, LogStream::Job, chunk, None)
+            .await?;
+        let _ = self.activity.send(server_id);
+        Ok(())
     }
 
     /// After a job's end is recorded: wake whoever waits on results, and workers when a job of the same

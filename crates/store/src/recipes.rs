@@ -262,15 +262,21 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let run = run_from(&row)?;
-        for (i, id) in server_ids.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO recipe_run_servers (run_id, server_id, position, state) VALUES ($1, $2, $3, 'pending')",
-            )
-            .bind(run.id)
-            .bind(*id)
-            .bind(i as i64)
-            .execute(&mut *tx)
-            .await?;
+        // A statement per 500 servers (within SQLite's 999 parameters): a row each took a round trip, 70 ms
+        // for 200 servers before the canary could start (#17).
+        for (c, chunk) in server_ids.chunks(500).enumerate() {
+            let values = (0..chunk.len())
+                .map(|i| format!("($1, ${}, {}, 'pending')", i + 2, c * 500 + i))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO recipe_run_servers (run_id, server_id, position, state) VALUES {values}"
+            );
+            let mut q = sqlx::query(&sql).bind(run.id);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(run)
@@ -409,6 +415,10 @@ impl Store {
         .bind(from)
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let changed = done.rows_affected() == 1;
+        if changed && finished.is_some() {
+            self.finished_notify.notify_waiters();
+        }
+        Ok(changed)
     }
 }

@@ -1131,6 +1131,63 @@ async fn a_recipe_runs_rows_follow_their_jobs() {
             ],
             "{n}"
         );
+        // A claimed job's end is in its server's feed once, written by the ending (the fenced-out second
+        // ending wrote none; the generic finish_job leaves it to the caller); a plain job's too.
+        let plain = s
+            .enqueue(&NewJob::new("k", Some(ids[0]), json!({})))
+            .await
+            .unwrap();
+        let p = s.claim_up_to("w", lease, 1).await.unwrap().remove(0);
+        assert_eq!(p.id, plain.id, "{n}");
+        assert!(
+            s.finish_claimed_job(&p, &Outcome::Failed("boom".into(), None))
+                .await
+                .unwrap()
+        );
+        let ends = |server: i64| async move {
+            s.activity(server, 0, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|l| l.stream == LogStream::Job)
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(&l.chunk).unwrap();
+                    (
+                        l.job_id,
+                        v["job_id"].as_i64(),
+                        v["kind"].as_str().unwrap().to_string(),
+                        v["status"].as_str().unwrap().to_string(),
+                        v["error"].as_str().map(str::to_string),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ends(ids[0]).await,
+            [
+                (Some(a.id), Some(a.id), "recipe".into(), "done".into(), None),
+                (
+                    Some(p.id),
+                    Some(p.id),
+                    "k".into(),
+                    "failed".into(),
+                    Some("boom".into())
+                )
+            ],
+            "{n}"
+        );
+        assert_eq!(ends(ids[1]).await, [], "{n}");
+        assert_eq!(
+            ends(ids[2]).await,
+            [(
+                Some(c.id),
+                Some(c.id),
+                "recipe".into(),
+                "cancelled".into(),
+                Some("cancelled".into())
+            )],
+            "{n}"
+        );
     }
 }
 
@@ -1156,7 +1213,7 @@ async fn activity_feed_orders_output_and_event_changes() {
         s.append_log(server.id, Some(9), Some(e1.id), LogStream::Stdout, "one\n")
             .await
             .unwrap();
-        let e2 = s.advance_event(Some(e1.id), &new(2)).await.unwrap();
+        let e2 = s.advance_event(Some(&e1), &new(2)).await.unwrap();
         s.finish_event(e2.id, EventStatus::Failed, Some("exit 1"))
             .await
             .unwrap();
@@ -1189,6 +1246,18 @@ async fn activity_feed_orders_output_and_event_changes() {
             "{}",
             t.name
         );
+        // Each event row is the event as stored then (id, times, every field), and points at it.
+        let stored = s.events(server.id, 0).await.unwrap();
+        let rows: Vec<(Option<i64>, serde_json::Value)> = feed
+            .iter()
+            .filter(|l| l.stream == LogStream::Event)
+            .map(|l| (l.event_id, serde_json::from_str(&l.chunk).unwrap()))
+            .collect();
+        let value = |e: &brokeforge_store::ProvisionEvent| serde_json::to_value(e).unwrap();
+        assert_eq!(rows[0], (Some(e1.id), value(&e1)), "{}", t.name);
+        assert_eq!(rows[1], (Some(e1.id), value(&stored[0])), "{}", t.name);
+        assert_eq!(rows[2], (Some(e2.id), value(&e2)), "{}", t.name);
+        assert_eq!(rows[3], (Some(e2.id), value(&stored[1])), "{}", t.name);
         // Resuming after the second row gives exactly the rest.
         let rest = s.activity(server.id, feed[1].id, 100).await.unwrap();
         assert_eq!(

@@ -648,7 +648,7 @@ async fn sse_phase(
         if i % 10 == 0 {
             let ev = store
                 .advance_event(
-                    previous,
+                    previous.as_ref(),
                     &brokeforge_store::NewEvent {
                         server_id,
                         job_id: None,
@@ -663,14 +663,14 @@ async fn sse_phase(
                     },
                 )
                 .await?;
-            previous = Some(ev.id);
+            previous = Some(ev);
             // The completed previous milestone is a row too; it carries no timestamp of its own.
         } else {
             store
                 .append_log(
                     server_id,
                     None,
-                    previous,
+                    previous.as_ref().map(|e| e.id),
                     brokeforge_store::LogStream::Stdout,
                     &format!("line {i} {mark}\n"),
                 )

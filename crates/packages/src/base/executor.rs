@@ -137,30 +137,41 @@ struct Run<'a> {
 struct EventWrite {
     task: Option<tokio::task::JoinHandle<Result<ProvisionEvent, StoreError>>>,
     id: watch::Receiver<Option<i64>>,
+    stored: Option<ProvisionEvent>,
 }
 
 impl EventWrite {
-    fn spawn(store: &Store, previous: Option<i64>, next: NewEvent) -> EventWrite {
+    fn spawn(store: &Store, previous: Option<ProvisionEvent>, next: NewEvent) -> EventWrite {
         let (tx, id) = watch::channel(None);
         let store = store.clone();
         let task = tokio::spawn(async move {
-            let event = store.advance_event(previous, &next).await?;
+            let event = store.advance_event(previous.as_ref(), &next).await?;
             let _ = tx.send(Some(event.id));
             Ok(event)
         });
         EventWrite {
             task: Some(task),
             id,
+            stored: None,
         }
+    }
+
+    /// Wait until the event is stored; the event as stored.
+    async fn event(&mut self) -> Result<ProvisionEvent, StoreError> {
+        if let Some(task) = self.task.take() {
+            let event = task
+                .await
+                .map_err(|e| StoreError::InvalidData(format!("event writer: {e}")))??;
+            self.stored = Some(event);
+        }
+        self.stored
+            .clone()
+            .ok_or_else(|| StoreError::InvalidData("event was not stored".into()))
     }
 
     /// Wait until the event is stored; its id.
     async fn id(&mut self) -> Result<i64, StoreError> {
-        if let Some(task) = self.task.take() {
-            task.await
-                .map_err(|e| StoreError::InvalidData(format!("event writer: {e}")))??;
-        }
-        (*self.id.borrow()).ok_or_else(|| StoreError::InvalidData("event was not stored".into()))
+        Ok(self.event().await?.id)
     }
 }
 
@@ -263,18 +274,20 @@ impl Executor {
             Err(e) => (EventStatus::Failed, Some(plan.redact(&e.to_string()))),
         };
         let previous = match run.event.take() {
-            Some(mut ev) => Some(ev.id().await?),
+            Some(mut ev) => Some(ev.event().await?),
             None => None,
         };
         match (run.last.take(), previous) {
             // A last milestone is only reached when every step before it ran.
             (Some(last), previous) => {
-                self.store.advance_to_last_event(previous, &last).await?;
+                self.store
+                    .advance_to_last_event(previous.as_ref(), &last)
+                    .await?;
             }
-            (None, Some(id)) => {
+            (None, Some(previous)) => {
                 let fence = ctx.job_id.zip(ctx.attempt);
                 self.store
-                    .finish_attempt_event(id, fence, status, error.as_deref())
+                    .finish_attempt_event(previous.id, fence, status, error.as_deref())
                     .await?;
             }
             (None, None) => {}
@@ -314,7 +327,7 @@ impl Run<'_> {
                         continue;
                     }
                     let previous = match self.event.take() {
-                        Some(mut ev) => Some(ev.id().await?),
+                        Some(mut ev) => Some(ev.event().await?),
                         None => None,
                     };
                     self.event = Some(EventWrite::spawn(self.store, previous, next));

@@ -164,6 +164,76 @@ async fn a_recipe_runs_in_waves_stops_at_the_threshold_and_resumes() {
             "{n}: the failure's output is not in its job's log"
         );
 
+        // A developer of the team may not run a root recipe (refused before anything is stored), and a
+        // member narrowed to r1 plans over r1 alone.
+        let r = alice
+            .call(
+                &app,
+                "POST",
+                "/recipes",
+                Some(json!({"name": "rooty", "script": "id -un\n", "user": "root"})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{n}: {}", r.body);
+        let rooty = r.json()["recipe"]["id"].as_i64().unwrap();
+        let carol = user(&app, "dev@example.com", false).await;
+        let owner = app
+            .store
+            .user_by_email("chef@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        let dev = app
+            .store
+            .user_by_email("dev@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+        let team = app.store.personal_team(owner.id).await.unwrap();
+        app.store
+            .put_member(
+                team,
+                dev.id,
+                brokeforge_core::TeamRole::Developer,
+                Some(&ids[..1]),
+            )
+            .await
+            .unwrap();
+        let r = carol
+            .call(
+                &app,
+                "POST",
+                "/recipes/rooty/runs",
+                Some(json!({"all": true})),
+            )
+            .await;
+        assert_eq!(r.status, 403, "{n}: {}", r.body);
+        assert!(
+            app.store
+                .recipe_runs_of(&[rooty], 100)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{n}: a refused run was stored"
+        );
+        let r = carol
+            .call(
+                &app,
+                "POST",
+                "/recipes/check/runs",
+                Some(json!({"all": true, "plan": true})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+        let plan = r.json();
+        let names: Vec<&str> = plan["plan"]["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["r1"], "{n}");
+
         // Outsiders see nothing of it.
         let r = bob
             .call(&app, "GET", &format!("/recipe-runs/{run}"), None)

@@ -176,7 +176,7 @@ pub async fn handle_callback(
     match (cb.status, milestone) {
         (CallbackStatus::InProgress, Some(m)) => {
             store
-                .advance_event(open.map(|e| e.id), &script_event(server_id, m))
+                .advance_event(open.as_ref(), &script_event(server_id, m))
                 .await?;
             Ok(Some(None))
         }
