@@ -137,8 +137,9 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
-            // Sleep until the next delayed job or lease expiry; a busy worker is woken by its own jobs ending.
-            let wake = if idle {
+            // Sleep until the next delayed job or lease expiry; a busy worker is woken by its own jobs ending
+            // (and looks again within a second), so it does not ask the database when that is.
+            let wake = if idle && tasks.is_empty() {
                 match self.store.next_job_wakeup().await {
                     Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(10, 5000) as u64),
                     _ => Duration::from_secs(5),

@@ -409,14 +409,32 @@ impl Store {
         stream: LogStream,
         chunk: &str,
     ) -> Result<()> {
+        self.append_attempt_logs(server_id, job_id, attempt, event_id, &[(stream, chunk)])
+            .await
+    }
+
+    /// [`Store::append_attempt_log`] for several rows at once, in their order, in one statement (a command
+    /// line and the first output of its command cost one round trip).
+    pub async fn append_attempt_logs(
+        &self,
+        server_id: i64,
+        job_id: Option<i64>,
+        attempt: Option<i64>,
+        event_id: Option<i64>,
+        rows: &[(LogStream, &str)],
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
         let fence = job_id.zip(attempt);
+        let mut conn = self.telemetry.acquire().await?;
         let written = self
-            .append_activity(
+            .insert_activity_rows(
+                &mut conn,
                 server_id,
                 job_id,
                 event_id,
-                stream,
-                chunk,
+                rows,
                 fence.map(|(_, a)| a),
             )
             .await?;
@@ -496,34 +514,71 @@ impl Store {
         chunk: &str,
         attempt: Option<i64>,
     ) -> Result<bool> {
+        self.insert_activity_rows(
+            conn,
+            server_id,
+            job_id,
+            event_id,
+            &[(stream, chunk)],
+            attempt,
+        )
+        .await
+    }
+
+    /// [`Store::insert_activity`] for several rows, written in their order by one statement; `true` when
+    /// they were written (all or none).
+    async fn insert_activity_rows(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        server_id: i64,
+        job_id: Option<i64>,
+        event_id: Option<i64>,
+        rows: &[(LogStream, &str)],
+        attempt: Option<i64>,
+    ) -> Result<bool> {
         let (lock, from) = match self.backend {
             crate::Backend::Postgres => (
                 "WITH l AS (SELECT pg_advisory_xact_lock(4242, CAST($1 % 2147483647 AS INTEGER)) AS a, \
                  pg_notify('brokeforge_activity', CAST($1 AS TEXT)) AS b) ",
-                " FROM l",
+                ", l",
             ),
             crate::Backend::Sqlite => ("", ""),
         };
+        // $1-$4 the row's common columns, then a stream and a chunk per row, then the attempt.
+        let values = (0..rows.len())
+            .map(|i| {
+                format!(
+                    "SELECT {i} AS k, ${} AS stream, ${} AS chunk",
+                    5 + 2 * i,
+                    6 + 2 * i
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
         let fence = if attempt.is_some() {
-            " WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $2 AND attempt = $7 AND status = 'running')"
+            format!(
+                " WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $2 AND attempt = ${} AND status = 'running')",
+                5 + 2 * rows.len()
+            )
         } else {
-            ""
+            String::new()
         };
         let sql = format!(
             "{lock}INSERT INTO command_logs (server_id, job_id, event_id, stream, chunk, created_at) \
-             SELECT $1, $2, $3, $4, $5, $6{from}{fence}"
+             SELECT $1, $2, $3, r.stream, r.chunk, $4 FROM ({values}) r{from}{fence} ORDER BY r.k"
         );
         let mut q = sqlx::query(&sql)
             .bind(server_id)
             .bind(job_id)
             .bind(event_id)
-            .bind(stream.as_str())
-            .bind(chunk)
             .bind(now_ms());
+        for (stream, chunk) in rows {
+            q = q.bind(stream.as_str()).bind(*chunk);
+        }
         if let Some(attempt) = attempt {
             q = q.bind(attempt);
         }
-        Ok(q.execute(&mut *conn).await?.rows_affected() == 1)
+        Ok(q.execute(&mut *conn).await?.rows_affected() == rows.len() as u64)
     }
 
     fn event_activity(event: &ProvisionEvent) -> String {

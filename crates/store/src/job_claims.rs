@@ -15,19 +15,18 @@ impl Store {
         self.claim_on(&mut conn, worker, lease).await
     }
 
-    /// Claim up to `n` jobs on the claims connection: as many as one statement finds; when it finds none (a
-    /// race lost to another node, or `n` is 1), one at a time (each claim commits on its own). A statement
-    /// that found some found what was due: looking again costs a round trip per wave's turn that finds
-    /// nothing (#17), and a job it left (more than `4n` due rows of a few servers) is claimed at the next
-    /// turn, which the jobs it did claim bring when they end.
+    /// Claim up to `n` jobs on the claims connection: as many as one statement finds, what was due then. Only
+    /// when that statement lost a race for a server to another node (or `n` is 1) does it go one at a time
+    /// (each claim commits on its own). Looking again after it costs a round trip per turn of a wave that
+    /// finds nothing (#17): jobs queued meanwhile wake the worker, and a job the statement left (more than
+    /// `4n` due rows of a few servers) is claimed at the next turn, which the jobs it claimed bring.
     pub async fn claim_up_to(&self, worker: &str, lease: Duration, n: usize) -> Result<Vec<Job>> {
         let mut conn = self.claims.acquire().await?;
         let mut out = Vec::new();
-        if n > 1 {
-            out = self.claim_many(&mut conn, worker, lease, n).await?;
-            if !out.is_empty() {
-                return Ok(out);
-            }
+        if n > 1
+            && let Some(jobs) = self.claim_many(&mut conn, worker, lease, n).await?
+        {
+            return Ok(jobs);
         }
         while out.len() < n {
             match self.claim_on(&mut conn, worker, lease).await? {
@@ -42,15 +41,15 @@ impl Store {
     /// starts, every round trip to the database waits for CPU behind the SSH handshakes (and on SQLite every
     /// commit waits for the writer), so a hundred claims one by one took seconds. Rows are picked from the
     /// oldest `4n` queued (on PostgreSQL locked, skipping those another node is claiming); one job per
-    /// server. Losing a race for a server to another node (the unique index) claims nothing here, and the
-    /// one-by-one path goes on.
+    /// server. Losing a race for a server to another node (the unique index) claims nothing here (`None`),
+    /// and the one-by-one path goes on.
     async fn claim_many(
         &self,
         conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
         worker: &str,
         lease: Duration,
         n: usize,
-    ) -> Result<Vec<Job>> {
+    ) -> Result<Option<Vec<Job>>> {
         let due = "SELECT j.id, j.server_id, j.run_at FROM jobs j WHERE j.status = 'queued' AND j.run_at <= $3 \
                AND (j.server_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs r WHERE r.server_id = j.server_id AND r.status = 'running')) \
                ORDER BY j.run_at, j.id LIMIT $5";
@@ -81,12 +80,12 @@ impl Store {
             .await;
         let rows = match rows {
             Ok(rows) => rows,
-            Err(e) if is_unique_violation(&e) => return Ok(Vec::new()),
+            Err(e) if is_unique_violation(&e) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
         let mut jobs = rows.iter().map(job_from).collect::<Result<Vec<_>>>()?;
         jobs.sort_by_key(|j| (j.run_at, j.id));
-        Ok(jobs)
+        Ok(Some(jobs))
     }
 
     async fn claim_on(

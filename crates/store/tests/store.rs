@@ -1210,9 +1210,16 @@ async fn activity_feed_orders_output_and_event_changes() {
             details: json!({}),
         };
         let e1 = s.start_event(&new(1)).await.unwrap();
-        s.append_log(server.id, Some(9), Some(e1.id), LogStream::Stdout, "one\n")
-            .await
-            .unwrap();
+        // A command line and its first output: one statement, in order.
+        s.append_attempt_logs(
+            server.id,
+            Some(9),
+            None,
+            Some(e1.id),
+            &[(LogStream::System, "$ run\n"), (LogStream::Stdout, "one\n")],
+        )
+        .await
+        .unwrap();
         let e2 = s.advance_event(Some(&e1), &new(2)).await.unwrap();
         s.finish_event(e2.id, EventStatus::Failed, Some("exit 1"))
             .await
@@ -1238,6 +1245,7 @@ async fn activity_feed_orders_output_and_event_changes() {
             kinds,
             [
                 "m1:in_progress",
+                "$ run",
                 "one",
                 "m1:completed",
                 "m2:in_progress",
@@ -1265,13 +1273,19 @@ async fn activity_feed_orders_output_and_event_changes() {
             feed[2..].iter().map(|l| l.id).collect::<Vec<_>>()
         );
         assert_eq!(
+            (feed[1].stream, feed[1].event_id, feed[2].event_id),
+            (LogStream::System, Some(e1.id), Some(e1.id)),
+            "{}",
+            t.name
+        );
+        assert_eq!(
             s.activity_head(server.id).await.unwrap(),
             feed.last().unwrap().id
         );
-        // Logs are output only.
+        // Logs are output (and command lines) only.
         let logs = s.logs(server.id, 0).await.unwrap();
-        assert_eq!(logs.len(), 1);
-        assert_eq!(s.job_logs(9).await.unwrap().len(), 1);
+        assert_eq!(logs.len(), 2);
+        assert_eq!(s.job_logs(9).await.unwrap().len(), 2);
     }
 }
 

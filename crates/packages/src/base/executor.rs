@@ -690,6 +690,9 @@ async fn connect_with_retry(
 
 const STREAMS: [LogStream; 2] = [LogStream::Stdout, LogStream::Stderr];
 
+/// How long a command line waits for its command's first output, to be written with it.
+const FIRST_OUTPUT_WAIT: Duration = Duration::from_millis(50);
+
 /// Writes streamed output to the store in whole lines, so a secret is never split across two chunks and
 /// missed by redaction.
 struct LogWriter {
@@ -702,55 +705,85 @@ struct LogWriter {
 }
 
 impl LogWriter {
+    /// Write the command line, then the command's output as it comes. The command line waits up to
+    /// [`FIRST_OUTPUT_WAIT`] for the first output, so that a command that prints at once costs one statement
+    /// for both (a recipe's step: one of the few round trips of its job, #17).
     async fn drain(
         self,
         command_line: String,
         mut rx: mpsc::UnboundedReceiver<OutputChunk>,
     ) -> Result<(), StoreError> {
-        self.write(LogStream::System, command_line.as_bytes())
-            .await?;
+        let mut head = Some(command_line.into_bytes());
+        let mut next = match tokio::time::timeout(FIRST_OUTPUT_WAIT, rx.recv()).await {
+            Ok(first) => first,
+            Err(_) => {
+                if let Some(line) = head.take() {
+                    self.write(vec![(LogStream::System, line)]).await?;
+                }
+                rx.recv().await
+            }
+        };
         let mut pending: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
-        while let Some(chunk) = rx.recv().await {
-            // What arrived while the last row was written goes into one row per stream: rows cost a round
+        while let Some(chunk) = next {
+            // What arrived while the last rows were written goes into one row per stream: rows cost a round
             // trip each, and a busy database should mean fewer, larger rows rather than a queue.
-            let mut touched = [false; 2];
-            let mut next = Some(chunk);
-            while let Some(chunk) = next {
+            let mut more = Some(chunk);
+            while let Some(chunk) = more {
                 let i = match chunk.stream {
                     Stream::Stdout => 0,
                     Stream::Stderr => 1,
                 };
                 pending[i].extend_from_slice(&chunk.data);
-                touched[i] = true;
                 // Bounded, so that a command that never pauses still has its output written as it goes.
-                next = (pending[0].len() + pending[1].len() < 256 * 1024)
+                more = (pending[0].len() + pending[1].len() < 256 * 1024)
                     .then(|| rx.try_recv().ok())
                     .flatten();
             }
-            for i in 0..2 {
-                if !touched[i] {
-                    continue;
-                }
-                // Flush complete lines; keep a partial line unless it grows large.
-                let cut = match pending[i].iter().rposition(|b| *b == b'\n') {
+            let mut rows: Vec<(LogStream, Vec<u8>)> = head
+                .take()
+                .map(|l| (LogStream::System, l))
+                .into_iter()
+                .collect();
+            for (i, out) in pending.iter_mut().enumerate() {
+                // Complete lines; a partial line waits unless it grows large.
+                let cut = match out.iter().rposition(|b| *b == b'\n') {
                     Some(pos) => pos + 1,
-                    None if pending[i].len() > 64 * 1024 => pending[i].len(),
+                    None if out.len() > 64 * 1024 => out.len(),
                     None => continue,
                 };
-                let text: Vec<u8> = pending[i].drain(..cut).collect();
-                self.write(STREAMS[i], &text).await?;
+                rows.push((STREAMS[i], out.drain(..cut).collect()));
             }
+            self.write(rows).await?;
+            next = rx.recv().await;
         }
-        for (i, rest) in pending.iter().enumerate() {
+        let mut rows: Vec<(LogStream, Vec<u8>)> = head
+            .take()
+            .map(|l| (LogStream::System, l))
+            .into_iter()
+            .collect();
+        for (i, rest) in pending.into_iter().enumerate() {
             if !rest.is_empty() {
-                self.write(STREAMS[i], rest).await?;
+                rows.push((STREAMS[i], rest));
             }
         }
-        Ok(())
+        self.write(rows).await
     }
 
-    async fn write(&self, stream: LogStream, bytes: &[u8]) -> Result<(), StoreError> {
-        let text = brokeforge_core::secret::redact(&String::from_utf8_lossy(bytes), &self.secrets);
+    /// Store `rows` in their order, in one statement (nothing when there are none).
+    async fn write(&self, rows: Vec<(LogStream, Vec<u8>)>) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<(LogStream, String)> = rows
+            .iter()
+            .map(|(stream, bytes)| {
+                let text = String::from_utf8_lossy(bytes);
+                (
+                    *stream,
+                    brokeforge_core::secret::redact(&text, &self.secrets),
+                )
+            })
+            .collect();
         let event_id = match &self.event_id {
             // Waits for the milestone's event row; if writing it failed, the line is kept without it.
             Some(rx) => rx
@@ -761,15 +794,9 @@ impl LogWriter {
                 .and_then(|id| *id),
             None => None,
         };
+        let rows: Vec<(LogStream, &str)> = texts.iter().map(|(s, t)| (*s, t.as_str())).collect();
         self.store
-            .append_attempt_log(
-                self.server_id,
-                self.job_id,
-                self.attempt,
-                event_id,
-                stream,
-                &text,
-            )
+            .append_attempt_logs(self.server_id, self.job_id, self.attempt, event_id, &rows)
             .await
     }
 }
