@@ -29,6 +29,28 @@ fn event_from(row: &AnyRow) -> Result<ProvisionEvent> {
     })
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Bind `$1`-`$11` of a new event's insert: its columns, then its status and the time.
+fn bind_new_event<'q>(
+    q: AnyQuery<'q>,
+    new: &'q NewEvent,
+    status: EventStatus,
+    now: i64,
+) -> AnyQuery<'q> {
+    q.bind(new.server_id)
+        .bind(new.job_id)
+        .bind(new.service_type.as_str())
+        .bind(new.provision_type.as_str())
+        .bind(&new.milestone)
+        .bind(&new.label)
+        .bind(new.current_step)
+        .bind(new.total_steps)
+        .bind(new.details.to_string())
+        .bind(status.as_str())
+        .bind(now)
+}
+
 fn log_from(r: &AnyRow) -> Result<CommandLog> {
     Ok(CommandLog {
         id: r.try_get("id")?,
@@ -92,23 +114,13 @@ impl Store {
                     .await?;
             }
         }
-        let row = sqlx::query(&format!(
+        let sql = format!(
             "INSERT INTO provision_events (server_id, job_id, service_type, provision_type, milestone, label, current_step, total_steps, details, status, error, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $11) RETURNING {EVENT_COLS}"
-        ))
-        .bind(new.server_id)
-        .bind(new.job_id)
-        .bind(new.service_type.as_str())
-        .bind(new.provision_type.as_str())
-        .bind(&new.milestone)
-        .bind(&new.label)
-        .bind(new.current_step)
-        .bind(new.total_steps)
-        .bind(new.details.to_string())
-        .bind(status.as_str())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
+        );
+        let row = bind_new_event(sqlx::query(&sql), new, status, now)
+            .fetch_one(&mut *tx)
+            .await?;
         let event = event_from(&row)?;
         // The fence is the last write's condition: refused, the transaction rolls back.
         self.insert_event_activity(&mut tx, &event, new.job_id.zip(new.attempt))
@@ -176,18 +188,7 @@ impl Store {
              UNION ALL SELECT 2, e.id, '{{\"id\":' || e.id || $14 FROM e) r ORDER BY r.k) \
              SELECT id FROM e"
         );
-        let mut q = sqlx::query(&sql)
-            .bind(new.server_id)
-            .bind(new.job_id)
-            .bind(new.service_type.as_str())
-            .bind(new.provision_type.as_str())
-            .bind(&new.milestone)
-            .bind(&new.label)
-            .bind(new.current_step)
-            .bind(new.total_steps)
-            .bind(new.details.to_string())
-            .bind(status.as_str())
-            .bind(now)
+        let mut q = bind_new_event(sqlx::query(&sql), new, status, now)
             .bind(previous.map(|p| p.id))
             .bind(completed)
             .bind(rest);

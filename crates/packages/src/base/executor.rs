@@ -717,9 +717,7 @@ impl LogWriter {
         let mut next = match tokio::time::timeout(FIRST_OUTPUT_WAIT, rx.recv()).await {
             Ok(first) => first,
             Err(_) => {
-                if let Some(line) = head.take() {
-                    self.write(vec![(LogStream::System, line)]).await?;
-                }
+                self.write(command_row(&mut head)).await?;
                 rx.recv().await
             }
         };
@@ -739,11 +737,7 @@ impl LogWriter {
                     .then(|| rx.try_recv().ok())
                     .flatten();
             }
-            let mut rows: Vec<(LogStream, Vec<u8>)> = head
-                .take()
-                .map(|l| (LogStream::System, l))
-                .into_iter()
-                .collect();
+            let mut rows = command_row(&mut head);
             for (i, out) in pending.iter_mut().enumerate() {
                 // Complete lines; a partial line waits unless it grows large.
                 let cut = match out.iter().rposition(|b| *b == b'\n') {
@@ -756,11 +750,7 @@ impl LogWriter {
             self.write(rows).await?;
             next = rx.recv().await;
         }
-        let mut rows: Vec<(LogStream, Vec<u8>)> = head
-            .take()
-            .map(|l| (LogStream::System, l))
-            .into_iter()
-            .collect();
+        let mut rows = command_row(&mut head);
         for (i, rest) in pending.into_iter().enumerate() {
             if !rest.is_empty() {
                 rows.push((STREAMS[i], rest));
@@ -799,6 +789,14 @@ impl LogWriter {
             .append_attempt_logs(self.server_id, self.job_id, self.attempt, event_id, &rows)
             .await
     }
+}
+
+/// The command line's row, if it has not been written yet.
+fn command_row(head: &mut Option<Vec<u8>>) -> Vec<(LogStream, Vec<u8>)> {
+    head.take()
+        .map(|l| (LogStream::System, l))
+        .into_iter()
+        .collect()
 }
 
 fn tail(text: &str, max: usize) -> &str {
