@@ -1315,8 +1315,9 @@ mod remote {
         }
     }
 
-    /// A run that vanished (its worker died mid-command) leaves the command running; the job's next attempt
-    /// stops it before it runs anything, and says so in the log.
+    /// A run that vanished (its worker died mid-command): its shell stops the command when the connection
+    /// goes (SIGTERM, SIGKILL five seconds later), so one that ignores SIGTERM still runs when the job's next
+    /// attempt starts, which stops it before it runs anything, and says so in the log.
     #[tokio::test]
     async fn the_next_attempt_stops_what_a_lost_one_left_running() {
         for fx in fixtures().await {
@@ -1335,7 +1336,7 @@ mod remote {
             let first = ctx(CancellationToken::new());
             let plan = fx
                 .plan()
-                .run_with_timeout(sleep.clone(), Duration::from_secs(3600));
+                .run_with_timeout(format!("trap '' TERM; {sleep}"), Duration::from_secs(3600));
             let executor = fx.executor.clone();
             let lost = tokio::spawn(async move {
                 let _ = executor.run(&first, &plan, ProvisionType::Install).await;
@@ -1346,7 +1347,7 @@ mod remote {
                 || running(&sleep),
             )
             .await;
-            // The worker dies: its task is gone, its connection dropped; the command runs on.
+            // The worker dies: its task is gone, its connection dropped; the command ignores the SIGTERM.
             lost.abort();
             let _ = lost.await;
             assert!(

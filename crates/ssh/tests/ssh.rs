@@ -622,6 +622,47 @@ async fn a_job_step_past_its_deadline_is_stopped_with_its_shell() {
             .unwrap();
         assert!(b.holds_lock());
         b.close().await;
+
+        // A step whose connection goes (BrokeForge stopped, the network gone) ends with it.
+        let gone = format!("{}.pid", unique("gone"));
+        let lost = {
+            let (target, tag, prelude, gone) =
+                (h.pinned(), tag.clone(), prelude.clone(), gone.clone());
+            tokio::spawn(async move {
+                let s2 = SshSession::connect(&target).await.unwrap();
+                let start = brokeforge_ssh::ShellStart {
+                    tag: Some(&tag),
+                    prelude: Some(&prelude),
+                    lock: None,
+                    cancel: None,
+                };
+                let (mut c, _) = s2.start_shell(start, || {}).await.unwrap();
+                let _ = c
+                    .run(ExecRequest {
+                        tag: Some(&tag),
+                        ..ExecRequest::new(
+                            &format!("sleep 60 & echo $! > {gone}; wait"),
+                            Duration::from_secs(120),
+                        )
+                    })
+                    .await;
+            })
+        };
+        let started = format!("[ -s {gone} ] && echo started || echo waiting");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while s
+            .exec(ExecRequest::new(&started, Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .stdout_text()
+            != "started\n"
+        {
+            assert!(std::time::Instant::now() < deadline, "{}: no step", h.name);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        lost.abort();
+        let _ = lost.await;
+        wait_gone(&s, &gone, h.name).await;
         s.close().await;
     }
 }

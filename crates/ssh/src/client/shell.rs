@@ -8,11 +8,12 @@
 //! `fork` instead of a channel and a login shell. Measured against one exec per step by `bench
 //! --shell-experiment`.
 //!
-//! A job's step (a tagged run) is a subshell of the job's shell, one `fork` on the server where `timeout` and
+//! A job's step (a tagged run) is a subshell of the job's shell, two `fork`s on the server where `timeout` and
 //! `sh -c` were two more programs (most of a step's cost there, #17). Its deadline is kept by the client:
 //! past it, the job's tag is stopped on a channel of its own (SIGTERM, SIGKILL five seconds later, as
 //! `timeout --kill-after=5` did), which ends the shell with the step, so the caller opens a new shell for
-//! what follows. An untagged run keeps the `timeout` wrapper.
+//! what follows. The shell stops the step the same way itself when the connection goes (its read of the
+//! client's go-ahead ends), so no step outlives its client. An untagged run keeps the `timeout` wrapper.
 //!
 //! One difference remains: a command killed by a signal reports `128 + N` as its exit code (what a shell
 //! reports) where `exec` reports the signal by name.
@@ -64,6 +65,13 @@ pub struct ShellStart<'a> {
     /// The server-wide lock file to take and hold for the shell's life (waiting while another holds it).
     pub lock: Option<&'a str>,
     pub cancel: Option<&'a CancellationToken>,
+}
+
+/// A line for the shell: plain (the exchange adds the sentinels), or one that prints them itself and then
+/// waits for a line from the client (a job's step).
+enum Line {
+    Plain(String),
+    Released(String),
 }
 
 /// What one exchange with the shell waits for.
@@ -140,7 +148,7 @@ impl SshSession {
         let day = tokio::time::Instant::now() + Duration::from_secs(86_400);
         let out = shell
             .exchange(
-                &setup,
+                Line::Plain(setup),
                 Exchange {
                     deadline: day,
                     cancel: start.cancel,
@@ -184,20 +192,34 @@ fn printf_octal(data: &[u8]) -> String {
 }
 
 /// `run` with `stdin` as its input and without the job lock (fd 9: a daemon it starts would hold the lock
-/// forever). Text goes as a quoted here-document (the shell copies it as it is, with no process for it, where
-/// a `printf` pipe costs a fork); what a here-document cannot carry (a NUL, no final newline, the delimiter)
-/// goes through `printf`.
-fn with_stdin(run: &str, stdin: Option<&[u8]>, delimiter: &str) -> String {
+/// forever), and the here-document that follows the line it ends, if any. Text goes as a quoted
+/// here-document (the shell copies it as it is, with no process for it, where a `printf` pipe costs a fork);
+/// what a here-document cannot carry (a NUL, no final newline, the delimiter) goes through `printf`.
+fn with_stdin(run: &str, stdin: Option<&[u8]>, delimiter: &str) -> (String, Option<String>) {
     match stdin {
-        None => format!("{run} </dev/null 9<&-"),
+        None => (format!("{run} </dev/null 9<&-"), None),
         Some(data) => match std::str::from_utf8(data) {
             Ok(text)
                 if text.ends_with('\n') && !text.contains('\0') && !text.contains(delimiter) =>
             {
-                format!("{run} 9<&- <<'{delimiter}'\n{text}{delimiter}")
+                (
+                    format!("{run} 9<&- <<'{delimiter}'"),
+                    Some(format!("{text}{delimiter}")),
+                )
             }
-            _ => format!("{{ printf '{}' | {run}; }} 9<&-", printf_octal(data)),
+            _ => (
+                format!("{{ printf '{}' | {run}; }} 9<&-", printf_octal(data)),
+                None,
+            ),
         },
+    }
+}
+
+/// `line`, then the here-document its last redirection reads, if any.
+fn with_heredoc(line: String, heredoc: Option<String>) -> String {
+    match heredoc {
+        Some(body) => format!("{line}\n{body}"),
+        None => line,
     }
 }
 
@@ -274,22 +296,36 @@ impl Shell {
         }
         let secs = req.timeout.as_secs().max(1);
         let tag = req.tag.map(check_tag).transpose()?;
-        let (run, backstop) = match tag {
+        let delimiter = format!("{}IN", self.nonce);
+        let (line, backstop) = match tag {
             // A subshell (the job's shell process group, which the tag stops): `eval` parses the command
             // there, so a syntax error is its exit code 2 and not the shell's end, and `set --` hides the
-            // shell's own argument.
-            Some(_) => (
-                format!("( set --; eval {} )", shell_quote(req.command)),
-                Duration::ZERO,
-            ),
-            None => (wrap(req.command, secs, None)?, BACKSTOP),
+            // shell's own argument. It runs in the background and prints the sentinels itself, while the
+            // shell waits for a line from BrokeForge (sent once both came back): if the connection goes
+            // first (BrokeForge stopped, the network gone), that read ends and the shell stops its process
+            // group, SIGTERM and SIGKILL five seconds later (what `timeout --kill-after=5` did at a step's
+            // deadline), which frees the lock.
+            Some(_) => {
+                let run = format!("( set --; eval {} )", shell_quote(req.command));
+                let (run, heredoc) = with_stdin(&run, req.stdin, &delimiter);
+                let n = &self.nonce;
+                let line = format!(
+                    "{{ {run}; printf '{n} %d\\n' $?; printf '{n}\\n' >&2; }} & read -r _ || \
+                     {{ trap '' TERM; kill -TERM 0; sleep 5; kill -KILL 0; }}; wait $!"
+                );
+                (Line::Released(with_heredoc(line, heredoc)), Duration::ZERO)
+            }
+            None => {
+                let wrapped = wrap(req.command, secs, None)?;
+                let (run, heredoc) = with_stdin(&wrapped, req.stdin, &delimiter);
+                (Line::Plain(with_heredoc(run, heredoc)), BACKSTOP)
+            }
         };
-        let line = with_stdin(&run, req.stdin, &format!("{}IN", self.nonce));
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs) + backstop;
         let mut out = self
             .exchange(
-                &line,
+                line,
                 Exchange {
                     deadline,
                     cancel: req.cancel,
@@ -311,8 +347,8 @@ impl Shell {
         Ok(out)
     }
 
-    /// Send `line` to the shell with the sentinels after it and read until both came back.
-    async fn exchange(&mut self, line: &str, x: Exchange<'_>) -> Result<ExecOutput, SshError> {
+    /// Send `line` to the shell (with the sentinels after a plain one) and read until both came back.
+    async fn exchange(&mut self, line: Line, x: Exchange<'_>) -> Result<ExecOutput, SshError> {
         if let Some(why) = self.broken {
             return Err(SshError::Protocol(format!(
                 "the shell on {} is gone: {why}",
@@ -321,7 +357,13 @@ impl Shell {
         }
         let n = &self.nonce;
         // The sentinel is found wherever it starts (output without a final newline ends right before it).
-        let script = format!("{line}\nprintf '{n} %d\\n' $?; printf '{n}\\n' >&2\n");
+        let (script, released) = match line {
+            Line::Plain(line) => (
+                format!("{line}\nprintf '{n} %d\\n' $?; printf '{n}\\n' >&2\n"),
+                false,
+            ),
+            Line::Released(line) => (format!("{line}\n"), true),
+        };
         let (out_mark, err_mark) = (format!("{n} "), format!("{n}\n"));
         let demux = [
             Demux {
@@ -402,6 +444,10 @@ impl Shell {
             }
         }
         out.exit_code = done[0];
+        if released {
+            // The shell waits for this line before it reads the next command.
+            self.channel.data(&b"\n"[..]).await?;
+        }
         Ok(out)
     }
 
