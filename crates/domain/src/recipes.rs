@@ -473,50 +473,33 @@ impl Domain {
     /// One run: take in what its jobs did, stop it past the threshold, start servers into free slots (the
     /// canary wave first, alone), finish it when nothing is left.
     async fn advance_run(&self, run: &RecipeRun) -> DomainResult<usize> {
-        // A row's ending is written with its job's (or read from the job), in one read for the run.
-        let rows = self.store.recipe_run_servers(run.id).await?;
-        let count = |s: &str| rows.iter().filter(|r| r.state == s).count() as i64;
-        let failed = count("failed");
-        let active = count("queued") + count("running");
-        let pending = count("pending");
-        if failed > run.max_failures {
+        // A row's ending is written with its job's (or read from the job); the database counts them.
+        let canary = run.canary.max(0);
+        let p = self.store.recipe_run_progress(run.id, canary).await?;
+        if p.failed > run.max_failures {
             self.store
                 .set_recipe_run_status(run.id, "running", "stopped", None)
                 .await?;
             return Ok(0);
         }
-        if pending == 0 && active == 0 {
-            let end = if failed > 0 { "failed" } else { "done" };
+        if p.pending == 0 && p.active == 0 {
+            let end = if p.failed > 0 { "failed" } else { "done" };
             self.store
                 .set_recipe_run_status(run.id, "running", end, None)
                 .await?;
             return Ok(0);
         }
-        let canary = run.canary.max(0) as usize;
-        let canary_done = rows
-            .iter()
-            .take(canary)
-            .all(|r| matches!(r.state.as_str(), "done" | "failed"));
-        let window = if canary_done { rows.len() } else { canary };
-        let slots = (run.parallel - active).max(0) as usize;
-        if slots == 0 || pending == 0 {
+        // Until the canary wave is done or failed, only its servers may start.
+        let window = (p.canary_open > 0).then_some(canary);
+        let slots = (run.parallel - p.active).max(0);
+        if slots == 0 || p.pending == 0 {
             return Ok(0);
         }
-        // The servers' names from one read; the wave's jobs queued in one transaction.
-        let names = self.store.run_pending_names(run.id).await?;
+        // The next servers with their names in one read; the wave's jobs queued together.
         let mut starts = Vec::new();
-        for row in rows
-            .iter()
-            .take(window)
-            .filter(|r| r.state == "pending")
-            .take(slots)
-        {
-            let server = match names.get(&row.server_id) {
-                Some(name) => name.clone(),
-                None => continue, // started by another node since the rows were read
-            };
+        for (server_id, server) in self.store.run_next_pending(run.id, window, slots).await? {
             let mut new = job::<RecipeInstaller>(
-                row.server_id,
+                server_id,
                 &RecipeRequest {
                     run_id: run.id,
                     script: run.script.clone(),
@@ -526,7 +509,7 @@ impl Domain {
             )?;
             // The job's ending settles the server's row in the same transaction.
             new.target = Some(brokeforge_store::JobTarget::RecipeRun { id: run.id });
-            starts.push((row.server_id, new));
+            starts.push((server_id, new));
         }
         let started = self.store.start_run_servers(run.id, &starts).await?.len();
         Ok(started)

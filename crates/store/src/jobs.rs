@@ -168,24 +168,36 @@ where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
     let now = now_ms();
-    let (tt, tn, ts, pt) = target_columns(&new.target);
-    let row = sqlx::query(&format!(
+    let sql = format!(
         "INSERT INTO jobs (kind, server_id, payload, target_type, target_name, target_service_type, provision_type, status, attempt, max_attempts, run_at, cancel_requested, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $9, 0, $10, $10) RETURNING {JOB_COLS}"
-    ))
-    .bind(&new.kind)
-    .bind(new.server_id)
-    .bind(new.payload.to_string())
-    .bind(tt)
-    .bind(tn)
-    .bind(ts)
-    .bind(pt)
-    .bind(new.max_attempts.max(1))
-    .bind(now + new.delay.as_millis() as i64)
-    .bind(now)
-    .fetch_one(ex)
-    .await?;
+    );
+    let row = bind_new_job(sqlx::query(&sql), new, now)
+        .bind(now)
+        .fetch_one(ex)
+        .await?;
     job_from(&row)
+}
+
+/// How many values [`bind_new_job`] binds.
+pub(crate) const NEW_JOB_VALUES: usize = 9;
+
+/// Bind a new job's kind, server, payload, target (four columns), attempts and when it is due.
+pub(crate) fn bind_new_job<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    new: &'q NewJob,
+    now: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let (tt, tn, ts, pt) = target_columns(&new.target);
+    q.bind(&new.kind)
+        .bind(new.server_id)
+        .bind(new.payload.to_string())
+        .bind(tt)
+        .bind(tn)
+        .bind(ts)
+        .bind(pt)
+        .bind(new.max_attempts.max(1))
+        .bind(now + new.delay.as_millis() as i64)
 }
 
 pub(crate) fn job_from(row: &AnyRow) -> Result<Job> {

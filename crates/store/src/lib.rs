@@ -162,7 +162,20 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(redact_url(url)));
         };
-        let mut opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        // A connection back in the pool moments ago is alive: sqlx's default ping on every acquire is a
+        // round trip per statement (half of a recipe job's on PostgreSQL, #17). One idle for a while is
+        // pinged, so one a database restart broke is replaced rather than handed out.
+        let mut opts = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(30))
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= Duration::from_secs(1) {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            });
         opts = match backend {
             // One file: a handful of connections is plenty, writers queue on the busy timeout.
             Backend::Sqlite => opts.max_connections(8).after_connect(|conn, _| {
@@ -178,7 +191,11 @@ impl Store {
                     Ok(())
                 })
             }),
-            Backend::Postgres => opts.max_connections(16),
+            // Few and kept open. Each backend is a process that maps the shared buffers page by page, and a
+            // burst (a recipe's wave on 200 servers) that opened 16 + 8 of them made page faults a third of
+            // PostgreSQL's CPU: the recipe benchmark at 200 servers ran at 1.27-1.44 of bare SSH, with 8 + 4
+            // kept open at 1.24-1.28 (#17). Statements are short; a job holds no connection between them.
+            Backend::Postgres => opts.max_connections(8).min_connections(8),
         };
         let pool = opts.clone().connect(&url).await?;
         let (telemetry, claims) = match backend {
@@ -188,7 +205,8 @@ impl Store {
                 let async_commit = format!("{url}{sep}options=-c%20synchronous_commit%3Doff");
                 (
                     opts.clone()
-                        .max_connections(8)
+                        .max_connections(4)
+                        .min_connections(4)
                         .connect(&async_commit)
                         .await?,
                     opts.max_connections(1).connect(&async_commit).await?,

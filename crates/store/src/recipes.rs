@@ -69,6 +69,25 @@ pub struct NewRecipeRun {
     pub max_failures: i64,
 }
 
+/// A row's state as the grid shows it: a server whose job runs is `running`, and one whose job ended without
+/// settling its row (a job queued by an older version) shows how the job ended. Needs `rs` and `j` (the
+/// row's job, left-joined).
+const ROW_STATE: &str = "CASE WHEN rs.state NOT IN ('queued', 'running') OR j.status IS NULL THEN rs.state \
+     WHEN j.status = 'running' THEN 'running' WHEN j.status = 'done' THEN 'done' \
+     WHEN j.status IN ('failed', 'cancelled') THEN 'failed' ELSE rs.state END";
+
+/// Where a run stands, counted by the database (the ticker looks at every running run whenever a job ends:
+/// reading each row was a row per server per job, #17).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunProgress {
+    pub failed: i64,
+    /// Queued or running.
+    pub active: i64,
+    pub pending: i64,
+    /// Servers of the canary wave (the first `canary` by position) not done or failed yet.
+    pub canary_open: i64,
+}
+
 const RECIPE_COLS: &str = "id, team_id, name, script, run_as, created_by, created_at, updated_at";
 const RUN_COLS: &str = "id, recipe_id, user_id, script, run_as, parallel, canary, max_failures, status, created_at, finished_at";
 
@@ -320,31 +339,58 @@ impl Store {
     /// without settling its row (a job queued by an older version) shows how the job ended: the job is the
     /// truth, and nothing is written to keep the two in step.
     pub async fn recipe_run_servers(&self, run_id: i64) -> Result<Vec<RunServer>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT rs.run_id AS run_id, rs.server_id AS server_id, rs.position AS position, \
-             CASE WHEN rs.state NOT IN ('queued', 'running') OR j.status IS NULL THEN rs.state \
-             WHEN j.status = 'running' THEN 'running' WHEN j.status = 'done' THEN 'done' \
-             WHEN j.status IN ('failed', 'cancelled') THEN 'failed' ELSE rs.state END AS state, \
+             {ROW_STATE} AS state, \
              rs.job_id AS job_id, rs.exit_code AS exit_code, rs.duration_ms AS duration_ms \
              FROM recipe_run_servers rs LEFT JOIN jobs j ON j.id = rs.job_id \
-             WHERE rs.run_id = $1 ORDER BY rs.position",
-        )
+             WHERE rs.run_id = $1 ORDER BY rs.position"
+        ))
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(run_server_from).collect()
     }
 
-    /// The names of a run's servers that have not started, by id.
-    pub async fn run_pending_names(
+    /// How far run `run_id` is, with a canary wave of its first `canary` servers.
+    pub async fn recipe_run_progress(&self, run_id: i64, canary: i64) -> Result<RunProgress> {
+        let row = sqlx::query(&format!(
+            "SELECT COALESCE(SUM(CASE WHEN st = 'failed' THEN 1 ELSE 0 END), 0) AS failed, \
+             COALESCE(SUM(CASE WHEN st IN ('queued', 'running') THEN 1 ELSE 0 END), 0) AS active, \
+             COALESCE(SUM(CASE WHEN st = 'pending' THEN 1 ELSE 0 END), 0) AS pending, \
+             COALESCE(SUM(CASE WHEN position < $2 AND st NOT IN ('done', 'failed') THEN 1 ELSE 0 END), 0) \
+             AS canary_open \
+             FROM (SELECT rs.position AS position, {ROW_STATE} AS st FROM recipe_run_servers rs \
+             LEFT JOIN jobs j ON j.id = rs.job_id WHERE rs.run_id = $1) x"
+        ))
+        .bind(run_id)
+        .bind(canary)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(RunProgress {
+            failed: row.try_get("failed")?,
+            active: row.try_get("active")?,
+            pending: row.try_get("pending")?,
+            canary_open: row.try_get("canary_open")?,
+        })
+    }
+
+    /// The next `limit` servers of a run that have not started (those at a position before `before`, when
+    /// given), in their order: id and name.
+    pub async fn run_next_pending(
         &self,
         run_id: i64,
-    ) -> Result<std::collections::HashMap<i64, String>> {
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>> {
         let rows = sqlx::query(
             "SELECT s.id AS id, s.name AS name FROM recipe_run_servers rs \
-             JOIN servers s ON s.id = rs.server_id WHERE rs.run_id = $1 AND rs.state = 'pending'",
+             JOIN servers s ON s.id = rs.server_id WHERE rs.run_id = $1 AND rs.state = 'pending' \
+             AND ($2 IS NULL OR rs.position < $2) ORDER BY rs.position LIMIT $3",
         )
         .bind(run_id)
+        .bind(before)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -362,6 +408,9 @@ impl Store {
     ) -> Result<Vec<(i64, crate::Job)>> {
         if starts.is_empty() {
             return Ok(Vec::new());
+        }
+        if self.backend == crate::Backend::Postgres {
+            return self.start_run_servers_pg(run_id, starts).await;
         }
         // The first statement writes, so a SQLite transaction takes the write lock at once.
         let mut tx = self.pool.begin().await?;
@@ -391,6 +440,69 @@ impl Store {
         tx.commit().await?;
         if !out.is_empty() {
             self.wake_workers().await?;
+        }
+        Ok(out)
+    }
+
+    /// PostgreSQL: a statement per 1000 servers (each a wave of its own, taken whole or not at all) that
+    /// locks the rows still pending, queues their jobs, records them and wakes the workers. In a run's steady
+    /// state a job's end starts one server: four round trips in a transaction were a third of its job's (#17).
+    async fn start_run_servers_pg(
+        &self,
+        run_id: i64,
+        starts: &[(i64, crate::NewJob)],
+    ) -> Result<Vec<(i64, crate::Job)>> {
+        const COLS: usize = crate::jobs::NEW_JOB_VALUES;
+        // A server once: its row takes one job.
+        let mut seen = std::collections::HashSet::new();
+        let starts: Vec<_> = starts
+            .iter()
+            .filter(|(_, new)| seen.insert(new.server_id))
+            .collect();
+        let mut out = Vec::new();
+        for chunk in starts.chunks(1000) {
+            let values = (0..chunk.len())
+                .map(|i| {
+                    let row = (0..COLS)
+                        .map(|c| format!("${}", 3 + i * COLS + c))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    format!("({row})")
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            // `take` locks the rows (one another node is taking is skipped: it is theirs), `ins` queues a job
+            // for each taken row only, `up` records it; the wake-up runs once, and only if a job was queued.
+            let sql = format!(
+                "WITH v (kind, server_id, payload, target_type, target_name, target_service_type, \
+                 provision_type, max_attempts, run_at) AS (VALUES {values}), \
+                 take AS (SELECT rs.server_id FROM recipe_run_servers rs WHERE rs.run_id = $1 \
+                 AND rs.state = 'pending' AND rs.server_id IN (SELECT server_id FROM v) FOR UPDATE SKIP LOCKED), \
+                 ins AS (INSERT INTO jobs (kind, server_id, payload, target_type, target_name, target_service_type, \
+                 provision_type, status, attempt, max_attempts, run_at, cancel_requested, created_at, updated_at) \
+                 SELECT v.kind, v.server_id, v.payload, v.target_type, v.target_name, v.target_service_type, \
+                 v.provision_type, 'queued', 0, v.max_attempts, v.run_at, 0, $2, $2 \
+                 FROM v JOIN take ON take.server_id = v.server_id RETURNING {JOB_COLS}), \
+                 up AS (UPDATE recipe_run_servers rs SET state = 'queued', job_id = ins.id FROM ins \
+                 WHERE rs.run_id = $1 AND rs.server_id = ins.server_id) \
+                 SELECT ins.*, (SELECT COUNT(*) FROM (SELECT pg_notify('{NOTIFY_CHANNEL}', '')) n) AS woke FROM ins",
+                JOB_COLS = crate::jobs::JOB_COLS,
+                NOTIFY_CHANNEL = crate::jobs::NOTIFY_CHANNEL,
+            );
+            let now = now_ms();
+            let mut q = sqlx::query(&sql).bind(run_id).bind(now);
+            for (_, new) in chunk.iter().copied() {
+                q = crate::jobs::bind_new_job(q, new, now);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                let job = crate::jobs::job_from(&row)?;
+                let server_id = job.server_id.unwrap_or_default();
+                out.push((server_id, job));
+            }
+        }
+        if !out.is_empty() {
+            // The database woke other nodes' workers; this node's are woken here.
+            self.jobs_notify.notify_waiters();
         }
         Ok(out)
     }

@@ -1062,11 +1062,54 @@ async fn a_recipe_runs_rows_follow_their_jobs() {
             new.target = Some(JobTarget::RecipeRun { id: run.id });
             (server, new)
         };
+        let progress = |failed, active, pending, canary_open| recipes::RunProgress {
+            failed,
+            active,
+            pending,
+            canary_open,
+        };
+        // Before anything started: all pending, a canary of two has two open; the next servers in order,
+        // within the canary wave when asked, with their names.
+        assert_eq!(
+            s.recipe_run_progress(run.id, 2).await.unwrap(),
+            progress(0, 0, 3, 2),
+            "{n}"
+        );
+        let next = s.run_next_pending(run.id, Some(1), 5).await.unwrap();
+        assert_eq!(next, vec![(ids[0], "web-1".to_string())], "{n}");
+        let next = s.run_next_pending(run.id, None, 2).await.unwrap();
+        assert_eq!(
+            next.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            ids[..2],
+            "{n}"
+        );
+        // Started in one go (a server listed twice is taken once).
         let started = s
-            .start_run_servers(run.id, &[job(ids[0]), job(ids[1]), job(ids[2])])
+            .start_run_servers(
+                run.id,
+                &[job(ids[0]), job(ids[1]), job(ids[2]), job(ids[2])],
+            )
             .await
             .unwrap();
         assert_eq!(started.len(), 3, "{n}");
+        let mut servers: Vec<i64> = started.iter().map(|(id, _)| *id).collect();
+        servers.sort();
+        assert_eq!(servers, ids, "{n}");
+        for (server, job) in &started {
+            assert_eq!(job.server_id, Some(*server), "{n}");
+            assert_eq!(job.target, Some(JobTarget::RecipeRun { id: run.id }), "{n}");
+        }
+        assert_eq!(
+            s.recipe_run_progress(run.id, 2).await.unwrap(),
+            progress(0, 3, 0, 2),
+            "{n}"
+        );
+        assert!(
+            s.run_next_pending(run.id, None, 5)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         // A server already taken is not taken twice, and leaves no job behind.
         assert!(
             s.start_run_servers(run.id, &[job(ids[0])])
@@ -1129,6 +1172,12 @@ async fn a_recipe_runs_rows_follow_their_jobs() {
                 ("failed".to_string(), Some(3), true),
                 ("failed".to_string(), None, true),
             ],
+            "{n}"
+        );
+        // Counted as the grid shows them: one done, two failed, the canary wave closed.
+        assert_eq!(
+            s.recipe_run_progress(run.id, 2).await.unwrap(),
+            progress(2, 0, 0, 0),
             "{n}"
         );
         // A claimed job's end is in its server's feed once, written by the ending (the fenced-out second
