@@ -514,6 +514,8 @@ impl Run<'_> {
         timeout: Duration,
         private_output: bool,
     ) -> Result<ExecOutput, PackageError> {
+        let cancel = self.ctx.cancel.clone();
+        let link = self.link(credential).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = LogWriter {
             store: self.store.clone(),
@@ -524,9 +526,9 @@ impl Run<'_> {
             secrets: self.plan.secrets.clone(),
         };
         // The writer stores the command line while the command runs: the store stays off the critical path.
+        // It starts once the connection and its shell are there, so that its wait for the command's first
+        // output (to store both in one statement) is not spent on connecting or on the server's job lock.
         let logging = tokio::spawn(writer.drain(format!("$ {shown}\n"), rx));
-        let cancel = self.ctx.cancel.clone();
-        let link = self.link(credential).await?;
         let session = &link.session;
         let req = ExecRequest {
             command,
