@@ -444,8 +444,8 @@ impl Store {
         Ok(out)
     }
 
-    /// PostgreSQL: a statement per 1000 servers (each a wave of its own, taken whole or not at all) that
-    /// locks the rows still pending, queues their jobs, records them and wakes the workers. In a run's steady
+    /// PostgreSQL: a statement per 1000 servers that locks their rows still pending, queues a job for each,
+    /// records it and wakes the workers (each server is taken with its job or not at all). In a run's steady
     /// state a job's end starts one server: four round trips in a transaction were a third of its job's (#17).
     async fn start_run_servers_pg(
         &self,
